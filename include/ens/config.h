@@ -1,0 +1,108 @@
+/* Job configuration: the INI file of DESIGN.md plus --set overrides.
+ * Every key has a default; unknown keys and bad values are errors that name
+ * file:line (or the --set argument) and what was expected. */
+#ifndef ENS_CONFIG_H
+#define ENS_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define ENS_MAX_HIDDEN 16
+#define ENS_PATH_MAX 1024
+
+typedef enum { ENS_INIT_NORMAL, ENS_INIT_XAVIER, ENS_INIT_HE, ENS_INIT_ORTHOGONAL } ens_init_kind;
+typedef enum { ENS_SCHED_CONSTANT, ENS_SCHED_STEP, ENS_SCHED_COSINE, ENS_SCHED_CYCLIC } ens_schedule_kind;
+typedef enum { ENS_MODE_SEED, ENS_MODE_BOOTSTRAP, ENS_MODE_SNAPSHOT } ens_mode_kind;
+typedef enum { ENS_COMBINE_AVERAGE, ENS_COMBINE_VOTE, ENS_COMBINE_PARAMS } ens_combine_kind;
+typedef enum { ENS_TRUNK_NONE, ENS_TRUNK_FILE, ENS_TRUNK_PRETRAIN } ens_trunk_source;
+/* share_init: whether all members start from the same initial weights. AUTO
+ * means "yes for combine = params, no otherwise". */
+typedef enum { ENS_SHARE_AUTO, ENS_SHARE_YES, ENS_SHARE_NO } ens_share_kind;
+
+typedef struct ens_config {
+  /* [data] */
+  char data_path[ENS_PATH_MAX]; /* input HDF5 file; default "data.h5" */
+  int standardize;              /* bool; default 1 */
+  double val_fraction;          /* in [0,1); default 0 */
+  /* [model] */
+  int n_hidden;                 /* number of hidden layers; default 2 */
+  int hidden[ENS_MAX_HIDDEN];   /* widths; default 512,256 */
+  int batchnorm;                /* bool; default 1 */
+  double dropout;               /* drop probability in [0,1); default 0 */
+  ens_init_kind init;           /* default he */
+  double init_std;              /* std for init = normal; default 0.01 */
+  double bias_init;             /* constant bias; default 0 */
+  /* [train] */
+  int epochs;                   /* default 10 */
+  int batch;                    /* default 128 */
+  double lr;                    /* default 0.05 */
+  double lr_min;                /* floor of cosine/cyclic; default 0 */
+  double momentum;              /* default 0.9 */
+  int nesterov;                 /* bool; default 1 */
+  double weight_decay;          /* default 5e-4 */
+  ens_schedule_kind schedule;   /* default cosine */
+  int step_size;                /* step schedule: epochs between decays; default 30 */
+  double step_gamma;            /* step schedule: factor; default 0.1 */
+  int cycles;                   /* cyclic schedule: restarts in the run; default 4 */
+  double clip_value;            /* per-element clip, 0 = off; default 0 */
+  double clip_norm;             /* global-norm clip, 0 = off; default 0 */
+  int threads;                  /* OpenBLAS threads per rank; default 1 */
+  double bn_momentum;           /* running-stat momentum; default 0.1 */
+  /* [ensemble] */
+  int members;                  /* default 1 */
+  ens_mode_kind mode;           /* default seed */
+  int snapshots;                /* members per snapshot chain; default 1 */
+  ens_combine_kind combine;     /* default average */
+  uint64_t seed;                /* default 42 */
+  ens_share_kind share_init;    /* default auto */
+  int first_member;             /* first member index this job trains; default 0 */
+  int count;                    /* members this job trains, 0 = all from first_member; default 0 */
+  /* [trunk] */
+  ens_trunk_source trunk_source;  /* default none */
+  char trunk_file[ENS_PATH_MAX];  /* default "" */
+  char trunk_dataset[256];        /* which params in trunk_file: "trunk" (default),
+                                     "ensemble" or "member:<k>" */
+  int trunk_layers;               /* default 0 */
+  int pretrain_epochs;            /* default 5 */
+  /* [output] */
+  char output_path[ENS_PATH_MAX];     /* default "result.h5" */
+  char checkpoint_dir[ENS_PATH_MAX];  /* default "" = <output.path>.ckpt */
+  int checkpoint_every;               /* epochs; 0 = only on a signal; default 1 */
+  double progress_interval;           /* seconds; default 10 */
+  int verbose;                        /* per-epoch lines; default 1 */
+} ens_config;
+
+/* Fills c with every default. */
+void ens_config_defaults(ens_config *c);
+
+/* Loads `path` on top of the defaults, then applies `nsets` overrides of the
+ * form "section.key=value" in order. Returns 0, or ENS_ECONFIG/ENS_EIO with a
+ * message in err (e.g. "job.ini:12: [train] lr: expected a positive number,
+ * got 'abc'" or "--set train.foo=1: unknown key [train] foo"). */
+int ens_config_load(ens_config *c, const char *path, const char *const *sets, int nsets,
+                    char *err, size_t errlen);
+
+/* Applies one "section.key=value" assignment (as --set does). */
+int ens_config_set(ens_config *c, const char *assignment, char *err, size_t errlen);
+
+/* Checks cross-key constraints (e.g. members divisible by snapshots, trunk
+ * layers < hidden layers). Returns 0 or ENS_ECONFIG with a message. */
+int ens_config_validate(const ens_config *c, char *err, size_t errlen);
+
+/* Writes the complete effective configuration as INI text (every key, after
+ * overrides) into a malloc'd string the caller frees; NULL on no memory.
+ * Loading that text again yields an identical ens_config. */
+char *ens_config_to_ini(const ens_config *c);
+
+/* Prints every section and key with its default and a one-line description. */
+void ens_config_print_keys(FILE *out);
+
+/* Names of enum values, for messages and the result file. */
+const char *ens_init_name(ens_init_kind k);
+const char *ens_schedule_name(ens_schedule_kind k);
+const char *ens_mode_name(ens_mode_kind k);
+const char *ens_combine_name(ens_combine_kind k);
+const char *ens_trunk_source_name(ens_trunk_source k);
+
+#endif

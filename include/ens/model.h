@@ -1,0 +1,125 @@
+/* A multilayer perceptron as a small table of layers over flat buffers:
+ * parameters, gradients, batch-norm statistics and activations are each one
+ * allocation, and every tensor points into them (llm.c style). A full model
+ * is blocks [0, n_hidden) plus the output layer; a trunk is the first L blocks
+ * and a head the rest plus the output, with the same per-layer parameter
+ * layout, so a trunk's parameters are a prefix of the full model's. */
+#ifndef ENS_MODEL_H
+#define ENS_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ens/config.h"
+#include "ens/rng.h"
+
+typedef enum {
+  ENS_LAYER_DENSE,
+  ENS_LAYER_BATCHNORM,
+  ENS_LAYER_RELU,
+  ENS_LAYER_DROPOUT,
+  ENS_LAYER_KIND_COUNT
+} ens_layer_kind;
+
+/* How a forward pass treats batch norm and dropout. */
+typedef enum {
+  ENS_PASS_TRAIN,      /* batch statistics (running stats updated), dropout on */
+  ENS_PASS_EVAL,       /* running statistics, dropout off */
+  ENS_PASS_BN_REESTIMATE /* batch statistics folded into a cumulative average of
+                            the running stats (SWA update_bn), dropout off */
+} ens_pass;
+
+/* The architecture of a full network. */
+typedef struct ens_arch {
+  int in;                      /* input features */
+  int classes;                 /* output width */
+  int n_hidden;
+  int hidden[ENS_MAX_HIDDEN];
+  int batchnorm;               /* bool */
+  float dropout;               /* drop probability after each hidden block */
+} ens_arch;
+
+typedef struct ens_layer {
+  ens_layer_kind kind;
+  int in, out;         /* feature widths (equal except for dense) */
+  int block;           /* hidden block index, n_hidden for the output layer */
+  size_t param_off;    /* offset into params/grads */
+  size_t nparam;
+  size_t stat_off;     /* offset into stats (batch norm running mean, var) */
+  size_t nstat;
+  float *y;            /* output activations (batch_max, out) */
+  const float *x;      /* input of the last forward pass (not owned) */
+  float *aux;          /* batch norm: xhat (batch_max,out) then invstd (out);
+                          dropout: mask (batch_max,out) */
+} ens_layer;
+
+typedef struct ens_model {
+  ens_arch arch;
+  int first_block, last_block; /* hidden blocks [first, last) */
+  int has_output;              /* includes the output dense layer */
+  int in, out;                 /* input and output widths of this (sub)model */
+  int batch_max;
+  int nlayers;
+  ens_layer *layers;
+  size_t nparams, nstats;
+  float *params;   /* (nparams) */
+  float *grads;    /* (nparams) */
+  float *stats;    /* (nstats) */
+  float *acts;     /* every layer's y and aux */
+  float *dbuf[2];  /* gradient ping-pong buffers (batch_max, max width) */
+  float *probs;    /* softmax output (batch_max, out) when has_output */
+  float bn_eps, bn_momentum;
+  long bn_batches; /* batches seen by ENS_PASS_BN_REESTIMATE */
+} ens_model;
+
+/* Fills arch from a config and data dimensions. */
+void ens_arch_from_config(ens_arch *a, const ens_config *c, int in, int classes);
+
+/* Creates hidden blocks [first_block, last_block) plus the output layer when
+ * with_output, for batches of up to batch_max rows. All buffers are allocated
+ * here, once. Returns 0, ENS_EINVAL or ENS_ENOMEM; free with ens_model_free. */
+int ens_model_create(ens_model *m, const ens_arch *a, int first_block, int last_block,
+                     int with_output, int batch_max);
+void ens_model_free(ens_model *m);
+
+/* Number of parameters / statistics that blocks [first, last) (+ output)
+ * would have, without creating a model. */
+void ens_arch_sizes(const ens_arch *a, int first_block, int last_block, int with_output,
+                    size_t *nparams, size_t *nstats);
+
+/* Initializes parameters (weights by `init`, biases to bias_init, batch norm
+ * gamma 1 / beta 0, running mean 0 / var 1). Layer l of the FULL network uses
+ * the generator (seed, member, ENS_STREAM_INIT, l), so a head initialized
+ * alone gets the same weights as the same layers of a full model. Returns 0
+ * or ENS_ELAPACK (orthogonal init). */
+int ens_model_init(ens_model *m, ens_init_kind init, double init_std, double bias_init,
+                   uint64_t seed, uint32_t member);
+
+/* Forward pass over x (batch, in). Returns the output (batch, out): the
+ * logits when has_output, else the last block's activations; the pointer is
+ * into m's buffers and valid until the next forward. `r` draws dropout masks
+ * in ENS_PASS_TRAIN (may be NULL otherwise). */
+const float *ens_model_forward(ens_model *m, const float *x, int batch, ens_pass pass,
+                               ens_rng *r);
+
+/* Softmax cross-entropy of the last forward pass against y; fills m->probs
+ * and, with backward, the whole gradient m->grads (overwritten). dx_out, when
+ * not NULL, receives the gradient w.r.t. the input (batch, in). Returns the
+ * mean loss. */
+double ens_model_loss_backward(ens_model *m, const float *x, const int32_t *y, int batch,
+                               float *dx_out);
+
+/* Probabilities (n, out) of the rows of x (n, in), eval mode, in batches. */
+void ens_model_predict(ens_model *m, float *probs, const float *x, int n);
+/* Eval-mode outputs (n, out) without softmax (trunk features). */
+void ens_model_features(ens_model *m, float *out, const float *x, int n);
+
+/* Re-estimates batch-norm running statistics with the current weights: resets
+ * them and averages batch statistics over x (n, in) in batches of batch_max
+ * (SWA's update_bn, Izmailov et al. 2018). */
+void ens_model_reestimate_bn(ens_model *m, const float *x, int n);
+
+/* Human-readable layer list, e.g. "dense(784,512) bn(512) relu ...". */
+void ens_model_describe(const ens_model *m, char *buf, size_t len);
+
+#endif

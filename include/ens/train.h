@@ -1,0 +1,86 @@
+/* Training one network: the SGD loop over mini-batches with its schedule,
+ * clipping and counter-based randomness. The trainer owns the model, the
+ * optimizer state and every buffer the loop needs (allocated once). */
+#ifndef ENS_TRAIN_H
+#define ENS_TRAIN_H
+
+#include <stdint.h>
+
+#include "ens/config.h"
+#include "ens/model.h"
+#include "ens/optim.h"
+
+/* Training inputs: x (n, d) features, y (n) labels; rows (nrows) selects the
+ * training rows (a bootstrap draw), or NULL for all n rows. */
+typedef struct ens_train_set {
+  const float *x;
+  const int32_t *y;
+  int n, d;
+  const int32_t *rows;
+  int nrows;
+} ens_train_set;
+
+typedef struct ens_trainer ens_trainer;
+
+/* Callbacks of the loop; any may be NULL. A non-zero return stops the loop
+ * and is returned by ens_trainer_run. */
+typedef struct ens_train_hooks {
+  void *ctx;
+  /* After every epoch with its mean training loss. */
+  int (*on_epoch)(void *ctx, ens_trainer *t, int epoch, double train_loss);
+  /* After the last step of each cycle of a cyclic schedule (and of the run):
+   * `index` counts them from 0. */
+  int (*on_cycle_end)(void *ctx, ens_trainer *t, int index);
+  /* Polled after every step: non-zero asks the loop to stop there (e.g. a
+   * signal arrived); the loop then returns ENS_ESTOPPED with the state
+   * consistent and resumable. */
+  int (*should_stop)(void *ctx);
+} ens_train_hooks;
+
+struct ens_trainer {
+  ens_model model;     /* the network being trained (full model or head) */
+  float *velocity;     /* (model.nparams) momentum buffer */
+  float *xb;           /* (batch, d) gathered inputs */
+  int32_t *yb;         /* (batch) gathered labels */
+  int32_t *order;      /* (max rows) permutation of the current epoch */
+  int order_cap;
+  ens_schedule sched;
+  ens_sgd sgd;
+  float clip_value, clip_norm;
+  int batch, epochs;
+  uint64_t seed;
+  uint32_t rng_member; /* key of the shuffle and dropout streams */
+  /* Position, enough to resume: the next step runs batch `batch_in_epoch`
+   * of epoch `epoch`; `step` counts steps since the start. */
+  int epoch;
+  long batch_in_epoch;
+  long step;
+  int cycles_done;     /* cycle ends seen (snapshot mode) */
+  double loss_sum;     /* training loss accumulated over this epoch */
+  long loss_count;
+  double last_loss;    /* mean loss of the last finished epoch */
+};
+
+/* Creates a trainer for blocks [first_block, n_hidden) + output of `arch`
+ * (first_block > 0: a head on trunk features) for up to max_rows training rows.
+ * Returns 0 or an ENS_E* code; free with ens_trainer_free. */
+int ens_trainer_create(ens_trainer *t, const ens_arch *arch, int first_block,
+                       const ens_config *c, int max_rows);
+void ens_trainer_free(ens_trainer *t);
+
+/* Number of optimizer steps per epoch for nrows rows: a final batch of one
+ * row is dropped (batch norm needs two). */
+long ens_steps_per_epoch(int nrows, int batch);
+
+/* Resets to a fresh start: parameters initialized with key init_member,
+ * zero momentum, position 0; shuffle and dropout keyed by rng_member. The
+ * schedule is set for `nrows` training rows. */
+int ens_trainer_start(ens_trainer *t, const ens_config *c, uint32_t init_member,
+                      uint32_t rng_member, int nrows);
+
+/* Runs from the current position to the end of training. Returns 0, the
+ * first non-zero hook result, ENS_ESTOPPED, or ENS_ENUMERIC when the loss
+ * becomes NaN or infinite. */
+int ens_trainer_run(ens_trainer *t, const ens_train_set *set, const ens_train_hooks *h);
+
+#endif

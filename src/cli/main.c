@@ -1,0 +1,222 @@
+/* The ens command: argument parsing, MPI start-up, signal handling and exit
+ * codes (0 ok, 1 usage/config/input error, 2 runtime failure, 75 stopped by
+ * a signal after writing checkpoints). Library code never exits; this does. */
+#include <mpi.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "ens/config.h"
+#include "ens/data.h"
+#include "ens/ensemble.h"
+#include "ens/error.h"
+
+#define EXIT_USAGE 1
+#define EXIT_RUNTIME 2
+#define EXIT_STOPPED 75
+
+/* The only process-wide state: set by the signal handler, read by the
+ * training loop between steps. */
+static volatile sig_atomic_t g_stop = 0;
+
+static void on_signal(int sig) {
+  (void)sig;
+  g_stop = 1;
+}
+
+static void usage(FILE *out) {
+  fprintf(out,
+          "usage: ens <command> [options]\n"
+          "\n"
+          "commands:\n"
+          "  import idx --images F --labels F [--test-images F --test-labels F] -o data.h5\n"
+          "      convert (gzip) IDX files to the ens input layout\n"
+          "  train -c job.ini [--set section.key=value ...] [--resume]\n"
+          "      train an ensemble (under mpirun: one rank per process)\n"
+          "  predict -m result.h5 -i input.h5 -o predictions.h5 [--combine average|vote|params]\n"
+          "      apply a trained ensemble to new data\n"
+          "  info result.h5\n"
+          "      print a result file's architecture, members and metrics\n"
+          "  merge a.h5 b.h5 ... -o all.h5\n"
+          "      combine result files of disjoint member slices into one\n"
+          "\n"
+          "`ens <command> --help` gives the command's options; `ens train --help` lists\n"
+          "every config key with its default.\n"
+          "exit codes: 0 success, 1 usage/config/input error, 2 runtime failure,\n"
+          "75 stopped by a signal after writing checkpoints\n");
+}
+
+static void train_usage(FILE *out) {
+  fprintf(out,
+          "usage: ens train -c job.ini [--set section.key=value ...] [--resume]\n"
+          "\n"
+          "  -c, --config FILE    INI job file (keys below; every key has a default)\n"
+          "  --set S.K=V          override one key, e.g. --set train.epochs=5 (repeatable)\n"
+          "  --resume             continue from the checkpoints in [output] checkpoint_dir\n"
+          "  -h, --help           this help\n"
+          "\n"
+          "Signals: SIGTERM, SIGINT or SIGUSR1 stop all ranks after the current step;\n"
+          "checkpoints are written and ens exits with 75. Run again with --resume.\n"
+          "\n"
+          "config keys ([section] key = default  description):\n");
+  ens_config_print_keys(out);
+}
+
+static int cmd_train(int argc, char **argv) {
+  const char *cfg_path = NULL;
+  int resume = 0, nsets = 0;
+  const char **sets = calloc((size_t)argc + 1, sizeof(char *));
+  int rank = 0, code = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  if (!sets)
+    return EXIT_RUNTIME;
+  for (int i = 0; i < argc; i++) {
+    const char *a = argv[i];
+    if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+      if (rank == 0)
+        train_usage(stdout);
+      free(sets);
+      return 0;
+    } else if ((!strcmp(a, "-c") || !strcmp(a, "--config")) && i + 1 < argc) {
+      cfg_path = argv[++i];
+    } else if (!strcmp(a, "--set") && i + 1 < argc) {
+      sets[nsets++] = argv[++i];
+    } else if (!strncmp(a, "--set=", 6)) {
+      sets[nsets++] = a + 6;
+    } else if (!strcmp(a, "--resume")) {
+      resume = 1;
+    } else {
+      if (rank == 0)
+        fprintf(stderr, "ens train: unknown or incomplete option '%s' (see ens train --help)\n",
+                a);
+      free(sets);
+      return EXIT_USAGE;
+    }
+  }
+  if (!cfg_path) {
+    if (rank == 0)
+      fprintf(stderr, "ens train: -c job.ini is required (see ens train --help)\n");
+    free(sets);
+    return EXIT_USAGE;
+  }
+  ens_config cfg;
+  char err[2048] = "";
+  int ret = ens_config_load(&cfg, cfg_path, sets, nsets, err, sizeof(err));
+  if (!ret)
+    ret = ens_config_validate(&cfg, err, sizeof(err));
+  free(sets);
+  if (ret) {
+    if (rank == 0)
+      fprintf(stderr, "ens train: %s\n", err);
+    return EXIT_USAGE;
+  }
+  char *text = ens_config_to_ini(&cfg);
+  if (!text)
+    return EXIT_RUNTIME;
+  struct sigaction sa;
+  memset(&sa, 0, sizeof(sa));
+  sa.sa_handler = on_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGTERM, &sa, NULL);
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGUSR1, &sa, NULL);
+  ens_job_opts o = {.config_text = text, .config_path = cfg_path, .stop = &g_stop,
+                    .resume = resume};
+  ret = ens_train_job(&cfg, &o, MPI_COMM_WORLD, err, sizeof(err));
+  free(text);
+  if (ret == 0)
+    return 0;
+  if (ret == ENS_ESTOPPED) {
+    if (rank == 0)
+      fprintf(stderr, "ens train: %s\n", err);
+    return EXIT_STOPPED;
+  }
+  code = (ret == ENS_ECONFIG || ret == ENS_EFORMAT || ret == ENS_EIO) ? EXIT_USAGE : EXIT_RUNTIME;
+  if (rank == 0 || code == EXIT_RUNTIME)
+    fprintf(stderr, "ens train: %s%s%s\n", err[0] ? err : ens_strerror(ret),
+            err[0] ? "" : "", "");
+  return code;
+}
+
+static int cmd_import(int argc, char **argv) {
+  if (argc < 1 || strcmp(argv[0], "idx") != 0) {
+    fprintf(stderr, "ens import: expected 'idx' (usage: ens import idx --images F --labels F "
+                    "[--test-images F --test-labels F] -o data.h5)\n");
+    return EXIT_USAGE;
+  }
+  const char *img = NULL, *lab = NULL, *timg = NULL, *tlab = NULL, *out = NULL;
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    const char **dst = !strcmp(a, "--images")        ? &img
+                       : !strcmp(a, "--labels")      ? &lab
+                       : !strcmp(a, "--test-images") ? &timg
+                       : !strcmp(a, "--test-labels") ? &tlab
+                       : (!strcmp(a, "-o") || !strcmp(a, "--output")) ? &out
+                                                                      : NULL;
+    if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+      printf("usage: ens import idx --images F --labels F [--test-images F --test-labels F] "
+             "-o data.h5\n  Reads gzip or plain IDX files and writes /train/x, /train/y "
+             "(and /test/x, /test/y) plus the root attribute `classes`.\n");
+      return 0;
+    }
+    if (!dst || i + 1 >= argc) {
+      fprintf(stderr, "ens import idx: unknown or incomplete option '%s'\n", a);
+      return EXIT_USAGE;
+    }
+    *dst = argv[++i];
+  }
+  if (!img || !lab || !out || (!timg) != (!tlab)) {
+    fprintf(stderr, "ens import idx: --images, --labels and -o are required; --test-images "
+                    "and --test-labels go together\n");
+    return EXIT_USAGE;
+  }
+  char err[2048] = "";
+  int ret = ens_idx_import(img, lab, timg, tlab, out, err, sizeof(err));
+  if (ret) {
+    fprintf(stderr, "ens import idx: %s\n", err[0] ? err : ens_strerror(ret));
+    return ret == ENS_ENOMEM ? EXIT_RUNTIME : EXIT_USAGE;
+  }
+  printf("wrote %s\n", out);
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
+    usage(argc < 2 ? stderr : stdout);
+    return argc < 2 ? EXIT_USAGE : 0;
+  }
+  if (!strcmp(argv[1], "--version")) {
+    printf("ens %s\n", ENS_VERSION);
+    return 0;
+  }
+  const char *cmd = argv[1];
+  if (!strcmp(cmd, "import"))
+    return cmd_import(argc - 2, argv + 2);
+  if (!strcmp(cmd, "info"))
+    return ens_cli_info(argc - 2, argv + 2);
+  if (!strcmp(cmd, "predict"))
+    return ens_cli_predict(argc - 2, argv + 2);
+  if (!strcmp(cmd, "merge"))
+    return ens_cli_merge(argc - 2, argv + 2);
+  if (strcmp(cmd, "train") != 0) {
+    fprintf(stderr, "ens: unknown command '%s'\n", cmd);
+    usage(stderr);
+    return EXIT_USAGE;
+  }
+  if (MPI_Init(&argc, &argv) != MPI_SUCCESS) {
+    fprintf(stderr, "ens: MPI_Init failed\n");
+    return EXIT_RUNTIME;
+  }
+  int code = cmd_train(argc - 2, argv + 2);
+  if (code == EXIT_RUNTIME) {
+    /* Other ranks may be blocked in communication: take the job down. */
+    int size;
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    if (size > 1)
+      MPI_Abort(MPI_COMM_WORLD, EXIT_RUNTIME);
+  }
+  MPI_Finalize();
+  return code;
+}

@@ -1,0 +1,945 @@
+/* Job configuration: one table of keys (key_table below) drives the
+ * defaults, INI parsing with inih, --set overrides, the INI text stored in
+ * result files and the key listing, so that every key is declared once. */
+#include "ens/config.h"
+
+#include "ens/error.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <ini.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/types.h>
+
+/* Numbers are written and read in the "C" locale (strtod/printf), which is
+ * what a program gets unless it calls setlocale(LC_NUMERIC, ...). */
+
+/* Enum fields are stored through memcpy of an int (see key_set). */
+_Static_assert(sizeof(ens_init_kind) == sizeof(int), "enum size");
+_Static_assert(sizeof(ens_schedule_kind) == sizeof(int), "enum size");
+_Static_assert(sizeof(ens_mode_kind) == sizeof(int), "enum size");
+_Static_assert(sizeof(ens_combine_kind) == sizeof(int), "enum size");
+_Static_assert(sizeof(ens_trunk_source) == sizeof(int), "enum size");
+_Static_assert(sizeof(ens_share_kind) == sizeof(int), "enum size");
+
+/* Value names, indexed by the enum value; NULL-terminated. */
+static const char *const init_names[] = {"normal", "xavier", "he", "orthogonal", NULL};
+static const char *const schedule_names[] = {"constant", "step", "cosine", "cyclic", NULL};
+static const char *const mode_names[] = {"seed", "bootstrap", "snapshot", NULL};
+static const char *const combine_names[] = {"average", "vote", "params", NULL};
+static const char *const trunk_names[] = {"none", "file", "pretrain", NULL};
+static const char *const share_names[] = {"auto", "true", "false", NULL};
+_Static_assert(ENS_INIT_ORTHOGONAL == 3 && ENS_SCHED_CYCLIC == 3 && ENS_MODE_SNAPSHOT == 2 &&
+                   ENS_COMBINE_PARAMS == 2 && ENS_TRUNK_PRETRAIN == 2 && ENS_SHARE_AUTO == 0 &&
+                   ENS_SHARE_YES == 1 && ENS_SHARE_NO == 2,
+               "name tables follow the enum order");
+
+typedef enum { KEY_BOOL, KEY_INT, KEY_DOUBLE, KEY_STRING, KEY_ENUM, KEY_INTLIST, KEY_U64 } key_type;
+
+/* Bounds of a KEY_INT/KEY_DOUBLE value: which ends exist, which are open. */
+enum { B_LO = 1, B_LO_OPEN = 2, B_HI = 4, B_HI_OPEN = 8 };
+#define GE(a) .bounds = B_LO, .lo = (a)
+#define GT(a) .bounds = B_LO | B_LO_OPEN, .lo = (a)
+#define CLOSED(a, b) .bounds = B_LO | B_HI, .lo = (a), .hi = (b)                  /* [a, b] */
+#define CLOSED_OPEN(a, b) .bounds = B_LO | B_HI | B_HI_OPEN, .lo = (a), .hi = (b) /* [a, b) */
+#define OPEN_CLOSED(a, b) .bounds = B_LO | B_LO_OPEN | B_HI, .lo = (a), .hi = (b) /* (a, b] */
+#define ANY .bounds = 0
+
+typedef struct {
+  const char *section;
+  const char *key;
+  key_type type;
+  size_t offset;            /* of the field in ens_config */
+  size_t size;              /* KEY_STRING: buffer size */
+  size_t count_offset;      /* KEY_INTLIST: offset of the element count */
+  int bounds;               /* KEY_INT, KEY_DOUBLE: B_* flags */
+  double lo, hi;
+  const char *const *names; /* KEY_ENUM */
+  const char *def;          /* default, as INI text */
+  const char *help;
+} key_spec;
+
+#define FIELD(f) .offset = offsetof(ens_config, f)
+#define K_BOOL(s, k, f, d, h) {s, k, KEY_BOOL, FIELD(f), .def = d, .help = h}
+#define K_INT(s, k, f, b, d, h) {s, k, KEY_INT, FIELD(f), b, .def = d, .help = h}
+#define K_DBL(s, k, f, b, d, h) {s, k, KEY_DOUBLE, FIELD(f), b, .def = d, .help = h}
+#define K_STR(s, k, f, d, h) \
+  {s, k, KEY_STRING, FIELD(f), .size = sizeof(((ens_config *)0)->f), .def = d, .help = h}
+#define K_ENUM(s, k, f, n, d, h) {s, k, KEY_ENUM, FIELD(f), .names = n, .def = d, .help = h}
+#define K_U64(s, k, f, d, h) {s, k, KEY_U64, FIELD(f), .def = d, .help = h}
+
+/* Every key, grouped by section in output order. Field names are those of
+ * ens_config; key names are what users write in the INI file. */
+static const key_spec key_table[] = {
+    K_STR("data", "path", data_path, "data.h5", "input HDF5 file (/train/x, /train/y, /test/x, ...)"),
+    K_BOOL("data", "standardize", standardize, "true",
+           "standardize features with the train split's per-feature mean/std"),
+    K_DBL("data", "val_fraction", val_fraction, CLOSED_OPEN(0, 1), "0",
+          "fraction of the train split held out for validation when the file has no /val"),
+
+    {"model", "hidden", KEY_INTLIST, FIELD(hidden), .count_offset = offsetof(ens_config, n_hidden),
+     .def = "512,256", .help = "hidden layer widths, comma-separated (empty = no hidden layer)"},
+    K_BOOL("model", "batchnorm", batchnorm, "true", "batch normalization after each hidden layer"),
+    K_DBL("model", "dropout", dropout, CLOSED_OPEN(0, 1), "0",
+          "dropout probability after each hidden layer"),
+    K_ENUM("model", "init", init, init_names, "he", "weight initialization"),
+    K_DBL("model", "init_std", init_std, GT(0), "0.01", "weight standard deviation for init = normal"),
+    K_DBL("model", "bias_init", bias_init, ANY, "0", "initial value of every bias"),
+
+    K_INT("train", "epochs", epochs, GE(1), "10", "epochs per member (per chain in snapshot mode)"),
+    K_INT("train", "batch", batch, GE(2), "128", "minibatch size"),
+    K_DBL("train", "lr", lr, GT(0), "0.05", "learning rate (peak of the schedule)"),
+    K_DBL("train", "lr_min", lr_min, GE(0), "0", "learning-rate floor of the cosine and cyclic schedules"),
+    K_DBL("train", "momentum", momentum, CLOSED_OPEN(0, 1), "0.9", "SGD momentum"),
+    K_BOOL("train", "nesterov", nesterov, "true", "Nesterov momentum"),
+    K_DBL("train", "weight_decay", weight_decay, GE(0), "0.0005", "L2 weight decay"),
+    K_ENUM("train", "schedule", schedule, schedule_names, "cosine", "learning-rate schedule"),
+    K_INT("train", "step_size", step_size, GE(1), "30", "step schedule: epochs between decays"),
+    K_DBL("train", "step_gamma", step_gamma, OPEN_CLOSED(0, 1), "0.1", "step schedule: decay factor"),
+    K_INT("train", "cycles", cycles, GE(1), "4", "cyclic schedule: cosine cycles (restarts) in the run"),
+    K_DBL("train", "clip_value", clip_value, GE(0), "0", "clip each gradient element to [-v, v] (0 = off)"),
+    K_DBL("train", "clip_norm", clip_norm, GE(0), "0", "clip the global gradient norm (0 = off)"),
+    K_INT("train", "threads", threads, CLOSED(1, 256), "1",
+          "OpenBLAS threads per rank (results are bitwise reproducible for a fixed value)"),
+    K_DBL("train", "bn_momentum", bn_momentum, OPEN_CLOSED(0, 1), "0.1",
+          "batch-norm running-statistics momentum"),
+
+    K_INT("ensemble", "members", members, GE(1), "1", "number of ensemble members"),
+    K_ENUM("ensemble", "mode", mode, mode_names, "seed",
+           "how members differ: own seed, bootstrap resample, or snapshot chains"),
+    K_INT("ensemble", "snapshots", snapshots, GE(1), "1", "members per snapshot chain (mode = snapshot)"),
+    K_ENUM("ensemble", "combine", combine, combine_names, "average", "how members are combined"),
+    K_U64("ensemble", "seed", seed, "42", "ensemble seed; all randomness of member k derives from it"),
+    K_ENUM("ensemble", "share_init", share_init, share_names, "auto",
+           "members start from the same initial weights; auto = only for combine = params"),
+    K_INT("ensemble", "first_member", first_member, GE(0), "0", "first member index this job trains"),
+    K_INT("ensemble", "count", count, GE(0), "0", "members this job trains (0 = all from first_member)"),
+
+    K_ENUM("trunk", "source", trunk_source, trunk_names, "none", "shared frozen feature trunk"),
+    K_STR("trunk", "file", trunk_file, "", "result file holding the trunk (source = file)"),
+    K_STR("trunk", "dataset", trunk_dataset, "trunk",
+          "parameters of the trunk file to use: trunk, ensemble or member:<k>"),
+    K_INT("trunk", "layers", trunk_layers, GE(0), "0", "hidden layers in the trunk"),
+    K_INT("trunk", "pretrain_epochs", pretrain_epochs, GE(0), "5",
+          "epochs to pretrain the trunk (source = pretrain)"),
+
+    K_STR("output", "path", output_path, "result.h5", "result HDF5 file"),
+    K_STR("output", "checkpoint_dir", checkpoint_dir, "", "checkpoint directory (empty = <output path>.ckpt)"),
+    K_INT("output", "checkpoint_every", checkpoint_every, GE(0), "1",
+          "epochs between checkpoints (0 = only on a signal)"),
+    K_DBL("output", "progress_interval", progress_interval, GT(0), "10", "seconds between progress lines"),
+    K_INT("output", "verbose", verbose, GE(0), "1", "verbosity: 0 = quiet, 1 = per-epoch lines"),
+};
+#define N_KEYS (sizeof key_table / sizeof key_table[0])
+
+/* Messages quote at most this many characters of a bad value. */
+#define QUOTE_MAX 80
+/* Room for one message without its "file:line: " prefix. */
+#define MSG_MAX 512
+
+/* ---- small helpers ------------------------------------------------------ */
+
+static void put_err(char *err, size_t errlen, const char *fmt, ...) {
+  if (!err || errlen == 0)
+    return;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(err, errlen, fmt, ap);
+  va_end(ap);
+}
+
+static char *lskip(char *s) {
+  while (*s && isspace((unsigned char)*s))
+    s++;
+  return s;
+}
+
+static void rstrip(char *s) {
+  size_t n = strlen(s);
+  while (n > 0 && isspace((unsigned char)s[n - 1]))
+    s[--n] = '\0';
+}
+
+/* Index of the first character of s in `chars`, or of an inline comment
+ * (';' after whitespace), or of the terminating NUL: the same scan inih
+ * uses, so that over-long lines are split exactly as inih would. */
+static size_t span_to(const char *s, const char *chars) {
+  size_t i = 0;
+  bool was_space = false;
+  while (s[i] && !(chars && strchr(chars, s[i])) && !(was_space && s[i] == ';')) {
+    was_space = isspace((unsigned char)s[i]) != 0;
+    i++;
+  }
+  return i;
+}
+
+static bool name_is(const char *name, const char *s, size_t n) {
+  return strlen(name) == n && strncmp(name, s, n) == 0;
+}
+
+static bool section_known(const char *s, size_t n) {
+  for (size_t i = 0; i < N_KEYS; i++)
+    if (name_is(key_table[i].section, s, n))
+      return true;
+  return false;
+}
+
+static const key_spec *find_key(const char *sec, size_t slen, const char *key, size_t klen) {
+  for (size_t i = 0; i < N_KEYS; i++)
+    if (name_is(key_table[i].section, sec, slen) && name_is(key_table[i].key, key, klen))
+      return &key_table[i];
+  return NULL;
+}
+
+/* "data, model, train, ..." for messages. */
+static void section_list(char *buf, size_t len) {
+  size_t used = 0;
+  buf[0] = '\0';
+  for (size_t i = 0; i < N_KEYS; i++) {
+    if (i > 0 && strcmp(key_table[i].section, key_table[i - 1].section) == 0)
+      continue;
+    int n = snprintf(buf + used, len - used, "%s[%s]", used ? ", " : "", key_table[i].section);
+    if (n < 0 || (size_t)n >= len - used)
+      return;
+    used += (size_t)n;
+  }
+}
+
+/* "a|b|c" */
+static void name_list(char *buf, size_t len, const char *const *names) {
+  size_t used = 0;
+  buf[0] = '\0';
+  for (int i = 0; names[i]; i++) {
+    int n = snprintf(buf + used, len - used, "%s%s", i ? "|" : "", names[i]);
+    if (n < 0 || (size_t)n >= len - used)
+      return;
+    used += (size_t)n;
+  }
+}
+
+static int name_count(const char *const *names) {
+  int n = 0;
+  while (names[n])
+    n++;
+  return n;
+}
+
+static const char *enum_name(const char *const *names, int k) {
+  return k >= 0 && k < name_count(names) ? names[k] : "unknown";
+}
+
+/* ---- strict value parsers ----------------------------------------------- */
+
+static bool parse_long(const char *s, long *out) {
+  if (!*s || isspace((unsigned char)*s))
+    return false;
+  char *end;
+  errno = 0;
+  long v = strtol(s, &end, 10);
+  if (end == s || *end || errno == ERANGE)
+    return false;
+  *out = v;
+  return true;
+}
+
+/* Underflow to a subnormal is accepted (errno is not consulted) so that any
+ * finite double written with %.17g reads back. */
+static bool parse_double(const char *s, double *out) {
+  if (!*s || isspace((unsigned char)*s))
+    return false;
+  char *end;
+  double v = strtod(s, &end);
+  if (end == s || *end || !isfinite(v))
+    return false;
+  *out = v;
+  return true;
+}
+
+/* Decimal digits only: strtoull would accept (and negate) "-1". */
+static bool parse_u64(const char *s, uint64_t *out) {
+  if (!isdigit((unsigned char)*s))
+    return false;
+  for (const char *p = s; *p; p++)
+    if (!isdigit((unsigned char)*p))
+      return false;
+  char *end;
+  errno = 0;
+  unsigned long long v = strtoull(s, &end, 10);
+  if (*end || errno == ERANGE || v > UINT64_MAX)
+    return false;
+  *out = (uint64_t)v;
+  return true;
+}
+
+static bool parse_bool(const char *s, int *out) {
+  static const char *const yes[] = {"true", "yes", "on", "1"};
+  static const char *const no[] = {"false", "no", "off", "0"};
+  for (int i = 0; i < 4; i++) {
+    if (strcasecmp(s, yes[i]) == 0) {
+      *out = 1;
+      return true;
+    }
+    if (strcasecmp(s, no[i]) == 0) {
+      *out = 0;
+      return true;
+    }
+  }
+  return false;
+}
+
+/* "512,256" or "512, 256"; empty (or blank) means no hidden layer. */
+static bool parse_intlist(const char *s, int *vals, int *n) {
+  *n = 0;
+  const char *p = s;
+  while (isspace((unsigned char)*p))
+    p++;
+  if (!*p)
+    return true;
+  for (;;) {
+    while (isspace((unsigned char)*p))
+      p++;
+    if (!isdigit((unsigned char)*p) || *n == ENS_MAX_HIDDEN)
+      return false;
+    char *end;
+    errno = 0;
+    long v = strtol(p, &end, 10);
+    if (errno == ERANGE || v < 1 || v > INT_MAX)
+      return false;
+    vals[(*n)++] = (int)v;
+    p = end;
+    while (isspace((unsigned char)*p))
+      p++;
+    if (!*p)
+      return true;
+    if (*p != ',')
+      return false;
+    p++;
+  }
+}
+
+static bool in_bounds(const key_spec *k, double v) {
+  if (k->bounds & B_LO) {
+    if ((k->bounds & B_LO_OPEN) ? !(v > k->lo) : !(v >= k->lo))
+      return false;
+  }
+  if (k->bounds & B_HI) {
+    if ((k->bounds & B_HI_OPEN) ? !(v < k->hi) : !(v <= k->hi))
+      return false;
+  }
+  return true;
+}
+
+/* What a key accepts, e.g. "a number > 0", "an integer in [1, 256]". */
+static void describe_expected(const key_spec *k, char *buf, size_t len) {
+  char names[256];
+  switch (k->type) {
+  case KEY_BOOL:
+    snprintf(buf, len, "true or false (or yes/no, on/off, 1/0)");
+    return;
+  case KEY_STRING:
+    snprintf(buf, len, "at most %zu characters", k->size - 1);
+    return;
+  case KEY_ENUM:
+    name_list(names, sizeof names, k->names);
+    snprintf(buf, len, "one of %s", names);
+    return;
+  case KEY_INTLIST:
+    snprintf(buf, len, "a comma-separated list of at most %d positive integers (e.g. 512,256; empty for none)",
+             ENS_MAX_HIDDEN);
+    return;
+  case KEY_U64:
+    snprintf(buf, len, "an unsigned 64-bit integer");
+    return;
+  case KEY_INT:
+  case KEY_DOUBLE:
+    break;
+  }
+  const char *what = k->type == KEY_INT ? "an integer" : "a number";
+  int b = k->bounds;
+  if ((b & B_LO) && (b & B_HI))
+    snprintf(buf, len, "%s in %c%g, %g%c", what, (b & B_LO_OPEN) ? '(' : '[', k->lo, k->hi,
+             (b & B_HI_OPEN) ? ')' : ']');
+  else if (b & B_LO)
+    snprintf(buf, len, "%s %s %g", what, (b & B_LO_OPEN) ? ">" : ">=", k->lo);
+  else if (b & B_HI)
+    snprintf(buf, len, "%s %s %g", what, (b & B_HI_OPEN) ? "<" : "<=", k->hi);
+  else
+    snprintf(buf, len, "%s", k->type == KEY_INT ? "an integer" : "a finite number");
+}
+
+/* Strings are written back verbatim by ens_config_to_ini, so reject what the
+ * INI syntax cannot carry: control characters, leading or trailing blanks
+ * (inih strips them) and ';' after a blank (an inline comment). */
+static const char *string_problem(const char *s) {
+  size_t n = strlen(s);
+  for (size_t i = 0; i < n; i++) {
+    unsigned char ch = (unsigned char)s[i];
+    if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
+      return "must not contain control characters";
+    if (ch == ';' && i > 0 && isspace((unsigned char)s[i - 1]))
+      return "must not contain ';' after a blank (it starts an INI comment)";
+  }
+  if (n > 0 && (isspace((unsigned char)s[0]) || isspace((unsigned char)s[n - 1])))
+    return "must not start or end with a blank";
+  return NULL;
+}
+
+/* Parses `value` for key k and stores it in c; c is unchanged on error.
+ * Returns 0, or ENS_ECONFIG with "[sec] key: expected ..., got '...'" in msg. */
+static int key_set(ens_config *c, const key_spec *k, const char *value, char *msg, size_t msglen) {
+  char *field = (char *)c + k->offset;
+  bool ok = false;
+  long l;
+  double d;
+  int i;
+  uint64_t u;
+  int list[ENS_MAX_HIDDEN];
+  switch (k->type) {
+  case KEY_BOOL:
+    if ((ok = parse_bool(value, &i)))
+      memcpy(field, &i, sizeof i);
+    break;
+  case KEY_INT:
+    ok = parse_long(value, &l) && l >= INT_MIN && l <= INT_MAX && in_bounds(k, (double)l);
+    if (ok) {
+      i = (int)l;
+      memcpy(field, &i, sizeof i);
+    }
+    break;
+  case KEY_DOUBLE:
+    if ((ok = parse_double(value, &d) && in_bounds(k, d)))
+      memcpy(field, &d, sizeof d);
+    break;
+  case KEY_U64:
+    if ((ok = parse_u64(value, &u)))
+      memcpy(field, &u, sizeof u);
+    break;
+  case KEY_ENUM:
+    for (i = 0; k->names[i]; i++)
+      if (strcasecmp(value, k->names[i]) == 0) {
+        memcpy(field, &i, sizeof i);
+        ok = true;
+        break;
+      }
+    break;
+  case KEY_INTLIST:
+    if ((ok = parse_intlist(value, list, &i))) {
+      memset(field, 0, sizeof list);
+      memcpy(field, list, (size_t)i * sizeof list[0]);
+      memcpy((char *)c + k->count_offset, &i, sizeof i);
+    }
+    break;
+  case KEY_STRING: {
+    size_t n = strlen(value);
+    const char *problem = string_problem(value);
+    if (n >= k->size) {
+      snprintf(msg, msglen, "[%s] %s: expected at most %zu characters, got %zu", k->section, k->key,
+               k->size - 1, n);
+      return ENS_ECONFIG;
+    }
+    if (problem) {
+      snprintf(msg, msglen, "[%s] %s: %s, got '%.*s'", k->section, k->key, problem, QUOTE_MAX, value);
+      return ENS_ECONFIG;
+    }
+    memset(field, 0, k->size);
+    memcpy(field, value, n);
+    return 0;
+  }
+  }
+  if (ok)
+    return 0;
+  char expected[320];
+  describe_expected(k, expected, sizeof expected);
+  snprintf(msg, msglen, "[%s] %s: expected %s, got '%.*s%s'", k->section, k->key, expected, QUOTE_MAX,
+           value, strlen(value) > QUOTE_MAX ? "..." : "");
+  return ENS_ECONFIG;
+}
+
+/* Applies section.key = value (section and key given by pointer and length).
+ * Returns 0 or ENS_ECONFIG with a message (no location prefix) in msg. */
+static int apply(ens_config *c, const char *sec, size_t slen, const char *key, size_t klen,
+                 const char *value, char *msg, size_t msglen) {
+  char list[256];
+  if (slen == 0) {
+    section_list(list, sizeof list);
+    snprintf(msg, msglen, "key '%.*s' is outside any section (sections: %s)", (int)klen, key, list);
+    return ENS_ECONFIG;
+  }
+  if (!section_known(sec, slen)) {
+    section_list(list, sizeof list);
+    snprintf(msg, msglen, "unknown section [%.*s] (sections: %s)", (int)slen, sec, list);
+    return ENS_ECONFIG;
+  }
+  const key_spec *k = find_key(sec, slen, key, klen);
+  if (!k) {
+    /* Point at the right section when the key exists elsewhere. */
+    const key_spec *elsewhere = NULL;
+    for (size_t i = 0; i < N_KEYS && !elsewhere; i++)
+      if (name_is(key_table[i].key, key, klen))
+        elsewhere = &key_table[i];
+    if (elsewhere)
+      snprintf(msg, msglen, "unknown key '%.*s' in section [%.*s] (did you mean [%s] %s?)", (int)klen,
+               key, (int)slen, sec, elsewhere->section, elsewhere->key);
+    else
+      snprintf(msg, msglen, "unknown key '%.*s' in section [%.*s]", (int)klen, key, (int)slen, sec);
+    return ENS_ECONFIG;
+  }
+  return key_set(c, k, value ? value : "", msg, msglen);
+}
+
+/* Writes key k's value of c as INI text into buf. */
+static void format_value(const ens_config *c, const key_spec *k, char *buf, size_t len) {
+  const char *field = (const char *)c + k->offset;
+  int i;
+  double d;
+  uint64_t u;
+  switch (k->type) {
+  case KEY_BOOL:
+    memcpy(&i, field, sizeof i);
+    snprintf(buf, len, "%s", i ? "true" : "false");
+    return;
+  case KEY_INT:
+    memcpy(&i, field, sizeof i);
+    snprintf(buf, len, "%d", i);
+    return;
+  case KEY_DOUBLE:
+    /* Shortest of %.15g..%.17g that reads back to the same double. */
+    memcpy(&d, field, sizeof d);
+    for (int prec = 15; prec <= 17; prec++) {
+      snprintf(buf, len, "%.*g", prec, d);
+      if (strtod(buf, NULL) == d)
+        return;
+    }
+    return;
+  case KEY_U64:
+    memcpy(&u, field, sizeof u);
+    snprintf(buf, len, "%" PRIu64, u);
+    return;
+  case KEY_ENUM:
+    memcpy(&i, field, sizeof i);
+    snprintf(buf, len, "%s", enum_name(k->names, i));
+    return;
+  case KEY_STRING:
+    snprintf(buf, len, "%.*s", (int)(k->size - 1), field);
+    return;
+  case KEY_INTLIST: {
+    int n, v;
+    size_t used = 0;
+    memcpy(&n, (const char *)c + k->count_offset, sizeof n);
+    if (n < 0)
+      n = 0;
+    if (n > ENS_MAX_HIDDEN)
+      n = ENS_MAX_HIDDEN;
+    buf[0] = '\0';
+    for (int j = 0; j < n && used < len; j++) {
+      memcpy(&v, field + (size_t)j * sizeof v, sizeof v);
+      int w = snprintf(buf + used, len - used, "%s%d", j ? "," : "", v);
+      if (w < 0)
+        return;
+      used += (size_t)w;
+    }
+    return;
+  }
+  }
+}
+
+/* ---- INI file loading --------------------------------------------------- */
+
+/* State shared by file_reader and file_handler. inih's handler gets no line
+ * number, so lines are read here and counted as they are handed to inih;
+ * inih calls the handler for a line before it reads the next one. */
+typedef struct {
+  ens_config *cfg;
+  FILE *fp;
+  char *line;             /* getline buffer, owned */
+  size_t cap;
+  int lineno;             /* number of the line last handed to inih */
+  const char *long_value; /* value of an over-long key line (see long_line) */
+  int long_lineno;
+  int read_errno;         /* errno of a failed read, 0 = none */
+  int err_line;           /* line of the first error, 0 = none */
+  char msg[MSG_MAX];      /* that error, without the "file:line: " prefix */
+} file_ctx;
+
+static void note_error(file_ctx *x, const char *fmt, ...) {
+  if (x->err_line)
+    return;
+  x->err_line = x->lineno;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(x->msg, sizeof x->msg, fmt, ap);
+  va_end(ap);
+}
+
+#define SYNTAX_MSG "syntax error: expected [section], key = value, or a comment"
+
+/* inih reads into a fixed buffer of `num` bytes (200 in Debian's build) and
+ * would silently split a longer line in two. A long `key = value` line
+ * (a deep path) is split here as inih would split it and handed over as
+ * "key=\x01"; file_handler substitutes the value kept in x. */
+static char *long_line(file_ctx *x, char *s, char *str, int num) {
+  str[0] = '\0';
+  if (*s == ';' || *s == '#' || *s == '[')
+    return str; /* a comment, or a section already checked by check_section */
+  size_t eq = span_to(s, "=:");
+  if (s[eq] != '=' && s[eq] != ':') {
+    note_error(x, SYNTAX_MSG);
+    return str;
+  }
+  s[eq] = '\0';
+  rstrip(s);
+  char *value = lskip(s + eq + 1);
+  value[span_to(value, NULL)] = '\0';
+  rstrip(value);
+  if (strlen(s) + 3 > (size_t)num) {
+    note_error(x, "line too long");
+    return str;
+  }
+  x->long_value = value;
+  x->long_lineno = x->lineno;
+  snprintf(str, (size_t)num, "%s=\x01", s);
+  return str;
+}
+
+/* Reports an unknown [section] at its own line, even if it has no keys
+ * (inih only calls the handler for key lines). */
+static void check_section(file_ctx *x, const char *s) {
+  size_t end = span_to(s + 1, "]");
+  if (s[1 + end] != ']')
+    return; /* inih reports the syntax error */
+  if (!section_known(s + 1, end)) {
+    char list[256];
+    section_list(list, sizeof list);
+    note_error(x, "unknown section [%.*s] (sections: %s)", (int)end, s + 1, list);
+  }
+}
+
+/* fgets-style reader for ini_parse_stream. Leading blanks are removed, so
+ * an indented line is never taken as a continuation of the previous value
+ * (inih's multi-line values would otherwise make `lr = 0.1\n  0.2` mean
+ * lr = 0.2). */
+static char *file_reader(char *str, int num, void *stream) {
+  file_ctx *x = stream;
+  errno = 0;
+  ssize_t n = getline(&x->line, &x->cap, x->fp);
+  if (n < 0) {
+    if (ferror(x->fp) || errno == ENOMEM)
+      x->read_errno = errno ? errno : EIO;
+    return NULL;
+  }
+  x->lineno++;
+  char *s = x->line;
+  if ((size_t)n != strlen(s)) {
+    note_error(x, "line contains a NUL character");
+    str[0] = '\0';
+    return str;
+  }
+  if (x->lineno == 1 && strncmp(s, "\xEF\xBB\xBF", 3) == 0)
+    s += 3; /* UTF-8 byte order mark */
+  rstrip(s);
+  s = lskip(s);
+  if (*s == '[')
+    check_section(x, s);
+  size_t len = strlen(s);
+  if (len < (size_t)num) {
+    memcpy(str, s, len + 1);
+    return str;
+  }
+  return long_line(x, s, str, num);
+}
+
+static int file_handler(void *user, const char *section, const char *name, const char *value) {
+  file_ctx *x = user;
+  if (x->err_line)
+    return 1; /* only the first error is reported */
+  if (value && x->long_lineno == x->lineno && strcmp(value, "\x01") == 0)
+    value = x->long_value;
+  char msg[MSG_MAX];
+  if (apply(x->cfg, section, strlen(section), name, strlen(name), value, msg, sizeof msg) != 0) {
+    note_error(x, "%s", msg);
+    return 0;
+  }
+  return 1;
+}
+
+static int load_file(ens_config *c, const char *path, char *err, size_t errlen) {
+  file_ctx x;
+  memset(&x, 0, sizeof x);
+  x.cfg = c;
+  x.fp = fopen(path, "r");
+  if (!x.fp) {
+    put_err(err, errlen, "cannot open config file '%s': %s", path, strerror(errno));
+    return ENS_EIO;
+  }
+  /* ini_parse_stream rather than ini_parse: the reader gives line numbers. */
+  int ret = ini_parse_stream(file_reader, &x, file_handler, &x);
+  int rc = 0;
+  if (x.read_errno == ENOMEM || ret == -2) {
+    put_err(err, errlen, "out of memory reading config file '%s'", path);
+    rc = ENS_ENOMEM;
+  } else if (x.read_errno) {
+    put_err(err, errlen, "error reading config file '%s': %s", path, strerror(x.read_errno));
+    rc = ENS_EIO;
+  } else if (ret > 0 && (x.err_line == 0 || ret < x.err_line)) {
+    put_err(err, errlen, "%s:%d: " SYNTAX_MSG, path, ret);
+    rc = ENS_ECONFIG;
+  } else if (x.err_line) {
+    put_err(err, errlen, "%s:%d: %s", path, x.err_line, x.msg);
+    rc = ENS_ECONFIG;
+  }
+  free(x.line);
+  fclose(x.fp);
+  return rc;
+}
+
+/* ---- public API --------------------------------------------------------- */
+
+void ens_config_defaults(ens_config *c) {
+  char msg[MSG_MAX];
+  memset(c, 0, sizeof *c); /* zero padding too, so configs compare with memcmp */
+  for (size_t i = 0; i < N_KEYS; i++)
+    (void)key_set(c, &key_table[i], key_table[i].def, msg, sizeof msg); /* tested */
+}
+
+int ens_config_set(ens_config *c, const char *assignment, char *err, size_t errlen) {
+  const char *eq = strchr(assignment, '=');
+  const char *dot = eq ? memchr(assignment, '.', (size_t)(eq - assignment)) : NULL;
+  if (!eq || !dot) {
+    put_err(err, errlen, "--set %s: expected section.key=value", assignment);
+    return ENS_ECONFIG;
+  }
+  const char *sec = assignment, *key = dot + 1;
+  while (sec < dot && isspace((unsigned char)*sec))
+    sec++;
+  while (key < eq && isspace((unsigned char)*key))
+    key++;
+  size_t slen = (size_t)(dot - sec), klen = (size_t)(eq - key);
+  while (klen > 0 && isspace((unsigned char)key[klen - 1]))
+    klen--;
+  if (slen == 0 || klen == 0) {
+    put_err(err, errlen, "--set %s: expected section.key=value", assignment);
+    return ENS_ECONFIG;
+  }
+  char *value = malloc(strlen(eq + 1) + 1);
+  if (!value) {
+    put_err(err, errlen, "--set %s: out of memory", assignment);
+    return ENS_ENOMEM;
+  }
+  strcpy(value, eq + 1);
+  rstrip(value);
+  char msg[MSG_MAX];
+  int rc = apply(c, sec, slen, key, klen, lskip(value), msg, sizeof msg);
+  if (rc)
+    put_err(err, errlen, "--set %s: %s", assignment, msg);
+  free(value);
+  return rc;
+}
+
+int ens_config_load(ens_config *c, const char *path, const char *const *sets, int nsets, char *err,
+                    size_t errlen) {
+  put_err(err, errlen, "%s", "");
+  ens_config_defaults(c);
+  if (path) {
+    int rc = load_file(c, path, err, errlen);
+    if (rc)
+      return rc;
+  }
+  for (int i = 0; i < nsets; i++) {
+    int rc = ens_config_set(c, sets[i], err, errlen);
+    if (rc)
+      return rc;
+  }
+  return 0;
+}
+
+/* Accepts "trunk", "ensemble" or "member:<k>" with k a non-negative integer. */
+static bool trunk_dataset_ok(const char *s) {
+  if (strcmp(s, "trunk") == 0 || strcmp(s, "ensemble") == 0)
+    return true;
+  if (strncmp(s, "member:", 7) != 0)
+    return false;
+  long k;
+  return isdigit((unsigned char)s[7]) && parse_long(s + 7, &k) && k <= INT_MAX;
+}
+
+int ens_config_validate(const ens_config *c, char *err, size_t errlen) {
+  char buf[ENS_PATH_MAX + 64], expected[320];
+  /* Per-key checks again, for configs filled in by code rather than parsed. */
+  for (size_t i = 0; i < N_KEYS; i++) {
+    const key_spec *k = &key_table[i];
+    const char *field = (const char *)c + k->offset;
+    bool ok = true;
+    int v;
+    double d;
+    switch (k->type) {
+    case KEY_INT:
+      memcpy(&v, field, sizeof v);
+      ok = in_bounds(k, v);
+      break;
+    case KEY_DOUBLE:
+      memcpy(&d, field, sizeof d);
+      ok = isfinite(d) && in_bounds(k, d);
+      break;
+    case KEY_ENUM:
+      memcpy(&v, field, sizeof v);
+      ok = v >= 0 && v < name_count(k->names);
+      break;
+    case KEY_STRING:
+      ok = memchr(field, '\0', k->size) != NULL;
+      break;
+    case KEY_INTLIST:
+      memcpy(&v, (const char *)c + k->count_offset, sizeof v);
+      ok = v >= 0 && v <= ENS_MAX_HIDDEN;
+      for (int j = 0; ok && j < v; j++)
+        ok = c->hidden[j] >= 1;
+      break;
+    case KEY_BOOL:
+    case KEY_U64:
+      break;
+    }
+    if (!ok) {
+      format_value(c, k, buf, sizeof buf);
+      describe_expected(k, expected, sizeof expected);
+      put_err(err, errlen, "[%s] %s = %.*s: expected %s", k->section, k->key, QUOTE_MAX, buf, expected);
+      return ENS_ECONFIG;
+    }
+  }
+  if (c->mode == ENS_MODE_SNAPSHOT) {
+    if (c->members % c->snapshots != 0) {
+      put_err(err, errlen,
+              "[ensemble] members = %d is not a multiple of [ensemble] snapshots = %d "
+              "(mode = snapshot: each chain yields snapshots members)",
+              c->members, c->snapshots);
+      return ENS_ECONFIG;
+    }
+    if (c->epochs < c->snapshots) {
+      put_err(err, errlen,
+              "[train] epochs = %d is less than [ensemble] snapshots = %d "
+              "(mode = snapshot needs at least one epoch per snapshot)",
+              c->epochs, c->snapshots);
+      return ENS_ECONFIG;
+    }
+  }
+  if ((c->schedule == ENS_SCHED_COSINE || c->schedule == ENS_SCHED_CYCLIC ||
+       c->mode == ENS_MODE_SNAPSHOT) &&
+      c->lr_min > c->lr) {
+    put_err(err, errlen, "[train] lr_min = %g is greater than [train] lr = %g", c->lr_min, c->lr);
+    return ENS_ECONFIG;
+  }
+  if (c->first_member >= c->members) {
+    put_err(err, errlen, "[ensemble] first_member = %d must be less than [ensemble] members = %d",
+            c->first_member, c->members);
+    return ENS_ECONFIG;
+  }
+  if ((long long)c->first_member + c->count > c->members) {
+    put_err(err, errlen,
+            "[ensemble] first_member + count = %d + %d exceeds [ensemble] members = %d", c->first_member,
+            c->count, c->members);
+    return ENS_ECONFIG;
+  }
+  if (c->trunk_source != ENS_TRUNK_NONE) {
+    const char *src = ens_trunk_source_name(c->trunk_source);
+    if (c->trunk_layers < 1) {
+      put_err(err, errlen, "[trunk] layers = %d: source = %s needs a trunk of at least 1 layer",
+              c->trunk_layers, src);
+      return ENS_ECONFIG;
+    }
+    if (c->trunk_layers > c->n_hidden) {
+      put_err(err, errlen,
+              "[trunk] layers = %d exceeds the %d hidden layer(s) of [model] hidden (source = %s)",
+              c->trunk_layers, c->n_hidden, src);
+      return ENS_ECONFIG;
+    }
+  }
+  if (c->trunk_source == ENS_TRUNK_FILE) {
+    if (c->trunk_file[0] == '\0') {
+      put_err(err, errlen, "[trunk] file is empty: source = file needs the result file holding the trunk");
+      return ENS_ECONFIG;
+    }
+    if (!trunk_dataset_ok(c->trunk_dataset)) {
+      put_err(err, errlen, "[trunk] dataset: expected trunk, ensemble or member:<k>, got '%.*s'", QUOTE_MAX,
+              c->trunk_dataset);
+      return ENS_ECONFIG;
+    }
+  }
+  return 0;
+}
+
+/* Growing string for ens_config_to_ini. */
+typedef struct {
+  char *p;
+  size_t len, cap;
+  bool oom;
+} sbuf;
+
+static void sbuf_add(sbuf *b, const char *a, const char *s1, const char *s2) {
+  if (b->oom)
+    return;
+  size_t n = strlen(a) + strlen(s1) + strlen(s2);
+  if (b->len + n + 1 > b->cap) {
+    size_t cap = (b->cap ? b->cap : 1024);
+    while (b->len + n + 1 > cap)
+      cap *= 2;
+    char *p = realloc(b->p, cap);
+    if (!p) {
+      b->oom = true;
+      return;
+    }
+    b->p = p;
+    b->cap = cap;
+  }
+  b->len += (size_t)sprintf(b->p + b->len, "%s%s%s", a, s1, s2);
+}
+
+char *ens_config_to_ini(const ens_config *c) {
+  sbuf b = {NULL, 0, 0, false};
+  char value[ENS_PATH_MAX + 64];
+  for (size_t i = 0; i < N_KEYS; i++) {
+    const key_spec *k = &key_table[i];
+    if (i == 0 || strcmp(k->section, key_table[i - 1].section) != 0)
+      sbuf_add(&b, i ? "\n[" : "[", k->section, "]\n");
+    format_value(c, k, value, sizeof value);
+    sbuf_add(&b, k->key, " = ", value);
+    sbuf_add(&b, "\n", "", "");
+  }
+  if (b.oom) {
+    free(b.p);
+    return NULL;
+  }
+  return b.p;
+}
+
+void ens_config_print_keys(FILE *out) {
+  char left[N_KEYS][128], names[256];
+  int width = 0;
+  for (size_t i = 0; i < N_KEYS; i++) {
+    const key_spec *k = &key_table[i];
+    int n = snprintf(left[i], sizeof left[i], "[%s] %s =%s%s", k->section, k->key, k->def[0] ? " " : "",
+                     k->def);
+    if (n > width)
+      width = n;
+  }
+  for (size_t i = 0; i < N_KEYS; i++) {
+    const key_spec *k = &key_table[i];
+    if (i > 0 && strcmp(k->section, key_table[i - 1].section) != 0)
+      fputc('\n', out);
+    names[0] = '\0';
+    if (k->type == KEY_ENUM)
+      name_list(names, sizeof names, k->names);
+    fprintf(out, "  %-*s    %s%s%s%s\n", width, left[i], k->help, names[0] ? " (" : "", names,
+            names[0] ? ")" : "");
+  }
+}
+
+const char *ens_init_name(ens_init_kind k) { return enum_name(init_names, (int)k); }
+const char *ens_schedule_name(ens_schedule_kind k) { return enum_name(schedule_names, (int)k); }
+const char *ens_mode_name(ens_mode_kind k) { return enum_name(mode_names, (int)k); }
+const char *ens_combine_name(ens_combine_kind k) { return enum_name(combine_names, (int)k); }
+const char *ens_trunk_source_name(ens_trunk_source k) { return enum_name(trunk_names, (int)k); }

@@ -1,0 +1,89 @@
+/* Private state of one ensemble job on one rank, shared by the files of
+ * src/ensemble/ (setup, training, collection, checkpoints). */
+#ifndef ENS_ENSEMBLE_JOB_H
+#define ENS_ENSEMBLE_JOB_H
+
+#include <hdf5.h>
+#include <mpi.h>
+#include <stdint.h>
+
+#include "ens/config.h"
+#include "ens/data.h"
+#include "ens/ensemble.h"
+#include "ens/model.h"
+#include "ens/train.h"
+
+/* Metadata of a finished member, sent with its packed buffer. */
+typedef struct ens_member_meta {
+  int32_t k;
+  int32_t epochs;
+  int64_t steps;
+  int32_t init_key, rng_key;
+  double final_loss;
+  double train_seconds;
+} ens_member_meta;
+
+/* A member held by a non-root rank until rank 0 asks for it. */
+typedef struct ens_held_member {
+  ens_member_meta meta;
+  float *data; /* packed, ens_job_packed_len floats */
+} ens_held_member;
+
+typedef struct ens_job {
+  const ens_config *c;
+  const ens_job_opts *o;
+  MPI_Comm comm;
+  int rank, size;
+  int first, last;       /* members [first, last) of this job */
+  ens_data data;         /* standardized */
+  float *mean, *std;     /* (d) standardization, NULL when off */
+  int classes, n_train, n_test, d;
+  /* Inputs of the trained networks: the data itself, or trunk features. */
+  const float *ftrain, *ftest;
+  int fd;
+  float *trunk_train, *trunk_test; /* owned feature caches (trunk) */
+  float *trunk_params, *trunk_stats;
+  size_t trunk_nparams, trunk_nstats;
+  int trunk_layers;      /* 0 = no trunk */
+  ens_arch arch;
+  size_t nparams, nstats; /* of one member (head when a trunk is used) */
+  ens_trainer trainer;
+  uint32_t init_key;
+  int32_t *rows;         /* (n_train) bootstrap draw */
+  float *pack;           /* (packed_len) one member */
+  float *eval_probs;     /* (n_test, C) per-epoch evaluation */
+  ens_held_member *held; /* non-root: finished members */
+  int nheld;
+  hid_t file;            /* rank 0: the temporary result file */
+  char tmp_path[ENS_PATH_MAX + 64];
+  char ckpt_dir[ENS_PATH_MAX + 16];
+} ens_job;
+
+int ens_job_setup(ens_job *j, const ens_config *c, const ens_job_opts *o, MPI_Comm comm,
+                  char *err, size_t errlen);
+void ens_job_free(ens_job *j);
+
+int ens_job_unit_of(const ens_job *j, int k);
+int ens_job_rank_of(const ens_job *j, int k);
+size_t ens_job_packed_len(const ens_job *j);
+
+/* rows (n) = n draws with replacement from [0, n), keyed by (seed, member). */
+void ens_job_bootstrap_rows(int32_t *rows, int n, uint64_t seed, uint32_t member);
+
+/* Keeps a finished member: rank 0 writes it to the result file, other ranks
+ * hold a copy until the collection phase. */
+int ens_job_store_member(ens_job *j, const ens_member_meta *meta, const float *packed);
+
+/* Collection (collective): rank 0 combines members in order and writes and
+ * renames the result file. */
+int ens_job_collect(ens_job *j, double train_wall, char *err, size_t errlen);
+
+/* Checkpoints (no-ops when checkpointing is off). */
+int ens_job_checkpoint_epoch(ens_job *j, ens_trainer *t, int unit, int epoch);
+int ens_job_checkpoint_stop(ens_job *j, ens_trainer *t, int unit);
+int ens_job_checkpoint_done(ens_job *j, int unit);
+/* Restores a unit from its checkpoint when resuming; *done = 1 when the unit
+ * had finished (its members are then re-stored from the checkpoint). */
+int ens_job_restore_unit(ens_job *j, ens_trainer *t, int unit, int *done);
+
+#endif

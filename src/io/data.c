@@ -1,0 +1,610 @@
+/* Input data sets: reads the HDF5 layout of DESIGN.md (/train, /test, optional
+ * /val) into float32/int32 splits with every check the trainer relies on
+ * (types, shapes, labels, finiteness); validation split and standardization. */
+#include "ens/data.h"
+
+#include "ens/error.h"
+#include "ens/rng.h"
+
+#include <hdf5.h>
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Everything the readers need to open datasets and word their messages. */
+typedef struct loader {
+  const char *path;
+  hid_t file;
+  char *err;
+  size_t errlen;
+} loader;
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...) {
+  if (!err || errlen == 0)
+    return;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(err, errlen, fmt, ap);
+  va_end(ap);
+}
+
+static const char *class_name(H5T_class_t c) {
+  switch (c) {
+  case H5T_INTEGER:
+    return "integer";
+  case H5T_FLOAT:
+    return "float";
+  case H5T_TIME:
+    return "time";
+  case H5T_STRING:
+    return "string";
+  case H5T_BITFIELD:
+    return "bitfield";
+  case H5T_OPAQUE:
+    return "opaque";
+  case H5T_COMPOUND:
+    return "compound";
+  case H5T_REFERENCE:
+    return "reference";
+  case H5T_ENUM:
+    return "enum";
+  case H5T_VLEN:
+    return "variable-length";
+  case H5T_ARRAY:
+    return "array";
+  default:
+    return "unknown";
+  }
+}
+
+/* 1 when every component of the absolute path `name` exists, else 0. Walks
+ * the components because H5Lexists fails (rather than saying no) when an
+ * intermediate group is missing. */
+static int path_exists(hid_t file, const char *name) {
+  char buf[256];
+  size_t len = strlen(name);
+  if (len >= sizeof buf)
+    return 0;
+  memcpy(buf, name, len + 1);
+  for (size_t i = 1; i <= len; i++) {
+    if (buf[i] != '/' && buf[i] != '\0')
+      continue;
+    char saved = buf[i];
+    buf[i] = '\0';
+    htri_t e = H5Lexists(file, buf, H5P_DEFAULT);
+    buf[i] = saved;
+    if (e <= 0)
+      return 0;
+  }
+  return 1;
+}
+
+/* Reads dataset `name` (any integer or float type, rank >= 2) as float32,
+ * flattened to (n, d), into s->x/n/d. */
+static int read_x(const loader *L, const char *name, ens_split *s) {
+  int rc = ENS_EFORMAT;
+  hid_t ds = H5I_INVALID_HID, type = H5I_INVALID_HID, space = H5I_INVALID_HID;
+  float *x = NULL;
+  hsize_t dims[H5S_MAX_RANK];
+
+  ds = H5Dopen2(L->file, name, H5P_DEFAULT);
+  if (ds < 0) {
+    set_err(L->err, L->errlen, "%s: %s is not a dataset", L->path, name);
+    goto cleanup;
+  }
+  type = H5Dget_type(ds);
+  space = H5Dget_space(ds);
+  if (type < 0 || space < 0) {
+    rc = ENS_EHDF5;
+    set_err(L->err, L->errlen, "%s: cannot query dataset %s", L->path, name);
+    goto cleanup;
+  }
+  H5T_class_t cls = H5Tget_class(type);
+  if (cls != H5T_INTEGER && cls != H5T_FLOAT) {
+    set_err(L->err, L->errlen, "%s: dataset %s: expected an integer or float type, found %s",
+            L->path, name, class_name(cls));
+    goto cleanup;
+  }
+  int rank = H5Sget_simple_extent_ndims(space);
+  if (rank < 0 || H5Sget_simple_extent_dims(space, dims, NULL) < 0) {
+    rc = ENS_EHDF5;
+    set_err(L->err, L->errlen, "%s: cannot query the shape of %s", L->path, name);
+    goto cleanup;
+  }
+  if (rank < 2) {
+    if (rank == 1)
+      set_err(L->err, L->errlen, "%s: dataset %s: expected shape (n, d), found (%llu)", L->path,
+              name, (unsigned long long)dims[0]);
+    else
+      set_err(L->err, L->errlen, "%s: dataset %s: expected shape (n, d), found a scalar",
+              L->path, name);
+    goto cleanup;
+  }
+  /* Products in 64 bits with explicit overflow checks: d is the product of
+   * all but the first dimension. */
+  unsigned long long n = dims[0], d = 1;
+  for (int k = 1; k < rank; k++) {
+    if (dims[k] != 0 && d > ULLONG_MAX / dims[k]) {
+      set_err(L->err, L->errlen, "%s: dataset %s: too many features per row", L->path, name);
+      goto cleanup;
+    }
+    d *= dims[k];
+  }
+  if (n == 0 || d == 0) {
+    set_err(L->err, L->errlen, "%s: dataset %s is empty (%llu rows, %llu features)", L->path,
+            name, n, d);
+    goto cleanup;
+  }
+  if (n > INT_MAX || d > INT_MAX) {
+    set_err(L->err, L->errlen, "%s: dataset %s: %llu x %llu is too large (at most %d rows and %d "
+            "features)", L->path, name, n, d, INT_MAX, INT_MAX);
+    goto cleanup;
+  }
+  if ((size_t)n > SIZE_MAX / sizeof(float) / (size_t)d) {
+    rc = ENS_ENOMEM;
+    set_err(L->err, L->errlen, "%s: dataset %s: %llu x %llu floats do not fit in memory", L->path,
+            name, n, d);
+    goto cleanup;
+  }
+  size_t total = (size_t)n * (size_t)d;
+  x = malloc(total * sizeof(float));
+  if (!x) {
+    rc = ENS_ENOMEM;
+    set_err(L->err, L->errlen, "%s: cannot allocate %zu bytes for %s (%llu x %llu floats)",
+            L->path, total * sizeof(float), name, n, d);
+    goto cleanup;
+  }
+  /* HDF5 converts any integer or float type to float32 during the read. */
+  if (H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, x) < 0) {
+    rc = ENS_EHDF5;
+    set_err(L->err, L->errlen, "%s: cannot read dataset %s as float32", L->path, name);
+    goto cleanup;
+  }
+  for (size_t i = 0; i < total; i++) {
+    if (!isfinite(x[i])) {
+      set_err(L->err, L->errlen,
+              "%s: dataset %s has a non-finite value (%g) at row %zu, column %zu (after "
+              "conversion to float32)",
+              L->path, name, (double)x[i], i / (size_t)d, i % (size_t)d);
+      goto cleanup;
+    }
+  }
+  s->x = x;
+  s->n = (int)n;
+  s->d = (int)d;
+  x = NULL;
+  rc = 0;
+
+cleanup:
+  free(x);
+  if (space >= 0)
+    H5Sclose(space);
+  if (type >= 0)
+    H5Tclose(type);
+  if (ds >= 0)
+    H5Dclose(ds);
+  return rc;
+}
+
+/* Reads labels `name` (any integer type, rank 1, n rows to match xname) into
+ * s->y as int32 and their maximum into *maxlab. */
+static int read_y(const loader *L, const char *name, const char *xname, ens_split *s,
+                  int32_t *maxlab) {
+  int rc = ENS_EFORMAT;
+  hid_t ds = H5I_INVALID_HID, type = H5I_INVALID_HID, space = H5I_INVALID_HID;
+  int64_t *buf = NULL;
+  int32_t *y = NULL;
+  hsize_t dims[H5S_MAX_RANK];
+  size_t n = (size_t)s->n;
+
+  ds = H5Dopen2(L->file, name, H5P_DEFAULT);
+  if (ds < 0) {
+    set_err(L->err, L->errlen, "%s: %s is not a dataset", L->path, name);
+    goto cleanup;
+  }
+  type = H5Dget_type(ds);
+  space = H5Dget_space(ds);
+  if (type < 0 || space < 0) {
+    rc = ENS_EHDF5;
+    set_err(L->err, L->errlen, "%s: cannot query dataset %s", L->path, name);
+    goto cleanup;
+  }
+  H5T_class_t cls = H5Tget_class(type);
+  if (cls != H5T_INTEGER) {
+    set_err(L->err, L->errlen, "%s: dataset %s: expected an integer type, found %s", L->path,
+            name, class_name(cls));
+    goto cleanup;
+  }
+  int rank = H5Sget_simple_extent_ndims(space);
+  if (rank < 0 || H5Sget_simple_extent_dims(space, dims, NULL) < 0) {
+    rc = ENS_EHDF5;
+    set_err(L->err, L->errlen, "%s: cannot query the shape of %s", L->path, name);
+    goto cleanup;
+  }
+  if (rank != 1) {
+    set_err(L->err, L->errlen, "%s: dataset %s: expected shape (n), found rank %d", L->path,
+            name, rank);
+    goto cleanup;
+  }
+  if (dims[0] != (hsize_t)n) {
+    set_err(L->err, L->errlen, "%s: %s has %zu rows but %s has %llu", L->path, xname, n, name,
+            (unsigned long long)dims[0]);
+    goto cleanup;
+  }
+  buf = malloc(n * sizeof *buf);
+  y = malloc(n * sizeof *y);
+  if (!buf || !y) {
+    rc = ENS_ENOMEM;
+    set_err(L->err, L->errlen, "%s: cannot allocate memory for %s (%zu labels)", L->path, name,
+            n);
+    goto cleanup;
+  }
+  /* Read wide, then range-check: a narrowing read would clamp silently. */
+  if (H5Dread(ds, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0) {
+    rc = ENS_EHDF5;
+    set_err(L->err, L->errlen, "%s: cannot read dataset %s", L->path, name);
+    goto cleanup;
+  }
+  int32_t mx = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (buf[i] < 0 || buf[i] > INT32_MAX) {
+      set_err(L->err, L->errlen, "%s: %s contains %s label %lld at row %zu", L->path, name,
+              buf[i] < 0 ? "negative" : "too large a", (long long)buf[i], i);
+      goto cleanup;
+    }
+    y[i] = (int32_t)buf[i];
+    if (y[i] > mx)
+      mx = y[i];
+  }
+  s->y = y;
+  y = NULL;
+  *maxlab = mx;
+  rc = 0;
+
+cleanup:
+  free(buf);
+  free(y);
+  if (space >= 0)
+    H5Sclose(space);
+  if (type >= 0)
+    H5Tclose(type);
+  if (ds >= 0)
+    H5Dclose(ds);
+  return rc;
+}
+
+/* Reads the optional root attribute `classes` into *classes (0 when absent). */
+static int read_classes(const loader *L, int *classes) {
+  int rc = ENS_EFORMAT;
+  hid_t attr = H5I_INVALID_HID, type = H5I_INVALID_HID, space = H5I_INVALID_HID;
+  *classes = 0;
+  htri_t has = H5Aexists(L->file, "classes");
+  if (has < 0) {
+    set_err(L->err, L->errlen, "%s: cannot query the root attribute classes", L->path);
+    return ENS_EHDF5;
+  }
+  if (!has)
+    return 0;
+  attr = H5Aopen(L->file, "classes", H5P_DEFAULT);
+  if (attr < 0 || (type = H5Aget_type(attr)) < 0 || (space = H5Aget_space(attr)) < 0) {
+    rc = ENS_EHDF5;
+    set_err(L->err, L->errlen, "%s: cannot open the root attribute classes", L->path);
+    goto cleanup;
+  }
+  H5T_class_t cls = H5Tget_class(type);
+  if (cls != H5T_INTEGER) {
+    set_err(L->err, L->errlen, "%s: root attribute classes: expected an integer, found %s",
+            L->path, class_name(cls));
+    goto cleanup;
+  }
+  hssize_t npoints = H5Sget_simple_extent_npoints(space);
+  if (npoints != 1) {
+    set_err(L->err, L->errlen, "%s: root attribute classes: expected one integer, found %lld "
+            "values", L->path, (long long)npoints);
+    goto cleanup;
+  }
+  long long v = 0;
+  if (H5Aread(attr, H5T_NATIVE_LLONG, &v) < 0) {
+    rc = ENS_EHDF5;
+    set_err(L->err, L->errlen, "%s: cannot read the root attribute classes", L->path);
+    goto cleanup;
+  }
+  if (v < 2 || v > INT32_MAX) {
+    set_err(L->err, L->errlen, "%s: root attribute classes = %lld: expected an integer in [2, %d]",
+            L->path, v, INT32_MAX);
+    goto cleanup;
+  }
+  *classes = (int)v;
+  rc = 0;
+
+cleanup:
+  if (space >= 0)
+    H5Sclose(space);
+  if (type >= 0)
+    H5Tclose(type);
+  if (attr >= 0)
+    H5Aclose(attr);
+  return rc;
+}
+
+/* Loads group `grp` ("train", ...) into s; *maxlab gets its largest label. */
+static int load_split(const loader *L, const char *grp, ens_split *s, int32_t *maxlab) {
+  char xname[64], yname[64];
+  snprintf(xname, sizeof xname, "/%s/x", grp);
+  snprintf(yname, sizeof yname, "/%s/y", grp);
+  if (!path_exists(L->file, xname)) {
+    set_err(L->err, L->errlen, "%s: missing dataset %s", L->path, xname);
+    return ENS_EFORMAT;
+  }
+  if (!path_exists(L->file, yname)) {
+    set_err(L->err, L->errlen, "%s: missing dataset %s", L->path, yname);
+    return ENS_EFORMAT;
+  }
+  int rc = read_x(L, xname, s);
+  if (rc == 0)
+    rc = read_y(L, yname, xname, s, maxlab);
+  return rc;
+}
+
+int ens_data_load(ens_data *out, const char *path, char *err, size_t errlen) {
+  int rc = 0;
+  ens_data d;
+  loader L = {path, H5I_INVALID_HID, err, errlen};
+  int32_t max_train = 0, max_test = 0, max_val = 0;
+  int classes = 0;
+  H5E_auto2_t old_func = NULL;
+  void *old_data = NULL;
+
+  memset(&d, 0, sizeof d);
+  memset(out, 0, sizeof *out);
+  if (err && errlen)
+    err[0] = '\0';
+  /* Silence HDF5's own error stack while probing; messages are ours. */
+  H5Eget_auto2(H5E_DEFAULT, &old_func, &old_data);
+  H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+
+  FILE *fp = fopen(path, "rb");
+  if (!fp) {
+    rc = ENS_EIO;
+    set_err(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+    goto cleanup;
+  }
+  fclose(fp);
+  htri_t is = H5Fis_hdf5(path);
+  if (is == 0) {
+    rc = ENS_EFORMAT;
+    set_err(err, errlen, "%s: not an HDF5 file", path);
+    goto cleanup;
+  }
+  if (is > 0)
+    L.file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+  if (L.file < 0) {
+    rc = ENS_EIO;
+    set_err(err, errlen, "%s: not an HDF5 file or cannot be opened", path);
+    goto cleanup;
+  }
+
+  if ((rc = load_split(&L, "train", &d.train, &max_train)) != 0)
+    goto cleanup;
+  if ((rc = load_split(&L, "test", &d.test, &max_test)) != 0)
+    goto cleanup;
+  int has_vx = path_exists(L.file, "/val/x"), has_vy = path_exists(L.file, "/val/y");
+  if (has_vx != has_vy) {
+    rc = ENS_EFORMAT;
+    set_err(err, errlen, "%s: %s is present but %s is missing (give both or neither)", path,
+            has_vx ? "/val/x" : "/val/y", has_vx ? "/val/y" : "/val/x");
+    goto cleanup;
+  }
+  if (has_vx && (rc = load_split(&L, "val", &d.val, &max_val)) != 0)
+    goto cleanup;
+
+  const ens_split *others[2] = {&d.test, &d.val};
+  const char *onames[2] = {"/test/x", "/val/x"};
+  for (int i = 0; i < 2; i++) {
+    if (others[i]->n > 0 && others[i]->d != d.train.d) {
+      rc = ENS_EFORMAT;
+      set_err(err, errlen, "%s: %s has %d features per row but /train/x has %d", path, onames[i],
+              others[i]->d, d.train.d);
+      goto cleanup;
+    }
+  }
+
+  if ((rc = read_classes(&L, &classes)) != 0)
+    goto cleanup;
+  if (classes > 0) {
+    const int32_t maxes[3] = {max_train, max_test, max_val};
+    const char *ynames[3] = {"/train/y", "/test/y", "/val/y"};
+    for (int i = 0; i < 3; i++) {
+      if (maxes[i] >= classes) {
+        rc = ENS_EFORMAT;
+        set_err(err, errlen, "%s: %s contains label %d but classes = %d", path, ynames[i],
+                (int)maxes[i], classes);
+        goto cleanup;
+      }
+    }
+  } else {
+    int32_t mx = max_train > max_test ? max_train : max_test;
+    if (max_val > mx)
+      mx = max_val;
+    if (mx == INT32_MAX || mx + 1 < 2) {
+      rc = ENS_EFORMAT;
+      set_err(err, errlen,
+              "%s: labels span %d class(es) (max label %d): at least 2 are needed (or set the "
+              "root attribute classes)",
+              path, (int)(mx == INT32_MAX ? mx : mx + 1), (int)mx);
+      goto cleanup;
+    }
+    classes = (int)mx + 1;
+  }
+  d.classes = classes;
+
+cleanup:
+  if (L.file >= 0)
+    H5Fclose(L.file);
+  H5Eset_auto2(H5E_DEFAULT, old_func, old_data);
+  if (rc != 0)
+    ens_data_free(&d);
+  else
+    *out = d;
+  return rc;
+}
+
+void ens_split_free(ens_split *s) {
+  if (!s)
+    return;
+  free(s->x);
+  free(s->y);
+  memset(s, 0, sizeof *s);
+}
+
+void ens_data_free(ens_data *d) {
+  if (!d)
+    return;
+  ens_split_free(&d->train);
+  ens_split_free(&d->test);
+  ens_split_free(&d->val);
+  d->classes = 0;
+}
+
+int ens_data_split_val(ens_data *d, double fraction, uint64_t seed) {
+  if (!d || isnan(fraction) || fraction >= 1.0)
+    return ENS_EINVAL;
+  if (fraction <= 0.0 || d->val.n > 0)
+    return 0;
+  int n = d->train.n, dim = d->train.d;
+  long nval = lround(fraction * (double)n);
+  if (nval == 0)
+    return 0;
+  if (nval >= n)
+    return ENS_EINVAL; /* train would be empty */
+
+  int rc = ENS_ENOMEM;
+  size_t rowbytes = (size_t)dim * sizeof(float);
+  int32_t *perm = malloc((size_t)n * sizeof *perm);
+  unsigned char *to_val = calloc((size_t)n, 1);
+  float *vx = malloc((size_t)nval * rowbytes);
+  int32_t *vy = malloc((size_t)nval * sizeof *vy);
+  if (!perm || !to_val || !vx || !vy)
+    goto cleanup;
+
+  ens_rng r;
+  ens_rng_init(&r, seed, 0xFFFFFFFFu, ENS_STREAM_SPLIT, 0);
+  ens_rng_permutation(&r, perm, n);
+  /* val gets the permutation tail in permutation order; train keeps the
+   * remaining rows in their original order, compacted in place (rows only
+   * move towards the front, so memmove of one row at a time is safe). */
+  size_t first = (size_t)(n - nval);
+  for (size_t k = 0; k < (size_t)nval; k++) {
+    size_t row = (size_t)perm[first + k];
+    to_val[row] = 1;
+    memcpy(vx + k * (size_t)dim, d->train.x + row * (size_t)dim, rowbytes);
+    vy[k] = d->train.y[row];
+  }
+  size_t w = 0;
+  for (size_t i = 0; i < (size_t)n; i++) {
+    if (to_val[i])
+      continue;
+    if (w != i) {
+      memmove(d->train.x + w * (size_t)dim, d->train.x + i * (size_t)dim, rowbytes);
+      d->train.y[w] = d->train.y[i];
+    }
+    w++;
+  }
+  /* Shrinking can only fail by keeping the larger block, which is harmless. */
+  float *nx = realloc(d->train.x, w * rowbytes);
+  if (nx)
+    d->train.x = nx;
+  int32_t *ny = realloc(d->train.y, w * sizeof *ny);
+  if (ny)
+    d->train.y = ny;
+  d->train.n = (int)w;
+  d->val.x = vx;
+  d->val.y = vy;
+  d->val.n = (int)nval;
+  d->val.d = dim;
+  vx = NULL;
+  vy = NULL;
+  rc = 0;
+
+cleanup:
+  free(perm);
+  free(to_val);
+  free(vx);
+  free(vy);
+  return rc;
+}
+
+/* Mean and population std of column j in double, two strided passes: the
+ * allocation-free fallback of ens_standardize_fit. */
+static void fit_column(float *mean, float *std, const ens_split *s, size_t j) {
+  size_t n = (size_t)s->n, dim = (size_t)s->d;
+  double m = 0.0, q = 0.0;
+  for (size_t i = 0; i < n; i++)
+    m += s->x[i * dim + j];
+  m /= (double)n;
+  for (size_t i = 0; i < n; i++) {
+    double c = (double)s->x[i * dim + j] - m;
+    q += c * c;
+  }
+  double sd = sqrt(q / (double)n);
+  mean[j] = (float)m;
+  std[j] = sd < 1e-6 ? 1.0f : (float)sd;
+}
+
+void ens_standardize_fit(float *mean, float *std, const ens_split *s) {
+  size_t n = (size_t)(s->n > 0 ? s->n : 0), dim = (size_t)(s->d > 0 ? s->d : 0);
+  if (n == 0) {
+    /* No data: the identity transform rather than invented statistics. */
+    for (size_t j = 0; j < dim; j++) {
+      mean[j] = 0.0f;
+      std[j] = 1.0f;
+    }
+    return;
+  }
+  double *sum = calloc(dim ? dim : 1, sizeof *sum);
+  double *sq = calloc(dim ? dim : 1, sizeof *sq);
+  if (!sum || !sq) {
+    /* Same numbers, computed column by column without scratch memory. */
+    for (size_t j = 0; j < dim; j++)
+      fit_column(mean, std, s, j);
+    free(sum);
+    free(sq);
+    return;
+  }
+  /* Two passes in double over the row-major matrix, rows outer so each pass
+   * streams through memory once. */
+  for (size_t i = 0; i < n; i++) {
+    const float *row = s->x + i * dim;
+    for (size_t j = 0; j < dim; j++)
+      sum[j] += row[j];
+  }
+  for (size_t j = 0; j < dim; j++)
+    sum[j] /= (double)n;
+  for (size_t i = 0; i < n; i++) {
+    const float *row = s->x + i * dim;
+    for (size_t j = 0; j < dim; j++) {
+      double c = (double)row[j] - sum[j];
+      sq[j] += c * c;
+    }
+  }
+  for (size_t j = 0; j < dim; j++) {
+    double sd = sqrt(sq[j] / (double)n);
+    mean[j] = (float)sum[j];
+    std[j] = sd < 1e-6 ? 1.0f : (float)sd;
+  }
+  free(sum);
+  free(sq);
+}
+
+void ens_standardize_apply(ens_split *s, const float *mean, const float *std) {
+  size_t n = (size_t)(s->n > 0 ? s->n : 0), dim = (size_t)(s->d > 0 ? s->d : 0);
+  for (size_t i = 0; i < n; i++) {
+    float *row = s->x + i * dim;
+    for (size_t j = 0; j < dim; j++)
+      row[j] = (row[j] - mean[j]) / std[j];
+  }
+}

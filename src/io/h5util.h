@@ -1,0 +1,46 @@
+/* Small HDF5 helpers shared by the result writer, the trunk loader and
+ * prediction: datasets created with their parent groups, typed attributes,
+ * and reads that check the expected size. All return 0 or ENS_EHDF5/ENS_EFORMAT. */
+#ifndef ENS_IO_H5UTIL_H
+#define ENS_IO_H5UTIL_H
+
+#include <hdf5.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Silences HDF5's automatic error printing (we report our own messages). */
+void ens_h5_quiet(void);
+
+/* Creates dataset `path` (parents created as needed) of `rank` dims and
+ * writes data (memory type = file type = `type`). Large datasets are chunked
+ * and compressed when `compress` is set. */
+int ens_h5_write(hid_t loc, const char *path, hid_t type, int rank, const hsize_t *dims,
+                 const void *data, int compress);
+/* Creates an empty dataset (rank dims) to be filled with ens_h5_write_rows. */
+int ens_h5_create(hid_t loc, const char *path, hid_t type, int rank, const hsize_t *dims);
+/* Writes rows [row, row + nrows) along the first dimension of an existing
+ * dataset from data (contiguous). */
+int ens_h5_write_rows(hid_t loc, const char *path, hid_t type, hsize_t row, hsize_t nrows,
+                      const void *data);
+
+int ens_h5_attr_str(hid_t loc, const char *obj, const char *name, const char *value);
+int ens_h5_attr_i64(hid_t loc, const char *obj, const char *name, int64_t value);
+int ens_h5_attr_f64(hid_t loc, const char *obj, const char *name, double value);
+/* Reads an attribute; ENS_ENOTFOUND when absent. str: malloc'd, caller frees. */
+int ens_h5_get_attr_i64(hid_t loc, const char *obj, const char *name, int64_t *value);
+int ens_h5_get_attr_f64(hid_t loc, const char *obj, const char *name, double *value);
+int ens_h5_get_attr_str(hid_t loc, const char *obj, const char *name, char **value);
+
+/* 1 when `path` names a link that exists (every parent checked). */
+int ens_h5_exists(hid_t loc, const char *path);
+/* Number of elements of dataset path, or -1 when absent. dims (up to 8)
+ * optionally receives its shape and rank its rank. */
+long long ens_h5_size(hid_t loc, const char *path, int *rank, hsize_t *dims);
+/* Reads all of dataset path converted to `type`; it must hold exactly `n`
+ * elements (else ENS_EFORMAT). */
+int ens_h5_read(hid_t loc, const char *path, hid_t type, void *out, size_t n);
+/* Reads rows [row, row+nrows) of a dataset whose rows have `rowlen` elements. */
+int ens_h5_read_rows(hid_t loc, const char *path, hid_t type, hsize_t row, hsize_t nrows,
+                     size_t rowlen, void *out);
+
+#endif

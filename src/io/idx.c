@@ -1,0 +1,541 @@
+/* IDX import (the MNIST file format, gzip-compressed or plain): converts image
+ * and label files to the input HDF5 layout of DESIGN.md. The output goes to a
+ * temporary file that is renamed into place, so a failure leaves nothing. */
+#include "ens/data.h"
+
+#include "ens/error.h"
+
+#include <hdf5.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zlib.h>
+
+/* gzread takes an unsigned int length; read in pieces this large. A short
+ * piece also bounds how much a truncated gzip stream can hide (zlib drops the
+ * partial count of a call that hits the end of a broken stream). */
+#define IDX_READ_PIECE (1u << 20)
+/* Rows per HDF5 chunk of x (fewer when a row is large; see chunk_rows). */
+#define IDX_CHUNK_ROWS 1024
+#define IDX_CHUNK_BYTES ((size_t)1 << 20)
+#define IDX_DEFLATE_LEVEL 4
+
+/* One IDX file held in memory, data still big-endian as in the file. */
+typedef struct idx_file {
+  const char *path;
+  int type;       /* IDX type code, 0x08 ubyte ... 0x0E double */
+  size_t esize;   /* bytes per element */
+  int ndim;
+  uint32_t dims[255];
+  size_t count;   /* dims[0] */
+  size_t rowlen;  /* product of dims[1..], 1 for a 1-D file */
+  unsigned char *data;
+} idx_file;
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...) {
+  if (!err || errlen == 0)
+    return;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(err, errlen, fmt, ap);
+  va_end(ap);
+}
+
+/* Element size and name of an IDX type code; 0 for an unknown code. */
+static size_t type_size(int type, const char **name) {
+  switch (type) {
+  case 0x08:
+    *name = "ubyte";
+    return 1;
+  case 0x09:
+    *name = "sbyte";
+    return 1;
+  case 0x0B:
+    *name = "short";
+    return 2;
+  case 0x0C:
+    *name = "int";
+    return 4;
+  case 0x0D:
+    *name = "float";
+    return 4;
+  case 0x0E:
+    *name = "double";
+    return 8;
+  default:
+    *name = "unknown";
+    return 0;
+  }
+}
+
+static int is_integer_type(int type) { return type == 0x08 || type == 0x09 || type == 0x0B || type == 0x0C; }
+
+/* The element as an integer (integer types only; the data are big-endian). */
+static int64_t get_int(const idx_file *f, size_t i) {
+  const unsigned char *p = f->data + i * f->esize;
+  switch (f->type) {
+  case 0x08:
+    return p[0];
+  case 0x09:
+    return (int8_t)p[0];
+  case 0x0B:
+    return (int16_t)(uint16_t)((unsigned)p[0] << 8 | p[1]);
+  default:
+    return (int32_t)((uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]);
+  }
+}
+
+/* The in-memory (big-endian) HDF5 type of the data and the type stored in
+ * the file (the same type in native byte order; HDF5 swaps on write). */
+static void h5_types(int type, hid_t *mem, hid_t *file) {
+  switch (type) {
+  case 0x08:
+    *mem = *file = H5T_NATIVE_UINT8;
+    break;
+  case 0x09:
+    *mem = *file = H5T_NATIVE_INT8;
+    break;
+  case 0x0B:
+    *mem = H5T_STD_I16BE;
+    *file = H5T_NATIVE_INT16;
+    break;
+  case 0x0C:
+    *mem = H5T_STD_I32BE;
+    *file = H5T_NATIVE_INT32;
+    break;
+  case 0x0D:
+    *mem = H5T_IEEE_F32BE;
+    *file = H5T_NATIVE_FLOAT;
+    break;
+  default:
+    *mem = H5T_IEEE_F64BE;
+    *file = H5T_NATIVE_DOUBLE;
+    break;
+  }
+}
+
+/* Reads up to len bytes; *got is what arrived. Returns 0, or -1 on a read
+ * error (gzerror says which). */
+static int read_full(gzFile gz, unsigned char *buf, size_t len, size_t *got) {
+  *got = 0;
+  while (len > 0) {
+    unsigned want = len > IDX_READ_PIECE ? IDX_READ_PIECE : (unsigned)len;
+    int r = gzread(gz, buf + *got, want);
+    if (r < 0)
+      return -1;
+    if (r == 0)
+      break;
+    *got += (size_t)r;
+    len -= (size_t)r;
+  }
+  return 0;
+}
+
+/* Message for a failed or short read: a read error, a broken gzip stream, or
+ * (when zlib saw a clean end) a file that is simply too short. */
+static int read_problem(gzFile gz, const char *path, size_t expected, size_t found, char *err,
+                        size_t errlen) {
+  int zerr = Z_OK;
+  const char *msg = gzerror(gz, &zerr);
+  if (zerr == Z_ERRNO) {
+    set_err(err, errlen, "%s: read error: %s", path, strerror(errno));
+    return ENS_EIO;
+  }
+  if (zerr != Z_OK) {
+    /* zlib prefixes its message with the path; we already print it. */
+    size_t plen = strlen(path);
+    if (strncmp(msg, path, plen) == 0 && strncmp(msg + plen, ": ", 2) == 0)
+      msg += plen + 2;
+    set_err(err, errlen, "%s: truncated or corrupt gzip data (%s): expected %zu bytes of IDX "
+            "data, found at least %zu", path, msg, expected, found);
+    return ENS_EFORMAT;
+  }
+  set_err(err, errlen, "%s: truncated IDX file: expected %zu bytes, found %zu", path, expected,
+          found);
+  return ENS_EFORMAT;
+}
+
+/* Reads a whole IDX file into f (zeroed by the caller). */
+static int idx_read(idx_file *f, const char *path, char *err, size_t errlen) {
+  int rc = ENS_EFORMAT;
+  unsigned char hdr[4 + 4 * 255];
+  size_t got = 0;
+  const char *tname;
+
+  f->path = path;
+  errno = 0;
+  gzFile gz = gzopen(path, "rb");
+  if (!gz) {
+    set_err(err, errlen, "%s: cannot open: %s", path,
+            errno ? strerror(errno) : "out of memory");
+    return errno ? ENS_EIO : ENS_ENOMEM;
+  }
+  gzbuffer(gz, 1u << 17);
+  if (read_full(gz, hdr, 4, &got) < 0 || got < 4) {
+    rc = read_problem(gz, path, 4, got, err, errlen);
+    goto cleanup;
+  }
+  f->type = hdr[2];
+  f->ndim = hdr[3];
+  f->esize = type_size(f->type, &tname);
+  if (hdr[0] != 0 || hdr[1] != 0 || f->esize == 0 || f->ndim == 0) {
+    set_err(err, errlen, "%s: not an IDX file (magic %02x %02x %02x %02x; expected 00 00, a type "
+            "code 08/09/0b/0c/0d/0e and at least one dimension)", path, hdr[0], hdr[1], hdr[2],
+            hdr[3]);
+    goto cleanup;
+  }
+  size_t hdrlen = 4 + 4 * (size_t)f->ndim;
+  if (read_full(gz, hdr + 4, hdrlen - 4, &got) < 0 || got < hdrlen - 4) {
+    rc = read_problem(gz, path, hdrlen, 4 + got, err, errlen);
+    goto cleanup;
+  }
+  /* Element count with overflow checks; the data must also fit in memory. */
+  size_t total = 1;
+  for (int k = 0; k < f->ndim; k++) {
+    const unsigned char *p = hdr + 4 + 4 * k;
+    f->dims[k] = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+    if (f->dims[k] != 0 && total > SIZE_MAX / f->esize / f->dims[k]) {
+      rc = ENS_ENOMEM;
+      set_err(err, errlen, "%s: IDX dimensions too large to hold in memory", path);
+      goto cleanup;
+    }
+    total *= f->dims[k];
+  }
+  f->count = f->dims[0];
+  f->rowlen = total / (f->count ? f->count : 1);
+  if (f->count == 0) {
+    f->rowlen = 1;
+    for (int k = 1; k < f->ndim; k++)
+      f->rowlen *= f->dims[k];
+  }
+  size_t bytes = total * f->esize;
+  f->data = malloc(bytes ? bytes : 1);
+  if (!f->data) {
+    rc = ENS_ENOMEM;
+    set_err(err, errlen, "%s: cannot allocate %zu bytes for the IDX data", path, bytes);
+    goto cleanup;
+  }
+  if (read_full(gz, f->data, bytes, &got) < 0 || got < bytes) {
+    rc = read_problem(gz, path, hdrlen + bytes, hdrlen + got, err, errlen);
+    goto cleanup;
+  }
+  /* Anything after the data means the header does not describe the file. */
+  size_t extra = 0;
+  for (;;) {
+    unsigned char tail[4096];
+    if (read_full(gz, tail, sizeof tail, &got) < 0) {
+      rc = read_problem(gz, path, hdrlen + bytes, hdrlen + bytes + extra, err, errlen);
+      goto cleanup;
+    }
+    extra += got;
+    if (got < sizeof tail)
+      break;
+  }
+  if (extra > 0) {
+    set_err(err, errlen, "%s: %zu trailing bytes after the IDX data: expected %zu bytes, found %zu",
+            path, extra, hdrlen + bytes, hdrlen + bytes + extra);
+    goto cleanup;
+  }
+  rc = 0;
+
+cleanup:
+  gzclose(gz);
+  if (rc != 0) {
+    free(f->data);
+    f->data = NULL;
+  }
+  return rc;
+}
+
+/* Checks an image/label pair: labels 1-D non-negative integers, one per image,
+ * and at least one image. *maxlab gets the largest label. */
+static int check_pair(const idx_file *x, const idx_file *y, int64_t *maxlab, char *err,
+                      size_t errlen) {
+  if (y->ndim != 1) {
+    set_err(err, errlen, "%s: labels: expected a 1-D IDX file, found %d dimensions", y->path,
+            y->ndim);
+    return ENS_EFORMAT;
+  }
+  if (!is_integer_type(y->type)) {
+    const char *tname;
+    type_size(y->type, &tname);
+    set_err(err, errlen, "%s: labels: expected an integer IDX type, found %s", y->path, tname);
+    return ENS_EFORMAT;
+  }
+  if (x->count != y->count) {
+    set_err(err, errlen, "%s has %zu images but %s has %zu labels", x->path, x->count, y->path,
+            y->count);
+    return ENS_EFORMAT;
+  }
+  if (x->count == 0 || x->rowlen == 0) {
+    set_err(err, errlen, "%s: no data (%zu images of %zu values)", x->path, x->count, x->rowlen);
+    return ENS_EFORMAT;
+  }
+  if (x->count > INT_MAX || x->rowlen > INT_MAX) {
+    set_err(err, errlen, "%s: %zu x %zu is too large (at most %d rows and %d features)", x->path,
+            x->count, x->rowlen, INT_MAX, INT_MAX);
+    return ENS_EFORMAT;
+  }
+  int64_t mx = 0;
+  for (size_t i = 0; i < y->count; i++) {
+    int64_t v = get_int(y, i);
+    if (v < 0) {
+      set_err(err, errlen, "%s: negative label %lld at index %zu", y->path, (long long)v, i);
+      return ENS_EFORMAT;
+    }
+    if (v > mx)
+      mx = v;
+  }
+  *maxlab = mx;
+  return 0;
+}
+
+static int write_str_attr(hid_t obj, const char *name, const char *value) {
+  int rc = -1;
+  hid_t type = H5Tcopy(H5T_C_S1), space = H5Screate(H5S_SCALAR), attr = H5I_INVALID_HID;
+  if (type < 0 || space < 0 || H5Tset_size(type, strlen(value) + 1) < 0)
+    goto cleanup;
+  attr = H5Acreate2(obj, name, type, space, H5P_DEFAULT, H5P_DEFAULT);
+  if (attr < 0 || H5Awrite(attr, type, value) < 0)
+    goto cleanup;
+  rc = 0;
+
+cleanup:
+  if (attr >= 0)
+    H5Aclose(attr);
+  if (space >= 0)
+    H5Sclose(space);
+  if (type >= 0)
+    H5Tclose(type);
+  return rc;
+}
+
+/* Rows per chunk of x: IDX_CHUNK_ROWS, fewer for large rows so that a chunk
+ * stays near IDX_CHUNK_BYTES (HDF5's default chunk cache size). */
+static hsize_t chunk_rows(size_t n, size_t rowbytes) {
+  size_t rows = IDX_CHUNK_BYTES / rowbytes;
+  if (rows > IDX_CHUNK_ROWS)
+    rows = IDX_CHUNK_ROWS;
+  if (rows < 1)
+    rows = 1;
+  if (rows > n)
+    rows = n;
+  return (hsize_t)rows;
+}
+
+/* Writes /<grp>/x (n, rowlen) in the source type and /<grp>/y, with `source`
+ * attributes naming the IDX files. */
+static int write_split(hid_t file, const char *grp, const idx_file *x, const idx_file *y,
+                       const char *out, char *err, size_t errlen) {
+  int rc = ENS_EHDF5;
+  hid_t g = H5I_INVALID_HID, space = H5I_INVALID_HID, dcpl = H5I_INVALID_HID;
+  hid_t dx = H5I_INVALID_HID, dy = H5I_INVALID_HID;
+  int32_t *y32 = NULL;
+  hid_t memtype, filetype;
+
+  g = H5Gcreate2(file, grp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  if (g < 0) {
+    set_err(err, errlen, "%s: cannot create group /%s", out, grp);
+    goto cleanup;
+  }
+
+  hsize_t dims[2] = {(hsize_t)x->count, (hsize_t)x->rowlen};
+  space = H5Screate_simple(2, dims, NULL);
+  dcpl = H5Pcreate(H5P_DATASET_CREATE);
+  if (space < 0 || dcpl < 0)
+    goto fail_x;
+  /* Large sets are chunked by rows and deflated; the shuffle filter groups
+   * the bytes of multi-byte values, which helps deflate. Rows over 2 GiB
+   * cannot form a chunk (HDF5's 4 GiB chunk limit), so they stay contiguous. */
+  size_t rowbytes = x->rowlen * x->esize;
+  if (x->count > IDX_CHUNK_ROWS && rowbytes <= ((size_t)1 << 31) &&
+      H5Zfilter_avail(H5Z_FILTER_DEFLATE) > 0) {
+    hsize_t chunk[2] = {chunk_rows(x->count, rowbytes), dims[1]};
+    if (H5Pset_chunk(dcpl, 2, chunk) < 0 || (x->esize > 1 && H5Pset_shuffle(dcpl) < 0) ||
+        H5Pset_deflate(dcpl, IDX_DEFLATE_LEVEL) < 0)
+      goto fail_x;
+  }
+  h5_types(x->type, &memtype, &filetype);
+  dx = H5Dcreate2(g, "x", filetype, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+  if (dx < 0 || H5Dwrite(dx, memtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, x->data) < 0 ||
+      write_str_attr(dx, "source", x->path) < 0)
+    goto fail_x;
+  H5Sclose(space);
+  space = H5I_INVALID_HID;
+
+  /* Labels: ubyte stays uint8, the other integer types become int32 (they
+   * were checked to be non-negative and fit). */
+  hsize_t ny = (hsize_t)y->count;
+  space = H5Screate_simple(1, &ny, NULL);
+  if (space < 0)
+    goto fail_y;
+  if (y->type == 0x08) {
+    dy = H5Dcreate2(g, "y", H5T_NATIVE_UINT8, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (dy < 0 || H5Dwrite(dy, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, y->data) < 0)
+      goto fail_y;
+  } else {
+    y32 = malloc(y->count * sizeof *y32);
+    if (!y32) {
+      rc = ENS_ENOMEM;
+      set_err(err, errlen, "%s: out of memory converting the labels", y->path);
+      goto cleanup;
+    }
+    for (size_t i = 0; i < y->count; i++)
+      y32[i] = (int32_t)get_int(y, i);
+    dy = H5Dcreate2(g, "y", H5T_NATIVE_INT32, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (dy < 0 || H5Dwrite(dy, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, y32) < 0)
+      goto fail_y;
+  }
+  if (write_str_attr(dy, "source", y->path) < 0)
+    goto fail_y;
+  rc = 0;
+  goto cleanup;
+
+fail_x:
+  set_err(err, errlen, "%s: cannot write /%s/x (from %s)", out, grp, x->path);
+  goto cleanup;
+fail_y:
+  set_err(err, errlen, "%s: cannot write /%s/y (from %s)", out, grp, y->path);
+
+cleanup:
+  free(y32);
+  if (dy >= 0)
+    H5Dclose(dy);
+  if (dx >= 0)
+    H5Dclose(dx);
+  if (dcpl >= 0)
+    H5Pclose(dcpl);
+  if (space >= 0)
+    H5Sclose(space);
+  if (g >= 0)
+    H5Gclose(g);
+  return rc;
+}
+
+static int write_classes(hid_t file, int32_t classes) {
+  int rc = -1;
+  hid_t space = H5Screate(H5S_SCALAR), attr = H5I_INVALID_HID;
+  if (space < 0)
+    goto cleanup;
+  attr = H5Acreate2(file, "classes", H5T_NATIVE_INT32, space, H5P_DEFAULT, H5P_DEFAULT);
+  if (attr < 0 || H5Awrite(attr, H5T_NATIVE_INT32, &classes) < 0)
+    goto cleanup;
+  rc = 0;
+
+cleanup:
+  if (attr >= 0)
+    H5Aclose(attr);
+  if (space >= 0)
+    H5Sclose(space);
+  return rc;
+}
+
+int ens_idx_import(const char *images, const char *labels, const char *test_images,
+                   const char *test_labels, const char *out_path, char *err, size_t errlen) {
+  int rc = 0;
+  idx_file tx, ty, sx, sy;
+  char *tmp = NULL;
+  hid_t file = H5I_INVALID_HID;
+  int created = 0, has_test = test_images != NULL;
+  int64_t max_train = 0, max_test = 0;
+  H5E_auto2_t old_func = NULL;
+  void *old_data = NULL;
+
+  memset(&tx, 0, sizeof tx);
+  memset(&ty, 0, sizeof ty);
+  memset(&sx, 0, sizeof sx);
+  memset(&sy, 0, sizeof sy);
+  if (err && errlen)
+    err[0] = '\0';
+  H5Eget_auto2(H5E_DEFAULT, &old_func, &old_data);
+  H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+
+  if (!images || !labels || !out_path) {
+    rc = ENS_EINVAL;
+    set_err(err, errlen, "IDX import: the image file, label file and output path are required");
+    goto cleanup;
+  }
+  if ((test_images == NULL) != (test_labels == NULL)) {
+    rc = ENS_EINVAL;
+    set_err(err, errlen, "IDX import: test images and test labels must be given together");
+    goto cleanup;
+  }
+  if ((rc = idx_read(&tx, images, err, errlen)) != 0 ||
+      (rc = idx_read(&ty, labels, err, errlen)) != 0 ||
+      (rc = check_pair(&tx, &ty, &max_train, err, errlen)) != 0)
+    goto cleanup;
+  if (has_test) {
+    if ((rc = idx_read(&sx, test_images, err, errlen)) != 0 ||
+        (rc = idx_read(&sy, test_labels, err, errlen)) != 0 ||
+        (rc = check_pair(&sx, &sy, &max_test, err, errlen)) != 0)
+      goto cleanup;
+    if (sx.rowlen != tx.rowlen) {
+      rc = ENS_EFORMAT;
+      set_err(err, errlen, "%s has %zu values per image but %s has %zu", test_images, sx.rowlen,
+              images, tx.rowlen);
+      goto cleanup;
+    }
+  }
+  int64_t mx = max_train > max_test ? max_train : max_test;
+  if (mx < 1 || mx >= INT32_MAX) {
+    rc = ENS_EFORMAT;
+    set_err(err, errlen, "%s: largest label is %lld: expected at least 2 classes and fewer than "
+            "2^31", mx == max_train ? labels : test_labels, (long long)mx);
+    goto cleanup;
+  }
+
+  size_t tmplen = strlen(out_path) + 32;
+  tmp = malloc(tmplen);
+  if (!tmp) {
+    rc = ENS_ENOMEM;
+    set_err(err, errlen, "%s: out of memory", out_path);
+    goto cleanup;
+  }
+  snprintf(tmp, tmplen, "%s.tmp.%ld", out_path, (long)getpid());
+  file = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  if (file < 0) {
+    rc = ENS_EIO;
+    set_err(err, errlen, "%s: cannot create the output file", tmp);
+    goto cleanup;
+  }
+  created = 1;
+  if ((rc = write_split(file, "train", &tx, &ty, out_path, err, errlen)) != 0)
+    goto cleanup;
+  if (has_test && (rc = write_split(file, "test", &sx, &sy, out_path, err, errlen)) != 0)
+    goto cleanup;
+  if (write_classes(file, (int32_t)(mx + 1)) < 0) {
+    rc = ENS_EHDF5;
+    set_err(err, errlen, "%s: cannot write the root attribute classes", out_path);
+    goto cleanup;
+  }
+  herr_t closed = H5Fclose(file);
+  file = H5I_INVALID_HID;
+  if (closed < 0) {
+    rc = ENS_EIO;
+    set_err(err, errlen, "%s: cannot finish writing the output file", tmp);
+    goto cleanup;
+  }
+  if (rename(tmp, out_path) != 0) {
+    rc = ENS_EIO;
+    set_err(err, errlen, "%s: cannot rename %s into place: %s", out_path, tmp, strerror(errno));
+    goto cleanup;
+  }
+  created = 0;
+
+cleanup:
+  if (file >= 0)
+    H5Fclose(file);
+  if (created)
+    remove(tmp);
+  H5Eset_auto2(H5E_DEFAULT, old_func, old_data);
+  free(tmp);
+  free(tx.data);
+  free(ty.data);
+  free(sx.data);
+  free(sy.data);
+  return rc;
+}

@@ -1,0 +1,94 @@
+/* Batch normalization kernels (Ioffe & Szegedy 2015): training pass with
+ * batch statistics, eval pass with running statistics, and the full backward
+ * pass through the batch mean and variance. Loops run rows outer and features
+ * inner so they stream memory and vectorize. */
+#include <math.h>
+
+#include "ens/nn.h"
+
+void ens_batchnorm_forward_train(float *y, float *xhat, float *invstd, float *run_mean,
+                                 float *run_var, const float *x, const float *gamma,
+                                 const float *beta, int batch, int n, float momentum, float eps) {
+  /* invstd doubles as the accumulator of the mean, then of the variance:
+   * no scratch allocation is needed. xhat holds the centred x meanwhile. */
+  float *acc = invstd;
+  for (int j = 0; j < n; j++)
+    acc[j] = 0.0f;
+  for (int i = 0; i < batch; i++) {
+    const float *xr = x + (size_t)i * n;
+    for (int j = 0; j < n; j++)
+      acc[j] += xr[j];
+  }
+  const float inv_b = 1.0f / (float)batch;
+  /* Update the running mean now, then centre x into xhat. */
+  for (int j = 0; j < n; j++) {
+    float mean = acc[j] * inv_b;
+    run_mean[j] = (1.0f - momentum) * run_mean[j] + momentum * mean;
+    acc[j] = mean;
+  }
+  for (int i = 0; i < batch; i++) {
+    const float *xr = x + (size_t)i * n;
+    float *hr = xhat + (size_t)i * n;
+    for (int j = 0; j < n; j++)
+      hr[j] = xr[j] - acc[j];
+  }
+  for (int j = 0; j < n; j++)
+    acc[j] = 0.0f;
+  for (int i = 0; i < batch; i++) {
+    const float *hr = xhat + (size_t)i * n;
+    for (int j = 0; j < n; j++)
+      acc[j] += hr[j] * hr[j];
+  }
+  const float unbias = batch > 1 ? (float)batch / (float)(batch - 1) : 1.0f;
+  for (int j = 0; j < n; j++) {
+    float var = acc[j] * inv_b;
+    run_var[j] = (1.0f - momentum) * run_var[j] + momentum * var * unbias;
+    invstd[j] = 1.0f / sqrtf(var + eps);
+  }
+  for (int i = 0; i < batch; i++) {
+    float *hr = xhat + (size_t)i * n;
+    float *yr = y + (size_t)i * n;
+    for (int j = 0; j < n; j++) {
+      hr[j] *= invstd[j];
+      yr[j] = gamma[j] * hr[j] + beta[j];
+    }
+  }
+}
+
+void ens_batchnorm_forward_eval(float *y, const float *x, const float *gamma, const float *beta,
+                                const float *run_mean, const float *run_var, int batch, int n,
+                                float eps) {
+  for (int i = 0; i < batch; i++) {
+    const float *xr = x + (size_t)i * n;
+    float *yr = y + (size_t)i * n;
+    for (int j = 0; j < n; j++)
+      yr[j] = gamma[j] * ((xr[j] - run_mean[j]) / sqrtf(run_var[j] + eps)) + beta[j];
+  }
+}
+
+void ens_batchnorm_backward(float *dx, float *dgamma, float *dbeta, const float *dy,
+                            const float *xhat, const float *gamma, const float *invstd, int batch,
+                            int n) {
+  /* dbeta = sum dy, dgamma = sum dy xhat; then with g = gamma:
+   * dx = g invstd / B (B dy - dbeta - xhat dgamma). */
+  for (int j = 0; j < n; j++) {
+    dgamma[j] = 0.0f;
+    dbeta[j] = 0.0f;
+  }
+  for (int i = 0; i < batch; i++) {
+    const float *dyr = dy + (size_t)i * n;
+    const float *hr = xhat + (size_t)i * n;
+    for (int j = 0; j < n; j++) {
+      dbeta[j] += dyr[j];
+      dgamma[j] += dyr[j] * hr[j];
+    }
+  }
+  const float inv_b = 1.0f / (float)batch;
+  for (int i = 0; i < batch; i++) {
+    const float *dyr = dy + (size_t)i * n;
+    const float *hr = xhat + (size_t)i * n;
+    float *dxr = dx + (size_t)i * n;
+    for (int j = 0; j < n; j++)
+      dxr[j] = gamma[j] * invstd[j] * (dyr[j] - inv_b * (dbeta[j] + hr[j] * dgamma[j]));
+  }
+}

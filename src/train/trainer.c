@@ -1,0 +1,148 @@
+/* The training loop of one network: per-epoch shuffles and per-step dropout
+ * masks come from counter-based streams addressed by (epoch) and (step), so
+ * the loop can stop after any step and resume bit-identically from its
+ * position alone. No allocation happens inside the loop. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ens/error.h"
+#include "ens/train.h"
+
+int ens_trainer_create(ens_trainer *t, const ens_arch *arch, int first_block,
+                       const ens_config *c, int max_rows) {
+  memset(t, 0, sizeof(*t));
+  int ret = ens_model_create(&t->model, arch, first_block, arch->n_hidden, 1, c->batch);
+  if (ret)
+    return ret;
+  t->model.bn_momentum = (float)c->bn_momentum;
+  t->velocity = calloc(t->model.nparams ? t->model.nparams : 1, sizeof(float));
+  t->xb = malloc((size_t)c->batch * t->model.in * sizeof(float));
+  t->yb = malloc((size_t)c->batch * sizeof(int32_t));
+  t->order = malloc((size_t)(max_rows > 0 ? max_rows : 1) * sizeof(int32_t));
+  t->order_cap = max_rows;
+  if (!t->velocity || !t->xb || !t->yb || !t->order) {
+    ens_trainer_free(t);
+    return ENS_ENOMEM;
+  }
+  return 0;
+}
+
+void ens_trainer_free(ens_trainer *t) {
+  if (!t)
+    return;
+  ens_model_free(&t->model);
+  free(t->velocity);
+  free(t->xb);
+  free(t->yb);
+  free(t->order);
+  memset(t, 0, sizeof(*t));
+}
+
+long ens_steps_per_epoch(int nrows, int batch) {
+  long full = nrows / batch;
+  return full + (nrows % batch >= 2 ? 1 : 0);
+}
+
+int ens_trainer_start(ens_trainer *t, const ens_config *c, uint32_t init_member,
+                      uint32_t rng_member, int nrows) {
+  if (nrows > t->order_cap || nrows < 2)
+    return ENS_EINVAL;
+  int ret = ens_model_init(&t->model, c->init, c->init_std, c->bias_init, c->seed, init_member);
+  if (ret)
+    return ret;
+  memset(t->velocity, 0, t->model.nparams * sizeof(float));
+  ens_schedule_from_config(&t->sched, c, ens_steps_per_epoch(nrows, c->batch));
+  t->sgd = (ens_sgd){.momentum = c->momentum, .weight_decay = c->weight_decay,
+                     .nesterov = c->nesterov};
+  t->clip_value = (float)c->clip_value;
+  t->clip_norm = (float)c->clip_norm;
+  t->batch = c->batch;
+  t->epochs = c->epochs;
+  t->seed = c->seed;
+  t->rng_member = rng_member;
+  t->epoch = 0;
+  t->batch_in_epoch = 0;
+  t->step = 0;
+  t->cycles_done = 0;
+  t->loss_sum = 0.0;
+  t->loss_count = 0;
+  t->last_loss = NAN;
+  return 0;
+}
+
+/* One optimizer step on rows order[lo, lo + b). Returns the batch loss. */
+static double train_step(ens_trainer *t, const ens_train_set *set, long lo, int b) {
+  ens_model *m = &t->model;
+  const int d = set->d;
+  for (int i = 0; i < b; i++) {
+    int32_t r = t->order[lo + i];
+    if (set->rows)
+      r = set->rows[r];
+    memcpy(t->xb + (size_t)i * d, set->x + (size_t)r * d, (size_t)d * sizeof(float));
+    t->yb[i] = set->y[r];
+  }
+  ens_rng drop;
+  ens_rng_init(&drop, t->seed, t->rng_member, ENS_STREAM_DROPOUT, (uint32_t)t->step);
+  ens_model_forward(m, t->xb, b, ENS_PASS_TRAIN, &drop);
+  double loss = ens_model_loss_backward(m, t->xb, t->yb, b, NULL);
+  if (t->clip_value > 0.0f)
+    ens_clip_value(m->grads, m->nparams, t->clip_value);
+  if (t->clip_norm > 0.0f)
+    ens_clip_norm(m->grads, m->nparams, t->clip_norm);
+  ens_sgd_step(m->params, t->velocity, m->grads, m->nparams, ens_schedule_lr(&t->sched, t->step),
+               &t->sgd);
+  return loss;
+}
+
+int ens_trainer_run(ens_trainer *t, const ens_train_set *set, const ens_train_hooks *h) {
+  const int nrows = set->rows ? set->nrows : set->n;
+  const long spe = t->sched.steps_per_epoch;
+  int ret = 0;
+  if (nrows > t->order_cap || set->d != t->model.in)
+    return ENS_EINVAL;
+  while (t->epoch < t->epochs) {
+    /* The epoch's order is a pure function of (seed, member, epoch). */
+    ens_rng shuf;
+    ens_rng_init(&shuf, t->seed, t->rng_member, ENS_STREAM_SHUFFLE, (uint32_t)t->epoch);
+    ens_rng_permutation(&shuf, t->order, nrows);
+    while (t->batch_in_epoch < spe) {
+      long lo = t->batch_in_epoch * t->batch;
+      int b = nrows - lo < t->batch ? (int)(nrows - lo) : t->batch;
+      double loss = train_step(t, set, lo, b);
+      if (!isfinite(loss))
+        return ENS_ENUMERIC;
+      t->loss_sum += loss * b;
+      t->loss_count += b;
+      t->batch_in_epoch++;
+      long done = t->step++;
+      if (t->sched.kind == ENS_SCHED_CYCLIC || done + 1 == t->sched.total_steps) {
+        if (ens_schedule_cycle_end(&t->sched, done)) {
+          int index = t->cycles_done++;
+          if (t->batch_in_epoch == spe) { /* cycle ends with the epoch: report it first */
+            t->last_loss = t->loss_sum / (double)t->loss_count;
+          }
+          if (h && h->on_cycle_end && (ret = h->on_cycle_end(h->ctx, t, index)))
+            return ret;
+        }
+      }
+      if (h && h->should_stop && h->should_stop(h->ctx) && t->batch_in_epoch < spe)
+        return ENS_ESTOPPED;
+      if (t->batch_in_epoch < spe)
+        continue;
+      /* End of epoch. */
+      t->last_loss = t->loss_sum / (double)t->loss_count;
+      int finished = t->epoch;
+      t->epoch++;
+      t->batch_in_epoch = 0;
+      t->loss_sum = 0.0;
+      t->loss_count = 0;
+      if (h && h->on_epoch && (ret = h->on_epoch(h->ctx, t, finished, t->last_loss)))
+        return ret;
+      if (h && h->should_stop && h->should_stop(h->ctx) && t->epoch < t->epochs)
+        return ENS_ESTOPPED;
+      break;
+    }
+  }
+  return 0;
+}
