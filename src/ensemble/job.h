@@ -54,6 +54,7 @@ typedef struct ens_job {
   float *eval_probs;     /* (n_test, C) per-epoch evaluation */
   ens_held_member *held; /* non-root: finished members */
   int nheld;
+  double unit_t0;        /* wall time the current unit started (resume-adjusted) */
   hid_t file;            /* rank 0: the temporary result file */
   char tmp_path[ENS_PATH_MAX + 64];
   char ckpt_dir[ENS_PATH_MAX + 16];
@@ -78,12 +79,23 @@ int ens_job_store_member(ens_job *j, const ens_member_meta *meta, const float *p
  * renames the result file. */
 int ens_job_collect(ens_job *j, double train_wall, char *err, size_t errlen);
 
-/* Checkpoints (no-ops when checkpointing is off). */
+/* Packs the trainer's current model (predictions included) and stores it
+ * as member meta->k (see ens_job_store_member). */
+int ens_job_emit_packed(ens_job *j, ens_trainer *t, const ens_member_meta *meta);
+
+/* Checkpoints, in j->ckpt_dir. A unit's state after an epoch (every
+ * checkpoint_every epochs), on a stop (then returns ENS_ESTOPPED), and when
+ * it is done; every finished member's weights. */
 int ens_job_checkpoint_epoch(ens_job *j, ens_trainer *t, int unit, int epoch);
 int ens_job_checkpoint_stop(ens_job *j, ens_trainer *t, int unit);
-int ens_job_checkpoint_done(ens_job *j, int unit);
-/* Restores a unit from its checkpoint when resuming; *done = 1 when the unit
- * had finished (its members are then re-stored from the checkpoint). */
-int ens_job_restore_unit(ens_job *j, ens_trainer *t, int unit, int *done);
+int ens_job_checkpoint_done(ens_job *j, ens_trainer *t, int unit);
+int ens_job_checkpoint_member(ens_job *j, const ens_member_meta *meta, const float *packed);
+/* With --resume: restores a unit (members first_k .. first_k+nmembers-1)
+ * from its checkpoint, re-storing the members it had emitted; *done = 1 when
+ * it had finished. Without a checkpoint the unit starts fresh. */
+int ens_job_restore_unit(ens_job *j, ens_trainer *t, int unit, int first_k, int nmembers,
+                         int *done, char *err, size_t errlen);
+/* After a published result: removes this rank's checkpoint files (collective). */
+void ens_job_checkpoint_cleanup(ens_job *j, const int *units, int nunits);
 
 #endif

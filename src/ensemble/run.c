@@ -21,9 +21,6 @@
 #include "ensemble/job.h"
 #include "io/h5util.h"
 
-#define TAG_META 11
-#define TAG_DATA 12
-
 static double now(void) { return MPI_Wtime(); }
 
 /* ---- member placement ---------------------------------------------------- */
@@ -64,10 +61,14 @@ typedef struct unit_ctx {
   ens_job *j;
   int unit;
   int first_k;      /* first member of this unit */
-  double t_start;   /* wall time at the start (or resume) of this unit */
   double t_epoch;   /* start of the current epoch */
   double eval_seconds;
 } unit_ctx;
+
+int ens_job_emit_packed(ens_job *j, ens_trainer *t, const ens_member_meta *meta) {
+  pack_member(j, t);
+  return ens_job_store_member(j, meta, j->pack);
+}
 
 static int emit_member(ens_job *j, ens_trainer *t, int k, double seconds) {
   ens_member_meta meta = {.k = k,
@@ -75,24 +76,22 @@ static int emit_member(ens_job *j, ens_trainer *t, int k, double seconds) {
                           .steps = t->step,
                           .final_loss = t->last_loss,
                           .train_seconds = seconds,
-                          .init_key = 0,
-                          .rng_key = t->rng_member};
-  meta.init_key = (int)j->init_key;
-  pack_member(j, t);
-  return ens_job_store_member(j, &meta, j->pack);
+                          .init_key = (int32_t)j->init_key,
+                          .rng_key = (int32_t)t->rng_member};
+  int ret = ens_job_emit_packed(j, t, &meta);
+  return ret ? ret : ens_job_checkpoint_member(j, &meta, j->pack);
 }
 
 static int on_epoch(void *ctx, ens_trainer *t, int epoch, double loss) {
   unit_ctx *u = ctx;
   ens_job *j = u->j;
-  double t_now = now();
-  double train_time = t_now - u->t_epoch;
+  double train_time = now() - u->t_epoch;
   if (j->c->verbose) {
     /* Test metrics of the current weights, eval mode. */
     ens_model_predict(&t->model, j->eval_probs, j->ftest, j->n_test);
     double acc = ens_metric_accuracy(j->eval_probs, j->data.test.y, j->n_test, j->classes);
     double nll = ens_metric_nll(j->eval_probs, j->data.test.y, j->n_test, j->classes);
-    int nrows = j->c->mode == ENS_MODE_BOOTSTRAP ? j->n_train : j->n_train;
+    int nrows = j->n_train; /* a bootstrap draw has n rows too */
     char who[64];
     if (j->c->mode == ENS_MODE_SNAPSHOT)
       snprintf(who, sizeof(who), "chain %d", u->unit);
@@ -116,8 +115,7 @@ static int on_cycle_end(void *ctx, ens_trainer *t, int index) {
   int k = u->first_k + index;
   if (index >= j->c->snapshots)
     return 0;
-  double t0 = now();
-  int ret = emit_member(j, t, k, t0 - u->t_start);
+  int ret = emit_member(j, t, k, now() - j->unit_t0);
   if (j->c->verbose) {
     printf("[chain %d] snapshot %d -> member %d at epoch %d\n", u->unit, index, k,
            t->epoch + (t->batch_in_epoch > 0 ? 1 : 0));
@@ -133,7 +131,7 @@ static int should_stop(void *ctx) {
 
 /* ---- one unit ------------------------------------------------------------ */
 
-static int train_unit(ens_job *j, int unit) {
+static int train_unit(ens_job *j, int unit, char *err, size_t errlen) {
   const ens_config *c = j->c;
   int S = c->mode == ENS_MODE_SNAPSHOT ? c->snapshots : 1;
   int first_k = unit * S;
@@ -154,24 +152,25 @@ static int train_unit(ens_job *j, int unit) {
     return ret;
   unit_ctx u = {.j = j, .unit = unit, .first_k = first_k};
   int done = 0;
-  ret = ens_job_restore_unit(j, t, unit, &done);
-  if (ret)
+  j->unit_t0 = now();
+  ret = ens_job_restore_unit(j, t, unit, first_k, S, &done, err, errlen);
+  if (ret || done)
     return ret;
-  if (done)
-    return 0;
-  u.t_start = now() - t->step * 0.0;
-  u.t_epoch = u.t_start;
+  u.t_epoch = now();
   ens_train_hooks h = {.ctx = &u, .on_epoch = on_epoch, .on_cycle_end = on_cycle_end,
                        .should_stop = should_stop};
   ret = ens_trainer_run(t, &set, &h);
   if (ret == ENS_ESTOPPED)
     return ens_job_checkpoint_stop(j, t, unit);
+  if (ret == ENS_ENUMERIC)
+    snprintf(err, errlen, "member %d: the training loss became NaN or infinite at epoch %d "
+             "(try a lower [train] lr or set clip_norm)", first_k, t->epoch + 1);
   if (ret)
     return ret;
   if (c->mode != ENS_MODE_SNAPSHOT)
-    ret = emit_member(j, t, first_k, now() - u.t_start);
+    ret = emit_member(j, t, first_k, now() - j->unit_t0);
   if (!ret)
-    ret = ens_job_checkpoint_done(j, unit);
+    ret = ens_job_checkpoint_done(j, t, unit);
   return ret;
 }
 
@@ -188,18 +187,25 @@ int ens_train_job(const ens_config *c, const ens_job_opts *o, MPI_Comm comm, cha
   }
   openblas_set_num_threads(c->threads);
   double t0 = now();
-  int units_total = c->mode == ENS_MODE_SNAPSHOT ? c->members / c->snapshots : c->members;
   int u_first = ens_job_unit_of(j, j->first), u_last = ens_job_unit_of(j, j->last - 1) + 1;
   int mine = 0;
+  int *units = malloc((size_t)(u_last - u_first + 1) * sizeof(int));
+  if (!units) {
+    ens_job_free(j);
+    return ENS_ENOMEM;
+  }
   for (int u = u_first; u < u_last; u++) {
     if (u % j->size != j->rank)
       continue;
-    mine++;
-    ret = train_unit(j, u);
+    units[mine++] = u;
+    if (o->stop && *o->stop) { /* stopped between units: the rest start fresh */
+      ret = ENS_ESTOPPED;
+      break;
+    }
+    ret = train_unit(j, u, err, errlen);
     if (ret)
       break;
   }
-  (void)units_total;
   if (!mine && !ret) {
     printf("rank %d: idle (%d member%s on %d ranks)\n", j->rank, j->last - j->first,
            j->last - j->first == 1 ? "" : "s", j->size);
@@ -211,6 +217,8 @@ int ens_train_job(const ens_config *c, const ens_job_opts *o, MPI_Comm comm, cha
   MPI_Allreduce(&local, &global, 1, MPI_INT, MPI_MAX, comm);
   if (global == 0) {
     ret = ens_job_collect(j, now() - t0, err, errlen);
+    if (!ret)
+      ens_job_checkpoint_cleanup(j, units, mine);
   } else if (!ret) {
     /* This rank finished its work but another stopped or failed. */
     ret = global == 1 ? ENS_ESTOPPED : ENS_EMPI;
@@ -219,6 +227,7 @@ int ens_train_job(const ens_config *c, const ens_job_opts *o, MPI_Comm comm, cha
   }
   if (ret == ENS_ESTOPPED && !err[0])
     snprintf(err, errlen, "stopped by a signal; checkpoints are in %s", j->ckpt_dir);
+  free(units);
   ens_job_free(j);
   return ret;
 }
