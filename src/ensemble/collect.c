@@ -143,6 +143,7 @@ typedef struct sums {
   int32_t *oob_cnt;  /* (n_train) */
   uint8_t *inbag;    /* (n_train) */
   float *tmp;        /* (n_test, C) scratch */
+  int32_t *vpred;    /* (n_test) scratch */
   double *macc, *mnll, *mbrier, *mece, *moob; /* (M) */
   double *curve_acc, *curve_nll;              /* (M) */
 } sums;
@@ -156,6 +157,7 @@ static void sums_free(sums *s) {
   free(s->oob_cnt);
   free(s->inbag);
   free(s->tmp);
+  free(s->vpred);
   free(s->macc);
   free(s->mnll);
   free(s->mbrier);
@@ -173,6 +175,7 @@ static int sums_alloc(sums *s, const ens_job *j, int M) {
   s->wsum = calloc(j->nparams, sizeof(double));
   s->preds = calloc((size_t)M * j->n_test, sizeof(int32_t));
   s->tmp = calloc(nc, sizeof(float));
+  s->vpred = calloc((size_t)j->n_test, sizeof(int32_t));
   s->macc = calloc((size_t)M, sizeof(double));
   s->mnll = calloc((size_t)M, sizeof(double));
   s->mbrier = calloc((size_t)M, sizeof(double));
@@ -180,7 +183,7 @@ static int sums_alloc(sums *s, const ens_job *j, int M) {
   s->moob = calloc((size_t)M, sizeof(double));
   s->curve_acc = calloc((size_t)M, sizeof(double));
   s->curve_nll = calloc((size_t)M, sizeof(double));
-  int ok = s->psum && s->votes && s->wsum && s->preds && s->tmp && s->macc && s->mnll &&
+  int ok = s->psum && s->votes && s->wsum && s->preds && s->tmp && s->vpred && s->macc && s->mnll &&
            s->mbrier && s->mece && s->moob && s->curve_acc && s->curve_nll;
   if (j->c->mode == ENS_MODE_BOOTSTRAP) {
     s->oob_sum = calloc((size_t)j->n_train * j->classes, sizeof(double));
@@ -214,16 +217,11 @@ static void fold_member(ens_job *j, sums *s, int i, int k) {
    * average, since re-estimating batch norm for every prefix is costly). */
   int m = i + 1;
   if (j->c->combine == ENS_COMBINE_VOTE) {
-    ens_combine_vote(s->tmp, NULL, s->votes, s->psum, m, n, C);
-    int32_t *vp = malloc((size_t)n * sizeof(int32_t));
-    if (vp) {
-      ens_combine_vote(s->tmp, vp, s->votes, s->psum, m, n, C);
-      int hit = 0;
-      for (int r = 0; r < n; r++)
-        hit += vp[r] == y[r];
-      s->curve_acc[i] = (double)hit / n;
-      free(vp);
-    }
+    ens_combine_vote(s->tmp, s->vpred, s->votes, s->psum, m, n, C);
+    int hit = 0;
+    for (int r = 0; r < n; r++)
+      hit += s->vpred[r] == y[r];
+    s->curve_acc[i] = (double)hit / n;
   } else {
     ens_combine_average(s->tmp, s->psum, m, n, C);
     s->curve_acc[i] = ens_metric_accuracy(s->tmp, y, n, C);

@@ -1,0 +1,55 @@
+# Shared helpers for the integration tests: each test is run by CTest as
+# `bash test.sh <path to ens> <work dir>`.
+set -euo pipefail
+ENS=$1
+WORK=$2
+SRC=${ENS_SOURCE_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
+PY=/usr/bin/python3
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+export OMPI_MCA_rmaps_base_oversubscribe=1
+rm -rf "$WORK"
+mkdir -p "$WORK"
+cd "$WORK"
+
+fail() {
+  echo "FAIL: $*" >&2
+  exit 1
+}
+
+# run_np P dir args...: runs ens train on P ranks inside dir (P = 0: no mpirun).
+run_np() {
+  local np=$1 dir=$2
+  shift 2
+  mkdir -p "$dir"
+  if [ "$np" = 0 ]; then
+    (cd "$dir" && "$ENS" train "$@") >"$dir/log" 2>&1 || { cat "$dir/log"; return 1; }
+  else
+    (cd "$dir" && mpirun -np "$np" --oversubscribe "$ENS" train "$@") >"$dir/log" 2>&1 ||
+      { cat "$dir/log"; return 1; }
+  fi
+}
+
+# same_result a.h5 b.h5: datasets bitwise identical and every attribute equal
+# except the timing and placement ones (train_seconds, ranks), via h5diff.
+same_result() {
+  local out
+  out=$(h5diff -v2 "$1" "$2" 2>&1 || true)
+  out=$(echo "$out" | grep -v "Attributes status")
+  if echo "$out" | grep -qiE "not comparable|only in|cannot|error"; then
+    echo "$out" | grep -iE "not comparable|only in|cannot|error" | head -20
+    return 1
+  fi
+  local bad
+  bad=$(echo "$out" | awk '
+    /^attribute: </ { what = "attribute " $2 " of " $4 }
+    /^dataset: </   { what = "dataset " $2 }
+    /differences found/ { if ($1 > 0) print what, $1 }' |
+    grep -vE '^attribute <(train_seconds|ranks) ' || true)
+  if [ -n "$bad" ]; then
+    echo "differences between $1 and $2:"
+    echo "$bad"
+    return 1
+  fi
+  # h5diff must have compared datasets at all.
+  echo "$out" | grep -q "^dataset: </ensemble/probs>" || { echo "h5diff compared nothing"; return 1; }
+}
