@@ -83,6 +83,11 @@ void ens_config_defaults(ens_config *c);
 int ens_config_load(ens_config *c, const char *path, const char *const *sets, int nsets,
                     char *err, size_t errlen);
 
+/* Loads INI text (e.g. the `config` attribute of a result file) on top of
+ * the defaults; `name` stands for the text in messages ("a.h5:/config"). */
+int ens_config_load_text(ens_config *c, const char *name, const char *text, char *err,
+                         size_t errlen);
+
 /* Applies one "section.key=value" assignment (as --set does). */
 int ens_config_set(ens_config *c, const char *assignment, char *err, size_t errlen);
 

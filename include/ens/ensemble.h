@@ -14,6 +14,8 @@ typedef struct ens_job_opts {
   const char *config_path;   /* for messages */
   volatile sig_atomic_t *stop; /* set by a signal handler; may be NULL */
   int resume;                /* continue from checkpoints */
+  const char *trunk_from;    /* take the trunk from this result file's /trunk
+                                (merge, predict) instead of [trunk] source */
 } ens_job_opts;
 
 /* Runs the job on every rank of comm (collective). Rank 0 writes the result
@@ -22,5 +24,21 @@ typedef struct ens_job_opts {
  * rank that failed; the failure is propagated so every rank returns non-zero). */
 int ens_train_job(const ens_config *c, const ens_job_opts *o, MPI_Comm comm, char *err,
                   size_t errlen);
+
+/* `ens merge`: recombines result files of disjoint, contiguous member slices
+ * of one job (same configuration apart from [output] and the slice, same
+ * data) into `out`, exactly as one run over all their members would have
+ * written it. Runs on the calling process only. Returns 0 or an ENS_E* code
+ * with a message in err. */
+int ens_merge(const char *const *parts, int nparts, const char *out, char *err, size_t errlen);
+
+/* `ens predict`: applies result file `model` (standardization, trunk,
+ * members) to the rows of dataset `dataset` of `input` (NULL: /x when
+ * present, else /test/x) and writes /probs (n, C) and /pred (n) to `out`
+ * atomically; combine < 0 uses the result's own rule. When labels exist
+ * beside the rows (/y or /test/y) the accuracy is printed. Returns 0 or an
+ * ENS_E* code with a message in err. */
+int ens_predict(const char *model, const char *input, const char *dataset, const char *out,
+                int combine, char *err, size_t errlen);
 
 #endif

@@ -198,8 +198,14 @@ int main(int argc, char **argv) {
     return ens_cli_info(argc - 2, argv + 2);
   if (!strcmp(cmd, "predict"))
     return ens_cli_predict(argc - 2, argv + 2);
-  if (!strcmp(cmd, "merge"))
-    return ens_cli_merge(argc - 2, argv + 2);
+  if (!strcmp(cmd, "merge")) {
+    /* merge reuses the job machinery, which speaks MPI: a singleton world. */
+    if (MPI_Init(&argc, &argv) != MPI_SUCCESS)
+      return EXIT_RUNTIME;
+    int code = ens_cli_merge(argc - 2, argv + 2);
+    MPI_Finalize();
+    return code;
+  }
   if (strcmp(cmd, "train") != 0) {
     fprintf(stderr, "ens: unknown command '%s'\n", cmd);
     usage(stderr);

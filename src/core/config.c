@@ -669,15 +669,12 @@ static int file_handler(void *user, const char *section, const char *name, const
   return 1;
 }
 
-static int load_file(ens_config *c, const char *path, char *err, size_t errlen) {
+/* Parses the open stream fp (closed here); `path` names it in messages. */
+static int load_stream(ens_config *c, FILE *fp, const char *path, char *err, size_t errlen) {
   file_ctx x;
   memset(&x, 0, sizeof x);
   x.cfg = c;
-  x.fp = fopen(path, "r");
-  if (!x.fp) {
-    put_err(err, errlen, "cannot open config file '%s': %s", path, strerror(errno));
-    return ENS_EIO;
-  }
+  x.fp = fp;
   /* ini_parse_stream rather than ini_parse: the reader gives line numbers. */
   int ret = ini_parse_stream(file_reader, &x, file_handler, &x);
   int rc = 0;
@@ -699,7 +696,39 @@ static int load_file(ens_config *c, const char *path, char *err, size_t errlen) 
   return rc;
 }
 
+static int load_file(ens_config *c, const char *path, char *err, size_t errlen) {
+  FILE *fp = fopen(path, "r");
+  if (!fp) {
+    put_err(err, errlen, "cannot open config file '%s': %s", path, strerror(errno));
+    return ENS_EIO;
+  }
+  return load_stream(c, fp, path, err, errlen);
+}
+
 /* ---- public API --------------------------------------------------------- */
+
+int ens_config_load_text(ens_config *c, const char *name, const char *text, char *err,
+                         size_t errlen) {
+  ens_config_defaults(c);
+  /* fmemopen wants a writable buffer (and a non-empty one): parse a copy. */
+  size_t len = strlen(text);
+  char *copy = malloc(len + 2);
+  FILE *fp = NULL;
+  if (copy) {
+    memcpy(copy, text, len);
+    copy[len] = '\n';
+    copy[len + 1] = '\0';
+    fp = fmemopen(copy, len + 1, "r");
+  }
+  if (!fp) {
+    free(copy);
+    put_err(err, errlen, "out of memory reading the configuration of %s", name);
+    return ENS_ENOMEM;
+  }
+  int ret = load_stream(c, fp, name, err, errlen);
+  free(copy);
+  return ret;
+}
 
 void ens_config_defaults(ens_config *c) {
   char msg[MSG_MAX];

@@ -20,7 +20,7 @@ static int enabled(const ens_job *j) { return j->ckpt_dir[0] != '\0'; }
 
 /* The parts of the configuration a checkpoint must agree with: everything
  * except [output] and the progress settings. Malloc'd; caller frees. */
-static char *identity_text(const ens_config *c) {
+char *ens_job_identity_text(const ens_config *c) {
   ens_config k = *c;
   k.output_path[0] = '\0';
   k.checkpoint_dir[0] = '\0';
@@ -72,7 +72,7 @@ static int write_unit(ens_job *j, ens_trainer *t, int unit, int done) {
   }
   ens_model *m = &t->model;
   hsize_t np = m->nparams, ns = m->nstats;
-  char *ident = identity_text(j->c);
+  char *ident = ens_job_identity_text(j->c);
   int ret = ident ? 0 : ENS_ENOMEM;
   ret |= ens_h5_write(f, "params", H5T_NATIVE_FLOAT, 1, &np, m->params, 0);
   ret |= ens_h5_write(f, "velocity", H5T_NATIVE_FLOAT, 1, &np, t->velocity, 0);
@@ -187,7 +187,7 @@ int ens_job_restore_unit(ens_job *j, ens_trainer *t, int unit, int first_k, int 
     snprintf(err, errlen, "checkpoint %s cannot be opened as HDF5", path);
     return ENS_EFORMAT;
   }
-  char *saved = NULL, *ident = identity_text(j->c);
+  char *saved = NULL, *ident = ens_job_identity_text(j->c);
   int64_t isdone = 0, epoch = 0, bie = 0, step = 0, cyc = 0, lcount = 0;
   double lsum = 0, last = NAN, elapsed = 0;
   int ret = ens_h5_get_attr_str(f, "/", "config", &saved);

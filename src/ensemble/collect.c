@@ -39,33 +39,6 @@ static int write_member(ens_job *j, const ens_member_meta *meta, const float *pa
   return ret ? ENS_EHDF5 : 0;
 }
 
-/* Reads member k back from the result file into j->pack (rank 0's own). */
-static int read_member(ens_job *j, int k, ens_member_meta *meta) {
-  char path[128];
-  hid_t f = j->file;
-  int ret = 0;
-  int64_t v;
-  double x;
-  memset(meta, 0, sizeof(*meta));
-  meta->k = k;
-  snprintf(path, sizeof(path), "/members/%d/params", k);
-  ret |= ens_h5_read(f, path, H5T_NATIVE_FLOAT, j->pack, j->nparams);
-  ret |= ens_h5_get_attr_i64(f, path, "epochs", &v);
-  meta->epochs = (int32_t)v;
-  ret |= ens_h5_get_attr_i64(f, path, "steps", &v);
-  meta->steps = v;
-  ret |= ens_h5_get_attr_f64(f, path, "final_train_loss", &x);
-  meta->final_loss = x;
-  ret |= ens_h5_get_attr_f64(f, path, "train_seconds", &x);
-  meta->train_seconds = x;
-  snprintf(path, sizeof(path), "/members/%d/bn_stats", k);
-  if (j->nstats)
-    ret |= ens_h5_read(f, path, H5T_NATIVE_FLOAT, j->pack + j->nparams, j->nstats);
-  ret |= ens_h5_read_rows(f, "/members/probs", H5T_NATIVE_FLOAT, (hsize_t)(k - j->first), 1,
-                          (size_t)j->n_test * j->classes, j->pack + j->nparams + j->nstats);
-  return ret ? ENS_EHDF5 : 0;
-}
-
 int ens_job_store_member(ens_job *j, const ens_member_meta *meta, const float *packed) {
   size_t len = ens_job_packed_len(j);
   if (j->rank == 0) {
@@ -114,6 +87,82 @@ static int recv_floats(float *p, size_t n, int src, MPI_Comm comm) {
       return ENS_EMPI;
   }
   return 0;
+}
+
+/* Reads member k from result file f (where it is row `row` of
+ * /members/probs) into j->pack: parameters, statistics, test probabilities. */
+static int read_member(ens_job *j, hid_t f, hsize_t row, int k, ens_member_meta *meta) {
+  char path[128];
+  int ret = 0;
+  int64_t v = 0;
+  double x = 0;
+  memset(meta, 0, sizeof(*meta));
+  meta->k = k;
+  snprintf(path, sizeof(path), "/members/%d/params", k);
+  ret |= ens_h5_read(f, path, H5T_NATIVE_FLOAT, j->pack, j->nparams);
+  ret |= ens_h5_get_attr_i64(f, path, "epochs", &v);
+  meta->epochs = (int32_t)v;
+  ret |= ens_h5_get_attr_i64(f, path, "steps", &v);
+  meta->steps = v;
+  ret |= ens_h5_get_attr_i64(f, path, "init_key", &v);
+  meta->init_key = (int32_t)v;
+  ret |= ens_h5_get_attr_i64(f, path, "rng_key", &v);
+  meta->rng_key = (int32_t)v;
+  ret |= ens_h5_get_attr_f64(f, path, "final_train_loss", &x);
+  meta->final_loss = x;
+  ret |= ens_h5_get_attr_f64(f, path, "train_seconds", &x);
+  meta->train_seconds = x;
+  snprintf(path, sizeof(path), "/members/%d/bn_stats", k);
+  if (j->nstats)
+    ret |= ens_h5_read(f, path, H5T_NATIVE_FLOAT, j->pack + j->nparams, j->nstats);
+  ret |= ens_h5_read_rows(f, "/members/probs", H5T_NATIVE_FLOAT, row, 1,
+                          (size_t)j->n_test * j->classes, j->pack + j->nparams + j->nstats);
+  return ret ? ENS_EFORMAT : 0;
+}
+
+/* Brings member k (index i in this job) into j->pack and makes sure the
+ * output file holds it: from rank 0's own file, from another rank, or from
+ * one of the part files of a merge. */
+static int get_member(ens_job *j, int i, int k, ens_member_meta *meta, char *err, size_t errlen) {
+  const int C = j->classes;
+  const size_t len = ens_job_packed_len(j);
+  int ret = 0;
+  if (j->nparts > 0) {
+    const ens_part *p = ens_job_part_of(j, k);
+    ret = read_member(j, p->file, (hsize_t)(k - p->first), k, meta);
+    if (ret) {
+      snprintf(err, errlen, "%s: member %d is missing or has the wrong size", p->path, k);
+      return ret;
+    }
+    if (j->c->mode == ENS_MODE_BOOTSTRAP) {
+      /* Out-of-bag scores: recompute the training-set probabilities. */
+      memcpy(j->trainer.model.params, j->pack, j->nparams * sizeof(float));
+      memcpy(j->trainer.model.stats, j->pack + j->nparams, j->nstats * sizeof(float));
+      ens_model_predict(&j->trainer.model, j->pack + len - (size_t)j->n_train * C, j->ftrain,
+                        j->n_train);
+    }
+    ret = write_member(j, meta, j->pack);
+  } else if (ens_job_rank_of(j, k) == 0) {
+    ret = read_member(j, j->file, (hsize_t)i, k, meta);
+    if (!ret && j->c->mode == ENS_MODE_BOOTSTRAP) {
+      char path[128];
+      snprintf(path, sizeof(path), "/scratch/train_probs_%d", k);
+      ret = ens_h5_read(j->file, path, H5T_NATIVE_FLOAT, j->pack + len - (size_t)j->n_train * C,
+                        (size_t)j->n_train * C);
+    }
+  } else {
+    int src = ens_job_rank_of(j, k);
+    if (MPI_Recv(meta, (int)sizeof(*meta), MPI_BYTE, src, TAG_META, j->comm,
+                 MPI_STATUS_IGNORE) != MPI_SUCCESS || meta->k != k)
+      ret = ENS_EMPI;
+    if (!ret)
+      ret = recv_floats(j->pack, len, src, j->comm);
+    if (!ret)
+      ret = write_member(j, meta, j->pack);
+  }
+  if (ret)
+    snprintf(err, errlen, "collecting member %d: %s", k, ens_strerror(ret));
+  return ret;
 }
 
 /* Non-root ranks: send held members in member order (rank 0 asks in the
@@ -314,10 +363,10 @@ static int write_f64_as_f32(hid_t f, const char *path, const double *v, int n) {
   return ret;
 }
 
-static int finish_root(ens_job *j, double train_wall, char *err, size_t errlen) {
+int ens_job_finish_root(ens_job *j, double train_wall, char *err, size_t errlen) {
   const ens_config *c = j->c;
   const int M = j->last - j->first, C = j->classes, n = j->n_test;
-  const size_t nc = (size_t)n * C, len = ens_job_packed_len(j);
+  const size_t nc = (size_t)n * C;
   sums s;
   float *ens_probs = malloc(nc * sizeof(float)), *vote_probs = malloc(nc * sizeof(float));
   float *par_probs = malloc(nc * sizeof(float));
@@ -333,29 +382,10 @@ static int finish_root(ens_job *j, double train_wall, char *err, size_t errlen) 
     goto cleanup;
   }
   for (int i = 0; i < M; i++) {
-    int k = j->first + i, src = ens_job_rank_of(j, k);
+    int k = j->first + i;
     ens_member_meta meta;
-    if (src == 0) {
-      ret = read_member(j, k, &meta);
-      if (!ret && c->mode == ENS_MODE_BOOTSTRAP) {
-        char path[128];
-        snprintf(path, sizeof(path), "/scratch/train_probs_%d", k);
-        ret = ens_h5_read(j->file, path, H5T_NATIVE_FLOAT, j->pack + len - (size_t)j->n_train * C,
-                          (size_t)j->n_train * C);
-      }
-    } else {
-      if (MPI_Recv(&meta, (int)sizeof(meta), MPI_BYTE, src, TAG_META, j->comm,
-                   MPI_STATUS_IGNORE) != MPI_SUCCESS || meta.k != k)
-        ret = ENS_EMPI;
-      if (!ret)
-        ret = recv_floats(j->pack, len, src, j->comm);
-      if (!ret)
-        ret = write_member(j, &meta, j->pack);
-    }
-    if (ret) {
-      snprintf(err, errlen, "collecting member %d: %s", k, ens_strerror(ret));
+    if ((ret = get_member(j, i, k, &meta, err, errlen)))
       goto cleanup;
-    }
     fold_member(j, &s, i, k);
   }
   /* Every rule on the same members. */
@@ -444,7 +474,7 @@ static int finish_root(ens_job *j, double train_wall, char *err, size_t errlen) 
   if (c->mode == ENS_MODE_BOOTSTRAP)
     ret |= ens_h5_attr_f64(f, "/metrics/ensemble", "oob_accuracy", oob_ens);
   ret |= ens_h5_attr_f64(f, "/", "train_seconds", train_wall);
-  if (c->mode == ENS_MODE_BOOTSTRAP && H5Ldelete(f, "/scratch", H5P_DEFAULT) < 0)
+  if (ens_h5_exists(f, "/scratch") && H5Ldelete(f, "/scratch", H5P_DEFAULT) < 0)
     ret = ENS_EHDF5;
   if (ret) {
     ret = ENS_EHDF5;
@@ -484,7 +514,7 @@ cleanup:
 int ens_job_collect(ens_job *j, double train_wall, char *err, size_t errlen) {
   int ret;
   if (j->rank == 0)
-    ret = finish_root(j, train_wall, err, errlen);
+    ret = ens_job_finish_root(j, train_wall, err, errlen);
   else
     ret = send_held(j);
   /* Everyone learns whether rank 0 published the result. */

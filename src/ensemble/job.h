@@ -29,6 +29,13 @@ typedef struct ens_held_member {
   float *data; /* packed, ens_job_packed_len floats */
 } ens_held_member;
 
+/* One input of `ens merge`: a result file holding members [first, first+count). */
+typedef struct ens_part {
+  char path[ENS_PATH_MAX];
+  hid_t file;
+  int first, count;
+} ens_part;
+
 typedef struct ens_job {
   const ens_config *c;
   const ens_job_opts *o;
@@ -38,6 +45,7 @@ typedef struct ens_job {
   ens_data data;         /* standardized */
   float *mean, *std;     /* (d) standardization, NULL when off */
   int classes, n_train, n_test, d;
+  int64_t data_checksum; /* adler32 of the loaded data, before standardization */
   /* Inputs of the trained networks: the data itself, or trunk features. */
   const float *ftrain, *ftest;
   int fd;
@@ -56,6 +64,9 @@ typedef struct ens_job {
   int nheld;
   double unit_t0;        /* wall time the current unit started (resume-adjusted) */
   hid_t file;            /* rank 0: the temporary result file */
+  ens_part *parts;       /* merge: the input results, sorted by first member */
+  int nparts;
+  const char *trunk_result; /* merge: take the trunk from this result file */
   char tmp_path[ENS_PATH_MAX + 64];
   char ckpt_dir[ENS_PATH_MAX + 16];
 } ens_job;
@@ -82,6 +93,15 @@ int ens_job_collect(ens_job *j, double train_wall, char *err, size_t errlen);
 /* Packs the trainer's current model (predictions included) and stores it
  * as member meta->k (see ens_job_store_member). */
 int ens_job_emit_packed(ens_job *j, ens_trainer *t, const ens_member_meta *meta);
+
+/* Rank 0's half of the collection: fold members in order, write the
+ * metrics, publish the result. Also used by `ens merge`. */
+int ens_job_finish_root(ens_job *j, double train_wall, char *err, size_t errlen);
+/* The merge part holding member k. */
+const ens_part *ens_job_part_of(const ens_job *j, int k);
+/* The configuration text that checkpoints and merge parts must share:
+ * everything but [output] and the member slice. Malloc'd. */
+char *ens_job_identity_text(const ens_config *c);
 
 /* Checkpoints, in j->ckpt_dir. A unit's state after an epoch (every
  * checkpoint_every epochs), on a stop (then returns ENS_ESTOPPED), and when

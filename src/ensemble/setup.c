@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "ens/error.h"
 #include "ens/rng.h"
@@ -16,6 +17,19 @@ void ens_job_bootstrap_rows(int32_t *rows, int n, uint64_t seed, uint32_t member
   ens_rng_init(&r, seed, member, ENS_STREAM_BOOTSTRAP, 0);
   for (int i = 0; i < n; i++)
     rows[i] = (int32_t)ens_rng_below(&r, (uint32_t)n);
+}
+
+/* adler32 over the splits' values and labels: identifies the data set. */
+static int64_t data_checksum(const ens_data *d) {
+  const ens_split *s[3] = {&d->train, &d->test, &d->val};
+  uLong a = adler32(0L, Z_NULL, 0);
+  for (int i = 0; i < 3; i++) {
+    if (!s[i]->n)
+      continue;
+    a = adler32_z(a, (const Bytef *)s[i]->x, (size_t)s[i]->n * s[i]->d * sizeof(float));
+    a = adler32_z(a, (const Bytef *)s[i]->y, (size_t)s[i]->n * sizeof(int32_t));
+  }
+  return (int64_t)a;
 }
 
 /* Writes what is known before training: root attributes and /model. */
@@ -34,6 +48,7 @@ static int write_static(ens_job *j) {
   ret |= ens_h5_attr_i64(f, "/", "seed", (int64_t)c->seed);
   ret |= ens_h5_attr_i64(f, "/", "classes", j->classes);
   ret |= ens_h5_attr_i64(f, "/", "threads", c->threads);
+  ret |= ens_h5_attr_i64(f, "/", "data_checksum", j->data_checksum);
   int share = c->share_init == ENS_SHARE_YES ||
               (c->share_init == ENS_SHARE_AUTO && c->combine == ENS_COMBINE_PARAMS);
   ret |= ens_h5_attr_i64(f, "/", "shared_init", share);
@@ -127,6 +142,8 @@ int ens_job_setup(ens_job *j, const ens_config *c, const ens_job_opts *o, MPI_Co
       ret = ENS_EFORMAT;
     }
   }
+  if (!ret)
+    j->data_checksum = data_checksum(&j->data);
   if (!ret && c->standardize) {
     j->mean = malloc((size_t)j->d * sizeof(float));
     j->std = malloc((size_t)j->d * sizeof(float));

@@ -1,0 +1,164 @@
+/* `ens merge`: result files of member slices (e.g. the tasks of a SLURM job
+ * array) become one result. The parts must come from the same job: equal
+ * configuration apart from [output] and the slice, equal data checksum, and
+ * disjoint slices that together form one contiguous range. The members are
+ * then folded in member order by the same code as a live run, so the merged
+ * file equals what one run over all members would have written. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ens/error.h"
+#include "ensemble/job.h"
+#include "io/h5util.h"
+
+const ens_part *ens_job_part_of(const ens_job *j, int k) {
+  for (int i = 0; i < j->nparts; i++)
+    if (k >= j->parts[i].first && k < j->parts[i].first + j->parts[i].count)
+      return &j->parts[i];
+  return NULL;
+}
+
+static int by_first(const void *a, const void *b) {
+  const ens_part *x = a, *y = b;
+  return (x->first > y->first) - (x->first < y->first);
+}
+
+static int open_part(ens_part *p, const char *path, ens_config *c, int64_t *checksum, char *err,
+                     size_t errlen) {
+  snprintf(p->path, sizeof(p->path), "%s", path);
+  p->file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+  if (p->file < 0) {
+    snprintf(err, errlen, "%s: cannot open as an HDF5 result file", path);
+    return ENS_EIO;
+  }
+  char *text = NULL;
+  int64_t first = 0, count = 0;
+  int ret = ens_h5_get_attr_str(p->file, "/", "config", &text);
+  ret |= ens_h5_get_attr_i64(p->file, "/", "first_member", &first);
+  ret |= ens_h5_get_attr_i64(p->file, "/", "members", &count);
+  ret |= ens_h5_get_attr_i64(p->file, "/", "data_checksum", checksum);
+  if (ret || !ens_h5_exists(p->file, "/ensemble/probs")) {
+    free(text);
+    snprintf(err, errlen, "%s: not a finished ens result (missing config, members or "
+                          "/ensemble)", path);
+    return ENS_EFORMAT;
+  }
+  char msg[1024];
+  ret = ens_config_load_text(c, path, text, msg, sizeof(msg));
+  free(text);
+  if (ret) {
+    snprintf(err, errlen, "%s: its stored configuration does not load: %s", path, msg);
+    return ENS_EFORMAT;
+  }
+  p->first = (int)first;
+  p->count = (int)count;
+  return 0;
+}
+
+int ens_merge(const char *const *paths, int nparts, const char *out, char *err, size_t errlen) {
+  ens_h5_quiet();
+  err[0] = '\0';
+  if (nparts < 1) {
+    snprintf(err, errlen, "no input files");
+    return ENS_EINVAL;
+  }
+  ens_part *parts = calloc((size_t)nparts, sizeof(ens_part));
+  ens_config *cfgs = calloc((size_t)nparts, sizeof(ens_config));
+  int64_t *sums = calloc((size_t)nparts, sizeof(int64_t));
+  char *ident0 = NULL, *text = NULL;
+  ens_job job;
+  int have_job = 0, ret = 0;
+  if (!parts || !cfgs || !sums) {
+    ret = ENS_ENOMEM;
+    goto cleanup;
+  }
+  for (int i = 0; i < nparts; i++)
+    parts[i].file = -1;
+  for (int i = 0; i < nparts && !ret; i++)
+    ret = open_part(&parts[i], paths[i], &cfgs[i], &sums[i], err, errlen);
+  if (ret)
+    goto cleanup;
+  ident0 = ens_job_identity_text(&cfgs[0]);
+  for (int i = 1; i < nparts && ident0; i++) {
+    char *id = ens_job_identity_text(&cfgs[i]);
+    int same = id && strcmp(id, ident0) == 0;
+    free(id);
+    if (!same) {
+      snprintf(err, errlen,
+               "%s and %s come from different jobs: their configurations differ beyond "
+               "[output] and the member slice (compare `ens info` of both)",
+               paths[0], paths[i]);
+      ret = ENS_ECONFIG;
+      goto cleanup;
+    }
+    if (sums[i] != sums[0]) {
+      snprintf(err, errlen, "%s and %s were trained on different data (data checksums differ)",
+               paths[0], paths[i]);
+      ret = ENS_EFORMAT;
+      goto cleanup;
+    }
+  }
+  /* Sort the parts by first member; slices must neither overlap nor leave gaps. */
+  ens_part *sorted = parts;
+  qsort(sorted, (size_t)nparts, sizeof(ens_part), by_first);
+  for (int i = 1; i < nparts; i++) {
+    int end = sorted[i - 1].first + sorted[i - 1].count;
+    if (sorted[i].first < end) {
+      snprintf(err, errlen, "%s (members %d-%d) and %s (members %d-%d) overlap",
+               sorted[i - 1].path, sorted[i - 1].first, end - 1, sorted[i].path, sorted[i].first,
+               sorted[i].first + sorted[i].count - 1);
+      ret = ENS_EINVAL;
+      goto cleanup;
+    }
+    if (sorted[i].first > end) {
+      snprintf(err, errlen, "members %d-%d are missing between %s and %s", end,
+               sorted[i].first - 1, sorted[i - 1].path, sorted[i].path);
+      ret = ENS_EINVAL;
+      goto cleanup;
+    }
+  }
+  ens_config c = cfgs[0];
+  c.first_member = sorted[0].first;
+  c.count = sorted[nparts - 1].first + sorted[nparts - 1].count - c.first_member;
+  snprintf(c.output_path, sizeof(c.output_path), "%s", out);
+  if (c.first_member == 0 && c.count == c.members)
+    c.count = 0; /* the whole ensemble: written as a single run writes it */
+  c.verbose = cfgs[0].verbose;
+  /* The merged file records the configuration of a run over the whole range. */
+  text = ens_config_to_ini(&c);
+  ens_job_opts o = {.config_text = text, .config_path = paths[0], .trunk_from = sorted[0].path};
+  ret = ens_job_setup(&job, &c, &o, MPI_COMM_SELF, err, errlen);
+  have_job = 1;
+  if (ret)
+    goto cleanup;
+  if (job.data_checksum != sums[0]) {
+    snprintf(err, errlen, "%s has changed since the parts were trained (data checksum differs)",
+             c.data_path);
+    ret = ENS_EFORMAT;
+    goto cleanup;
+  }
+  job.parts = sorted;
+  job.nparts = nparts;
+  double wall = 0;
+  for (int i = 0; i < nparts; i++) {
+    double w = 0;
+    if (ens_h5_get_attr_f64(sorted[i].file, "/", "train_seconds", &w) == 0)
+      wall += w;
+  }
+  ret = ens_job_finish_root(&job, wall, err, errlen);
+cleanup:
+  if (have_job) {
+    job.parts = NULL;
+    ens_job_free(&job);
+  }
+  for (int i = 0; parts && i < nparts; i++)
+    if (parts[i].file >= 0)
+      H5Fclose(parts[i].file);
+  free(parts);
+  free(cfgs);
+  free(sums);
+  free(ident0);
+  free(text);
+  return ret;
+}
