@@ -65,6 +65,7 @@ typedef struct ens_config {
                                      "ensemble" or "member:<k>" */
   int trunk_layers;               /* default 0 */
   int pretrain_epochs;            /* default 5 */
+  int check_sync;                 /* bool: pretrain checks weights agree every step; default 0 */
   /* [output] */
   char output_path[ENS_PATH_MAX];     /* default "result.h5" */
   char checkpoint_dir[ENS_PATH_MAX];  /* default "" = <output.path>.ckpt */

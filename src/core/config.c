@@ -129,6 +129,8 @@ static const key_spec key_table[] = {
     K_INT("trunk", "layers", trunk_layers, GE(0), "0", "hidden layers in the trunk"),
     K_INT("trunk", "pretrain_epochs", pretrain_epochs, GE(0), "5",
           "epochs to pretrain the trunk (source = pretrain)"),
+    K_BOOL("trunk", "check_sync", check_sync, "false",
+           "pretrain: verify after every step that all ranks hold identical weights"),
 
     K_STR("output", "path", output_path, "result.h5", "result HDF5 file"),
     K_STR("output", "checkpoint_dir", checkpoint_dir, "", "checkpoint directory (empty = <output path>.ckpt)"),
@@ -846,6 +848,13 @@ int ens_config_validate(const ens_config *c, char *err, size_t errlen) {
               "[ensemble] members = %d is not a multiple of [ensemble] snapshots = %d "
               "(mode = snapshot: each chain yields snapshots members)",
               c->members, c->snapshots);
+      return ENS_ECONFIG;
+    }
+    if (c->first_member % c->snapshots != 0 || c->count % c->snapshots != 0) {
+      put_err(err, errlen,
+              "[ensemble] first_member = %d and count = %d must be multiples of "
+              "[ensemble] snapshots = %d (mode = snapshot: a job trains whole chains)",
+              c->first_member, c->count, c->snapshots);
       return ENS_ECONFIG;
     }
     if (c->epochs < c->snapshots) {

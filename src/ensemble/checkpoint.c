@@ -268,6 +268,9 @@ void ens_job_checkpoint_cleanup(ens_job *j, const int *units, int nunits) {
       unlink(path);
     }
   MPI_Barrier(j->comm);
-  if (j->rank == 0)
+  if (j->rank == 0) {
+    snprintf(path, sizeof(path), "%s/trunk.h5", j->ckpt_dir); /* a pretrained trunk */
+    unlink(path);
     rmdir(j->ckpt_dir); /* only succeeds when empty: foreign files stay */
+  }
 }

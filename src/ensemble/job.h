@@ -53,6 +53,7 @@ typedef struct ens_job {
   float *trunk_params, *trunk_stats;
   size_t trunk_nparams, trunk_nstats;
   int trunk_layers;      /* 0 = no trunk */
+  uint32_t trunk_checksum; /* adler32 of the broadcast trunk (same on all ranks) */
   ens_arch arch;
   size_t nparams, nstats; /* of one member (head when a trunk is used) */
   ens_trainer trainer;

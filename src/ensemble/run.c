@@ -180,12 +180,13 @@ int ens_train_job(const ens_config *c, const ens_job_opts *o, MPI_Comm comm, cha
                   size_t errlen) {
   ens_job job;
   ens_job *j = &job;
+  /* Threads first: setup may already compute (trunk pretraining, features). */
+  openblas_set_num_threads(c->threads);
   int ret = ens_job_setup(j, c, o, comm, err, errlen);
   if (ret) {
     ens_job_free(j);
     return ret;
   }
-  openblas_set_num_threads(c->threads);
   double t0 = now();
   int u_first = ens_job_unit_of(j, j->first), u_last = ens_job_unit_of(j, j->last - 1) + 1;
   int mine = 0;

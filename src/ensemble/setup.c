@@ -87,6 +87,7 @@ static int write_static(ens_job *j) {
     ret |= ens_h5_write(f, "/trunk/bn_stats", H5T_NATIVE_FLOAT, 1, &ns, j->trunk_stats, 0);
     ret |= ens_h5_attr_i64(f, "/trunk", "layers", j->trunk_layers);
     ret |= ens_h5_attr_str(f, "/trunk", "source", ens_trunk_source_name(c->trunk_source));
+    ret |= ens_h5_attr_i64(f, "/trunk", "checksum", j->trunk_checksum);
   }
   hsize_t pd[3] = {(hsize_t)(j->last - j->first), (hsize_t)j->n_test, (hsize_t)j->classes};
   ret |= ens_h5_create(f, "/members/probs", H5T_NATIVE_FLOAT, 3, pd);
@@ -163,11 +164,16 @@ int ens_job_setup(ens_job *j, const ens_config *c, const ens_job_opts *o, MPI_Co
     j->ftest = j->data.test.x;
     j->fd = j->d;
   }
+  if (!ret) {
+    j->eval_probs = malloc((size_t)j->n_test * j->classes * sizeof(float));
+    if (!j->eval_probs)
+      ret = ENS_ENOMEM;
+  }
   /* Data errors are identical on every rank; agree before going on. */
   ret = agree(j, ret, err, errlen);
   if (ret)
     return ret;
-  if (c->trunk_source != ENS_TRUNK_NONE) {
+  if (c->trunk_source != ENS_TRUNK_NONE || o->trunk_from) {
     ret = ens_trunk_prepare(j, err, errlen);
     ret = agree(j, ret, err, errlen);
     if (ret)
@@ -181,8 +187,7 @@ int ens_job_setup(ens_job *j, const ens_config *c, const ens_job_opts *o, MPI_Co
   if (!ret) {
     j->rows = malloc((size_t)j->n_train * sizeof(int32_t));
     j->pack = malloc(ens_job_packed_len(j) * sizeof(float));
-    j->eval_probs = malloc((size_t)j->n_test * j->classes * sizeof(float));
-    if (!j->rows || !j->pack || !j->eval_probs) {
+    if (!j->rows || !j->pack) {
       snprintf(err, errlen, "out of memory allocating member buffers");
       ret = ENS_ENOMEM;
     }

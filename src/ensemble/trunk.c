@@ -1,11 +1,373 @@
-/* Shared frozen trunk (issue 4): not yet written. */
+/* The shared frozen trunk: the first L hidden blocks of the network, either
+ * loaded from an HDF5 file (an ens result, or a PyTorch export written by
+ * scripts/export_torch_trunk.py) or pretrained data-parallel by all ranks.
+ * Rank 0 finishes it and broadcasts it in one MPI_Bcast; every rank then
+ * computes the trunk features of the train and test splits once (eval mode:
+ * the trunk's batch norm uses its stored statistics and is never updated),
+ * and members train only their heads on those cached features. */
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <zlib.h>
 
 #include "ens/error.h"
+#include "ens/metrics.h"
+#include "ens/model.h"
+#include "ens/train.h"
 #include "ensemble/trunk.h"
+#include "io/fsutil.h"
+#include "io/h5util.h"
+
+#define TRUNK_RNG_KEY 0xFFFFFFF0u /* member key of the pretraining streams */
+
+static void describe_widths(char *buf, size_t len, int in, const int *hidden, int n) {
+  int used = snprintf(buf, len, "%d", in);
+  for (int i = 0; i < n && used > 0 && (size_t)used < len; i++)
+    used += snprintf(buf + used, len - (size_t)used, "-%d", hidden[i]);
+}
+
+int ens_trunk_load_file(const char *path, const char *which, const ens_arch *arch, int layers,
+                        float *params, float *stats, char *err, size_t errlen) {
+  hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+  if (f < 0) {
+    snprintf(err, errlen, "[trunk] file: cannot open '%s' as HDF5", path);
+    return ENS_EIO;
+  }
+  int ret = 0;
+  int64_t inputs = 0, bn = 0, tl = 0;
+  int32_t hidden[ENS_MAX_HIDDEN];
+  long long nh = ens_h5_size(f, "/model/hidden", NULL, NULL);
+  if (nh < 0 || nh > ENS_MAX_HIDDEN || ens_h5_get_attr_i64(f, "/model", "inputs", &inputs) ||
+      ens_h5_get_attr_i64(f, "/model", "batchnorm", &bn) ||
+      (nh > 0 && ens_h5_read(f, "/model/hidden", H5T_NATIVE_INT32, hidden, (size_t)nh))) {
+    snprintf(err, errlen, "%s: no /model description (hidden widths, inputs, batchnorm)", path);
+    ret = ENS_EFORMAT;
+    goto cleanup;
+  }
+  ens_h5_get_attr_i64(f, "/model", "trunk_layers", &tl);
+  /* Which flat vector holds the blocks, and how many blocks it has. */
+  char pp[128], sp[128];
+  long long avail_blocks = nh;
+  if (!strcmp(which, "trunk")) {
+    snprintf(pp, sizeof(pp), "/trunk/params");
+    snprintf(sp, sizeof(sp), "/trunk/bn_stats");
+    int64_t l2 = 0;
+    if (ens_h5_get_attr_i64(f, "/trunk", "layers", &l2) == 0)
+      tl = l2;
+    avail_blocks = tl;
+  } else if (!strcmp(which, "ensemble")) {
+    snprintf(pp, sizeof(pp), "/ensemble/params");
+    snprintf(sp, sizeof(sp), "/ensemble/bn_stats");
+  } else {
+    snprintf(pp, sizeof(pp), "/members/%s/params", which + 7);
+    snprintf(sp, sizeof(sp), "/members/%s/bn_stats", which + 7);
+  }
+  if (strcmp(which, "trunk") != 0 && tl > 0) {
+    snprintf(err, errlen,
+             "%s: %s holds only the head of a model trained on a trunk; use "
+             "[trunk] dataset = trunk",
+             path, pp);
+    ret = ENS_EFORMAT;
+    goto cleanup;
+  }
+  char want[256], have[256];
+  describe_widths(want, sizeof(want), arch->in, arch->hidden, layers);
+  describe_widths(have, sizeof(have), (int)inputs, hidden, (int)avail_blocks);
+  int match = inputs == arch->in && avail_blocks >= layers && (int)bn == arch->batchnorm;
+  for (int i = 0; match && i < layers; i++)
+    match = hidden[i] == arch->hidden[i];
+  if (!match) {
+    snprintf(err, errlen,
+             "%s: trunk architecture %s%s does not match the config's first %d block%s %s%s",
+             path, have, bn ? " with batch norm" : " without batch norm", layers,
+             layers == 1 ? "" : "s", want, arch->batchnorm ? " with batch norm" : " without batch norm");
+    ret = ENS_ESHAPE;
+    goto cleanup;
+  }
+  size_t np, ns;
+  ens_arch_sizes(arch, 0, layers, 0, &np, &ns);
+  long long have_p = ens_h5_size(f, pp, NULL, NULL), have_s = ens_h5_size(f, sp, NULL, NULL);
+  if (have_p < (long long)np || (ns > 0 && have_s < (long long)ns)) {
+    snprintf(err, errlen, "%s: %s has %lld values, the trunk needs at least %zu (and %zu batch "
+             "norm statistics in %s)", path, pp, have_p, np, ns, sp);
+    ret = ENS_EFORMAT;
+    goto cleanup;
+  }
+  /* The trunk is a prefix of the flat vectors (layer order layout). */
+  float *buf = malloc((size_t)(have_p > have_s ? have_p : have_s) * sizeof(float) + 4);
+  if (!buf) {
+    ret = ENS_ENOMEM;
+    goto cleanup;
+  }
+  ret = ens_h5_read(f, pp, H5T_NATIVE_FLOAT, buf, (size_t)have_p);
+  if (!ret)
+    memcpy(params, buf, np * sizeof(float));
+  if (!ret && ns > 0) {
+    ret = ens_h5_read(f, sp, H5T_NATIVE_FLOAT, buf, (size_t)have_s);
+    if (!ret)
+      memcpy(stats, buf, ns * sizeof(float));
+  }
+  free(buf);
+  if (ret)
+    snprintf(err, errlen, "%s: cannot read %s", path, pp);
+cleanup:
+  H5Fclose(f);
+  return ret;
+}
+
+/* Adler-32 of the weights: cheap enough to compare ranks. */
+static uint32_t weights_checksum(const float *p, size_t n) {
+  return (uint32_t)adler32_z(adler32(0L, Z_NULL, 0), (const Bytef *)p, n * sizeof(float));
+}
+
+/* 1 when every rank's checksum equals rank 0's. */
+static int ranks_agree(MPI_Comm comm, uint32_t sum) {
+  uint32_t lo = sum, hi = sum, glo, ghi;
+  MPI_Allreduce(&lo, &glo, 1, MPI_UINT32_T, MPI_MIN, comm);
+  MPI_Allreduce(&hi, &ghi, 1, MPI_UINT32_T, MPI_MAX, comm);
+  return glo == ghi;
+}
+
+/* Data-parallel pretraining of the full network: every global batch of
+ * [train] batch rows is split into P disjoint shards, one per rank; each
+ * rank's gradient (mean over its shard) is weighted by shard/batch and the
+ * gradients are summed with MPI_Allreduce, so every rank applies the same
+ * update and the weights stay identical. Batch norm uses per-shard
+ * statistics (as PyTorch DDP without SyncBatchNorm): the result depends on
+ * the number of ranks, and is reproducible for a given number. */
+static int pretrain(ens_job *j, char *err, size_t errlen) {
+  ens_config pc = *j->c;
+  pc.epochs = j->c->pretrain_epochs;
+  pc.mode = ENS_MODE_SEED;
+  if (pc.schedule == ENS_SCHED_CYCLIC)
+    pc.schedule = ENS_SCHED_COSINE;
+  ens_trainer t;
+  int ret = ens_trainer_create(&t, &j->arch, 0, &pc, j->n_train);
+  if (ret) {
+    snprintf(err, errlen, "pretraining: cannot create the network: %s", ens_strerror(ret));
+    return ret;
+  }
+  ret = ens_trainer_start(&t, &pc, TRUNK_RNG_KEY, TRUNK_RNG_KEY, j->n_train);
+  const int P = j->size, B = pc.batch, n = j->n_train, d = j->d;
+  ens_model *m = &t.model;
+  /* With P shards a global batch needs 2 rows per shard for batch norm. */
+  long steps = n / B + (n % B >= 2 * P ? 1 : 0);
+  double t0 = MPI_Wtime();
+  for (int epoch = 0; epoch < pc.epochs && !ret; epoch++) {
+    ens_rng shuf;
+    ens_rng_init(&shuf, pc.seed, TRUNK_RNG_KEY, ENS_STREAM_SHUFFLE, (uint32_t)epoch);
+    ens_rng_permutation(&shuf, t.order, n);
+    double loss_sum = 0;
+    long loss_n = 0;
+    for (long s = 0; s < steps && !ret; s++) {
+      long lo = s * B;
+      int gb = n - lo < B ? (int)(n - lo) : B;
+      int a = (int)((long)gb * j->rank / P), b = (int)((long)gb * (j->rank + 1) / P);
+      int sb = b - a;
+      if (sb >= 2) {
+        for (int i = 0; i < sb; i++) {
+          int32_t r = t.order[lo + a + i];
+          memcpy(t.xb + (size_t)i * d, j->data.train.x + (size_t)r * d, (size_t)d * sizeof(float));
+          t.yb[i] = j->data.train.y[r];
+        }
+        ens_rng drop;
+        ens_rng_init(&drop, pc.seed, TRUNK_RNG_KEY - 1 - (uint32_t)j->rank, ENS_STREAM_DROPOUT,
+                     (uint32_t)t.step);
+        ens_model_forward(m, t.xb, sb, ENS_PASS_TRAIN, &drop);
+        double loss = ens_model_loss_backward(m, t.xb, t.yb, sb, NULL);
+        loss_sum += loss * sb;
+        loss_n += sb;
+        float w = (float)sb / (float)gb;
+        for (size_t i = 0; i < m->nparams; i++)
+          m->grads[i] *= w;
+      } else {
+        memset(m->grads, 0, m->nparams * sizeof(float));
+      }
+      MPI_Allreduce(MPI_IN_PLACE, m->grads, (int)m->nparams, MPI_FLOAT, MPI_SUM, j->comm);
+      if (pc.clip_value > 0)
+        ens_clip_value(m->grads, m->nparams, (float)pc.clip_value);
+      if (pc.clip_norm > 0)
+        ens_clip_norm(m->grads, m->nparams, pc.clip_norm);
+      ens_sgd_step(m->params, t.velocity, m->grads, m->nparams, ens_schedule_lr(&t.sched, t.step),
+                   &t.sgd);
+      t.step++;
+      if (pc.check_sync && !ranks_agree(j->comm, weights_checksum(m->params, m->nparams))) {
+        snprintf(err, errlen, "pretraining: ranks hold different weights after step %ld", t.step);
+        ret = ENS_EMPI;
+      }
+    }
+    double gl[2] = {loss_sum, (double)loss_n};
+    MPI_Allreduce(MPI_IN_PLACE, gl, 2, MPI_DOUBLE, MPI_SUM, j->comm);
+    if (!ret && j->rank == 0 && j->c->verbose) {
+      ens_model_predict(m, j->eval_probs, j->data.test.x, j->n_test);
+      printf("[trunk] pretrain epoch %d/%d  loss %.4f  test acc %.2f%%  (%d rank%s, %.1f s)\n",
+             epoch + 1, pc.epochs, gl[0] / gl[1],
+             100 * ens_metric_accuracy(j->eval_probs, j->data.test.y, j->n_test, j->classes), P,
+             P == 1 ? "" : "s", MPI_Wtime() - t0);
+      fflush(stdout);
+    }
+  }
+  if (!ret && !ranks_agree(j->comm, weights_checksum(m->params, m->nparams))) {
+    snprintf(err, errlen, "pretraining: ranks ended with different weights");
+    ret = ENS_EMPI;
+  }
+  if (!ret) {
+    /* The batch-norm running statistics were updated from each rank's own
+     * shards; take rank 0's so every rank has the same trunk. */
+    memcpy(j->trunk_params, m->params, j->trunk_nparams * sizeof(float));
+    memcpy(j->trunk_stats, m->stats, j->trunk_nstats * sizeof(float));
+  }
+  ens_trainer_free(&t);
+  return ret;
+}
+
+/* Pretrained trunks are kept beside the checkpoints so --resume skips
+ * pretraining. */
+static void pretrained_path(const ens_job *j, char *buf, size_t len) {
+  snprintf(buf, len, "%s/trunk.h5", j->ckpt_dir);
+}
+
+static int save_pretrained(ens_job *j) {
+  char path[ENS_PATH_MAX + 64], tmp[ENS_PATH_MAX + 80];
+  pretrained_path(j, path, sizeof(path));
+  snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+  if (ens_mkdir_p(j->ckpt_dir) != 0)
+    return ENS_EIO;
+  hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  if (f < 0)
+    return ENS_EIO;
+  hsize_t np = j->trunk_nparams, ns = j->trunk_nstats, nh = (hsize_t)j->arch.n_hidden;
+  int32_t hidden[ENS_MAX_HIDDEN];
+  for (int i = 0; i < j->arch.n_hidden; i++)
+    hidden[i] = j->arch.hidden[i];
+  int ret = 0;
+  ret |= ens_h5_write(f, "/trunk/params", H5T_NATIVE_FLOAT, 1, &np, j->trunk_params, 0);
+  ret |= ens_h5_write(f, "/trunk/bn_stats", H5T_NATIVE_FLOAT, 1, &ns, j->trunk_stats, 0);
+  ret |= ens_h5_attr_i64(f, "/trunk", "layers", j->trunk_layers);
+  ret |= ens_h5_write(f, "/model/hidden", H5T_NATIVE_INT32, 1, &nh, hidden, 0);
+  ret |= ens_h5_attr_i64(f, "/model", "inputs", j->d);
+  ret |= ens_h5_attr_i64(f, "/model", "batchnorm", j->arch.batchnorm);
+  char *ident = ens_job_identity_text(j->c);
+  ret |= ens_h5_attr_str(f, "/", "config", ident ? ident : "");
+  free(ident);
+  ret |= ens_h5_attr_i64(f, "/", "ranks", j->size);
+  if (H5Fclose(f) < 0 || ret || ens_fsync_path(tmp) || rename(tmp, path)) {
+    remove(tmp);
+    return ENS_EIO;
+  }
+  return 0;
+}
+
+/* With --resume: loads a trunk pretrained by the same job on as many ranks. */
+static int load_pretrained(ens_job *j, int *found) {
+  char path[ENS_PATH_MAX + 64];
+  struct stat st;
+  *found = 0;
+  pretrained_path(j, path, sizeof(path));
+  if (!j->o->resume || stat(path, &st) != 0)
+    return 0;
+  hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+  if (f < 0)
+    return 0;
+  char *saved = NULL, *ident = ens_job_identity_text(j->c);
+  int64_t ranks = -1;
+  int ok = ens_h5_get_attr_str(f, "/", "config", &saved) == 0 && ident &&
+           strcmp(saved, ident) == 0 && ens_h5_get_attr_i64(f, "/", "ranks", &ranks) == 0 &&
+           ranks == j->size;
+  H5Fclose(f);
+  free(saved);
+  free(ident);
+  if (!ok)
+    return 0;
+  char err[256];
+  int ret = ens_trunk_load_file(path, "trunk", &j->arch, j->trunk_layers, j->trunk_params,
+                                j->trunk_stats, err, sizeof(err));
+  *found = ret == 0;
+  return 0;
+}
 
 int ens_trunk_prepare(ens_job *j, char *err, size_t errlen) {
-  (void)j;
-  snprintf(err, errlen, "[trunk] source: trunks are not implemented yet");
-  return ENS_ECONFIG;
+  const ens_config *c = j->c;
+  const int L = c->trunk_layers;
+  j->trunk_layers = L;
+  ens_arch_sizes(&j->arch, 0, L, 0, &j->trunk_nparams, &j->trunk_nstats);
+  size_t total = j->trunk_nparams + j->trunk_nstats;
+  float *flat = malloc((total ? total : 1) * sizeof(float));
+  if (!flat) {
+    snprintf(err, errlen, "out of memory for the trunk");
+    return ENS_ENOMEM;
+  }
+  /* One buffer, so one MPI_Bcast: parameters then statistics. */
+  j->trunk_params = flat;
+  j->trunk_stats = malloc((j->trunk_nstats ? j->trunk_nstats : 1) * sizeof(float));
+  if (!j->trunk_stats) {
+    snprintf(err, errlen, "out of memory for the trunk");
+    return ENS_ENOMEM;
+  }
+  int ret = 0;
+  double t0 = MPI_Wtime();
+  if (j->o->trunk_from || c->trunk_source == ENS_TRUNK_FILE) {
+    if (j->rank == 0) {
+      const char *path = j->o->trunk_from ? j->o->trunk_from : c->trunk_file;
+      const char *which = j->o->trunk_from ? "trunk" : c->trunk_dataset;
+      ret = ens_trunk_load_file(path, which, &j->arch, L, flat, j->trunk_stats, err, errlen);
+    }
+  } else {
+    int found = 0;
+    if (j->rank == 0)
+      load_pretrained(j, &found);
+    MPI_Bcast(&found, 1, MPI_INT, 0, j->comm);
+    if (!found) {
+      ret = pretrain(j, err, errlen);
+      if (!ret && j->rank == 0 && save_pretrained(j) != 0)
+        fprintf(stderr, "ens: warning: cannot save the pretrained trunk in %s\n", j->ckpt_dir);
+    } else if (j->rank == 0) {
+      printf("[trunk] pretrained trunk restored from %s/trunk.h5\n", j->ckpt_dir);
+    }
+  }
+  /* Agree on success before the broadcast (the caller reports errors). */
+  int bad = ret != 0, any;
+  MPI_Allreduce(&bad, &any, 1, MPI_INT, MPI_MAX, j->comm);
+  if (any)
+    return ret ? ret : ENS_EMPI;
+  if (j->rank == 0)
+    memcpy(flat + j->trunk_nparams, j->trunk_stats, j->trunk_nstats * sizeof(float));
+  MPI_Bcast(flat, (int)total, MPI_FLOAT, 0, j->comm);
+  memcpy(j->trunk_stats, flat + j->trunk_nparams, j->trunk_nstats * sizeof(float));
+  uint32_t sum = weights_checksum(flat, total);
+  if (!ranks_agree(j->comm, sum)) {
+    snprintf(err, errlen, "trunk broadcast: ranks hold different trunks");
+    return ENS_EMPI;
+  }
+  j->trunk_checksum = sum;
+  /* Features of every split, once per rank, eval mode. */
+  ens_model tm;
+  ret = ens_model_create(&tm, &j->arch, 0, L, 0, c->batch);
+  if (ret) {
+    snprintf(err, errlen, "cannot create the trunk: %s", ens_strerror(ret));
+    return ret;
+  }
+  memcpy(tm.params, j->trunk_params, j->trunk_nparams * sizeof(float));
+  memcpy(tm.stats, j->trunk_stats, j->trunk_nstats * sizeof(float));
+  j->fd = tm.out;
+  j->trunk_train = malloc((size_t)j->n_train * j->fd * sizeof(float));
+  j->trunk_test = malloc((size_t)j->n_test * j->fd * sizeof(float));
+  if (!j->trunk_train || !j->trunk_test) {
+    ens_model_free(&tm);
+    snprintf(err, errlen, "out of memory for the trunk features");
+    return ENS_ENOMEM;
+  }
+  ens_model_features(&tm, j->trunk_train, j->data.train.x, j->n_train);
+  ens_model_features(&tm, j->trunk_test, j->data.test.x, j->n_test);
+  ens_model_free(&tm);
+  j->ftrain = j->trunk_train;
+  j->ftest = j->trunk_test;
+  if (c->verbose)
+    printf("[rank %d] trunk ready: %d block%s, %zu parameters, checksum %08x, features (%d, %d) "
+           "in %.1f s\n",
+           j->rank, L, L == 1 ? "" : "s", j->trunk_nparams, sum, j->n_train, j->fd,
+           MPI_Wtime() - t0);
+  fflush(stdout);
+  return 0;
 }

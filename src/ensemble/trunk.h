@@ -11,4 +11,13 @@
  * trunk features. Returns 0 or an ENS_E* code with a message. */
 int ens_trunk_prepare(ens_job *j, char *err, size_t errlen);
 
+/* Reads the first `layers` blocks of a trunk from `path`: which = "trunk"
+ * (/trunk of an ens result or a PyTorch export), "ensemble" (/ensemble/params
+ * of a result trained without a trunk) or "member:<k>". The file's /model
+ * (inputs, hidden, batchnorm) must match arch's first `layers` blocks; a
+ * mismatch is ENS_ESHAPE with both shapes in err. params and stats receive
+ * ens_arch_sizes(arch, 0, layers, 0) values. */
+int ens_trunk_load_file(const char *path, const char *which, const ens_arch *arch, int layers,
+                        float *params, float *stats, char *err, size_t errlen);
+
 #endif
