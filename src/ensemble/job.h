@@ -12,6 +12,7 @@
 #include "ens/ensemble.h"
 #include "ens/model.h"
 #include "ens/train.h"
+#include "ensemble/progress.h"
 
 /* Metadata of a finished member, sent with its packed buffer. */
 typedef struct ens_member_meta {
@@ -64,6 +65,7 @@ typedef struct ens_job {
   ens_held_member *held; /* non-root: finished members */
   int nheld;
   double unit_t0;        /* wall time the current unit started (resume-adjusted) */
+  ens_progress progress; /* ensemble-wide progress reports */
   hid_t file;            /* rank 0: the temporary result file */
   ens_part *parts;       /* merge: the input results, sorted by first member */
   int nparts;

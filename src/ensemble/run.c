@@ -79,7 +79,10 @@ static int emit_member(ens_job *j, ens_trainer *t, int k, double seconds) {
                           .init_key = (int32_t)j->init_key,
                           .rng_key = (int32_t)t->rng_member};
   int ret = ens_job_emit_packed(j, t, &meta);
-  return ret ? ret : ens_job_checkpoint_member(j, &meta, j->pack);
+  if (!ret)
+    ret = ens_job_checkpoint_member(j, &meta, j->pack);
+  ens_progress_member(&j->progress);
+  return ret;
 }
 
 static int on_epoch(void *ctx, ens_trainer *t, int epoch, double loss) {
@@ -126,7 +129,14 @@ static int on_cycle_end(void *ctx, ens_trainer *t, int index) {
 
 static int should_stop(void *ctx) {
   unit_ctx *u = ctx;
-  return u->j->o->stop && *u->j->o->stop;
+  ens_job *j = u->j;
+  const ens_trainer *t = &j->trainer;
+  double el = now() - j->unit_t0;
+  ens_progress_step(&j->progress, t->step, t->epoch < t->epochs ? t->epoch + 1 : t->epochs,
+                    t->epochs,
+                    t->loss_count ? t->loss_sum / (double)t->loss_count : t->last_loss,
+                    el > 0 ? (double)t->step * t->batch / el : 0.0);
+  return j->o->stop && *j->o->stop;
 }
 
 /* ---- one unit ------------------------------------------------------------ */
@@ -160,6 +170,7 @@ static int train_unit(ens_job *j, int unit, char *err, size_t errlen) {
   ens_train_hooks h = {.ctx = &u, .on_epoch = on_epoch, .on_cycle_end = on_cycle_end,
                        .should_stop = should_stop};
   ret = ens_trainer_run(t, &set, &h);
+  ens_progress_unit_end(&j->progress, t->step);
   if (ret == ENS_ESTOPPED)
     return ens_job_checkpoint_stop(j, t, unit);
   if (ret == ENS_ENUMERIC)
@@ -188,7 +199,14 @@ int ens_train_job(const ens_config *c, const ens_job_opts *o, MPI_Comm comm, cha
     return ret;
   }
   double t0 = now();
+  long spe = ens_steps_per_epoch(j->n_train, c->batch);
   int u_first = ens_job_unit_of(j, j->first), u_last = ens_job_unit_of(j, j->last - 1) + 1;
+  int64_t steps_total = (int64_t)(u_last - u_first) * c->epochs * spe;
+  if (ens_progress_init(&j->progress, comm, steps_total, j->last - j->first,
+                        c->progress_interval)) {
+    ens_job_free(j);
+    return ENS_ENOMEM;
+  }
   int mine = 0;
   int *units = malloc((size_t)(u_last - u_first + 1) * sizeof(int));
   if (!units) {
@@ -212,6 +230,8 @@ int ens_train_job(const ens_config *c, const ens_job_opts *o, MPI_Comm comm, cha
            j->last - j->first == 1 ? "" : "s", j->size);
     fflush(stdout);
   }
+  ens_progress_finish(&j->progress);
+  ens_progress_free(&j->progress);
   /* Agree on the outcome: a signal or failure on any rank stops everyone
    * before the collection phase. */
   int local = ret == ENS_ESTOPPED ? 1 : (ret ? 2 : 0), global = 0;

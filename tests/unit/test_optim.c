@@ -502,6 +502,84 @@ static void test_trainer_resume(void) {
   ens_trainer_free(&ref);
 }
 
+static void test_trainer_step_recipe(void) {
+  /* Each step of the loop is the documented recipe, replayed here by hand:
+   * rows order[j b, (j + 1) b) of the permutation keyed (seed, rng_member,
+   * SHUFFLE, epoch), dropout keyed (seed, rng_member, DROPOUT, global step),
+   * clipping, then SGD at the schedule's rate of that step. Compared bit for
+   * bit after each of the first 10 steps (across the end of epoch 0 at 7,
+   * whose last batch has 8 rows). */
+  static float x[NROWS * NFEAT];
+  static int32_t y[NROWS];
+  make_blobs(x, y);
+  ens_config c;
+  resume_config(&c);
+  c.clip_value = 0.05; /* both clips active */
+  ens_arch a;
+  ens_arch_from_config(&a, &c, NFEAT, 2);
+  ens_train_set set = {.x = x, .y = y, .n = NROWS, .d = NFEAT};
+  const uint32_t init_member = 1, rng_member = 2;
+  const long spe = ens_steps_per_epoch(NROWS, c.batch);
+
+  ens_trainer t;
+  CU_ASSERT_FATAL(ens_trainer_create(&t, &a, 0, &c, NROWS) == 0);
+  CU_ASSERT_FATAL(ens_trainer_start(&t, &c, init_member, rng_member, NROWS) == 0);
+  static const long stops[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10};
+  hook_ctx h = {.t = &t, .cycle_index_ok = 1, .stops = stops, .nstops = 10};
+  ens_train_hooks hooks = {.ctx = &h, .should_stop = should_stop};
+
+  ens_model m;
+  CU_ASSERT_FATAL(ens_model_create(&m, &a, 0, a.n_hidden, 1, c.batch) == 0);
+  CU_ASSERT_FATAL(ens_model_init(&m, c.init, c.init_std, c.bias_init, c.seed, init_member) == 0);
+  m.bn_momentum = (float)c.bn_momentum;
+  float *vel = calloc(m.nparams, sizeof(float));
+  float *xb = malloc((size_t)c.batch * NFEAT * sizeof(float));
+  int32_t *yb = malloc((size_t)c.batch * sizeof(int32_t));
+  int32_t order[NROWS];
+  CU_ASSERT_FATAL(vel && xb && yb);
+  CU_ASSERT(memcmp(m.params, t.model.params, m.nparams * sizeof(float)) == 0);
+  ens_schedule sch;
+  ens_schedule_from_config(&sch, &c, spe);
+  const ens_sgd sgd = {.momentum = c.momentum, .weight_decay = c.weight_decay,
+                       .nesterov = c.nesterov};
+
+  for (long step = 0; step < 10; step++) {
+    CU_ASSERT_EQUAL(ens_trainer_run(&t, &set, &hooks), ENS_ESTOPPED);
+    h.next++;
+    long epoch = step / spe, j = step % spe;
+    if (j == 0) {
+      ens_rng sh;
+      ens_rng_init(&sh, c.seed, rng_member, ENS_STREAM_SHUFFLE, (uint32_t)epoch);
+      ens_rng_permutation(&sh, order, NROWS);
+    }
+    int lo = (int)(j * c.batch), b = NROWS - lo < c.batch ? NROWS - lo : c.batch;
+    for (int i = 0; i < b; i++) {
+      memcpy(xb + (size_t)i * NFEAT, x + (size_t)order[lo + i] * NFEAT, NFEAT * sizeof(float));
+      yb[i] = y[order[lo + i]];
+    }
+    ens_rng dr;
+    ens_rng_init(&dr, c.seed, rng_member, ENS_STREAM_DROPOUT, (uint32_t)step);
+    ens_model_forward(&m, xb, b, ENS_PASS_TRAIN, &dr);
+    ens_model_loss_backward(&m, xb, yb, b, NULL);
+    ens_clip_value(m.grads, m.nparams, (float)c.clip_value);
+    ens_clip_norm(m.grads, m.nparams, (float)c.clip_norm);
+    ens_sgd_step(m.params, vel, m.grads, m.nparams, ens_schedule_lr(&sch, step), &sgd);
+    int same = memcmp(m.params, t.model.params, m.nparams * sizeof(float)) == 0 &&
+               memcmp(vel, t.velocity, m.nparams * sizeof(float)) == 0 &&
+               memcmp(m.stats, t.model.stats, m.nstats * sizeof(float)) == 0;
+    if (!same)
+      fprintf(stderr, "\n  trainer step %ld differs from the documented recipe\n", step);
+    CU_ASSERT(same);
+    if (!same)
+      break;
+  }
+  free(vel);
+  free(xb);
+  free(yb);
+  ens_model_free(&m);
+  ens_trainer_free(&t);
+}
+
 static void test_trainer_snapshot_counts(void) {
   /* on_cycle_end fires `snapshots` times for several chain lengths, including
    * a step count not divisible by the snapshots (3 epochs x 7 steps = 21). */
@@ -544,6 +622,7 @@ int main(void) {
       {"schedule from config (snapshot mode)", test_schedule_from_config},
       {"trainer learns two blobs", test_trainer_learns},
       {"trainer stop and resume is bitwise identical", test_trainer_resume},
+      {"trainer step follows the recipe", test_trainer_step_recipe},
       {"trainer snapshot cycle ends", test_trainer_snapshot_counts},
       {NULL, NULL},
   };

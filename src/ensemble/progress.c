@@ -1,0 +1,192 @@
+/* Progress reporting across ranks (see progress.h). */
+#include "ensemble/progress.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define TAG_PROGRESS 21
+#define SEND_EVERY 1.0 /* seconds between reports of a non-root rank */
+
+int ens_progress_init(ens_progress *p, MPI_Comm comm, int64_t steps_total, int members_total,
+                      double interval) {
+  memset(p, 0, sizeof(*p));
+  p->comm = comm;
+  MPI_Comm_rank(comm, &p->rank);
+  MPI_Comm_size(comm, &p->size);
+  p->tty = p->rank == 0 && isatty(STDERR_FILENO);
+  p->interval = interval;
+  p->t0 = p->last_print = p->last_send = MPI_Wtime();
+  p->steps_total = steps_total > 0 ? steps_total : 1;
+  p->members_total = members_total;
+  p->req = MPI_REQUEST_NULL;
+  p->self.rank = p->rank;
+  if (p->rank == 0) {
+    p->all = calloc((size_t)p->size, sizeof(ens_progress_msg));
+    if (!p->all)
+      return -1;
+  }
+  return 0;
+}
+
+static void fmt_seconds(char *buf, size_t len, double s) {
+  if (!(s >= 0))
+    snprintf(buf, len, "?");
+  else if (s < 90)
+    snprintf(buf, len, "%.0fs", s);
+  else if (s < 5400)
+    snprintf(buf, len, "%ldm%02lds", (long)s / 60, (long)s % 60);
+  else
+    snprintf(buf, len, "%.1fh", s / 3600);
+}
+
+/* Rank 0: prints the aggregate line. */
+static void print_line(ens_progress *p, int force_plain) {
+  int64_t steps = 0;
+  int done = 0, active = 0, epoch = 0, epochs = 0;
+  double loss = 0, sps = 0;
+  p->all[0] = p->self;
+  for (int r = 0; r < p->size; r++) {
+    const ens_progress_msg *m = &p->all[r];
+    steps += m->steps_done;
+    done += m->members_done;
+    sps += m->final ? 0 : m->samples_per_s;
+    if (!m->final && m->epochs > 0) {
+      loss += m->loss;
+      active++;
+      if (m->epoch > epoch)
+        epoch = m->epoch;
+      epochs = m->epochs;
+    }
+  }
+  double el = MPI_Wtime() - p->t0;
+  double frac = (double)steps / (double)p->steps_total;
+  char eta[32], elapsed[32];
+  fmt_seconds(eta, sizeof(eta), frac > 0 ? el * (1 - frac) / frac : -1);
+  fmt_seconds(elapsed, sizeof(elapsed), el);
+  char line[256];
+  if (!active)
+    snprintf(line, sizeof(line), "progress: %d/%d members done  elapsed %s", done,
+             p->members_total, elapsed);
+  else
+    snprintf(line, sizeof(line),
+           "progress: %d/%d members  epoch %d/%d  loss %.4f  %.0f samples/s  %.1f%%  "
+           "elapsed %s  ETA %s",
+           done, p->members_total, epoch, epochs, active ? loss / active : 0.0, sps,
+           100.0 * frac, elapsed, eta);
+  if (p->tty && !force_plain) {
+    fprintf(stderr, "\r%-110s", line);
+    p->printed_live = 1;
+  } else {
+    if (p->printed_live)
+      fprintf(stderr, "\n");
+    p->printed_live = 0;
+    fprintf(stderr, "%s\n", line);
+  }
+  fflush(stderr);
+  p->last_print = MPI_Wtime();
+}
+
+/* Rank 0: takes every report that has arrived, without waiting. */
+static void poll_reports(ens_progress *p) {
+  int flag = 1;
+  while (flag) {
+    MPI_Status st;
+    MPI_Iprobe(MPI_ANY_SOURCE, TAG_PROGRESS, p->comm, &flag, &st);
+    if (!flag)
+      break;
+    ens_progress_msg m;
+    MPI_Recv(&m, (int)sizeof(m), MPI_BYTE, st.MPI_SOURCE, TAG_PROGRESS, p->comm,
+             MPI_STATUS_IGNORE);
+    int before = p->all[st.MPI_SOURCE].members_done;
+    p->all[st.MPI_SOURCE] = m;
+    if (m.members_done > before && !p->tty)
+      print_line(p, 1);
+  }
+}
+
+/* Non-root: sends the current state unless a report is still in flight. */
+static void send_report(ens_progress *p, int force) {
+  int done = 1;
+  if (p->req != MPI_REQUEST_NULL)
+    MPI_Test(&p->req, &done, MPI_STATUS_IGNORE);
+  if (!done)
+    return; /* never wait: rank 0 will hear the next one */
+  double now = MPI_Wtime();
+  if (!force && now - p->last_send < SEND_EVERY)
+    return;
+  p->out = p->self;
+  MPI_Isend(&p->out, (int)sizeof(p->out), MPI_BYTE, 0, TAG_PROGRESS, p->comm, &p->req);
+  p->last_send = now;
+}
+
+static void tick(ens_progress *p, int member_end) {
+  if (p->rank != 0) {
+    send_report(p, member_end);
+    return;
+  }
+  poll_reports(p);
+  double now = MPI_Wtime();
+  if (member_end && !p->tty)
+    print_line(p, 1);
+  else if (p->tty ? now - p->last_print >= 0.5 : now - p->last_print >= p->interval)
+    print_line(p, 0);
+}
+
+void ens_progress_step(ens_progress *p, int64_t unit_steps, int epoch, int epochs, double loss,
+                       double samples_per_s) {
+  p->self.steps_done = p->steps_before + unit_steps;
+  p->self.epoch = epoch;
+  p->self.epochs = epochs;
+  p->self.loss = loss;
+  p->self.samples_per_s = samples_per_s;
+  tick(p, 0);
+}
+
+void ens_progress_member(ens_progress *p) {
+  p->self.members_done++;
+  tick(p, 1);
+}
+
+void ens_progress_unit_end(ens_progress *p, int64_t steps) {
+  p->steps_before += steps;
+  p->self.steps_done = p->steps_before;
+}
+
+void ens_progress_finish(ens_progress *p) {
+  p->self.final = 1;
+  p->self.samples_per_s = 0;
+  if (p->rank != 0) {
+    if (p->req != MPI_REQUEST_NULL)
+      MPI_Wait(&p->req, MPI_STATUS_IGNORE);
+    p->out = p->self;
+    MPI_Send(&p->out, (int)sizeof(p->out), MPI_BYTE, 0, TAG_PROGRESS, p->comm);
+    return;
+  }
+  /* Rank 0 waits for the final report of every rank, reporting meanwhile. */
+  int missing = 0;
+  for (int r = 1; r < p->size; r++)
+    missing += !p->all[r].final;
+  while (missing > 0) {
+    ens_progress_msg m;
+    MPI_Status st;
+    MPI_Recv(&m, (int)sizeof(m), MPI_BYTE, MPI_ANY_SOURCE, TAG_PROGRESS, p->comm, &st);
+    int before = p->all[st.MPI_SOURCE].members_done;
+    if (m.final && !p->all[st.MPI_SOURCE].final)
+      missing--;
+    p->all[st.MPI_SOURCE] = m;
+    double now = MPI_Wtime();
+    if ((m.members_done > before && !p->tty) ||
+        now - p->last_print >= (p->tty ? 0.5 : p->interval))
+      print_line(p, m.members_done > before);
+  }
+  print_line(p, 1);
+}
+
+void ens_progress_free(ens_progress *p) {
+  if (p->rank != 0 && p->req != MPI_REQUEST_NULL)
+    MPI_Wait(&p->req, MPI_STATUS_IGNORE);
+  free(p->all);
+  p->all = NULL;
+}
