@@ -126,7 +126,10 @@ int ens_trainer_run(ens_trainer *t, const ens_train_set *set, const ens_train_ho
             return ret;
         }
       }
-      if (h && h->should_stop && h->should_stop(h->ctx) && t->batch_in_epoch < spe)
+      /* Poll once per step; a request at the end of an epoch is honoured
+       * after the epoch's bookkeeping below. */
+      int stop = h && h->should_stop && h->should_stop(h->ctx);
+      if (stop && t->batch_in_epoch < spe)
         return ENS_ESTOPPED;
       if (t->batch_in_epoch < spe)
         continue;
@@ -139,7 +142,7 @@ int ens_trainer_run(ens_trainer *t, const ens_train_set *set, const ens_train_ho
       t->loss_count = 0;
       if (h && h->on_epoch && (ret = h->on_epoch(h->ctx, t, finished, t->last_loss)))
         return ret;
-      if (h && h->should_stop && h->should_stop(h->ctx) && t->epoch < t->epochs)
+      if (stop && t->epoch < t->epochs)
         return ENS_ESTOPPED;
       break;
     }

@@ -6,7 +6,10 @@
  * differences of a double-precision reference of the same function (the
  * reference is itself checked against the library's forward pass), so the
  * numeric gradient is accurate to ~1e-9 and a tolerance of 1e-3 relative
- * separates float rounding from a wrong formula by orders of magnitude. */
+ * separates float rounding (at most 8e-5 over 3000 random networks) from a
+ * wrong formula (errors of order 1) by orders of magnitude.
+ * ENS_TEST_VERBOSE=1 prints every measured error; ENS_TEST_GRAD_SEEDS=n
+ * runs the network check on n seeds instead of 3. */
 #include "ens/model.h"
 #include "ens/nn.h"
 
@@ -19,8 +22,7 @@
 /* Central-difference step on double inputs of size O(1): truncation error
  * O(h^2) ~ 1e-10, rounding O(1e-16 / h) ~ 1e-11. */
 #define FD_H 1e-5
-/* Relative tolerance of analytic vs numeric gradients. Float kernels agree
- * to ~1e-5 (measured); a dropped or wrong term gives errors of order 1. */
+/* Relative tolerance of analytic vs numeric gradients (see above). */
 #define GRAD_TOL 1e-3
 
 /* ---------------------------------------------------------------- helpers */
@@ -66,8 +68,9 @@ static double max_abs(const double *v, size_t n) {
  * the numeric g (n): |a - g| <= tol max(|a|, |g|, floor), where floor is 1e-2
  * of `scale` (the largest |g| of the whole gradient, or of g when scale is 0),
  * so entries that are zero up to float cancellation, e.g. the bias of a dense
- * layer followed by batch norm, are compared on the scale of the gradient. Prints the maximum
- * relative error and the worst entry on failure. Returns that error. */
+ * layer followed by batch norm, are compared on the scale of the gradient.
+ * Prints the maximum relative error and the worst entry on failure. Returns
+ * that error. */
 static double check_grad(const char *what, const float *a, const double *g, size_t n, double tol,
                          double scale) {
   if (scale <= 0.0)
@@ -99,7 +102,9 @@ static double max_diff(const float *a, const double *b, size_t n) {
   double m = 0.0;
   for (size_t i = 0; i < n; i++) {
     double d = fabs((double)a[i] - b[i]);
-    m = d > m || isnan(d) ? (isnan(d) ? INFINITY : d) : m;
+    if (isnan(d))
+      return INFINITY;
+    m = d > m ? d : m;
   }
   return m;
 }
@@ -339,7 +344,7 @@ static void test_dropout_grad(void) {
 
 typedef struct {
   int batch, C;
-  double *z;
+  const double *z; /* (batch, C) logits */
   const int32_t *y;
 } xent_ctx;
 
@@ -365,8 +370,9 @@ static void test_softmax_xent_grad(void) {
   float z[B * C], probs[B * C], dz[B * C], probs2[B * C];
   const int32_t y[B] = {0, 3, 1, 1, 2};
   fill_normal(z, B * C, 0.0, 3.0, &r);
-  xent_ctx d = {B, C, to_double(z, B * C), y};
-  CU_ASSERT_FATAL(d.z != NULL);
+  double *zd = to_double(z, B * C);
+  CU_ASSERT_FATAL(zd != NULL);
+  xent_ctx d = {B, C, zd, y};
   double loss = ens_softmax_xent(probs, dz, z, y, B, C);
   CU_CHECK_CLOSE(loss, xent_ref(&d), 1e-5);
   /* probs rows are the softmax and sum to 1; ens_softmax agrees. */
@@ -379,11 +385,11 @@ static void test_softmax_xent_grad(void) {
   }
   CU_ASSERT(memcmp(probs, probs2, sizeof(probs)) == 0);
   double g[B * C];
-  numeric_grad(g, d.z, B * C, xent_ref, &d);
+  numeric_grad(g, zd, B * C, xent_ref, &d);
   check_grad("softmax xent dlogits", dz, g, B * C, GRAD_TOL, 0.0);
   /* dlogits = NULL only skips the gradient. */
   CU_ASSERT(ens_softmax_xent(probs2, NULL, z, y, B, C) == loss);
-  free(d.z);
+  free(zd);
 
   /* Large logits neither overflow nor lose the true-class term:
    * z = {1000, 0, -1000}, y = 1: loss = 1000 + log(1 + e^-1000 + e^-2000). */
@@ -462,7 +468,7 @@ static double model_ref_loss(void *ctx) {
     w = l->out;
     which = 1 - which;
   }
-  xent_ctx xc = {B, w, (double *)cur, d->y};
+  xent_ctx xc = {B, w, cur, d->y};
   return xent_ref(&xc);
 }
 
