@@ -196,14 +196,15 @@ static const char full_ini[] =
     "combine = params\n"
     "seed = 18446744073709551615\n"
     "share_init = false\n"
-    "first_member = 4\n"
-    "count = 8\n"
+    "first_member = 3\n"
+    "count = 9\n"
     "[trunk]\n"
     "source = file\n"
     "file = /scratch/pre.h5\n"
     "dataset = member:3\n"
     "layers = 2\n"
     "pretrain_epochs = 0\n"
+    "check_sync = true\n"
     "[output]\n"
     "path = out/result.h5\n"
     "checkpoint_dir = /scratch/ckpt\n"
@@ -246,8 +247,9 @@ static void check_full(const ens_config *c) {
   CU_ASSERT_EQUAL(c->combine, ENS_COMBINE_PARAMS);
   CU_ASSERT(c->seed == UINT64_MAX);
   CU_ASSERT_EQUAL(c->share_init, ENS_SHARE_NO);
-  CU_ASSERT_EQUAL(c->first_member, 4);
-  CU_ASSERT_EQUAL(c->count, 8);
+  CU_ASSERT_EQUAL(c->first_member, 3);
+  CU_ASSERT_EQUAL(c->check_sync, 1);
+  CU_ASSERT_EQUAL(c->count, 9);
   CU_ASSERT_EQUAL(c->trunk_source, ENS_TRUNK_FILE);
   CU_ASSERT_STRING_EQUAL(c->trunk_file, "/scratch/pre.h5");
   CU_ASSERT_STRING_EQUAL(c->trunk_dataset, "member:3");
@@ -425,6 +427,14 @@ static void test_validate(void) {
   expect_invalid(&c, "[ensemble] members = 10", "[ensemble] snapshots = 3");
   must_set(&c, "ensemble.members=9");
   CU_ASSERT_EQUAL(ens_config_validate(&c, err, sizeof err), 0);
+  /* A job slice must hold whole chains. */
+  must_set(&c, "ensemble.first_member=1");
+  expect_invalid(&c, "first_member = 1", "snapshots = 3");
+  must_set(&c, "ensemble.first_member=3");
+  must_set(&c, "ensemble.count=3");
+  CU_ASSERT_EQUAL(ens_config_validate(&c, err, sizeof err), 0);
+  must_set(&c, "ensemble.first_member=0");
+  must_set(&c, "ensemble.count=0");
   must_set(&c, "train.epochs=2");
   expect_invalid(&c, "[train] epochs = 2", "snapshots = 3");
   /* snapshots is ignored outside snapshot mode. */
