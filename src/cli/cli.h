@@ -3,6 +3,10 @@
 #ifndef ENS_CLI_H
 #define ENS_CLI_H
 
+/* DESIGN.md exit codes for a library result: 0, 1 for input errors (config,
+ * data, file formats, shapes, usage), 2 for runtime failures. */
+int ens_cli_exit_code(int ret);
+
 int ens_cli_info(int argc, char **argv);
 int ens_cli_predict(int argc, char **argv);
 int ens_cli_merge(int argc, char **argv);

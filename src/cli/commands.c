@@ -10,8 +10,7 @@
 #include "ens/error.h"
 #include "io/h5util.h"
 
-/* Input errors exit 1, everything else 2 (DESIGN.md exit codes). */
-static int exit_code(int ret) {
+int ens_cli_exit_code(int ret) {
   switch (ret) {
   case 0:
     return 0;
@@ -62,7 +61,7 @@ int ens_cli_merge(int argc, char **argv) {
   free(parts);
   if (ret)
     fprintf(stderr, "ens merge: %s\n", err[0] ? err : ens_strerror(ret));
-  return exit_code(ret);
+  return ens_cli_exit_code(ret);
 }
 
 int ens_cli_predict(int argc, char **argv) {
@@ -115,7 +114,7 @@ int ens_cli_predict(int argc, char **argv) {
   int ret = ens_predict(model, input, dataset, out, combine, err, sizeof(err));
   if (ret)
     fprintf(stderr, "ens predict: %s\n", err[0] ? err : ens_strerror(ret));
-  return exit_code(ret);
+  return ens_cli_exit_code(ret);
 }
 
 /* Reads a 1-D float dataset of n values into v (malloc'd), or NULL. */

@@ -68,7 +68,7 @@ static int cmd_train(int argc, char **argv) {
   const char *cfg_path = NULL;
   int resume = 0, nsets = 0;
   const char **sets = calloc((size_t)argc + 1, sizeof(char *));
-  int rank = 0, code = 0;
+  int rank = 0, code;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   if (!sets)
     return EXIT_RUNTIME;
@@ -133,10 +133,9 @@ static int cmd_train(int argc, char **argv) {
       fprintf(stderr, "ens train: %s\n", err);
     return EXIT_STOPPED;
   }
-  code = (ret == ENS_ECONFIG || ret == ENS_EFORMAT || ret == ENS_EIO) ? EXIT_USAGE : EXIT_RUNTIME;
+  code = ens_cli_exit_code(ret);
   if (rank == 0 || code == EXIT_RUNTIME)
-    fprintf(stderr, "ens train: %s%s%s\n", err[0] ? err : ens_strerror(ret),
-            err[0] ? "" : "", "");
+    fprintf(stderr, "ens train: %s\n", err[0] ? err : ens_strerror(ret));
   return code;
 }
 
@@ -176,7 +175,7 @@ static int cmd_import(int argc, char **argv) {
   int ret = ens_idx_import(img, lab, timg, tlab, out, err, sizeof(err));
   if (ret) {
     fprintf(stderr, "ens import idx: %s\n", err[0] ? err : ens_strerror(ret));
-    return ret == ENS_ENOMEM ? EXIT_RUNTIME : EXIT_USAGE;
+    return ens_cli_exit_code(ret);
   }
   printf("wrote %s\n", out);
   return 0;
