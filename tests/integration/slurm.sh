@@ -1,0 +1,222 @@
+# SLURM: the batch scripts in jobs/ on a real single-node cluster
+# (scripts/slurm-cluster). Checks that
+#   - fashion-1node.sbatch (and fashion-multinode.sbatch, on the one node there
+#     is) give a result identical to a direct `mpirun -np 2` run;
+#   - fashion-array.sbatch (2 tasks x 2 members) + fashion-merge.sbatch
+#     submitted with --dependency=afterok give a result identical to one
+#     4-member run;
+#   - `scancel --batch --signal=USR1` (what --signal=B:USR1@120 sends before the
+#     time limit) makes the job checkpoint and end with exit code 75 and no
+#     result; submitting it again resumes to a result identical to an
+#     uninterrupted run; with ENS_REQUEUE=1 the job requeues itself instead and
+#     finishes with the same result;
+#   - the --signal=B:USR1 warning before a real time limit stops the job the
+#     same way (exit 75, checkpoints) instead of it being killed at the limit.
+# Needs root (or sudo) to start the cluster; stops it again unless it was
+# already running.
+# shellcheck shell=bash source=tests/integration/lib.bash
+source "$(dirname "$0")/lib.bash"
+t_start=$SECONDS
+JOBS=$SRC/jobs
+CLUSTER=$SRC/scripts/slurm-cluster
+export ENS_BIN=$ENS
+unset ENS_CONFIG ENS_SET ENS_MEMBERS ENS_OUTPUT ENS_PER ENS_PARTS ENS_REQUEUE ENS_MPIRUN_ARGS
+
+submitted=()
+started_cluster=0
+cleanup() {
+  local code=$?
+  set +e
+  ((${#submitted[@]})) && scancel "${submitted[@]}" 2>/dev/null
+  ((started_cluster)) && "$CLUSTER" stop >cluster-stop.log 2>&1
+  exit $code
+}
+trap cleanup EXIT
+
+if "$CLUSTER" status >/dev/null 2>&1; then
+  echo "slurm: using the cluster that is already running"
+else
+  started_cluster=1 # stop it on exit, also what a failed start left running
+  "$CLUSTER" start >cluster.log 2>&1 || { cat cluster.log; fail "scripts/slurm-cluster start"; }
+fi
+eval "$("$CLUSTER" env)"
+export SLURM_CONF
+[ "$(sinfo -h -N -o %T | head -1)" = idle ] || { sinfo -N -l; fail "node not idle"; }
+echo "ok: cluster up (node $(sinfo -h -N -o '%N, %c CPUs')) after $((SECONDS - t_start))s"
+
+# Failure report: the job's output and what SLURM says about it.
+job_fail() { # dir jobid message
+  echo "---- $1/job.out" >&2
+  cat "$1"/job*.out >&2 2>/dev/null || true
+  echo "---- scontrol show job $2" >&2
+  scontrol show job "$2" >&2 2>/dev/null || true
+  local d=${ENS_SLURM_DIR:-/tmp/ens-slurm}
+  tail -n 20 "$d/log/slurmctld.log" "$d/log/slurmd.log" >&2 2>/dev/null || true
+  fail "$3"
+}
+
+# submit dir sbatch-args...: sbatch from inside dir (the job's submit and work
+# directory), output in dir/job.out (array tasks: dir/job-<task>.out); sets
+# $JOB to the job id.
+submit() {
+  local dir=$1 out=job.out
+  shift
+  case " $* " in *" --array="*) out=job-%a.out ;; esac
+  mkdir -p "$dir"
+  JOB=$(cd "$dir" && sbatch --parsable --output="$WORK/$dir/$out" "$@") || fail "sbatch $*"
+  JOB=${JOB%%;*}
+  submitted+=("$JOB")
+}
+
+# wait_gone jobid seconds: until the job (all tasks of an array) left the queue.
+wait_gone() {
+  local i
+  for ((i = 0; i < $2 * 4; i++)); do
+    [ -z "$(squeue -h -j "$1" -o %i 2>/dev/null)" ] && return 0
+    sleep 0.25
+  done
+  return 1
+}
+
+# job_field jobid Field: a field of `scontrol show job` (first task of an array).
+job_field() {
+  scontrol show job "$1" 2>/dev/null | tr ' ' '\n' | sed -n "s/^$2=//p" | head -1
+}
+
+# expect_done dir jobid what: the job ended COMPLETED with exit 0.
+expect_done() {
+  wait_gone "$2" 120 || job_fail "$1" "$2" "$3: still in the queue after 120 s"
+  local state code
+  state=$(job_field "$2" JobState)
+  code=$(job_field "$2" ExitCode)
+  if [ "$state" != COMPLETED ] || [ "$code" != 0:0 ]; then
+    job_fail "$1" "$2" "$3: job $2 ended $state with exit $code, expected COMPLETED 0:0"
+  fi
+}
+
+# wait_training dir jobid: until the job's output shows a finished epoch.
+wait_training() {
+  local i
+  for ((i = 0; i < 400; i++)); do
+    grep -q "epoch 1/" "$1"/job*.out 2>/dev/null && return 0
+    sleep 0.1
+  done
+  job_fail "$1" "$2" "no training progress in $1 after 40 s"
+}
+
+$PY "$SRC/tests/integration/make_data.py" data.h5 3000 24 5
+$PY "$SRC/tests/integration/make_data.py" big.h5 20000 32 7
+cat >job.ini <<INI
+[data]
+path = $WORK/data.h5
+[model]
+hidden = 32,16
+dropout = 0.1
+[train]
+epochs = 3
+batch = 64
+[ensemble]
+members = 4
+[output]
+path = result.h5
+INI
+# Long enough (several seconds) to be stopped mid-training.
+long=(--set data.path="$WORK/big.h5" --set "model.hidden=128,64" --set train.epochs=40)
+
+# References, run directly.
+run_np 2 ref4 -c "$WORK/job.ini" || fail "reference run"
+run_np 2 ref-long -c "$WORK/job.ini" "${long[@]}" || fail "long reference run"
+
+# 1. One node, and the multi-node script on the one node there is.
+submit one --ntasks=2 "$JOBS/fashion-1node.sbatch" "$WORK/job.ini"
+id=$JOB
+expect_done one "$id" "fashion-1node.sbatch"
+same_result ref4/result.h5 one/result.h5 || job_fail one "$id" "1-node job result differs from mpirun -np 2"
+grep -q "^ens-job: exit 0" one/job.out || job_fail one "$id" "no exit line in the job output"
+echo "ok: fashion-1node.sbatch result identical to mpirun -np 2 ($((SECONDS - t_start))s)"
+
+ENS_CONFIG=$WORK/job.ini submit multi --nodes=1 --ntasks-per-node=2 "$JOBS/fashion-multinode.sbatch"
+id=$JOB
+expect_done multi "$id" "fashion-multinode.sbatch"
+same_result ref4/result.h5 multi/result.h5 || job_fail multi "$id" "multinode job result differs"
+echo "ok: fashion-multinode.sbatch (1 node x 2 tasks, config from ENS_CONFIG) identical ($((SECONDS - t_start))s)"
+
+# 2. Array of 2 tasks x 2 members, then the merge once both succeeded.
+ENS_PER=2 ENS_PARTS=$WORK/array/parts submit array --array=0-1 --ntasks=2 \
+  "$JOBS/fashion-array.sbatch" "$WORK/job.ini"
+arr=$JOB
+# Output path as in the reference (result.h5 in the job's directory): the
+# result's config attribute records it.
+ENS_PARTS=$WORK/array/parts submit merge --dependency=afterok:"$arr" \
+  "$JOBS/fashion-merge.sbatch" result.h5
+mrg=$JOB
+expect_done array "$arr" "fashion-array.sbatch"
+for t in 0 1; do
+  [ "$(job_field "${arr}_$t" ExitCode)" = 0:0 ] || job_fail array "${arr}_$t" "array task $t failed"
+  [ -f array/parts/part-$t.h5 ] || job_fail array "${arr}_$t" "array task $t wrote no part-$t.h5"
+done
+expect_done merge "$mrg" "fashion-merge.sbatch (afterok:$arr)"
+same_result ref4/result.h5 merge/result.h5 || job_fail merge "$mrg" "merged array result differs from one 4-member run"
+echo "ok: fashion-array.sbatch (2 tasks x 2 members) + fashion-merge.sbatch identical to one 4-member run ($((SECONDS - t_start))s)"
+
+# 3. Stop with the warning signal, then submit again to resume.
+submit stop --ntasks=2 "$JOBS/fashion-1node.sbatch" "$WORK/job.ini" "${long[@]}"
+id=$JOB
+wait_training stop "$id"
+scancel --batch --signal=USR1 "$id" || fail "scancel --batch --signal=USR1 $id"
+wait_gone "$id" 60 || job_fail stop "$id" "job still running 60 s after USR1"
+[ "$(job_field "$id" ExitCode)" = 75:0 ] ||
+  job_fail stop "$id" "exit code $(job_field "$id" ExitCode) after USR1, expected 75:0"
+grep -q "got SIGUSR1" stop/job.out || job_fail stop "$id" "the batch shell did not trap USR1"
+[ ! -e stop/result.h5 ] || job_fail stop "$id" "a result was written despite the stop"
+ls stop/result.h5.ckpt/unit_*.h5 >/dev/null 2>&1 || job_fail stop "$id" "no checkpoints after the stop"
+echo "ok: scancel --batch --signal=USR1: job ended with exit 75, checkpoints, no result ($((SECONDS - t_start))s)"
+submit stop --ntasks=2 "$JOBS/fashion-1node.sbatch" "$WORK/job.ini" "${long[@]}"
+id=$JOB
+expect_done stop "$id" "resubmitted job"
+grep -qE "resumed at|not retrained" stop/job.out || job_fail stop "$id" "the resubmitted job resumed nothing"
+same_result ref-long/result.h5 stop/result.h5 || job_fail stop "$id" "resumed result differs from an uninterrupted run"
+[ ! -d stop/result.h5.ckpt ] || job_fail stop "$id" "checkpoints not cleaned up"
+echo "ok: resubmitted job resumed to a result identical to an uninterrupted run ($((SECONDS - t_start))s)"
+
+# 4. The same stop with ENS_REQUEUE=1: the job requeues itself and resumes.
+ENS_REQUEUE=1 submit requeue --ntasks=2 "$JOBS/fashion-1node.sbatch" "$WORK/job.ini" "${long[@]}"
+id=$JOB
+wait_training requeue "$id"
+scancel --batch --signal=USR1 "$id" || fail "scancel --batch --signal=USR1 $id"
+for ((i = 0; i < 240; i++)); do
+  state=$(job_field "$id" JobState)
+  [ "$(job_field "$id" Restarts)" = 1 ] && [ "$state" = PENDING ] && break
+  case $state in
+    COMPLETED | FAILED | CANCELLED | TIMEOUT | NODE_FAIL | OUT_OF_MEMORY | BOOT_FAIL | DEADLINE | PREEMPTED)
+      job_fail requeue "$id" "job ended $state instead of requeueing itself" ;;
+  esac
+  sleep 0.25
+done
+[ "$(job_field "$id" Restarts)" = 1 ] || job_fail requeue "$id" "job not requeued after USR1"
+# A requeued job waits (BeginTime) before it becomes eligible; skip that.
+scontrol update jobid="$id" StartTime=now || fail "scontrol update StartTime=now"
+expect_done requeue "$id" "requeued job"
+grep -q "requeueing job $id" requeue/job.out || job_fail requeue "$id" "no requeue line in the output"
+grep -qE "resumed at|not retrained" requeue/job.out || job_fail requeue "$id" "the requeued job resumed nothing"
+same_result ref-long/result.h5 requeue/result.h5 || job_fail requeue "$id" "requeued result differs from an uninterrupted run"
+echo "ok: ENS_REQUEUE=1: stopped job requeued itself and resumed to an identical result ($((SECONDS - t_start))s)"
+
+# 5. The real warning before the time limit: with --time=1 and
+# --signal=B:USR1@60 the signal is due at once, and slurmctld sends it at its
+# next time-limit check (within about a minute). The job must stop with exit
+# 75 and checkpoints, not run into the limit (TIMEOUT).
+submit limit --ntasks=2 --time=1 --signal=B:USR1@60 "$JOBS/fashion-1node.sbatch" "$WORK/job.ini" \
+  "${long[@]}" --set train.epochs=100000
+id=$JOB
+wait_gone "$id" 150 || job_fail limit "$id" "job still running after 150 s"
+state=$(job_field "$id" JobState)
+code=$(job_field "$id" ExitCode)
+if [ "$state" != FAILED ] || [ "$code" != 75:0 ]; then
+  job_fail limit "$id" "job ended $state with exit $code near its time limit, expected FAILED 75:0"
+fi
+grep -q "got SIGUSR1" limit/job.out || job_fail limit "$id" "the batch shell got no USR1 before the limit"
+ls limit/result.h5.ckpt/unit_*.h5 >/dev/null 2>&1 || job_fail limit "$id" "no checkpoints after the warning"
+echo "ok: --time=1 --signal=B:USR1@60: warned before the limit, exit 75 with checkpoints ($((SECONDS - t_start))s)"
+
+echo "slurm: all passed in $((SECONDS - t_start))s"
