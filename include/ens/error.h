@@ -4,6 +4,8 @@
 #ifndef ENS_ERROR_H
 #define ENS_ERROR_H
 
+#include <stddef.h>
+
 #define ENS_ERRNO_MAP(X)                                              \
   X(NOMEM, -1, "out of memory")                                       \
   X(INVAL, -2, "invalid argument")                                    \
@@ -23,6 +25,11 @@ enum {
   ENS_ERRNO_MAP(ENS_ERR_ENUM)
 #undef ENS_ERR_ENUM
 };
+
+/* snprintf into a caller's message buffer; does nothing when err is NULL or
+ * errlen is 0 (library functions take an optional err/errlen pair). */
+void ens_errorf(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /* Returns a static, human-readable string for an ENS_E* code (or "success"). */
 const char *ens_strerror(int err);

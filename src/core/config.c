@@ -148,15 +148,6 @@ static const key_spec key_table[] = {
 
 /* ---- small helpers ------------------------------------------------------ */
 
-static void put_err(char *err, size_t errlen, const char *fmt, ...) {
-  if (!err || errlen == 0)
-    return;
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(err, errlen, fmt, ap);
-  va_end(ap);
-}
-
 static char *lskip(char *s) {
   while (*s && isspace((unsigned char)*s))
     s++;
@@ -681,16 +672,16 @@ static int load_stream(ens_config *c, FILE *fp, const char *path, char *err, siz
   int ret = ini_parse_stream(file_reader, &x, file_handler, &x);
   int rc = 0;
   if (x.read_errno == ENOMEM || ret == -2) {
-    put_err(err, errlen, "out of memory reading config file '%s'", path);
+    ens_errorf(err, errlen, "out of memory reading config file '%s'", path);
     rc = ENS_ENOMEM;
   } else if (x.read_errno) {
-    put_err(err, errlen, "error reading config file '%s': %s", path, strerror(x.read_errno));
+    ens_errorf(err, errlen, "error reading config file '%s': %s", path, strerror(x.read_errno));
     rc = ENS_EIO;
   } else if (ret > 0 && (x.err_line == 0 || ret < x.err_line)) {
-    put_err(err, errlen, "%s:%d: " SYNTAX_MSG, path, ret);
+    ens_errorf(err, errlen, "%s:%d: " SYNTAX_MSG, path, ret);
     rc = ENS_ECONFIG;
   } else if (x.err_line) {
-    put_err(err, errlen, "%s:%d: %s", path, x.err_line, x.msg);
+    ens_errorf(err, errlen, "%s:%d: %s", path, x.err_line, x.msg);
     rc = ENS_ECONFIG;
   }
   free(x.line);
@@ -701,7 +692,7 @@ static int load_stream(ens_config *c, FILE *fp, const char *path, char *err, siz
 static int load_file(ens_config *c, const char *path, char *err, size_t errlen) {
   FILE *fp = fopen(path, "r");
   if (!fp) {
-    put_err(err, errlen, "cannot open config file '%s': %s", path, strerror(errno));
+    ens_errorf(err, errlen, "cannot open config file '%s': %s", path, strerror(errno));
     return ENS_EIO;
   }
   return load_stream(c, fp, path, err, errlen);
@@ -724,7 +715,7 @@ int ens_config_load_text(ens_config *c, const char *name, const char *text, char
   }
   if (!fp) {
     free(copy);
-    put_err(err, errlen, "out of memory reading the configuration of %s", name);
+    ens_errorf(err, errlen, "out of memory reading the configuration of %s", name);
     return ENS_ENOMEM;
   }
   int ret = load_stream(c, fp, name, err, errlen);
@@ -743,7 +734,7 @@ int ens_config_set(ens_config *c, const char *assignment, char *err, size_t errl
   const char *eq = strchr(assignment, '=');
   const char *dot = eq ? memchr(assignment, '.', (size_t)(eq - assignment)) : NULL;
   if (!eq || !dot) {
-    put_err(err, errlen, "--set %s: expected section.key=value", assignment);
+    ens_errorf(err, errlen, "--set %s: expected section.key=value", assignment);
     return ENS_ECONFIG;
   }
   const char *sec = assignment, *key = dot + 1;
@@ -755,12 +746,12 @@ int ens_config_set(ens_config *c, const char *assignment, char *err, size_t errl
   while (klen > 0 && isspace((unsigned char)key[klen - 1]))
     klen--;
   if (slen == 0 || klen == 0) {
-    put_err(err, errlen, "--set %s: expected section.key=value", assignment);
+    ens_errorf(err, errlen, "--set %s: expected section.key=value", assignment);
     return ENS_ECONFIG;
   }
   char *value = malloc(strlen(eq + 1) + 1);
   if (!value) {
-    put_err(err, errlen, "--set %s: out of memory", assignment);
+    ens_errorf(err, errlen, "--set %s: out of memory", assignment);
     return ENS_ENOMEM;
   }
   strcpy(value, eq + 1);
@@ -768,14 +759,14 @@ int ens_config_set(ens_config *c, const char *assignment, char *err, size_t errl
   char msg[MSG_MAX];
   int rc = apply(c, sec, slen, key, klen, lskip(value), msg, sizeof msg);
   if (rc)
-    put_err(err, errlen, "--set %s: %s", assignment, msg);
+    ens_errorf(err, errlen, "--set %s: %s", assignment, msg);
   free(value);
   return rc;
 }
 
 int ens_config_load(ens_config *c, const char *path, const char *const *sets, int nsets, char *err,
                     size_t errlen) {
-  put_err(err, errlen, "%s", "");
+  ens_errorf(err, errlen, "%s", "");
   ens_config_defaults(c);
   if (path) {
     int rc = load_file(c, path, err, errlen);
@@ -838,27 +829,27 @@ int ens_config_validate(const ens_config *c, char *err, size_t errlen) {
     if (!ok) {
       format_value(c, k, buf, sizeof buf);
       describe_expected(k, expected, sizeof expected);
-      put_err(err, errlen, "[%s] %s = %.*s: expected %s", k->section, k->key, QUOTE_MAX, buf, expected);
+      ens_errorf(err, errlen, "[%s] %s = %.*s: expected %s", k->section, k->key, QUOTE_MAX, buf, expected);
       return ENS_ECONFIG;
     }
   }
   if (c->mode == ENS_MODE_SNAPSHOT) {
     if (c->members % c->snapshots != 0) {
-      put_err(err, errlen,
+      ens_errorf(err, errlen,
               "[ensemble] members = %d is not a multiple of [ensemble] snapshots = %d "
               "(mode = snapshot: each chain yields snapshots members)",
               c->members, c->snapshots);
       return ENS_ECONFIG;
     }
     if (c->first_member % c->snapshots != 0 || c->count % c->snapshots != 0) {
-      put_err(err, errlen,
+      ens_errorf(err, errlen,
               "[ensemble] first_member = %d and count = %d must be multiples of "
               "[ensemble] snapshots = %d (mode = snapshot: a job trains whole chains)",
               c->first_member, c->count, c->snapshots);
       return ENS_ECONFIG;
     }
     if (c->epochs < c->snapshots) {
-      put_err(err, errlen,
+      ens_errorf(err, errlen,
               "[train] epochs = %d is less than [ensemble] snapshots = %d "
               "(mode = snapshot needs at least one epoch per snapshot)",
               c->epochs, c->snapshots);
@@ -868,16 +859,16 @@ int ens_config_validate(const ens_config *c, char *err, size_t errlen) {
   if ((c->schedule == ENS_SCHED_COSINE || c->schedule == ENS_SCHED_CYCLIC ||
        c->mode == ENS_MODE_SNAPSHOT) &&
       c->lr_min > c->lr) {
-    put_err(err, errlen, "[train] lr_min = %g is greater than [train] lr = %g", c->lr_min, c->lr);
+    ens_errorf(err, errlen, "[train] lr_min = %g is greater than [train] lr = %g", c->lr_min, c->lr);
     return ENS_ECONFIG;
   }
   if (c->first_member >= c->members) {
-    put_err(err, errlen, "[ensemble] first_member = %d must be less than [ensemble] members = %d",
+    ens_errorf(err, errlen, "[ensemble] first_member = %d must be less than [ensemble] members = %d",
             c->first_member, c->members);
     return ENS_ECONFIG;
   }
   if ((long long)c->first_member + c->count > c->members) {
-    put_err(err, errlen,
+    ens_errorf(err, errlen,
             "[ensemble] first_member + count = %d + %d exceeds [ensemble] members = %d", c->first_member,
             c->count, c->members);
     return ENS_ECONFIG;
@@ -885,12 +876,12 @@ int ens_config_validate(const ens_config *c, char *err, size_t errlen) {
   if (c->trunk_source != ENS_TRUNK_NONE) {
     const char *src = ens_trunk_source_name(c->trunk_source);
     if (c->trunk_layers < 1) {
-      put_err(err, errlen, "[trunk] layers = %d: source = %s needs a trunk of at least 1 layer",
+      ens_errorf(err, errlen, "[trunk] layers = %d: source = %s needs a trunk of at least 1 layer",
               c->trunk_layers, src);
       return ENS_ECONFIG;
     }
     if (c->trunk_layers > c->n_hidden) {
-      put_err(err, errlen,
+      ens_errorf(err, errlen,
               "[trunk] layers = %d exceeds the %d hidden layer(s) of [model] hidden (source = %s)",
               c->trunk_layers, c->n_hidden, src);
       return ENS_ECONFIG;
@@ -898,11 +889,11 @@ int ens_config_validate(const ens_config *c, char *err, size_t errlen) {
   }
   if (c->trunk_source == ENS_TRUNK_FILE) {
     if (c->trunk_file[0] == '\0') {
-      put_err(err, errlen, "[trunk] file is empty: source = file needs the result file holding the trunk");
+      ens_errorf(err, errlen, "[trunk] file is empty: source = file needs the result file holding the trunk");
       return ENS_ECONFIG;
     }
     if (!trunk_dataset_ok(c->trunk_dataset)) {
-      put_err(err, errlen, "[trunk] dataset: expected trunk, ensemble or member:<k>, got '%.*s'", QUOTE_MAX,
+      ens_errorf(err, errlen, "[trunk] dataset: expected trunk, ensemble or member:<k>, got '%.*s'", QUOTE_MAX,
               c->trunk_dataset);
       return ENS_ECONFIG;
     }

@@ -1,6 +1,18 @@
 /* ens_strerror: messages for the ENS_ERRNO_MAP codes. */
 #include "ens/error.h"
 
+#include <stdarg.h>
+#include <stdio.h>
+
+void ens_errorf(char *err, size_t errlen, const char *fmt, ...) {
+  if (!err || errlen == 0)
+    return;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(err, errlen, fmt, ap);
+  va_end(ap);
+}
+
 const char *ens_strerror(int err) {
   switch (err) {
   case 0:

@@ -23,15 +23,6 @@ typedef struct loader {
   size_t errlen;
 } loader;
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...) {
-  if (!err || errlen == 0)
-    return;
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(err, errlen, fmt, ap);
-  va_end(ap);
-}
-
 static const char *class_name(H5T_class_t c) {
   switch (c) {
   case H5T_INTEGER:
@@ -93,34 +84,34 @@ static int read_x(const loader *L, const char *name, ens_split *s) {
 
   ds = H5Dopen2(L->file, name, H5P_DEFAULT);
   if (ds < 0) {
-    set_err(L->err, L->errlen, "%s: %s is not a dataset", L->path, name);
+    ens_errorf(L->err, L->errlen, "%s: %s is not a dataset", L->path, name);
     goto cleanup;
   }
   type = H5Dget_type(ds);
   space = H5Dget_space(ds);
   if (type < 0 || space < 0) {
     rc = ENS_EHDF5;
-    set_err(L->err, L->errlen, "%s: cannot query dataset %s", L->path, name);
+    ens_errorf(L->err, L->errlen, "%s: cannot query dataset %s", L->path, name);
     goto cleanup;
   }
   H5T_class_t cls = H5Tget_class(type);
   if (cls != H5T_INTEGER && cls != H5T_FLOAT) {
-    set_err(L->err, L->errlen, "%s: dataset %s: expected an integer or float type, found %s",
+    ens_errorf(L->err, L->errlen, "%s: dataset %s: expected an integer or float type, found %s",
             L->path, name, class_name(cls));
     goto cleanup;
   }
   int rank = H5Sget_simple_extent_ndims(space);
   if (rank < 0 || H5Sget_simple_extent_dims(space, dims, NULL) < 0) {
     rc = ENS_EHDF5;
-    set_err(L->err, L->errlen, "%s: cannot query the shape of %s", L->path, name);
+    ens_errorf(L->err, L->errlen, "%s: cannot query the shape of %s", L->path, name);
     goto cleanup;
   }
   if (rank < 2) {
     if (rank == 1)
-      set_err(L->err, L->errlen, "%s: dataset %s: expected shape (n, d), found (%llu)", L->path,
+      ens_errorf(L->err, L->errlen, "%s: dataset %s: expected shape (n, d), found (%llu)", L->path,
               name, (unsigned long long)dims[0]);
     else
-      set_err(L->err, L->errlen, "%s: dataset %s: expected shape (n, d), found a scalar",
+      ens_errorf(L->err, L->errlen, "%s: dataset %s: expected shape (n, d), found a scalar",
               L->path, name);
     goto cleanup;
   }
@@ -129,24 +120,24 @@ static int read_x(const loader *L, const char *name, ens_split *s) {
   unsigned long long n = dims[0], d = 1;
   for (int k = 1; k < rank; k++) {
     if (dims[k] != 0 && d > ULLONG_MAX / dims[k]) {
-      set_err(L->err, L->errlen, "%s: dataset %s: too many features per row", L->path, name);
+      ens_errorf(L->err, L->errlen, "%s: dataset %s: too many features per row", L->path, name);
       goto cleanup;
     }
     d *= dims[k];
   }
   if (n == 0 || d == 0) {
-    set_err(L->err, L->errlen, "%s: dataset %s is empty (%llu rows, %llu features)", L->path,
+    ens_errorf(L->err, L->errlen, "%s: dataset %s is empty (%llu rows, %llu features)", L->path,
             name, n, d);
     goto cleanup;
   }
   if (n > INT_MAX || d > INT_MAX) {
-    set_err(L->err, L->errlen, "%s: dataset %s: %llu x %llu is too large (at most %d rows and %d "
+    ens_errorf(L->err, L->errlen, "%s: dataset %s: %llu x %llu is too large (at most %d rows and %d "
             "features)", L->path, name, n, d, INT_MAX, INT_MAX);
     goto cleanup;
   }
   if ((size_t)n > SIZE_MAX / sizeof(float) / (size_t)d) {
     rc = ENS_ENOMEM;
-    set_err(L->err, L->errlen, "%s: dataset %s: %llu x %llu floats do not fit in memory", L->path,
+    ens_errorf(L->err, L->errlen, "%s: dataset %s: %llu x %llu floats do not fit in memory", L->path,
             name, n, d);
     goto cleanup;
   }
@@ -154,19 +145,19 @@ static int read_x(const loader *L, const char *name, ens_split *s) {
   x = malloc(total * sizeof(float));
   if (!x) {
     rc = ENS_ENOMEM;
-    set_err(L->err, L->errlen, "%s: cannot allocate %zu bytes for %s (%llu x %llu floats)",
+    ens_errorf(L->err, L->errlen, "%s: cannot allocate %zu bytes for %s (%llu x %llu floats)",
             L->path, total * sizeof(float), name, n, d);
     goto cleanup;
   }
   /* HDF5 converts any integer or float type to float32 during the read. */
   if (H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, x) < 0) {
     rc = ENS_EHDF5;
-    set_err(L->err, L->errlen, "%s: cannot read dataset %s as float32", L->path, name);
+    ens_errorf(L->err, L->errlen, "%s: cannot read dataset %s as float32", L->path, name);
     goto cleanup;
   }
   for (size_t i = 0; i < total; i++) {
     if (!isfinite(x[i])) {
-      set_err(L->err, L->errlen,
+      ens_errorf(L->err, L->errlen,
               "%s: dataset %s has a non-finite value (%g) at row %zu, column %zu (after "
               "conversion to float32)",
               L->path, name, (double)x[i], i / (size_t)d, i % (size_t)d);
@@ -203,35 +194,35 @@ static int read_y(const loader *L, const char *name, const char *xname, ens_spli
 
   ds = H5Dopen2(L->file, name, H5P_DEFAULT);
   if (ds < 0) {
-    set_err(L->err, L->errlen, "%s: %s is not a dataset", L->path, name);
+    ens_errorf(L->err, L->errlen, "%s: %s is not a dataset", L->path, name);
     goto cleanup;
   }
   type = H5Dget_type(ds);
   space = H5Dget_space(ds);
   if (type < 0 || space < 0) {
     rc = ENS_EHDF5;
-    set_err(L->err, L->errlen, "%s: cannot query dataset %s", L->path, name);
+    ens_errorf(L->err, L->errlen, "%s: cannot query dataset %s", L->path, name);
     goto cleanup;
   }
   H5T_class_t cls = H5Tget_class(type);
   if (cls != H5T_INTEGER) {
-    set_err(L->err, L->errlen, "%s: dataset %s: expected an integer type, found %s", L->path,
+    ens_errorf(L->err, L->errlen, "%s: dataset %s: expected an integer type, found %s", L->path,
             name, class_name(cls));
     goto cleanup;
   }
   int rank = H5Sget_simple_extent_ndims(space);
   if (rank < 0 || H5Sget_simple_extent_dims(space, dims, NULL) < 0) {
     rc = ENS_EHDF5;
-    set_err(L->err, L->errlen, "%s: cannot query the shape of %s", L->path, name);
+    ens_errorf(L->err, L->errlen, "%s: cannot query the shape of %s", L->path, name);
     goto cleanup;
   }
   if (rank != 1) {
-    set_err(L->err, L->errlen, "%s: dataset %s: expected shape (n), found rank %d", L->path,
+    ens_errorf(L->err, L->errlen, "%s: dataset %s: expected shape (n), found rank %d", L->path,
             name, rank);
     goto cleanup;
   }
   if (dims[0] != (hsize_t)n) {
-    set_err(L->err, L->errlen, "%s: %s has %zu rows but %s has %llu", L->path, xname, n, name,
+    ens_errorf(L->err, L->errlen, "%s: %s has %zu rows but %s has %llu", L->path, xname, n, name,
             (unsigned long long)dims[0]);
     goto cleanup;
   }
@@ -239,20 +230,20 @@ static int read_y(const loader *L, const char *name, const char *xname, ens_spli
   y = malloc(n * sizeof *y);
   if (!buf || !y) {
     rc = ENS_ENOMEM;
-    set_err(L->err, L->errlen, "%s: cannot allocate memory for %s (%zu labels)", L->path, name,
+    ens_errorf(L->err, L->errlen, "%s: cannot allocate memory for %s (%zu labels)", L->path, name,
             n);
     goto cleanup;
   }
   /* Read wide, then range-check: a narrowing read would clamp silently. */
   if (H5Dread(ds, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0) {
     rc = ENS_EHDF5;
-    set_err(L->err, L->errlen, "%s: cannot read dataset %s", L->path, name);
+    ens_errorf(L->err, L->errlen, "%s: cannot read dataset %s", L->path, name);
     goto cleanup;
   }
   int32_t mx = 0;
   for (size_t i = 0; i < n; i++) {
     if (buf[i] < 0 || buf[i] > INT32_MAX) {
-      set_err(L->err, L->errlen, "%s: %s contains %s label %lld at row %zu", L->path, name,
+      ens_errorf(L->err, L->errlen, "%s: %s contains %s label %lld at row %zu", L->path, name,
               buf[i] < 0 ? "negative" : "too large a", (long long)buf[i], i);
       goto cleanup;
     }
@@ -284,7 +275,7 @@ static int read_classes(const loader *L, int *classes) {
   *classes = 0;
   htri_t has = H5Aexists(L->file, "classes");
   if (has < 0) {
-    set_err(L->err, L->errlen, "%s: cannot query the root attribute classes", L->path);
+    ens_errorf(L->err, L->errlen, "%s: cannot query the root attribute classes", L->path);
     return ENS_EHDF5;
   }
   if (!has)
@@ -292,29 +283,29 @@ static int read_classes(const loader *L, int *classes) {
   attr = H5Aopen(L->file, "classes", H5P_DEFAULT);
   if (attr < 0 || (type = H5Aget_type(attr)) < 0 || (space = H5Aget_space(attr)) < 0) {
     rc = ENS_EHDF5;
-    set_err(L->err, L->errlen, "%s: cannot open the root attribute classes", L->path);
+    ens_errorf(L->err, L->errlen, "%s: cannot open the root attribute classes", L->path);
     goto cleanup;
   }
   H5T_class_t cls = H5Tget_class(type);
   if (cls != H5T_INTEGER) {
-    set_err(L->err, L->errlen, "%s: root attribute classes: expected an integer, found %s",
+    ens_errorf(L->err, L->errlen, "%s: root attribute classes: expected an integer, found %s",
             L->path, class_name(cls));
     goto cleanup;
   }
   hssize_t npoints = H5Sget_simple_extent_npoints(space);
   if (npoints != 1) {
-    set_err(L->err, L->errlen, "%s: root attribute classes: expected one integer, found %lld "
+    ens_errorf(L->err, L->errlen, "%s: root attribute classes: expected one integer, found %lld "
             "values", L->path, (long long)npoints);
     goto cleanup;
   }
   long long v = 0;
   if (H5Aread(attr, H5T_NATIVE_LLONG, &v) < 0) {
     rc = ENS_EHDF5;
-    set_err(L->err, L->errlen, "%s: cannot read the root attribute classes", L->path);
+    ens_errorf(L->err, L->errlen, "%s: cannot read the root attribute classes", L->path);
     goto cleanup;
   }
   if (v < 2 || v > INT32_MAX) {
-    set_err(L->err, L->errlen, "%s: root attribute classes = %lld: expected an integer in [2, %d]",
+    ens_errorf(L->err, L->errlen, "%s: root attribute classes = %lld: expected an integer in [2, %d]",
             L->path, v, INT32_MAX);
     goto cleanup;
   }
@@ -337,11 +328,11 @@ static int load_split(const loader *L, const char *grp, ens_split *s, int32_t *m
   snprintf(xname, sizeof xname, "/%s/x", grp);
   snprintf(yname, sizeof yname, "/%s/y", grp);
   if (!path_exists(L->file, xname)) {
-    set_err(L->err, L->errlen, "%s: missing dataset %s", L->path, xname);
+    ens_errorf(L->err, L->errlen, "%s: missing dataset %s", L->path, xname);
     return ENS_EFORMAT;
   }
   if (!path_exists(L->file, yname)) {
-    set_err(L->err, L->errlen, "%s: missing dataset %s", L->path, yname);
+    ens_errorf(L->err, L->errlen, "%s: missing dataset %s", L->path, yname);
     return ENS_EFORMAT;
   }
   int rc = read_x(L, xname, s);
@@ -370,21 +361,21 @@ int ens_data_load(ens_data *out, const char *path, char *err, size_t errlen) {
   FILE *fp = fopen(path, "rb");
   if (!fp) {
     rc = ENS_EIO;
-    set_err(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+    ens_errorf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
     goto cleanup;
   }
   fclose(fp);
   htri_t is = H5Fis_hdf5(path);
   if (is == 0) {
     rc = ENS_EFORMAT;
-    set_err(err, errlen, "%s: not an HDF5 file", path);
+    ens_errorf(err, errlen, "%s: not an HDF5 file", path);
     goto cleanup;
   }
   if (is > 0)
     L.file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
   if (L.file < 0) {
     rc = ENS_EIO;
-    set_err(err, errlen, "%s: not an HDF5 file or cannot be opened", path);
+    ens_errorf(err, errlen, "%s: not an HDF5 file or cannot be opened", path);
     goto cleanup;
   }
 
@@ -395,7 +386,7 @@ int ens_data_load(ens_data *out, const char *path, char *err, size_t errlen) {
   int has_vx = path_exists(L.file, "/val/x"), has_vy = path_exists(L.file, "/val/y");
   if (has_vx != has_vy) {
     rc = ENS_EFORMAT;
-    set_err(err, errlen, "%s: %s is present but %s is missing (give both or neither)", path,
+    ens_errorf(err, errlen, "%s: %s is present but %s is missing (give both or neither)", path,
             has_vx ? "/val/x" : "/val/y", has_vx ? "/val/y" : "/val/x");
     goto cleanup;
   }
@@ -407,7 +398,7 @@ int ens_data_load(ens_data *out, const char *path, char *err, size_t errlen) {
   for (int i = 0; i < 2; i++) {
     if (others[i]->n > 0 && others[i]->d != d.train.d) {
       rc = ENS_EFORMAT;
-      set_err(err, errlen, "%s: %s has %d features per row but /train/x has %d", path, onames[i],
+      ens_errorf(err, errlen, "%s: %s has %d features per row but /train/x has %d", path, onames[i],
               others[i]->d, d.train.d);
       goto cleanup;
     }
@@ -421,7 +412,7 @@ int ens_data_load(ens_data *out, const char *path, char *err, size_t errlen) {
     for (int i = 0; i < 3; i++) {
       if (maxes[i] >= classes) {
         rc = ENS_EFORMAT;
-        set_err(err, errlen, "%s: %s contains label %d but classes = %d", path, ynames[i],
+        ens_errorf(err, errlen, "%s: %s contains label %d but classes = %d", path, ynames[i],
                 (int)maxes[i], classes);
         goto cleanup;
       }
@@ -432,7 +423,7 @@ int ens_data_load(ens_data *out, const char *path, char *err, size_t errlen) {
       mx = max_val;
     if (mx == INT32_MAX || mx + 1 < 2) {
       rc = ENS_EFORMAT;
-      set_err(err, errlen,
+      ens_errorf(err, errlen,
               "%s: labels span %d class(es) (max label %d): at least 2 are needed (or set the "
               "root attribute classes)",
               path, (int)(mx == INT32_MAX ? mx : mx + 1), (int)mx);

@@ -4,6 +4,7 @@
 #include "ens/data.h"
 
 #include "ens/error.h"
+#include "io/h5util.h"
 
 #include <hdf5.h>
 #include <errno.h>
@@ -35,15 +36,6 @@ typedef struct idx_file {
   size_t rowlen;  /* product of dims[1..], 1 for a 1-D file */
   unsigned char *data;
 } idx_file;
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...) {
-  if (!err || errlen == 0)
-    return;
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(err, errlen, fmt, ap);
-  va_end(ap);
-}
 
 /* Element size and name of an IDX type code; 0 for an unknown code. */
 static size_t type_size(int type, const char **name) {
@@ -142,7 +134,7 @@ static int read_problem(gzFile gz, const char *path, size_t expected, size_t fou
   int zerr = Z_OK;
   const char *msg = gzerror(gz, &zerr);
   if (zerr == Z_ERRNO) {
-    set_err(err, errlen, "%s: read error: %s", path, strerror(errno));
+    ens_errorf(err, errlen, "%s: read error: %s", path, strerror(errno));
     return ENS_EIO;
   }
   if (zerr != Z_OK) {
@@ -150,11 +142,11 @@ static int read_problem(gzFile gz, const char *path, size_t expected, size_t fou
     size_t plen = strlen(path);
     if (strncmp(msg, path, plen) == 0 && strncmp(msg + plen, ": ", 2) == 0)
       msg += plen + 2;
-    set_err(err, errlen, "%s: truncated or corrupt gzip data (%s): expected %zu bytes of IDX "
+    ens_errorf(err, errlen, "%s: truncated or corrupt gzip data (%s): expected %zu bytes of IDX "
             "data, found at least %zu", path, msg, expected, found);
     return ENS_EFORMAT;
   }
-  set_err(err, errlen, "%s: truncated IDX file: expected %zu bytes, found %zu", path, expected,
+  ens_errorf(err, errlen, "%s: truncated IDX file: expected %zu bytes, found %zu", path, expected,
           found);
   return ENS_EFORMAT;
 }
@@ -170,7 +162,7 @@ static int idx_read(idx_file *f, const char *path, char *err, size_t errlen) {
   errno = 0;
   gzFile gz = gzopen(path, "rb");
   if (!gz) {
-    set_err(err, errlen, "%s: cannot open: %s", path,
+    ens_errorf(err, errlen, "%s: cannot open: %s", path,
             errno ? strerror(errno) : "out of memory");
     return errno ? ENS_EIO : ENS_ENOMEM;
   }
@@ -183,7 +175,7 @@ static int idx_read(idx_file *f, const char *path, char *err, size_t errlen) {
   f->ndim = hdr[3];
   f->esize = type_size(f->type, &tname);
   if (hdr[0] != 0 || hdr[1] != 0 || f->esize == 0 || f->ndim == 0) {
-    set_err(err, errlen, "%s: not an IDX file (magic %02x %02x %02x %02x; expected 00 00, a type "
+    ens_errorf(err, errlen, "%s: not an IDX file (magic %02x %02x %02x %02x; expected 00 00, a type "
             "code 08/09/0b/0c/0d/0e and at least one dimension)", path, hdr[0], hdr[1], hdr[2],
             hdr[3]);
     goto cleanup;
@@ -200,7 +192,7 @@ static int idx_read(idx_file *f, const char *path, char *err, size_t errlen) {
     f->dims[k] = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
     if (f->dims[k] != 0 && total > SIZE_MAX / f->esize / f->dims[k]) {
       rc = ENS_ENOMEM;
-      set_err(err, errlen, "%s: IDX dimensions too large to hold in memory", path);
+      ens_errorf(err, errlen, "%s: IDX dimensions too large to hold in memory", path);
       goto cleanup;
     }
     total *= f->dims[k];
@@ -216,7 +208,7 @@ static int idx_read(idx_file *f, const char *path, char *err, size_t errlen) {
   f->data = malloc(bytes ? bytes : 1);
   if (!f->data) {
     rc = ENS_ENOMEM;
-    set_err(err, errlen, "%s: cannot allocate %zu bytes for the IDX data", path, bytes);
+    ens_errorf(err, errlen, "%s: cannot allocate %zu bytes for the IDX data", path, bytes);
     goto cleanup;
   }
   if (read_full(gz, f->data, bytes, &got) < 0 || got < bytes) {
@@ -236,7 +228,7 @@ static int idx_read(idx_file *f, const char *path, char *err, size_t errlen) {
       break;
   }
   if (extra > 0) {
-    set_err(err, errlen, "%s: %zu trailing bytes after the IDX data: expected %zu bytes, found %zu",
+    ens_errorf(err, errlen, "%s: %zu trailing bytes after the IDX data: expected %zu bytes, found %zu",
             path, extra, hdrlen + bytes, hdrlen + bytes + extra);
     goto cleanup;
   }
@@ -256,27 +248,27 @@ cleanup:
 static int check_pair(const idx_file *x, const idx_file *y, int64_t *maxlab, char *err,
                       size_t errlen) {
   if (y->ndim != 1) {
-    set_err(err, errlen, "%s: labels: expected a 1-D IDX file, found %d dimensions", y->path,
+    ens_errorf(err, errlen, "%s: labels: expected a 1-D IDX file, found %d dimensions", y->path,
             y->ndim);
     return ENS_EFORMAT;
   }
   if (!is_integer_type(y->type)) {
     const char *tname;
     type_size(y->type, &tname);
-    set_err(err, errlen, "%s: labels: expected an integer IDX type, found %s", y->path, tname);
+    ens_errorf(err, errlen, "%s: labels: expected an integer IDX type, found %s", y->path, tname);
     return ENS_EFORMAT;
   }
   if (x->count != y->count) {
-    set_err(err, errlen, "%s has %zu images but %s has %zu labels", x->path, x->count, y->path,
+    ens_errorf(err, errlen, "%s has %zu images but %s has %zu labels", x->path, x->count, y->path,
             y->count);
     return ENS_EFORMAT;
   }
   if (x->count == 0 || x->rowlen == 0) {
-    set_err(err, errlen, "%s: no data (%zu images of %zu values)", x->path, x->count, x->rowlen);
+    ens_errorf(err, errlen, "%s: no data (%zu images of %zu values)", x->path, x->count, x->rowlen);
     return ENS_EFORMAT;
   }
   if (x->count > INT_MAX || x->rowlen > INT_MAX) {
-    set_err(err, errlen, "%s: %zu x %zu is too large (at most %d rows and %d features)", x->path,
+    ens_errorf(err, errlen, "%s: %zu x %zu is too large (at most %d rows and %d features)", x->path,
             x->count, x->rowlen, INT_MAX, INT_MAX);
     return ENS_EFORMAT;
   }
@@ -284,7 +276,7 @@ static int check_pair(const idx_file *x, const idx_file *y, int64_t *maxlab, cha
   for (size_t i = 0; i < y->count; i++) {
     int64_t v = get_int(y, i);
     if (v < 0) {
-      set_err(err, errlen, "%s: negative label %lld at index %zu", y->path, (long long)v, i);
+      ens_errorf(err, errlen, "%s: negative label %lld at index %zu", y->path, (long long)v, i);
       return ENS_EFORMAT;
     }
     if (v > mx)
@@ -292,26 +284,6 @@ static int check_pair(const idx_file *x, const idx_file *y, int64_t *maxlab, cha
   }
   *maxlab = mx;
   return 0;
-}
-
-static int write_str_attr(hid_t obj, const char *name, const char *value) {
-  int rc = -1;
-  hid_t type = H5Tcopy(H5T_C_S1), space = H5Screate(H5S_SCALAR), attr = H5I_INVALID_HID;
-  if (type < 0 || space < 0 || H5Tset_size(type, strlen(value) + 1) < 0)
-    goto cleanup;
-  attr = H5Acreate2(obj, name, type, space, H5P_DEFAULT, H5P_DEFAULT);
-  if (attr < 0 || H5Awrite(attr, type, value) < 0)
-    goto cleanup;
-  rc = 0;
-
-cleanup:
-  if (attr >= 0)
-    H5Aclose(attr);
-  if (space >= 0)
-    H5Sclose(space);
-  if (type >= 0)
-    H5Tclose(type);
-  return rc;
 }
 
 /* Rows per chunk of x: IDX_CHUNK_ROWS, fewer for large rows so that a chunk
@@ -339,7 +311,7 @@ static int write_split(hid_t file, const char *grp, const idx_file *x, const idx
 
   g = H5Gcreate2(file, grp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
   if (g < 0) {
-    set_err(err, errlen, "%s: cannot create group /%s", out, grp);
+    ens_errorf(err, errlen, "%s: cannot create group /%s", out, grp);
     goto cleanup;
   }
 
@@ -362,7 +334,7 @@ static int write_split(hid_t file, const char *grp, const idx_file *x, const idx
   h5_types(x->type, &memtype, &filetype);
   dx = H5Dcreate2(g, "x", filetype, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
   if (dx < 0 || H5Dwrite(dx, memtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, x->data) < 0 ||
-      write_str_attr(dx, "source", x->path) < 0)
+      ens_h5_attr_str(dx, ".", "source", x->path) != 0)
     goto fail_x;
   H5Sclose(space);
   space = H5I_INVALID_HID;
@@ -381,7 +353,7 @@ static int write_split(hid_t file, const char *grp, const idx_file *x, const idx
     y32 = malloc(y->count * sizeof *y32);
     if (!y32) {
       rc = ENS_ENOMEM;
-      set_err(err, errlen, "%s: out of memory converting the labels", y->path);
+      ens_errorf(err, errlen, "%s: out of memory converting the labels", y->path);
       goto cleanup;
     }
     for (size_t i = 0; i < y->count; i++)
@@ -390,16 +362,16 @@ static int write_split(hid_t file, const char *grp, const idx_file *x, const idx
     if (dy < 0 || H5Dwrite(dy, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, y32) < 0)
       goto fail_y;
   }
-  if (write_str_attr(dy, "source", y->path) < 0)
+  if (ens_h5_attr_str(dy, ".", "source", y->path) != 0)
     goto fail_y;
   rc = 0;
   goto cleanup;
 
 fail_x:
-  set_err(err, errlen, "%s: cannot write /%s/x (from %s)", out, grp, x->path);
+  ens_errorf(err, errlen, "%s: cannot write /%s/x (from %s)", out, grp, x->path);
   goto cleanup;
 fail_y:
-  set_err(err, errlen, "%s: cannot write /%s/y (from %s)", out, grp, y->path);
+  ens_errorf(err, errlen, "%s: cannot write /%s/y (from %s)", out, grp, y->path);
 
 cleanup:
   free(y32);
@@ -456,12 +428,12 @@ int ens_idx_import(const char *images, const char *labels, const char *test_imag
 
   if (!images || !labels || !out_path) {
     rc = ENS_EINVAL;
-    set_err(err, errlen, "IDX import: the image file, label file and output path are required");
+    ens_errorf(err, errlen, "IDX import: the image file, label file and output path are required");
     goto cleanup;
   }
   if ((test_images == NULL) != (test_labels == NULL)) {
     rc = ENS_EINVAL;
-    set_err(err, errlen, "IDX import: test images and test labels must be given together");
+    ens_errorf(err, errlen, "IDX import: test images and test labels must be given together");
     goto cleanup;
   }
   if ((rc = idx_read(&tx, images, err, errlen)) != 0 ||
@@ -475,7 +447,7 @@ int ens_idx_import(const char *images, const char *labels, const char *test_imag
       goto cleanup;
     if (sx.rowlen != tx.rowlen) {
       rc = ENS_EFORMAT;
-      set_err(err, errlen, "%s has %zu values per image but %s has %zu", test_images, sx.rowlen,
+      ens_errorf(err, errlen, "%s has %zu values per image but %s has %zu", test_images, sx.rowlen,
               images, tx.rowlen);
       goto cleanup;
     }
@@ -483,7 +455,7 @@ int ens_idx_import(const char *images, const char *labels, const char *test_imag
   int64_t mx = max_train > max_test ? max_train : max_test;
   if (mx < 1 || mx >= INT32_MAX) {
     rc = ENS_EFORMAT;
-    set_err(err, errlen, "%s: largest label is %lld: expected at least 2 classes and fewer than "
+    ens_errorf(err, errlen, "%s: largest label is %lld: expected at least 2 classes and fewer than "
             "2^31", mx == max_train ? labels : test_labels, (long long)mx);
     goto cleanup;
   }
@@ -492,14 +464,14 @@ int ens_idx_import(const char *images, const char *labels, const char *test_imag
   tmp = malloc(tmplen);
   if (!tmp) {
     rc = ENS_ENOMEM;
-    set_err(err, errlen, "%s: out of memory", out_path);
+    ens_errorf(err, errlen, "%s: out of memory", out_path);
     goto cleanup;
   }
   snprintf(tmp, tmplen, "%s.tmp.%ld", out_path, (long)getpid());
   file = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
   if (file < 0) {
     rc = ENS_EIO;
-    set_err(err, errlen, "%s: cannot create the output file", tmp);
+    ens_errorf(err, errlen, "%s: cannot create the output file", tmp);
     goto cleanup;
   }
   created = 1;
@@ -509,19 +481,19 @@ int ens_idx_import(const char *images, const char *labels, const char *test_imag
     goto cleanup;
   if (write_classes(file, (int32_t)(mx + 1)) < 0) {
     rc = ENS_EHDF5;
-    set_err(err, errlen, "%s: cannot write the root attribute classes", out_path);
+    ens_errorf(err, errlen, "%s: cannot write the root attribute classes", out_path);
     goto cleanup;
   }
   herr_t closed = H5Fclose(file);
   file = H5I_INVALID_HID;
   if (closed < 0) {
     rc = ENS_EIO;
-    set_err(err, errlen, "%s: cannot finish writing the output file", tmp);
+    ens_errorf(err, errlen, "%s: cannot finish writing the output file", tmp);
     goto cleanup;
   }
   if (rename(tmp, out_path) != 0) {
     rc = ENS_EIO;
-    set_err(err, errlen, "%s: cannot rename %s into place: %s", out_path, tmp, strerror(errno));
+    ens_errorf(err, errlen, "%s: cannot rename %s into place: %s", out_path, tmp, strerror(errno));
     goto cleanup;
   }
   created = 0;
