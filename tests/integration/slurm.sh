@@ -194,7 +194,14 @@ for ((i = 0; i < 240; i++)); do
   sleep 0.25
 done
 [ "$(job_field "$id" Restarts)" = 1 ] || job_fail requeue "$id" "job not requeued after USR1"
-# A requeued job waits (BeginTime) before it becomes eligible; skip that.
+# A requeued job waits (BeginTime) before it becomes eligible; skip that,
+# but only once slurmd has finished cleaning up the old batch step: a job
+# released too early is killed with "Job credential revoked".
+for ((i = 0; i < 120; i++)); do
+  [ "$(sinfo -h -o %T | head -n 1)" = idle ] && break
+  sleep 0.25
+done
+sleep 3
 scontrol update jobid="$id" StartTime=now || fail "scontrol update StartTime=now"
 expect_done requeue "$id" "requeued job"
 grep -q "requeueing job $id" requeue/job.out || job_fail requeue "$id" "no requeue line in the output"
