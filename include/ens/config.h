@@ -65,6 +65,8 @@ typedef struct ens_config {
                                      "ensemble" or "member:<k>" */
   int trunk_layers;               /* default 0 */
   int pretrain_epochs;            /* default 5 */
+  int pretrain_batch;             /* global pretraining batch, 0 = [train] batch; default 0 */
+  double pretrain_lr;             /* pretraining peak lr, 0 = [train] lr; default 0 */
   int check_sync;                 /* bool: pretrain checks weights agree every step; default 0 */
   /* [output] */
   char output_path[ENS_PATH_MAX];     /* default "result.h5" */

@@ -129,6 +129,10 @@ static const key_spec key_table[] = {
     K_INT("trunk", "layers", trunk_layers, GE(0), "0", "hidden layers in the trunk"),
     K_INT("trunk", "pretrain_epochs", pretrain_epochs, GE(0), "5",
           "epochs to pretrain the trunk (source = pretrain)"),
+    K_INT("trunk", "pretrain_batch", pretrain_batch, GE(0), "0",
+          "global batch of data-parallel pretraining, split over the ranks (0 = [train] batch)"),
+    K_DBL("trunk", "pretrain_lr", pretrain_lr, GE(0), "0",
+          "peak learning rate of pretraining (0 = [train] lr)"),
     K_BOOL("trunk", "check_sync", check_sync, "false",
            "pretrain: verify after every step that all ranks hold identical weights"),
 
@@ -860,6 +864,10 @@ int ens_config_validate(const ens_config *c, char *err, size_t errlen) {
        c->mode == ENS_MODE_SNAPSHOT) &&
       c->lr_min > c->lr) {
     ens_errorf(err, errlen, "[train] lr_min = %g is greater than [train] lr = %g", c->lr_min, c->lr);
+    return ENS_ECONFIG;
+  }
+  if (c->pretrain_batch == 1) {
+    ens_errorf(err, errlen, "[trunk] pretrain_batch = 1: expected 0 (= [train] batch) or at least 2");
     return ENS_ECONFIG;
   }
   if (c->first_member >= c->members) {

@@ -140,6 +140,13 @@ static int pretrain(ens_job *j, char *err, size_t errlen) {
   ens_config pc = *j->c;
   pc.epochs = j->c->pretrain_epochs;
   pc.mode = ENS_MODE_SEED;
+  /* Data-parallel pretraining often wants a larger global batch (each rank
+   * then keeps a full-size shard) with a scaled learning rate (Goyal et al.
+   * 2017, linear scaling rule). */
+  if (j->c->pretrain_batch > 0)
+    pc.batch = j->c->pretrain_batch;
+  if (j->c->pretrain_lr > 0)
+    pc.lr = j->c->pretrain_lr;
   if (pc.schedule == ENS_SCHED_CYCLIC)
     pc.schedule = ENS_SCHED_COSINE;
   ens_trainer t;
