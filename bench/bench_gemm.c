@@ -38,11 +38,10 @@ static double now_seconds(void) {
 }
 
 static void usage(FILE *f) {
-  fprintf(f,
-          "usage: ens-bench-gemm [--widths 784,512,256,10] [--batch 128] [--train-rows 60000]\n"
-          "                      [--test-rows 10000] [--repeats 3] [--threads 1]\n"
-          "Times the sgemm calls of one `ens train` epoch (training and eval) for an MLP\n"
-          "with these layer widths; prints the minimum over the repeats.\n");
+  fprintf(f, "usage: ens-bench-gemm [--widths 784,512,256,10] [--batch 128] [--train-rows 60000]\n"
+             "                      [--test-rows 10000] [--repeats 3] [--threads 1]\n"
+             "Times the sgemm calls of one `ens train` epoch (training and eval) for an MLP\n"
+             "with these layer widths; prints the minimum over the repeats.\n");
 }
 
 static int parse_int(const char *s, const char *what, int min, int *out) {
@@ -65,8 +64,7 @@ static int parse_widths(const char *s, bench_opts *o) {
   }
   strcpy(buf, s);
   o->nwidths = 0;
-  for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok;
-       tok = strtok_r(NULL, ",", &save)) {
+  for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
     if (o->nwidths == MAX_WIDTHS) {
       fprintf(stderr, "ens-bench-gemm: --widths: at most %d widths\n", MAX_WIDTHS);
       return -1;
@@ -268,8 +266,8 @@ int main(int argc, char **argv) {
   char widths[256];
   size_t used = 0;
   for (int i = 0; i < o.nwidths && used < sizeof(widths); i++)
-    used += (size_t)snprintf(widths + used, sizeof(widths) - used, "%s%d", i ? "," : "",
-                             o.widths[i]);
+    used +=
+        (size_t)snprintf(widths + used, sizeof(widths) - used, "%s%d", i ? "," : "", o.widths[i]);
   long steps = o.train_rows / o.batch + (o.train_rows % o.batch >= 2 ? 1 : 0);
   long eval_batches = (o.test_rows + o.batch - 1) / o.batch;
   printf("gemm_widths %s\n", widths);
