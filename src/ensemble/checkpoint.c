@@ -110,12 +110,7 @@ int ens_job_checkpoint_member(ens_job *j, const ens_member_meta *meta, const flo
   ret |= ens_h5_write(f, "params", H5T_NATIVE_FLOAT, 1, &np, packed, 0);
   ret |= ens_h5_write(f, "bn_stats", H5T_NATIVE_FLOAT, 1, &ns, packed + np, 0);
   ret |= ens_h5_attr_i64(f, "/", "k", meta->k);
-  ret |= ens_h5_attr_i64(f, "/", "epochs", meta->epochs);
-  ret |= ens_h5_attr_i64(f, "/", "steps", meta->steps);
-  ret |= ens_h5_attr_i64(f, "/", "init_key", meta->init_key);
-  ret |= ens_h5_attr_i64(f, "/", "rng_key", meta->rng_key);
-  ret |= ens_h5_attr_f64(f, "/", "final_loss", meta->final_loss);
-  ret |= ens_h5_attr_f64(f, "/", "train_seconds", meta->train_seconds);
+  ret |= ens_job_meta_write(f, "/", meta);
   return end_write(f, ret ? ENS_EHDF5 : 0, tmp, path);
 }
 
@@ -145,22 +140,11 @@ static int restore_member(ens_job *j, ens_trainer *t, int k, char *err, size_t e
     snprintf(err, errlen, "checkpoint %s is missing or unreadable", path);
     return ENS_EFORMAT;
   }
-  ens_member_meta meta = {.k = k};
-  int64_t v;
-  int ret = 0;
+  ens_member_meta meta;
+  int ret = ens_job_meta_read(f, "/", k, &meta);
   ret |= ens_h5_read(f, "params", H5T_NATIVE_FLOAT, t->model.params, j->nparams);
   if (j->nstats)
     ret |= ens_h5_read(f, "bn_stats", H5T_NATIVE_FLOAT, t->model.stats, j->nstats);
-  ret |= ens_h5_get_attr_i64(f, "/", "epochs", &v);
-  meta.epochs = (int32_t)v;
-  ret |= ens_h5_get_attr_i64(f, "/", "steps", &v);
-  meta.steps = v;
-  ret |= ens_h5_get_attr_i64(f, "/", "init_key", &v);
-  meta.init_key = (int32_t)v;
-  ret |= ens_h5_get_attr_i64(f, "/", "rng_key", &v);
-  meta.rng_key = (int32_t)v;
-  ret |= ens_h5_get_attr_f64(f, "/", "final_loss", &meta.final_loss);
-  ret |= ens_h5_get_attr_f64(f, "/", "train_seconds", &meta.train_seconds);
   H5Fclose(f);
   if (ret) {
     snprintf(err, errlen, "checkpoint %s does not match this job (sizes or attributes differ)",

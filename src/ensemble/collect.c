@@ -16,6 +16,35 @@
 #define TAG_META 11
 #define TAG_DATA 12
 
+int ens_job_meta_write(hid_t f, const char *obj, const ens_member_meta *meta) {
+  int ret = 0;
+  ret |= ens_h5_attr_i64(f, obj, "init_key", meta->init_key);
+  ret |= ens_h5_attr_i64(f, obj, "rng_key", meta->rng_key);
+  ret |= ens_h5_attr_i64(f, obj, "epochs", meta->epochs);
+  ret |= ens_h5_attr_i64(f, obj, "steps", meta->steps);
+  ret |= ens_h5_attr_f64(f, obj, "final_train_loss", meta->final_loss);
+  ret |= ens_h5_attr_f64(f, obj, "train_seconds", meta->train_seconds);
+  return ret ? ENS_EHDF5 : 0;
+}
+
+int ens_job_meta_read(hid_t f, const char *obj, int k, ens_member_meta *meta) {
+  int64_t v[4] = {0};
+  int ret = 0;
+  memset(meta, 0, sizeof(*meta));
+  meta->k = k;
+  ret |= ens_h5_get_attr_i64(f, obj, "init_key", &v[0]);
+  ret |= ens_h5_get_attr_i64(f, obj, "rng_key", &v[1]);
+  ret |= ens_h5_get_attr_i64(f, obj, "epochs", &v[2]);
+  ret |= ens_h5_get_attr_i64(f, obj, "steps", &v[3]);
+  ret |= ens_h5_get_attr_f64(f, obj, "final_train_loss", &meta->final_loss);
+  ret |= ens_h5_get_attr_f64(f, obj, "train_seconds", &meta->train_seconds);
+  meta->init_key = (int32_t)v[0];
+  meta->rng_key = (int32_t)v[1];
+  meta->epochs = (int32_t)v[2];
+  meta->steps = v[3];
+  return ret ? ENS_EFORMAT : 0;
+}
+
 /* Writes member meta->k from its packed buffer into the result file. */
 static int write_member(ens_job *j, const ens_member_meta *meta, const float *packed) {
   char path[128];
@@ -25,13 +54,8 @@ static int write_member(ens_job *j, const ens_member_meta *meta, const float *pa
   snprintf(path, sizeof(path), "/members/%d/params", meta->k);
   ret |= ens_h5_write(f, path, H5T_NATIVE_FLOAT, 1, &np, packed, 0);
   ret |= ens_h5_attr_i64(f, path, "seed", (int64_t)j->c->seed);
-  ret |= ens_h5_attr_i64(f, path, "init_key", meta->init_key);
-  ret |= ens_h5_attr_i64(f, path, "rng_key", meta->rng_key);
   ret |= ens_h5_attr_str(f, path, "status", "done");
-  ret |= ens_h5_attr_i64(f, path, "epochs", meta->epochs);
-  ret |= ens_h5_attr_i64(f, path, "steps", meta->steps);
-  ret |= ens_h5_attr_f64(f, path, "final_train_loss", meta->final_loss);
-  ret |= ens_h5_attr_f64(f, path, "train_seconds", meta->train_seconds);
+  ret |= ens_job_meta_write(f, path, meta);
   snprintf(path, sizeof(path), "/members/%d/bn_stats", meta->k);
   ret |= ens_h5_write(f, path, H5T_NATIVE_FLOAT, 1, &ns, packed + np, 0);
   ret |= ens_h5_write_rows(f, "/members/probs", H5T_NATIVE_FLOAT, (hsize_t)(meta->k - j->first),
@@ -94,24 +118,9 @@ static int recv_floats(float *p, size_t n, int src, MPI_Comm comm) {
 static int read_member(ens_job *j, hid_t f, hsize_t row, int k, ens_member_meta *meta) {
   char path[128];
   int ret = 0;
-  int64_t v = 0;
-  double x = 0;
-  memset(meta, 0, sizeof(*meta));
-  meta->k = k;
   snprintf(path, sizeof(path), "/members/%d/params", k);
+  ret |= ens_job_meta_read(f, path, k, meta);
   ret |= ens_h5_read(f, path, H5T_NATIVE_FLOAT, j->pack, j->nparams);
-  ret |= ens_h5_get_attr_i64(f, path, "epochs", &v);
-  meta->epochs = (int32_t)v;
-  ret |= ens_h5_get_attr_i64(f, path, "steps", &v);
-  meta->steps = v;
-  ret |= ens_h5_get_attr_i64(f, path, "init_key", &v);
-  meta->init_key = (int32_t)v;
-  ret |= ens_h5_get_attr_i64(f, path, "rng_key", &v);
-  meta->rng_key = (int32_t)v;
-  ret |= ens_h5_get_attr_f64(f, path, "final_train_loss", &x);
-  meta->final_loss = x;
-  ret |= ens_h5_get_attr_f64(f, path, "train_seconds", &x);
-  meta->train_seconds = x;
   snprintf(path, sizeof(path), "/members/%d/bn_stats", k);
   if (j->nstats)
     ret |= ens_h5_read(f, path, H5T_NATIVE_FLOAT, j->pack + j->nparams, j->nstats);

@@ -97,6 +97,11 @@ int ens_job_collect(ens_job *j, double train_wall, char *err, size_t errlen);
  * as member meta->k (see ens_job_store_member). */
 int ens_job_emit_packed(ens_job *j, ens_trainer *t, const ens_member_meta *meta);
 
+/* A member's metadata as attributes of object obj of file f (result files
+ * and member checkpoints share the names). Return 0 or ENS_EHDF5/ENS_EFORMAT. */
+int ens_job_meta_write(hid_t f, const char *obj, const ens_member_meta *meta);
+int ens_job_meta_read(hid_t f, const char *obj, int k, ens_member_meta *meta);
+
 /* Rank 0's half of the collection: fold members in order, write the
  * metrics, publish the result. Also used by `ens merge`. */
 int ens_job_finish_root(ens_job *j, double train_wall, char *err, size_t errlen);
