@@ -82,7 +82,8 @@ static const key_spec key_table[] = {
     K_BOOL("data", "standardize", standardize, "true",
            "standardize features with the train split's per-feature mean/std"),
     K_DBL("data", "val_fraction", val_fraction, CLOSED_OPEN(0, 1), "0",
-          "fraction of the train split held out for validation when the file has no /val"),
+          "fraction of the train split held out of training when the file has no /val "
+          "(held-out rows are not scored yet)"),
 
     {"model", "hidden", KEY_INTLIST, FIELD(hidden), .count_offset = offsetof(ens_config, n_hidden),
      .def = "512,256", .help = "hidden layer widths, comma-separated (empty = no hidden layer)"},
@@ -91,7 +92,7 @@ static const key_spec key_table[] = {
           "dropout probability after each hidden layer"),
     K_ENUM("model", "init", init, init_names, "he", "weight initialization"),
     K_DBL("model", "init_std", init_std, GT(0), "0.01", "weight standard deviation for init = normal"),
-    K_DBL("model", "bias_init", bias_init, ANY, "0", "initial value of every bias"),
+    K_DBL("model", "bias_init", bias_init, ANY, "0", "initial value of hidden-layer biases (the output bias starts at 0)"),
 
     K_INT("train", "epochs", epochs, GE(1), "10", "epochs per member (per chain in snapshot mode)"),
     K_INT("train", "batch", batch, GE(2), "128", "minibatch size"),
