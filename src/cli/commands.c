@@ -208,9 +208,13 @@ int ens_cli_info(int argc, char **argv) {
       ens_h5_get_attr_f64(f, "/metrics/ensemble", "accuracy_params", &ra[2]) == 0)
     printf("\n  accuracy by rule: average %.2f%%, vote %.2f%%, params %.2f%%\n", 100 * ra[0],
            100 * ra[1], 100 * ra[2]);
-  double oe;
+  double oe, vn;
   if (ens_h5_get_attr_f64(f, "/metrics/ensemble", "oob_accuracy", &oe) == 0)
     printf("  out-of-bag ensemble accuracy: %.2f%%\n", 100 * oe);
+  if (ens_h5_get_attr_f64(f, "/metrics/ensemble", "val_accuracy", &oe) == 0 &&
+      ens_h5_get_attr_f64(f, "/metrics/ensemble", "val_nll", &vn) == 0)
+    printf("  validation (held out of training, probability average): accuracy %.2f%%, "
+           "nll %.4f\n", 100 * oe, vn);
   if (ca && cn) {
     printf("\n  ensemble-size curve\n  %-8s %9s %8s\n", "size", "accuracy", "nll");
     for (int i = 0; i < members; i++)

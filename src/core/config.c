@@ -83,7 +83,7 @@ static const key_spec key_table[] = {
            "standardize features with the train split's per-feature mean/std"),
     K_DBL("data", "val_fraction", val_fraction, CLOSED_OPEN(0, 1), "0",
           "fraction of the train split held out of training when the file has no /val "
-          "(held-out rows are not scored yet)"),
+          "(scored per member and for the ensemble)"),
 
     {"model", "hidden", KEY_INTLIST, FIELD(hidden), .count_offset = offsetof(ens_config, n_hidden),
      .def = "512,256", .help = "hidden layer widths, comma-separated (empty = no hidden layer)"},

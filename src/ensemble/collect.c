@@ -60,6 +60,10 @@ static int write_member(ens_job *j, const ens_member_meta *meta, const float *pa
   ret |= ens_h5_write(f, path, H5T_NATIVE_FLOAT, 1, &ns, packed + np, 0);
   ret |= ens_h5_write_rows(f, "/members/probs", H5T_NATIVE_FLOAT, (hsize_t)(meta->k - j->first),
                            1, packed + np + ns);
+  if (j->n_val)
+    ret |= ens_h5_write_rows(f, "/members/val_probs", H5T_NATIVE_FLOAT,
+                             (hsize_t)(meta->k - j->first), 1,
+                             packed + np + ns + (size_t)j->n_test * j->classes);
   return ret ? ENS_EHDF5 : 0;
 }
 
@@ -126,6 +130,10 @@ static int read_member(ens_job *j, hid_t f, hsize_t row, int k, ens_member_meta 
     ret |= ens_h5_read(f, path, H5T_NATIVE_FLOAT, j->pack + j->nparams, j->nstats);
   ret |= ens_h5_read_rows(f, "/members/probs", H5T_NATIVE_FLOAT, row, 1,
                           (size_t)j->n_test * j->classes, j->pack + j->nparams + j->nstats);
+  if (j->n_val)
+    ret |= ens_h5_read_rows(f, "/members/val_probs", H5T_NATIVE_FLOAT, row, 1,
+                            (size_t)j->n_val * j->classes,
+                            j->pack + j->nparams + j->nstats + (size_t)j->n_test * j->classes);
   return ret ? ENS_EFORMAT : 0;
 }
 
@@ -203,6 +211,8 @@ typedef struct sums {
   float *tmp;        /* (n_test, C) scratch */
   int32_t *vpred;    /* (n_test) scratch */
   double *macc, *mnll, *mbrier, *mece, *moob; /* (M) */
+  double *mvacc, *mvnll;                      /* (M) validation metrics */
+  double *vsum;                               /* (n_val, C) summed val probabilities */
   double *curve_acc, *curve_nll;              /* (M) */
 } sums;
 
@@ -221,6 +231,9 @@ static void sums_free(sums *s) {
   free(s->mbrier);
   free(s->mece);
   free(s->moob);
+  free(s->mvacc);
+  free(s->mvnll);
+  free(s->vsum);
   free(s->curve_acc);
   free(s->curve_nll);
 }
@@ -239,10 +252,14 @@ static int sums_alloc(sums *s, const ens_job *j, int M) {
   s->mbrier = calloc((size_t)M, sizeof(double));
   s->mece = calloc((size_t)M, sizeof(double));
   s->moob = calloc((size_t)M, sizeof(double));
+  s->mvacc = calloc((size_t)M, sizeof(double));
+  s->mvnll = calloc((size_t)M, sizeof(double));
+  s->vsum = calloc((size_t)(j->n_val ? j->n_val : 1) * j->classes, sizeof(double));
   s->curve_acc = calloc((size_t)M, sizeof(double));
   s->curve_nll = calloc((size_t)M, sizeof(double));
   int ok = s->psum && s->votes && s->wsum && s->preds && s->tmp && s->vpred && s->macc && s->mnll &&
-           s->mbrier && s->mece && s->moob && s->curve_acc && s->curve_nll;
+           s->mbrier && s->mece && s->moob && s->curve_acc && s->curve_nll && s->mvacc &&
+           s->mvnll && s->vsum;
   if (j->c->mode == ENS_MODE_BOOTSTRAP) {
     s->oob_sum = calloc((size_t)j->n_train * j->classes, sizeof(double));
     s->oob_cnt = calloc((size_t)j->n_train, sizeof(int32_t));
@@ -271,6 +288,13 @@ static void fold_member(ens_job *j, sums *s, int i, int k) {
   s->mnll[i] = ens_metric_nll(probs, y, n, C);
   s->mbrier[i] = ens_metric_brier(probs, y, n, C);
   s->mece[i] = ens_metric_ece(probs, y, n, C);
+  if (j->n_val) {
+    const float *vp = probs + (size_t)n * C;
+    s->mvacc[i] = ens_metric_accuracy(vp, j->data.val.y, j->n_val, C);
+    s->mvnll[i] = ens_metric_nll(vp, j->data.val.y, j->n_val, C);
+    for (size_t e = 0; e < (size_t)j->n_val * C; e++)
+      s->vsum[e] += vp[e];
+  }
   /* Ensemble-size curve under the configured rule (params: probability
    * average, since re-estimating batch norm for every prefix is costly). */
   int m = i + 1;
@@ -286,7 +310,7 @@ static void fold_member(ens_job *j, sums *s, int i, int k) {
   }
   s->curve_nll[i] = ens_metric_nll(s->tmp, y, n, C);
   if (j->c->mode == ENS_MODE_BOOTSTRAP) {
-    const float *tp = probs + (size_t)n * C;
+    const float *tp = probs + (size_t)(n + j->n_val) * C;
     memset(s->inbag, 0, (size_t)j->n_train);
     ens_job_bootstrap_rows(j->rows, j->n_train, j->c->seed, (uint32_t)ens_job_unit_of(j, k));
     for (int r = 0; r < j->n_train; r++)
@@ -327,17 +351,21 @@ static int params_average(ens_job *j, const sums *s, int M, float *probs, float 
 }
 
 static void print_summary(const ens_job *j, const sums *s, int M, const double rule_acc[3],
-                          const double ens_m[4], double oob_ens) {
+                          const double ens_m[4], double oob_ens, const double val_m[2]) {
   const ens_config *c = j->c;
   printf("\n%-10s %9s %8s %8s %8s", "member", "accuracy", "nll", "brier", "ece");
   if (c->mode == ENS_MODE_BOOTSTRAP)
     printf(" %9s", "oob acc");
+  if (j->n_val)
+    printf(" %9s %8s", "val acc", "val nll");
   printf("\n");
   for (int i = 0; i < M; i++) {
     printf("%-10d %8.2f%% %8.4f %8.4f %8.4f", j->first + i, 100 * s->macc[i], s->mnll[i],
            s->mbrier[i], s->mece[i]);
     if (c->mode == ENS_MODE_BOOTSTRAP)
       printf(" %8.2f%%", 100 * s->moob[i]);
+    if (j->n_val)
+      printf(" %8.2f%% %8.4f", 100 * s->mvacc[i], s->mvnll[i]);
     printf("\n");
   }
   double mean_acc = 0, mean_nll = 0, mean_ece = 0;
@@ -353,6 +381,9 @@ static void print_summary(const ens_job *j, const sums *s, int M, const double r
          100 * rule_acc[0], 100 * rule_acc[1], 100 * rule_acc[2]);
   if (c->mode == ENS_MODE_BOOTSTRAP)
     printf("out-of-bag ensemble accuracy: %.2f%%\n", 100 * oob_ens);
+  if (j->n_val)
+    printf("validation (%d rows, probability average): accuracy %.2f%%  nll %.4f\n", j->n_val,
+           100 * val_m[0], val_m[1]);
   printf("ensemble-size curve (%s):", c->combine == ENS_COMBINE_VOTE ? "vote" : "average");
   for (int i = 0; i < M; i++)
     printf(" %d:%.2f%%/%.4f", i + 1, 100 * s->curve_acc[i], s->curve_nll[i]);
@@ -468,6 +499,25 @@ int ens_job_finish_root(ens_job *j, double train_wall, char *err, size_t errlen)
   if (c->mode == ENS_MODE_BOOTSTRAP) {
     ret |= write_f64_as_f32(f, "/metrics/member_oob_accuracy", s.moob, M);
   }
+  /* Validation rows (held out of training): scored with the probability
+   * average whatever the rule, to compare configurations on unseen data. */
+  double val_m[2] = {NAN, NAN};
+  if (j->n_val) {
+    for (size_t e = 0; e < (size_t)j->n_val * C; e++)
+      s.vsum[e] /= M;
+    float *vp = malloc((size_t)j->n_val * C * sizeof(float));
+    if (!vp) {
+      ret = ENS_ENOMEM;
+    } else {
+      for (size_t e = 0; e < (size_t)j->n_val * C; e++)
+        vp[e] = (float)s.vsum[e];
+      val_m[0] = ens_metric_accuracy(vp, j->data.val.y, j->n_val, C);
+      val_m[1] = ens_metric_nll(vp, j->data.val.y, j->n_val, C);
+      free(vp);
+    }
+    ret |= write_f64_as_f32(f, "/metrics/member_val_accuracy", s.mvacc, M);
+    ret |= write_f64_as_f32(f, "/metrics/member_val_nll", s.mvnll, M);
+  }
   hid_t g = H5Gcreate2(f, "/metrics/ensemble", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
   if (g < 0)
     ret = ENS_EHDF5;
@@ -482,6 +532,10 @@ int ens_job_finish_root(ens_job *j, double train_wall, char *err, size_t errlen)
   ret |= ens_h5_attr_f64(f, "/metrics/ensemble", "accuracy_params", rule_acc[2]);
   if (c->mode == ENS_MODE_BOOTSTRAP)
     ret |= ens_h5_attr_f64(f, "/metrics/ensemble", "oob_accuracy", oob_ens);
+  if (j->n_val) {
+    ret |= ens_h5_attr_f64(f, "/metrics/ensemble", "val_accuracy", val_m[0]);
+    ret |= ens_h5_attr_f64(f, "/metrics/ensemble", "val_nll", val_m[1]);
+  }
   ret |= ens_h5_attr_f64(f, "/", "train_seconds", train_wall);
   if (ens_h5_exists(f, "/scratch") && H5Ldelete(f, "/scratch", H5P_DEFAULT) < 0)
     ret = ENS_EHDF5;
@@ -490,7 +544,7 @@ int ens_job_finish_root(ens_job *j, double train_wall, char *err, size_t errlen)
     snprintf(err, errlen, "%s: writing the result failed", j->tmp_path);
     goto cleanup;
   }
-  print_summary(j, &s, M, rule_acc, em, oob_ens);
+  print_summary(j, &s, M, rule_acc, em, oob_ens, val_m);
   /* Atomic publication: flush, close, rename. */
   if (H5Fflush(f, H5F_SCOPE_GLOBAL) < 0 || H5Fclose(f) < 0) {
     j->file = -1;

@@ -45,12 +45,12 @@ typedef struct ens_job {
   int first, last;       /* members [first, last) of this job */
   ens_data data;         /* standardized */
   float *mean, *std;     /* (d) standardization, NULL when off */
-  int classes, n_train, n_test, d;
+  int classes, n_train, n_test, n_val, d;
   int64_t data_checksum; /* adler32 of the loaded data, before standardization */
   /* Inputs of the trained networks: the data itself, or trunk features. */
-  const float *ftrain, *ftest;
+  const float *ftrain, *ftest, *fval;
   int fd;
-  float *trunk_train, *trunk_test; /* owned feature caches (trunk) */
+  float *trunk_train, *trunk_test, *trunk_val; /* owned feature caches (trunk) */
   float *trunk_params, *trunk_stats;
   size_t trunk_nparams, trunk_nstats;
   int trunk_layers;      /* 0 = no trunk */

@@ -34,7 +34,7 @@ int ens_job_rank_of(const ens_job *j, int k) { return ens_job_unit_of(j, k) % j-
 /* ---- packing one member -------------------------------------------------- */
 
 size_t ens_job_packed_len(const ens_job *j) {
-  size_t n = j->nparams + j->nstats + (size_t)j->n_test * j->classes;
+  size_t n = j->nparams + j->nstats + (size_t)(j->n_test + j->n_val) * j->classes;
   if (j->c->mode == ENS_MODE_BOOTSTRAP)
     n += (size_t)j->n_train * j->classes;
   return n;
@@ -51,6 +51,10 @@ static void pack_member(ens_job *j, ens_trainer *t) {
   p += j->nstats;
   ens_model_predict(m, p, j->ftest, j->n_test);
   p += (size_t)j->n_test * j->classes;
+  if (j->n_val) {
+    ens_model_predict(m, p, j->fval, j->n_val);
+    p += (size_t)j->n_val * j->classes;
+  }
   if (j->c->mode == ENS_MODE_BOOTSTRAP)
     ens_model_predict(m, p, j->ftrain, j->n_train);
 }

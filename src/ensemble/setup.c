@@ -91,6 +91,10 @@ static int write_static(ens_job *j) {
   }
   hsize_t pd[3] = {(hsize_t)(j->last - j->first), (hsize_t)j->n_test, (hsize_t)j->classes};
   ret |= ens_h5_create(f, "/members/probs", H5T_NATIVE_FLOAT, 3, pd);
+  if (j->n_val) {
+    hsize_t vd[3] = {pd[0], (hsize_t)j->n_val, pd[2]};
+    ret |= ens_h5_create(f, "/members/val_probs", H5T_NATIVE_FLOAT, 3, vd);
+  }
   return ret ? ENS_EHDF5 : 0;
 }
 
@@ -136,6 +140,7 @@ int ens_job_setup(ens_job *j, const ens_config *c, const ens_job_opts *o, MPI_Co
     j->classes = j->data.classes;
     j->n_train = j->data.train.n;
     j->n_test = j->data.test.n;
+    j->n_val = j->data.val.n;
     j->d = j->data.train.d;
     if (j->n_train < 2) {
       snprintf(err, errlen, "%s: /train has %d rows; at least 2 are needed", c->data_path,
@@ -162,6 +167,7 @@ int ens_job_setup(ens_job *j, const ens_config *c, const ens_job_opts *o, MPI_Co
     ens_arch_from_config(&j->arch, c, j->d, j->classes);
     j->ftrain = j->data.train.x;
     j->ftest = j->data.test.x;
+    j->fval = j->data.val.x;
     j->fd = j->d;
   }
   if (!ret) {
@@ -221,6 +227,7 @@ void ens_job_free(ens_job *j) {
   free(j->std);
   free(j->trunk_train);
   free(j->trunk_test);
+  free(j->trunk_val);
   free(j->trunk_params);
   free(j->trunk_stats);
   free(j->rows);

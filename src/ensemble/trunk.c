@@ -360,16 +360,20 @@ int ens_trunk_prepare(ens_job *j, char *err, size_t errlen) {
   j->fd = tm.out;
   j->trunk_train = malloc((size_t)j->n_train * j->fd * sizeof(float));
   j->trunk_test = malloc((size_t)j->n_test * j->fd * sizeof(float));
-  if (!j->trunk_train || !j->trunk_test) {
+  j->trunk_val = malloc((size_t)(j->n_val ? j->n_val : 1) * j->fd * sizeof(float));
+  if (!j->trunk_train || !j->trunk_test || !j->trunk_val) {
     ens_model_free(&tm);
     snprintf(err, errlen, "out of memory for the trunk features");
     return ENS_ENOMEM;
   }
   ens_model_features(&tm, j->trunk_train, j->data.train.x, j->n_train);
   ens_model_features(&tm, j->trunk_test, j->data.test.x, j->n_test);
+  if (j->n_val)
+    ens_model_features(&tm, j->trunk_val, j->data.val.x, j->n_val);
   ens_model_free(&tm);
   j->ftrain = j->trunk_train;
   j->ftest = j->trunk_test;
+  j->fval = j->trunk_val;
   if (c->verbose)
     printf("[rank %d] trunk ready: %d block%s, %zu parameters, checksum %08x, features (%d, %d) "
            "in %.1f s\n",

@@ -23,6 +23,8 @@ for mode in "seed average" "bootstrap vote" "snapshot average" "seed params"; do
   set -- $mode
   sets=(--set ensemble.mode=$1 --set ensemble.combine=$2)
   [ "$1" = snapshot ] && sets+=(--set ensemble.snapshots=2)
+  # Bootstrap also holds out validation rows (scored per member and ensemble).
+  [ "$1" = bootstrap ] && sets+=(--set data.val_fraction=0.2)
   for np in 0 2 3 4; do
     run_np $np "$1-$2-np$np" -c "$WORK/job.ini" "${sets[@]}" || fail "$1/$2 on $np ranks"
     [ -f "$1-$2-np$np/result.h5" ] || fail "no result for $1/$2 on $np ranks"
