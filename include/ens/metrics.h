@@ -22,6 +22,11 @@ int ens_argmax(const float *p, int C);
 /* pred[i] = argmax of row i. */
 void ens_predict_argmax(int32_t *pred, const float *p, int n, int C);
 
+/* Folds one member into the running sums of the rules: psum (n, C) +=
+ * p (n, C) and votes (n, C) counts its argmaxes; pred (n), when not NULL,
+ * receives those argmaxes. Call in member order for reproducible sums. */
+void ens_combine_add(double *psum, int32_t *votes, int32_t *pred, const float *p, int n, int C);
+
 /* Average: out = sum / m, where sum (n, C) holds the sum of m members'
  * probabilities accumulated in member order. */
 void ens_combine_average(float *out, const double *sum, int m, int n, int C);

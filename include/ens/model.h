@@ -102,12 +102,11 @@ int ens_model_init(ens_model *m, ens_init_kind init, double init_std, double bia
 const float *ens_model_forward(ens_model *m, const float *x, int batch, ens_pass pass,
                                ens_rng *r);
 
-/* Softmax cross-entropy of the last forward pass against y; fills m->probs
+/* Softmax cross-entropy of the last forward pass (ENS_PASS_TRAIN) against y; fills m->probs
  * and, with backward, the whole gradient m->grads (overwritten). dx_out, when
  * not NULL, receives the gradient w.r.t. the input (batch, in). Returns the
  * mean loss. */
-double ens_model_loss_backward(ens_model *m, const float *x, const int32_t *y, int batch,
-                               float *dx_out);
+double ens_model_loss_backward(ens_model *m, const int32_t *y, int batch, float *dx_out);
 
 /* Probabilities (n, out) of the rows of x (n, in), eval mode, in batches. */
 void ens_model_predict(ens_model *m, float *probs, const float *x, int n);

@@ -276,14 +276,7 @@ static void fold_member(ens_job *j, sums *s, int i, int k) {
   const int32_t *y = j->data.test.y;
   for (size_t p = 0; p < j->nparams; p++)
     s->wsum[p] += j->pack[p];
-  int32_t *pred = s->preds + (size_t)i * n;
-  for (int r = 0; r < n; r++) {
-    const float *row = probs + (size_t)r * C;
-    for (int c = 0; c < C; c++)
-      s->psum[(size_t)r * C + c] += row[c];
-    pred[r] = ens_argmax(row, C);
-    s->votes[(size_t)r * C + pred[r]]++;
-  }
+  ens_combine_add(s->psum, s->votes, s->preds + (size_t)i * n, probs, n, C);
   s->macc[i] = ens_metric_accuracy(probs, y, n, C);
   s->mnll[i] = ens_metric_nll(probs, y, n, C);
   s->mbrier[i] = ens_metric_brier(probs, y, n, C);

@@ -43,6 +43,7 @@ typedef struct ens_job {
   MPI_Comm comm;
   int rank, size;
   int first, last;       /* members [first, last) of this job */
+  int shared_init;       /* members start from one initialization (key 0) */
   ens_data data;         /* standardized */
   float *mean, *std;     /* (d) standardization, NULL when off */
   int classes, n_train, n_test, n_val, d;

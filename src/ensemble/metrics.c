@@ -104,6 +104,19 @@ double ens_metric_ece(const float *p, const int32_t *y, int n, int C) {
   return ece / (double)n;
 }
 
+void ens_combine_add(double *psum, int32_t *votes, int32_t *pred, const float *p, int n, int C) {
+  for (int r = 0; r < n; r++) {
+    const float *row = p + (size_t)r * C;
+    double *sum = psum + (size_t)r * C;
+    for (int c = 0; c < C; c++)
+      sum[c] += row[c];
+    int best = ens_argmax(row, C);
+    votes[(size_t)r * C + best]++;
+    if (pred)
+      pred[r] = best;
+  }
+}
+
 void ens_combine_average(float *out, const double *sum, int m, int n, int C) {
   size_t len = (size_t)n * C;
   for (size_t j = 0; j < len; j++)

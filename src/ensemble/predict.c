@@ -181,12 +181,7 @@ int ens_predict(const char *model_path, const char *input, const char *dataset, 
         goto cleanup;
       }
       ens_model_predict(&head, probs, hx, n);
-      for (int r = 0; r < n; r++) {
-        const float *row = probs + (size_t)r * C;
-        for (int cc = 0; cc < C; cc++)
-          psum[(size_t)r * C + cc] += row[cc];
-        votes[(size_t)r * C + ens_argmax(row, C)]++;
-      }
+      ens_combine_add(psum, votes, NULL, probs, n, C);
     }
     if (combine == ENS_COMBINE_VOTE) {
       ens_combine_vote(fin, pred, votes, psum, (int)members, n, C);

@@ -66,7 +66,6 @@ typedef struct unit_ctx {
   int unit;
   int first_k;      /* first member of this unit */
   double t_epoch;   /* start of the current epoch */
-  double eval_seconds;
 } unit_ctx;
 
 int ens_job_emit_packed(ens_job *j, ens_trainer *t, const ens_member_meta *meta) {
@@ -149,19 +148,16 @@ static int train_unit(ens_job *j, int unit, char *err, size_t errlen) {
   const ens_config *c = j->c;
   int S = c->mode == ENS_MODE_SNAPSHOT ? c->snapshots : 1;
   int first_k = unit * S;
-  int share = c->share_init == ENS_SHARE_YES ||
-              (c->share_init == ENS_SHARE_AUTO && c->combine == ENS_COMBINE_PARAMS);
   uint32_t rng_key = (uint32_t)unit;
-  j->init_key = share ? 0 : rng_key;
+  j->init_key = j->shared_init ? 0 : rng_key;
   ens_train_set set = {.x = j->ftrain, .y = j->data.train.y, .n = j->n_train, .d = j->fd};
   if (c->mode == ENS_MODE_BOOTSTRAP) {
     ens_job_bootstrap_rows(j->rows, j->n_train, c->seed, (uint32_t)unit);
     set.rows = j->rows;
-    set.nrows = j->n_train;
+    set.nrows = j->n_train; /* a bootstrap draw has n rows too */
   }
-  int nrows = set.rows ? set.nrows : set.n;
   ens_trainer *t = &j->trainer;
-  int ret = ens_trainer_start(t, c, j->init_key, rng_key, nrows);
+  int ret = ens_trainer_start(t, c, j->init_key, rng_key, j->n_train);
   if (ret)
     return ret;
   unit_ctx u = {.j = j, .unit = unit, .first_k = first_k};

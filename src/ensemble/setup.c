@@ -49,9 +49,7 @@ static int write_static(ens_job *j) {
   ret |= ens_h5_attr_i64(f, "/", "classes", j->classes);
   ret |= ens_h5_attr_i64(f, "/", "threads", c->threads);
   ret |= ens_h5_attr_i64(f, "/", "data_checksum", j->data_checksum);
-  int share = c->share_init == ENS_SHARE_YES ||
-              (c->share_init == ENS_SHARE_AUTO && c->combine == ENS_COMBINE_PARAMS);
-  ret |= ens_h5_attr_i64(f, "/", "shared_init", share);
+  ret |= ens_h5_attr_i64(f, "/", "shared_init", j->shared_init);
   if (ret)
     return ENS_EHDF5;
   /* /model: architecture of the full network and the input transform. */
@@ -128,6 +126,8 @@ int ens_job_setup(ens_job *j, const ens_config *c, const ens_job_opts *o, MPI_Co
   ens_h5_quiet();
   j->first = c->first_member;
   j->last = c->count > 0 ? c->first_member + c->count : c->members;
+  j->shared_init = c->share_init == ENS_SHARE_YES ||
+                   (c->share_init == ENS_SHARE_AUTO && c->combine == ENS_COMBINE_PARAMS);
   if (c->checkpoint_dir[0])
     snprintf(j->ckpt_dir, sizeof(j->ckpt_dir), "%s", c->checkpoint_dir);
   else

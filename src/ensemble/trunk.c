@@ -182,7 +182,7 @@ static int pretrain(ens_job *j, char *err, size_t errlen) {
         ens_rng_init(&drop, pc.seed, TRUNK_RNG_KEY - 1 - (uint32_t)j->rank, ENS_STREAM_DROPOUT,
                      (uint32_t)t.step);
         ens_model_forward(m, t.xb, sb, ENS_PASS_TRAIN, &drop);
-        double loss = ens_model_loss_backward(m, t.xb, t.yb, sb, NULL);
+        double loss = ens_model_loss_backward(m, t.yb, sb, NULL);
         loss_sum += loss * sb;
         loss_n += sb;
         float w = (float)sb / (float)gb;

@@ -278,9 +278,9 @@ const float *ens_model_forward(ens_model *m, const float *x, int batch, ens_pass
   return cur;
 }
 
-double ens_model_loss_backward(ens_model *m, const float *x, const int32_t *y, int batch,
-                               float *dx_out) {
-  (void)x;
+double ens_model_loss_backward(ens_model *m, const int32_t *y, int batch, float *dx_out) {
+  /* Layer inputs were recorded by the forward pass (l->x); every model
+   * starts with a dense layer, so layer 0 writes dx_out directly. */
   ens_layer *last = &m->layers[m->nlayers - 1];
   int C = m->out;
   int which = 0;
@@ -312,11 +312,7 @@ double ens_model_loss_backward(ens_model *m, const float *x, const int32_t *y, i
     case ENS_LAYER_KIND_COUNT:
       break;
     }
-    if (!d) /* first layer without an input gradient */
-      break;
   }
-  if (dx_out && m->layers[0].kind != ENS_LAYER_DENSE)
-    memcpy(dx_out, d, (size_t)batch * m->in * sizeof(float));
   return loss;
 }
 

@@ -85,7 +85,7 @@ static double train_step(ens_trainer *t, const ens_train_set *set, long lo, int 
   ens_rng drop;
   ens_rng_init(&drop, t->seed, t->rng_member, ENS_STREAM_DROPOUT, (uint32_t)t->step);
   ens_model_forward(m, t->xb, b, ENS_PASS_TRAIN, &drop);
-  double loss = ens_model_loss_backward(m, t->xb, t->yb, b, NULL);
+  double loss = ens_model_loss_backward(m, t->yb, b, NULL);
   if (t->clip_value > 0.0f)
     ens_clip_value(m->grads, m->nparams, t->clip_value);
   if (t->clip_norm > 0.0f)
@@ -116,15 +116,12 @@ int ens_trainer_run(ens_trainer *t, const ens_train_set *set, const ens_train_ho
       t->loss_count += b;
       t->batch_in_epoch++;
       long done = t->step++;
-      if (t->sched.kind == ENS_SCHED_CYCLIC || done + 1 == t->sched.total_steps) {
-        if (ens_schedule_cycle_end(&t->sched, done)) {
-          int index = t->cycles_done++;
-          if (t->batch_in_epoch == spe) { /* cycle ends with the epoch: report it first */
-            t->last_loss = t->loss_sum / (double)t->loss_count;
-          }
-          if (h && h->on_cycle_end && (ret = h->on_cycle_end(h->ctx, t, index)))
-            return ret;
-        }
+      if (ens_schedule_cycle_end(&t->sched, done)) {
+        int index = t->cycles_done++;
+        if (t->batch_in_epoch == spe) /* cycle ends with the epoch: report its loss */
+          t->last_loss = t->loss_sum / (double)t->loss_count;
+        if (h && h->on_cycle_end && (ret = h->on_cycle_end(h->ctx, t, index)))
+          return ret;
       }
       /* Poll once per step; a request at the end of an epoch is honoured
        * after the epoch's bookkeeping below. */

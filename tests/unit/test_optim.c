@@ -560,7 +560,7 @@ static void test_trainer_step_recipe(void) {
     ens_rng dr;
     ens_rng_init(&dr, c.seed, rng_member, ENS_STREAM_DROPOUT, (uint32_t)step);
     ens_model_forward(&m, xb, b, ENS_PASS_TRAIN, &dr);
-    ens_model_loss_backward(&m, xb, yb, b, NULL);
+    ens_model_loss_backward(&m, yb, b, NULL);
     ens_clip_value(m.grads, m.nparams, (float)c.clip_value);
     ens_clip_norm(m.grads, m.nparams, (float)c.clip_norm);
     ens_sgd_step(m.params, vel, m.grads, m.nparams, ens_schedule_lr(&sch, step), &sgd);

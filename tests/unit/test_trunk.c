@@ -166,7 +166,7 @@ static int train_reference(ens_model *h, ens_model *tm, const ens_arch *a, int L
       ens_rng drop;
       ens_rng_init(&drop, c->seed, member, ENS_STREAM_DROPOUT, (uint32_t)step);
       ens_model_forward(h, f, b, ENS_PASS_TRAIN, &drop);
-      ens_model_loss_backward(h, f, yb, b, NULL);
+      ens_model_loss_backward(h, yb, b, NULL);
       if (c->clip_value > 0)
         ens_clip_value(h->grads, h->nparams, (float)c->clip_value);
       if (c->clip_norm > 0)
