@@ -1,5 +1,5 @@
-/* SGD with momentum / Nesterov and weight decay over flat buffers, gradient
- * clipping, and learning-rate schedules. */
+/* SGD with momentum / Nesterov, Adam and AdamW, weight decay over flat
+ * buffers, gradient clipping, and learning-rate schedules. */
 #ifndef ENS_OPTIM_H
 #define ENS_OPTIM_H
 
@@ -17,6 +17,23 @@ typedef struct ens_sgd {
  *   g = grad + wd p;  v = mu v + g;  p -= lr (nesterov ? g + mu v : v).
  * p, v, grad are (n). grad is read only. */
 void ens_sgd_step(float *p, float *v, const float *grad, size_t n, double lr, const ens_sgd *o);
+
+typedef struct ens_adam {
+  double beta1, beta2, eps, weight_decay;
+  int decoupled; /* 0: Adam (L2 added to the gradient), 1: AdamW (decoupled decay) */
+} ens_adam;
+
+/* One step at 1-based step count t (Kingma & Ba 2015, alg. 1; AdamW: Loshchilov & Hutter 2019).
+ * Adam:  g = grad + wd p;  m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;
+ *        p -= lr * (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps)
+ * AdamW: p *= 1 - lr wd first, then the same with g = grad.
+ * p, m, v, grad are (n); grad read only. m and v start at 0 and carry the
+ * moments between calls; t must be >= 1 (t counts the calls, PyTorch's
+ * state["step"]). Per element the arithmetic is in double, rounded to float
+ * when stored, so the step is deterministic and independent of n. With
+ * weight_decay = 0 Adam and AdamW take bitwise identical steps. */
+void ens_adam_step(float *p, float *m, float *v, const float *grad, size_t n, double lr, long t,
+                   const ens_adam *o);
 
 /* Clamps every element of g (n) to [-c, c]. */
 void ens_clip_value(float *g, size_t n, float c);

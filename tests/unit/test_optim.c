@@ -1,6 +1,8 @@
 /* Unit tests of src/train: gradient clipping, the SGD step against values
- * worked out in PyTorch's convention, learning-rate schedules (including the
- * cycle boundaries of the cyclic schedule for any T and cycle count), and
+ * worked out in PyTorch's convention, Adam/AdamW steps against an
+ * independent double-precision computation, learning-rate schedules
+ * (including the cycle boundaries of the cyclic schedule for any T and cycle
+ * count), and
  * the training loop: it learns a separable problem, resumes bit-identically
  * after a stop, and reports snapshot cycle ends exactly `snapshots` times. */
 #include "ens/error.h"
@@ -127,6 +129,95 @@ static void test_sgd_step(void) {
       }
     }
   }
+}
+
+/* ----------------------------------------------------------------- Adam */
+
+/* Fails unless |got - want| <= 1e-6 |want| (float parameters carry ~6e-8). */
+#define ADAM_RTOL 1e-6
+
+static void test_adam_step(void) {
+  /* Three steps on p0 = (1, -0.5, 2) with the SGD test's gradients and rates.
+   * Step 1 of any variant without decay: m^ = g, v^ = g^2, so the step is
+   * lr g / (|g| + eps); element 0 (b1 0.9, b2 0.999, eps 1e-8):
+   *   p = 1 - 0.1 * 0.1 / (0.1 + 1e-8) = 0.90000000999999990.
+   * Adam, wd 0.1: g = 0.1 + 0.1 * 1 = 0.2, p = 1 - 0.1 * 0.2 / (0.2 + 1e-8) = 0.900000005.
+   * AdamW, wd 0.1: p = 1 (1 - 0.1 * 0.1) = 0.99, then 0.99 - 0.09999999 = 0.89000001.
+   * The rest comes from an independent double-precision loop over the
+   * formulas of the header (m, v kept in double, decimal inputs). Element 1
+   * of the b1 0.5 case has a zero gradient in step 3 (m halves, p moves
+   * only by m^ / sqrt(v^) with both from earlier steps); its eps of 0.1 is
+   * large enough that adding eps inside the sqrt would fail the test. */
+  const float p0[3] = {1.0f, -0.5f, 2.0f};
+  const float grads[3][3] = {{0.1f, -0.2f, 0.3f}, {-0.05f, 0.1f, 0.2f}, {0.3f, 0.0f, -0.1f}};
+  const double lrs[3] = {0.1, 0.05, 0.02};
+  const struct {
+    ens_adam o;
+    double want[3][3];
+  } cases[] = {
+      {{0.9, 0.999, 1e-8, 0.0, 0},
+       {{0.90000000999999896, -0.40000000499999971, 1.9000000033333333},
+        {0.88668315970169487, -0.38668315385933771, 1.8514823988317182},
+        {0.87327314912350851, -0.38256556810670678, 1.8404445614079612}}},
+      {{0.9, 0.999, 1e-8, 0.1, 0},
+       {{0.90000000499999977, -0.4000000039999998, 1.9000000020000001},
+        {0.85984795879120535, -0.37611026471945636, 1.8506973715912571},
+        {0.84275351000518528, -0.366950354448696, 1.8338883749938062}}},
+      {{0.9, 0.999, 1e-8, 0.1, 1},
+       {{0.89000000999999895, -0.39500000499999971, 1.8800000033333333},
+        {0.8722331596516949, -0.3797081538343377, 1.8220823988150514},
+        {0.85707868275420518, -0.37483115177403808, 1.8074003965936642}}},
+      {{0.5, 0.9, 0.1, 0.0, 0},
+       {{0.94999999999999996, -0.43333333333333335, 1.925},
+        {0.94999999999999996, -0.43333333333333335, 1.8918896701547987},
+        {0.93827560487374662, -0.43333333333333335, 1.8891198907527502}}},
+  };
+  for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+    float p[3], m[3] = {0, 0, 0}, v[3] = {0, 0, 0};
+    memcpy(p, p0, sizeof(p));
+    for (int s = 0; s < 3; s++) {
+      float g[3];
+      memcpy(g, grads[s], sizeof(g));
+      ens_adam_step(p, m, v, g, 3, lrs[s], s + 1, &cases[c].o);
+      CU_ASSERT(memcmp(g, grads[s], sizeof(g)) == 0); /* grad is read only */
+      for (int i = 0; i < 3; i++) {
+        double want = cases[c].want[s][i];
+        if (fabs(p[i] - want) > ADAM_RTOL * fabs(want))
+          fprintf(stderr, "\n  case %zu (b1 %g wd %g decoupled %d) step %d [%d]:", c,
+                  cases[c].o.beta1, cases[c].o.weight_decay, cases[c].o.decoupled, s + 1, i);
+        CU_CHECK_CLOSE(p[i], want, ADAM_RTOL * fabs(want));
+      }
+    }
+  }
+}
+
+static void test_adam_adamw_agree(void) {
+  /* With weight_decay 0 the two variants are the same update, bit for bit,
+   * over many steps and random gradients (including exact zeros and -0). */
+  enum { N = 257, STEPS = 20 };
+  float pa[N], ma[N] = {0}, va[N] = {0}, pw[N], mw[N] = {0}, vw[N] = {0}, g[N];
+  ens_rng r;
+  ens_rng_init(&r, 3, 0, ENS_STREAM_TEST, 0);
+  for (int i = 0; i < N; i++)
+    pa[i] = pw[i] = (float)ens_rng_normal(&r);
+  const ens_adam adam = {0.9, 0.999, 1e-8, 0.0, 0}, adamw = {0.9, 0.999, 1e-8, 0.0, 1};
+  int same = 1;
+  for (long t = 1; t <= STEPS; t++) {
+    for (int i = 0; i < N; i++)
+      g[i] = i % 17 == 0 ? (i % 2 ? -0.0f : 0.0f) : (float)ens_rng_normal(&r);
+    ens_adam_step(pa, ma, va, g, N, 1e-2, t, &adam);
+    ens_adam_step(pw, mw, vw, g, N, 1e-2, t, &adamw);
+    same &= memcmp(pa, pw, sizeof(pa)) == 0 && memcmp(ma, mw, sizeof(ma)) == 0 &&
+            memcmp(va, vw, sizeof(va)) == 0;
+  }
+  if (!same)
+    fprintf(stderr, "\n  Adam and AdamW differ with weight_decay 0\n");
+  CU_ASSERT(same);
+  /* And they do differ once there is decay. */
+  const ens_adam adam_wd = {0.9, 0.999, 1e-8, 0.1, 0}, adamw_wd = {0.9, 0.999, 1e-8, 0.1, 1};
+  ens_adam_step(pa, ma, va, g, N, 1e-2, STEPS + 1, &adam_wd);
+  ens_adam_step(pw, mw, vw, g, N, 1e-2, STEPS + 1, &adamw_wd);
+  CU_ASSERT(memcmp(pa, pw, sizeof(pa)) != 0);
 }
 
 /* ------------------------------------------------------------ schedules */
@@ -617,6 +708,8 @@ int main(void) {
       {"clip by global norm", test_clip_norm},
       {"clip by value", test_clip_value},
       {"sgd step (pytorch convention)", test_sgd_step},
+      {"adam and adamw steps (pytorch convention)", test_adam_step},
+      {"adam equals adamw without decay (bitwise)", test_adam_adamw_agree},
       {"constant, step and cosine schedules", test_schedule_basic},
       {"cyclic schedule boundaries", test_schedule_cyclic},
       {"schedule from config (snapshot mode)", test_schedule_from_config},
