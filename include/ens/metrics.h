@@ -1,5 +1,9 @@
-/* Metrics of probabilistic predictions and the ensemble combination rules.
- * All functions take probabilities p (n, C) row-major and labels y (n). */
+/* Metrics of probabilistic predictions and the ensemble combination rules,
+ * regression metrics, uncertainty decomposition and AUROC, calibration
+ * (temperature and variance scaling) and greedy ensemble selection.
+ * Classification functions take probabilities p (n, C) row-major and labels
+ * y (n); regression functions take row-major (n, T) means, variances and
+ * targets. None of them keeps state between calls. */
 #ifndef ENS_METRICS_H
 #define ENS_METRICS_H
 
@@ -37,5 +41,89 @@ void ens_combine_vote(float *out, int32_t *pred, const int32_t *votes, const dou
                       int m, int n, int C);
 /* Fraction of rows where the argmaxes of a and b differ. */
 double ens_metric_disagreement(const int32_t *pred_a, const int32_t *pred_b, int n);
+
+/* ------------------------------------------------------------ regression */
+
+typedef struct ens_reg_metrics {
+  double rmse, mae, r2, nll, crps;
+  double cov50, cov90, cov95;       /* fraction of entries inside the central interval */
+  double width50, width90, width95; /* mean interval width */
+} ens_reg_metrics;
+
+/* mean, y (n, T); var (n, T) or NULL. Averages over all n*T entries, except r2 = mean over
+ * targets of 1 - SS_res/SS_tot (a target with SS_tot = 0 contributes NaN). With var NULL,
+ * nll/crps/coverage/width are NaN. When var is given, entries with var <= 0 are a point mass
+ * at mu (negative variances, e.g. from rounding in a moment-matched mixture, included):
+ * nll = +inf for that entry unless y == mu, where it is -inf (the limit of the Gaussian term;
+ * a mix of both makes the mean NaN), crps = |y - mu|, coverage = (y == mu), width 0. A NaN
+ * variance makes every variance-based field NaN. n*T = 0 gives NaN everywhere.
+ * nll per entry: 0.5 log(2 pi var) + (y - mu)^2 / (2 var).
+ * crps per entry (Gneiting & Raftery 2007, closed form for a Gaussian):
+ *   sigma (z (2 Phi(z) - 1) + 2 phi(z) - 1/sqrt(pi)), z = (y - mu)/sigma.
+ * central interval q: |y - mu| <= z_q sigma with z_0.5 = 0.6744897501960817,
+ * z_0.9 = 1.6448536269514722, z_0.95 = 1.959963984540054; width = 2 z_q sigma. */
+void ens_reg_metrics_compute(ens_reg_metrics *m, const float *mean, const float *var, const float *y,
+                             int n, int T);
+
+/* ------------------------------------------------ classification uncertainty */
+
+/* acc (n) += w * H(p_i), H the Shannon entropy in nats of row i of p (n, C) (0 log 0 = 0). */
+void ens_entropy_accumulate(double *acc, const float *p, double w, int n, int C);
+/* out (n, 3) per row: predictive entropy H(pbar_i), expected member entropy ent_sum_i / wsum,
+ * mutual information = their difference clamped at 0 (Depeweg et al. 2018 decomposition).
+ * pbar (n, C); ent_sum (n) as left by ens_entropy_accumulate with weights summing to wsum > 0. */
+void ens_uncertainty_finish(float *out, const float *pbar, const double *ent_sum, double wsum, int n,
+                            int C);
+/* Area under the ROC curve of scores where pos should score higher than neg: the Mann-Whitney
+ * statistic P(pos > neg) + 0.5 P(pos == neg), computed by sorting (O((n+m) log(n+m))), in double.
+ * pos (npos), neg (nneg). NaN if either is empty, if any score is NaN, or if the two sorted
+ * copies cannot be allocated. */
+double ens_auroc(const float *pos, int npos, const float *neg, int nneg);
+
+/* ----------------------------------------------------------- calibration */
+
+/* Temperature scaling of combined probabilities (Guo et al. 2017, applied to log-probabilities as
+ * logits): out_ic proportional to p_ic^(1/T), each row renormalized, computed in double as a
+ * softmax of log(max(p_ic, 1e-12)) / T. So a zero (or negative) probability is treated as
+ * 1e-12, the ens_metric_nll floor: it stays ~1e-12 at T = 1, shrinks for T < 1 and grows for
+ * T > 1 instead of staying exactly 0. A NaN makes its row NaN. p, out (n, C); T > 0.
+ * out may alias p. */
+void ens_temperature_apply(float *out, const float *p, int n, int C, double T);
+/* The T in [0.05, 20] minimizing the mean NLL (ens_metric_nll convention) of
+ * ens_temperature_apply(p, T) against y: golden-section search on log T to a tolerance of 1e-5
+ * in log T; deterministic (same inputs, same T bit for bit). Returns T (1.0 when n == 0).
+ * The NLL is evaluated in double without rounding the scaled probabilities to float:
+ * mean over rows of min(logsumexp_c(l_ic / T) - l_iy / T, -log 1e-12), l = log(max(p, 1e-12)).
+ * When T = 1 does at least as well as the search result (e.g. a flat NLL), returns exactly 1.
+ * p (n, C), y (n) in [0, C). No allocation; about 30 evaluations of n C logs and exps. */
+double ens_temperature_fit(const float *p, const int32_t *y, int n, int C);
+/* Regression analogue: the variance scale s > 0 minimizing the Gaussian NLL of (mean, s var)
+ * against y, closed form s = mean over entries with var > 0 of (y - mu)^2 / var (1.0 when there
+ * are none; 0 when all of those residuals are 0). mean, var, y (n, T). */
+double ens_variance_scale_fit(const float *mean, const float *var, const float *y, int n, int T);
+
+/* ------------------------------------------------------- greedy selection */
+
+/* Greedy ensemble selection with replacement (Caruana et al., ICML 2004).
+ * counts (M) receives how often each member was picked. usable (M) marks members that may be
+ * picked (NULL: all). Start from the usable member with the lowest loss alone; then repeatedly
+ * add (repeats allowed) the usable member whose addition gives the lowest loss of the
+ * count-weighted average; stop when the best addition does not lower the loss strictly, or when
+ * max_picks picks (the first included) were made. Ties: lowest member index. A NaN loss ranks
+ * below every number.
+ * Loss: mean NLL (ens_metric_nll convention: -log(max(p_y, 1e-12)), mean over rows, in double
+ * without rounding the average to float) of the count-weighted average of probs.
+ * probs (M, n, C), y (n) in [0, C).
+ * Returns the number of picks (>= 1), ENS_EINVAL when no member is usable (or M < 1, n < 0,
+ * C < 1, max_picks < 1), ENS_ENOMEM. Deterministic. */
+int ens_select_greedy_probs(int32_t *counts, const float *probs, const uint8_t *usable,
+                            const int32_t *y, int M, int n, int C, int max_picks);
+/* Regression: pred (M, n, 2T) rows [mu (T), var (T)]. With use_var, the loss is the mean Gaussian
+ * NLL of the moment-matched mixture (mean = sum w mu, var = sum w (var + mu^2) - mean^2,
+ * w = counts / picks); without it, the mean squared error of the weighted mean. Same rules
+ * otherwise. y (n, T). Both losses are means over the n*T entries; a mixture variance <= 0
+ * makes its entry's NLL +inf. */
+int ens_select_greedy_gauss(int32_t *counts, const float *pred, const uint8_t *usable,
+                            const float *y, int M, int n, int T, int max_picks, int use_var);
 
 #endif
