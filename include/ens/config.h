@@ -10,11 +10,25 @@
 
 #define ENS_MAX_HIDDEN 16
 #define ENS_PATH_MAX 1024
+#define ENS_SEARCH_MAX 512 /* characters of one [search] value */
 
 typedef enum { ENS_INIT_NORMAL, ENS_INIT_XAVIER, ENS_INIT_HE, ENS_INIT_ORTHOGONAL } ens_init_kind;
 typedef enum { ENS_SCHED_CONSTANT, ENS_SCHED_STEP, ENS_SCHED_COSINE, ENS_SCHED_CYCLIC } ens_schedule_kind;
-typedef enum { ENS_MODE_SEED, ENS_MODE_BOOTSTRAP, ENS_MODE_SNAPSHOT } ens_mode_kind;
-typedef enum { ENS_COMBINE_AVERAGE, ENS_COMBINE_VOTE, ENS_COMBINE_PARAMS } ens_combine_kind;
+typedef enum { ENS_MODE_SEED, ENS_MODE_BOOTSTRAP, ENS_MODE_SNAPSHOT, ENS_MODE_SEARCH } ens_mode_kind;
+typedef enum {
+  ENS_COMBINE_AVERAGE,
+  ENS_COMBINE_VOTE,
+  ENS_COMBINE_PARAMS,
+  ENS_COMBINE_SELECT
+} ens_combine_kind;
+/* What the members predict: class probabilities or real-valued targets.
+ * AUTO: integer labels mean classify, floating-point targets regress. */
+typedef enum { ENS_TASK_AUTO, ENS_TASK_CLASSIFY, ENS_TASK_REGRESS } ens_task_kind;
+/* Regression loss: Gaussian NLL of a mean and variance head, or MSE of a
+ * mean head. */
+typedef enum { ENS_LOSS_GAUSSIAN, ENS_LOSS_MSE } ens_loss_kind;
+typedef enum { ENS_OPT_SGD, ENS_OPT_ADAM, ENS_OPT_ADAMW } ens_optimizer_kind;
+typedef enum { ENS_CALIBRATE_NONE, ENS_CALIBRATE_TEMPERATURE } ens_calibrate_kind;
 typedef enum { ENS_TRUNK_NONE, ENS_TRUNK_FILE, ENS_TRUNK_PRETRAIN } ens_trunk_source;
 /* share_init: whether all members start from the same initial weights. AUTO
  * means "yes for combine = params, no otherwise". */
@@ -24,8 +38,11 @@ typedef struct ens_config {
   /* [data] */
   char data_path[ENS_PATH_MAX]; /* input HDF5 file; default "data.h5" */
   int standardize;              /* bool; default 1 */
+  int standardize_y;            /* bool: regression targets too; default 1 */
   double val_fraction;          /* in [0,1); default 0 */
   /* [model] */
+  ens_task_kind task;           /* default auto */
+  ens_loss_kind loss;           /* regression loss; default gaussian */
   int n_hidden;                 /* number of hidden layers; default 2 */
   int hidden[ENS_MAX_HIDDEN];   /* widths; default 512,256 */
   int batchnorm;                /* bool; default 1 */
@@ -35,6 +52,8 @@ typedef struct ens_config {
   double bias_init;             /* constant bias; default 0 */
   /* [train] */
   int epochs;                   /* default 10 */
+  ens_optimizer_kind optimizer; /* default sgd */
+  double beta1, beta2, eps;     /* Adam; defaults 0.9, 0.999, 1e-8 */
   int batch;                    /* default 128 */
   double lr;                    /* default 0.05 */
   double lr_min;                /* floor of cosine/cyclic; default 0 */
@@ -58,6 +77,21 @@ typedef struct ens_config {
   ens_share_kind share_init;    /* default auto */
   int first_member;             /* first member index this job trains; default 0 */
   int count;                    /* members this job trains, 0 = all from first_member; default 0 */
+  int min_members;              /* fewer finished members fail the run; default 1 */
+  int select_max;               /* combine = select: most picks; default 50 */
+  ens_calibrate_kind calibrate; /* default none */
+  int mc_samples;               /* MC-dropout passes reported by train, 0 = off; default 0 */
+  /* [search] (mode = search): ranges member k draws from, as text; an empty
+   * value means "not drawn" (the [model]/[train] value is used). Parsed by
+   * ens_search_parse (ens/search.h). */
+  char search_lr[ENS_SEARCH_MAX];
+  char search_weight_decay[ENS_SEARCH_MAX];
+  char search_momentum[ENS_SEARCH_MAX];
+  char search_dropout[ENS_SEARCH_MAX];
+  char search_batch[ENS_SEARCH_MAX];
+  char search_hidden[ENS_SEARCH_MAX];
+  char search_init[ENS_SEARCH_MAX];
+  char search_batchnorm[ENS_SEARCH_MAX];
   /* [trunk] */
   ens_trunk_source trunk_source;  /* default none */
   char trunk_file[ENS_PATH_MAX];  /* default "" */
@@ -112,5 +146,9 @@ const char *ens_schedule_name(ens_schedule_kind k);
 const char *ens_mode_name(ens_mode_kind k);
 const char *ens_combine_name(ens_combine_kind k);
 const char *ens_trunk_source_name(ens_trunk_source k);
+const char *ens_task_name(ens_task_kind k);
+const char *ens_loss_name(ens_loss_kind k);
+const char *ens_optimizer_name(ens_optimizer_kind k);
+const char *ens_calibrate_name(ens_calibrate_kind k);
 
 #endif

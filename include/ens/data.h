@@ -10,16 +10,21 @@ typedef struct ens_split {
   int n;       /* rows */
   int d;       /* features */
   float *x;    /* (n, d) row-major, owned */
-  int32_t *y;  /* (n), values in [0, classes), owned */
+  int32_t *y;  /* classification: (n), values in [0, classes), owned; else NULL */
+  float *t;    /* regression: (n, targets) real-valued targets, owned; else NULL */
 } ens_split;
 
 typedef struct ens_data {
   ens_split train, test, val; /* val.n == 0 when absent */
-  int classes;
+  int regress;  /* 1: y were floating point (targets t), 0: integer labels (y) */
+  int classes;  /* classification: number of classes */
+  int targets;  /* regression: targets per row (T) */
 } ens_data;
 
 /* Reads `path` (DESIGN.md input layout). x of any integer or float type is
- * converted to float32, y of any integer type to int32. classes comes from the
+ * converted to float32, y of any integer type to int32 labels (classes),
+ * y of a floating-point type of shape (n) or (n, T) to float32 regression
+ * targets (finite values only; then regress = 1 and classes = 0). classes comes from the
  * root attribute `classes` when present, else max label + 1 over all splits.
  * Checks: shapes (x 2-D or more, flattened row-major to (n, d); y 1-D with n
  * rows), equal d across splits, labels in [0, classes), non-empty train and
@@ -41,6 +46,10 @@ int ens_data_split_val(ens_data *d, double fraction, uint64_t seed);
 void ens_standardize_fit(float *mean, float *std, const ens_split *s);
 /* x <- (x - mean) / std in place. */
 void ens_standardize_apply(ens_split *s, const float *mean, const float *std);
+
+/* Turns integer labels into one regression target each (task = regress on
+ * integer y): t = (float)y, y freed. Returns 0 or ENS_ENOMEM. */
+int ens_data_labels_to_targets(ens_data *d);
 
 /* Converts gzip (or plain) IDX image and label files to the input layout.
  * Images of any rank (n, r, c) are flattened; uint8 stays uint8 in the file.

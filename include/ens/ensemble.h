@@ -34,11 +34,14 @@ int ens_merge(const char *const *parts, int nparts, const char *out, char *err, 
 
 /* `ens predict`: applies result file `model` (standardization, trunk,
  * members) to the rows of dataset `dataset` of `input` (NULL: /x when
- * present, else /test/x) and writes /probs (n, C) and /pred (n) to `out`
- * atomically; combine < 0 uses the result's own rule. When labels exist
+ * present, else /test/x) and writes /probs (n, C), /pred (n) and
+ * /uncertainty (n, 3) (classification) or /mean, /var, /var_aleatoric,
+ * /var_epistemic (n, T) (regression) to `out` atomically; combine < 0 uses
+ * the result's own rule (and its calibration). mc_samples > 0 replaces each
+ * member by the average of that many MC-dropout passes. When labels exist
  * beside the rows (/y or /test/y) the accuracy is printed. Returns 0 or an
  * ENS_E* code with a message in err. */
 int ens_predict(const char *model, const char *input, const char *dataset, const char *out,
-                int combine, char *err, size_t errlen);
+                int combine, int mc_samples, char *err, size_t errlen);
 
 #endif

@@ -25,14 +25,30 @@ typedef enum {
 typedef enum {
   ENS_PASS_TRAIN,      /* batch statistics (running stats updated), dropout on */
   ENS_PASS_EVAL,       /* running statistics, dropout off */
-  ENS_PASS_BN_REESTIMATE /* batch statistics folded into a cumulative average of
+  ENS_PASS_BN_REESTIMATE, /* batch statistics folded into a cumulative average of
                             the running stats (SWA update_bn), dropout off */
+  ENS_PASS_MC            /* running statistics, dropout on with masks keyed by
+                            (seed, member, row, pass): MC-dropout (Gal &
+                            Ghahramani 2016) independent of the batch size */
 } ens_pass;
+
+/* What the output layer predicts and which loss trains it. */
+typedef enum {
+  ENS_HEAD_SOFTMAX,  /* class probabilities, cross-entropy */
+  ENS_HEAD_GAUSSIAN, /* per target a mean and a softplus variance, Gaussian NLL */
+  ENS_HEAD_MSE       /* per target a mean, squared error */
+} ens_head_kind;
+
+/* Variance floor of the Gaussian head, in the (standardized) units the
+ * network is trained in. */
+#define ENS_VAR_FLOOR 1e-6f
 
 /* The architecture of a full network. */
 typedef struct ens_arch {
   int in;                      /* input features */
-  int classes;                 /* output width */
+  ens_head_kind head;
+  int width;                   /* classes (softmax) or targets T (regression) */
+  int outputs;                 /* units of the output layer: C, 2T or T */
   int n_hidden;
   int hidden[ENS_MAX_HIDDEN];
   int batchnorm;               /* bool */
@@ -70,10 +86,20 @@ typedef struct ens_model {
   float *probs;    /* softmax output (batch_max, out) when has_output */
   float bn_eps, bn_momentum;
   long bn_batches; /* batches seen by ENS_PASS_BN_REESTIMATE */
+  /* Key of the MC-dropout masks of an ENS_PASS_MC forward (set by
+   * ens_model_predict_mc): rows are numbered from mc_row0. */
+  uint64_t mc_seed;
+  uint32_t mc_member, mc_pass;
+  long mc_row0;
 } ens_model;
 
-/* Fills arch from a config and data dimensions. */
-void ens_arch_from_config(ens_arch *a, const ens_config *c, int in, int classes);
+/* Fills arch from a config and data dimensions: `width` is the number of
+ * classes (softmax head) or of regression targets. */
+void ens_arch_from_config(ens_arch *a, const ens_config *c, int in, ens_head_kind head,
+                          int width);
+/* Floats per row of a prediction: C probabilities, or 2T = T means then T
+ * variances (zero for the MSE head). */
+int ens_arch_pred_width(const ens_arch *a);
 
 /* Creates hidden blocks [first_block, last_block) plus the output layer when
  * with_output, for batches of up to batch_max rows. All buffers are allocated
@@ -102,14 +128,23 @@ int ens_model_init(ens_model *m, ens_init_kind init, double init_std, double bia
 const float *ens_model_forward(ens_model *m, const float *x, int batch, ens_pass pass,
                                ens_rng *r);
 
-/* Softmax cross-entropy of the last forward pass (ENS_PASS_TRAIN) against y; fills m->probs
- * and, with backward, the whole gradient m->grads (overwritten). dx_out, when
- * not NULL, receives the gradient w.r.t. the input (batch, in). Returns the
- * mean loss. */
-double ens_model_loss_backward(ens_model *m, const int32_t *y, int batch, float *dx_out);
+/* Loss of the last forward pass (ENS_PASS_TRAIN) and its backward pass: the
+ * whole gradient m->grads is overwritten. The head decides the loss:
+ * softmax cross-entropy against labels (batch) (fills m->probs), or the
+ * Gaussian NLL / MSE against targets (batch, T); the other pointer may be
+ * NULL. dx_out, when not NULL, receives the gradient w.r.t. the input
+ * (batch, in). Returns the mean loss. */
+double ens_model_loss_backward(ens_model *m, const int32_t *labels, const float *targets,
+                               int batch, float *dx_out);
 
-/* Probabilities (n, out) of the rows of x (n, in), eval mode, in batches. */
-void ens_model_predict(ens_model *m, float *probs, const float *x, int n);
+/* Predictions (n, ens_arch_pred_width) of the rows of x (n, in), eval mode,
+ * in batches of batch_max: probabilities, or means then variances. */
+void ens_model_predict(ens_model *m, float *pred, const float *x, int n);
+/* The same with dropout active (MC-dropout pass `pass`): the mask of row
+ * row0 + i comes from (seed, member, ENS_STREAM_MC, pass, layer, row), so
+ * it does not depend on batch sizes or on how the rows are split. */
+void ens_model_predict_mc(ens_model *m, float *pred, const float *x, int n, long row0,
+                          uint64_t seed, uint32_t member, uint32_t pass);
 /* Eval-mode outputs (n, out) without softmax (trunk features). */
 void ens_model_features(ens_model *m, float *out, const float *x, int n);
 

@@ -16,7 +16,9 @@ enum ens_rng_stream {
   ENS_STREAM_DROPOUT = 3,   /* dropout masks; substream = global step */
   ENS_STREAM_BOOTSTRAP = 4, /* bootstrap resample; substream = 0 */
   ENS_STREAM_SPLIT = 5,     /* validation split (member-independent) */
-  ENS_STREAM_SEARCH = 6,    /* hyperparameter search draws */
+  ENS_STREAM_SEARCH = 6,    /* hyperparameter search draws; substream = key */
+  ENS_STREAM_MC = 7,        /* MC-dropout masks; substream = pass * 64 + layer,
+                               block = row * ceil(width / 4) */
   ENS_STREAM_TEST = 99      /* reserved for tests */
 };
 
@@ -33,6 +35,8 @@ void ens_rng_init(ens_rng *r, uint64_t seed, uint32_t member, uint32_t stream,
 /* One Philox4x32-10 block: out = philox(key, ctr). Exposed for tests. */
 void ens_philox4x32(uint32_t out[4], const uint32_t ctr[4], const uint32_t key[2]);
 uint32_t ens_rng_u32(ens_rng *r);
+/* Moves to block `block` of the sequence (the next draw is its first word). */
+void ens_rng_seek(ens_rng *r, uint32_t block);
 uint64_t ens_rng_u64(ens_rng *r);
 /* Uniform double in [0, 1) with 53 random bits. */
 double ens_rng_uniform(ens_rng *r);

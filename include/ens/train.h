@@ -10,11 +10,14 @@
 #include "ens/model.h"
 #include "ens/optim.h"
 
-/* Training inputs: x (n, d) features, y (n) labels; rows (nrows) selects the
- * training rows (a bootstrap draw), or NULL for all n rows. */
+/* Training inputs: x (n, d) features, y (n) labels (classification) or
+ * t (n, T) targets (regression, in the units the network learns); rows
+ * (nrows) selects the training rows (a bootstrap draw), or NULL for all n. */
 typedef struct ens_train_set {
   const float *x;
   const int32_t *y;
+  const float *t;
+  int T;
   int n, d;
   const int32_t *rows;
   int nrows;
@@ -26,7 +29,8 @@ typedef struct ens_trainer ens_trainer;
  * and is returned by ens_trainer_run. */
 typedef struct ens_train_hooks {
   void *ctx;
-  /* After every epoch with its mean training loss. */
+  /* After every epoch with its mean training loss (t->curve_loss holds it;
+   * the hook may fill t->curve_eval[epoch]). */
   int (*on_epoch)(void *ctx, ens_trainer *t, int epoch, double train_loss);
   /* After the last step of each cycle of a cyclic schedule (and of the run):
    * `index` counts them from 0. */
@@ -39,13 +43,17 @@ typedef struct ens_train_hooks {
 
 struct ens_trainer {
   ens_model model;     /* the network being trained (full model or head) */
-  float *velocity;     /* (model.nparams) momentum buffer */
+  ens_optimizer_kind optimizer;
+  float *velocity;     /* (model.nparams) SGD momentum, or Adam's first moment */
+  float *moment2;      /* (model.nparams) Adam's second moment; NULL for SGD */
   float *xb;           /* (batch, d) gathered inputs */
   int32_t *yb;         /* (batch) gathered labels */
+  float *tb;           /* (batch, T) gathered targets (regression) */
   int32_t *order;      /* (max rows) permutation of the current epoch */
   int order_cap;
   ens_schedule sched;
   ens_sgd sgd;
+  ens_adam adam;
   float clip_value, clip_norm;
   int batch, epochs;
   uint64_t seed;
@@ -59,6 +67,8 @@ struct ens_trainer {
   double loss_sum;     /* training loss accumulated over this epoch */
   long loss_count;
   double last_loss;    /* mean loss of the last finished epoch */
+  float *curve_loss;   /* (epochs) mean training loss of each finished epoch */
+  float *curve_eval;   /* (epochs) an evaluation metric per epoch (NaN unless a hook sets it) */
 };
 
 /* Creates a trainer for blocks [first_block, n_hidden) + output of `arch`
@@ -73,14 +83,15 @@ void ens_trainer_free(ens_trainer *t);
 long ens_steps_per_epoch(int nrows, int batch);
 
 /* Resets to a fresh start: parameters initialized with key init_member,
- * zero momentum, position 0; shuffle and dropout keyed by rng_member. The
+ * zero optimizer state and curves, position 0; shuffle and dropout keyed by rng_member. The
  * schedule is set for `nrows` training rows. */
 int ens_trainer_start(ens_trainer *t, const ens_config *c, uint32_t init_member,
                       uint32_t rng_member, int nrows);
 
 /* Runs from the current position to the end of training. Returns 0, the
  * first non-zero hook result, ENS_ESTOPPED, or ENS_ENUMERIC when the loss
- * becomes NaN or infinite. */
+ * becomes NaN or infinite (then t->epoch and t->step name the failing step,
+ * which was not applied). */
 int ens_trainer_run(ens_trainer *t, const ens_train_set *set, const ens_train_hooks *h);
 
 #endif

@@ -66,16 +66,23 @@ int ens_cli_merge(int argc, char **argv) {
 
 int ens_cli_predict(int argc, char **argv) {
   const char *model = NULL, *input = NULL, *out = NULL, *dataset = NULL;
-  int combine = -1;
+  int combine = -1, mc = 0;
   for (int i = 0; i < argc; i++) {
     const char *a = argv[i];
     if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
       printf("usage: ens predict -m result.h5 -i input.h5 -o predictions.h5\n"
-             "                   [--combine average|vote|params] [--dataset /path/x]\n"
+             "                   [--combine average|vote|params|select] [--dataset /path/x]\n"
+             "                   [--mc-samples T]\n"
              "  Applies the result's standardization, trunk and members to the rows of\n"
-             "  input.h5 (/x when present, else /test/x; or --dataset) and writes /probs\n"
-             "  (n, C) and /pred (n). The default rule is the one the result was trained\n"
-             "  with; params needs a result trained with combine = params.\n");
+             "  input.h5 (/x when present, else /test/x; or --dataset). Classification\n"
+             "  writes /probs (n, C), /pred (n) and /uncertainty (n, 3: predictive entropy,\n"
+             "  expected member entropy, mutual information); regression writes /mean,\n"
+             "  /var, /var_aleatoric and /var_epistemic (n, T) in the units of y.\n"
+             "  The default rule (and its calibration) is the one the result was trained\n"
+             "  with; params needs a result trained with combine = params, select one\n"
+             "  trained with combine = select.\n"
+             "  --mc-samples T: each member is the average of T MC-dropout passes (masks\n"
+             "  keyed by seed, member, row and pass: reproducible, independent of batching).\n");
       return 0;
     }
     if (i + 1 >= argc) {
@@ -91,14 +98,24 @@ int ens_cli_predict(int argc, char **argv) {
       out = v;
     else if (!strcmp(a, "--dataset"))
       dataset = v;
-    else if (!strcmp(a, "--combine")) {
-      combine = !strcmp(v, "average") ? ENS_COMBINE_AVERAGE
-                : !strcmp(v, "vote")  ? ENS_COMBINE_VOTE
+    else if (!strcmp(a, "--mc-samples")) {
+      char *end;
+      long t = strtol(v, &end, 10);
+      if (*end || end == v || t < 1 || t > 100000) {
+        fprintf(stderr, "ens predict: --mc-samples: expected an integer in [1, 100000], got '%s'\n",
+                v);
+        return 1;
+      }
+      mc = (int)t;
+    } else if (!strcmp(a, "--combine")) {
+      combine = !strcmp(v, "average")  ? ENS_COMBINE_AVERAGE
+                : !strcmp(v, "vote")   ? ENS_COMBINE_VOTE
                 : !strcmp(v, "params") ? ENS_COMBINE_PARAMS
+                : !strcmp(v, "select") ? ENS_COMBINE_SELECT
                                        : -2;
       if (combine == -2) {
-        fprintf(stderr, "ens predict: --combine: expected average, vote or params, got '%s'\n",
-                v);
+        fprintf(stderr,
+                "ens predict: --combine: expected average, vote, params or select, got '%s'\n", v);
         return 1;
       }
     } else {
@@ -111,7 +128,7 @@ int ens_cli_predict(int argc, char **argv) {
     return 1;
   }
   char err[2048];
-  int ret = ens_predict(model, input, dataset, out, combine, err, sizeof(err));
+  int ret = ens_predict(model, input, dataset, out, combine, mc, err, sizeof(err));
   if (ret)
     fprintf(stderr, "ens predict: %s\n", err[0] ? err : ens_strerror(ret));
   return ens_cli_exit_code(ret);

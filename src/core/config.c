@@ -4,6 +4,7 @@
 #include "ens/config.h"
 
 #include "ens/error.h"
+#include "ens/search.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -28,16 +29,25 @@ _Static_assert(sizeof(ens_mode_kind) == sizeof(int), "enum size");
 _Static_assert(sizeof(ens_combine_kind) == sizeof(int), "enum size");
 _Static_assert(sizeof(ens_trunk_source) == sizeof(int), "enum size");
 _Static_assert(sizeof(ens_share_kind) == sizeof(int), "enum size");
+_Static_assert(sizeof(ens_task_kind) == sizeof(int), "enum size");
+_Static_assert(sizeof(ens_loss_kind) == sizeof(int), "enum size");
+_Static_assert(sizeof(ens_optimizer_kind) == sizeof(int), "enum size");
+_Static_assert(sizeof(ens_calibrate_kind) == sizeof(int), "enum size");
 
 /* Value names, indexed by the enum value; NULL-terminated. */
 static const char *const init_names[] = {"normal", "xavier", "he", "orthogonal", NULL};
 static const char *const schedule_names[] = {"constant", "step", "cosine", "cyclic", NULL};
-static const char *const mode_names[] = {"seed", "bootstrap", "snapshot", NULL};
-static const char *const combine_names[] = {"average", "vote", "params", NULL};
+static const char *const mode_names[] = {"seed", "bootstrap", "snapshot", "search", NULL};
+static const char *const combine_names[] = {"average", "vote", "params", "select", NULL};
+static const char *const task_names[] = {"auto", "classify", "regress", NULL};
+static const char *const loss_names[] = {"gaussian", "mse", NULL};
+static const char *const optimizer_names[] = {"sgd", "adam", "adamw", NULL};
+static const char *const calibrate_names[] = {"none", "temperature", NULL};
 static const char *const trunk_names[] = {"none", "file", "pretrain", NULL};
 static const char *const share_names[] = {"auto", "true", "false", NULL};
-_Static_assert(ENS_INIT_ORTHOGONAL == 3 && ENS_SCHED_CYCLIC == 3 && ENS_MODE_SNAPSHOT == 2 &&
-                   ENS_COMBINE_PARAMS == 2 && ENS_TRUNK_PRETRAIN == 2 && ENS_SHARE_AUTO == 0 &&
+_Static_assert(ENS_INIT_ORTHOGONAL == 3 && ENS_SCHED_CYCLIC == 3 && ENS_MODE_SEARCH == 3 &&
+                   ENS_COMBINE_SELECT == 3 && ENS_TASK_REGRESS == 2 && ENS_LOSS_MSE == 1 &&
+                   ENS_OPT_ADAMW == 2 && ENS_CALIBRATE_TEMPERATURE == 1 && ENS_TRUNK_PRETRAIN == 2 && ENS_SHARE_AUTO == 0 &&
                    ENS_SHARE_YES == 1 && ENS_SHARE_NO == 2,
                "name tables follow the enum order");
 
@@ -64,6 +74,9 @@ typedef struct {
   const char *const *names; /* KEY_ENUM */
   const char *def;          /* default, as INI text */
   const char *help;
+  /* KEY_STRING: optional check of the value's syntax (0 or ENS_ECONFIG
+   * with a message that names the key). */
+  int (*check)(const char *key, const char *value, char *msg, size_t len);
 } key_spec;
 
 #define FIELD(f) .offset = offsetof(ens_config, f)
@@ -74,6 +87,9 @@ typedef struct {
   {s, k, KEY_STRING, FIELD(f), .size = sizeof(((ens_config *)0)->f), .def = d, .help = h}
 #define K_ENUM(s, k, f, n, d, h) {s, k, KEY_ENUM, FIELD(f), .names = n, .def = d, .help = h}
 #define K_U64(s, k, f, d, h) {s, k, KEY_U64, FIELD(f), .def = d, .help = h}
+#define K_SEARCH(k, f, d, h)                                                               \
+  {"search", k, KEY_STRING, FIELD(f), .size = sizeof(((ens_config *)0)->f), .def = d, .help = h, \
+   .check = ens_search_check}
 
 /* Every key, grouped by section in output order. Field names are those of
  * ens_config; key names are what users write in the INI file. */
@@ -81,10 +97,17 @@ static const key_spec key_table[] = {
     K_STR("data", "path", data_path, "data.h5", "input HDF5 file (/train/x, /train/y, /test/x, ...)"),
     K_BOOL("data", "standardize", standardize, "true",
            "standardize features with the train split's per-feature mean/std"),
+    K_BOOL("data", "standardize_y", standardize_y, "true",
+           "regression: standardize targets with the train split's mean/std (results stay in "
+           "the original units)"),
     K_DBL("data", "val_fraction", val_fraction, CLOSED_OPEN(0, 1), "0",
           "fraction of the train split held out of training when the file has no /val "
           "(scored per member and for the ensemble)"),
 
+    K_ENUM("model", "task", task, task_names, "auto",
+           "auto = integer /train/y classifies, floating-point /train/y regresses"),
+    K_ENUM("model", "loss", loss, loss_names, "gaussian",
+           "regression loss: gaussian (mean and variance heads, Gaussian NLL) or mse (mean only)"),
     {"model", "hidden", KEY_INTLIST, FIELD(hidden), .count_offset = offsetof(ens_config, n_hidden),
      .def = "512,256", .help = "hidden layer widths, comma-separated (empty = no hidden layer)"},
     K_BOOL("model", "batchnorm", batchnorm, "true", "batch normalization after each hidden layer"),
@@ -96,6 +119,11 @@ static const key_spec key_table[] = {
 
     K_INT("train", "epochs", epochs, GE(1), "10", "epochs per member (per chain in snapshot mode)"),
     K_INT("train", "batch", batch, GE(2), "128", "minibatch size"),
+    K_ENUM("train", "optimizer", optimizer, optimizer_names, "sgd",
+           "sgd (momentum, nesterov), adam, or adamw (decoupled weight decay)"),
+    K_DBL("train", "beta1", beta1, CLOSED_OPEN(0, 1), "0.9", "Adam: first-moment decay"),
+    K_DBL("train", "beta2", beta2, CLOSED_OPEN(0, 1), "0.999", "Adam: second-moment decay"),
+    K_DBL("train", "eps", eps, GT(0), "1e-08", "Adam: denominator epsilon"),
     K_DBL("train", "lr", lr, GT(0), "0.05", "learning rate (peak of the schedule)"),
     K_DBL("train", "lr_min", lr_min, GE(0), "0", "learning-rate floor of the cosine and cyclic schedules"),
     K_DBL("train", "momentum", momentum, CLOSED_OPEN(0, 1), "0.9", "SGD momentum"),
@@ -122,6 +150,26 @@ static const key_spec key_table[] = {
            "members start from the same initial weights; auto = only for combine = params"),
     K_INT("ensemble", "first_member", first_member, GE(0), "0", "first member index this job trains"),
     K_INT("ensemble", "count", count, GE(0), "0", "members this job trains (0 = all from first_member)"),
+    K_INT("ensemble", "min_members", min_members, GE(1), "1",
+          "fewer finished members than this fail the run (members whose loss diverges are "
+          "recorded as failed)"),
+    K_INT("ensemble", "select_max", select_max, GE(1), "50",
+          "combine = select: most greedy picks (with replacement)"),
+    K_ENUM("ensemble", "calibrate", calibrate, calibrate_names, "none",
+           "fit one temperature (regression: variance scale) on the validation rows"),
+    K_INT("ensemble", "mc_samples", mc_samples, CLOSED(0, 100000), "0",
+          "MC-dropout passes per member whose test metrics train also reports (0 = off)"),
+
+    K_SEARCH("lr", search_lr, "0.02,0.2", "learning rates to draw from (log-uniform)"),
+    K_SEARCH("weight_decay", search_weight_decay, "1e-4,2e-3",
+             "weight decays to draw from (log-uniform)"),
+    K_SEARCH("momentum", search_momentum, "0.85,0.95", "momenta to draw from (uniform)"),
+    K_SEARCH("dropout", search_dropout, "0,0.4", "dropout probabilities to draw from (uniform)"),
+    K_SEARCH("batch", search_batch, "64,128,256", "batch sizes to choose from"),
+    K_SEARCH("hidden", search_hidden, "512,256 | 1024,512 | 1024,1024 | 512,512,256",
+             "architectures to choose from ('|' between width lists)"),
+    K_SEARCH("init", search_init, "he,orthogonal", "initializations to choose from"),
+    K_SEARCH("batchnorm", search_batchnorm, "true", "batch norm choices (true, false)"),
 
     K_ENUM("trunk", "source", trunk_source, trunk_names, "none", "shared frozen feature trunk"),
     K_STR("trunk", "file", trunk_file, "", "result file holding the trunk (source = file)"),
@@ -446,6 +494,8 @@ static int key_set(ens_config *c, const key_spec *k, const char *value, char *ms
       snprintf(msg, msglen, "[%s] %s: %s, got '%.*s'", k->section, k->key, problem, QUOTE_MAX, value);
       return ENS_ECONFIG;
     }
+    if (k->check && k->check(k->key, value, msg, msglen))
+      return ENS_ECONFIG;
     memset(field, 0, k->size);
     memcpy(field, value, n);
     return 0;
@@ -820,6 +870,8 @@ int ens_config_validate(const ens_config *c, char *err, size_t errlen) {
       break;
     case KEY_STRING:
       ok = memchr(field, '\0', k->size) != NULL;
+      if (ok && k->check && k->check(k->key, field, err, errlen))
+        return ENS_ECONFIG;
       break;
     case KEY_INTLIST:
       memcpy(&v, (const char *)c + k->count_offset, sizeof v);
@@ -893,6 +945,44 @@ int ens_config_validate(const ens_config *c, char *err, size_t errlen) {
       ens_errorf(err, errlen,
               "[trunk] layers = %d exceeds the %d hidden layer(s) of [model] hidden (source = %s)",
               c->trunk_layers, c->n_hidden, src);
+      return ENS_ECONFIG;
+    }
+  }
+  if (c->combine == ENS_COMBINE_PARAMS && c->mode == ENS_MODE_SEARCH) {
+    ens_errorf(err, errlen,
+               "[ensemble] combine = params with mode = search: members of a search have their "
+               "own hyperparameters%s and independent initializations, so their parameters "
+               "cannot be averaged (use combine = select or average)",
+               ens_search_varies_arch(c) ? " and architectures" : "");
+    return ENS_ECONFIG;
+  }
+  if (c->mode == ENS_MODE_SEARCH && c->trunk_source != ENS_TRUNK_NONE && c->search_hidden[0]) {
+    ens_errorf(err, errlen,
+               "[search] hidden = %.80s with a [trunk]: the trunk fixes the first %d hidden "
+               "layers, so the search cannot draw the architecture (set [search] hidden = to "
+               "an empty value)",
+               c->search_hidden, c->trunk_layers);
+    return ENS_ECONFIG;
+  }
+  if (c->calibrate != ENS_CALIBRATE_NONE && c->combine == ENS_COMBINE_VOTE) {
+    ens_errorf(err, errlen,
+               "[ensemble] calibrate = %s with combine = vote: vote shares are not "
+               "probabilities to calibrate (use combine = average or select)",
+               ens_calibrate_name(c->calibrate));
+    return ENS_ECONFIG;
+  }
+  if (c->task == ENS_TASK_REGRESS && c->combine == ENS_COMBINE_VOTE) {
+    ens_errorf(err, errlen,
+               "[ensemble] combine = vote with [model] task = regress: votes need classes "
+               "(use average, select or params)");
+    return ENS_ECONFIG;
+  }
+  {
+    int jm = c->count > 0 ? c->count : c->members - c->first_member;
+    if (c->min_members > jm) {
+      ens_errorf(err, errlen,
+                 "[ensemble] min_members = %d exceeds the %d member(s) this job trains",
+                 c->min_members, jm);
       return ENS_ECONFIG;
     }
   }
@@ -980,4 +1070,8 @@ const char *ens_init_name(ens_init_kind k) { return enum_name(init_names, (int)k
 const char *ens_schedule_name(ens_schedule_kind k) { return enum_name(schedule_names, (int)k); }
 const char *ens_mode_name(ens_mode_kind k) { return enum_name(mode_names, (int)k); }
 const char *ens_combine_name(ens_combine_kind k) { return enum_name(combine_names, (int)k); }
+const char *ens_task_name(ens_task_kind k) { return enum_name(task_names, (int)k); }
+const char *ens_loss_name(ens_loss_kind k) { return enum_name(loss_names, (int)k); }
+const char *ens_optimizer_name(ens_optimizer_kind k) { return enum_name(optimizer_names, (int)k); }
+const char *ens_calibrate_name(ens_calibrate_kind k) { return enum_name(calibrate_names, (int)k); }
 const char *ens_trunk_source_name(ens_trunk_source k) { return enum_name(trunk_names, (int)k); }

@@ -92,3 +92,8 @@ void ens_rng_permutation(ens_rng *r, int32_t *perm, int n) {
     perm[j] = t;
   }
 }
+
+void ens_rng_seek(ens_rng *r, uint32_t block) {
+  r->ctr[0] = block;
+  r->pos = 4;
+}

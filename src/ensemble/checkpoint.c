@@ -76,7 +76,12 @@ static int write_unit(ens_job *j, ens_trainer *t, int unit, int done) {
   int ret = ident ? 0 : ENS_ENOMEM;
   ret |= ens_h5_write(f, "params", H5T_NATIVE_FLOAT, 1, &np, m->params, 0);
   ret |= ens_h5_write(f, "velocity", H5T_NATIVE_FLOAT, 1, &np, t->velocity, 0);
+  if (t->moment2)
+    ret |= ens_h5_write(f, "moment2", H5T_NATIVE_FLOAT, 1, &np, t->moment2, 0);
   ret |= ens_h5_write(f, "bn_stats", H5T_NATIVE_FLOAT, 1, &ns, m->stats, 0);
+  hsize_t ne = (hsize_t)t->epochs;
+  ret |= ens_h5_write(f, "curve_train_loss", H5T_NATIVE_FLOAT, 1, &ne, t->curve_loss, 0);
+  ret |= ens_h5_write(f, "curve_eval", H5T_NATIVE_FLOAT, 1, &ne, t->curve_eval, 0);
   ret |= ens_h5_attr_str(f, "/", "config", ident ? ident : "");
   ret |= ens_h5_attr_i64(f, "/", "unit", unit);
   ret |= ens_h5_attr_i64(f, "/", "done", done);
@@ -105,10 +110,16 @@ int ens_job_checkpoint_member(ens_job *j, const ens_member_meta *meta, const flo
     fprintf(stderr, "ens: cannot write checkpoint %s\n", path);
     return ENS_EIO;
   }
-  hsize_t np = j->nparams, ns = j->nstats;
   int ret = 0;
-  ret |= ens_h5_write(f, "params", H5T_NATIVE_FLOAT, 1, &np, packed, 0);
-  ret |= ens_h5_write(f, "bn_stats", H5T_NATIVE_FLOAT, 1, &ns, packed + np, 0);
+  if (meta->status == ENS_MEMBER_DONE) {
+    ens_pack_view v;
+    ens_member_view(j, meta, packed, &v);
+    hsize_t np = (hsize_t)meta->nparams, ns = (hsize_t)meta->nstats, ne = (hsize_t)j->c->epochs;
+    ret |= ens_h5_write(f, "params", H5T_NATIVE_FLOAT, 1, &np, v.params, 0);
+    ret |= ens_h5_write(f, "bn_stats", H5T_NATIVE_FLOAT, 1, &ns, v.stats, 0);
+    ret |= ens_h5_write(f, "curve_train_loss", H5T_NATIVE_FLOAT, 1, &ne, v.curve_loss, 0);
+    ret |= ens_h5_write(f, "curve_eval", H5T_NATIVE_FLOAT, 1, &ne, v.curve_eval, 0);
+  }
   ret |= ens_h5_attr_i64(f, "/", "k", meta->k);
   ret |= ens_job_meta_write(f, "/", meta);
   return end_write(f, ret ? ENS_EHDF5 : 0, tmp, path);
@@ -142,9 +153,16 @@ static int restore_member(ens_job *j, ens_trainer *t, int k, char *err, size_t e
   }
   ens_member_meta meta;
   int ret = ens_job_meta_read(f, "/", k, &meta);
-  ret |= ens_h5_read(f, "params", H5T_NATIVE_FLOAT, t->model.params, j->nparams);
-  if (j->nstats)
-    ret |= ens_h5_read(f, "bn_stats", H5T_NATIVE_FLOAT, t->model.stats, j->nstats);
+  if (!ret && meta.status == ENS_MEMBER_DONE) {
+    if ((size_t)meta.nparams != t->model.nparams || (size_t)meta.nstats != t->model.nstats)
+      ret = ENS_EFORMAT;
+    ret |= ens_h5_read(f, "params", H5T_NATIVE_FLOAT, t->model.params, t->model.nparams);
+    if (t->model.nstats)
+      ret |= ens_h5_read(f, "bn_stats", H5T_NATIVE_FLOAT, t->model.stats, t->model.nstats);
+    ret |= ens_h5_read(f, "curve_train_loss", H5T_NATIVE_FLOAT, t->curve_loss,
+                       (size_t)t->epochs);
+    ret |= ens_h5_read(f, "curve_eval", H5T_NATIVE_FLOAT, t->curve_eval, (size_t)t->epochs);
+  }
   H5Fclose(f);
   if (ret) {
     snprintf(err, errlen, "checkpoint %s does not match this job (sizes or attributes differ)",
@@ -214,6 +232,10 @@ int ens_job_restore_unit(ens_job *j, ens_trainer *t, int unit, int first_k, int 
   ens_model *m = &t->model;
   bad = ens_h5_read(f, "params", H5T_NATIVE_FLOAT, m->params, m->nparams);
   bad |= ens_h5_read(f, "velocity", H5T_NATIVE_FLOAT, t->velocity, m->nparams);
+  if (t->moment2)
+    bad |= ens_h5_read(f, "moment2", H5T_NATIVE_FLOAT, t->moment2, m->nparams);
+  bad |= ens_h5_read(f, "curve_train_loss", H5T_NATIVE_FLOAT, t->curve_loss, (size_t)t->epochs);
+  bad |= ens_h5_read(f, "curve_eval", H5T_NATIVE_FLOAT, t->curve_eval, (size_t)t->epochs);
   if (m->nstats)
     bad |= ens_h5_read(f, "bn_stats", H5T_NATIVE_FLOAT, m->stats, m->nstats);
   if (bad) {

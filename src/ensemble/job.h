@@ -13,21 +13,29 @@
 #include "ens/model.h"
 #include "ens/train.h"
 #include "ensemble/progress.h"
+#include "ensemble/task.h"
 
-/* Metadata of a finished member, sent with its packed buffer. */
+enum { ENS_MEMBER_DONE = 0, ENS_MEMBER_FAILED = 1 };
+
+/* Metadata of a finished (or failed) member, sent with its packed buffer. */
 typedef struct ens_member_meta {
   int32_t k;
-  int32_t epochs;
+  int32_t status;        /* ENS_MEMBER_DONE or ENS_MEMBER_FAILED */
+  int32_t epochs;        /* epochs finished */
   int64_t steps;
   int32_t init_key, rng_key;
+  int32_t fail_epoch;    /* failed: 1-based epoch and 0-based step of the failure */
+  int64_t fail_step;
+  int64_t nparams, nstats; /* of this member's network (head with a trunk) */
   double final_loss;
   double train_seconds;
+  char fail_reason[160];
 } ens_member_meta;
 
 /* A member held by a non-root rank until rank 0 asks for it. */
 typedef struct ens_held_member {
   ens_member_meta meta;
-  float *data; /* packed, ens_job_packed_len floats */
+  float *data; /* packed, ens_member_packed_len floats (none when failed) */
 } ens_held_member;
 
 /* One input of `ens merge`: a result file holding members [first, first+count). */
@@ -44,8 +52,12 @@ typedef struct ens_job {
   int rank, size;
   int first, last;       /* members [first, last) of this job */
   int shared_init;       /* members start from one initialization (key 0) */
-  ens_data data;         /* standardized */
+  ens_task task;         /* what members predict; W floats per row */
+  /* Data (setup.c): x standardized; labels/targets in the original units. */
+  ens_data data;
   float *mean, *std;     /* (d) standardization, NULL when off */
+  float *ymean, *ystd;   /* (T) target standardization (regression), NULL when off */
+  float *train_t;        /* (n_train, T) training targets as the networks learn them */
   int classes, n_train, n_test, n_val, d;
   int64_t data_checksum; /* adler32 of the loaded data, before standardization */
   /* Inputs of the trained networks: the data itself, or trunk features. */
@@ -56,13 +68,16 @@ typedef struct ens_job {
   size_t trunk_nparams, trunk_nstats;
   int trunk_layers;      /* 0 = no trunk */
   uint32_t trunk_checksum; /* adler32 of the broadcast trunk (same on all ranks) */
-  ens_arch arch;
-  size_t nparams, nstats; /* of one member (head when a trunk is used) */
-  ens_trainer trainer;
+  ens_arch arch;          /* the job's [model] architecture */
+  size_t nparams, nstats; /* of a member of the job's architecture */
+  ens_trainer trainer;   /* the current unit's network (its member's architecture) */
+  ens_config unit_cfg;   /* the current unit's member configuration */
   uint32_t init_key;
   int32_t *rows;         /* (n_train) bootstrap draw */
-  float *pack;           /* (packed_len) one member */
-  float *eval_probs;     /* (n_test, C) per-epoch evaluation */
+  float *pack;           /* one member, pack_cap floats */
+  size_t pack_cap;
+  float *eval_pred;      /* (max(n_test, n_val), W) per-epoch evaluation */
+  float *scratch;        /* (n_test, W) MC passes */
   ens_held_member *held; /* non-root: finished members */
   int nheld;
   double unit_t0;        /* wall time the current unit started (resume-adjusted) */
@@ -81,7 +96,24 @@ void ens_job_free(ens_job *j);
 
 int ens_job_unit_of(const ens_job *j, int k);
 int ens_job_rank_of(const ens_job *j, int k);
-size_t ens_job_packed_len(const ens_job *j);
+
+/* ---- members (member.c) ---- */
+/* Member k's configuration (its drawn hyperparameters in a search) and
+ * network architecture. */
+void ens_member_config(const ens_job *j, int k, ens_config *mc);
+void ens_member_arch(const ens_job *j, const ens_config *mc, ens_arch *a);
+/* Floats of a member's packed buffer: params, stats, test rows, val rows,
+ * (bootstrap) train rows, the two per-epoch curves, (mc_samples) MC test
+ * rows. 0 for a failed member. */
+size_t ens_member_packed_len(const ens_job *j, const ens_member_meta *meta);
+/* Offsets into a packed buffer. */
+typedef struct ens_pack_view {
+  const float *params, *stats, *test, *val, *train, *curve_loss, *curve_eval, *mc;
+} ens_pack_view;
+void ens_member_view(const ens_job *j, const ens_member_meta *meta, const float *packed,
+                     ens_pack_view *v);
+/* Grows j->pack to hold n floats. */
+int ens_job_pack_reserve(ens_job *j, size_t n);
 
 /* rows (n) = n draws with replacement from [0, n), keyed by (seed, member). */
 void ens_job_bootstrap_rows(int32_t *rows, int n, uint64_t seed, uint32_t member);
@@ -90,13 +122,31 @@ void ens_job_bootstrap_rows(int32_t *rows, int n, uint64_t seed, uint32_t member
  * hold a copy until the collection phase. */
 int ens_job_store_member(ens_job *j, const ens_member_meta *meta, const float *packed);
 
+/* Rank 0: writes member meta->k from its packed buffer into the result
+ * file (its group with metadata and hyperparameters, weights, prediction
+ * rows; a failed member gets NaN rows). */
+int ens_job_write_member(ens_job *j, const ens_member_meta *meta, const float *packed);
+
+/* Rank 0: brings member k (index i in this job) into j->pack with its
+ * metadata, from its own file, the rank that trained it, or a merge part,
+ * and writes it into the result file (collect.c). */
+int ens_job_get_member(ens_job *j, int i, int k, ens_member_meta *meta, char *err,
+                       size_t errlen);
+/* Rank 0: reads member k's prediction rows (n, W) of split base ("" test,
+ * "val_") back from the result file. */
+int ens_job_read_rows(const ens_job *j, const char *base, int k, float *rows, int n);
+
 /* Collection (collective): rank 0 combines members in order and writes and
  * renames the result file. */
 int ens_job_collect(ens_job *j, double train_wall, char *err, size_t errlen);
 
 /* Packs the trainer's current model (predictions included) and stores it
- * as member meta->k (see ens_job_store_member). */
+ * as member meta->k (see ens_job_store_member); a failed member is stored
+ * without data. */
 int ens_job_emit_packed(ens_job *j, ens_trainer *t, const ens_member_meta *meta);
+/* Per-epoch evaluation of t's network: accuracy (classify) or RMSE
+ * (regress) on the validation rows when there are any, else the test rows. */
+double ens_job_eval(ens_job *j, ens_trainer *t, double *nll);
 
 /* A member's metadata as attributes of object obj of file f (result files
  * and member checkpoints share the names). Return 0 or ENS_EHDF5/ENS_EFORMAT. */

@@ -9,6 +9,9 @@
 #include "ens/error.h"
 #include "ens/metrics.h"
 #include "ens/model.h"
+#include "ens/search.h"
+#include <math.h>
+#include <stdint.h>
 #include "io/fsutil.h"
 #include "io/h5util.h"
 #include "ensemble/job.h"
@@ -35,15 +38,54 @@ static int load_model(ens_model *m, hid_t f, const char *pp, const char *sp) {
   return ret;
 }
 
+/* Writes rows (n, W) of the task under the output file: probs, pred and
+ * uncertainty, or mean, var and its two parts. */
+static int write_output(hid_t of, const ens_task *K, const float *rows, const int32_t *pred,
+                        const float *unc, const float *alea, const float *epi, int n) {
+  int ret = 0;
+  if (!K->regress) {
+    hsize_t d2[2] = {(hsize_t)n, (hsize_t)K->C}, dn = (hsize_t)n, d3[2] = {(hsize_t)n, 3};
+    ret |= ens_h5_write(of, "/probs", H5T_NATIVE_FLOAT, 2, d2, rows, 0);
+    ret |= ens_h5_write(of, "/pred", H5T_NATIVE_INT32, 1, &dn, pred, 0);
+    ret |= ens_h5_write(of, "/uncertainty", H5T_NATIVE_FLOAT, 2, d3, unc, 0);
+    ret |= ens_h5_attr_str(of, "/uncertainty", "columns",
+                           "predictive_entropy,expected_entropy,mutual_information");
+    return ret;
+  }
+  const int T = K->T;
+  float *mean = malloc((size_t)n * T * sizeof(float)), *var = malloc((size_t)n * T * sizeof(float));
+  if (!mean || !var) {
+    free(mean);
+    free(var);
+    return ENS_ENOMEM;
+  }
+  for (int i = 0; i < n; i++)
+    for (int t = 0; t < T; t++) {
+      mean[(size_t)i * T + t] = rows[(size_t)i * 2 * T + t];
+      var[(size_t)i * T + t] = rows[(size_t)i * 2 * T + T + t];
+    }
+  hsize_t d2[2] = {(hsize_t)n, (hsize_t)T};
+  ret |= ens_h5_write(of, "/mean", H5T_NATIVE_FLOAT, 2, d2, mean, 0);
+  ret |= ens_h5_write(of, "/var", H5T_NATIVE_FLOAT, 2, d2, var, 0);
+  ret |= ens_h5_write(of, "/var_aleatoric", H5T_NATIVE_FLOAT, 2, d2, alea, 0);
+  ret |= ens_h5_write(of, "/var_epistemic", H5T_NATIVE_FLOAT, 2, d2, epi, 0);
+  free(mean);
+  free(var);
+  return ret;
+}
+
 int ens_predict(const char *model_path, const char *input, const char *dataset, const char *out,
-                int combine, char *err, size_t errlen) {
+                int combine, int mc_samples, char *err, size_t errlen) {
   ens_h5_quiet();
   err[0] = '\0';
   hid_t mf = -1, inf = -1, of = -1;
-  char *text = NULL;
-  float *x = NULL, *feat = NULL, *probs = NULL, *mean = NULL, *stdv = NULL, *fin = NULL;
-  double *psum = NULL;
-  int32_t *votes = NULL, *pred = NULL, *y = NULL;
+  char *text = NULL, *taskname = NULL;
+  float *x = NULL, *feat = NULL, *rows = NULL, *fin = NULL, *mean = NULL, *stdv = NULL;
+  float *ymean = NULL, *ystd = NULL, *scratch = NULL, *weights = NULL, *unc = NULL;
+  float *alea = NULL, *epi = NULL, *ytrue = NULL;
+  int32_t *pred = NULL, *y = NULL;
+  ens_acc acc;
+  memset(&acc, 0, sizeof(acc));
   ens_model trunk, head;
   memset(&trunk, 0, sizeof(trunk));
   memset(&head, 0, sizeof(head));
@@ -56,7 +98,7 @@ int ens_predict(const char *model_path, const char *input, const char *dataset, 
     ret = ENS_EIO;
     goto cleanup;
   }
-  int64_t classes = 0, inputs = 0, members = 0, first = 0, tl = 0, standardized = 0;
+  int64_t classes = 0, inputs = 0, members = 0, first = 0, tl = 0, standardized = 0, T = 0;
   if (ens_h5_get_attr_str(mf, "/", "config", &text) ||
       ens_h5_get_attr_i64(mf, "/model", "classes", &classes) ||
       ens_h5_get_attr_i64(mf, "/model", "inputs", &inputs) ||
@@ -66,6 +108,21 @@ int ens_predict(const char *model_path, const char *input, const char *dataset, 
       ens_h5_get_attr_i64(mf, "/model", "standardized", &standardized)) {
     snprintf(err, errlen, "%s: not an ens result file (missing /model or root attributes)",
              model_path);
+    ret = ENS_EFORMAT;
+    goto cleanup;
+  }
+  int regress = ens_h5_get_attr_str(mf, "/", "task", &taskname) == 0 &&
+                strcmp(taskname, "regress") == 0;
+  if (regress && ens_h5_get_attr_i64(mf, "/model", "targets", &T)) {
+    snprintf(err, errlen, "%s: regression result without /model targets", model_path);
+    ret = ENS_EFORMAT;
+    goto cleanup;
+  }
+  if (members < 1 || members > (1 << 24) || inputs < 1 || inputs > INT32_MAX ||
+      (!regress && (classes < 2 || classes > (1 << 24))) || (regress && (T < 1 || T > 65536)) ||
+      tl < 0 || tl > ENS_MAX_HIDDEN) {
+    snprintf(err, errlen, "%s: /model attributes out of range (members %lld, inputs %lld)",
+             model_path, (long long)members, (long long)inputs);
     ret = ENS_EFORMAT;
     goto cleanup;
   }
@@ -82,6 +139,17 @@ int ens_predict(const char *model_path, const char *input, const char *dataset, 
              "%s has no /ensemble/params: it was trained with combine = %s (parameter "
              "averaging is stored only for combine = params)",
              model_path, ens_combine_name(c.combine));
+    ret = ENS_EINVAL;
+    goto cleanup;
+  }
+  if (combine == ENS_COMBINE_VOTE && regress) {
+    snprintf(err, errlen, "--combine vote: %s is a regression result (votes need classes)",
+             model_path);
+    ret = ENS_EINVAL;
+    goto cleanup;
+  }
+  if (combine == ENS_COMBINE_PARAMS && mc_samples > 0) {
+    snprintf(err, errlen, "--mc-samples with combine = params: MC-dropout applies to members");
     ret = ENS_EINVAL;
     goto cleanup;
   }
@@ -103,18 +171,20 @@ int ens_predict(const char *model_path, const char *input, const char *dataset, 
     ret = ENS_ESHAPE;
     goto cleanup;
   }
-  /* Labels beside the rows, when present, for a printed accuracy. */
+  /* Labels or targets beside the rows, when present, for a printed score. */
   char ypath[512];
   snprintf(ypath, sizeof(ypath), "%s", ds);
   size_t yl = strlen(ypath);
+  int have_truth = 0;
   if (yl >= 1 && ypath[yl - 1] == 'x') {
     ypath[yl - 1] = 'y';
-    if (ens_h5_size(inf, ypath, NULL, NULL) == n) {
+    long long ysz = ens_h5_size(inf, ypath, NULL, NULL);
+    if (!regress && ysz == n) {
       y = malloc((size_t)n * sizeof(int32_t));
-      if (y && ens_h5_read(inf, ypath, H5T_NATIVE_INT32, y, (size_t)n)) {
-        free(y);
-        y = NULL;
-      }
+      have_truth = y && !ens_h5_read(inf, ypath, H5T_NATIVE_INT32, y, (size_t)n);
+    } else if (regress && ysz == (long long)n * T) {
+      ytrue = malloc((size_t)n * T * sizeof(float));
+      have_truth = ytrue && !ens_h5_read(inf, ypath, H5T_NATIVE_FLOAT, ytrue, (size_t)n * T);
     }
   }
   if (standardized) {
@@ -129,19 +199,31 @@ int ens_predict(const char *model_path, const char *input, const char *dataset, 
     ens_split s = {.n = n, .d = d, .x = x};
     ens_standardize_apply(&s, mean, stdv);
   }
+  if (regress && ens_h5_exists(mf, "/model/target_mean")) {
+    ymean = malloc((size_t)T * sizeof(float));
+    ystd = malloc((size_t)T * sizeof(float));
+    if (!ymean || !ystd ||
+        ens_h5_read(mf, "/model/target_mean", H5T_NATIVE_FLOAT, ymean, (size_t)T) ||
+        ens_h5_read(mf, "/model/target_std", H5T_NATIVE_FLOAT, ystd, (size_t)T)) {
+      snprintf(err, errlen, "%s: /model/target_mean or target_std has the wrong size",
+               model_path);
+      ret = ENS_EFORMAT;
+      goto cleanup;
+    }
+  }
+  ens_task K;
+  ens_task_init(&K, regress, (int)classes, (int)T, c.loss, ymean, ystd);
   ens_arch arch;
-  ens_arch_from_config(&arch, &c, d, (int)classes);
+  ens_arch_from_config(&arch, &c, d, K.head, regress ? (int)T : (int)classes);
   const float *hx = x;
-  int hd = d;
   if (tl > 0) {
-    if ((ret = ens_model_create(&trunk, &arch, 0, (int)tl, 0, c.batch)) ||
+    if (tl > arch.n_hidden || (ret = ens_model_create(&trunk, &arch, 0, (int)tl, 0, c.batch)) ||
         (ret = load_model(&trunk, mf, "/trunk/params", "/trunk/bn_stats"))) {
       snprintf(err, errlen, "%s: /trunk does not match the architecture", model_path);
       ret = ENS_EFORMAT;
       goto cleanup;
     }
-    hd = trunk.out;
-    feat = malloc((size_t)n * hd * sizeof(float));
+    feat = malloc((size_t)n * trunk.out * sizeof(float));
     if (!feat) {
       ret = ENS_ENOMEM;
       goto cleanup;
@@ -149,83 +231,151 @@ int ens_predict(const char *model_path, const char *input, const char *dataset, 
     ens_model_features(&trunk, feat, x, n);
     hx = feat;
   }
-  if ((ret = ens_model_create(&head, &arch, (int)tl, arch.n_hidden, 1, c.batch)))
-    goto cleanup;
-  const int C = (int)classes;
-  size_t nc = (size_t)n * C;
-  probs = malloc(nc * sizeof(float));
-  fin = malloc(nc * sizeof(float));
-  psum = calloc(nc, sizeof(double));
-  votes = calloc(nc, sizeof(int32_t));
-  pred = malloc((size_t)n * sizeof(int32_t));
-  if (!probs || !fin || !psum || !votes || !pred) {
+  const size_t W = (size_t)K.W, nw = (size_t)n * W;
+  rows = malloc(nw * sizeof(float));
+  fin = malloc(nw * sizeof(float));
+  scratch = malloc(nw * sizeof(float));
+  pred = calloc((size_t)n, sizeof(int32_t));
+  unc = calloc((size_t)n * 3, sizeof(float));
+  alea = calloc((size_t)n * (regress ? T : 1), sizeof(float));
+  epi = calloc((size_t)n * (regress ? T : 1), sizeof(float));
+  weights = calloc((size_t)members, sizeof(float));
+  if (!rows || !fin || !scratch || !pred || !unc || !alea || !epi || !weights ||
+      ens_acc_init(&acc, &K, n)) {
     ret = ENS_ENOMEM;
     goto cleanup;
   }
+  /* Member weights: the selection's picks, else every finished member. */
+  int64_t picks = 0;
+  int have_w = ens_h5_size(mf, "/ensemble/weights", NULL, NULL) == members &&
+               !ens_h5_read(mf, "/ensemble/weights", H5T_NATIVE_FLOAT, weights, (size_t)members);
+  if (combine == ENS_COMBINE_SELECT &&
+      (!have_w || ens_h5_get_attr_i64(mf, "/metrics/ensemble", "select_picks", &picks))) {
+    snprintf(err, errlen, "%s: --combine select needs /ensemble/weights of a combine = select "
+             "result", model_path);
+    ret = ENS_EINVAL;
+    goto cleanup;
+  }
+  int used = 0;
   if (combine == ENS_COMBINE_PARAMS) {
-    if (load_model(&head, mf, "/ensemble/params", "/ensemble/bn_stats")) {
+    if ((ret = ens_model_create(&head, &arch, (int)tl, arch.n_hidden, 1, c.batch)) ||
+        load_model(&head, mf, "/ensemble/params", "/ensemble/bn_stats")) {
       snprintf(err, errlen, "%s: /ensemble/params has the wrong size", model_path);
       ret = ENS_EFORMAT;
       goto cleanup;
     }
-    ens_model_predict(&head, fin, hx, n);
-    ens_predict_argmax(pred, fin, n, C);
+    ens_task_predict(&K, &head, fin, hx, n);
+    ens_acc_add(&acc, fin, 1.0, NULL);
+    used = 1;
   } else {
     for (int k = (int)first; k < first + members; k++) {
-      char pp[128], sp[128];
+      char grp[64], pp[128], sp[128];
+      char *status = NULL;
+      snprintf(grp, sizeof(grp), "/members/%d", k);
       snprintf(pp, sizeof(pp), "/members/%d/params", k);
       snprintf(sp, sizeof(sp), "/members/%d/bn_stats", k);
-      if (load_model(&head, mf, pp, sp)) {
-        snprintf(err, errlen, "%s: %s missing or of the wrong size", model_path, pp);
+      int failed = ens_h5_get_attr_str(mf, grp, "status", &status) == 0 &&
+                   strcmp(status, "done") != 0;
+      free(status);
+      double w = combine == ENS_COMBINE_SELECT ? (double)lround(weights[k - first] * picks) : 1.0;
+      if (failed || w == 0.0)
+        continue;
+      ens_config mc;
+      ens_arch ma;
+      ens_search_member_config(&mc, &c, k);
+      ens_arch_from_config(&ma, &mc, d, K.head, regress ? (int)T : (int)classes);
+      ens_model_free(&head);
+      if ((ret = ens_model_create(&head, &ma, (int)tl, ma.n_hidden, 1, mc.batch)) ||
+          load_model(&head, mf, pp, sp)) {
+        snprintf(err, errlen, "%s: %s missing or of the wrong size for its architecture",
+                 model_path, pp);
         ret = ENS_EFORMAT;
         goto cleanup;
       }
-      ens_model_predict(&head, probs, hx, n);
-      ens_combine_add(psum, votes, NULL, probs, n, C);
+      if (mc_samples > 0)
+        ens_task_predict_mc(&K, &head, rows, scratch, hx, n, c.seed, (uint32_t)k, mc_samples);
+      else
+        ens_task_predict(&K, &head, rows, hx, n);
+      ens_acc_add(&acc, rows, w, NULL);
+      used++;
     }
-    if (combine == ENS_COMBINE_VOTE) {
-      ens_combine_vote(fin, pred, votes, psum, (int)members, n, C);
-    } else {
-      ens_combine_average(fin, psum, (int)members, n, C);
-      ens_predict_argmax(pred, fin, n, C);
-    }
+  }
+  if (!used) {
+    snprintf(err, errlen, "%s: no finished member to apply", model_path);
+    ret = ENS_EFORMAT;
+    goto cleanup;
+  }
+  if (combine == ENS_COMBINE_VOTE) {
+    ens_acc_vote(&acc, fin, pred);
+  } else if (combine != ENS_COMBINE_PARAMS) {
+    ens_acc_mean(&acc, fin);
+  }
+  if (regress) {
+    if (combine == ENS_COMBINE_PARAMS)
+      for (int i = 0; i < n; i++)
+        for (int t = 0; t < T; t++)
+          alea[(size_t)i * T + t] = fin[(size_t)i * W + T + t];
+    else
+      ens_acc_var_parts(&acc, fin, alea, epi);
+  }
+  /* The result's calibration, when the rule is the one it was fitted for. */
+  double calib = 1.0;
+  int calibrated = combine == (int)c.combine &&
+                   ens_h5_get_attr_f64(mf, "/ensemble", regress ? "variance_scale" : "temperature",
+                                       &calib) == 0;
+  if (calibrated)
+    ens_task_calibration_apply(&K, fin, n, calib, regress ? alea : NULL, regress ? epi : NULL);
+  if (!regress) {
+    if (combine != ENS_COMBINE_VOTE)
+      ens_task_argmax(&K, pred, fin, n);
+    ens_acc_uncertainty(&acc, fin, unc);
   }
   snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", out, (long)getpid());
   of = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
   if (of < 0) {
-    snprintf(err, errlen, "cannot create %s (is the directory writable?)", tmp);
+    snprintf(err, errlen, "cannot create %s (is the directory writable?)", out);
     ret = ENS_EIO;
     tmp[0] = '\0';
     goto cleanup;
   }
-  hsize_t d2[2] = {(hsize_t)n, (hsize_t)C}, dn = (hsize_t)n;
-  ret |= ens_h5_write(of, "/probs", H5T_NATIVE_FLOAT, 2, d2, fin, 0);
-  ret |= ens_h5_write(of, "/pred", H5T_NATIVE_INT32, 1, &dn, pred, 0);
+  ret |= write_output(of, &K, fin, pred, unc, alea, epi, n);
   ret |= ens_h5_attr_str(of, "/", "model", model_path);
   ret |= ens_h5_attr_str(of, "/", "input", input);
   ret |= ens_h5_attr_str(of, "/", "dataset", ds);
   ret |= ens_h5_attr_str(of, "/", "combine", ens_combine_name((ens_combine_kind)combine));
-  ret |= ens_h5_attr_i64(of, "/", "members", members);
+  ret |= ens_h5_attr_i64(of, "/", "members", used);
+  ret |= ens_h5_attr_i64(of, "/", "mc_samples", mc_samples);
+  if (calibrated)
+    ret |= ens_h5_attr_f64(of, "/", regress ? "variance_scale" : "temperature", calib);
   if (ret || H5Fclose(of) < 0) {
     of = -1;
-    snprintf(err, errlen, "%s: write failed", tmp);
+    snprintf(err, errlen, "%s: write failed", out);
     ret = ENS_EHDF5;
     goto cleanup;
   }
   of = -1;
   if (ens_fsync_path(tmp) || rename(tmp, out) != 0) {
-    snprintf(err, errlen, "cannot rename %s to %s", tmp, out);
+    snprintf(err, errlen, "cannot rename the finished output to %s", out);
     ret = ENS_EIO;
     goto cleanup;
   }
   tmp[0] = '\0';
-  printf("%d rows, %lld members, combine %s -> %s\n", n, (long long)members,
-         ens_combine_name((ens_combine_kind)combine), out);
-  if (y) {
-    int hit = 0;
-    for (int r = 0; r < n; r++)
-      hit += pred[r] == y[r];
-    printf("accuracy against %s: %.2f%%\n", ypath, 100.0 * hit / n);
+  printf("%d rows, %d of %lld members, combine %s%s -> %s\n", n, used, (long long)members,
+         ens_combine_name((ens_combine_kind)combine), mc_samples > 0 ? " (MC-dropout)" : "", out);
+  if (have_truth) {
+    double m[ENS_TASK_MAX_METRICS];
+    ens_truth tr = {y, ytrue, n};
+    ens_task_metrics(&K, m, fin, &tr);
+    if (!regress) {
+      int hit = 0;
+      for (int r = 0; r < n; r++)
+        hit += pred[r] == y[r];
+      printf("accuracy against %s: %.2f%%  nll %.4f  ece %.4f\n", ypath, 100.0 * hit / n, m[1],
+             m[3]);
+    } else {
+      printf("against %s: rmse %.4g  mae %.4g  nll %.4f  90%% coverage %.3f\n", ypath, m[0], m[1],
+             m[3], m[6]);
+    }
   }
 cleanup:
   if (of >= 0)
@@ -238,16 +388,24 @@ cleanup:
     H5Fclose(inf);
   ens_model_free(&trunk);
   ens_model_free(&head);
+  ens_acc_free(&acc);
   free(text);
+  free(taskname);
   free(x);
   free(feat);
-  free(probs);
+  free(rows);
   free(fin);
   free(mean);
   free(stdv);
-  free(psum);
-  free(votes);
+  free(ymean);
+  free(ystd);
+  free(scratch);
+  free(weights);
+  free(unc);
+  free(alea);
+  free(epi);
   free(pred);
   free(y);
+  free(ytrue);
   return ret;
 }

@@ -31,34 +31,6 @@ int ens_job_unit_of(const ens_job *j, int k) {
 
 int ens_job_rank_of(const ens_job *j, int k) { return ens_job_unit_of(j, k) % j->size; }
 
-/* ---- packing one member -------------------------------------------------- */
-
-size_t ens_job_packed_len(const ens_job *j) {
-  size_t n = j->nparams + j->nstats + (size_t)(j->n_test + j->n_val) * j->classes;
-  if (j->c->mode == ENS_MODE_BOOTSTRAP)
-    n += (size_t)j->n_train * j->classes;
-  return n;
-}
-
-/* Fills j->pack from the trainer's model: parameters, statistics, test
- * probabilities and (bootstrap) training-set probabilities. */
-static void pack_member(ens_job *j, ens_trainer *t) {
-  ens_model *m = &t->model;
-  float *p = j->pack;
-  memcpy(p, m->params, j->nparams * sizeof(float));
-  p += j->nparams;
-  memcpy(p, m->stats, j->nstats * sizeof(float));
-  p += j->nstats;
-  ens_model_predict(m, p, j->ftest, j->n_test);
-  p += (size_t)j->n_test * j->classes;
-  if (j->n_val) {
-    ens_model_predict(m, p, j->fval, j->n_val);
-    p += (size_t)j->n_val * j->classes;
-  }
-  if (j->c->mode == ENS_MODE_BOOTSTRAP)
-    ens_model_predict(m, p, j->ftrain, j->n_train);
-}
-
 /* ---- hooks of the training loop ------------------------------------------ */
 
 typedef struct unit_ctx {
@@ -68,44 +40,57 @@ typedef struct unit_ctx {
   double t_epoch;   /* start of the current epoch */
 } unit_ctx;
 
-int ens_job_emit_packed(ens_job *j, ens_trainer *t, const ens_member_meta *meta) {
-  pack_member(j, t);
-  return ens_job_store_member(j, meta, j->pack);
-}
-
-static int emit_member(ens_job *j, ens_trainer *t, int k, double seconds) {
+static ens_member_meta member_meta(ens_job *j, ens_trainer *t, int k, double seconds) {
   ens_member_meta meta = {.k = k,
+                          .status = ENS_MEMBER_DONE,
                           .epochs = t->epoch,
                           .steps = t->step,
                           .final_loss = t->last_loss,
                           .train_seconds = seconds,
                           .init_key = (int32_t)j->init_key,
-                          .rng_key = (int32_t)t->rng_member};
-  int ret = ens_job_emit_packed(j, t, &meta);
+                          .rng_key = (int32_t)t->rng_member,
+                          .nparams = (int64_t)t->model.nparams,
+                          .nstats = (int64_t)t->model.nstats};
+  return meta;
+}
+
+/* Packs, keeps and checkpoints a finished or failed member. */
+static int emit(ens_job *j, ens_trainer *t, const ens_member_meta *meta) {
+  int ret = ens_job_emit_packed(j, t, meta);
   if (!ret)
-    ret = ens_job_checkpoint_member(j, &meta, j->pack);
+    ret = ens_job_checkpoint_member(j, meta, j->pack);
   ens_progress_member(&j->progress);
   return ret;
+}
+
+static int emit_member(ens_job *j, ens_trainer *t, int k, double seconds) {
+  ens_member_meta meta = member_meta(j, t, k, seconds);
+  return emit(j, t, &meta);
 }
 
 static int on_epoch(void *ctx, ens_trainer *t, int epoch, double loss) {
   unit_ctx *u = ctx;
   ens_job *j = u->j;
   double train_time = now() - u->t_epoch;
+  /* The learning curve: the headline metric of the current weights (eval
+   * mode) on the validation rows, or the test rows when there are none. */
+  double nll;
+  double m0 = ens_job_eval(j, t, &nll);
+  t->curve_eval[epoch] = (float)m0;
   if (j->c->verbose) {
-    /* Test metrics of the current weights, eval mode. */
-    ens_model_predict(&t->model, j->eval_probs, j->ftest, j->n_test);
-    double acc = ens_metric_accuracy(j->eval_probs, j->data.test.y, j->n_test, j->classes);
-    double nll = ens_metric_nll(j->eval_probs, j->data.test.y, j->n_test, j->classes);
     int nrows = j->n_train; /* a bootstrap draw has n rows too */
-    char who[64];
+    char who[64], what[64];
     if (j->c->mode == ENS_MODE_SNAPSHOT)
       snprintf(who, sizeof(who), "chain %d", u->unit);
     else
       snprintf(who, sizeof(who), "member %d", u->first_k);
-    printf("[%s] epoch %d/%d  loss %.4f  test acc %.2f%%  nll %.4f  %.0f samples/s  lr %.4g\n",
-           who, epoch + 1, t->epochs, loss, 100.0 * acc, nll,
-           train_time > 0 ? nrows / train_time : 0.0,
+    const char *split = j->n_val ? "val" : "test";
+    if (j->task.regress)
+      snprintf(what, sizeof(what), "%s rmse %.4g", split, m0);
+    else
+      snprintf(what, sizeof(what), "%s acc %.2f%%", split, 100.0 * m0);
+    printf("[%s] epoch %d/%d  loss %.4f  %s  nll %.4f  %.0f samples/s  lr %.4g\n", who,
+           epoch + 1, t->epochs, loss, what, nll, train_time > 0 ? nrows / train_time : 0.0,
            ens_schedule_lr(&t->sched, t->step > 0 ? t->step - 1 : 0));
     fflush(stdout);
   }
@@ -144,20 +129,60 @@ static int should_stop(void *ctx) {
 
 /* ---- one unit ------------------------------------------------------------ */
 
+/* A member whose loss became NaN or infinite: recorded as failed with the
+ * epoch, step and reason; in snapshot mode every member the chain had not
+ * yet emitted fails with it. */
+static int fail_unit(ens_job *j, ens_trainer *t, int unit, int first_k, int S) {
+  int emitted = j->c->mode == ENS_MODE_SNAPSHOT ? t->cycles_done : 0;
+  if (emitted > S)
+    emitted = S;
+  for (int i = emitted; i < S; i++) {
+    ens_member_meta meta = member_meta(j, t, first_k + i, now() - j->unit_t0);
+    meta.status = ENS_MEMBER_FAILED;
+    meta.fail_epoch = t->epoch + 1;
+    meta.fail_step = t->step;
+    meta.nparams = meta.nstats = 0;
+    snprintf(meta.fail_reason, sizeof(meta.fail_reason),
+             "training loss became NaN or infinite at epoch %d, step %ld (lr %.3g)",
+             t->epoch + 1, t->step, ens_schedule_lr(&t->sched, t->step));
+    printf("[member %d] FAILED: %s; the ensemble goes on without it\n", meta.k,
+           meta.fail_reason);
+    fflush(stdout);
+    int ret = emit(j, t, &meta);
+    if (ret)
+      return ret;
+  }
+  return ens_job_checkpoint_done(j, t, unit);
+}
+
 static int train_unit(ens_job *j, int unit, char *err, size_t errlen) {
   const ens_config *c = j->c;
   int S = c->mode == ENS_MODE_SNAPSHOT ? c->snapshots : 1;
   int first_k = unit * S;
   uint32_t rng_key = (uint32_t)unit;
   j->init_key = j->shared_init ? 0 : rng_key;
-  ens_train_set set = {.x = j->ftrain, .y = j->data.train.y, .n = j->n_train, .d = j->fd};
+  /* The unit's own network: a search member has its own hyperparameters
+   * and architecture. */
+  ens_member_config(j, first_k, &j->unit_cfg);
+  const ens_config *mc = &j->unit_cfg;
+  ens_arch arch;
+  ens_member_arch(j, mc, &arch);
+  ens_trainer *t = &j->trainer;
+  ens_trainer_free(t);
+  int ret = ens_trainer_create(t, &arch, j->trunk_layers, mc, j->n_train);
+  if (ret) {
+    snprintf(err, errlen, "member %d: cannot create its network: %s", first_k,
+             ens_strerror(ret));
+    return ret;
+  }
+  ens_train_set set = {.x = j->ftrain, .y = j->data.train.y, .t = j->train_t,
+                       .T = j->task.regress ? j->task.T : 0, .n = j->n_train, .d = j->fd};
   if (c->mode == ENS_MODE_BOOTSTRAP) {
     ens_job_bootstrap_rows(j->rows, j->n_train, c->seed, (uint32_t)unit);
     set.rows = j->rows;
     set.nrows = j->n_train; /* a bootstrap draw has n rows too */
   }
-  ens_trainer *t = &j->trainer;
-  int ret = ens_trainer_start(t, c, j->init_key, rng_key, j->n_train);
+  ret = ens_trainer_start(t, mc, j->init_key, rng_key, j->n_train);
   if (ret)
     return ret;
   unit_ctx u = {.j = j, .unit = unit, .first_k = first_k};
@@ -174,8 +199,7 @@ static int train_unit(ens_job *j, int unit, char *err, size_t errlen) {
   if (ret == ENS_ESTOPPED)
     return ens_job_checkpoint_stop(j, t, unit);
   if (ret == ENS_ENUMERIC)
-    snprintf(err, errlen, "member %d: the training loss became NaN or infinite at epoch %d "
-             "(try a lower [train] lr or set clip_norm)", first_k, t->epoch + 1);
+    return fail_unit(j, t, unit, first_k, S);
   if (ret)
     return ret;
   if (c->mode != ENS_MODE_SNAPSHOT)
@@ -199,9 +223,13 @@ int ens_train_job(const ens_config *c, const ens_job_opts *o, MPI_Comm comm, cha
     return ret;
   }
   double t0 = now();
-  long spe = ens_steps_per_epoch(j->n_train, c->batch);
   int u_first = ens_job_unit_of(j, j->first), u_last = ens_job_unit_of(j, j->last - 1) + 1;
-  int64_t steps_total = (int64_t)(u_last - u_first) * c->epochs * spe;
+  int64_t steps_total = 0;
+  for (int u = u_first; u < u_last; u++) {
+    ens_config mc;
+    ens_member_config(j, u * (c->mode == ENS_MODE_SNAPSHOT ? c->snapshots : 1), &mc);
+    steps_total += (int64_t)c->epochs * ens_steps_per_epoch(j->n_train, mc.batch);
+  }
   if (ens_progress_init(&j->progress, comm, steps_total, j->last - j->first,
                         c->progress_interval)) {
     ens_job_free(j);

@@ -176,13 +176,17 @@ static int pretrain(ens_job *j, char *err, size_t errlen) {
         for (int i = 0; i < sb; i++) {
           int32_t r = t.order[lo + a + i];
           memcpy(t.xb + (size_t)i * d, j->data.train.x + (size_t)r * d, (size_t)d * sizeof(float));
-          t.yb[i] = j->data.train.y[r];
+          if (j->data.train.y)
+            t.yb[i] = j->data.train.y[r];
+          if (j->train_t)
+            memcpy(t.tb + (size_t)i * j->task.T, j->train_t + (size_t)r * j->task.T,
+                   (size_t)j->task.T * sizeof(float));
         }
         ens_rng drop;
         ens_rng_init(&drop, pc.seed, TRUNK_RNG_KEY - 1 - (uint32_t)j->rank, ENS_STREAM_DROPOUT,
                      (uint32_t)t.step);
         ens_model_forward(m, t.xb, sb, ENS_PASS_TRAIN, &drop);
-        double loss = ens_model_loss_backward(m, t.yb, sb, NULL);
+        double loss = ens_model_loss_backward(m, t.yb, t.tb, sb, NULL);
         loss_sum += loss * sb;
         loss_n += sb;
         float w = (float)sb / (float)gb;
@@ -196,8 +200,12 @@ static int pretrain(ens_job *j, char *err, size_t errlen) {
         ens_clip_value(m->grads, m->nparams, (float)pc.clip_value);
       if (pc.clip_norm > 0)
         ens_clip_norm(m->grads, m->nparams, pc.clip_norm);
-      ens_sgd_step(m->params, t.velocity, m->grads, m->nparams, ens_schedule_lr(&t.sched, t.step),
-                   &t.sgd);
+      double lr = ens_schedule_lr(&t.sched, t.step);
+      if (t.optimizer == ENS_OPT_SGD)
+        ens_sgd_step(m->params, t.velocity, m->grads, m->nparams, lr, &t.sgd);
+      else
+        ens_adam_step(m->params, t.velocity, t.moment2, m->grads, m->nparams, lr, t.step + 1,
+                      &t.adam);
       t.step++;
       if (pc.check_sync && !ranks_agree(j->comm, weights_checksum(m->params, m->nparams))) {
         snprintf(err, errlen, "pretraining: ranks hold different weights after step %ld", t.step);
@@ -207,11 +215,13 @@ static int pretrain(ens_job *j, char *err, size_t errlen) {
     double gl[2] = {loss_sum, (double)loss_n};
     MPI_Allreduce(MPI_IN_PLACE, gl, 2, MPI_DOUBLE, MPI_SUM, j->comm);
     if (!ret && j->rank == 0 && j->c->verbose) {
-      ens_model_predict(m, j->eval_probs, j->data.test.x, j->n_test);
-      printf("[trunk] pretrain epoch %d/%d  loss %.4f  test acc %.2f%%  (%d rank%s, %.1f s)\n",
-             epoch + 1, pc.epochs, gl[0] / gl[1],
-             100 * ens_metric_accuracy(j->eval_probs, j->data.test.y, j->n_test, j->classes), P,
-             P == 1 ? "" : "s", MPI_Wtime() - t0);
+      double mt[ENS_TASK_MAX_METRICS];
+      ens_truth tt = {j->data.test.y, j->data.test.t, j->n_test};
+      ens_task_predict(&j->task, m, j->eval_pred, j->data.test.x, j->n_test);
+      ens_task_metrics(&j->task, mt, j->eval_pred, &tt);
+      printf("[trunk] pretrain epoch %d/%d  loss %.4f  test %s %.4g  (%d rank%s, %.1f s)\n",
+             epoch + 1, pc.epochs, gl[0] / gl[1], ens_task_metric_name(&j->task, 0),
+             j->task.regress ? mt[0] : 100 * mt[0], P, P == 1 ? "" : "s", MPI_Wtime() - t0);
       fflush(stdout);
     }
   }

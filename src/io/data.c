@@ -181,16 +181,63 @@ cleanup:
   return rc;
 }
 
+/* Reads floating-point regression targets `name` of shape (n) or (n, T)
+ * into s->t (float32, finite) and T into *targets. ds/type/space are open. */
+static int read_targets(const loader *L, const char *name, const char *xname, ens_split *s,
+                        hid_t ds, int rank, const hsize_t *dims, int *targets) {
+  size_t n = (size_t)s->n;
+  if (rank != 1 && rank != 2) {
+    ens_errorf(L->err, L->errlen, "%s: dataset %s: expected shape (n) or (n, T), found rank %d",
+               L->path, name, rank);
+    return ENS_EFORMAT;
+  }
+  if (dims[0] != (hsize_t)n) {
+    ens_errorf(L->err, L->errlen, "%s: %s has %zu rows but %s has %llu", L->path, xname, n, name,
+               (unsigned long long)dims[0]);
+    return ENS_EFORMAT;
+  }
+  hsize_t T = rank == 2 ? dims[1] : 1;
+  if (T < 1 || T > 65536) {
+    ens_errorf(L->err, L->errlen, "%s: dataset %s: %llu targets per row (expected 1 to 65536)",
+               L->path, name, (unsigned long long)T);
+    return ENS_EFORMAT;
+  }
+  float *t = malloc(n * (size_t)T * sizeof(float));
+  if (!t) {
+    ens_errorf(L->err, L->errlen, "%s: cannot allocate memory for %s", L->path, name);
+    return ENS_ENOMEM;
+  }
+  if (H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, t) < 0) {
+    free(t);
+    ens_errorf(L->err, L->errlen, "%s: cannot read dataset %s as float32", L->path, name);
+    return ENS_EHDF5;
+  }
+  for (size_t i = 0; i < n * (size_t)T; i++) {
+    if (!isfinite(t[i])) {
+      ens_errorf(L->err, L->errlen,
+                 "%s: dataset %s has a non-finite target (%g) at row %zu, target %zu", L->path,
+                 name, (double)t[i], i / (size_t)T, i % (size_t)T);
+      free(t);
+      return ENS_EFORMAT;
+    }
+  }
+  s->t = t;
+  *targets = (int)T;
+  return 0;
+}
+
 /* Reads labels `name` (any integer type, rank 1, n rows to match xname) into
- * s->y as int32 and their maximum into *maxlab. */
+ * s->y as int32 and their maximum into *maxlab; or, for a floating-point
+ * type, regression targets into s->t with *targets = T (else 0). */
 static int read_y(const loader *L, const char *name, const char *xname, ens_split *s,
-                  int32_t *maxlab) {
+                  int32_t *maxlab, int *targets) {
   int rc = ENS_EFORMAT;
   hid_t ds = H5I_INVALID_HID, type = H5I_INVALID_HID, space = H5I_INVALID_HID;
   int64_t *buf = NULL;
   int32_t *y = NULL;
   hsize_t dims[H5S_MAX_RANK];
   size_t n = (size_t)s->n;
+  *targets = 0;
 
   ds = H5Dopen2(L->file, name, H5P_DEFAULT);
   if (ds < 0) {
@@ -205,15 +252,21 @@ static int read_y(const loader *L, const char *name, const char *xname, ens_spli
     goto cleanup;
   }
   H5T_class_t cls = H5Tget_class(type);
-  if (cls != H5T_INTEGER) {
-    ens_errorf(L->err, L->errlen, "%s: dataset %s: expected an integer type, found %s", L->path,
-            name, class_name(cls));
+  if (cls != H5T_INTEGER && cls != H5T_FLOAT) {
+    ens_errorf(L->err, L->errlen,
+               "%s: dataset %s: expected an integer type (class labels) or a float type "
+               "(regression targets), found %s",
+               L->path, name, class_name(cls));
     goto cleanup;
   }
   int rank = H5Sget_simple_extent_ndims(space);
-  if (rank < 0 || H5Sget_simple_extent_dims(space, dims, NULL) < 0) {
+  if (rank < 0 || rank > H5S_MAX_RANK || H5Sget_simple_extent_dims(space, dims, NULL) < 0) {
     rc = ENS_EHDF5;
     ens_errorf(L->err, L->errlen, "%s: cannot query the shape of %s", L->path, name);
+    goto cleanup;
+  }
+  if (cls == H5T_FLOAT) {
+    rc = read_targets(L, name, xname, s, ds, rank, dims, targets);
     goto cleanup;
   }
   if (rank != 1) {
@@ -323,7 +376,8 @@ cleanup:
 }
 
 /* Loads group `grp` ("train", ...) into s; *maxlab gets its largest label. */
-static int load_split(const loader *L, const char *grp, ens_split *s, int32_t *maxlab) {
+static int load_split(const loader *L, const char *grp, ens_split *s, int32_t *maxlab,
+                      int *targets) {
   char xname[64], yname[64];
   snprintf(xname, sizeof xname, "/%s/x", grp);
   snprintf(yname, sizeof yname, "/%s/y", grp);
@@ -337,7 +391,7 @@ static int load_split(const loader *L, const char *grp, ens_split *s, int32_t *m
   }
   int rc = read_x(L, xname, s);
   if (rc == 0)
-    rc = read_y(L, yname, xname, s, maxlab);
+    rc = read_y(L, yname, xname, s, maxlab, targets);
   return rc;
 }
 
@@ -379,9 +433,10 @@ int ens_data_load(ens_data *out, const char *path, char *err, size_t errlen) {
     goto cleanup;
   }
 
-  if ((rc = load_split(&L, "train", &d.train, &max_train)) != 0)
+  int tt[3] = {0, 0, 0}; /* targets per split (0: integer labels) */
+  if ((rc = load_split(&L, "train", &d.train, &max_train, &tt[0])) != 0)
     goto cleanup;
-  if ((rc = load_split(&L, "test", &d.test, &max_test)) != 0)
+  if ((rc = load_split(&L, "test", &d.test, &max_test, &tt[1])) != 0)
     goto cleanup;
   int has_vx = path_exists(L.file, "/val/x"), has_vy = path_exists(L.file, "/val/y");
   if (has_vx != has_vy) {
@@ -390,8 +445,25 @@ int ens_data_load(ens_data *out, const char *path, char *err, size_t errlen) {
             has_vx ? "/val/x" : "/val/y", has_vx ? "/val/y" : "/val/x");
     goto cleanup;
   }
-  if (has_vx && (rc = load_split(&L, "val", &d.val, &max_val)) != 0)
+  if (has_vx && (rc = load_split(&L, "val", &d.val, &max_val, &tt[2])) != 0)
     goto cleanup;
+  if (!has_vx)
+    tt[2] = tt[0];
+  if (tt[1] != tt[0] || tt[2] != tt[0]) {
+    const char *bad = tt[1] != tt[0] ? "/test/y" : "/val/y";
+    int tb = tt[1] != tt[0] ? tt[1] : tt[2];
+    rc = ENS_EFORMAT;
+    if (!tt[0] || !tb)
+      ens_errorf(err, errlen,
+                 "%s: /train/y holds %s but %s holds %s (all splits must be labels or all "
+                 "targets)",
+                 path, tt[0] ? "float targets" : "integer labels", bad,
+                 tb ? "float targets" : "integer labels");
+    else
+      ens_errorf(err, errlen, "%s: /train/y has %d targets per row but %s has %d", path, tt[0],
+                 bad, tb);
+    goto cleanup;
+  }
 
   const ens_split *others[2] = {&d.test, &d.val};
   const char *onames[2] = {"/test/x", "/val/x"};
@@ -404,6 +476,11 @@ int ens_data_load(ens_data *out, const char *path, char *err, size_t errlen) {
     }
   }
 
+  if (tt[0] > 0) { /* regression: no classes */
+    d.regress = 1;
+    d.targets = tt[0];
+    goto cleanup;
+  }
   if ((rc = read_classes(&L, &classes)) != 0)
     goto cleanup;
   if (classes > 0) {
@@ -449,6 +526,7 @@ void ens_split_free(ens_split *s) {
     return;
   free(s->x);
   free(s->y);
+  free(s->t);
   memset(s, 0, sizeof *s);
 }
 
@@ -459,6 +537,8 @@ void ens_data_free(ens_data *d) {
   ens_split_free(&d->test);
   ens_split_free(&d->val);
   d->classes = 0;
+  d->targets = 0;
+  d->regress = 0;
 }
 
 int ens_data_split_val(ens_data *d, double fraction, uint64_t seed) {
@@ -474,12 +554,14 @@ int ens_data_split_val(ens_data *d, double fraction, uint64_t seed) {
     return ENS_EINVAL; /* train would be empty */
 
   int rc = ENS_ENOMEM;
-  size_t rowbytes = (size_t)dim * sizeof(float);
+  const int T = d->train.t ? d->targets : 0;
+  size_t rowbytes = (size_t)dim * sizeof(float), tbytes = (size_t)T * sizeof(float);
   int32_t *perm = malloc((size_t)n * sizeof *perm);
   unsigned char *to_val = calloc((size_t)n, 1);
   float *vx = malloc((size_t)nval * rowbytes);
-  int32_t *vy = malloc((size_t)nval * sizeof *vy);
-  if (!perm || !to_val || !vx || !vy)
+  int32_t *vy = d->train.y ? malloc((size_t)nval * sizeof *vy) : NULL;
+  float *vt = T ? malloc((size_t)nval * tbytes) : NULL;
+  if (!perm || !to_val || !vx || (d->train.y && !vy) || (T && !vt))
     goto cleanup;
 
   ens_rng r;
@@ -493,7 +575,10 @@ int ens_data_split_val(ens_data *d, double fraction, uint64_t seed) {
     size_t row = (size_t)perm[first + k];
     to_val[row] = 1;
     memcpy(vx + k * (size_t)dim, d->train.x + row * (size_t)dim, rowbytes);
-    vy[k] = d->train.y[row];
+    if (vy)
+      vy[k] = d->train.y[row];
+    if (vt)
+      memcpy(vt + k * (size_t)T, d->train.t + row * (size_t)T, tbytes);
   }
   size_t w = 0;
   for (size_t i = 0; i < (size_t)n; i++) {
@@ -501,7 +586,10 @@ int ens_data_split_val(ens_data *d, double fraction, uint64_t seed) {
       continue;
     if (w != i) {
       memmove(d->train.x + w * (size_t)dim, d->train.x + i * (size_t)dim, rowbytes);
-      d->train.y[w] = d->train.y[i];
+      if (vy)
+        d->train.y[w] = d->train.y[i];
+      if (vt)
+        memmove(d->train.t + w * (size_t)T, d->train.t + i * (size_t)T, tbytes);
     }
     w++;
   }
@@ -509,16 +597,25 @@ int ens_data_split_val(ens_data *d, double fraction, uint64_t seed) {
   float *nx = realloc(d->train.x, w * rowbytes);
   if (nx)
     d->train.x = nx;
-  int32_t *ny = realloc(d->train.y, w * sizeof *ny);
-  if (ny)
-    d->train.y = ny;
+  if (vy) {
+    int32_t *ny = realloc(d->train.y, w * sizeof *ny);
+    if (ny)
+      d->train.y = ny;
+  }
+  if (vt) {
+    float *nt = realloc(d->train.t, w * tbytes);
+    if (nt)
+      d->train.t = nt;
+  }
   d->train.n = (int)w;
   d->val.x = vx;
   d->val.y = vy;
+  d->val.t = vt;
   d->val.n = (int)nval;
   d->val.d = dim;
   vx = NULL;
   vy = NULL;
+  vt = NULL;
   rc = 0;
 
 cleanup:
@@ -526,7 +623,28 @@ cleanup:
   free(to_val);
   free(vx);
   free(vy);
+  free(vt);
   return rc;
+}
+
+int ens_data_labels_to_targets(ens_data *d) {
+  ens_split *s[3] = {&d->train, &d->test, &d->val};
+  for (int i = 0; i < 3; i++) {
+    if (!s[i]->y || s[i]->t)
+      continue;
+    float *t = malloc((size_t)(s[i]->n ? s[i]->n : 1) * sizeof(float));
+    if (!t)
+      return ENS_ENOMEM;
+    for (int r = 0; r < s[i]->n; r++)
+      t[r] = (float)s[i]->y[r];
+    free(s[i]->y);
+    s[i]->y = NULL;
+    s[i]->t = t;
+  }
+  d->regress = 1;
+  d->targets = 1;
+  d->classes = 0;
+  return 0;
 }
 
 /* Mean and population std of column j in double, two strided passes: the

@@ -268,3 +268,18 @@ int ens_h5_read(hid_t loc, const char *path, hid_t type, void *out, size_t n) {
   H5Dclose(ds);
   return ret;
 }
+
+int ens_h5_group(hid_t loc, const char *path) {
+  if (ens_h5_exists(loc, path))
+    return 0;
+  hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
+  if (lcpl < 0)
+    return ENS_EHDF5;
+  H5Pset_create_intermediate_group(lcpl, 1);
+  hid_t g = H5Gcreate2(loc, path, lcpl, H5P_DEFAULT, H5P_DEFAULT);
+  H5Pclose(lcpl);
+  if (g < 0)
+    return ENS_EHDF5;
+  H5Gclose(g);
+  return 0;
+}

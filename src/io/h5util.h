@@ -31,6 +31,8 @@ int ens_h5_get_attr_i64(hid_t loc, const char *obj, const char *name, int64_t *v
 int ens_h5_get_attr_f64(hid_t loc, const char *obj, const char *name, double *value);
 int ens_h5_get_attr_str(hid_t loc, const char *obj, const char *name, char **value);
 
+/* Creates group `path` (and its parents) unless it exists. */
+int ens_h5_group(hid_t loc, const char *path);
 /* 1 when `path` names a link that exists (every parent checked). */
 int ens_h5_exists(hid_t loc, const char *path);
 /* Number of elements of dataset path, or -1 when absent. dims (up to 8)

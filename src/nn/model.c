@@ -48,15 +48,22 @@ static const layer_sizes layer_table[ENS_LAYER_KIND_COUNT] = {
     [ENS_LAYER_DROPOUT] = {"dropout", no_param, no_stat, mask_naux},
 };
 
-void ens_arch_from_config(ens_arch *a, const ens_config *c, int in, int classes) {
+void ens_arch_from_config(ens_arch *a, const ens_config *c, int in, ens_head_kind head,
+                          int width) {
   memset(a, 0, sizeof(*a));
   a->in = in;
-  a->classes = classes;
+  a->head = head;
+  a->width = width;
+  a->outputs = head == ENS_HEAD_GAUSSIAN ? 2 * width : width;
   a->n_hidden = c->n_hidden;
   for (int i = 0; i < c->n_hidden; i++)
     a->hidden[i] = c->hidden[i];
   a->batchnorm = c->batchnorm;
   a->dropout = (float)c->dropout;
+}
+
+int ens_arch_pred_width(const ens_arch *a) {
+  return a->head == ENS_HEAD_SOFTMAX ? a->width : 2 * a->width;
 }
 
 /* Fills layers (may be NULL to count) for blocks [first, last) + output. */
@@ -81,13 +88,15 @@ static int build_layers(ens_layer *layers, const ens_arch *a, int first, int las
     width = h;
   }
   if (with_output)
-    ADD(ENS_LAYER_DENSE, width, a->classes, a->n_hidden);
+    ADD(ENS_LAYER_DENSE, width, a->outputs, a->n_hidden);
 #undef ADD
   return n;
 }
 
 static int check_range(const ens_arch *a, int first, int last, int with_output) {
-  if (!a || a->in <= 0 || a->classes < 1 || a->n_hidden < 0 || a->n_hidden > ENS_MAX_HIDDEN)
+  if (!a || a->in <= 0 || a->width < 1 || a->n_hidden < 0 || a->n_hidden > ENS_MAX_HIDDEN)
+    return ENS_EINVAL;
+  if (a->outputs != (a->head == ENS_HEAD_GAUSSIAN ? 2 * a->width : a->width))
     return ENS_EINVAL;
   if (first < 0 || last < first || last > a->n_hidden)
     return ENS_EINVAL;
@@ -153,7 +162,9 @@ int ens_model_create(ens_model *m, const ens_arch *a, int first_block, int last_
   m->params = calloc(m->nparams ? m->nparams : 1, sizeof(float));
   m->grads = calloc(m->nparams ? m->nparams : 1, sizeof(float));
   m->stats = calloc(m->nstats ? m->nstats : 1, sizeof(float));
-  m->acts = calloc(nact + 2 * nd + (size_t)batch_max * m->out, sizeof(float));
+  int pw = with_output ? ens_arch_pred_width(a) : m->out;
+  pw = pw > m->out ? pw : m->out;
+  m->acts = calloc(nact + 2 * nd + (size_t)batch_max * pw, sizeof(float));
   if (!m->params || !m->grads || !m->stats || !m->acts) {
     ens_model_free(m);
     return ENS_ENOMEM;
@@ -232,6 +243,20 @@ int ens_model_init(ens_model *m, ens_init_kind init, double init_std, double bia
   return 0;
 }
 
+/* Dropout of an MC pass: row i of the batch is row mc_row0 + i of the data,
+ * and its mask is block (row * ceil(width/4)) of the stream keyed by
+ * (seed, member, ENS_STREAM_MC, pass * 64 + layer). */
+static void mc_dropout(ens_model *m, ens_layer *l, const float *x, int batch, uint32_t layer) {
+  uint32_t blocks = (uint32_t)((l->out + 3) / 4);
+  for (int i = 0; i < batch; i++) {
+    ens_rng r;
+    ens_rng_init(&r, m->mc_seed, m->mc_member, ENS_STREAM_MC, m->mc_pass * 64u + layer);
+    ens_rng_seek(&r, (uint32_t)(m->mc_row0 + i) * blocks);
+    size_t off = (size_t)i * l->out;
+    ens_dropout_forward(l->y + off, l->aux + off, x + off, m->arch.dropout, (size_t)l->out, &r);
+  }
+}
+
 const float *ens_model_forward(ens_model *m, const float *x, int batch, ens_pass pass,
                                ens_rng *r) {
   const float *cur = x;
@@ -250,7 +275,7 @@ const float *ens_model_forward(ens_model *m, const float *x, int batch, ens_pass
       cur = l->y;
       break;
     case ENS_LAYER_BATCHNORM:
-      if (pass == ENS_PASS_EVAL)
+      if (pass == ENS_PASS_EVAL || pass == ENS_PASS_MC)
         ens_batchnorm_forward_eval(l->y, cur, p, p + l->out, s, s + l->out, batch, l->out,
                                    m->bn_eps);
       else
@@ -267,6 +292,9 @@ const float *ens_model_forward(ens_model *m, const float *x, int batch, ens_pass
       if (pass == ENS_PASS_TRAIN) {
         ens_dropout_forward(l->y, l->aux, cur, m->arch.dropout, n, r);
         cur = l->y;
+      } else if (pass == ENS_PASS_MC) {
+        mc_dropout(m, l, cur, batch, (uint32_t)i);
+        cur = l->y;
       } /* else identity: the next layer reads the input directly */
       break;
     case ENS_LAYER_KIND_COUNT:
@@ -278,14 +306,26 @@ const float *ens_model_forward(ens_model *m, const float *x, int batch, ens_pass
   return cur;
 }
 
-double ens_model_loss_backward(ens_model *m, const int32_t *y, int batch, float *dx_out) {
+double ens_model_loss_backward(ens_model *m, const int32_t *labels, const float *targets,
+                               int batch, float *dx_out) {
   /* Layer inputs were recorded by the forward pass (l->x); every model
    * starts with a dense layer, so layer 0 writes dx_out directly. */
   ens_layer *last = &m->layers[m->nlayers - 1];
-  int C = m->out;
   int which = 0;
   float *d = m->dbuf[which];
-  double loss = ens_softmax_xent(m->probs, d, last->y, y, batch, C);
+  double loss;
+  switch (m->arch.head) {
+  case ENS_HEAD_GAUSSIAN:
+    loss = ens_gaussian_nll_loss(d, last->y, targets, batch, m->arch.width, ENS_VAR_FLOOR);
+    break;
+  case ENS_HEAD_MSE:
+    loss = ens_mse_loss(d, last->y, targets, batch, m->arch.width);
+    break;
+  case ENS_HEAD_SOFTMAX:
+  default:
+    loss = ens_softmax_xent(m->probs, d, last->y, labels, batch, m->out);
+    break;
+  }
   for (int i = m->nlayers - 1; i >= 0; i--) {
     ens_layer *l = &m->layers[i];
     float *g = m->grads + l->param_off;
@@ -316,11 +356,46 @@ double ens_model_loss_backward(ens_model *m, const int32_t *y, int batch, float 
   return loss;
 }
 
-void ens_model_predict(ens_model *m, float *probs, const float *x, int n) {
+/* Output rows z (b, outputs) into prediction rows (b, pred width). */
+static void head_output(const ens_model *m, float *pred, const float *z, int b) {
+  const int T = m->arch.width;
+  switch (m->arch.head) {
+  case ENS_HEAD_GAUSSIAN:
+    ens_gaussian_head(pred, z, b, T, ENS_VAR_FLOOR);
+    break;
+  case ENS_HEAD_MSE:
+    for (int i = 0; i < b; i++) {
+      memcpy(pred + (size_t)i * 2 * T, z + (size_t)i * T, (size_t)T * sizeof(float));
+      memset(pred + (size_t)i * 2 * T + T, 0, (size_t)T * sizeof(float));
+    }
+    break;
+  case ENS_HEAD_SOFTMAX:
+  default:
+    ens_softmax(pred, z, b, m->out);
+    break;
+  }
+}
+
+void ens_model_predict(ens_model *m, float *pred, const float *x, int n) {
+  const size_t pw = (size_t)ens_arch_pred_width(&m->arch);
   for (int i = 0; i < n; i += m->batch_max) {
     int b = n - i < m->batch_max ? n - i : m->batch_max;
     const float *z = ens_model_forward(m, x + (size_t)i * m->in, b, ENS_PASS_EVAL, NULL);
-    ens_softmax(probs + (size_t)i * m->out, z, b, m->out);
+    head_output(m, pred + (size_t)i * pw, z, b);
+  }
+}
+
+void ens_model_predict_mc(ens_model *m, float *pred, const float *x, int n, long row0,
+                          uint64_t seed, uint32_t member, uint32_t pass) {
+  const size_t pw = (size_t)ens_arch_pred_width(&m->arch);
+  m->mc_seed = seed;
+  m->mc_member = member;
+  m->mc_pass = pass;
+  for (int i = 0; i < n; i += m->batch_max) {
+    int b = n - i < m->batch_max ? n - i : m->batch_max;
+    m->mc_row0 = row0 + i;
+    const float *z = ens_model_forward(m, x + (size_t)i * m->in, b, ENS_PASS_MC, NULL);
+    head_output(m, pred + (size_t)i * pw, z, b);
   }
 }
 

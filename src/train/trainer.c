@@ -16,12 +16,21 @@ int ens_trainer_create(ens_trainer *t, const ens_arch *arch, int first_block,
   if (ret)
     return ret;
   t->model.bn_momentum = (float)c->bn_momentum;
-  t->velocity = calloc(t->model.nparams ? t->model.nparams : 1, sizeof(float));
+  t->optimizer = c->optimizer;
+  size_t np = t->model.nparams ? t->model.nparams : 1;
+  int T = arch->head == ENS_HEAD_SOFTMAX ? 1 : arch->width;
+  t->velocity = calloc(np, sizeof(float));
+  if (c->optimizer != ENS_OPT_SGD)
+    t->moment2 = calloc(np, sizeof(float));
   t->xb = malloc((size_t)c->batch * t->model.in * sizeof(float));
   t->yb = malloc((size_t)c->batch * sizeof(int32_t));
+  t->tb = malloc((size_t)c->batch * T * sizeof(float));
   t->order = malloc((size_t)(max_rows > 0 ? max_rows : 1) * sizeof(int32_t));
   t->order_cap = max_rows;
-  if (!t->velocity || !t->xb || !t->yb || !t->order) {
+  t->curve_loss = malloc((size_t)c->epochs * sizeof(float));
+  t->curve_eval = malloc((size_t)c->epochs * sizeof(float));
+  if (!t->velocity || (c->optimizer != ENS_OPT_SGD && !t->moment2) || !t->xb || !t->yb ||
+      !t->tb || !t->order || !t->curve_loss || !t->curve_eval) {
     ens_trainer_free(t);
     return ENS_ENOMEM;
   }
@@ -33,8 +42,12 @@ void ens_trainer_free(ens_trainer *t) {
     return;
   ens_model_free(&t->model);
   free(t->velocity);
+  free(t->moment2);
   free(t->xb);
   free(t->yb);
+  free(t->tb);
+  free(t->curve_loss);
+  free(t->curve_eval);
   free(t->order);
   memset(t, 0, sizeof(*t));
 }
@@ -52,9 +65,16 @@ int ens_trainer_start(ens_trainer *t, const ens_config *c, uint32_t init_member,
   if (ret)
     return ret;
   memset(t->velocity, 0, t->model.nparams * sizeof(float));
+  if (t->moment2)
+    memset(t->moment2, 0, t->model.nparams * sizeof(float));
+  for (int e = 0; e < c->epochs; e++)
+    t->curve_loss[e] = t->curve_eval[e] = NAN;
   ens_schedule_from_config(&t->sched, c, ens_steps_per_epoch(nrows, c->batch));
   t->sgd = (ens_sgd){.momentum = c->momentum, .weight_decay = c->weight_decay,
                      .nesterov = c->nesterov};
+  t->adam = (ens_adam){.beta1 = c->beta1, .beta2 = c->beta2, .eps = c->eps,
+                       .weight_decay = c->weight_decay,
+                       .decoupled = c->optimizer == ENS_OPT_ADAMW};
   t->clip_value = (float)c->clip_value;
   t->clip_norm = (float)c->clip_norm;
   t->batch = c->batch;
@@ -74,24 +94,33 @@ int ens_trainer_start(ens_trainer *t, const ens_config *c, uint32_t init_member,
 /* One optimizer step on rows order[lo, lo + b). Returns the batch loss. */
 static double train_step(ens_trainer *t, const ens_train_set *set, long lo, int b) {
   ens_model *m = &t->model;
-  const int d = set->d;
+  const int d = set->d, T = set->T;
   for (int i = 0; i < b; i++) {
     int32_t r = t->order[lo + i];
     if (set->rows)
       r = set->rows[r];
     memcpy(t->xb + (size_t)i * d, set->x + (size_t)r * d, (size_t)d * sizeof(float));
-    t->yb[i] = set->y[r];
+    if (set->y)
+      t->yb[i] = set->y[r];
+    if (set->t)
+      memcpy(t->tb + (size_t)i * T, set->t + (size_t)r * T, (size_t)T * sizeof(float));
   }
   ens_rng drop;
   ens_rng_init(&drop, t->seed, t->rng_member, ENS_STREAM_DROPOUT, (uint32_t)t->step);
   ens_model_forward(m, t->xb, b, ENS_PASS_TRAIN, &drop);
-  double loss = ens_model_loss_backward(m, t->yb, b, NULL);
+  double loss = ens_model_loss_backward(m, t->yb, t->tb, b, NULL);
+  if (!isfinite(loss))
+    return loss; /* nothing applied: the caller records the failing step */
   if (t->clip_value > 0.0f)
     ens_clip_value(m->grads, m->nparams, t->clip_value);
   if (t->clip_norm > 0.0f)
     ens_clip_norm(m->grads, m->nparams, t->clip_norm);
-  ens_sgd_step(m->params, t->velocity, m->grads, m->nparams, ens_schedule_lr(&t->sched, t->step),
-               &t->sgd);
+  double lr = ens_schedule_lr(&t->sched, t->step);
+  if (t->optimizer == ENS_OPT_SGD)
+    ens_sgd_step(m->params, t->velocity, m->grads, m->nparams, lr, &t->sgd);
+  else
+    ens_adam_step(m->params, t->velocity, t->moment2, m->grads, m->nparams, lr, t->step + 1,
+                  &t->adam);
   return loss;
 }
 
@@ -100,6 +129,8 @@ int ens_trainer_run(ens_trainer *t, const ens_train_set *set, const ens_train_ho
   const long spe = t->sched.steps_per_epoch;
   int ret = 0;
   if (nrows > t->order_cap || set->d != t->model.in)
+    return ENS_EINVAL;
+  if (t->model.arch.head == ENS_HEAD_SOFTMAX ? !set->y : (!set->t || set->T != t->model.arch.width))
     return ENS_EINVAL;
   while (t->epoch < t->epochs) {
     /* The epoch's order is a pure function of (seed, member, epoch). */
@@ -133,6 +164,7 @@ int ens_trainer_run(ens_trainer *t, const ens_train_set *set, const ens_train_ho
       /* End of epoch. */
       t->last_loss = t->loss_sum / (double)t->loss_count;
       int finished = t->epoch;
+      t->curve_loss[finished] = (float)t->last_loss;
       t->epoch++;
       t->batch_in_epoch = 0;
       t->loss_sum = 0.0;

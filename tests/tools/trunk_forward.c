@@ -40,7 +40,7 @@ static int read_arch(const char *path, ens_arch *a, int *layers) {
   }
   memset(a, 0, sizeof(*a));
   a->in = (int)inputs;
-  a->classes = 1; /* no output layer is built */
+  a->width = a->outputs = 1; /* no output layer is built */
   a->n_hidden = (int)nh;
   for (int i = 0; i < nh; i++)
     a->hidden[i] = hidden[i];

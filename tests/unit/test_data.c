@@ -491,7 +491,7 @@ static void test_load_errors(void) {
     const hsize_t *ydims;
     const void *ydata;
   } cases[] = {
-      {"floaty.h5", "dataset /train/y: expected an integer type, found float", "/train/x", 2, d43,
+      {"floaty.h5", "/train/y holds float targets but /test/y holds integer labels", "/train/x", 2, d43,
        g_trx, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, d4, fy},
       {"rank1.h5", "dataset /train/x: expected shape (n, d), found (12)", "/train/x", 1, d12,
        g_trx, H5T_STD_I8LE, H5T_NATIVE_INT8, d4, g_try},
@@ -547,7 +547,7 @@ static void test_load_errors(void) {
 static void test_standardize(void) {
   /* 4 rows x 3 features; column 1 constant. */
   float x[12] = {1, 5, -2, 2, 5, 0, 3, 5, 2, 4, 5, 4};
-  ens_split s = {4, 3, x, NULL};
+  ens_split s = {4, 3, x, NULL, .t = NULL};
   float mean[3], sd[3];
   ens_standardize_fit(mean, sd, &s);
   CU_CHECK_CLOSE(mean[0], 2.5, 1e-6);
@@ -570,7 +570,7 @@ static void test_standardize(void) {
 
   /* Large offset: computing in double keeps the small spread exact. */
   float y[4] = {1e4f + 1, 1e4f + 2, 1e4f + 3, 1e4f + 4};
-  ens_split t = {4, 1, y, NULL};
+  ens_split t = {4, 1, y, NULL, .t = NULL};
   ens_standardize_fit(mean, sd, &t);
   CU_CHECK_CLOSE(mean[0], 10002.5, 1e-3);
   CU_CHECK_CLOSE(sd[0], 1.118033988749895, 1e-6);

@@ -476,7 +476,7 @@ static double model_ref_loss(void *ctx) {
  * input and the dropout masks. */
 static void model_grad_case(uint64_t seed) {
   enum { B = 8, IN = 6, C = 4 };
-  ens_arch a = {.in = IN, .classes = C, .n_hidden = 2, .hidden = {7, 5}, .batchnorm = 1,
+  ens_arch a = {.in = IN, .width = C, .outputs = C, .n_hidden = 2, .hidden = {7, 5}, .batchnorm = 1,
                 .dropout = 0.3f};
   ens_model m;
   CU_ASSERT_FATAL(ens_model_create(&m, &a, 0, 2, 1, B) == 0);
@@ -505,7 +505,7 @@ static void model_grad_case(uint64_t seed) {
   ens_rng_init(&drop, seed, 0, ENS_STREAM_DROPOUT, 3);
   ens_model_forward(&m, x, B, ENS_PASS_TRAIN, &drop);
   float dx[B * IN];
-  double loss = ens_model_loss_backward(&m, y, B, dx);
+  double loss = ens_model_loss_backward(&m, y, NULL, B, dx);
   float *grads = malloc(m.nparams * sizeof(float));
   float *masks_store = malloc((size_t)m.nlayers * B * 7 * sizeof(float));
   const float *masks[9] = {0};
@@ -528,7 +528,7 @@ static void model_grad_case(uint64_t seed) {
   ens_rng_init(&drop, seed, 0, ENS_STREAM_DROPOUT, 3);
   ens_model_forward(&m, x, B, ENS_PASS_TRAIN, &drop);
   float dx2[B * IN];
-  CU_ASSERT(ens_model_loss_backward(&m, y, B, dx2) == loss);
+  CU_ASSERT(ens_model_loss_backward(&m, y, NULL, B, dx2) == loss);
   CU_ASSERT(memcmp(grads, m.grads, m.nparams * sizeof(float)) == 0);
   CU_ASSERT(memcmp(dx, dx2, sizeof(dx)) == 0);
 
@@ -576,7 +576,7 @@ static void model_grad_case(uint64_t seed) {
     }
     ens_rng_init(&drop, seed, 0, ENS_STREAM_DROPOUT, 3);
     ens_model_forward(&m, x, B, ENS_PASS_TRAIN, &drop);
-    double lib = ens_model_loss_backward(&m, y, B, NULL);
+    double lib = ens_model_loss_backward(&m, y, NULL, B, NULL);
     worst = fmax(worst, fabs(lib - model_ref_loss(&d)) / (1.0 + fabs(lib)));
   }
   CU_CHECK_CLOSE(worst, 0.0, 1e-5);
@@ -599,7 +599,7 @@ static void model_grad_case(uint64_t seed) {
     }
     ens_rng_init(&drop, seed, 0, ENS_STREAM_DROPOUT, 3);
     ens_model_forward(&m, x, B, ENS_PASS_TRAIN, &drop);
-    lpm[sgn] = ens_model_loss_backward(&m, y, B, NULL);
+    lpm[sgn] = ens_model_loss_backward(&m, y, NULL, B, NULL);
   }
   memcpy(m.params, psave, m.nparams * sizeof(float));
   double got = lpm[0] - lpm[1], dir_err = fabs(got - want) / fabs(want);
@@ -652,7 +652,7 @@ static void check_var(const char *what, const float *w, size_t n, double want) {
 
 static void test_init_variance(void) {
   enum { W = 512 };
-  ens_arch a = {.in = W, .classes = W, .n_hidden = 1, .hidden = {W}, .batchnorm = 0};
+  ens_arch a = {.in = W, .width = W, .outputs = W, .n_hidden = 1, .hidden = {W}, .batchnorm = 0};
   ens_model m;
   CU_ASSERT_FATAL(ens_model_create(&m, &a, 0, 1, 1, 1) == 0);
   const size_t nw = (size_t)W * W;
@@ -692,7 +692,7 @@ static void test_init_variance(void) {
 
   /* A non-square layer separates Xavier, 2 / (in + out), from 1 / in or
    * 1 / out: 512 -> 256 -> 512. */
-  ens_arch rect = {.in = W, .classes = W, .n_hidden = 1, .hidden = {W / 2}, .batchnorm = 0};
+  ens_arch rect = {.in = W, .width = W, .outputs = W, .n_hidden = 1, .hidden = {W / 2}, .batchnorm = 0};
   CU_ASSERT_FATAL(ens_model_create(&m, &rect, 0, 1, 1, 1) == 0);
   hid = &m.layers[0];
   out = &m.layers[m.nlayers - 1];
@@ -751,7 +751,7 @@ static void test_init_orthogonal(void) {
     free(w);
   }
   /* Through the model: hidden layers get gain sqrt(2) (they feed a ReLU). */
-  ens_arch a = {.in = 64, .classes = 3, .n_hidden = 1, .hidden = {32}, .batchnorm = 0};
+  ens_arch a = {.in = 64, .width = 3, .outputs = 3, .n_hidden = 1, .hidden = {32}, .batchnorm = 0};
   ens_model m;
   CU_ASSERT_FATAL(ens_model_create(&m, &a, 0, 1, 1, 1) == 0);
   CU_ASSERT_FATAL(ens_model_init(&m, ENS_INIT_ORTHOGONAL, 0.0, 0.0, 1, 0) == 0);
@@ -850,7 +850,7 @@ static void test_batchnorm_running_stats(void) {
 /* A model whose first dense layer is the identity (in = hidden[0], w = I,
  * b = 0), so the first batch norm sees x itself. */
 static int identity_bn_model(ens_model *m, int width, int batch_max, float dropout) {
-  ens_arch a = {.in = width, .classes = 2, .n_hidden = 1, .hidden = {width}, .batchnorm = 1,
+  ens_arch a = {.in = width, .width = 2, .outputs = 2, .n_hidden = 1, .hidden = {width}, .batchnorm = 1,
                 .dropout = dropout};
   int ret = ens_model_create(m, &a, 0, 1, 1, batch_max);
   if (ret)
@@ -990,7 +990,7 @@ static void test_dropout_statistics(void) {
 
 static void test_dropout_eval(void) {
   enum { B = 12, IN = 5, C = 3 };
-  ens_arch with = {.in = IN, .classes = C, .n_hidden = 2, .hidden = {8, 6}, .batchnorm = 1,
+  ens_arch with = {.in = IN, .width = C, .outputs = C, .n_hidden = 2, .hidden = {8, 6}, .batchnorm = 1,
                    .dropout = 0.5f};
   ens_arch without = with;
   without.dropout = 0.0f;

@@ -470,7 +470,7 @@ static void test_trainer_learns(void) {
   ens_config c;
   small_config(&c);
   ens_arch a;
-  ens_arch_from_config(&a, &c, NFEAT, 2);
+  ens_arch_from_config(&a, &c, NFEAT, ENS_HEAD_SOFTMAX, 2);
   ens_trainer t;
   CU_ASSERT_FATAL(ens_trainer_create(&t, &a, 0, &c, NROWS) == 0);
   CU_ASSERT_FATAL(ens_trainer_start(&t, &c, 0, 0, NROWS) == 0);
@@ -529,7 +529,7 @@ static void test_trainer_resume(void) {
   ens_config c;
   resume_config(&c);
   ens_arch a;
-  ens_arch_from_config(&a, &c, NFEAT, 2);
+  ens_arch_from_config(&a, &c, NFEAT, ENS_HEAD_SOFTMAX, 2);
   ens_train_set set = {.x = x, .y = y, .n = NROWS, .d = NFEAT};
   const long spe = ens_steps_per_epoch(NROWS, c.batch);
   CU_ASSERT_FATAL(spe == 7);
@@ -607,7 +607,7 @@ static void test_trainer_step_recipe(void) {
   resume_config(&c);
   c.clip_value = 0.05; /* both clips active */
   ens_arch a;
-  ens_arch_from_config(&a, &c, NFEAT, 2);
+  ens_arch_from_config(&a, &c, NFEAT, ENS_HEAD_SOFTMAX, 2);
   ens_train_set set = {.x = x, .y = y, .n = NROWS, .d = NFEAT};
   const uint32_t init_member = 1, rng_member = 2;
   const long spe = ens_steps_per_epoch(NROWS, c.batch);
@@ -651,7 +651,7 @@ static void test_trainer_step_recipe(void) {
     ens_rng dr;
     ens_rng_init(&dr, c.seed, rng_member, ENS_STREAM_DROPOUT, (uint32_t)step);
     ens_model_forward(&m, xb, b, ENS_PASS_TRAIN, &dr);
-    ens_model_loss_backward(&m, yb, b, NULL);
+    ens_model_loss_backward(&m, yb, NULL, b, NULL);
     ens_clip_value(m.grads, m.nparams, (float)c.clip_value);
     ens_clip_norm(m.grads, m.nparams, (float)c.clip_norm);
     ens_sgd_step(m.params, vel, m.grads, m.nparams, ens_schedule_lr(&sch, step), &sgd);
@@ -687,7 +687,7 @@ static void test_trainer_snapshot_counts(void) {
     c.members = snaps[k];
     c.dropout = 0.0;
     ens_arch a;
-    ens_arch_from_config(&a, &c, NFEAT, 2);
+    ens_arch_from_config(&a, &c, NFEAT, ENS_HEAD_SOFTMAX, 2);
     ens_trainer t;
     CU_ASSERT_FATAL(ens_trainer_create(&t, &a, 0, &c, NROWS) == 0);
     CU_ASSERT_FATAL(ens_trainer_start(&t, &c, 0, 0, NROWS) == 0);

@@ -34,7 +34,8 @@
 static void make_arch(ens_arch *a) {
   memset(a, 0, sizeof(*a));
   a->in = D;
-  a->classes = C;
+  a->head = ENS_HEAD_SOFTMAX;
+  a->width = a->outputs = C;
   a->n_hidden = 3;
   a->hidden[0] = 16;
   a->hidden[1] = 10;
@@ -166,7 +167,7 @@ static int train_reference(ens_model *h, ens_model *tm, const ens_arch *a, int L
       ens_rng drop;
       ens_rng_init(&drop, c->seed, member, ENS_STREAM_DROPOUT, (uint32_t)step);
       ens_model_forward(h, f, b, ENS_PASS_TRAIN, &drop);
-      ens_model_loss_backward(h, yb, b, NULL);
+      ens_model_loss_backward(h, yb, NULL, b, NULL);
       if (c->clip_value > 0)
         ens_clip_value(h->grads, h->nparams, (float)c->clip_value);
       if (c->clip_norm > 0)

@@ -1,0 +1,204 @@
+/* Ensemble members: each member's own configuration and architecture (a
+ * search draws them per member), the layout of its packed buffer (weights,
+ * prediction rows, learning curves), its metadata attributes, and keeping a
+ * finished member until the collection phase. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ens/error.h"
+#include "ens/search.h"
+#include "ensemble/job.h"
+#include "io/h5util.h"
+
+void ens_member_config(const ens_job *j, int k, ens_config *mc) {
+  ens_search_member_config(mc, j->c, k);
+}
+
+void ens_member_arch(const ens_job *j, const ens_config *mc, ens_arch *a) {
+  ens_arch_from_config(a, mc, j->d, j->task.head, j->task.regress ? j->task.T : j->task.C);
+}
+
+static size_t pred_rows(const ens_job *j) {
+  size_t rows = (size_t)j->n_test + (size_t)j->n_val;
+  if (j->c->mode == ENS_MODE_BOOTSTRAP)
+    rows += (size_t)j->n_train;
+  if (j->c->mc_samples > 0)
+    rows += (size_t)j->n_test;
+  return rows;
+}
+
+size_t ens_member_packed_len(const ens_job *j, const ens_member_meta *meta) {
+  if (meta->status != ENS_MEMBER_DONE)
+    return 0;
+  return (size_t)meta->nparams + (size_t)meta->nstats + pred_rows(j) * (size_t)j->task.W +
+         2 * (size_t)j->c->epochs;
+}
+
+void ens_member_view(const ens_job *j, const ens_member_meta *meta, const float *packed,
+                     ens_pack_view *v) {
+  const size_t W = (size_t)j->task.W;
+  const float *p = packed;
+  memset(v, 0, sizeof(*v));
+  v->params = p;
+  p += meta->nparams;
+  v->stats = p;
+  p += meta->nstats;
+  v->test = p;
+  p += (size_t)j->n_test * W;
+  v->val = p;
+  p += (size_t)j->n_val * W;
+  if (j->c->mode == ENS_MODE_BOOTSTRAP) {
+    v->train = p;
+    p += (size_t)j->n_train * W;
+  }
+  v->curve_loss = p;
+  p += j->c->epochs;
+  v->curve_eval = p;
+  p += j->c->epochs;
+  if (j->c->mc_samples > 0)
+    v->mc = p;
+}
+
+int ens_job_pack_reserve(ens_job *j, size_t n) {
+  if (n <= j->pack_cap)
+    return 0;
+  float *p = realloc(j->pack, n * sizeof(float));
+  if (!p)
+    return ENS_ENOMEM;
+  j->pack = p;
+  j->pack_cap = n;
+  return 0;
+}
+
+/* ---- metadata attributes ------------------------------------------------- */
+
+int ens_job_meta_write(hid_t f, const char *obj, const ens_member_meta *meta) {
+  int ret = 0;
+  ret |= ens_h5_attr_str(f, obj, "status", meta->status == ENS_MEMBER_DONE ? "done" : "failed");
+  ret |= ens_h5_attr_i64(f, obj, "init_key", meta->init_key);
+  ret |= ens_h5_attr_i64(f, obj, "rng_key", meta->rng_key);
+  ret |= ens_h5_attr_i64(f, obj, "epochs", meta->epochs);
+  ret |= ens_h5_attr_i64(f, obj, "steps", meta->steps);
+  ret |= ens_h5_attr_i64(f, obj, "nparams", meta->nparams);
+  ret |= ens_h5_attr_i64(f, obj, "nstats", meta->nstats);
+  ret |= ens_h5_attr_f64(f, obj, "final_train_loss", meta->final_loss);
+  ret |= ens_h5_attr_f64(f, obj, "train_seconds", meta->train_seconds);
+  if (meta->status != ENS_MEMBER_DONE) {
+    ret |= ens_h5_attr_i64(f, obj, "fail_epoch", meta->fail_epoch);
+    ret |= ens_h5_attr_i64(f, obj, "fail_step", meta->fail_step);
+    ret |= ens_h5_attr_str(f, obj, "fail_reason", meta->fail_reason);
+  }
+  return ret ? ENS_EHDF5 : 0;
+}
+
+int ens_job_meta_read(hid_t f, const char *obj, int k, ens_member_meta *meta) {
+  int64_t v[6] = {0};
+  char *status = NULL;
+  int ret = 0;
+  memset(meta, 0, sizeof(*meta));
+  meta->k = k;
+  ret |= ens_h5_get_attr_str(f, obj, "status", &status);
+  ret |= ens_h5_get_attr_i64(f, obj, "init_key", &v[0]);
+  ret |= ens_h5_get_attr_i64(f, obj, "rng_key", &v[1]);
+  ret |= ens_h5_get_attr_i64(f, obj, "epochs", &v[2]);
+  ret |= ens_h5_get_attr_i64(f, obj, "steps", &v[3]);
+  ret |= ens_h5_get_attr_i64(f, obj, "nparams", &v[4]);
+  ret |= ens_h5_get_attr_i64(f, obj, "nstats", &v[5]);
+  ret |= ens_h5_get_attr_f64(f, obj, "final_train_loss", &meta->final_loss);
+  ret |= ens_h5_get_attr_f64(f, obj, "train_seconds", &meta->train_seconds);
+  meta->status = status && strcmp(status, "done") == 0 ? ENS_MEMBER_DONE : ENS_MEMBER_FAILED;
+  if (!ret && status && strcmp(status, "done") != 0 && strcmp(status, "failed") != 0)
+    ret = ENS_EFORMAT;
+  free(status);
+  meta->init_key = (int32_t)v[0];
+  meta->rng_key = (int32_t)v[1];
+  meta->epochs = (int32_t)v[2];
+  meta->steps = v[3];
+  meta->nparams = v[4];
+  meta->nstats = v[5];
+  if (v[4] < 0 || v[5] < 0 || v[4] > ((int64_t)1 << 40) || v[5] > ((int64_t)1 << 40))
+    ret = ENS_EFORMAT;
+  if (!ret && meta->status != ENS_MEMBER_DONE) {
+    int64_t fe = 0, fs = 0;
+    char *why = NULL;
+    ret |= ens_h5_get_attr_i64(f, obj, "fail_epoch", &fe);
+    ret |= ens_h5_get_attr_i64(f, obj, "fail_step", &fs);
+    ret |= ens_h5_get_attr_str(f, obj, "fail_reason", &why);
+    meta->fail_epoch = (int32_t)fe;
+    meta->fail_step = fs;
+    snprintf(meta->fail_reason, sizeof(meta->fail_reason), "%s", why ? why : "");
+    free(why);
+  }
+  return ret ? ENS_EFORMAT : 0;
+}
+
+/* ---- emitting and keeping members --------------------------------------- */
+
+double ens_job_eval(ens_job *j, ens_trainer *t, double *nll) {
+  int use_val = j->n_val > 0;
+  const float *x = use_val ? j->fval : j->ftest;
+  ens_truth truth = {.y = use_val ? j->data.val.y : j->data.test.y,
+                     .t = use_val ? j->data.val.t : j->data.test.t,
+                     .n = use_val ? j->n_val : j->n_test};
+  double m[ENS_TASK_MAX_METRICS];
+  ens_task_predict(&j->task, &t->model, j->eval_pred, x, truth.n);
+  ens_task_metrics(&j->task, m, j->eval_pred, &truth);
+  if (nll)
+    *nll = m[1];
+  return m[0];
+}
+
+/* Fills j->pack from the trainer's model: weights, prediction rows, curves. */
+static int pack_member(ens_job *j, ens_trainer *t, const ens_member_meta *meta) {
+  ens_model *m = &t->model;
+  int ret = ens_job_pack_reserve(j, ens_member_packed_len(j, meta));
+  if (ret)
+    return ret;
+  ens_pack_view v;
+  ens_member_view(j, meta, j->pack, &v);
+  memcpy((float *)v.params, m->params, m->nparams * sizeof(float));
+  memcpy((float *)v.stats, m->stats, m->nstats * sizeof(float));
+  ens_task_predict(&j->task, m, (float *)v.test, j->ftest, j->n_test);
+  if (j->n_val)
+    ens_task_predict(&j->task, m, (float *)v.val, j->fval, j->n_val);
+  if (v.train)
+    ens_task_predict(&j->task, m, (float *)v.train, j->ftrain, j->n_train);
+  memcpy((float *)v.curve_loss, t->curve_loss, (size_t)j->c->epochs * sizeof(float));
+  memcpy((float *)v.curve_eval, t->curve_eval, (size_t)j->c->epochs * sizeof(float));
+  if (v.mc)
+    ens_task_predict_mc(&j->task, m, (float *)v.mc, j->scratch, j->ftest, j->n_test, j->c->seed,
+                        (uint32_t)meta->k, j->c->mc_samples);
+  return 0;
+}
+
+int ens_job_emit_packed(ens_job *j, ens_trainer *t, const ens_member_meta *meta) {
+  if (meta->status == ENS_MEMBER_DONE) {
+    int ret = pack_member(j, t, meta);
+    if (ret)
+      return ret;
+  }
+  return ens_job_store_member(j, meta, j->pack);
+}
+
+int ens_job_store_member(ens_job *j, const ens_member_meta *meta, const float *packed) {
+  size_t len = ens_member_packed_len(j, meta);
+  if (j->rank == 0)
+    return ens_job_write_member(j, meta, packed);
+  ens_held_member *h = realloc(j->held, (size_t)(j->nheld + 1) * sizeof(*h));
+  if (!h)
+    return ENS_ENOMEM;
+  j->held = h;
+  float *copy = NULL;
+  if (len) {
+    copy = malloc(len * sizeof(float));
+    if (!copy)
+      return ENS_ENOMEM;
+    memcpy(copy, packed, len * sizeof(float));
+  }
+  h[j->nheld].meta = *meta;
+  h[j->nheld].data = copy;
+  j->nheld++;
+  return 0;
+}
