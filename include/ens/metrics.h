@@ -62,8 +62,8 @@ typedef struct ens_reg_metrics {
  *   sigma (z (2 Phi(z) - 1) + 2 phi(z) - 1/sqrt(pi)), z = (y - mu)/sigma.
  * central interval q: |y - mu| <= z_q sigma with z_0.5 = 0.6744897501960817,
  * z_0.9 = 1.6448536269514722, z_0.95 = 1.959963984540054; width = 2 z_q sigma. */
-void ens_reg_metrics_compute(ens_reg_metrics *m, const float *mean, const float *var, const float *y,
-                             int n, int T);
+void ens_reg_metrics_compute(ens_reg_metrics *m, const float *mean, const float *var,
+                             const float *y, int n, int T);
 
 /* ------------------------------------------------ classification uncertainty */
 
@@ -72,8 +72,8 @@ void ens_entropy_accumulate(double *acc, const float *p, double w, int n, int C)
 /* out (n, 3) per row: predictive entropy H(pbar_i), expected member entropy ent_sum_i / wsum,
  * mutual information = their difference clamped at 0 (Depeweg et al. 2018 decomposition).
  * pbar (n, C); ent_sum (n) as left by ens_entropy_accumulate with weights summing to wsum > 0. */
-void ens_uncertainty_finish(float *out, const float *pbar, const double *ent_sum, double wsum, int n,
-                            int C);
+void ens_uncertainty_finish(float *out, const float *pbar, const double *ent_sum, double wsum,
+                            int n, int C);
 /* Area under the ROC curve of scores where pos should score higher than neg: the Mann-Whitney
  * statistic P(pos > neg) + 0.5 P(pos == neg), computed by sorting (O((n+m) log(n+m))), in double.
  * pos (npos), neg (nneg). NaN if either is empty, if any score is NaN, or if the two sorted
