@@ -62,8 +62,8 @@ typedef struct ens_reg_metrics {
  *   sigma (z (2 Phi(z) - 1) + 2 phi(z) - 1/sqrt(pi)), z = (y - mu)/sigma.
  * central interval q: |y - mu| <= z_q sigma with z_0.5 = 0.6744897501960817,
  * z_0.9 = 1.6448536269514722, z_0.95 = 1.959963984540054; width = 2 z_q sigma. */
-void ens_reg_metrics_compute(ens_reg_metrics *m, const float *mean, const float *var, const float *y,
-                             int n, int T);
+void ens_reg_metrics_compute(ens_reg_metrics *m, const float *mean, const float *var,
+                             const float *y, int n, int T);
 
 /* ------------------------------------------------ classification uncertainty */
 
@@ -72,8 +72,8 @@ void ens_entropy_accumulate(double *acc, const float *p, double w, int n, int C)
 /* out (n, 3) per row: predictive entropy H(pbar_i), expected member entropy ent_sum_i / wsum,
  * mutual information = their difference clamped at 0 (Depeweg et al. 2018 decomposition).
  * pbar (n, C); ent_sum (n) as left by ens_entropy_accumulate with weights summing to wsum > 0. */
-void ens_uncertainty_finish(float *out, const float *pbar, const double *ent_sum, double wsum, int n,
-                            int C);
+void ens_uncertainty_finish(float *out, const float *pbar, const double *ent_sum, double wsum,
+                            int n, int C);
 /* Area under the ROC curve of scores where pos should score higher than neg: the Mann-Whitney
  * statistic P(pos > neg) + 0.5 P(pos == neg), computed by sorting (O((n+m) log(n+m))), in double.
  * pos (npos), neg (nneg). NaN if either is empty, if any score is NaN, or if the two sorted
@@ -109,20 +109,24 @@ double ens_variance_scale_fit(const float *mean, const float *var, const float *
  * picked (NULL: all). Start from the usable member with the lowest loss alone; then repeatedly
  * add (repeats allowed) the usable member whose addition gives the lowest loss of the
  * count-weighted average; stop when the best addition does not lower the loss strictly, or when
- * max_picks picks (the first included) were made. Ties: lowest member index. A NaN loss ranks
- * below every number.
+ * max_picks picks (the first included) were made. Ties: lowest member index. A NaN loss is
+ * never preferred to a number.
  * Loss: mean NLL (ens_metric_nll convention: -log(max(p_y, 1e-12)), mean over rows, in double
  * without rounding the average to float) of the count-weighted average of probs.
  * probs (M, n, C), y (n) in [0, C).
+ * The weighted sums are kept in double and rebuilt after each pick from the counts in member
+ * index order, so the loss of a set of counts does not depend on the order of the picks; a
+ * candidate costs O(n) (only the label's probability enters the NLL), a pick O(M n).
  * Returns the number of picks (>= 1), ENS_EINVAL when no member is usable (or M < 1, n < 0,
- * C < 1, max_picks < 1), ENS_ENOMEM. Deterministic. */
+ * C < 1, max_picks < 1), ENS_ENOMEM (allocates O(M n)). Deterministic. */
 int ens_select_greedy_probs(int32_t *counts, const float *probs, const uint8_t *usable,
                             const int32_t *y, int M, int n, int C, int max_picks);
 /* Regression: pred (M, n, 2T) rows [mu (T), var (T)]. With use_var, the loss is the mean Gaussian
  * NLL of the moment-matched mixture (mean = sum w mu, var = sum w (var + mu^2) - mean^2,
  * w = counts / picks); without it, the mean squared error of the weighted mean. Same rules
  * otherwise. y (n, T). Both losses are means over the n*T entries; a mixture variance <= 0
- * makes its entry's NLL +inf. */
+ * makes its entry's NLL +inf. A candidate costs O(n T), a pick O(M n T); allocates O(n T).
+ * ENS_EINVAL also for T < 1. */
 int ens_select_greedy_gauss(int32_t *counts, const float *pred, const uint8_t *usable,
                             const float *y, int M, int n, int T, int max_picks, int use_var);
 

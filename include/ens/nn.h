@@ -55,16 +55,19 @@ void ens_softmax(float *probs, const float *logits, int batch, int C);
  * (2T) = T means then T raw variances for the Gaussian head, (T) means for
  * the MSE head. */
 
-/* Softplus variance with a floor: var = log(1 + exp(raw)) + floor, computed stably (raw > 20: raw). */
+/* Softplus variance with a floor: var = log(1 + exp(raw)) + floor, computed stably
+ * (raw > 20: raw), in double. */
 double ens_softplus_var(double raw, double var_floor);
-/* Gaussian NLL head (Lakshminarayanan et al. 2017, eq. 1): returns the mean over the batch rows of
- * sum over targets of 0.5 log(2 pi var) + (y - mu)^2 / (2 var); dout (batch, 2T), when not NULL,
- * receives the gradient of that mean w.r.t. out (so already divided by batch). out (batch, 2T), y (batch, T).
- * var = ens_softplus_var(raw, var_floor), so var_floor > 0 keeps the loss finite. The loss is
- * accumulated and the gradient computed in double; dout is rounded to float. */
+/* Gaussian NLL head (Lakshminarayanan et al. 2017, eq. 1): returns the mean over the batch rows
+ * of sum over targets of 0.5 log(2 pi var) + (y - mu)^2 / (2 var); dout (batch, 2T), when not
+ * NULL, receives the gradient of that mean w.r.t. out (so already divided by batch).
+ * out (batch, 2T), y (batch, T). var = ens_softplus_var(raw, var_floor), so var_floor > 0 keeps
+ * the loss finite. The loss is accumulated and the gradient computed in double; dout is rounded
+ * to float. dout may not alias out. */
 double ens_gaussian_nll_loss(float *dout, const float *out, const float *y, int batch, int T,
                              float var_floor);
-/* pred (batch, 2T) = [mu_0..mu_{T-1}, var_0..var_{T-1}] from out (batch, 2T). pred may not alias out. */
+/* pred (batch, 2T) = [mu_0..mu_{T-1}, var_0..var_{T-1}] from out (batch, 2T).
+ * pred may not alias out. */
 void ens_gaussian_head(float *pred, const float *out, int batch, int T, float var_floor);
 /* MSE head: returns the mean over batch*T entries of (mu - y)^2; dout (batch, T) its gradient
  * (2 (mu - y) / (batch T)) when not NULL. out (batch, T), y (batch, T). */

@@ -17,18 +17,23 @@ static double floored_log(float p) {
   return log(x < ENS_CAL_FLOOR ? ENS_CAL_FLOOR : x); /* NaN passes through */
 }
 
+/* log of the largest floored entry of p (C): the max of the floored logs,
+ * since log is increasing, for one log per row instead of C. NaN wins. */
+static double row_max_log(const float *p, int C) {
+  float mx = p[0];
+  for (int c = 1; c < C; c++)
+    mx = p[c] > mx || isnan(p[c]) ? p[c] : mx;
+  return floored_log(mx);
+}
+
 void ens_temperature_apply(float *out, const float *p, int n, int C, double T) {
   const double beta = 1.0 / T;
   for (int i = 0; i < n; i++) {
     const float *pi = p + (size_t)i * C;
     float *oi = out + (size_t)i * C;
-    /* Three passes that each read p before out is written, so out may alias
-     * p without a scratch row: max, sum of exponentials, normalized values. */
-    double mx = -INFINITY;
-    for (int c = 0; c < C; c++) {
-      double z = floored_log(pi[c]) * beta;
-      mx = z > mx || isnan(z) ? z : mx;
-    }
+    /* Every pass reads p before out is written, so out may alias p without
+     * a scratch row: max, sum of exponentials, normalized values. */
+    const double mx = row_max_log(pi, C) * beta;
     double s = 0.0;
     for (int c = 0; c < C; c++)
       s += exp(floored_log(pi[c]) * beta - mx);
@@ -38,17 +43,14 @@ void ens_temperature_apply(float *out, const float *p, int n, int C, double T) {
 }
 
 /* Mean NLL of the temperature-scaled rows at beta = 1/T, in double, with
- * the per-row loss capped at -log(1e-12) like ens_metric_nll. */
+ * the per-row loss capped at -log(1e-12) like ens_metric_nll. One log and
+ * one exp per entry. */
 static double scaled_nll(const float *p, const int32_t *y, int n, int C, double beta) {
   const double cap = -log(ENS_CAL_FLOOR);
   double sum = 0.0;
   for (int i = 0; i < n; i++) {
     const float *pi = p + (size_t)i * C;
-    double mx = -INFINITY;
-    for (int c = 0; c < C; c++) {
-      double z = floored_log(pi[c]) * beta;
-      mx = z > mx || isnan(z) ? z : mx;
-    }
+    const double mx = row_max_log(pi, C) * beta;
     double s = 0.0;
     for (int c = 0; c < C; c++)
       s += exp(floored_log(pi[c]) * beta - mx);

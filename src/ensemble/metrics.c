@@ -167,8 +167,8 @@ static double crps_gaussian(double r, double sigma) {
   return sigma * (z * (2.0 * std_normal_cdf(z) - 1.0) + 2.0 * std_normal_pdf(z) - 1.0 / sqrt(M_PI));
 }
 
-void ens_reg_metrics_compute(ens_reg_metrics *m, const float *mean, const float *var, const float *y,
-                             int n, int T) {
+void ens_reg_metrics_compute(ens_reg_metrics *m, const float *mean, const float *var,
+                             const float *y, int n, int T) {
   const size_t len = (size_t)n * T;
   const double log2pi = log(2.0 * M_PI);
   double se = 0.0, ae = 0.0, nll = 0.0, crps = 0.0, cov[3] = {0}, width[3] = {0};
@@ -251,8 +251,8 @@ void ens_entropy_accumulate(double *acc, const float *p, double w, int n, int C)
     acc[i] += w * row_entropy(p + (size_t)i * C, C);
 }
 
-void ens_uncertainty_finish(float *out, const float *pbar, const double *ent_sum, double wsum, int n,
-                            int C) {
+void ens_uncertainty_finish(float *out, const float *pbar, const double *ent_sum, double wsum,
+                            int n, int C) {
   for (int i = 0; i < n; i++) {
     const double total = row_entropy(pbar + (size_t)i * C, C);
     const double expected = ent_sum[i] / wsum;

@@ -107,8 +107,8 @@ int ens_select_greedy_probs(int32_t *counts, const float *probs, const uint8_t *
    * (M, n), so each candidate costs O(n) with contiguous reads. */
   float *lab = malloc(((size_t)M * n + 1) * sizeof(float));
   double *sum = calloc((size_t)n + 1, sizeof(double));
-  sel_ctx s = {.loss = probs_loss, .rebuild = probs_rebuild, .M = M, .n = n, .lab = lab,
-               .sum = sum};
+  sel_ctx s = {
+      .loss = probs_loss, .rebuild = probs_rebuild, .M = M, .n = n, .lab = lab, .sum = sum};
   if (!lab || !sum) {
     ret = ENS_ENOMEM;
     goto cleanup;
@@ -186,8 +186,16 @@ int ens_select_greedy_gauss(int32_t *counts, const float *pred, const uint8_t *u
   const size_t len = (size_t)n * T + 1;
   double *sum = calloc(len, sizeof(double));
   double *sum2 = use_var ? calloc(len, sizeof(double)) : NULL;
-  sel_ctx s = {.loss = gauss_loss, .rebuild = gauss_rebuild, .M = M, .n = n, .T = T,
-               .use_var = use_var != 0, .pred = pred, .y = y, .sum = sum, .sum2 = sum2};
+  sel_ctx s = {.loss = gauss_loss,
+               .rebuild = gauss_rebuild,
+               .M = M,
+               .n = n,
+               .T = T,
+               .use_var = use_var != 0,
+               .pred = pred,
+               .y = y,
+               .sum = sum,
+               .sum2 = sum2};
   if (!sum || (use_var && !sum2)) {
     ret = ENS_ENOMEM;
     goto cleanup;

@@ -1,4 +1,4 @@
-/* SGD update and gradient clipping on flat buffers. */
+/* SGD and Adam/AdamW updates and gradient clipping on flat buffers. */
 #include <math.h>
 
 #include "ens/optim.h"
