@@ -288,6 +288,14 @@ def finite_min_index(v, exclude):
     return None if not np.isfinite(v).any() else int(np.argmin(v))
 
 
+def integer_locator(top):
+    """Ticks at whole numbers 1..top (MaxNLocator falls back to fractions
+    when the range holds a single integer)."""
+    if top <= 12:
+        return FixedLocator(np.arange(1, top + 1))
+    return MaxNLocator(integer=True)
+
+
 def member_colors(M):
     cmap = plt.get_cmap("tab10" if M <= 10 else "viridis")
     return [cmap(i if M <= 10 else i / max(M - 1, 1)) for i in range(M)]
@@ -331,7 +339,7 @@ def fig_size_curve(res, outdir, _data):
                     label=f"final ensemble ({res.combine}, {final * scale:.4g})", zorder=4)
         ax.set_xlabel("number of members combined (k)")
         ax.set_ylabel(f"test {label}")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.xaxis.set_major_locator(integer_locator(res.M))
         ax.set_xlim(0.5, res.M + 0.5)
         ax.grid(alpha=0.3)
         # Below the panel: the reference lines span the whole width, so no
@@ -388,7 +396,7 @@ def fig_reliability(res, outdir, data):
         if best is not None:
             curves.append((f"best member {res.members[best]} (NLL {nll[best]:.3f})", mprobs[best], "C1", "s"))
     ens_attrs = res.attrs("/metrics/ensemble")
-    label = f"ensemble ({res.combine})"
+    label = f"ensemble ({res.combine}{' shares' if res.combine == 'vote' else ''})"
     if "temperature" in ens_attrs:
         label += f", T = {ens_attrs['temperature']:.3g}"
     curves.append((label, ens, "C0", "o"))
@@ -514,6 +522,7 @@ def fig_learning_curves(res, outdir, _data):
     colors = member_colors(res.M)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.4))
     per_member_legend = len(rows) <= LEGEND_MAX_MEMBERS
+    max_epochs = max(max(len(r[2]) if r[2] is not None else 0, len(r[3]) if r[3] is not None else 0) for r in rows)
     for ax, which, ylabel in (
         (axes[0], 2, "mean training loss"),
         (axes[1], 3, f"{split} {METRIC_NAMES.get(metric, metric)}" + (" (%)" if scale != 1 else "")),
@@ -552,9 +561,9 @@ def fig_learning_curves(res, outdir, _data):
             ax.plot(fail_x, np.ones(len(fail_x)), "x", color="C3", ms=9, mew=2, transform=tr, clip_on=False)
         ax.set_xlabel("epoch")
         ax.set_ylabel(ylabel)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.xaxis.set_major_locator(integer_locator(max_epochs))
         ax.grid(alpha=0.3)
-        ax.set_title(ylabel)
+        ax.set_title(ylabel, pad=12 if fail_x else 6)
     handles, labels = axes[0].get_legend_handles_labels()
     if not per_member_legend:
         handles = [Line2D([], [], color="0.3", ls="-"), Line2D([], [], color="0.3", ls="--")]
@@ -577,20 +586,30 @@ def fig_disagreement(res, outdir, _data):
     d = res.ds("/metrics/disagreement", (res.M, res.M))
     if d is None:
         raise Skip("no /metrics/disagreement")
+    if res.M < 2:
+        raise Skip("a single member has no pairwise disagreement")
+    if not np.isfinite(d[~np.eye(res.M, dtype=bool)]).any():
+        raise Skip("fewer than 2 members have predictions")
     side = min(4.2 + 0.32 * res.M, 12)
     fig, ax = plt.subplots(figsize=(side + 1.4, side))
-    masked = np.ma.masked_invalid(d)
+    # The diagonal (always 0) is left blank so that the colours span the
+    # off-diagonal values, which are often all close together.
+    eye = np.eye(res.M, dtype=bool)
+    masked = np.ma.masked_where(eye | ~np.isfinite(d), d)
     cmap = plt.get_cmap("viridis").copy()
     cmap.set_bad("0.85")
-    off = d[~np.eye(res.M, dtype=bool) & np.isfinite(d)]
-    vmax = float(off.max()) if off.size and off.max() > 0 else 1.0
-    im = ax.imshow(masked, cmap=cmap, vmin=0, vmax=vmax, interpolation="nearest")
+    off = d[~eye & np.isfinite(d)]
+    if off.size and off.max() > off.min():
+        vmin, vmax = float(off.min()), float(off.max())
+    else:
+        v = float(off[0]) if off.size else 0.0
+        vmin, vmax = max(v - 0.01, 0.0), v + 0.01
+    im = ax.imshow(masked, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
     cb = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     cb.set_label("fraction of test points where the predictions differ")
-    if res.M <= 25:
-        ticks = np.arange(res.M)
-    else:
-        ticks = np.unique(np.linspace(0, res.M - 1, 20).astype(int))
+    # Every member up to 25, else every step-th one and all failed ones.
+    step = 1 if res.M <= 25 else -(-res.M // 20)
+    ticks = np.union1d(np.arange(0, res.M, step), np.nonzero(res.failed)[0])
     labels = [str(res.members[t]) + (" x" if res.failed[t] else "") for t in ticks]
     ax.set_xticks(ticks)
     ax.set_xticklabels(labels, rotation=90 if res.M > 12 else 0)
@@ -599,14 +618,15 @@ def fig_disagreement(res, outdir, _data):
     if res.M <= 10:
         for i in range(res.M):
             for j in range(res.M):
-                if np.isfinite(d[i, j]):
-                    txt_color = "white" if d[i, j] < 0.6 * vmax else "black"
+                if i != j and np.isfinite(d[i, j]):
+                    txt_color = "white" if d[i, j] < vmin + 0.6 * (vmax - vmin) else "black"
                     ax.text(j, i, f"{d[i, j]:.3f}", ha="center", va="center", fontsize=8, color=txt_color)
     ax.set_xlabel("member")
     ax.set_ylabel("member")
-    note = "; x = failed member" if res.failed.any() else ""
+    note = "; x = failed member (no predictions)" if res.failed.any() else ""
     if off.size:
-        ax.set_title(f"mean off-diagonal {off.mean():.3f}{note}", fontsize=9)
+        ax.set_title(f"mean {off.mean():.3f}, range {off.min():.3f} to {off.max():.3f}; diagonal blank{note}",
+                     fontsize=9)
     fig.suptitle(res.title("Pairwise disagreement"))
     fig.tight_layout()
     return save(fig, outdir, "disagreement.png")
@@ -711,6 +731,14 @@ def fig_search(res, outdir, _data):
             x = np.array([float(v) if v is not None else np.nan for v in vals])
             if kind == "log":
                 x = log_axis_with_zero(ax, x)
+            # Limits from every member's value: the failed markers (drawn in
+            # axes coordinates) do not widen the data limits themselves.
+            xs = x[np.isfinite(x)]
+            if xs.size and ax.get_xscale() == "linear":
+                pad = 0.05 * (xs.max() - xs.min()) if xs.max() > xs.min() else max(abs(xs.max()) * 0.1, 0.1)
+                ax.set_xlim(xs.min() - pad, xs.max() + pad)
+            elif xs.size and ax.get_xscale() == "log" and (xs > 0).all():
+                ax.set_xlim(xs.min() / 1.5, xs.max() * 1.5)
         m_sel = have & ok & selected
         m_un = have & ok & ~selected
         m_fail = have & failed
@@ -745,7 +773,7 @@ def fig_search(res, outdir, _data):
         else:
             span = hi - lo if hi > lo else max(abs(hi), 1.0) * 0.1
             ax0.set_ylim(lo - 0.08 * span, hi + (0.2 if failed.any() else 0.08) * span)
-    handles, labels = {}, {}
+    handles = {}
     for ax in flat[:n]:
         for h, l in zip(*ax.get_legend_handles_labels()):
             handles.setdefault(l, h)
