@@ -192,51 +192,144 @@ int ens_cli_info(int argc, char **argv) {
          (long long)seed, shared ? ", shared initialization" : "");
   printf("  trained on    %lld rank%s, %lld BLAS thread%s each, %.1f s\n", (long long)ranks,
          ranks == 1 ? "" : "s", (long long)threads, threads == 1 ? "" : "s", secs);
-  const char *names[4] = {"accuracy", "nll", "brier", "ece"};
-  float *m[4];
-  for (int i = 0; i < 4; i++) {
-    char p[64];
+  char *task = NULL;
+  int regress = ens_h5_get_attr_str(f, "/", "task", &task) == 0 && !strcmp(task, "regress");
+  free(task);
+  /* Columns: the task's metrics, then validation, out-of-bag, MC. */
+  static const char *const cnames[] = {"accuracy", "nll", "brier", "ece"};
+  static const char *const rnames[] = {"rmse", "mae", "r2", "nll", "crps", "coverage_90"};
+  /* (member tables read their datasets by name, so the order is free) */
+  const char *const *names = regress ? rnames : cnames;
+  const int nn = regress ? 6 : 4;
+  const char *m0 = names[0];
+  float *m[6] = {0}, *vm[2] = {0}, *mm[2] = {0};
+  char p[96];
+  for (int i = 0; i < nn; i++) {
     snprintf(p, sizeof(p), "/metrics/member_%s", names[i]);
     m[i] = read_vec(f, p, members);
   }
-  float *oob = read_vec(f, "/metrics/member_oob_accuracy", members);
-  float *ca = read_vec(f, "/metrics/curve_accuracy", members);
+  snprintf(p, sizeof(p), "/metrics/member_val_%s", m0);
+  vm[0] = read_vec(f, p, members);
+  vm[1] = read_vec(f, "/metrics/member_val_nll", members);
+  snprintf(p, sizeof(p), "/metrics/member_mc_%s", m0);
+  mm[0] = read_vec(f, p, members);
+  mm[1] = read_vec(f, "/metrics/member_mc_nll", members);
+  snprintf(p, sizeof(p), "/metrics/member_oob_%s", m0);
+  float *oob = read_vec(f, p, members);
+  snprintf(p, sizeof(p), "/metrics/curve_%s", m0);
+  float *ca = read_vec(f, p, members);
   float *cn = read_vec(f, "/metrics/curve_nll", members);
-  if (m[0] && m[1] && m[2] && m[3]) {
-    printf("\n  %-8s %9s %8s %8s %8s%s\n", "member", "accuracy", "nll", "brier", "ece",
-           oob ? "   oob acc" : "");
+  float *wts = read_vec(f, "/ensemble/weights", members);
+#define PCT(name) (!regress ? !strcmp((name), "accuracy") : !strncmp((name), "coverage", 8))
+  int have_all = 1;
+  for (int i = 0; i < nn; i++)
+    have_all &= m[i] != NULL;
+  if (have_all) {
+    printf("\n  %-7s", "member");
+    for (int i = 0; i < nn; i++)
+      printf(" %11s", names[i]);
+    if (vm[0] && vm[1])
+      printf(" %11s %11s", regress ? "val rmse" : "val acc", "val nll");
+    if (oob)
+      printf(" %11s", regress ? "oob rmse" : "oob acc");
+    if (mm[0] && mm[1])
+      printf(" %11s %11s", regress ? "mc rmse" : "mc acc", "mc nll");
+    if (wts)
+      printf(" %7s", "weight");
+    printf("  hyperparameters\n");
     for (int i = 0; i < members; i++) {
-      printf("  %-8lld %8.2f%% %8.4f %8.4f %8.4f", (long long)(first + i), 100 * m[0][i],
-             m[1][i], m[2][i], m[3][i]);
+      char grp[64], *st = NULL, *why = NULL, *hid = NULL, *ini = NULL;
+      snprintf(grp, sizeof(grp), "/members/%lld", (long long)(first + i));
+      printf("  %-7lld", (long long)(first + i));
+      if (ens_h5_get_attr_str(f, grp, "status", &st) == 0 && strcmp(st, "done") != 0) {
+        int64_t fe = 0;
+        ens_h5_get_attr_i64(f, grp, "fail_epoch", &fe);
+        ens_h5_get_attr_str(f, grp, "fail_reason", &why);
+        printf(" FAILED at epoch %lld: %s\n", (long long)fe, why ? why : "?");
+        free(st);
+        free(why);
+        continue;
+      }
+      free(st);
+      for (int c = 0; c < nn; c++)
+        printf(PCT(names[c]) ? " %10.2f%%" : " %11.4g", PCT(names[c]) ? 100 * m[c][i] : m[c][i]);
+      if (vm[0] && vm[1])
+        printf(!regress ? " %10.2f%% %11.4g" : " %11.4g %11.4g",
+               !regress ? 100 * vm[0][i] : vm[0][i], vm[1][i]);
       if (oob)
-        printf("  %8.2f%%", 100 * oob[i]);
+        printf(!regress ? " %10.2f%%" : " %11.4g", !regress ? 100 * oob[i] : oob[i]);
+      if (mm[0] && mm[1])
+        printf(!regress ? " %10.2f%% %11.4g" : " %11.4g %11.4g",
+               !regress ? 100 * mm[0][i] : mm[0][i], mm[1][i]);
+      if (wts)
+        printf(" %7.3f", wts[i]);
+      double lr = 0, wd = 0, mo = 0, dr = 0;
+      int64_t bs = 0, bn = 0;
+      if (ens_h5_get_attr_f64(f, grp, "lr", &lr) == 0) {
+        ens_h5_get_attr_f64(f, grp, "weight_decay", &wd);
+        ens_h5_get_attr_f64(f, grp, "momentum", &mo);
+        ens_h5_get_attr_f64(f, grp, "dropout", &dr);
+        ens_h5_get_attr_i64(f, grp, "batch", &bs);
+        ens_h5_get_attr_i64(f, grp, "batchnorm", &bn);
+        ens_h5_get_attr_str(f, grp, "hidden", &hid);
+        ens_h5_get_attr_str(f, grp, "init", &ini);
+        printf("  lr %.3g wd %.2g mom %.3f drop %.2f batch %lld hidden %s %s%s", lr, wd, mo, dr,
+               (long long)bs, hid ? hid : "?", ini ? ini : "?", bn ? " bn" : "");
+      }
+      free(hid);
+      free(ini);
       printf("\n");
     }
   }
-  double e[4];
+  double e[6];
   int have = 1;
-  for (int i = 0; i < 4; i++)
+  for (int i = 0; i < nn; i++)
     have &= ens_h5_get_attr_f64(f, "/metrics/ensemble", names[i], &e[i]) == 0;
-  if (have)
-    printf("  %-8s %8.2f%% %8.4f %8.4f %8.4f\n", "ensemble", 100 * e[0], e[1], e[2], e[3]);
-  double ra[3];
-  if (ens_h5_get_attr_f64(f, "/metrics/ensemble", "accuracy_average", &ra[0]) == 0 &&
-      ens_h5_get_attr_f64(f, "/metrics/ensemble", "accuracy_vote", &ra[1]) == 0 &&
-      ens_h5_get_attr_f64(f, "/metrics/ensemble", "accuracy_params", &ra[2]) == 0)
-    printf("\n  accuracy by rule: average %.2f%%, vote %.2f%%, params %.2f%%\n", 100 * ra[0],
-           100 * ra[1], 100 * ra[2]);
-  double oe, vn;
-  if (ens_h5_get_attr_f64(f, "/metrics/ensemble", "oob_accuracy", &oe) == 0)
-    printf("  out-of-bag ensemble accuracy: %.2f%%\n", 100 * oe);
-  if (ens_h5_get_attr_f64(f, "/metrics/ensemble", "val_accuracy", &oe) == 0 &&
-      ens_h5_get_attr_f64(f, "/metrics/ensemble", "val_nll", &vn) == 0)
-    printf("  validation (held out of training, probability average): accuracy %.2f%%, "
-           "nll %.4f\n", 100 * oe, vn);
-  if (ca && cn) {
-    printf("\n  ensemble-size curve\n  %-8s %9s %8s\n", "size", "accuracy", "nll");
-    for (int i = 0; i < members; i++)
-      printf("  %-8d %8.2f%% %8.4f\n", i + 1, 100 * ca[i], cn[i]);
+  if (have) {
+    printf("  %-7s", "ensemble");
+    for (int c = 0; c < nn; c++)
+      printf(PCT(names[c]) ? " %10.2f%%" : " %11.4g", PCT(names[c]) ? 100 * e[c] : e[c]);
+    printf("\n");
   }
+  double v1, v2;
+  int64_t bm = 0;
+  snprintf(p, sizeof(p), "best_member_%s", m0);
+  if (ens_h5_get_attr_i64(f, "/metrics/ensemble", "best_member", &bm) == 0 &&
+      ens_h5_get_attr_f64(f, "/metrics/ensemble", p, &v1) == 0 &&
+      ens_h5_get_attr_f64(f, "/metrics/ensemble", "best_member_nll", &v2) == 0)
+    printf("\n  best single member by validation nll: %lld (test %s %.4g, nll %.4f)\n",
+           (long long)bm, m0, regress ? v1 : 100 * v1, v2);
+  snprintf(p, sizeof(p), "average_%s", m0);
+  if (ens_h5_get_attr_f64(f, "/metrics/ensemble", p, &v1) == 0 &&
+      ens_h5_get_attr_f64(f, "/metrics/ensemble", "average_nll", &v2) == 0)
+    printf("  plain average of all finished members: test %s %.4g, nll %.4f\n", m0,
+           regress ? v1 : 100 * v1, v2);
+  if (ens_h5_get_attr_f64(f, "/ensemble", regress ? "variance_scale" : "temperature", &v1) == 0 &&
+      ens_h5_get_attr_f64(f, "/metrics/ensemble", "uncalibrated_nll", &v2) == 0)
+    printf("  calibration: %s %.4g (test nll before %.4f)\n",
+           regress ? "variance scale" : "temperature", v1, v2);
+  snprintf(p, sizeof(p), "mc_%s", m0);
+  if (ens_h5_get_attr_f64(f, "/metrics/ensemble", p, &v1) == 0 &&
+      ens_h5_get_attr_f64(f, "/metrics/ensemble", "mc_nll", &v2) == 0)
+    printf("  MC-dropout average: test %s %.4g, nll %.4f\n", m0, regress ? v1 : 100 * v1, v2);
+  if (!regress && ens_h5_get_attr_f64(f, "/metrics/ensemble", "accuracy_vote", &v1) == 0 &&
+      ens_h5_get_attr_f64(f, "/metrics/ensemble", "accuracy_average", &v2) == 0)
+    printf("  accuracy by rule: average %.2f%%, vote %.2f%%\n", 100 * v2, 100 * v1);
+  snprintf(p, sizeof(p), "oob_%s", m0);
+  if (ens_h5_get_attr_f64(f, "/metrics/ensemble", p, &v1) == 0)
+    printf("  out-of-bag ensemble %s: %.4g\n", m0, regress ? v1 : 100 * v1);
+  snprintf(p, sizeof(p), "val_%s", m0);
+  if (ens_h5_get_attr_f64(f, "/metrics/ensemble", p, &v1) == 0 &&
+      ens_h5_get_attr_f64(f, "/metrics/ensemble", "val_nll", &v2) == 0)
+    printf("  validation (held out of training): %s %.4g, nll %.4f\n", m0,
+           regress ? v1 : 100 * v1, v2);
+  if (ca && cn) {
+    printf("\n  ensemble-size curve\n  %-8s %11s %11s\n", "size", m0, "nll");
+    for (int i = 0; i < members; i++)
+      printf(regress ? "  %-8d %11.4g %11.4f\n" : "  %-8d %10.2f%% %11.4f\n", i + 1,
+             regress ? ca[i] : 100 * ca[i], cn[i]);
+  }
+#undef PCT
   long long nd = ens_h5_size(f, "/metrics/disagreement", NULL, NULL);
   if (nd == members * members && members > 1) {
     double *dis = malloc((size_t)nd * sizeof(double));
@@ -249,8 +342,13 @@ int ens_cli_info(int argc, char **argv) {
     }
     free(dis);
   }
-  for (int i = 0; i < 4; i++)
+  for (int i = 0; i < 6; i++)
     free(m[i]);
+  for (int i = 0; i < 2; i++) {
+    free(vm[i]);
+    free(mm[i]);
+  }
+  free(wts);
   free(oob);
   free(ca);
   free(cn);

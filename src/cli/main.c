@@ -9,6 +9,7 @@
 
 #include "cli/cli.h"
 #include "ens/config.h"
+#include "ens/search.h"
 #include "ens/data.h"
 #include "ens/ensemble.h"
 #include "ens/error.h"
@@ -62,6 +63,8 @@ static void train_usage(FILE *out) {
           "\n"
           "config keys ([section] key = default  description):\n");
   ens_config_print_keys(out);
+  fputc('\n', out);
+  ens_search_print_help(out);
 }
 
 static int cmd_train(int argc, char **argv) {

@@ -142,7 +142,7 @@ static const key_spec key_table[] = {
 
     K_INT("ensemble", "members", members, GE(1), "1", "number of ensemble members"),
     K_ENUM("ensemble", "mode", mode, mode_names, "seed",
-           "how members differ: own seed, bootstrap resample, or snapshot chains"),
+           "how members differ: own seed, bootstrap resample, snapshot chains, or random search ([search])"),
     K_INT("ensemble", "snapshots", snapshots, GE(1), "1", "members per snapshot chain (mode = snapshot)"),
     K_ENUM("ensemble", "combine", combine, combine_names, "average", "how members are combined"),
     K_U64("ensemble", "seed", seed, "42", "ensemble seed; all randomness of member k derives from it"),

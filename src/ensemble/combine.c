@@ -340,9 +340,9 @@ static int write_rows(const ens_job *j, const float *rows, const int32_t *pred, 
 /* ---- the printed summary ------------------------------------------------- */
 
 /* Metrics shown in the tables: classify all four; regress rmse, mae, r2,
- * nll, crps, coverage_90. */
+ * nll, crps, coverage_90 (metric 0 is the headline, metric 1 the NLL). */
 static const int shown_class[] = {0, 1, 2, 3};
-static const int shown_reg[] = {0, 1, 2, 3, 4, 6};
+static const int shown_reg[] = {0, 2, 3, 1, 4, 6};
 
 static void print_value(const ens_task *K, int m, double v) {
   int pct = !K->regress ? m == 0 : (m >= 5 && m <= 7);
@@ -404,10 +404,13 @@ static void print_summary(const ens_job *j, const fold *f, const double *em, con
   }
   printf("\n");
   if (best >= 0) {
-    printf("best single member by validation nll (member %d): %s %.4g, nll %.4f\n", best,
-           ens_task_metric_name(K, 0), K->regress ? sel_best[0] : 100 * sel_best[0], sel_best[1]);
-    printf("plain average of all finished members: %s %.4g, nll %.4f\n",
-           ens_task_metric_name(K, 0), K->regress ? avg_m[0] : 100 * avg_m[0], avg_m[1]);
+    const char *fmt = K->regress ? "%s: %s %.4g, nll %.4f\n" : "%s: %s %.2f%%, nll %.4f\n";
+    char what[96];
+    snprintf(what, sizeof(what), "best single member by validation nll (member %d)", best);
+    printf(fmt, what, ens_task_metric_name(K, 0), K->regress ? sel_best[0] : 100 * sel_best[0],
+           sel_best[1]);
+    printf(fmt, "plain average of all finished members", ens_task_metric_name(K, 0),
+           K->regress ? avg_m[0] : 100 * avg_m[0], avg_m[1]);
   }
   if (c->calibrate != ENS_CALIBRATE_NONE)
     printf("calibration on %d validation rows: %s %.4g; test nll %.4f -> %.4f%s\n", j->n_val,
@@ -416,8 +419,10 @@ static void print_summary(const ens_job *j, const fold *f, const double *em, con
   if (!K->regress && c->calibrate != ENS_CALIBRATE_NONE)
     printf("  test ece %.4f -> %.4f\n", uncal[3], em[3]);
   if (c->mc_samples > 0)
-    printf("MC-dropout (%d passes per member), ensemble: %s %.4g, nll %.4f\n", c->mc_samples,
-           ens_task_metric_name(K, 0), K->regress ? ens_mc[0] : 100 * ens_mc[0], ens_mc[1]);
+    printf(K->regress ? "MC-dropout (%d passes per member), ensemble: %s %.4g, nll %.4f\n"
+                      : "MC-dropout (%d passes per member), ensemble: %s %.2f%%, nll %.4f\n",
+           c->mc_samples, ens_task_metric_name(K, 0), K->regress ? ens_mc[0] : 100 * ens_mc[0],
+           ens_mc[1]);
   if (c->mode == ENS_MODE_BOOTSTRAP)
     printf("out-of-bag ensemble %s: %.4g\n", ens_task_metric_name(K, 0),
            K->regress ? oob : 100 * oob);

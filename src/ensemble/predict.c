@@ -373,8 +373,8 @@ int ens_predict(const char *model_path, const char *input, const char *dataset, 
       printf("accuracy against %s: %.2f%%  nll %.4f  ece %.4f\n", ypath, 100.0 * hit / n, m[1],
              m[3]);
     } else {
-      printf("against %s: rmse %.4g  mae %.4g  nll %.4f  90%% coverage %.3f\n", ypath, m[0], m[1],
-             m[3], m[6]);
+      printf("against %s: rmse %.4g  mae %.4g  nll %.4f  90%% coverage %.3f\n", ypath, m[0], m[2],
+             m[1], m[6]);
     }
   }
 cleanup:

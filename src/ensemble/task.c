@@ -11,8 +11,8 @@
 #include "ens/metrics.h"
 
 static const char *const class_metrics[] = {"accuracy", "nll", "brier", "ece"};
-static const char *const reg_metrics[] = {"rmse",        "mae",         "r2",
-                                          "nll",         "crps",        "coverage_50",
+static const char *const reg_metrics[] = {"rmse",        "nll",         "mae",
+                                          "r2",          "crps",        "coverage_50",
                                           "coverage_90", "coverage_95", "width_50",
                                           "width_90",    "width_95"};
 
@@ -42,7 +42,7 @@ const char *ens_task_metric_name(const ens_task *k, int i) {
 int ens_task_metric_higher_better(const ens_task *k, int i) {
   if (!k->regress)
     return i == 0;
-  return i == 2 || (i >= 5 && i <= 7);
+  return i == 3 || (i >= 5 && i <= 7);
 }
 
 /* Splits rows (n, 2T) into means and variances (n, T) each. */
@@ -75,7 +75,7 @@ void ens_task_metrics(const ens_task *k, double *out, const float *pred, const e
   split_rows(pred, n, T, mean, var);
   ens_reg_metrics m;
   ens_reg_metrics_compute(&m, mean, var, truth->t, n, T);
-  double v[] = {m.rmse,  m.mae,   m.r2,    m.nll,     m.crps,    m.cov50,
+  double v[] = {m.rmse,  m.nll,   m.mae,   m.r2,      m.crps,    m.cov50,
                 m.cov90, m.cov95, m.width50, m.width90, m.width95};
   memcpy(out, v, sizeof(v));
   free(mean);

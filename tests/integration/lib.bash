@@ -51,5 +51,32 @@ same_result() {
     return 1
   fi
   # h5diff must have compared datasets at all.
-  echo "$out" | grep -q "^dataset: </ensemble/probs>" || { echo "h5diff compared nothing"; return 1; }
+  echo "$out" | grep -qE "^dataset: </ensemble/(probs|mean)>" ||
+    { echo "h5diff compared nothing"; return 1; }
+}
+
+# stop_resume NAME ARGS...: runs `ens train ARGS` on 2 ranks uninterrupted
+# (in full-NAME) and stopped by USR1 after the first epoch line then resumed
+# (in stop-NAME), and checks the two results are identical.
+stop_resume() {
+  local name=$1 pid code
+  shift
+  run_np 2 "full-$name" "$@" || fail "uninterrupted $name run"
+  mkdir -p "stop-$name"
+  (cd "stop-$name" && exec mpirun -np 2 "$ENS" train "$@") >"stop-$name/log" 2>&1 &
+  pid=$!
+  for _ in $(seq 1 600); do
+    grep -q "epoch 1/" "stop-$name/log" 2>/dev/null && break
+    sleep 0.05
+  done
+  kill -USR1 $pid
+  code=0
+  wait $pid || code=$?
+  [ $code = 75 ] || { cat "stop-$name/log"; fail "$name: exit code $code after USR1, expected 75"; }
+  run_np 2 "stop-$name" "$@" --resume || fail "$name: resume"
+  grep -qE "resumed at|not retrained" "stop-$name/log" || fail "$name: nothing was resumed"
+  local out
+  out=$(ls "full-$name"/*.h5 | head -n 1)
+  same_result "$out" "stop-$name/$(basename "$out")" || fail "$name: resumed result differs"
+  echo "ok: $name stop/resume identical"
 }
