@@ -122,7 +122,8 @@ int ens_job_write_member(ens_job *j, const ens_member_meta *meta, const float *p
   ret |= ens_h5_attr_i64(f, path, "seed", (int64_t)j->c->seed);
   ret |= ens_job_meta_write(f, path, meta);
   snprintf(path, sizeof(path), "%s/bn_stats", grp);
-  ret |= ens_h5_write(f, path, H5T_NATIVE_FLOAT, 1, &ns, v.stats, 0);
+  if (ns) /* no batch norm: no (empty) dataset */
+    ret |= ens_h5_write(f, path, H5T_NATIVE_FLOAT, 1, &ns, v.stats, 0);
   /* Learning curves: the epochs this member finished. */
   hsize_t ne = (hsize_t)(meta->epochs < j->c->epochs ? meta->epochs : j->c->epochs);
   float dummy = 0;

@@ -642,7 +642,8 @@ int ens_job_finish_root(ens_job *j, double train_wall, char *err, size_t errlen)
   ret |= ens_h5_write(h, "/ensemble/weights", H5T_NATIVE_FLOAT, 1, &dm, weights, 0);
   if (c->combine == ENS_COMBINE_PARAMS) {
     ret |= ens_h5_write(h, "/ensemble/params", H5T_NATIVE_FLOAT, 1, &np, avg_params, 0);
-    ret |= ens_h5_write(h, "/ensemble/bn_stats", H5T_NATIVE_FLOAT, 1, &ns, avg_stats, 0);
+    if (ns)
+      ret |= ens_h5_write(h, "/ensemble/bn_stats", H5T_NATIVE_FLOAT, 1, &ns, avg_stats, 0);
   }
   if (c->calibrate != ENS_CALIBRATE_NONE)
     ret |= ens_h5_attr_f64(h, "/ensemble", K->regress ? "variance_scale" : "temperature", calib);
