@@ -198,8 +198,8 @@ int ens_csv_parse(ens_csv *out, const char *buf, size_t len, const ens_csv_opts 
         pos++;
         for (;;) {
           if (pos >= len) {
-            ens_errorf(err, errlen, "%s: line %ld, field %zu: quoted field opened on line %ld is "
-                       "never closed", name, line, nf + 1, open_line);
+            ens_errorf(err, errlen, "%s: line %ld, field %zu: the quoted field opened here is "
+                       "never closed (the text ends on line %ld)", name, open_line, nf + 1, line);
             goto cleanup;
           }
           char c = buf[pos];
