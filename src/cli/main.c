@@ -160,10 +160,13 @@ static int cmd_import(int argc, char **argv) {
   }
   if (argc >= 1 && !strcmp(argv[0], "csv"))
     return ens_cli_import_csv(argc - 1, argv + 1);
-  if (argc < 1 || strcmp(argv[0], "idx") != 0) {
-    if (argc >= 1)
-      fprintf(stderr, "ens import: unknown format '%s': expected idx or csv\n", argv[0]);
+  if (argc < 1) {
     import_usage(stderr);
+    return EXIT_USAGE;
+  }
+  if (strcmp(argv[0], "idx") != 0) {
+    fprintf(stderr, "ens import: unknown format '%s': expected idx or csv (see ens import "
+                    "--help)\n", argv[0]);
     return EXIT_USAGE;
   }
   const char *img = NULL, *lab = NULL, *timg = NULL, *tlab = NULL, *out = NULL;
