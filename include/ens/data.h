@@ -59,4 +59,123 @@ int ens_data_labels_to_targets(ens_data *d);
 int ens_idx_import(const char *images, const char *labels, const char *test_images,
                    const char *test_labels, const char *out_path, char *err, size_t errlen);
 
+/* ---- CSV import (src/io/csv.c) -------------------------------------------
+ * RFC 4180 text (quoted delimiters, doubled quotes, newlines inside quotes),
+ * LF or CRLF line ends, an optional UTF-8 byte order mark, an optional final
+ * newline; blanks (space, tab) around unquoted fields are dropped and lines
+ * that hold nothing but blanks are skipped. */
+
+typedef struct ens_csv_opts {
+  const char *name; /* names the input in messages (the file path); NULL = "<input>" */
+  char delimiter;   /* field separator; 0 = ','; never '"', CR or LF */
+  int no_header;    /* 1: the first record is data and columns are named "0", "1", ... */
+} ens_csv_opts;
+
+/* A parsed CSV table: every field as NUL-terminated text, quotes removed. */
+typedef struct ens_csv {
+  char *name;     /* copy of ens_csv_opts.name */
+  int cols;       /* fields per record (>= 1) */
+  int rows;       /* data records, header excluded (>= 1) */
+  char **names;   /* (cols) column names, unique and non-empty */
+  char **fields;  /* (rows * cols) row-major field texts */
+  long *lines;    /* (rows) 1-based line on which each record starts */
+  char *store;    /* text of every field and generated name (internal) */
+} ens_csv;
+
+/* Parses len bytes of buf (NUL bytes are an error; buf need not end in NUL).
+ * Errors (ENS_EFORMAT) name the input, the line and, where one is at fault,
+ * the column: a ragged record ("expected 4 fields, got 3"), an unclosed quote,
+ * an empty or duplicated column name, an empty input or a header without data
+ * rows. ENS_EINVAL for a bad delimiter, ENS_ENOMEM. On error *out is zeroed;
+ * on success the caller frees it with ens_csv_free. */
+int ens_csv_parse(ens_csv *out, const char *buf, size_t len, const ens_csv_opts *o, char *err,
+                  size_t errlen);
+void ens_csv_free(ens_csv *c);
+
+typedef enum { ENS_CSV_AUTO, ENS_CSV_CLASSIFY, ENS_CSV_REGRESS } ens_csv_task;
+
+typedef struct ens_csv_encode_opts {
+  const char *target;   /* "name|index[,name|index...]": header names first, else 0-based indexes */
+  ens_csv_task task;    /* auto: classify for one non-numeric target, else regress */
+  int drop_missing;     /* drop rows with a missing value instead of failing */
+  double test_fraction; /* without a test table: share of rows moved to test, in (0, 1) */
+  double val_fraction;  /* share of the remaining train rows moved to val, in [0, 1) */
+  uint64_t split_seed;  /* key of both split permutations (ENS_STREAM_SPLIT) */
+} ens_csv_encode_opts;
+
+/* What an import did, for the caller to report. */
+typedef struct ens_csv_summary {
+  ens_csv_task task;         /* ENS_CSV_CLASSIFY or ENS_CSV_REGRESS */
+  int task_auto;             /* the task was chosen by ENS_CSV_AUTO */
+  int integer_codes;         /* classify on a numeric target (codes become classes) */
+  int classes;               /* classify: C, else 0 */
+  int targets;               /* T target columns */
+  int features;              /* d, after one-hot encoding */
+  int numeric_cols;          /* feature columns of each kind */
+  int categorical_cols;
+  int rows;                  /* main-file data rows, before dropping */
+  int dropped;               /* main-file rows dropped for missing values */
+  int test_dropped;          /* test-file rows dropped for missing values */
+  long unseen;               /* test-file fields whose category the main file lacks */
+  int train_rows, test_rows, val_rows;
+} ens_csv_summary;
+
+/* One split of an encoded table. */
+typedef struct ens_csv_part {
+  int n;           /* rows */
+  float *x;        /* (n, d) features, one-hot columns 0/1 */
+  int32_t *label;  /* (n) class indexes in [0, classes) when classifying, else NULL */
+  float *y;        /* (n, targets) regression targets, else NULL */
+  long *line;      /* (n) line of each row in its source file */
+} ens_csv_part;
+
+/* An encoded data set. Categories are learned from every kept row of the
+ * main table (before the split), sorted in byte order (strcmp); numeric class
+ * codes are sorted numerically and named by their decimal text. */
+typedef struct ens_csv_data {
+  ens_csv_summary info;
+  int d, targets, classes;
+  char **feature_names;  /* (d) "column" or, for one-hot columns, "column=value" */
+  char **target_names;   /* (targets) */
+  char **class_names;    /* (classes), classify only */
+  int ncat;              /* categorical columns (a string target included) */
+  char **cat_columns;    /* (ncat) their names, in file order */
+  int *cat_counts;       /* (ncat) */
+  char ***cat_values;    /* (ncat) sorted category lists of cat_counts[k] strings */
+  ens_csv_part train, test, val; /* val.n == 0 when absent */
+} ens_csv_data;
+
+/* Infers column types over the main table `m` (numeric when every non-missing
+ * value parses as a finite number; an error when more than half but not all
+ * do; categorical otherwise), one-hot encodes the feature columns, resolves
+ * the task and targets, then encodes `test` (may be NULL: split m instead by
+ * test_fraction) with m's categories (an unseen category gives an all-zero
+ * one-hot block and counts in info.unseen) and moves val_fraction of train to
+ * val. Test columns are matched to m's by header name, in any order. Missing
+ * values are empty fields, NA, NaN, nan and ?. Returns 0, ENS_EFORMAT or
+ * ENS_EINVAL with a message naming the input, line and column, or ENS_ENOMEM;
+ * on error *out is zeroed. The caller frees with ens_csv_data_free. */
+int ens_csv_encode(ens_csv_data *out, const ens_csv *m, const ens_csv *test,
+                   const ens_csv_encode_opts *o, char *err, size_t errlen);
+void ens_csv_data_free(ens_csv_data *d);
+
+typedef struct ens_csv_import_opts {
+  const char *path;       /* main CSV file (gzip-compressed files are read too) */
+  const char *test_path;  /* test CSV file, or NULL to split path by enc.test_fraction */
+  const char *out_path;   /* HDF5 output; missing parent directories are created */
+  ens_csv_opts csv;       /* delimiter, no_header (name is set per file) */
+  ens_csv_encode_opts enc;
+} ens_csv_import_opts;
+
+/* Reads, parses and encodes the CSV file(s) and writes the input layout of
+ * DESIGN.md plus names: /train/x, /test/x, optional /val/x (float32 (n, d));
+ * /<split>/y int32 (n) when classifying (root attribute `classes`, string
+ * dataset /class_names) or float32 (n) or (n, T) when regressing; string
+ * datasets /target_names (T), /feature_names (d), /categories/<column> ('/'
+ * in a name becomes '_'); root attributes `source` and `task`. The file is
+ * written to a temporary name beside out_path, fsynced and renamed, so an
+ * error leaves nothing behind. *sum (may be NULL) says what was done.
+ * Returns 0 or an error with a message naming the file, line and column. */
+int ens_csv_import(ens_csv_summary *sum, const ens_csv_import_opts *o, char *err, size_t errlen);
+
 #endif

@@ -3,6 +3,8 @@
 #ifndef ENS_CLI_H
 #define ENS_CLI_H
 
+#include <stdio.h>
+
 /* DESIGN.md exit codes for a library result: 0, 1 for input errors (config,
  * data, file formats, shapes, usage), 2 for runtime failures. */
 int ens_cli_exit_code(int ret);
@@ -10,5 +12,9 @@ int ens_cli_exit_code(int ret);
 int ens_cli_info(int argc, char **argv);
 int ens_cli_predict(int argc, char **argv);
 int ens_cli_merge(int argc, char **argv);
+/* `ens import csv FILE ...`: argv[0] is the first argument after "csv". */
+int ens_cli_import_csv(int argc, char **argv);
+/* Prints the usage of `ens import csv`. */
+void ens_cli_import_csv_usage(FILE *out);
 
 #endif

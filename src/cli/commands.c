@@ -1,11 +1,15 @@
-/* `ens merge`, `ens predict` and `ens info`: argument parsing around the
- * library calls, and the readable summary of a result file. */
+/* `ens merge`, `ens predict`, `ens info` and `ens import csv`: argument
+ * parsing around the library calls, and the readable summary of a result
+ * file. */
+#include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli/cli.h"
 #include "ens/config.h"
+#include "ens/data.h"
 #include "ens/ensemble.h"
 #include "ens/error.h"
 #include "io/h5util.h"
@@ -357,5 +361,216 @@ int ens_cli_info(int argc, char **argv) {
   free(combine);
   free(layers);
   H5Fclose(f);
+  return 0;
+}
+
+void ens_cli_import_csv_usage(FILE *out) {
+  fprintf(out,
+          "usage: ens import csv FILE --target NAME|INDEX[,NAME|INDEX...] -o OUT.h5\n"
+          "                      [--test FILE | --test-fraction F --split-seed S]\n"
+          "                      [--val-fraction F] [--task auto|classify|regress]\n"
+          "                      [--delimiter C] [--no-header] [--drop-missing]\n"
+          "\n"
+          "  FILE                 CSV text: RFC 4180 quoting, LF or CRLF line ends, optional\n"
+          "                       UTF-8 byte order mark (gzip-compressed files are read too)\n"
+          "  --target T[,T...]    target column(s): header names, else 0-based indexes\n"
+          "  -o, --output OUT.h5  output file (missing parent directories are created)\n"
+          "  --test FILE          test rows from a second CSV with the same columns (matched\n"
+          "                       by header name, in any order), encoded with FILE's categories\n"
+          "  --test-fraction F    without --test: share of FILE's rows held out as /test\n"
+          "                       (default 0.2)\n"
+          "  --split-seed S       seed of the test and validation split permutations\n"
+          "                       (default 0)\n"
+          "  --val-fraction F     share of the remaining training rows moved to /val\n"
+          "                       (default 0)\n"
+          "  --task T             auto (default): a non-numeric target means classify, numeric\n"
+          "                       targets mean regress; classify takes one target (a numeric\n"
+          "                       one must hold integer codes); regress needs numeric targets\n"
+          "  --delimiter C        field separator (default ','; 'tab' or '\\t' for a tab)\n"
+          "  --no-header          the first line is data; columns are named 0, 1, ...\n"
+          "  --drop-missing       drop rows with a missing value (empty, NA, NaN, nan, ?)\n"
+          "                       instead of failing\n"
+          "  -h, --help           this help\n"
+          "\n"
+          "A column whose values all parse as numbers is numeric; a column of mostly numbers\n"
+          "with some other values is an error; other columns are categorical and one-hot\n"
+          "encoded (categories in byte order, learned from every row of FILE).\n"
+          "Output: /train/x, /test/x and optional /val/x float32 (n, d); /<split>/y int32\n"
+          "class indexes (classify: root attribute classes, /class_names) or float32 (n) or\n"
+          "(n, T) (regress); /feature_names, /target_names, /categories/<column>; root\n"
+          "attributes source and task. Errors name the file, line and column; exit code 1.\n");
+}
+
+/* A number for --test-fraction / --val-fraction (range checked later). */
+static int parse_fraction(const char *s, double *v) {
+  char *end;
+  errno = 0;
+  *v = strtod(s, &end);
+  return end != s && *end == '\0' && isfinite(*v);
+}
+
+static int parse_seed(const char *s, uint64_t *v) {
+  char *end;
+  if (s[0] < '0' || s[0] > '9')
+    return 0;
+  errno = 0;
+  unsigned long long u = strtoull(s, &end, 10);
+  *v = (uint64_t)u;
+  return *end == '\0' && errno != ERANGE;
+}
+
+int ens_cli_import_csv(int argc, char **argv) {
+  ens_csv_import_opts o;
+  memset(&o, 0, sizeof o);
+  o.enc.task = ENS_CSV_AUTO;
+  o.enc.test_fraction = 0.2;
+  int fraction_given = 0, seed_given = 0;
+  for (int i = 0; i < argc; i++) {
+    const char *a = argv[i];
+    if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+      ens_cli_import_csv_usage(stdout);
+      return 0;
+    }
+    if (!strcmp(a, "--no-header")) {
+      o.csv.no_header = 1;
+      continue;
+    }
+    if (!strcmp(a, "--drop-missing")) {
+      o.enc.drop_missing = 1;
+      continue;
+    }
+    if (a[0] != '-' || a[1] == '\0') {
+      if (o.path) {
+        fprintf(stderr, "ens import csv: more than one input file ('%s' and '%s'); the test "
+                        "file goes with --test\n", o.path, a);
+        return 1;
+      }
+      o.path = a;
+      continue;
+    }
+    /* Options with a value: "--opt value" or "--opt=value". */
+    char opt[32];
+    const char *v = NULL, *eq = strchr(a, '=');
+    if (eq && !strncmp(a, "--", 2) && (size_t)(eq - a) < sizeof opt) {
+      memcpy(opt, a, (size_t)(eq - a));
+      opt[eq - a] = '\0';
+      v = eq + 1;
+    } else {
+      snprintf(opt, sizeof opt, "%s", a);
+      if (i + 1 < argc)
+        v = argv[++i];
+    }
+    int known = !strcmp(opt, "--target") || !strcmp(opt, "-o") || !strcmp(opt, "--output") ||
+                !strcmp(opt, "--test") || !strcmp(opt, "--test-fraction") ||
+                !strcmp(opt, "--split-seed") || !strcmp(opt, "--val-fraction") ||
+                !strcmp(opt, "--task") || !strcmp(opt, "--delimiter");
+    if (!known) {
+      fprintf(stderr, "ens import csv: unknown option '%s' (see ens import csv --help)\n", a);
+      return 1;
+    }
+    if (!v) {
+      fprintf(stderr, "ens import csv: option '%s' needs a value (see ens import csv --help)\n",
+              a);
+      return 1;
+    }
+    if (!strcmp(opt, "--target")) {
+      o.enc.target = v;
+    } else if (!strcmp(opt, "-o") || !strcmp(opt, "--output")) {
+      o.out_path = v;
+    } else if (!strcmp(opt, "--test")) {
+      o.test_path = v;
+    } else if (!strcmp(opt, "--test-fraction")) {
+      if (!parse_fraction(v, &o.enc.test_fraction) ||
+          !(o.enc.test_fraction > 0 && o.enc.test_fraction < 1)) {
+        fprintf(stderr, "ens import csv: --test-fraction: expected a number in (0, 1), got "
+                        "'%s'\n", v);
+        return 1;
+      }
+      fraction_given = 1;
+    } else if (!strcmp(opt, "--val-fraction")) {
+      if (!parse_fraction(v, &o.enc.val_fraction) ||
+          !(o.enc.val_fraction >= 0 && o.enc.val_fraction < 1)) {
+        fprintf(stderr, "ens import csv: --val-fraction: expected a number in [0, 1), got "
+                        "'%s'\n", v);
+        return 1;
+      }
+    } else if (!strcmp(opt, "--split-seed")) {
+      if (!parse_seed(v, &o.enc.split_seed)) {
+        fprintf(stderr, "ens import csv: --split-seed: expected an unsigned 64-bit integer, got "
+                        "'%s'\n", v);
+        return 1;
+      }
+      seed_given = 1;
+    } else if (!strcmp(opt, "--task")) {
+      if (!strcmp(v, "auto"))
+        o.enc.task = ENS_CSV_AUTO;
+      else if (!strcmp(v, "classify"))
+        o.enc.task = ENS_CSV_CLASSIFY;
+      else if (!strcmp(v, "regress"))
+        o.enc.task = ENS_CSV_REGRESS;
+      else {
+        fprintf(stderr, "ens import csv: --task: expected auto, classify or regress, got '%s'\n",
+                v);
+        return 1;
+      }
+    } else {
+      char c = !strcmp(v, "tab") || !strcmp(v, "\\t") ? '\t' : v[0];
+      if ((strlen(v) != 1 && c != '\t') || c == '"' || c == '\n' || c == '\r' || c == '\0') {
+        fprintf(stderr, "ens import csv: --delimiter: expected one character other than a quote "
+                        "or a line end (or 'tab'), got '%s'\n", v);
+        return 1;
+      }
+      o.csv.delimiter = c;
+    }
+  }
+  if (!o.path || !o.enc.target || !o.out_path) {
+    fprintf(stderr, "ens import csv: FILE, --target and -o are required (see ens import csv "
+                    "--help)\n");
+    return 1;
+  }
+  if (o.test_path && fraction_given) {
+    fprintf(stderr, "ens import csv: --test and --test-fraction exclude each other (the test "
+                    "rows come from one or the other)\n");
+    return 1;
+  }
+
+  ens_csv_summary s;
+  char err[2048] = "";
+  int ret = ens_csv_import(&s, &o, err, sizeof err);
+  if (ret) {
+    fprintf(stderr, "ens import csv: %s\n", err[0] ? err : ens_strerror(ret));
+    return ens_cli_exit_code(ret);
+  }
+  printf("%s: %d data rows; %d numeric and %d categorical feature column%s -> %d features; "
+         "%d target%s\n", o.path, s.rows, s.numeric_cols, s.categorical_cols,
+         s.numeric_cols + s.categorical_cols == 1 ? "" : "s", s.features, s.targets,
+         s.targets == 1 ? "" : "s");
+  if (s.dropped)
+    printf("dropped %d row%s with missing values from %s\n", s.dropped, s.dropped == 1 ? "" : "s",
+           o.path);
+  if (s.test_dropped)
+    printf("dropped %d row%s with missing values from %s\n", s.test_dropped,
+           s.test_dropped == 1 ? "" : "s", o.test_path);
+  if (s.task == ENS_CSV_CLASSIFY)
+    printf("task: classify%s, %d classes%s\n",
+           s.task_auto ? " (--task auto: the target is not numeric)" : "", s.classes,
+           s.integer_codes ? " (the target's integer codes in increasing order; /class_names "
+                             "holds them)" : "");
+  else
+    printf("task: regress%s\n", s.task_auto ? " (--task auto: the target is numeric; --task "
+                                              "classify treats integer codes as classes)" : "");
+  if (o.test_path)
+    printf("test: %d row%s from %s\n", s.test_rows, s.test_rows == 1 ? "" : "s", o.test_path);
+  else
+    printf("test: %d row%s held out (--test-fraction %g%s, --split-seed %llu%s)\n", s.test_rows,
+           s.test_rows == 1 ? "" : "s",
+           o.enc.test_fraction, fraction_given ? "" : ", the default without --test",
+           (unsigned long long)o.enc.split_seed, seed_given ? "" : ", the default");
+  if (s.unseen)
+    fprintf(stderr, "warning: %ld value%s in %s of categorical columns do%s not occur in %s: encoded as "
+           "all-zero one-hot columns\n", s.unseen, s.unseen == 1 ? "" : "s", o.test_path,
+           s.unseen == 1 ? "es" : "", o.path);
+  printf("wrote %s: train %d, val %d, test %d rows x %d features\n", o.out_path, s.train_rows,
+         s.val_rows, s.test_rows, s.features);
   return 0;
 }

@@ -34,6 +34,8 @@ static void usage(FILE *out) {
           "commands:\n"
           "  import idx --images F --labels F [--test-images F --test-labels F] -o data.h5\n"
           "      convert (gzip) IDX files to the ens input layout\n"
+          "  import csv FILE --target NAME|INDEX[,...] -o data.h5 [--test FILE] ...\n"
+          "      convert a CSV table (numeric and categorical columns) to the input layout\n"
           "  train -c job.ini [--set section.key=value ...] [--resume]\n"
           "      train an ensemble (under mpirun: one rank per process)\n"
           "  predict -m result.h5 -i input.h5 -o predictions.h5 [--combine average|vote|params]\n"
@@ -142,10 +144,32 @@ static int cmd_train(int argc, char **argv) {
   return code;
 }
 
+static void import_usage(FILE *out) {
+  fprintf(out, "usage: ens import idx --images F --labels F [--test-images F --test-labels F] "
+               "-o data.h5\n"
+               "       ens import csv FILE --target NAME|INDEX[,...] -o data.h5 [options]\n"
+               "\n"
+               "  idx  converts (gzip) IDX image and label files (MNIST format)\n"
+               "  csv  converts a CSV table: numeric and one-hot categorical features, class or\n"
+               "       regression targets, train/test/val splits\n"
+               "\n"
+               "`ens import idx --help` and `ens import csv --help` give the options.\n");
+}
+
 static int cmd_import(int argc, char **argv) {
-  if (argc < 1 || strcmp(argv[0], "idx") != 0) {
-    fprintf(stderr, "ens import: expected 'idx' (usage: ens import idx --images F --labels F "
-                    "[--test-images F --test-labels F] -o data.h5)\n");
+  if (argc >= 1 && (!strcmp(argv[0], "-h") || !strcmp(argv[0], "--help"))) {
+    import_usage(stdout);
+    return 0;
+  }
+  if (argc >= 1 && !strcmp(argv[0], "csv"))
+    return ens_cli_import_csv(argc - 1, argv + 1);
+  if (argc < 1) {
+    import_usage(stderr);
+    return EXIT_USAGE;
+  }
+  if (strcmp(argv[0], "idx") != 0) {
+    fprintf(stderr, "ens import: unknown format '%s': expected idx or csv (see ens import "
+                    "--help)\n", argv[0]);
     return EXIT_USAGE;
   }
   const char *img = NULL, *lab = NULL, *timg = NULL, *tlab = NULL, *out = NULL;

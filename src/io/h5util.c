@@ -73,6 +73,29 @@ int ens_h5_create(hid_t loc, const char *path, hid_t type, int rank, const hsize
   return ens_h5_write(loc, path, type, rank, dims, NULL, 0);
 }
 
+int ens_h5_write_strings(hid_t loc, const char *path, const char *const *s, size_t n) {
+  int ret = ENS_EHDF5;
+  hsize_t dims[1] = {(hsize_t)n};
+  hid_t t = H5Tcopy(H5T_C_S1), space = -1, lcpl = -1, ds = -1;
+  if (t < 0 || H5Tset_size(t, H5T_VARIABLE) < 0 || H5Tset_cset(t, H5T_CSET_UTF8) < 0 ||
+      (space = H5Screate_simple(1, dims, NULL)) < 0 || (lcpl = link_props()) < 0)
+    goto cleanup;
+  ds = H5Dcreate2(loc, path, t, space, lcpl, H5P_DEFAULT, H5P_DEFAULT);
+  if (ds < 0 || (n > 0 && H5Dwrite(ds, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, s) < 0))
+    goto cleanup;
+  ret = 0;
+cleanup:
+  if (ds >= 0)
+    H5Dclose(ds);
+  if (lcpl >= 0)
+    H5Pclose(lcpl);
+  if (space >= 0)
+    H5Sclose(space);
+  if (t >= 0)
+    H5Tclose(t);
+  return ret;
+}
+
 /* Selects rows [row, row + nrows) of ds; returns file and memory spaces. */
 static int select_rows(hid_t ds, hsize_t row, hsize_t nrows, hid_t *fspace, hid_t *mspace) {
   hsize_t dims[8], start[8] = {0}, count[8];

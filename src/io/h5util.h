@@ -23,6 +23,10 @@ int ens_h5_create(hid_t loc, const char *path, hid_t type, int rank, const hsize
 int ens_h5_write_rows(hid_t loc, const char *path, hid_t type, hsize_t row, hsize_t nrows,
                       const void *data);
 
+/* Writes n strings as a 1-D dataset of variable-length UTF-8 strings
+ * (parents created as needed); h5py reads it as an array of bytes/str. */
+int ens_h5_write_strings(hid_t loc, const char *path, const char *const *s, size_t n);
+
 int ens_h5_attr_str(hid_t loc, const char *obj, const char *name, const char *value);
 int ens_h5_attr_i64(hid_t loc, const char *obj, const char *name, int64_t value);
 int ens_h5_attr_f64(hid_t loc, const char *obj, const char *name, double value);

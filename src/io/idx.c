@@ -5,6 +5,7 @@
 
 #include "ens/error.h"
 #include "io/h5util.h"
+#include "io/idx.h"
 
 #include <hdf5.h>
 #include <errno.h>
@@ -25,17 +26,7 @@
 #define IDX_CHUNK_BYTES ((size_t)1 << 20)
 #define IDX_DEFLATE_LEVEL 4
 
-/* One IDX file held in memory, data still big-endian as in the file. */
-typedef struct idx_file {
-  const char *path;
-  int type;       /* IDX type code, 0x08 ubyte ... 0x0E double */
-  size_t esize;   /* bytes per element */
-  int ndim;
-  uint32_t dims[255];
-  size_t count;   /* dims[0] */
-  size_t rowlen;  /* product of dims[1..], 1 for a 1-D file */
-  unsigned char *data;
-} idx_file;
+typedef ens_idx idx_file;
 
 /* Element size and name of an IDX type code; 0 for an unknown code. */
 static size_t type_size(int type, const char **name) {
@@ -110,55 +101,100 @@ static void h5_types(int type, hid_t *mem, hid_t *file) {
   }
 }
 
-/* Reads up to len bytes; *got is what arrived. Returns 0, or -1 on a read
- * error (gzerror says which). */
-static int read_full(gzFile gz, unsigned char *buf, size_t len, size_t *got) {
-  *got = 0;
-  while (len > 0) {
-    unsigned want = len > IDX_READ_PIECE ? IDX_READ_PIECE : (unsigned)len;
-    int r = gzread(gz, buf + *got, want);
-    if (r < 0)
-      return -1;
-    if (r == 0)
-      break;
-    *got += (size_t)r;
-    len -= (size_t)r;
+/* Total size (header + data) that a header in buf[0..len) describes, or 0
+ * when the header is incomplete, invalid, or describes an unrepresentable
+ * size. */
+static size_t described_size(const unsigned char *buf, size_t len) {
+  const char *tname;
+  if (len < 4 || buf[0] != 0 || buf[1] != 0 || buf[3] == 0)
+    return 0;
+  size_t esize = type_size(buf[2], &tname), hdrlen = 4 + 4 * (size_t)buf[3];
+  if (esize == 0 || len < hdrlen)
+    return 0;
+  size_t total = esize;
+  for (int k = 0; k < buf[3]; k++) {
+    const unsigned char *p = buf + 4 + 4 * k;
+    uint32_t d = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+    if (d != 0 && total > (SIZE_MAX - hdrlen) / d)
+      return 0;
+    total *= d;
   }
+  return hdrlen + total;
+}
+
+int ens_idx_parse(ens_idx *f, const unsigned char *buf, size_t len, const char *path, char *err,
+                  size_t errlen) {
+  const char *tname;
+  memset(f, 0, sizeof *f);
+  f->path = path;
+  if (len < 4) {
+    ens_errorf(err, errlen, "%s: truncated IDX file: expected at least 4 bytes, found %zu", path,
+               len);
+    return ENS_EFORMAT;
+  }
+  f->type = buf[2];
+  f->ndim = buf[3];
+  f->esize = type_size(f->type, &tname);
+  if (buf[0] != 0 || buf[1] != 0 || f->esize == 0 || f->ndim == 0) {
+    ens_errorf(err, errlen, "%s: not an IDX file (magic %02x %02x %02x %02x; expected 00 00, a "
+               "type code 08/09/0b/0c/0d/0e and at least one dimension)", path, buf[0], buf[1],
+               buf[2], buf[3]);
+    return ENS_EFORMAT;
+  }
+  size_t hdrlen = 4 + 4 * (size_t)f->ndim;
+  if (len < hdrlen) {
+    ens_errorf(err, errlen, "%s: truncated IDX file: expected %zu header bytes, found %zu", path,
+               hdrlen, len);
+    return ENS_EFORMAT;
+  }
+  /* Element count with overflow checks. */
+  size_t total = 1;
+  for (int k = 0; k < f->ndim; k++) {
+    const unsigned char *p = buf + 4 + 4 * k;
+    f->dims[k] = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+    if (f->dims[k] != 0 && total > (SIZE_MAX - hdrlen) / f->esize / f->dims[k]) {
+      ens_errorf(err, errlen, "%s: IDX dimensions too large to hold in memory", path);
+      return ENS_ENOMEM;
+    }
+    total *= f->dims[k];
+  }
+  f->count = f->dims[0];
+  f->rowlen = 1;
+  for (int k = 1; k < f->ndim; k++) {
+    /* Cannot overflow when count > 0 (total did not); when count == 0 the
+     * row length alone may, and then saturates (the pair check rejects an
+     * empty file anyway). */
+    if (f->dims[k] != 0 && f->rowlen > SIZE_MAX / f->dims[k])
+      f->rowlen = SIZE_MAX;
+    else
+      f->rowlen *= f->dims[k];
+  }
+  size_t bytes = total * f->esize;
+  if (len - hdrlen < bytes) {
+    ens_errorf(err, errlen, "%s: truncated IDX file: expected %zu bytes, found %zu", path,
+               hdrlen + bytes, len);
+    return ENS_EFORMAT;
+  }
+  /* Anything after the data means the header does not describe the file. */
+  if (len - hdrlen > bytes) {
+    ens_errorf(err, errlen, "%s: %zu trailing bytes after the IDX data: expected %zu bytes, "
+               "found %zu", path, len - hdrlen - bytes, hdrlen + bytes, len);
+    return ENS_EFORMAT;
+  }
+  f->data = buf + hdrlen;
   return 0;
 }
 
-/* Message for a failed or short read: a read error, a broken gzip stream, or
- * (when zlib saw a clean end) a file that is simply too short. */
-static int read_problem(gzFile gz, const char *path, size_t expected, size_t found, char *err,
-                        size_t errlen) {
-  int zerr = Z_OK;
-  const char *msg = gzerror(gz, &zerr);
-  if (zerr == Z_ERRNO) {
-    ens_errorf(err, errlen, "%s: read error: %s", path, strerror(errno));
-    return ENS_EIO;
-  }
-  if (zerr != Z_OK) {
-    /* zlib prefixes its message with the path; we already print it. */
-    size_t plen = strlen(path);
-    if (strncmp(msg, path, plen) == 0 && strncmp(msg + plen, ": ", 2) == 0)
-      msg += plen + 2;
-    ens_errorf(err, errlen, "%s: truncated or corrupt gzip data (%s): expected %zu bytes of IDX "
-            "data, found at least %zu", path, msg, expected, found);
-    return ENS_EFORMAT;
-  }
-  ens_errorf(err, errlen, "%s: truncated IDX file: expected %zu bytes, found %zu", path, expected,
-          found);
-  return ENS_EFORMAT;
-}
-
-/* Reads a whole IDX file into f (zeroed by the caller). */
-static int idx_read(idx_file *f, const char *path, char *err, size_t errlen) {
+/* Reads a whole gzip (or plain) file into *buf (malloc'd, *len bytes), then
+ * parses it into f; f->data points into *buf, which the caller frees. */
+static int idx_read(idx_file *f, unsigned char **buf, const char *path, char *err,
+                    size_t errlen) {
   int rc = ENS_EFORMAT;
-  unsigned char hdr[4 + 4 * 255];
-  size_t got = 0;
-  const char *tname;
+  size_t cap = 0, len = 0;
+  unsigned char *b = NULL;
 
-  f->path = path;
+  memset(f, 0, sizeof *f);
+  *buf = NULL;
   errno = 0;
   gzFile gz = gzopen(path, "rb");
   if (!gz) {
@@ -167,86 +203,68 @@ static int idx_read(idx_file *f, const char *path, char *err, size_t errlen) {
     return errno ? ENS_EIO : ENS_ENOMEM;
   }
   gzbuffer(gz, 1u << 17);
-  if (read_full(gz, hdr, 4, &got) < 0 || got < 4) {
-    rc = read_problem(gz, path, 4, got, err, errlen);
-    goto cleanup;
-  }
-  f->type = hdr[2];
-  f->ndim = hdr[3];
-  f->esize = type_size(f->type, &tname);
-  if (hdr[0] != 0 || hdr[1] != 0 || f->esize == 0 || f->ndim == 0) {
-    ens_errorf(err, errlen, "%s: not an IDX file (magic %02x %02x %02x %02x; expected 00 00, a type "
-            "code 08/09/0b/0c/0d/0e and at least one dimension)", path, hdr[0], hdr[1], hdr[2],
-            hdr[3]);
-    goto cleanup;
-  }
-  size_t hdrlen = 4 + 4 * (size_t)f->ndim;
-  if (read_full(gz, hdr + 4, hdrlen - 4, &got) < 0 || got < hdrlen - 4) {
-    rc = read_problem(gz, path, hdrlen, 4 + got, err, errlen);
-    goto cleanup;
-  }
-  /* Element count with overflow checks; the data must also fit in memory. */
-  size_t total = 1;
-  for (int k = 0; k < f->ndim; k++) {
-    const unsigned char *p = hdr + 4 + 4 * k;
-    f->dims[k] = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-    if (f->dims[k] != 0 && total > SIZE_MAX / f->esize / f->dims[k]) {
-      rc = ENS_ENOMEM;
-      ens_errorf(err, errlen, "%s: IDX dimensions too large to hold in memory", path);
-      goto cleanup;
-    }
-    total *= f->dims[k];
-  }
-  f->count = f->dims[0];
-  f->rowlen = total / (f->count ? f->count : 1);
-  if (f->count == 0) {
-    f->rowlen = 1;
-    for (int k = 1; k < f->ndim; k++)
-      f->rowlen *= f->dims[k];
-  }
-  size_t bytes = total * f->esize;
-  f->data = malloc(bytes ? bytes : 1);
-  if (!f->data) {
-    rc = ENS_ENOMEM;
-    ens_errorf(err, errlen, "%s: cannot allocate %zu bytes for the IDX data", path, bytes);
-    goto cleanup;
-  }
-  if (read_full(gz, f->data, bytes, &got) < 0 || got < bytes) {
-    rc = read_problem(gz, path, hdrlen + bytes, hdrlen + got, err, errlen);
-    goto cleanup;
-  }
-  /* Anything after the data means the header does not describe the file. */
-  size_t extra = 0;
   for (;;) {
-    unsigned char tail[4096];
-    if (read_full(gz, tail, sizeof tail, &got) < 0) {
-      rc = read_problem(gz, path, hdrlen + bytes, hdrlen + bytes + extra, err, errlen);
+    if (cap - len < IDX_READ_PIECE) {
+      size_t ncap = cap ? cap : IDX_READ_PIECE;
+      while (ncap - len < IDX_READ_PIECE) {
+        if (ncap > SIZE_MAX / 2) {
+          ncap = 0;
+          break;
+        }
+        ncap *= 2;
+      }
+      unsigned char *nb = ncap ? realloc(b, ncap) : NULL;
+      if (!nb) {
+        rc = ENS_ENOMEM;
+        ens_errorf(err, errlen, "%s: out of memory after reading %zu bytes", path, len);
+        goto cleanup;
+      }
+      b = nb;
+      cap = ncap;
+    }
+    /* A short piece also bounds how much a truncated gzip stream can hide
+     * (zlib drops the partial count of a call that hits a broken end). */
+    int r = gzread(gz, b + len, IDX_READ_PIECE);
+    if (r < 0) {
+      int zerr = Z_OK;
+      const char *msg = gzerror(gz, &zerr);
+      if (zerr == Z_ERRNO) {
+        rc = ENS_EIO;
+        ens_errorf(err, errlen, "%s: read error: %s", path, strerror(errno));
+        goto cleanup;
+      }
+      /* zlib prefixes its message with the path; we already print it. */
+      size_t plen = strlen(path);
+      if (strncmp(msg, path, plen) == 0 && strncmp(msg + plen, ": ", 2) == 0)
+        msg += plen + 2;
+      size_t want = described_size(b, len);
+      if (want)
+        ens_errorf(err, errlen, "%s: truncated or corrupt gzip data (%s): expected %zu bytes of "
+                   "IDX data, found at least %zu", path, msg, want, len);
+      else
+        ens_errorf(err, errlen, "%s: truncated or corrupt gzip data (%s) after %zu bytes", path,
+                   msg, len);
       goto cleanup;
     }
-    extra += got;
-    if (got < sizeof tail)
+    if (r == 0)
       break;
+    len += (size_t)r;
   }
-  if (extra > 0) {
-    ens_errorf(err, errlen, "%s: %zu trailing bytes after the IDX data: expected %zu bytes, found %zu",
-            path, extra, hdrlen + bytes, hdrlen + bytes + extra);
+  if ((rc = ens_idx_parse(f, b, len, path, err, errlen)) != 0)
     goto cleanup;
-  }
-  rc = 0;
+  *buf = b;
+  b = NULL;
 
 cleanup:
   gzclose(gz);
-  if (rc != 0) {
-    free(f->data);
-    f->data = NULL;
-  }
+  free(b);
   return rc;
 }
 
 /* Checks an image/label pair: labels 1-D non-negative integers, one per image,
  * and at least one image. *maxlab gets the largest label. */
-static int check_pair(const idx_file *x, const idx_file *y, int64_t *maxlab, char *err,
-                      size_t errlen) {
+int ens_idx_check_pair(int64_t *maxlab, const ens_idx *x, const ens_idx *y, char *err,
+                       size_t errlen) {
   if (y->ndim != 1) {
     ens_errorf(err, errlen, "%s: labels: expected a 1-D IDX file, found %d dimensions", y->path,
             y->ndim);
@@ -410,6 +428,7 @@ int ens_idx_import(const char *images, const char *labels, const char *test_imag
                    const char *test_labels, const char *out_path, char *err, size_t errlen) {
   int rc = 0;
   idx_file tx, ty, sx, sy;
+  unsigned char *btx = NULL, *bty = NULL, *bsx = NULL, *bsy = NULL; /* file contents */
   char *tmp = NULL;
   hid_t file = H5I_INVALID_HID;
   int created = 0, has_test = test_images != NULL;
@@ -436,14 +455,14 @@ int ens_idx_import(const char *images, const char *labels, const char *test_imag
     ens_errorf(err, errlen, "IDX import: test images and test labels must be given together");
     goto cleanup;
   }
-  if ((rc = idx_read(&tx, images, err, errlen)) != 0 ||
-      (rc = idx_read(&ty, labels, err, errlen)) != 0 ||
-      (rc = check_pair(&tx, &ty, &max_train, err, errlen)) != 0)
+  if ((rc = idx_read(&tx, &btx, images, err, errlen)) != 0 ||
+      (rc = idx_read(&ty, &bty, labels, err, errlen)) != 0 ||
+      (rc = ens_idx_check_pair(&max_train, &tx, &ty, err, errlen)) != 0)
     goto cleanup;
   if (has_test) {
-    if ((rc = idx_read(&sx, test_images, err, errlen)) != 0 ||
-        (rc = idx_read(&sy, test_labels, err, errlen)) != 0 ||
-        (rc = check_pair(&sx, &sy, &max_test, err, errlen)) != 0)
+    if ((rc = idx_read(&sx, &bsx, test_images, err, errlen)) != 0 ||
+        (rc = idx_read(&sy, &bsy, test_labels, err, errlen)) != 0 ||
+        (rc = ens_idx_check_pair(&max_test, &sx, &sy, err, errlen)) != 0)
       goto cleanup;
     if (sx.rowlen != tx.rowlen) {
       rc = ENS_EFORMAT;
@@ -505,9 +524,9 @@ cleanup:
     remove(tmp);
   H5Eset_auto2(H5E_DEFAULT, old_func, old_data);
   free(tmp);
-  free(tx.data);
-  free(ty.data);
-  free(sx.data);
-  free(sy.data);
+  free(btx);
+  free(bty);
+  free(bsx);
+  free(bsy);
   return rc;
 }
