@@ -326,12 +326,13 @@ int ens_job_collect(ens_job *j, double train_wall, char *err, size_t errlen) {
     ret = ens_job_finish_root(j, train_wall, err, errlen);
   else
     ret = send_held(j);
-  /* Everyone learns whether rank 0 published the result. */
-  int status = ret ? 2 : 0;
+  /* Everyone learns whether rank 0 published the result, and why not. */
+  int status = j->rank == 0 ? ret : 0;
   MPI_Bcast(&status, 1, MPI_INT, 0, j->comm);
   if (!ret && status) {
-    snprintf(err, errlen, "rank 0 failed to write the result");
-    ret = ENS_EIO;
+    snprintf(err, errlen, status == ENS_ENUMERIC ? "too few members finished (see rank 0)"
+                                                 : "rank 0 failed to write the result");
+    ret = status == ENS_ENUMERIC ? ENS_ENUMERIC : ENS_EIO;
   }
   return ret;
 }

@@ -266,7 +266,9 @@ int ens_train_job(const ens_config *c, const ens_job_opts *o, MPI_Comm comm, cha
   MPI_Allreduce(&local, &global, 1, MPI_INT, MPI_MAX, comm);
   if (global == 0) {
     ret = ens_job_collect(j, now() - t0, err, errlen);
-    if (!ret)
+    /* Too few members finished: the run is deterministic, so its
+     * checkpoints would only reproduce the failure; remove them too. */
+    if (!ret || ret == ENS_ENUMERIC)
       ens_job_checkpoint_cleanup(j, units, mine);
   } else if (!ret) {
     /* This rank finished its work but another stopped or failed. */

@@ -62,7 +62,8 @@ with h5py.File("no-test.h5", "w") as f:
 with open("not-hdf5.h5", "w") as f:
     f.write("hello")
 PYEOF
-expect 1 "float-labels.h5.*/train/y.*integer" "$ENS" train -c job.ini --set data.path=$WORK/float-labels.h5
+# Float y means regression (task = auto); with task = classify it is an input error.
+expect 1 "float-labels.h5.*/train/y.*task = classify" "$ENS" train -c job.ini --set data.path=$WORK/float-labels.h5 --set model.task=classify
 expect 1 "range.h5.*/test/y.*label 3" "$ENS" train -c job.ini --set data.path=$WORK/range.h5
 expect 1 "no-test.h5.*/test/x" "$ENS" train -c job.ini --set data.path=$WORK/no-test.h5
 expect 1 "not-hdf5.h5" "$ENS" train -c job.ini --set data.path=$WORK/not-hdf5.h5
@@ -72,7 +73,7 @@ no_output
 expect 1 "output.*nodir" "$ENS" train -c job.ini --set output.path=$WORK/nodir/r.h5
 # Same under mpirun: every rank stops, exit 1.
 expect 1 "lerning_rate" mpirun -np 2 "$ENS" train -c bad-key.ini
-expect 1 "float-labels.h5" mpirun -np 2 "$ENS" train -c job.ini --set data.path=$WORK/float-labels.h5
+expect 1 "float-labels.h5" mpirun -np 2 "$ENS" train -c job.ini --set data.path=$WORK/float-labels.h5 --set model.task=classify
 
 # Divergence is a runtime failure (2) naming the member; no result, no temp file.
 expect 2 "NaN|infinite" "$ENS" train -c job.ini --set train.lr=1e30 --set model.batchnorm=false \
