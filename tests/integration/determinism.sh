@@ -19,12 +19,27 @@ seed = 7
 path = result.h5
 verbose = 0
 INI
-for mode in "seed average" "bootstrap vote" "snapshot average" "seed params"; do
+$PY "$SRC/tests/integration/make_regression.py" reg.h5 800 2 3
+for mode in "seed average" "bootstrap vote" "snapshot average" "seed params" "search select" \
+  "regress average" "regress-search select"; do
   set -- $mode
-  sets=(--set ensemble.mode=$1 --set ensemble.combine=$2)
+  sets=(--set ensemble.mode=${1#regress-} --set ensemble.combine=$2)
   [ "$1" = snapshot ] && sets+=(--set ensemble.snapshots=2)
   # Bootstrap also holds out validation rows (scored per member and ensemble).
   [ "$1" = bootstrap ] && sets+=(--set data.val_fraction=0.2)
+  # A search draws each member's hyperparameters and architecture; selection
+  # and calibration work on validation rows.
+  case $1 in
+  search | regress-search)
+    sets+=(--set data.val_fraction=0.2 --set ensemble.calibrate=temperature
+      --set "search.hidden=24,12 | 16 | 16,16,8" --set search.batch=32,64) ;;
+  esac
+  # Regression: two float targets, Gaussian heads, Adam.
+  case $1 in
+  regress*)
+    sets=(--set data.path="$WORK/reg.h5" --set train.optimizer=adam --set train.lr=0.005
+      "${sets[@]/ensemble.mode=regress/ensemble.mode=seed}") ;;
+  esac
   for np in 0 2 3 4; do
     run_np $np "$1-$2-np$np" -c "$WORK/job.ini" "${sets[@]}" || fail "$1/$2 on $np ranks"
     [ -f "$1-$2-np$np/result.h5" ] || fail "no result for $1/$2 on $np ranks"

@@ -619,6 +619,139 @@ static void model_grad_case(uint64_t seed) {
   ens_model_free(&m);
 }
 
+/* The regression heads inside a whole network (dense, batch norm, ReLU,
+ * output): the gradient the model's backward pass returns for the Gaussian
+ * NLL and the MSE heads must predict the change of the model's own loss
+ * along random directions and along the gradient. The heads' kernels have
+ * their own double-precision checks in test_regress.c; this one checks that
+ * the head's output gradient enters the backward chain correctly. */
+static double head_loss(ens_model *m, const float *x, const float *t, int B) {
+  ens_model_forward(m, x, B, ENS_PASS_TRAIN, NULL);
+  return ens_model_loss_backward(m, NULL, t, B, NULL);
+}
+
+static void head_grad_case(ens_head_kind head, uint64_t seed) {
+  enum { B = 16, IN = 5, T = 2 };
+  ens_arch a = {.in = IN, .head = head, .width = T,
+                .outputs = head == ENS_HEAD_GAUSSIAN ? 2 * T : T, .n_hidden = 2,
+                .hidden = {9, 6}, .batchnorm = 1};
+  ens_model m;
+  CU_ASSERT_FATAL(ens_model_create(&m, &a, 0, 2, 1, B) == 0);
+  CU_ASSERT_FATAL(ens_model_init(&m, ENS_INIT_HE, 0.0, 0.1, seed, 0) == 0);
+  ens_rng r;
+  ens_rng_init(&r, seed, 0, ENS_STREAM_TEST, 17);
+  float x[B * IN], t[B * T], dx[B * IN];
+  fill_normal(x, B * IN, 0.0, 1.0, &r);
+  fill_normal(t, B * T, 0.0, 1.0, &r);
+  /* The batch-norm running statistics change with every training forward;
+   * they do not enter the training loss, so they need no restoring. */
+  ens_model_forward(&m, x, B, ENS_PASS_TRAIN, NULL);
+  double loss = ens_model_loss_backward(&m, NULL, t, B, dx);
+  CU_ASSERT(isfinite(loss));
+  float *g = malloc(m.nparams * sizeof(float)), *p0 = malloc(m.nparams * sizeof(float));
+  float *u = malloc(m.nparams * sizeof(float));
+  CU_ASSERT_FATAL(g && p0 && u);
+  memcpy(g, m.grads, m.nparams * sizeof(float));
+  memcpy(p0, m.params, m.nparams * sizeof(float));
+  double gnorm = 0;
+  for (size_t k = 0; k < m.nparams; k++)
+    gnorm += (double)g[k] * g[k];
+  gnorm = sqrt(gnorm);
+  CU_ASSERT_FATAL(gnorm > 0);
+  const double h = 1e-3;
+  for (int dir = 0; dir < 6; dir++) {
+    /* Direction 0: the gradient; then random unit directions. */
+    double un = 0;
+    for (size_t k = 0; k < m.nparams; k++) {
+      u[k] = dir == 0 ? g[k] : (float)ens_rng_normal(&r);
+      un += (double)u[k] * u[k];
+    }
+    un = sqrt(un);
+    double want = 0, lpm[2];
+    for (int sgn = 0; sgn < 2; sgn++) {
+      double s = sgn ? -h : h;
+      for (size_t k = 0; k < m.nparams; k++) {
+        m.params[k] = (float)(p0[k] + s * u[k] / un);
+        want += (sgn ? -1.0 : 1.0) * (double)g[k] * ((double)m.params[k] - p0[k]);
+      }
+      lpm[sgn] = head_loss(&m, x, t, B);
+    }
+    double got = lpm[0] - lpm[1];
+    /* Float rounding of the loss (~1e-7 relative) over 2h: allow 2 % of the
+     * gradient norm times the step, or 1 % along the gradient itself. */
+    double tol = dir == 0 ? 1e-2 * fabs(want) : 2e-2 * gnorm * 2 * h;
+    if (fabs(got - want) > tol)
+      fprintf(stderr, "\n  %s head, direction %d: loss change %.6g, gradient predicts %.6g\n",
+              head == ENS_HEAD_GAUSSIAN ? "gaussian" : "mse", dir, got, want);
+    CU_ASSERT(fabs(got - want) <= tol);
+  }
+  /* The input gradient: the same along random input directions. */
+  memcpy(m.params, p0, m.nparams * sizeof(float));
+  for (int dir = 0; dir < 4; dir++) {
+    float xu[B * IN], xp[B * IN];
+    double xn = 0, gx = 0;
+    for (int k = 0; k < B * IN; k++) {
+      xu[k] = (float)ens_rng_normal(&r);
+      xn += (double)xu[k] * xu[k];
+    }
+    xn = sqrt(xn);
+    double lpm[2];
+    for (int sgn = 0; sgn < 2; sgn++) {
+      for (int k = 0; k < B * IN; k++)
+        xp[k] = (float)(x[k] + (sgn ? -h : h) * xu[k] / xn);
+      lpm[sgn] = head_loss(&m, xp, t, B);
+    }
+    for (int k = 0; k < B * IN; k++)
+      gx += (double)dx[k] * (2 * h * xu[k] / xn);
+    double dn = 0;
+    for (int k = 0; k < B * IN; k++)
+      dn += (double)dx[k] * dx[k];
+    CU_ASSERT(fabs((lpm[0] - lpm[1]) - gx) <= 2e-2 * sqrt(dn) * 2 * h + 1e-6);
+  }
+  free(g);
+  free(p0);
+  free(u);
+  ens_model_free(&m);
+}
+
+static void test_head_grad(void) {
+  for (uint64_t s = 1; s <= 3; s++) {
+    head_grad_case(ENS_HEAD_GAUSSIAN, s);
+    head_grad_case(ENS_HEAD_MSE, s);
+  }
+}
+
+/* Prediction rows of the heads: Gaussian means then variances >= the floor;
+ * MSE means then zeros. */
+static void test_head_predict(void) {
+  enum { B = 5, IN = 3, T = 2 };
+  for (int hk = 0; hk < 2; hk++) {
+    ens_head_kind head = hk ? ENS_HEAD_MSE : ENS_HEAD_GAUSSIAN;
+    ens_arch a = {.in = IN, .head = head, .width = T, .outputs = hk ? T : 2 * T,
+                  .n_hidden = 1, .hidden = {4}};
+    ens_model m;
+    CU_ASSERT_FATAL(ens_model_create(&m, &a, 0, 1, 1, B) == 0);
+    CU_ASSERT_FATAL(ens_model_init(&m, ENS_INIT_HE, 0, 0, 3, 0) == 0);
+    CU_ASSERT_EQUAL(ens_arch_pred_width(&a), 2 * T);
+    float x[B * IN], pred[B * 2 * T];
+    ens_rng r;
+    ens_rng_init(&r, 5, 0, ENS_STREAM_TEST, 0);
+    fill_normal(x, B * IN, 0.0, 1.0, &r);
+    ens_model_predict(&m, pred, x, B);
+    const float *z = ens_model_forward(&m, x, B, ENS_PASS_EVAL, NULL);
+    for (int i = 0; i < B; i++)
+      for (int t = 0; t < T; t++) {
+        CU_ASSERT_EQUAL(pred[i * 2 * T + t], z[i * a.outputs + t]);
+        if (hk) {
+          CU_ASSERT_EQUAL(pred[i * 2 * T + T + t], 0.0f);
+        } else {
+          CU_ASSERT(pred[i * 2 * T + T + t] >= ENS_VAR_FLOOR);
+        }
+      }
+    ens_model_free(&m);
+  }
+}
+
 static void test_model_grad(void) {
   const char *env = getenv("ENS_TEST_GRAD_SEEDS"); /* more seeds, for calibration */
   int n = env ? atoi(env) : 3;
@@ -1048,6 +1181,8 @@ int main(void) {
       {"dropout gradient (fixed mask)", test_dropout_grad},
       {"softmax cross-entropy gradient", test_softmax_xent_grad},
       {"3-layer model gradient (params and inputs)", test_model_grad},
+      {"regression heads in a network: gradient (params and inputs)", test_head_grad},
+      {"regression heads: prediction rows", test_head_predict},
       {"xavier/he/normal init variance", test_init_variance},
       {"orthogonal init", test_init_orthogonal},
       {"batchnorm train vs eval", test_batchnorm_train_eval},
