@@ -41,14 +41,16 @@ int FUZZ_ENTRY(const uint8_t *data, size_t size) {
       abort();
     err[0] = '\0';
     if (ens_config_load_text(&b, "round-trip.ini", ini, err, sizeof err) != 0) {
-      fprintf(stderr, "the written config does not load: %s\n--- input\n%s\n--- written\n%s",
-              err, text, ini);
+      fprintf(stderr, "the written config does not load: %s\n--- input\n%s\n--- written\n%s", err,
+              text, ini);
       abort();
     }
     if (memcmp(&a, &b, sizeof a) != 0) {
       char *again = ens_config_to_ini(&b);
-      fprintf(stderr, "round trip changed the config\n--- input\n%s\n--- written\n%s\n--- "
-              "reloaded\n%s", text, ini, again ? again : "(no memory)");
+      fprintf(stderr,
+              "round trip changed the config\n--- input\n%s\n--- written\n%s\n--- "
+              "reloaded\n%s",
+              text, ini, again ? again : "(no memory)");
       abort();
     }
     free(ini);

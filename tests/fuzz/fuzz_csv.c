@@ -36,8 +36,8 @@ static void fuzz_csv_check_data(const ens_csv_data *d, int rows, int self_test) 
   int total = d->train.n + d->val.n + (self_test ? 0 : d->test.n);
   if (total != kept || d->train.n < 1 || d->test.n < 1 || d->d < 1 ||
       (self_test && (d->test.n != kept || d->info.unseen != 0))) {
-    fprintf(stderr, "row counts: train %d val %d test %d of %d kept rows\n", d->train.n,
-            d->val.n, d->test.n, kept);
+    fprintf(stderr, "row counts: train %d val %d test %d of %d kept rows\n", d->train.n, d->val.n,
+            d->test.n, kept);
     abort();
   }
   for (int p = 0; p < 3; p++)
