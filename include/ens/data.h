@@ -79,6 +79,7 @@ typedef struct ens_csv {
   char **names;   /* (cols) column names, unique and non-empty */
   char **fields;  /* (rows * cols) row-major field texts */
   long *lines;    /* (rows) 1-based line on which each record starts */
+  long header_line; /* line of the header record; 0 with no_header */
   char *store;    /* text of every field and generated name (internal) */
 } ens_csv;
 

@@ -429,8 +429,10 @@ static const char *string_problem(const char *s) {
     unsigned char ch = (unsigned char)s[i];
     if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
       return "must not contain control characters";
-    if (ch == ';' && i > 0 && isspace((unsigned char)s[i - 1]))
-      return "must not contain ';' after a blank (it starts an INI comment)";
+    /* ens_config_to_ini writes "key = value": a ';' first would follow
+     * the blank after '=' there. */
+    if (ch == ';' && (i == 0 || isspace((unsigned char)s[i - 1])))
+      return "must not contain ';' at the start or after a blank (it starts an INI comment)";
   }
   if (n > 0 && (isspace((unsigned char)s[0]) || isspace((unsigned char)s[n - 1])))
     return "must not start or end with a blank";

@@ -121,8 +121,10 @@ static int check_names(const ens_csv *c, char *err, size_t errlen) {
   char a[SHOW_BUF];
   for (int k = 0; k < c->cols; k++)
     if (c->names[k][0] == '\0') {
-      ens_errorf(err, errlen, "%s: line 1, column %d: empty column name (name every column, or "
-                 "use --no-header when the file has no header line)", c->name, k);
+      ens_errorf(err, errlen,
+                 "%s: line %ld, column %d: empty column name (name every column, or "
+                 "use --no-header when the file has no header line)",
+                 c->name, c->header_line, k);
       return ENS_EFORMAT;
     }
   name_ref *r = malloc((size_t)c->cols * sizeof *r);
@@ -142,8 +144,8 @@ static int check_names(const ens_csv *c, char *err, size_t errlen) {
     }
   free(r);
   if (dup >= 0) {
-    ens_errorf(err, errlen, "%s: line 1, column %d: duplicated column name '%s' (also column %d)",
-               c->name, dup, show(a, c->names[dup]), first);
+    ens_errorf(err, errlen, "%s: line %ld, column %d: duplicated column name '%s' (also column %d)",
+               c->name, c->header_line, dup, show(a, c->names[dup]), first);
     return ENS_EFORMAT;
   }
   return 0;
@@ -198,8 +200,10 @@ int ens_csv_parse(ens_csv *out, const char *buf, size_t len, const ens_csv_opts 
         pos++;
         for (;;) {
           if (pos >= len) {
-            ens_errorf(err, errlen, "%s: line %ld, field %zu: the quoted field opened here is "
-                       "never closed (the text ends on line %ld)", name, open_line, nf + 1, line);
+            ens_errorf(err, errlen,
+                       "%s: line %ld, field %zu: the quoted field opened here is "
+                       "never closed (the text ends on line %ld)",
+                       name, open_line, nf + 1, line);
             goto cleanup;
           }
           char c = buf[pos];
@@ -226,9 +230,10 @@ int ens_csv_parse(ens_csv *out, const char *buf, size_t len, const ens_csv_opts 
           pos++;
         if (pos < len && buf[pos] != delim && !is_line_end(buf, len, pos)) {
           char a[SHOW_BUF], ch[2] = {buf[pos], '\0'};
-          ens_errorf(err, errlen, "%s: line %ld, field %zu: unexpected '%s' after the closing quote "
-                     "(write a quote inside a quoted field as \"\")", name, line, nf + 1,
-                     show(a, ch));
+          ens_errorf(err, errlen,
+                     "%s: line %ld, field %zu: unexpected '%s' after the closing quote "
+                     "(write a quote inside a quoted field as \"\")",
+                     name, line, nf + 1, show(a, ch));
           goto cleanup;
         }
       } else {
@@ -278,6 +283,7 @@ int ens_csv_parse(ens_csv *out, const char *buf, size_t len, const ens_csv_opts 
       cols = nf;
       if (header) {
         /* The header's field pointers become the names. */
+        out->header_line = rec_line;
         out->names = malloc(cols * sizeof *out->names);
         if (!out->names) {
           rc = ENS_ENOMEM;
@@ -289,9 +295,10 @@ int ens_csv_parse(ens_csv *out, const char *buf, size_t len, const ens_csv_opts 
         continue;
       }
     } else if (nf != cols) {
-      ens_errorf(err, errlen, "%s: line %ld: expected %zu field%s (as %s), got %zu", name,
-                 rec_line, cols, cols == 1 ? "" : "s",
-                 header ? "in the header on line 1" : "in the first record", nf);
+      ens_errorf(err, errlen, "%s: line %ld: expected %zu field%s (as %s on line %ld), got %zu",
+                 name, rec_line, cols, cols == 1 ? "" : "s",
+                 header ? "in the header" : "in the first record",
+                 header ? out->header_line : lines[0], nf);
       goto cleanup;
     }
     if (rows >= INT_MAX) {
@@ -405,7 +412,7 @@ static const char *number_problem(int r) {
 /* ---- encoding ----------------------------------------------------------- */
 
 typedef struct column {
-  int target;        /* index among the targets, -1 for a feature */
+  int target; /* index among the targets, -1 for a feature */
   int categorical;
   int ncat;
   const char **cats; /* (ncat) sorted distinct values, pointing into the main table */
@@ -419,15 +426,18 @@ typedef struct column {
 typedef struct enc {
   const ens_csv *m, *t;
   const ens_csv_encode_opts *o;
-  column *col;        /* (m->cols) */
-  int *tcol;          /* (targets) column of each target */
+  column *col; /* (m->cols) */
+  int *tcol;   /* (targets) column of each target */
   unsigned char *keep_m, *keep_t;
-  int n_m, n_t;       /* kept rows */
-  double *codes;      /* (classes) numeric class codes, sorted */
+  int n_m, n_t;  /* kept rows */
+  double *codes; /* (classes) numeric class codes, sorted */
   int classify;
   char *err;
   size_t errlen;
 } enc;
+
+/* The header's line, or the first record's without a header. */
+static long first_line(const ens_csv *c) { return c->header_line ? c->header_line : c->lines[0]; }
 
 static const char *field(const ens_csv *c, int row, int col) {
   return c->fields[(size_t)row * (size_t)c->cols + (size_t)col];
@@ -492,16 +502,17 @@ static int resolve_targets(enc *E, ens_csv_data *out) {
           }
           used += (size_t)wr;
         }
-        ens_errorf(E->err, E->errlen, "%s: line 1: no target column named '%s' (columns: %s)",
-                   m->name, show(a, item), list);
+        ens_errorf(E->err, E->errlen, "%s: line %ld: no target column named '%s' (columns: %s)",
+                   m->name, first_line(m), show(a, item), list);
         goto cleanup;
       }
       errno = 0;
       unsigned long long v = strtoull(item, NULL, 10);
       if (errno == ERANGE || v >= (unsigned long long)m->cols) {
-        ens_errorf(E->err, E->errlen, "%s: target index %s is out of range (the file has %d "
-                   "column%s: 0..%d)", m->name, show(a, item), m->cols, m->cols == 1 ? "" : "s",
-                   m->cols - 1);
+        ens_errorf(E->err, E->errlen,
+                   "%s: target index %s is out of range (the file has %d "
+                   "column%s: 0..%d)",
+                   m->name, show(a, item), m->cols, m->cols == 1 ? "" : "s", m->cols - 1);
         goto cleanup;
       }
       c = (int)v;
@@ -529,9 +540,10 @@ static int map_test_columns(enc *E) {
   const ens_csv *m = E->m, *t = E->t;
   char a[SHOW_BUF];
   if (t->cols != m->cols) {
-    ens_errorf(E->err, E->errlen, "%s: line 1: %d column%s, but %s has %d (the test file needs "
-               "the same columns, matched by header name in any order)", t->name, t->cols,
-               t->cols == 1 ? "" : "s", m->name, m->cols);
+    ens_errorf(E->err, E->errlen,
+               "%s: line %ld: %d column%s, but %s has %d (the test file needs "
+               "the same columns, matched by header name in any order)",
+               t->name, first_line(t), t->cols, t->cols == 1 ? "" : "s", m->name, m->cols);
     return ENS_EFORMAT;
   }
   name_ref *r = malloc((size_t)t->cols * sizeof *r);
@@ -560,9 +572,10 @@ static int map_test_columns(enc *E) {
         hi = mid;
     }
     if (!hit) {
-      ens_errorf(E->err, E->errlen, "%s: line 1: no column '%s' (the test file needs the columns "
-                 "of %s, matched by header name in any order)", t->name, show(a, m->names[c]),
-                 m->name);
+      ens_errorf(E->err, E->errlen,
+                 "%s: line %ld: no column '%s' (the test file needs the columns "
+                 "of %s, matched by header name in any order)",
+                 t->name, first_line(t), show(a, m->names[c]), m->name);
       rc = ENS_EFORMAT;
       break;
     }
@@ -573,8 +586,8 @@ static int map_test_columns(enc *E) {
 }
 
 /* Marks the rows of c without a missing value; *kept counts them. */
-static int scan_missing(enc *E, const ens_csv *c, const int *colmap, unsigned char *keep,
-                        int *kept, int *dropped) {
+static int scan_missing(enc *E, const ens_csv *c, const int *colmap, unsigned char *keep, int *kept,
+                        int *dropped) {
   char a[SHOW_BUF], b[SHOW_BUF];
   *kept = 0;
   *dropped = 0;
@@ -586,9 +599,10 @@ static int scan_missing(enc *E, const ens_csv *c, const int *colmap, unsigned ch
       if (!is_missing(v))
         continue;
       if (!E->o->drop_missing) {
-        ens_errorf(E->err, E->errlen, "%s: line %ld, column '%s': missing value '%s' (use "
-                   "--drop-missing to drop rows with missing values)", c->name, c->lines[r],
-                   show(a, c->names[ck]), show(b, v));
+        ens_errorf(E->err, E->errlen,
+                   "%s: line %ld, column '%s': missing value '%s' (use "
+                   "--drop-missing to drop rows with missing values)",
+                   c->name, c->lines[r], show(a, c->names[ck]), show(b, v));
         return ENS_EFORMAT;
       }
       keep[r] = 0;
@@ -599,8 +613,10 @@ static int scan_missing(enc *E, const ens_csv *c, const int *colmap, unsigned ch
       (*dropped)++;
   }
   if (*kept == 0) {
-    ens_errorf(E->err, E->errlen, "%s: line %ld: no rows left: all %d data rows have missing "
-               "values", c->name, c->lines[c->rows - 1], c->rows);
+    ens_errorf(E->err, E->errlen,
+               "%s: line %ld: no rows left: all %d data rows have missing "
+               "values",
+               c->name, c->lines[c->rows - 1], c->rows);
     return ENS_EFORMAT;
   }
   return 0;
@@ -628,10 +644,11 @@ static int infer_column(enc *E, int k) {
   if (C->bad_row < 0)
     return 0;
   if (2 * (long)C->numbers > (long)E->n_m) {
-    ens_errorf(E->err, E->errlen, "%s: line %ld, column '%s': '%s' %s (the column is numeric: "
-               "%d of its %d values are numbers)", m->name, m->lines[C->bad_row],
-               show(a, m->names[k]), show(b, field(m, C->bad_row, k)),
-               number_problem(C->bad_kind), C->numbers, E->n_m);
+    ens_errorf(E->err, E->errlen,
+               "%s: line %ld, column '%s': '%s' %s (the column is numeric: "
+               "%d of its %d values are numbers)",
+               m->name, m->lines[C->bad_row], show(a, m->names[k]),
+               show(b, field(m, C->bad_row, k)), number_problem(C->bad_kind), C->numbers, E->n_m);
     return ENS_EFORMAT;
   }
   C->categorical = 1;
@@ -650,6 +667,10 @@ static int infer_column(enc *E, int k) {
     if (u == 0 || strcmp(C->cats[i], C->cats[u - 1]) != 0)
       C->cats[u++] = C->cats[i];
   C->ncat = u;
+  /* Keep only the distinct values (one list per categorical column). */
+  const char **shrunk = realloc(C->cats, (size_t)u * sizeof *C->cats);
+  if (shrunk)
+    C->cats = shrunk;
   return 0;
 }
 
@@ -678,7 +699,8 @@ static int choose_task(enc *E, ens_csv_data *out) {
   if (task == ENS_CSV_AUTO) {
     out->info.task_auto = 1;
     if (cat_t >= 0 && T > 1) {
-      ens_errorf(E->err, E->errlen, "%s: target column '%s' is not numeric, but classification "
+      ens_errorf(E->err, E->errlen,
+                 "%s: target column '%s' is not numeric, but classification "
                  "takes one target and %d were given (regression needs numeric targets)",
                  m->name, show(a, m->names[cat_t]), T);
       return ENS_EINVAL;
@@ -686,16 +708,18 @@ static int choose_task(enc *E, ens_csv_data *out) {
     task = cat_t >= 0 ? ENS_CSV_CLASSIFY : ENS_CSV_REGRESS;
   } else if (task == ENS_CSV_CLASSIFY) {
     if (T != 1) {
-      ens_errorf(E->err, E->errlen, "%s: --task classify takes one target column, got %d",
-                 m->name, T);
+      ens_errorf(E->err, E->errlen, "%s: --task classify takes one target column, got %d", m->name,
+                 T);
       return ENS_EINVAL;
     }
   } else if (task == ENS_CSV_REGRESS) {
     if (cat_t >= 0) {
       const column *C = &E->col[cat_t];
-      ens_errorf(E->err, E->errlen, "%s: line %ld, column '%s': '%s' is not a number "
-                 "(--task regress needs numeric targets)", m->name, m->lines[C->bad_row],
-                 show(a, m->names[cat_t]), show(b, field(m, C->bad_row, cat_t)));
+      ens_errorf(E->err, E->errlen,
+                 "%s: line %ld, column '%s': '%s' is not a number "
+                 "(--task regress needs numeric targets)",
+                 m->name, m->lines[C->bad_row], show(a, m->names[cat_t]),
+                 show(b, field(m, C->bad_row, cat_t)));
       return ENS_EINVAL;
     }
   } else {
@@ -726,9 +750,10 @@ static int choose_task(enc *E, ens_csv_data *out) {
         continue;
       parse_number(field(m, r, c), &v);
       if (!is_code(v)) {
-        ens_errorf(E->err, E->errlen, "%s: line %ld, column '%s': '%s' is not an integer class "
-                   "code (classification on a numeric target needs whole numbers)", m->name,
-                   m->lines[r], show(a, m->names[c]), show(b, field(m, r, c)));
+        ens_errorf(E->err, E->errlen,
+                   "%s: line %ld, column '%s': '%s' is not an integer class "
+                   "code (classification on a numeric target needs whole numbers)",
+                   m->name, m->lines[r], show(a, m->names[c]), show(b, field(m, r, c)));
         return ENS_EFORMAT;
       }
       E->codes[n++] = v == 0 ? 0.0 : v; /* -0 and 0 are one class */
@@ -744,9 +769,10 @@ static int choose_task(enc *E, ens_csv_data *out) {
     char num[32];
     if (!C->categorical)
       snprintf(num, sizeof num, "%lld", (long long)E->codes[0]);
-    ens_errorf(E->err, E->errlen, "%s: target column '%s' has a single value ('%s'): "
-               "classification needs at least 2 classes", m->name, show(a, m->names[c]),
-               show(b, C->categorical ? C->cats[0] : num));
+    ens_errorf(E->err, E->errlen,
+               "%s: target column '%s' has a single value ('%s'): "
+               "classification needs at least 2 classes",
+               m->name, show(a, m->names[c]), show(b, C->categorical ? C->cats[0] : num));
     return ENS_EFORMAT;
   }
   return 0;
@@ -775,9 +801,10 @@ static int build_names(enc *E, ens_csv_data *out) {
     }
   }
   if (d == 0) {
-    ens_errorf(E->err, E->errlen, "%s: line 1: no feature columns: every one of the %d column%s "
-               "is a target (is the delimiter right? see --delimiter)", m->name, m->cols,
-               m->cols == 1 ? "" : "s");
+    ens_errorf(E->err, E->errlen,
+               "%s: line %ld: no feature columns: every one of the %d column%s "
+               "is a target (is the delimiter right? see --delimiter)",
+               m->name, first_line(m), m->cols, m->cols == 1 ? "" : "s");
     return ENS_EINVAL;
   }
   out->d = (int)d;
@@ -885,9 +912,11 @@ static int encode_rows(enc *E, ens_csv_data *out, const ens_csv *c, const unsign
       double num = 0;
       int kind = C->categorical ? NUM_NOT : parse_number(v, &num);
       if (!C->categorical && kind != NUM_OK) {
-        ens_errorf(E->err, E->errlen, "%s: line %ld, column '%s': '%s' %s (the column is numeric "
-                   "in %s)", c->name, c->lines[r], show(a, c->names[ck]), show(b, v),
-                   number_problem(kind), m->name);
+        ens_errorf(E->err, E->errlen,
+                   "%s: line %ld, column '%s': '%s' %s (the column is numeric "
+                   "in %s)",
+                   c->name, c->lines[r], show(a, c->names[ck]), show(b, v), number_problem(kind),
+                   m->name);
         return ENS_EFORMAT;
       }
       if (C->target >= 0) {
@@ -899,9 +928,10 @@ static int encode_rows(enc *E, ens_csv_data *out, const ens_csv *c, const unsign
                   : is_code(num) ? find_code(E, out->classes, num == 0 ? 0.0 : num)
                                  : -1;
         if (cls < 0) {
-          ens_errorf(E->err, E->errlen, "%s: line %ld, column '%s': class '%s' does not occur in "
-                     "%s", c->name, c->lines[r], show(a, c->names[ck]), show(b, v),
-                     show(e, m->name));
+          ens_errorf(E->err, E->errlen,
+                     "%s: line %ld, column '%s': class '%s' does not occur in "
+                     "%s",
+                     c->name, c->lines[r], show(a, c->names[ck]), show(b, v), show(e, m->name));
           return ENS_EFORMAT;
         }
         p->label[i] = cls;
@@ -1074,13 +1104,15 @@ int ens_csv_encode(ens_csv_data *out, const ens_csv *m, const ens_csv *test,
     long ntest = lround(o->test_fraction * E.n_m);
     if (ntest < 1 || ntest >= E.n_m) {
       rc = ENS_EINVAL;
-      ens_errorf(err, errlen, "%s: a test fraction of %g of %d row%s leaves %s (give more rows, "
-                 "another --test-fraction, or --test FILE)", m->name, o->test_fraction, E.n_m,
-                 E.n_m == 1 ? "" : "s", ntest < 1 ? "no test rows" : "no training rows");
+      ens_errorf(err, errlen,
+                 "%s: a test fraction of %g of %d row%s leaves %s (give more rows, "
+                 "another --test-fraction, or --test FILE)",
+                 m->name, o->test_fraction, E.n_m, E.n_m == 1 ? "" : "s",
+                 ntest < 1 ? "no test rows" : "no training rows");
       goto cleanup;
     }
-    if ((rc = split_part(&out->test, &out->train, (int)ntest, o->split_seed, SPLIT_SUB_TEST,
-                         out->d, T, E.classify)) != 0) {
+    if ((rc = split_part(&out->test, &out->train, (int)ntest, o->split_seed, SPLIT_SUB_TEST, out->d,
+                         T, E.classify)) != 0) {
       ens_errorf(err, errlen, "%s: out of memory splitting the rows", m->name);
       goto cleanup;
     }
@@ -1089,8 +1121,10 @@ int ens_csv_encode(ens_csv_data *out, const ens_csv *m, const ens_csv *test,
     long nval = lround(o->val_fraction * out->train.n);
     if (nval >= out->train.n) {
       rc = ENS_EINVAL;
-      ens_errorf(err, errlen, "%s: a validation fraction of %g of %d training rows leaves no "
-                 "training rows", m->name, o->val_fraction, out->train.n);
+      ens_errorf(err, errlen,
+                 "%s: a validation fraction of %g of %d training rows leaves no "
+                 "training rows",
+                 m->name, o->val_fraction, out->train.n);
       goto cleanup;
     }
     if (nval > 0 && (rc = split_part(&out->val, &out->train, (int)nval, o->split_seed,
@@ -1308,8 +1342,7 @@ int ens_csv_import(ens_csv_summary *sum, const ens_csv_import_opts *o, char *err
   f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
   if (f < 0) {
     rc = ENS_EIO;
-    ens_errorf(err, errlen, "%s: cannot create the output file (is the directory writable?)",
-               tmp);
+    ens_errorf(err, errlen, "%s: cannot create the output file (is the directory writable?)", tmp);
     goto cleanup;
   }
   created = 1;

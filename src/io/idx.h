@@ -8,13 +8,13 @@
 
 /* One IDX file held in memory, data still big-endian as in the file. */
 typedef struct ens_idx {
-  const char *path;   /* names the file in messages (not owned) */
-  int type;           /* IDX type code, 0x08 ubyte ... 0x0E double */
-  size_t esize;       /* bytes per element */
+  const char *path; /* names the file in messages (not owned) */
+  int type;         /* IDX type code, 0x08 ubyte ... 0x0E double */
+  size_t esize;     /* bytes per element */
   int ndim;
   uint32_t dims[255];
-  size_t count;       /* dims[0] */
-  size_t rowlen;      /* product of dims[1..], 1 for a 1-D file */
+  size_t count;              /* dims[0] */
+  size_t rowlen;             /* product of dims[1..], 1 for a 1-D file */
   const unsigned char *data; /* count * rowlen elements; points into the parsed buffer */
 } ens_idx;
 

@@ -348,6 +348,8 @@ static void test_bad_values(void) {
   expect_file_error("[ensemble]\nshare_init = maybe\n", 2, "one of auto|true|false");
   expect_file_error("[output]\nprogress_interval = 0\n", 2, "[output] progress_interval");
   expect_file_error("[trunk]\nlayers = -1\n", 2, "[trunk] layers");
+  /* A string that would read back as a comment after "key = " (fuzz_config). */
+  expect_file_error("[data]\npath =;x.h5\n", 2, "[data] path: must not contain ';' at the start");
   /* Only the first error is reported. */
   expect_file_error("[train]\nepochs = 3\nlr = abc\nfoo = 1\n[bad]\n", 3, "[train] lr");
   expect_file_error("[train]\nbad line\nlr = abc\n", 2, "syntax error");

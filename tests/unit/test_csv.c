@@ -19,12 +19,12 @@ static char g_dir[256];
 static char g_err[2048];
 
 /* Fails (and prints the message) unless `hay` contains `needle`. */
-#define CU_ASSERT_HAS(hay, needle)                                                           \
-  do {                                                                                       \
-    if (!strstr((hay), (needle)))                                                            \
-      fprintf(stderr, "\n  %s:%d: '%s' does not contain '%s'\n", __FILE__, __LINE__, (hay), \
-              (needle));                                                                     \
-    CU_ASSERT_PTR_NOT_NULL(strstr((hay), (needle)));                                         \
+#define CU_ASSERT_HAS(hay, needle)                                                                 \
+  do {                                                                                             \
+    if (!strstr((hay), (needle)))                                                                  \
+      fprintf(stderr, "\n  %s:%d: '%s' does not contain '%s'\n", __FILE__, __LINE__, (hay),        \
+              (needle));                                                                           \
+    CU_ASSERT_PTR_NOT_NULL(strstr((hay), (needle)));                                               \
   } while (0)
 
 static const char *tpath(const char *name) {
@@ -187,6 +187,11 @@ static void test_parse_errors(void) {
   CU_ASSERT_HAS(g_err, "no data rows after the header");
   CU_ASSERT_EQUAL(parse(&c, "a,b,a\n1,2,3\n", 0, 0), ENS_EFORMAT);
   CU_ASSERT_HAS(g_err, "line 1, column 2: duplicated column name 'a' (also column 0)");
+  /* Blank lines before the header: messages name the header's real line. */
+  CU_ASSERT_EQUAL(parse(&c, "\n\na,b,a\n1,2,3\n", 0, 0), ENS_EFORMAT);
+  CU_ASSERT_HAS(g_err, "line 3, column 2: duplicated column name");
+  CU_ASSERT_EQUAL(parse(&c, "1,2\n3\n", 0, 1), ENS_EFORMAT);
+  CU_ASSERT_HAS(g_err, "line 2: expected 2 fields (as in the first record on line 1), got 1");
   CU_ASSERT_EQUAL(parse(&c, "a,,b\n1,2,3\n", 0, 0), ENS_EFORMAT);
   CU_ASSERT_HAS(g_err, "line 1, column 1: empty column name");
   CU_ASSERT_EQUAL(parse(&c, "a\n1\n", '"', 0), ENS_EINVAL);
@@ -216,7 +221,7 @@ static void test_types_onehot(void) {
   CU_ASSERT_EQUAL(d.info.numeric_cols, 1);
   CU_ASSERT_EQUAL(d.info.categorical_cols, 2);
   CU_ASSERT_EQUAL_FATAL(d.d, 1 + 4 + 4);
-  const char *names[9] = {"num",   "cat=B", "cat=a",  "cat=b", "cat=\xC3\xA4",
+  const char *names[9] = {"num",    "cat=B",  "cat=a",  "cat=b", "cat=\xC3\xA4",
                           "half=1", "half=2", "half=x", "half=y"};
   for (int i = 0; i < 9; i++)
     CU_ASSERT_STRING_EQUAL(d.feature_names[i], names[i]);
