@@ -16,7 +16,7 @@
 #include "io/fsutil.h"
 #include "io/h5util.h"
 
-static int enabled(const ens_job *j) { return j->ckpt_dir[0] != '\0'; }
+static int enabled(const ens_job *j) { return j->ckpt.dir[0] != '\0'; }
 
 /* The parts of the configuration a checkpoint must agree with: everything
  * except [output] and the progress settings. Malloc'd; caller frees. */
@@ -33,16 +33,16 @@ char *ens_job_identity_text(const ens_config *c) {
 }
 
 static void unit_path(const ens_job *j, int unit, char *buf, size_t len) {
-  snprintf(buf, len, "%s/unit_%d.h5", j->ckpt_dir, unit);
+  snprintf(buf, len, "%s/unit_%d.h5", j->ckpt.dir, unit);
 }
 
 static void member_path(const ens_job *j, int k, char *buf, size_t len) {
-  snprintf(buf, len, "%s/member_%d.h5", j->ckpt_dir, k);
+  snprintf(buf, len, "%s/member_%d.h5", j->ckpt.dir, k);
 }
 
 /* Opens `<path>.tmp` for writing (creating the directory). */
 static hid_t begin_write(const ens_job *j, const char *path, char *tmp, size_t len) {
-  if (ens_mkdir_p(j->ckpt_dir) != 0)
+  if (ens_mkdir_p(j->ckpt.dir) != 0)
     return -1;
   snprintf(tmp, len, "%s.tmp", path);
   return H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
@@ -275,8 +275,8 @@ void ens_job_checkpoint_cleanup(ens_job *j, const int *units, int nunits) {
     }
   MPI_Barrier(j->comm);
   if (j->rank == 0) {
-    snprintf(path, sizeof(path), "%s/trunk.h5", j->ckpt_dir); /* a pretrained trunk */
+    snprintf(path, sizeof(path), "%s/trunk.h5", j->ckpt.dir); /* a pretrained trunk */
     unlink(path);
-    rmdir(j->ckpt_dir); /* only succeeds when empty: foreign files stay */
+    rmdir(j->ckpt.dir); /* only succeeds when empty: foreign files stay */
   }
 }

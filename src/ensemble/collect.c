@@ -109,9 +109,9 @@ int ens_job_write_member(ens_job *j, const ens_member_meta *meta, const float *p
   ret |= ens_h5_attr_i64(f, grp, "seed", (int64_t)j->c->seed);
   ret |= write_hyper(j, grp, meta->k);
   if (meta->status != ENS_MEMBER_DONE) {
-    ret |= write_pred_rows(j, "", row, NULL, j->n_test);
-    if (j->n_val)
-      ret |= write_pred_rows(j, "val_", row, NULL, j->n_val);
+    ret |= write_pred_rows(j, "", row, NULL, j->data.n_test);
+    if (j->data.n_val)
+      ret |= write_pred_rows(j, "val_", row, NULL, j->data.n_val);
     return ret ? ENS_EHDF5 : 0;
   }
   ens_pack_view v;
@@ -132,20 +132,20 @@ int ens_job_write_member(ens_job *j, const ens_member_meta *meta, const float *p
   snprintf(path, sizeof(path), "%s/curve_eval", grp);
   ret |= ens_h5_write(f, path, H5T_NATIVE_FLOAT, 1, &ne, ne ? v.curve_eval : &dummy, 0);
   ret |= ens_h5_attr_str(f, path, "metric", ens_task_metric_name(&j->task, 0));
-  ret |= ens_h5_attr_str(f, path, "split", j->n_val ? "val" : "test");
-  ret |= write_pred_rows(j, "", row, v.test, j->n_test);
-  if (j->n_val)
-    ret |= write_pred_rows(j, "val_", row, v.val, j->n_val);
+  ret |= ens_h5_attr_str(f, path, "split", j->data.n_val ? "val" : "test");
+  ret |= write_pred_rows(j, "", row, v.test, j->data.n_test);
+  if (j->data.n_val)
+    ret |= write_pred_rows(j, "val_", row, v.val, j->data.n_val);
   /* Rows needed only by the collection pass (out-of-bag training rows, MC
    * passes) wait in the scratch group, deleted before the rename. */
   hsize_t W = (hsize_t)j->task.W;
   if (v.train) {
-    hsize_t dims[2] = {(hsize_t)j->n_train, W};
+    hsize_t dims[2] = {(hsize_t)j->data.n_train, W};
     snprintf(path, sizeof(path), "/scratch/train_%d", meta->k);
     ret |= ens_h5_write(f, path, H5T_NATIVE_FLOAT, 2, dims, v.train, 0);
   }
   if (v.mc) {
-    hsize_t dims[2] = {(hsize_t)j->n_test, W};
+    hsize_t dims[2] = {(hsize_t)j->data.n_test, W};
     snprintf(path, sizeof(path), "/scratch/mc_%d", meta->k);
     ret |= ens_h5_write(f, path, H5T_NATIVE_FLOAT, 2, dims, v.mc, 0);
   }
@@ -208,9 +208,9 @@ static int read_member(ens_job *j, hid_t f, hsize_t row, int k, ens_member_meta 
   snprintf(path, sizeof(path), "/members/%d/bn_stats", k);
   if (meta->nstats)
     ret |= ens_h5_read(f, path, H5T_NATIVE_FLOAT, (float *)v.stats, (size_t)meta->nstats);
-  ret |= read_pred_rows(j, f, "", row, (float *)v.test, j->n_test);
-  if (j->n_val)
-    ret |= read_pred_rows(j, f, "val_", row, (float *)v.val, j->n_val);
+  ret |= read_pred_rows(j, f, "", row, (float *)v.test, j->data.n_test);
+  if (j->data.n_val)
+    ret |= read_pred_rows(j, f, "val_", row, (float *)v.val, j->data.n_val);
   const int E = j->c->epochs;
   for (int e = 0; e < E; e++)
     ((float *)v.curve_loss)[e] = ((float *)v.curve_eval)[e] = NAN;
@@ -225,14 +225,14 @@ static int read_member(ens_job *j, hid_t f, hsize_t row, int k, ens_member_meta 
   if (v.train) {
     snprintf(path, sizeof(path), "/scratch/train_%d", k);
     if (ens_h5_exists(f, path))
-      ret |= ens_h5_read(f, path, H5T_NATIVE_FLOAT, (float *)v.train, (size_t)j->n_train * W);
+      ret |= ens_h5_read(f, path, H5T_NATIVE_FLOAT, (float *)v.train, (size_t)j->data.n_train * W);
     else
       *missing = 1;
   }
   if (v.mc) {
     snprintf(path, sizeof(path), "/scratch/mc_%d", k);
     if (ens_h5_exists(f, path))
-      ret |= ens_h5_read(f, path, H5T_NATIVE_FLOAT, (float *)v.mc, (size_t)j->n_test * W);
+      ret |= ens_h5_read(f, path, H5T_NATIVE_FLOAT, (float *)v.mc, (size_t)j->data.n_test * W);
     else
       *missing = 1;
   }
@@ -247,7 +247,7 @@ static int recompute_rows(ens_job *j, const ens_member_meta *meta) {
   ens_member_config(j, meta->k, &mc);
   ens_member_arch(j, &mc, &a);
   ens_model m;
-  int ret = ens_model_create(&m, &a, j->trunk_layers, a.n_hidden, 1, mc.batch);
+  int ret = ens_model_create(&m, &a, j->trunk.layers, a.n_hidden, 1, mc.batch);
   if (ret)
     return ret;
   ens_pack_view v;
@@ -259,9 +259,9 @@ static int recompute_rows(ens_job *j, const ens_member_meta *meta) {
   memcpy(m.params, v.params, m.nparams * sizeof(float));
   memcpy(m.stats, v.stats, m.nstats * sizeof(float));
   if (v.train)
-    ens_task_predict(&j->task, &m, (float *)v.train, j->ftrain, j->n_train);
+    ens_task_predict(&j->task, &m, (float *)v.train, j->data.ftrain, j->data.n_train);
   if (v.mc)
-    ens_task_predict_mc(&j->task, &m, (float *)v.mc, j->scratch, j->ftest, j->n_test,
+    ens_task_predict_mc(&j->task, &m, (float *)v.mc, j->scratch, j->data.ftest, j->data.n_test,
                         j->c->seed, (uint32_t)meta->k, j->c->mc_samples);
   ens_model_free(&m);
   return 0;
@@ -273,7 +273,7 @@ static int recompute_rows(ens_job *j, const ens_member_meta *meta) {
 int ens_job_get_member(ens_job *j, int i, int k, ens_member_meta *meta, char *err,
                        size_t errlen) {
   int ret = 0, missing = 0;
-  if (j->nparts > 0) {
+  if (j->merge.n > 0) {
     const ens_part *p = ens_job_part_of(j, k);
     ret = read_member(j, p->file, (hsize_t)(k - p->first), k, meta, &missing);
     if (ret) {

@@ -73,7 +73,7 @@ static double *nan_array(size_t n) {
 
 static int fold_alloc(fold *f, const ens_job *j, int M) {
   const ens_task *K = &j->task;
-  const size_t W = (size_t)K->W, n = (size_t)j->n_test, nt = (size_t)j->n_train;
+  const size_t W = (size_t)K->W, n = (size_t)j->data.n_test, nt = (size_t)j->data.n_train;
   memset(f, 0, sizeof(*f));
   f->M = M;
   f->nm = ens_task_nmetrics(K);
@@ -90,9 +90,9 @@ static int fold_alloc(fold *f, const ens_job *j, int M) {
   f->tpred = calloc(n ? n : 1, sizeof(int32_t));
   int ok = f->done && f->meta && f->mtest && f->mval && f->mmc && f->moob && f->curve0 &&
            f->curve1 && f->preds && f->tmp && f->tpred;
-  ok = ok && !ens_acc_init(&f->test, K, j->n_test);
-  ok = ok && (!j->n_val || !ens_acc_init(&f->val, K, j->n_val));
-  ok = ok && (j->c->mc_samples <= 0 || !ens_acc_init(&f->mc, K, j->n_test));
+  ok = ok && !ens_acc_init(&f->test, K, j->data.n_test);
+  ok = ok && (!j->data.n_val || !ens_acc_init(&f->val, K, j->data.n_val));
+  ok = ok && (j->c->mc_samples <= 0 || !ens_acc_init(&f->mc, K, j->data.n_test));
   if (ok && j->c->combine == ENS_COMBINE_PARAMS)
     ok = (f->wsum = calloc(j->nparams ? j->nparams : 1, sizeof(double))) != NULL;
   if (ok && j->c->mode == ENS_MODE_BOOTSTRAP) {
@@ -114,15 +114,15 @@ static int gather_rows(const ens_job *j, fold *f, const float *rows, const uint8
   const ens_task *K = &j->task;
   const size_t W = (size_t)K->W;
   int c = 0;
-  for (int r = 0; r < j->n_train; r++) {
+  for (int r = 0; r < j->data.n_train; r++) {
     if (sel[r] != want)
       continue;
     memcpy(f->oob_rows + (size_t)c * W, rows + (size_t)r * W, W * sizeof(float));
     if (K->regress)
-      memcpy(f->oob_t + (size_t)c * K->T, j->data.train.t + (size_t)r * K->T,
+      memcpy(f->oob_t + (size_t)c * K->T, j->data.sets.train.t + (size_t)r * K->T,
              (size_t)K->T * sizeof(float));
     else
-      f->oob_y[c] = j->data.train.y[r];
+      f->oob_y[c] = j->data.sets.train.y[r];
     c++;
   }
   return c;
@@ -143,14 +143,14 @@ static void fold_member(ens_job *j, fold *f, int i) {
   const ens_task *K = &j->task;
   const ens_config *c = j->c;
   const ens_member_meta *meta = &f->meta[i];
-  const int n = j->n_test, nm = f->nm;
-  const ens_truth test = {j->data.test.y, j->data.test.t, n};
-  const ens_truth val = {j->data.val.y, j->data.val.t, j->n_val};
+  const int n = j->data.n_test, nm = f->nm;
+  const ens_truth test = {j->data.sets.test.y, j->data.sets.test.t, n};
+  const ens_truth val = {j->data.sets.val.y, j->data.sets.val.t, j->data.n_val};
   ens_pack_view v;
   ens_member_view(j, meta, j->pack, &v);
   ens_task_metrics(K, f->mtest + (size_t)i * NM, v.test, &test);
   ens_acc_add(&f->test, v.test, 1.0, f->preds + (size_t)i * n);
-  if (j->n_val) {
+  if (j->data.n_val) {
     ens_task_metrics(K, f->mval + (size_t)i * NM, v.val, &val);
     ens_acc_add(&f->val, v.val, 1.0, NULL);
   }
@@ -181,13 +181,13 @@ static void fold_member(ens_job *j, fold *f, int i) {
   if (v.train) {
     /* Out-of-bag rows of this member's bootstrap draw. */
     const size_t W = (size_t)K->W;
-    memset(f->inbag, 0, (size_t)j->n_train);
-    ens_job_bootstrap_rows(j->rows, j->n_train, c->seed, (uint32_t)ens_job_unit_of(j, meta->k));
-    for (int r = 0; r < j->n_train; r++)
+    memset(f->inbag, 0, (size_t)j->data.n_train);
+    ens_job_bootstrap_rows(j->rows, j->data.n_train, c->seed, (uint32_t)ens_job_unit_of(j, meta->k));
+    for (int r = 0; r < j->data.n_train; r++)
       f->inbag[j->rows[r]] = 1;
     int cnt = gather_rows(j, f, v.train, f->inbag, 0);
     f->moob[i] = headline(j, f, f->oob_rows, cnt);
-    for (int r = 0; r < j->n_train; r++) {
+    for (int r = 0; r < j->data.n_train; r++) {
       if (f->inbag[r])
         continue;
       const float *row = v.train + (size_t)r * W;
@@ -211,11 +211,11 @@ static void fold_member(ens_job *j, fold *f, int i) {
 static double oob_ensemble(const ens_job *j, fold *f) {
   const ens_task *K = &j->task;
   const size_t W = (size_t)K->W;
-  float *rows = malloc((size_t)(j->n_train ? j->n_train : 1) * W * sizeof(float));
-  uint8_t *has = malloc((size_t)(j->n_train ? j->n_train : 1));
+  float *rows = malloc((size_t)(j->data.n_train ? j->data.n_train : 1) * W * sizeof(float));
+  uint8_t *has = malloc((size_t)(j->data.n_train ? j->data.n_train : 1));
   double out = NAN;
   if (rows && has) {
-    for (int r = 0; r < j->n_train; r++) {
+    for (int r = 0; r < j->data.n_train; r++) {
       has[r] = f->oob_cnt[r] > 0;
       const double *s = f->oob_sum + (size_t)r * W;
       float *o = rows + (size_t)r * W;
@@ -246,16 +246,16 @@ static double oob_ensemble(const ens_job *j, fold *f) {
 static int params_average(ens_job *j, const fold *f, int ndone, float *test_rows,
                           float *val_rows, float *avg_params, float *avg_stats) {
   ens_model m;
-  int ret = ens_model_create(&m, &j->arch, j->trunk_layers, j->arch.n_hidden, 1,
+  int ret = ens_model_create(&m, &j->arch, j->trunk.layers, j->arch.n_hidden, 1,
                              j->c->batch > 256 ? j->c->batch : 256);
   if (ret)
     return ret;
   for (size_t p = 0; p < j->nparams; p++)
     m.params[p] = (float)(f->wsum[p] / ndone);
-  ens_model_reestimate_bn(&m, j->ftrain, j->n_train);
-  ens_task_predict(&j->task, &m, test_rows, j->ftest, j->n_test);
-  if (val_rows && j->n_val)
-    ens_task_predict(&j->task, &m, val_rows, j->fval, j->n_val);
+  ens_model_reestimate_bn(&m, j->data.ftrain, j->data.n_train);
+  ens_task_predict(&j->task, &m, test_rows, j->data.ftest, j->data.n_test);
+  if (val_rows && j->data.n_val)
+    ens_task_predict(&j->task, &m, val_rows, j->data.fval, j->data.n_val);
   memcpy(avg_params, m.params, j->nparams * sizeof(float));
   memcpy(avg_stats, m.stats, j->nstats * sizeof(float));
   ens_model_free(&m);
@@ -302,7 +302,7 @@ static int write_ens_metrics(const ens_job *j, const double *m, const char *pref
 static int write_rows(const ens_job *j, const float *rows, const int32_t *pred, const float *alea,
                       const float *epi, const float *unc) {
   const ens_task *K = &j->task;
-  const int n = j->n_test;
+  const int n = j->data.n_test;
   hid_t f = j->file;
   int ret = 0;
   if (!K->regress) {
@@ -364,7 +364,7 @@ static void print_summary(const ens_job *j, const fold *f, const double *em, con
     printf(" %10s", ens_task_metric_name(K, shown[s]));
   if (c->mode == ENS_MODE_BOOTSTRAP)
     printf(" %10s", "oob");
-  if (j->n_val)
+  if (j->data.n_val)
     printf(" %10s %10s", K->regress ? "val rmse" : "val acc", "val nll");
   if (c->mc_samples > 0)
     printf(" %10s %10s", K->regress ? "mc rmse" : "mc acc", "mc nll");
@@ -379,7 +379,7 @@ static void print_summary(const ens_job *j, const fold *f, const double *em, con
       print_value(K, shown[s], f->mtest[(size_t)i * NM + shown[s]]);
     if (c->mode == ENS_MODE_BOOTSTRAP)
       print_value(K, 0, f->moob[i]);
-    if (j->n_val) {
+    if (j->data.n_val) {
       print_value(K, 0, f->mval[(size_t)i * NM]);
       print_value(K, 1, f->mval[(size_t)i * NM + 1]);
     }
@@ -413,7 +413,7 @@ static void print_summary(const ens_job *j, const fold *f, const double *em, con
            K->regress ? avg_m[0] : 100 * avg_m[0], avg_m[1]);
   }
   if (c->calibrate != ENS_CALIBRATE_NONE)
-    printf("calibration on %d validation rows: %s %.4g; test nll %.4f -> %.4f%s\n", j->n_val,
+    printf("calibration on %d validation rows: %s %.4g; test nll %.4f -> %.4f%s\n", j->data.n_val,
            K->regress ? "variance scale" : "temperature", calib, uncal[1], em[1],
            K->regress ? "" : "");
   if (!K->regress && c->calibrate != ENS_CALIBRATE_NONE)
@@ -438,10 +438,10 @@ static void print_summary(const ens_job *j, const fold *f, const double *em, con
 int ens_job_finish_root(ens_job *j, double train_wall, char *err, size_t errlen) {
   const ens_config *c = j->c;
   const ens_task *K = &j->task;
-  const int M = j->last - j->first, n = j->n_test, nv = j->n_val;
+  const int M = j->last - j->first, n = j->data.n_test, nv = j->data.n_val;
   const size_t W = (size_t)K->W, nw = (size_t)n * W;
-  const ens_truth test = {j->data.test.y, j->data.test.t, n};
-  const ens_truth val = {j->data.val.y, j->data.val.t, nv};
+  const ens_truth test = {j->data.sets.test.y, j->data.sets.test.t, n};
+  const ens_truth val = {j->data.sets.val.y, j->data.sets.val.t, nv};
   fold f;
   ens_acc sel, selv;
   memset(&sel, 0, sizeof(sel));

@@ -45,6 +45,40 @@ typedef struct ens_part {
   int first, count;
 } ens_part;
 
+/* The job's data on this rank (data.c): loaded, split, standardized. */
+typedef struct ens_jobdata {
+  ens_data sets;         /* x standardized; labels/targets in the original units */
+  float *mean, *std;     /* (dim) feature standardization, NULL when off */
+  float *ymean, *ystd;   /* (T) target standardization (regression), NULL when off */
+  float *train_t;        /* (n_train, T) training targets as the networks learn them */
+  int classes, n_train, n_test, n_val, dim;
+  int64_t checksum;      /* adler32 of the loaded data, before standardization */
+  /* Inputs of the trained networks: the data itself, or trunk features. */
+  const float *ftrain, *ftest, *fval;
+  int fd;
+} ens_jobdata;
+
+/* The shared frozen trunk (trunk.c). */
+typedef struct ens_trunk_state {
+  int layers;            /* 0 = no trunk */
+  float *params, *stats; /* (nparams), (nstats) */
+  size_t nparams, nstats;
+  uint32_t checksum;     /* adler32 of the broadcast trunk (same on all ranks) */
+  float *train, *test, *val; /* owned feature caches */
+} ens_trunk_state;
+
+/* `ens merge`'s inputs (merge.c). */
+typedef struct ens_merge_parts {
+  ens_part *parts;       /* the input results, sorted by first member */
+  int n;
+  const char *trunk_result; /* take the trunk from this result file */
+} ens_merge_parts;
+
+/* Checkpoint state (checkpoint.c). */
+typedef struct ens_ckpt_state {
+  char dir[ENS_PATH_MAX + 16];
+} ens_ckpt_state;
+
 typedef struct ens_job {
   const ens_config *c;
   const ens_job_opts *o;
@@ -53,21 +87,10 @@ typedef struct ens_job {
   int first, last;       /* members [first, last) of this job */
   int shared_init;       /* members start from one initialization (key 0) */
   ens_task task;         /* what members predict; W floats per row */
-  /* Data (setup.c): x standardized; labels/targets in the original units. */
-  ens_data data;
-  float *mean, *std;     /* (d) standardization, NULL when off */
-  float *ymean, *ystd;   /* (T) target standardization (regression), NULL when off */
-  float *train_t;        /* (n_train, T) training targets as the networks learn them */
-  int classes, n_train, n_test, n_val, d;
-  int64_t data_checksum; /* adler32 of the loaded data, before standardization */
-  /* Inputs of the trained networks: the data itself, or trunk features. */
-  const float *ftrain, *ftest, *fval;
-  int fd;
-  float *trunk_train, *trunk_test, *trunk_val; /* owned feature caches (trunk) */
-  float *trunk_params, *trunk_stats;
-  size_t trunk_nparams, trunk_nstats;
-  int trunk_layers;      /* 0 = no trunk */
-  uint32_t trunk_checksum; /* adler32 of the broadcast trunk (same on all ranks) */
+  ens_jobdata data;
+  ens_trunk_state trunk;
+  ens_merge_parts merge;
+  ens_ckpt_state ckpt;
   ens_arch arch;          /* the job's [model] architecture */
   size_t nparams, nstats; /* of a member of the job's architecture */
   ens_trainer trainer;   /* the current unit's network (its member's architecture) */
@@ -83,12 +106,13 @@ typedef struct ens_job {
   double unit_t0;        /* wall time the current unit started (resume-adjusted) */
   ens_progress progress; /* ensemble-wide progress reports */
   hid_t file;            /* rank 0: the temporary result file */
-  ens_part *parts;       /* merge: the input results, sorted by first member */
-  int nparts;
-  const char *trunk_result; /* merge: take the trunk from this result file */
   char tmp_path[ENS_PATH_MAX + 64];
-  char ckpt_dir[ENS_PATH_MAX + 16];
 } ens_job;
+
+/* Loads, splits and standardizes the data of job j (j->c, j->comm set)
+ * and resolves the task (data.c). Identical on every rank. */
+int ens_jobdata_load(ens_job *j, char *err, size_t errlen);
+void ens_jobdata_free(ens_jobdata *d);
 
 int ens_job_setup(ens_job *j, const ens_config *c, const ens_job_opts *o, MPI_Comm comm,
                   char *err, size_t errlen);

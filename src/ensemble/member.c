@@ -17,15 +17,15 @@ void ens_member_config(const ens_job *j, int k, ens_config *mc) {
 }
 
 void ens_member_arch(const ens_job *j, const ens_config *mc, ens_arch *a) {
-  ens_arch_from_config(a, mc, j->d, j->task.head, j->task.regress ? j->task.T : j->task.C);
+  ens_arch_from_config(a, mc, j->data.dim, j->task.head, j->task.regress ? j->task.T : j->task.C);
 }
 
 static size_t pred_rows(const ens_job *j) {
-  size_t rows = (size_t)j->n_test + (size_t)j->n_val;
+  size_t rows = (size_t)j->data.n_test + (size_t)j->data.n_val;
   if (j->c->mode == ENS_MODE_BOOTSTRAP)
-    rows += (size_t)j->n_train;
+    rows += (size_t)j->data.n_train;
   if (j->c->mc_samples > 0)
-    rows += (size_t)j->n_test;
+    rows += (size_t)j->data.n_test;
   return rows;
 }
 
@@ -46,12 +46,12 @@ void ens_member_view(const ens_job *j, const ens_member_meta *meta, const float 
   v->stats = p;
   p += meta->nstats;
   v->test = p;
-  p += (size_t)j->n_test * W;
+  p += (size_t)j->data.n_test * W;
   v->val = p;
-  p += (size_t)j->n_val * W;
+  p += (size_t)j->data.n_val * W;
   if (j->c->mode == ENS_MODE_BOOTSTRAP) {
     v->train = p;
-    p += (size_t)j->n_train * W;
+    p += (size_t)j->data.n_train * W;
   }
   v->curve_loss = p;
   p += j->c->epochs;
@@ -137,11 +137,11 @@ int ens_job_meta_read(hid_t f, const char *obj, int k, ens_member_meta *meta) {
 /* ---- emitting and keeping members --------------------------------------- */
 
 double ens_job_eval(ens_job *j, ens_trainer *t, double *nll) {
-  int use_val = j->n_val > 0;
-  const float *x = use_val ? j->fval : j->ftest;
-  ens_truth truth = {.y = use_val ? j->data.val.y : j->data.test.y,
-                     .t = use_val ? j->data.val.t : j->data.test.t,
-                     .n = use_val ? j->n_val : j->n_test};
+  int use_val = j->data.n_val > 0;
+  const float *x = use_val ? j->data.fval : j->data.ftest;
+  ens_truth truth = {.y = use_val ? j->data.sets.val.y : j->data.sets.test.y,
+                     .t = use_val ? j->data.sets.val.t : j->data.sets.test.t,
+                     .n = use_val ? j->data.n_val : j->data.n_test};
   double m[ENS_TASK_MAX_METRICS];
   ens_task_predict(&j->task, &t->model, j->eval_pred, x, truth.n);
   ens_task_metrics(&j->task, m, j->eval_pred, &truth);
@@ -160,15 +160,15 @@ static int pack_member(ens_job *j, ens_trainer *t, const ens_member_meta *meta) 
   ens_member_view(j, meta, j->pack, &v);
   memcpy((float *)v.params, m->params, m->nparams * sizeof(float));
   memcpy((float *)v.stats, m->stats, m->nstats * sizeof(float));
-  ens_task_predict(&j->task, m, (float *)v.test, j->ftest, j->n_test);
-  if (j->n_val)
-    ens_task_predict(&j->task, m, (float *)v.val, j->fval, j->n_val);
+  ens_task_predict(&j->task, m, (float *)v.test, j->data.ftest, j->data.n_test);
+  if (j->data.n_val)
+    ens_task_predict(&j->task, m, (float *)v.val, j->data.fval, j->data.n_val);
   if (v.train)
-    ens_task_predict(&j->task, m, (float *)v.train, j->ftrain, j->n_train);
+    ens_task_predict(&j->task, m, (float *)v.train, j->data.ftrain, j->data.n_train);
   memcpy((float *)v.curve_loss, t->curve_loss, (size_t)j->c->epochs * sizeof(float));
   memcpy((float *)v.curve_eval, t->curve_eval, (size_t)j->c->epochs * sizeof(float));
   if (v.mc)
-    ens_task_predict_mc(&j->task, m, (float *)v.mc, j->scratch, j->ftest, j->n_test, j->c->seed,
+    ens_task_predict_mc(&j->task, m, (float *)v.mc, j->scratch, j->data.ftest, j->data.n_test, j->c->seed,
                         (uint32_t)meta->k, j->c->mc_samples);
   return 0;
 }

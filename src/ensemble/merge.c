@@ -13,9 +13,9 @@
 #include "io/h5util.h"
 
 const ens_part *ens_job_part_of(const ens_job *j, int k) {
-  for (int i = 0; i < j->nparts; i++)
-    if (k >= j->parts[i].first && k < j->parts[i].first + j->parts[i].count)
-      return &j->parts[i];
+  for (int i = 0; i < j->merge.n; i++)
+    if (k >= j->merge.parts[i].first && k < j->merge.parts[i].first + j->merge.parts[i].count)
+      return &j->merge.parts[i];
   return NULL;
 }
 
@@ -133,14 +133,14 @@ int ens_merge(const char *const *paths, int nparts, const char *out, char *err, 
   have_job = 1;
   if (ret)
     goto cleanup;
-  if (job.data_checksum != sums[0]) {
+  if (job.data.checksum != sums[0]) {
     snprintf(err, errlen, "%s has changed since the parts were trained (data checksum differs)",
              c.data_path);
     ret = ENS_EFORMAT;
     goto cleanup;
   }
-  job.parts = sorted;
-  job.nparts = nparts;
+  job.merge.parts = sorted;
+  job.merge.n = nparts;
   double wall = 0;
   for (int i = 0; i < nparts; i++) {
     double w = 0;
@@ -150,7 +150,7 @@ int ens_merge(const char *const *paths, int nparts, const char *out, char *err, 
   ret = ens_job_finish_root(&job, wall, err, errlen);
 cleanup:
   if (have_job) {
-    job.parts = NULL;
+    job.merge.parts = NULL;
     ens_job_free(&job);
   }
   for (int i = 0; parts && i < nparts; i++)

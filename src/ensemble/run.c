@@ -78,13 +78,13 @@ static int on_epoch(void *ctx, ens_trainer *t, int epoch, double loss) {
   double m0 = ens_job_eval(j, t, &nll);
   t->curve_eval[epoch] = (float)m0;
   if (j->c->verbose) {
-    int nrows = j->n_train; /* a bootstrap draw has n rows too */
+    int nrows = j->data.n_train; /* a bootstrap draw has n rows too */
     char who[64], what[64];
     if (j->c->mode == ENS_MODE_SNAPSHOT)
       snprintf(who, sizeof(who), "chain %d", u->unit);
     else
       snprintf(who, sizeof(who), "member %d", u->first_k);
-    const char *split = j->n_val ? "val" : "test";
+    const char *split = j->data.n_val ? "val" : "test";
     if (j->task.regress)
       snprintf(what, sizeof(what), "%s rmse %.4g", split, m0);
     else
@@ -169,20 +169,20 @@ static int train_unit(ens_job *j, int unit, char *err, size_t errlen) {
   ens_member_arch(j, mc, &arch);
   ens_trainer *t = &j->trainer;
   ens_trainer_free(t);
-  int ret = ens_trainer_create(t, &arch, j->trunk_layers, mc, j->n_train);
+  int ret = ens_trainer_create(t, &arch, j->trunk.layers, mc, j->data.n_train);
   if (ret) {
     snprintf(err, errlen, "member %d: cannot create its network: %s", first_k,
              ens_strerror(ret));
     return ret;
   }
-  ens_train_set set = {.x = j->ftrain, .y = j->data.train.y, .t = j->train_t,
-                       .T = j->task.regress ? j->task.T : 0, .n = j->n_train, .d = j->fd};
+  ens_train_set set = {.x = j->data.ftrain, .y = j->data.sets.train.y, .t = j->data.train_t,
+                       .T = j->task.regress ? j->task.T : 0, .n = j->data.n_train, .d = j->data.fd};
   if (c->mode == ENS_MODE_BOOTSTRAP) {
-    ens_job_bootstrap_rows(j->rows, j->n_train, c->seed, (uint32_t)unit);
+    ens_job_bootstrap_rows(j->rows, j->data.n_train, c->seed, (uint32_t)unit);
     set.rows = j->rows;
-    set.nrows = j->n_train; /* a bootstrap draw has n rows too */
+    set.nrows = j->data.n_train; /* a bootstrap draw has n rows too */
   }
-  ret = ens_trainer_start(t, mc, j->init_key, rng_key, j->n_train);
+  ret = ens_trainer_start(t, mc, j->init_key, rng_key, j->data.n_train);
   if (ret)
     return ret;
   unit_ctx u = {.j = j, .unit = unit, .first_k = first_k};
@@ -228,7 +228,7 @@ int ens_train_job(const ens_config *c, const ens_job_opts *o, MPI_Comm comm, cha
   for (int u = u_first; u < u_last; u++) {
     ens_config mc;
     ens_member_config(j, u * (c->mode == ENS_MODE_SNAPSHOT ? c->snapshots : 1), &mc);
-    steps_total += (int64_t)c->epochs * ens_steps_per_epoch(j->n_train, mc.batch);
+    steps_total += (int64_t)c->epochs * ens_steps_per_epoch(j->data.n_train, mc.batch);
   }
   if (ens_progress_init(&j->progress, comm, steps_total, j->last - j->first,
                         c->progress_interval)) {
@@ -277,7 +277,7 @@ int ens_train_job(const ens_config *c, const ens_job_opts *o, MPI_Comm comm, cha
       snprintf(err, errlen, "another rank failed");
   }
   if (ret == ENS_ESTOPPED && !err[0])
-    snprintf(err, errlen, "stopped by a signal; checkpoints are in %s", j->ckpt_dir);
+    snprintf(err, errlen, "stopped by a signal; checkpoints are in %s", j->ckpt.dir);
   free(units);
   ens_job_free(j);
   return ret;

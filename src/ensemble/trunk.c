@@ -150,13 +150,13 @@ static int pretrain(ens_job *j, char *err, size_t errlen) {
   if (pc.schedule == ENS_SCHED_CYCLIC)
     pc.schedule = ENS_SCHED_COSINE;
   ens_trainer t;
-  int ret = ens_trainer_create(&t, &j->arch, 0, &pc, j->n_train);
+  int ret = ens_trainer_create(&t, &j->arch, 0, &pc, j->data.n_train);
   if (ret) {
     snprintf(err, errlen, "pretraining: cannot create the network: %s", ens_strerror(ret));
     return ret;
   }
-  ret = ens_trainer_start(&t, &pc, TRUNK_RNG_KEY, TRUNK_RNG_KEY, j->n_train);
-  const int P = j->size, B = pc.batch, n = j->n_train, d = j->d;
+  ret = ens_trainer_start(&t, &pc, TRUNK_RNG_KEY, TRUNK_RNG_KEY, j->data.n_train);
+  const int P = j->size, B = pc.batch, n = j->data.n_train, d = j->data.dim;
   ens_model *m = &t.model;
   /* With P shards a global batch needs 2 rows per shard for batch norm. */
   long steps = n / B + (n % B >= 2 * P ? 1 : 0);
@@ -175,11 +175,11 @@ static int pretrain(ens_job *j, char *err, size_t errlen) {
       if (sb >= 2) {
         for (int i = 0; i < sb; i++) {
           int32_t r = t.order[lo + a + i];
-          memcpy(t.xb + (size_t)i * d, j->data.train.x + (size_t)r * d, (size_t)d * sizeof(float));
-          if (j->data.train.y)
-            t.yb[i] = j->data.train.y[r];
-          if (j->train_t)
-            memcpy(t.tb + (size_t)i * j->task.T, j->train_t + (size_t)r * j->task.T,
+          memcpy(t.xb + (size_t)i * d, j->data.sets.train.x + (size_t)r * d, (size_t)d * sizeof(float));
+          if (j->data.sets.train.y)
+            t.yb[i] = j->data.sets.train.y[r];
+          if (j->data.train_t)
+            memcpy(t.tb + (size_t)i * j->task.T, j->data.train_t + (size_t)r * j->task.T,
                    (size_t)j->task.T * sizeof(float));
         }
         ens_rng drop;
@@ -216,8 +216,8 @@ static int pretrain(ens_job *j, char *err, size_t errlen) {
     MPI_Allreduce(MPI_IN_PLACE, gl, 2, MPI_DOUBLE, MPI_SUM, j->comm);
     if (!ret && j->rank == 0 && j->c->verbose) {
       double mt[ENS_TASK_MAX_METRICS];
-      ens_truth tt = {j->data.test.y, j->data.test.t, j->n_test};
-      ens_task_predict(&j->task, m, j->eval_pred, j->data.test.x, j->n_test);
+      ens_truth tt = {j->data.sets.test.y, j->data.sets.test.t, j->data.n_test};
+      ens_task_predict(&j->task, m, j->eval_pred, j->data.sets.test.x, j->data.n_test);
       ens_task_metrics(&j->task, mt, j->eval_pred, &tt);
       printf("[trunk] pretrain epoch %d/%d  loss %.4f  test %s %.4g  (%d rank%s, %.1f s)\n",
              epoch + 1, pc.epochs, gl[0] / gl[1], ens_task_metric_name(&j->task, 0),
@@ -232,8 +232,8 @@ static int pretrain(ens_job *j, char *err, size_t errlen) {
   if (!ret) {
     /* The batch-norm running statistics were updated from each rank's own
      * shards; take rank 0's so every rank has the same trunk. */
-    memcpy(j->trunk_params, m->params, j->trunk_nparams * sizeof(float));
-    memcpy(j->trunk_stats, m->stats, j->trunk_nstats * sizeof(float));
+    memcpy(j->trunk.params, m->params, j->trunk.nparams * sizeof(float));
+    memcpy(j->trunk.stats, m->stats, j->trunk.nstats * sizeof(float));
   }
   ens_trainer_free(&t);
   return ret;
@@ -242,28 +242,28 @@ static int pretrain(ens_job *j, char *err, size_t errlen) {
 /* Pretrained trunks are kept beside the checkpoints so --resume skips
  * pretraining. */
 static void pretrained_path(const ens_job *j, char *buf, size_t len) {
-  snprintf(buf, len, "%s/trunk.h5", j->ckpt_dir);
+  snprintf(buf, len, "%s/trunk.h5", j->ckpt.dir);
 }
 
 static int save_pretrained(ens_job *j) {
   char path[ENS_PATH_MAX + 64], tmp[ENS_PATH_MAX + 80];
   pretrained_path(j, path, sizeof(path));
   snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-  if (ens_mkdir_p(j->ckpt_dir) != 0)
+  if (ens_mkdir_p(j->ckpt.dir) != 0)
     return ENS_EIO;
   hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
   if (f < 0)
     return ENS_EIO;
-  hsize_t np = j->trunk_nparams, ns = j->trunk_nstats, nh = (hsize_t)j->arch.n_hidden;
+  hsize_t np = j->trunk.nparams, ns = j->trunk.nstats, nh = (hsize_t)j->arch.n_hidden;
   int32_t hidden[ENS_MAX_HIDDEN];
   for (int i = 0; i < j->arch.n_hidden; i++)
     hidden[i] = j->arch.hidden[i];
   int ret = 0;
-  ret |= ens_h5_write(f, "/trunk/params", H5T_NATIVE_FLOAT, 1, &np, j->trunk_params, 0);
-  ret |= ens_h5_write(f, "/trunk/bn_stats", H5T_NATIVE_FLOAT, 1, &ns, j->trunk_stats, 0);
-  ret |= ens_h5_attr_i64(f, "/trunk", "layers", j->trunk_layers);
+  ret |= ens_h5_write(f, "/trunk/params", H5T_NATIVE_FLOAT, 1, &np, j->trunk.params, 0);
+  ret |= ens_h5_write(f, "/trunk/bn_stats", H5T_NATIVE_FLOAT, 1, &ns, j->trunk.stats, 0);
+  ret |= ens_h5_attr_i64(f, "/trunk", "layers", j->trunk.layers);
   ret |= ens_h5_write(f, "/model/hidden", H5T_NATIVE_INT32, 1, &nh, hidden, 0);
-  ret |= ens_h5_attr_i64(f, "/model", "inputs", j->d);
+  ret |= ens_h5_attr_i64(f, "/model", "inputs", j->data.dim);
   ret |= ens_h5_attr_i64(f, "/model", "batchnorm", j->arch.batchnorm);
   char *ident = ens_job_identity_text(j->c);
   ret |= ens_h5_attr_str(f, "/", "config", ident ? ident : "");
@@ -298,8 +298,8 @@ static int load_pretrained(ens_job *j, int *found) {
   if (!ok)
     return 0;
   char err[256];
-  int ret = ens_trunk_load_file(path, "trunk", &j->arch, j->trunk_layers, j->trunk_params,
-                                j->trunk_stats, err, sizeof(err));
+  int ret = ens_trunk_load_file(path, "trunk", &j->arch, j->trunk.layers, j->trunk.params,
+                                j->trunk.stats, err, sizeof(err));
   *found = ret == 0;
   return 0;
 }
@@ -307,18 +307,18 @@ static int load_pretrained(ens_job *j, int *found) {
 int ens_trunk_prepare(ens_job *j, char *err, size_t errlen) {
   const ens_config *c = j->c;
   const int L = c->trunk_layers;
-  j->trunk_layers = L;
-  ens_arch_sizes(&j->arch, 0, L, 0, &j->trunk_nparams, &j->trunk_nstats);
-  size_t total = j->trunk_nparams + j->trunk_nstats;
+  j->trunk.layers = L;
+  ens_arch_sizes(&j->arch, 0, L, 0, &j->trunk.nparams, &j->trunk.nstats);
+  size_t total = j->trunk.nparams + j->trunk.nstats;
   float *flat = malloc((total ? total : 1) * sizeof(float));
   if (!flat) {
     snprintf(err, errlen, "out of memory for the trunk");
     return ENS_ENOMEM;
   }
   /* One buffer, so one MPI_Bcast: parameters then statistics. */
-  j->trunk_params = flat;
-  j->trunk_stats = malloc((j->trunk_nstats ? j->trunk_nstats : 1) * sizeof(float));
-  if (!j->trunk_stats) {
+  j->trunk.params = flat;
+  j->trunk.stats = malloc((j->trunk.nstats ? j->trunk.nstats : 1) * sizeof(float));
+  if (!j->trunk.stats) {
     snprintf(err, errlen, "out of memory for the trunk");
     return ENS_ENOMEM;
   }
@@ -328,7 +328,7 @@ int ens_trunk_prepare(ens_job *j, char *err, size_t errlen) {
     if (j->rank == 0) {
       const char *path = j->o->trunk_from ? j->o->trunk_from : c->trunk_file;
       const char *which = j->o->trunk_from ? "trunk" : c->trunk_dataset;
-      ret = ens_trunk_load_file(path, which, &j->arch, L, flat, j->trunk_stats, err, errlen);
+      ret = ens_trunk_load_file(path, which, &j->arch, L, flat, j->trunk.stats, err, errlen);
     }
   } else {
     int found = 0;
@@ -338,9 +338,9 @@ int ens_trunk_prepare(ens_job *j, char *err, size_t errlen) {
     if (!found) {
       ret = pretrain(j, err, errlen);
       if (!ret && j->rank == 0 && save_pretrained(j) != 0)
-        fprintf(stderr, "ens: warning: cannot save the pretrained trunk in %s\n", j->ckpt_dir);
+        fprintf(stderr, "ens: warning: cannot save the pretrained trunk in %s\n", j->ckpt.dir);
     } else if (j->rank == 0) {
-      printf("[trunk] pretrained trunk restored from %s/trunk.h5\n", j->ckpt_dir);
+      printf("[trunk] pretrained trunk restored from %s/trunk.h5\n", j->ckpt.dir);
     }
   }
   /* Agree on success before the broadcast (the caller reports errors). */
@@ -349,15 +349,15 @@ int ens_trunk_prepare(ens_job *j, char *err, size_t errlen) {
   if (any)
     return ret ? ret : ENS_EMPI;
   if (j->rank == 0)
-    memcpy(flat + j->trunk_nparams, j->trunk_stats, j->trunk_nstats * sizeof(float));
+    memcpy(flat + j->trunk.nparams, j->trunk.stats, j->trunk.nstats * sizeof(float));
   MPI_Bcast(flat, (int)total, MPI_FLOAT, 0, j->comm);
-  memcpy(j->trunk_stats, flat + j->trunk_nparams, j->trunk_nstats * sizeof(float));
+  memcpy(j->trunk.stats, flat + j->trunk.nparams, j->trunk.nstats * sizeof(float));
   uint32_t sum = weights_checksum(flat, total);
   if (!ranks_agree(j->comm, sum)) {
     snprintf(err, errlen, "trunk broadcast: ranks hold different trunks");
     return ENS_EMPI;
   }
-  j->trunk_checksum = sum;
+  j->trunk.checksum = sum;
   /* Features of every split, once per rank, eval mode. */
   ens_model tm;
   ret = ens_model_create(&tm, &j->arch, 0, L, 0, c->batch);
@@ -365,29 +365,29 @@ int ens_trunk_prepare(ens_job *j, char *err, size_t errlen) {
     snprintf(err, errlen, "cannot create the trunk: %s", ens_strerror(ret));
     return ret;
   }
-  memcpy(tm.params, j->trunk_params, j->trunk_nparams * sizeof(float));
-  memcpy(tm.stats, j->trunk_stats, j->trunk_nstats * sizeof(float));
-  j->fd = tm.out;
-  j->trunk_train = malloc((size_t)j->n_train * j->fd * sizeof(float));
-  j->trunk_test = malloc((size_t)j->n_test * j->fd * sizeof(float));
-  j->trunk_val = malloc((size_t)(j->n_val ? j->n_val : 1) * j->fd * sizeof(float));
-  if (!j->trunk_train || !j->trunk_test || !j->trunk_val) {
+  memcpy(tm.params, j->trunk.params, j->trunk.nparams * sizeof(float));
+  memcpy(tm.stats, j->trunk.stats, j->trunk.nstats * sizeof(float));
+  j->data.fd = tm.out;
+  j->trunk.train = malloc((size_t)j->data.n_train * j->data.fd * sizeof(float));
+  j->trunk.test = malloc((size_t)j->data.n_test * j->data.fd * sizeof(float));
+  j->trunk.val = malloc((size_t)(j->data.n_val ? j->data.n_val : 1) * j->data.fd * sizeof(float));
+  if (!j->trunk.train || !j->trunk.test || !j->trunk.val) {
     ens_model_free(&tm);
     snprintf(err, errlen, "out of memory for the trunk features");
     return ENS_ENOMEM;
   }
-  ens_model_features(&tm, j->trunk_train, j->data.train.x, j->n_train);
-  ens_model_features(&tm, j->trunk_test, j->data.test.x, j->n_test);
-  if (j->n_val)
-    ens_model_features(&tm, j->trunk_val, j->data.val.x, j->n_val);
+  ens_model_features(&tm, j->trunk.train, j->data.sets.train.x, j->data.n_train);
+  ens_model_features(&tm, j->trunk.test, j->data.sets.test.x, j->data.n_test);
+  if (j->data.n_val)
+    ens_model_features(&tm, j->trunk.val, j->data.sets.val.x, j->data.n_val);
   ens_model_free(&tm);
-  j->ftrain = j->trunk_train;
-  j->ftest = j->trunk_test;
-  j->fval = j->trunk_val;
+  j->data.ftrain = j->trunk.train;
+  j->data.ftest = j->trunk.test;
+  j->data.fval = j->trunk.val;
   if (c->verbose)
     printf("[rank %d] trunk ready: %d block%s, %zu parameters, checksum %08x, features (%d, %d) "
            "in %.1f s\n",
-           j->rank, L, L == 1 ? "" : "s", j->trunk_nparams, sum, j->n_train, j->fd,
+           j->rank, L, L == 1 ? "" : "s", j->trunk.nparams, sum, j->data.n_train, j->data.fd,
            MPI_Wtime() - t0);
   fflush(stdout);
   return 0;
