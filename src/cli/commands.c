@@ -199,6 +199,22 @@ int ens_cli_info(int argc, char **argv) {
   char *task = NULL;
   int regress = ens_h5_get_attr_str(f, "/", "task", &task) == 0 && !strcmp(task, "regress");
   free(task);
+  {
+    int64_t nt = 0;
+    ens_h5_get_attr_i64(f, "/model", "targets", &nt);
+    long long nn_ = regress ? nt : classes;
+    char **nm = ens_h5_read_strings(f, regress ? "/model/target_names" : "/model/class_names", nn_);
+    if (regress)
+      printf("  task          regression, %lld target%s", (long long)nt, nt == 1 ? "" : "s");
+    else
+      printf("  task          classification, %lld classes", (long long)classes);
+    for (long long i = 0; nm && i < nn_; i++) {
+      printf("%s%s", i ? ", " : ": ", nm[i]);
+      free(nm[i]);
+    }
+    free(nm);
+    printf("\n");
+  }
   /* Columns: the task's metrics, then validation, out-of-bag, MC. */
   static const char *const cnames[] = {"accuracy", "nll", "brier", "ece"};
   static const char *const rnames[] = {"rmse", "mae", "r2", "nll", "crps", "coverage_90"};

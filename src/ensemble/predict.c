@@ -79,7 +79,7 @@ int ens_predict(const char *model_path, const char *input, const char *dataset, 
   ens_h5_quiet();
   err[0] = '\0';
   hid_t mf = -1, inf = -1, of = -1;
-  char *text = NULL, *taskname = NULL;
+  char *text = NULL, *taskname = NULL, **names = NULL;
   float *x = NULL, *feat = NULL, *rows = NULL, *fin = NULL, *mean = NULL, *stdv = NULL;
   float *ymean = NULL, *ystd = NULL, *scratch = NULL, *weights = NULL, *unc = NULL;
   float *alea = NULL, *epi = NULL, *ytrue = NULL;
@@ -339,6 +339,18 @@ int ens_predict(const char *model_path, const char *input, const char *dataset, 
     goto cleanup;
   }
   ret |= write_output(of, &K, fin, pred, unc, alea, epi, n);
+  /* Class names (ens import csv stores them): the list, and each row's. */
+  names = regress ? NULL : ens_h5_read_strings(mf, "/model/class_names", classes);
+  if (names) {
+    const char **rowname = malloc((size_t)n * sizeof(char *));
+    ret |= ens_h5_write_strings(of, "/class_names", (const char *const *)names, (size_t)classes);
+    if (rowname) {
+      for (int r = 0; r < n; r++)
+        rowname[r] = names[pred[r]];
+      ret |= ens_h5_write_strings(of, "/pred_names", rowname, (size_t)n);
+      free(rowname);
+    }
+  }
   ret |= ens_h5_attr_str(of, "/", "model", model_path);
   ret |= ens_h5_attr_str(of, "/", "input", input);
   ret |= ens_h5_attr_str(of, "/", "dataset", ds);
@@ -362,6 +374,17 @@ int ens_predict(const char *model_path, const char *input, const char *dataset, 
   tmp[0] = '\0';
   printf("%d rows, %d of %lld members, combine %s%s -> %s\n", n, used, (long long)members,
          ens_combine_name((ens_combine_kind)combine), mc_samples > 0 ? " (MC-dropout)" : "", out);
+  if (names) {
+    int32_t *cnt = calloc((size_t)classes, sizeof(int32_t));
+    if (cnt) {
+      for (int r = 0; r < n; r++)
+        cnt[pred[r]]++;
+      printf("predicted classes:");
+      for (int cl = 0; cl < classes; cl++)
+        printf(" %s %d%s", names[cl], cnt[cl], cl + 1 < classes ? "," : "\n");
+      free(cnt);
+    }
+  }
   if (have_truth) {
     double m[ENS_TASK_MAX_METRICS];
     ens_truth tr = {y, ytrue, n};
@@ -391,6 +414,9 @@ cleanup:
   ens_acc_free(&acc);
   free(text);
   free(taskname);
+  for (int64_t i = 0; names && i < classes; i++)
+    free(names[i]);
+  free(names);
   free(x);
   free(feat);
   free(rows);

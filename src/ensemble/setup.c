@@ -77,6 +77,13 @@ static int write_static(ens_job *j) {
     ret |= ens_h5_write(f, "/model/input_mean", H5T_NATIVE_FLOAT, 1, &d, j->data.mean, 0);
     ret |= ens_h5_write(f, "/model/input_std", H5T_NATIVE_FLOAT, 1, &d, j->data.std, 0);
   }
+  /* Names of classes, targets and features from the input (ens import csv
+   * writes them), for info and predict. */
+  if (j->task.regress)
+    ens_h5_copy_names(f, "/model/target_names", c->data_path, "/target_names", j->task.T);
+  else
+    ens_h5_copy_names(f, "/model/class_names", c->data_path, "/class_names", j->data.classes);
+  ens_h5_copy_names(f, "/model/feature_names", c->data_path, "/feature_names", j->data.dim);
   if (j->data.ymean) {
     hsize_t T = (hsize_t)j->task.T;
     ret |= ens_h5_write(f, "/model/target_mean", H5T_NATIVE_FLOAT, 1, &T, j->data.ymean, 0);

@@ -306,3 +306,66 @@ int ens_h5_group(hid_t loc, const char *path) {
   H5Gclose(g);
   return 0;
 }
+
+int ens_h5_copy_names(hid_t dst, const char *dst_path, const char *src_file, const char *src_path,
+                      long long n) {
+  hid_t f = H5Fopen(src_file, H5F_ACC_RDONLY, H5P_DEFAULT);
+  if (f < 0)
+    return ENS_ENOTFOUND;
+  int ret = ENS_ENOTFOUND;
+  int rank = 0;
+  hsize_t dims[8];
+  if (ens_h5_exists(f, src_path) && ens_h5_size(f, src_path, &rank, dims) == n && rank == 1) {
+    hid_t ds = H5Dopen2(f, src_path, H5P_DEFAULT), t = ds >= 0 ? H5Dget_type(ds) : -1;
+    int is_str = t >= 0 && H5Tget_class(t) == H5T_STRING;
+    if (t >= 0)
+      H5Tclose(t);
+    if (ds >= 0)
+      H5Dclose(ds);
+    if (is_str) {
+      hid_t lcpl = link_props();
+      ret = lcpl >= 0 && H5Ocopy(f, src_path, dst, dst_path, H5P_DEFAULT, lcpl) >= 0 ? 0
+                                                                                  : ENS_EHDF5;
+      if (lcpl >= 0)
+        H5Pclose(lcpl);
+    }
+  }
+  H5Fclose(f);
+  return ret;
+}
+
+char **ens_h5_read_strings(hid_t loc, const char *path, long long n) {
+  int rank = 0;
+  hsize_t dims[8];
+  if (n < 1 || ens_h5_size(loc, path, &rank, dims) != n || rank != 1)
+    return NULL;
+  hid_t ds = H5Dopen2(loc, path, H5P_DEFAULT);
+  if (ds < 0)
+    return NULL;
+  hid_t mt = H5Tcopy(H5T_C_S1);
+  H5Tset_size(mt, H5T_VARIABLE);
+  H5Tset_cset(mt, H5T_CSET_UTF8);
+  char **raw = calloc((size_t)n, sizeof(char *)), **out = calloc((size_t)n + 1, sizeof(char *));
+  hid_t ft = H5Dget_type(ds);
+  int ok = raw && out && ft >= 0 && H5Tget_class(ft) == H5T_STRING && H5Tis_variable_str(ft) > 0 &&
+           H5Dread(ds, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, raw) >= 0;
+  for (long long i = 0; ok && i < n; i++)
+    ok = (out[i] = strdup(raw[i] ? raw[i] : "")) != NULL;
+  if (raw && ok) {
+    hid_t sp = H5Dget_space(ds);
+    H5Dvlen_reclaim(mt, sp, H5P_DEFAULT, raw);
+    H5Sclose(sp);
+  }
+  if (ft >= 0)
+    H5Tclose(ft);
+  H5Tclose(mt);
+  H5Dclose(ds);
+  free(raw);
+  if (!ok) {
+    for (long long i = 0; out && i < n; i++)
+      free(out[i]);
+    free(out);
+    return NULL;
+  }
+  return out;
+}

@@ -35,6 +35,15 @@ int ens_h5_get_attr_i64(hid_t loc, const char *obj, const char *name, int64_t *v
 int ens_h5_get_attr_f64(hid_t loc, const char *obj, const char *name, double *value);
 int ens_h5_get_attr_str(hid_t loc, const char *obj, const char *name, char **value);
 
+/* Copies the 1-D string dataset src_path of file src_file (when it exists
+ * and holds n strings) to dst_path of dst. Returns 0, ENS_ENOTFOUND or
+ * ENS_EHDF5. */
+int ens_h5_copy_names(hid_t dst, const char *dst_path, const char *src_file, const char *src_path,
+                      long long n);
+/* Reads a 1-D string dataset of exactly n strings (variable-length) into a NULL-terminated malloc'd array of
+ * malloc'd strings; NULL when absent, of another shape, or not strings. */
+char **ens_h5_read_strings(hid_t loc, const char *path, long long n);
+
 /* Creates group `path` (and its parents) unless it exists. */
 int ens_h5_group(hid_t loc, const char *path);
 /* 1 when `path` names a link that exists (every parent checked). */

@@ -96,13 +96,18 @@ path = $WORK/result.h5
 verbose = 0
 INI
 run_np 0 train -c "$WORK/job.ini" || fail "training on the imported CSV failed"
-"$ENS" predict -m result.h5 -i out/sub/data.h5 -o p.h5 >/dev/null || fail "predict failed"
+"$ENS" predict -m result.h5 -i out/sub/data.h5 -o p.h5 >predict.txt || fail "predict failed"
+grep -qE "predicted classes: alpha [0-9]+, beta [0-9]+, gamma [0-9]+" predict.txt ||
+  { cat predict.txt; fail "predict does not name the classes"; }
+"$ENS" info result.h5 | grep -q "3 classes: alpha, beta, gamma" || fail "info does not name the classes"
 $PY - <<'PYEOF' || fail "prediction check failed"
 import h5py
 r = h5py.File("result.h5", "r")
 p = h5py.File("p.h5", "r")
 d = h5py.File("out/sub/data.h5", "r")
 assert p["pred"].shape == (d["test/x"].shape[0],), p["pred"].shape
+names = [s.decode() for s in p["class_names"][:]]
+assert [names[k] for k in p["pred"][:]] == [s.decode() for s in p["pred_names"][:]]
 acc = float(r["metrics/ensemble"].attrs["accuracy"])
 print("ensemble test accuracy %.3f" % acc)
 assert acc > 0.7, acc
