@@ -297,46 +297,6 @@ static int write_ens_metrics(const ens_job *j, const double *m, const char *pref
   return ret;
 }
 
-/* Writes the combined rows (n, W) under /ensemble: probs and pred, or mean,
- * var and their two parts. */
-static int write_rows(const ens_job *j, const float *rows, const int32_t *pred, const float *alea,
-                      const float *epi, const float *unc) {
-  const ens_task *K = &j->task;
-  const int n = j->data.n_test;
-  hid_t f = j->file;
-  int ret = 0;
-  if (!K->regress) {
-    hsize_t d2[2] = {(hsize_t)n, (hsize_t)K->C}, dn = (hsize_t)n, d3[2] = {(hsize_t)n, 3};
-    ret |= ens_h5_write(f, "/ensemble/probs", H5T_NATIVE_FLOAT, 2, d2, rows, 0);
-    ret |= ens_h5_write(f, "/ensemble/pred", H5T_NATIVE_INT32, 1, &dn, pred, 0);
-    ret |= ens_h5_write(f, "/ensemble/uncertainty", H5T_NATIVE_FLOAT, 2, d3, unc, 0);
-    ret |= ens_h5_attr_str(f, "/ensemble/uncertainty", "columns",
-                           "predictive_entropy,expected_entropy,mutual_information");
-    return ret;
-  }
-  const int T = K->T;
-  float *mean = malloc((size_t)(n ? n : 1) * T * sizeof(float));
-  float *var = malloc((size_t)(n ? n : 1) * T * sizeof(float));
-  if (!mean || !var) {
-    free(mean);
-    free(var);
-    return ENS_ENOMEM;
-  }
-  for (int i = 0; i < n; i++)
-    for (int t = 0; t < T; t++) {
-      mean[(size_t)i * T + t] = rows[(size_t)i * 2 * T + t];
-      var[(size_t)i * T + t] = rows[(size_t)i * 2 * T + T + t];
-    }
-  hsize_t d2[2] = {(hsize_t)n, (hsize_t)T};
-  ret |= ens_h5_write(f, "/ensemble/mean", H5T_NATIVE_FLOAT, 2, d2, mean, 0);
-  ret |= ens_h5_write(f, "/ensemble/var", H5T_NATIVE_FLOAT, 2, d2, var, 0);
-  ret |= ens_h5_write(f, "/ensemble/var_aleatoric", H5T_NATIVE_FLOAT, 2, d2, alea, 0);
-  ret |= ens_h5_write(f, "/ensemble/var_epistemic", H5T_NATIVE_FLOAT, 2, d2, epi, 0);
-  free(mean);
-  free(var);
-  return ret;
-}
-
 /* ---- the printed summary ------------------------------------------------- */
 
 /* Metrics shown in the tables: classify all four; regress rmse, mae, r2,
@@ -633,7 +593,7 @@ int ens_job_finish_root(ens_job *j, double train_wall, char *err, size_t errlen)
   hid_t h = j->file;
   const char *m0 = ens_task_metric_name(K, 0);
   char name[96];
-  ret |= write_rows(j, final, pred, alea, epi, unc);
+  ret |= ens_task_write_rows(h, "/ensemble/", K, final, pred, unc, alea, epi, n);
   ret |= ens_h5_group(h, "/ensemble");
   ret |= ens_h5_attr_str(h, "/ensemble", "combine", ens_combine_name(c->combine));
   if (!K->regress)

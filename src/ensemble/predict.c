@@ -38,42 +38,6 @@ static int load_model(ens_model *m, hid_t f, const char *pp, const char *sp) {
   return ret;
 }
 
-/* Writes rows (n, W) of the task under the output file: probs, pred and
- * uncertainty, or mean, var and its two parts. */
-static int write_output(hid_t of, const ens_task *K, const float *rows, const int32_t *pred,
-                        const float *unc, const float *alea, const float *epi, int n) {
-  int ret = 0;
-  if (!K->regress) {
-    hsize_t d2[2] = {(hsize_t)n, (hsize_t)K->C}, dn = (hsize_t)n, d3[2] = {(hsize_t)n, 3};
-    ret |= ens_h5_write(of, "/probs", H5T_NATIVE_FLOAT, 2, d2, rows, 0);
-    ret |= ens_h5_write(of, "/pred", H5T_NATIVE_INT32, 1, &dn, pred, 0);
-    ret |= ens_h5_write(of, "/uncertainty", H5T_NATIVE_FLOAT, 2, d3, unc, 0);
-    ret |= ens_h5_attr_str(of, "/uncertainty", "columns",
-                           "predictive_entropy,expected_entropy,mutual_information");
-    return ret;
-  }
-  const int T = K->T;
-  float *mean = malloc((size_t)n * T * sizeof(float)), *var = malloc((size_t)n * T * sizeof(float));
-  if (!mean || !var) {
-    free(mean);
-    free(var);
-    return ENS_ENOMEM;
-  }
-  for (int i = 0; i < n; i++)
-    for (int t = 0; t < T; t++) {
-      mean[(size_t)i * T + t] = rows[(size_t)i * 2 * T + t];
-      var[(size_t)i * T + t] = rows[(size_t)i * 2 * T + T + t];
-    }
-  hsize_t d2[2] = {(hsize_t)n, (hsize_t)T};
-  ret |= ens_h5_write(of, "/mean", H5T_NATIVE_FLOAT, 2, d2, mean, 0);
-  ret |= ens_h5_write(of, "/var", H5T_NATIVE_FLOAT, 2, d2, var, 0);
-  ret |= ens_h5_write(of, "/var_aleatoric", H5T_NATIVE_FLOAT, 2, d2, alea, 0);
-  ret |= ens_h5_write(of, "/var_epistemic", H5T_NATIVE_FLOAT, 2, d2, epi, 0);
-  free(mean);
-  free(var);
-  return ret;
-}
-
 int ens_predict(const char *model_path, const char *input, const char *dataset, const char *out,
                 int combine, int mc_samples, char *err, size_t errlen) {
   ens_h5_quiet();
@@ -338,7 +302,7 @@ int ens_predict(const char *model_path, const char *input, const char *dataset, 
     tmp[0] = '\0';
     goto cleanup;
   }
-  ret |= write_output(of, &K, fin, pred, unc, alea, epi, n);
+  ret |= ens_task_write_rows(of, "/", &K, fin, pred, unc, alea, epi, n);
   /* Class names (ens import csv stores them): the list, and each row's. */
   names = regress ? NULL : ens_h5_read_strings(mf, "/model/class_names", classes);
   if (names) {

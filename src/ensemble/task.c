@@ -4,11 +4,13 @@
 #include "ensemble/task.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "ens/error.h"
 #include "ens/metrics.h"
+#include "io/h5util.h"
 
 static const char *const class_metrics[] = {"accuracy", "nll", "brier", "ece"};
 static const char *const reg_metrics[] = {"rmse",        "nll",         "mae",
@@ -297,4 +299,42 @@ int ens_task_select(const ens_task *k, int32_t *counts, const float *vrows, cons
     return ens_select_greedy_probs(counts, vrows, usable, val->y, M, val->n, k->C, max_picks);
   return ens_select_greedy_gauss(counts, vrows, usable, val->t, M, val->n, k->T, max_picks,
                                  k->head == ENS_HEAD_GAUSSIAN);
+}
+
+int ens_task_write_rows(hid_t f, const char *prefix, const ens_task *k, const float *rows,
+                        const int32_t *pred, const float *unc, const float *alea,
+                        const float *epi, int n) {
+  char path[128];
+  int ret = 0;
+  if (!k->regress) {
+    hsize_t d2[2] = {(hsize_t)n, (hsize_t)k->C}, dn = (hsize_t)n, d3[2] = {(hsize_t)n, 3};
+    snprintf(path, sizeof(path), "%sprobs", prefix);
+    ret |= ens_h5_write(f, path, H5T_NATIVE_FLOAT, 2, d2, rows, 0);
+    snprintf(path, sizeof(path), "%spred", prefix);
+    ret |= ens_h5_write(f, path, H5T_NATIVE_INT32, 1, &dn, pred, 0);
+    snprintf(path, sizeof(path), "%suncertainty", prefix);
+    ret |= ens_h5_write(f, path, H5T_NATIVE_FLOAT, 2, d3, unc, 0);
+    ret |= ens_h5_attr_str(f, path, "columns",
+                           "predictive_entropy,expected_entropy,mutual_information");
+    return ret;
+  }
+  const int T = k->T;
+  float *mean = malloc((size_t)(n ? n : 1) * T * sizeof(float));
+  float *var = malloc((size_t)(n ? n : 1) * T * sizeof(float));
+  if (!mean || !var) {
+    free(mean);
+    free(var);
+    return ENS_ENOMEM;
+  }
+  split_rows(rows, n, T, mean, var);
+  hsize_t d2[2] = {(hsize_t)n, (hsize_t)T};
+  const char *names[4] = {"mean", "var", "var_aleatoric", "var_epistemic"};
+  const float *data[4] = {mean, var, alea, epi};
+  for (int i = 0; i < 4; i++) {
+    snprintf(path, sizeof(path), "%s%s", prefix, names[i]);
+    ret |= ens_h5_write(f, path, H5T_NATIVE_FLOAT, 2, d2, data[i], 0);
+  }
+  free(mean);
+  free(var);
+  return ret;
 }

@@ -6,6 +6,7 @@
 #ifndef ENS_ENSEMBLE_TASK_H
 #define ENS_ENSEMBLE_TASK_H
 
+#include <hdf5.h>
 #include <stdint.h>
 
 #include "ens/config.h"
@@ -104,5 +105,12 @@ void ens_task_calibration_apply(const ens_task *k, float *rows, int n, double f,
  * Returns the number of picks or a negative ENS_E* code. */
 int ens_task_select(const ens_task *k, int32_t *counts, const float *vrows, const uint8_t *usable,
                     const ens_truth *val, int M, int max_picks);
+
+/* Writes combined rows (n, W) as <prefix>probs, <prefix>pred and
+ * <prefix>uncertainty (classify), or <prefix>mean, var, var_aleatoric and
+ * var_epistemic (n, T) (regress). Returns 0 or an ENS_E* code. */
+int ens_task_write_rows(hid_t f, const char *prefix, const ens_task *k, const float *rows,
+                        const int32_t *pred, const float *unc, const float *alea,
+                        const float *epi, int n);
 
 #endif

@@ -56,12 +56,16 @@ same_result() {
 }
 
 # stop_resume NAME ARGS...: runs `ens train ARGS` on 2 ranks uninterrupted
-# (in full-NAME) and stopped by USR1 after the first epoch line then resumed
-# (in stop-NAME), and checks the two results are identical.
+# (in full-NAME) and stopped by USR1 after the first epoch line (the job must
+# print per-epoch lines) then resumed (in stop-NAME), and checks: exit 75,
+# no result and no temporary file after the stop, checkpoints written, the
+# resumed result identical to the uninterrupted one, checkpoints removed.
 stop_resume() {
-  local name=$1 pid code
+  local name=$1 pid code out
   shift
   run_np 2 "full-$name" "$@" || fail "uninterrupted $name run"
+  out=$(cd "full-$name" && ls ./*.h5 | head -n 1)
+  out=${out#./}
   mkdir -p "stop-$name"
   (cd "stop-$name" && exec mpirun -np 2 "$ENS" train "$@") >"stop-$name/log" 2>&1 &
   pid=$!
@@ -73,10 +77,12 @@ stop_resume() {
   code=0
   wait $pid || code=$?
   [ $code = 75 ] || { cat "stop-$name/log"; fail "$name: exit code $code after USR1, expected 75"; }
+  [ ! -e "stop-$name/$out" ] || fail "$name: a result was written despite the stop"
+  ls "stop-$name/$out.ckpt"/unit_*.h5 >/dev/null 2>&1 || fail "$name: no checkpoints"
+  ls "stop-$name/$out".tmp.* 2>/dev/null && fail "$name: temporary result left behind"
   run_np 2 "stop-$name" "$@" --resume || fail "$name: resume"
   grep -qE "resumed at|not retrained" "stop-$name/log" || fail "$name: nothing was resumed"
-  local out
-  out=$(ls "full-$name"/*.h5 | head -n 1)
-  same_result "$out" "stop-$name/$(basename "$out")" || fail "$name: resumed result differs"
+  same_result "full-$name/$out" "stop-$name/$out" || fail "$name: resumed result differs"
+  [ ! -d "stop-$name/$out.ckpt" ] || fail "$name: checkpoints not cleaned up"
   echo "ok: $name stop/resume identical"
 }
