@@ -117,12 +117,14 @@ int ens_jobdata_load(ens_job *j, char *err, size_t errlen) {
 }
 
 void ens_jobdata_free(ens_jobdata *d) {
+  /* train_t is a standardized copy, or (standardize_y = false) the loaded
+   * targets themselves, which ens_data_free releases. */
+  if (d->train_t != d->sets.train.t)
+    free(d->train_t);
   ens_data_free(&d->sets);
   free(d->mean);
   free(d->std);
   free(d->ymean);
   free(d->ystd);
-  if (d->train_t != d->sets.train.t)
-    free(d->train_t);
   memset(d, 0, sizeof(*d));
 }

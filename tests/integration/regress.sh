@@ -58,6 +58,15 @@ h5diff np0/result.h5 pred.h5 /ensemble/var /var || fail "predict /var differs"
 h5diff np0/result.h5 pred.h5 /ensemble/var_epistemic /var_epistemic || fail "predict epistemic differs"
 grep -q "rmse" pred.log || fail "predict does not score against /test/y"
 echo "ok: predict reproduces mean and variances"
+# The NLL curve and val_nll are Gaussian NLLs, not another metric.
+$PY - np0/result.h5 data.h5 <<'PY' || fail "nll outputs"
+import sys, h5py, numpy as np
+r = h5py.File(sys.argv[1], "r")
+m = r["metrics"]
+assert abs(m["curve_nll"][0] - m["member_nll"][0]) < 1e-5, (m["curve_nll"][0], m["member_nll"][0])
+assert abs(m["curve_nll"][-1] - m["ensemble"].attrs["nll"]) < 1e-5
+assert abs(m["ensemble"].attrs["val_nll"] - m["ensemble"].attrs["val_mae"]) > 1e-3 if "val_mae" in m["ensemble"].attrs else True
+PY
 # Stop + resume with Adam's state.
 stop_resume adam -c "$WORK/job.ini" --set output.verbose=1 --set train.epochs=12
 # MSE head: epistemic variance only.
@@ -79,6 +88,10 @@ run_np 2 snap -c "$WORK/job.ini" --set train.epochs=8 --set ensemble.mode=snapsh
   --set ensemble.snapshots=4 --set ensemble.members=4 --set ensemble.combine=select || fail "snapshot select"
 h5dump -d /ensemble/weights snap/result.h5 >/dev/null || fail "snapshot select: no weights"
 run_np 0 params -c "$WORK/job.ini" --set train.epochs=8 --set ensemble.combine=params || fail "params"
+# Targets the networks learn unstandardized (the loaded buffer is shared).
+run_np 2 raw -c "$WORK/job.ini" --set train.epochs=3 --set data.standardize_y=false || fail "standardize_y = false"
+grep -qiE "double free|corruption|Sanitizer" raw/log && fail "standardize_y = false: memory error"
+h5ls raw/result.h5/model/target_mean >/dev/null 2>&1 && fail "standardize_y = false stored target_mean"
 echo "ok: mse, two targets + bootstrap + calibration, snapshot + select, params"
 # Errors.
 code=0
