@@ -12,6 +12,7 @@
 #include "ens/ensemble.h"
 #include "ens/model.h"
 #include "ens/train.h"
+#include "ensemble/node.h"
 #include "ensemble/progress.h"
 #include "ensemble/task.h"
 
@@ -45,12 +46,17 @@ typedef struct ens_part {
   int first, count;
 } ens_part;
 
-/* The job's data on this rank (data.c): loaded, split, standardized. */
+/* The job's data on this rank (data.c): loaded, split, standardized, one
+ * copy per node. */
 typedef struct ens_jobdata {
-  ens_data sets;         /* x standardized; labels/targets in the original units */
+  ens_shm shm;           /* the node's block: every array of sets, and train_t */
+  int reads;             /* times this rank read the input file (1 on node rank 0, else 0) */
+  ens_data sets;         /* borrowed from shm; x standardized; labels/targets in the
+                            original units */
   float *mean, *std;     /* (dim) feature standardization, NULL when off */
   float *ymean, *ystd;   /* (T) target standardization (regression), NULL when off */
-  float *train_t;        /* (n_train, T) training targets as the networks learn them */
+  float *train_t;        /* (n_train, T) training targets as the networks learn them
+                            (in shm, or sets.train.t) */
   int classes, n_train, n_test, n_val, dim;
   int64_t checksum;      /* adler32 of the loaded data, before standardization */
   /* Inputs of the trained networks: the data itself, or trunk features. */
@@ -64,8 +70,22 @@ typedef struct ens_trunk_state {
   float *params, *stats; /* (nparams), (nstats) */
   size_t nparams, nstats;
   uint32_t checksum;     /* adler32 of the broadcast trunk (same on all ranks) */
-  float *train, *test, *val; /* owned feature caches */
+  ens_shm shm;           /* the node's feature block: train, test, val rows */
+  float *train, *test, *val; /* feature caches in shm */
+  int feature_rows;      /* rows whose features this rank computed */
+  double feature_seconds; /* and the time it took */
 } ens_trunk_state;
+
+/* What each rank reports about itself for /ranks (rank 0 keeps all). */
+typedef struct ens_rank_info {
+  int32_t node;          /* node index */
+  int32_t data_reads;    /* times it read the input file */
+  int32_t feature_rows;  /* trunk feature rows it computed */
+  int64_t data_bytes;    /* its node's data block (same on every rank of the node) */
+  int64_t feature_bytes; /* its node's trunk feature block */
+  int64_t peak_rss;      /* bytes (getrusage ru_maxrss), filled at collection */
+  double feature_seconds;
+} ens_rank_info;
 
 /* `ens merge`'s inputs (merge.c). */
 typedef struct ens_merge_parts {
@@ -84,6 +104,8 @@ typedef struct ens_job {
   const ens_job_opts *o;
   MPI_Comm comm;
   int rank, size;
+  ens_node node;         /* this rank's node: its ranks share the data */
+  ens_rank_info *ranks;  /* rank 0: (size) every rank's report, else NULL */
   int first, last;       /* members [first, last) of this job */
   int shared_init;       /* members start from one initialization (key 0) */
   ens_task task;         /* what members predict; W floats per row */
@@ -109,14 +131,27 @@ typedef struct ens_job {
   char tmp_path[ENS_PATH_MAX + 64];
 } ens_job;
 
-/* Loads, splits and standardizes the data of job j (j->c, j->comm set)
- * and resolves the task (data.c). Identical on every rank. */
+/* Collective over the node (j->c, j->node set): node rank 0 loads, splits
+ * and standardizes the data of job j into the node's shared block and
+ * resolves the task; the other ranks map the block (data.c). The same
+ * values on every rank. Errors (the same on every rank of the node) come
+ * with a message. */
 int ens_jobdata_load(ens_job *j, char *err, size_t errlen);
+/* Collective over the node: frees the statistics and the node's block. */
 void ens_jobdata_free(ens_jobdata *d);
 
+enum { ENS_SETUP_TRAIN = 1 }; /* ens_job_setup flags: rank 0 prints the layout */
 int ens_job_setup(ens_job *j, const ens_config *c, const ens_job_opts *o, MPI_Comm comm,
-                  char *err, size_t errlen);
+                  int flags, char *err, size_t errlen);
+/* Collective (node-shared blocks are freed with the node's ranks). */
 void ens_job_free(ens_job *j);
+
+/* Collective: rank 0 gathers every rank's ens_rank_info into j->ranks
+ * (peak_rss measured now). */
+int ens_job_gather_ranks(ens_job *j);
+/* Rank 0: writes /ranks (placement and memory, exempt from the determinism
+ * contract) into the result file; its own peak_rss is measured again now. */
+int ens_job_write_ranks(ens_job *j);
 
 int ens_job_unit_of(const ens_job *j, int k);
 int ens_job_rank_of(const ens_job *j, int k);
