@@ -15,33 +15,14 @@
 # Skips (exit 77) when the names cannot be set up or namespaces are not
 # allowed. As root it adds the two /etc/hosts lines when they are missing and
 # leaves them there (another test may be using them at the same time).
+# shellcheck shell=bash source=tests/integration/lib.bash
 source "$(dirname "$0")/lib.bash"
 RSH=$SRC/scripts/simnode-rsh
-skip() {
-  echo "SKIPPED: two-node test: $*"
-  exit 77
-}
-
-# ---------------------------------------------------------------- the nodes
-resolves_to() { [ "$(getent ahostsv4 "$1" 2>/dev/null | awk 'NR == 1 { print $1 }')" = "$2" ]; }
-for pair in node1=127.0.0.2 node2=127.0.0.3; do
-  name=${pair%=*} addr=${pair#*=}
-  resolves_to "$name" "$addr" && continue
-  if getent hosts "$name" >/dev/null; then
-    skip "$name resolves to $(getent hosts "$name" | awk '{ print $1 }'), not $addr; fix /etc/hosts"
-  fi
-  [ "$(id -u)" = 0 ] && [ -w /etc/hosts ] ||
-    skip "$name does not resolve and /etc/hosts is not writable here; add '$addr $name' to /etc/hosts"
-  echo "$addr $name # ens two-node test (tests/integration/twonode.sh)" >>/etc/hosts
-  echo "added '$addr $name' to /etc/hosts"
-  resolves_to "$name" "$addr" || skip "$name still does not resolve to $addr after editing /etc/hosts"
-done
-unshare --uts /bin/sh -c "hostname node1" 2>/dev/null ||
-  skip "cannot create a UTS namespace and set its host name (unshare --uts needs root or CAP_SYS_ADMIN)"
+need_simnodes 2
 [ -x "$RSH" ] || fail "$RSH is missing or not executable"
 
 # run_nodes dir args...: ens train on node1:2,node2:2.
-TWO=(--host node1:2,node2:2 -np 4 --mca plm_rsh_agent "$RSH" --mca btl self,tcp)
+TWO=(--host "node1:2,node2:2" -np 4 --mca plm_rsh_agent "$RSH" --mca btl self,tcp)
 run_nodes() {
   local dir=$1
   shift
