@@ -293,6 +293,11 @@ int ens_job_get_member(ens_job *j, int i, int k, ens_member_meta *meta, char *er
     if (MPI_Recv(meta, (int)sizeof(*meta), MPI_BYTE, src, TAG_META, j->comm,
                  MPI_STATUS_IGNORE) != MPI_SUCCESS || meta->k != k)
       ret = ENS_EMPI;
+    if (!ret && meta->status == ENS_MEMBER_LOST) {
+      /* A runtime failure (exit 2), whatever the rebuild's own code was. */
+      snprintf(err, errlen, "collecting member %d from rank %d: %s", k, src, meta->fail_reason);
+      return ENS_EMPI;
+    }
     size_t len = ret ? 0 : ens_member_packed_len(j, meta);
     if (!ret && len && !(ret = ens_job_pack_reserve(j, len)))
       ret = recv_floats(j->pack, len, src, j->comm);
@@ -304,19 +309,26 @@ int ens_job_get_member(ens_job *j, int i, int k, ens_member_meta *meta, char *er
   return ret;
 }
 
-/* Non-root ranks: send held members in member order (rank 0 asks in the
- * same order, so plain blocking sends cannot deadlock). */
-static int send_held(ens_job *j) {
+/* Non-root ranks: rebuild each held member from its checkpoint and send it,
+ * in member order (rank 0 asks in the same order, so plain blocking sends
+ * cannot deadlock). A member that cannot be rebuilt goes as ENS_MEMBER_LOST
+ * with the reason, and the rank stops there. */
+static int send_held(ens_job *j, char *err, size_t errlen) {
   for (int i = 0; i < j->nheld; i++) {
-    if (MPI_Send(&j->held[i].meta, (int)sizeof(ens_member_meta), MPI_BYTE, 0, TAG_META,
-                 j->comm) != MPI_SUCCESS)
+    ens_member_meta meta = j->held[i];
+    size_t len = ens_member_packed_len(j, &meta);
+    int ret = len ? ens_job_pack_checkpoint(j, &meta, err, errlen) : 0;
+    if (ret) {
+      meta.status = ENS_MEMBER_LOST;
+      snprintf(meta.fail_reason, sizeof(meta.fail_reason), "%s", err);
+      len = 0;
+    }
+    if (MPI_Send(&meta, (int)sizeof(meta), MPI_BYTE, 0, TAG_META, j->comm) != MPI_SUCCESS)
       return ENS_EMPI;
-    size_t len = ens_member_packed_len(j, &j->held[i].meta);
-    int ret = len ? send_floats(j->held[i].data, len, 0, j->comm) : 0;
     if (ret)
+      return ENS_EMPI; /* as rank 0 reports it */
+    if (len && (ret = send_floats(j->pack, len, 0, j->comm)))
       return ret;
-    free(j->held[i].data);
-    j->held[i].data = NULL;
   }
   return 0;
 }
@@ -418,7 +430,7 @@ int ens_job_collect(ens_job *j, double train_wall, char *err, size_t errlen) {
   if (j->rank == 0)
     ret = ens_job_finish_root(j, train_wall, err, errlen);
   else
-    ret = send_held(j);
+    ret = send_held(j, err, errlen);
   /* Everyone learns whether rank 0 published the result, and why not. */
   int status = j->rank == 0 ? ret : 0;
   MPI_Bcast(&status, 1, MPI_INT, 0, j->comm);

@@ -16,7 +16,9 @@
 #include "ensemble/progress.h"
 #include "ensemble/task.h"
 
-enum { ENS_MEMBER_DONE = 0, ENS_MEMBER_FAILED = 1 };
+/* ENS_MEMBER_LOST only travels to rank 0 at collection: the rank that
+ * trained the member could not rebuild it (fail_reason says why). */
+enum { ENS_MEMBER_DONE = 0, ENS_MEMBER_FAILED = 1, ENS_MEMBER_LOST = 2 };
 
 /* Metadata of a finished (or failed) member, sent with its packed buffer. */
 typedef struct ens_member_meta {
@@ -32,12 +34,6 @@ typedef struct ens_member_meta {
   double train_seconds;
   char fail_reason[160];
 } ens_member_meta;
-
-/* A member held by a non-root rank until rank 0 asks for it. */
-typedef struct ens_held_member {
-  ens_member_meta meta;
-  float *data; /* packed, ens_member_packed_len floats (none when failed) */
-} ens_held_member;
 
 /* One input of `ens merge`: a result file holding members [first, first+count). */
 typedef struct ens_part {
@@ -123,7 +119,7 @@ typedef struct ens_job {
   size_t pack_cap;
   float *eval_pred;      /* (max(n_test, n_val), W) per-epoch evaluation */
   float *scratch;        /* (n_test, W) MC passes */
-  ens_held_member *held; /* non-root: finished members */
+  ens_member_meta *held; /* non-root: finished members (metadata; weights in checkpoints) */
   int nheld;
   double unit_t0;        /* wall time the current unit started (resume-adjusted) */
   ens_progress progress; /* ensemble-wide progress reports */
@@ -177,9 +173,16 @@ int ens_job_pack_reserve(ens_job *j, size_t n);
 /* rows (n) = n draws with replacement from [0, n), keyed by (seed, member). */
 void ens_job_bootstrap_rows(int32_t *rows, int n, uint64_t seed, uint32_t member);
 
-/* Keeps a finished member: rank 0 writes it to the result file, other ranks
- * hold a copy until the collection phase. */
+/* Keeps a finished member: rank 0 writes it to the result file; other ranks
+ * keep its metadata and rebuild it from its checkpoint at collection
+ * (ens_job_pack_checkpoint). */
 int ens_job_store_member(ens_job *j, const ens_member_meta *meta, const float *packed);
+
+/* Fills j->pack from model m (the member's network) and its curves (epochs
+ * floats each): weights, curves and, when rows is set, the prediction rows
+ * (test, val, bootstrap train, MC), computed in batches of m's batch size. */
+int ens_job_pack_model(ens_job *j, ens_model *m, const float *curve_loss,
+                       const float *curve_eval, const ens_member_meta *meta, int rows);
 
 /* Rank 0: writes member meta->k from its packed buffer into the result
  * file (its group with metadata and hyperparameters, weights, prediction
@@ -233,6 +236,11 @@ int ens_job_checkpoint_member(ens_job *j, const ens_member_meta *meta, const flo
  * it had finished. Without a checkpoint the unit starts fresh. */
 int ens_job_restore_unit(ens_job *j, ens_trainer *t, int unit, int first_k, int nmembers,
                          int *done, char *err, size_t errlen);
+/* Rebuilds finished member meta->k in j->pack from its checkpoint
+ * member_<k>.h5: weights and curves read back, prediction rows recomputed
+ * exactly as when it finished (same network, batches and threads). Returns
+ * 0, or an error with a message naming the file. */
+int ens_job_pack_checkpoint(ens_job *j, const ens_member_meta *meta, char *err, size_t errlen);
 /* After a published result: removes this rank's checkpoint files (collective). */
 void ens_job_checkpoint_cleanup(ens_job *j, const int *units, int nunits);
 

@@ -263,8 +263,6 @@ void ens_job_free(ens_job *j) {
   free(j->eval_pred);
   free(j->scratch);
 
-  for (int i = 0; i < j->nheld; i++)
-    free(j->held[i].data);
   free(j->held);
   memset(j, 0, sizeof(*j));
   j->file = -1;

@@ -22,7 +22,7 @@ need_simnodes 2
 [ -x "$RSH" ] || fail "$RSH is missing or not executable"
 
 # run_nodes dir args...: ens train on node1:2,node2:2.
-TWO=(--host "node1:2,node2:2" -np 4 --mca plm_rsh_agent "$RSH" --mca btl self,tcp)
+TWO=(--host "node1:2,node2:2" -np 4 --mca plm_rsh_agent "$RSH" --mca btl "self,tcp")
 run_nodes() {
   local dir=$1
   shift
