@@ -152,6 +152,8 @@ for m in "${modes[@]}"; do
   same_result "$name-1x4/result.h5" "$name-2x2/result.h5" || fail "$name: 1 node x 4 and 2 nodes x 2 differ"
   echo "ok: $name: 2 nodes x 2 ranks identical to 1 rank and to 1 node x 4 ranks; one data copy per node"
 done
+"$ENS" info seed-2x2/result.h5 | grep -q "^  placement     2 nodes (ranks per node: 2 2), data" ||
+  { "$ENS" info seed-2x2/result.h5; fail "ens info does not show the 2-node placement"; }
 # 1 node x 4 ranks on this machine: one node, four ranks, one copy.
 grep -q "^node .*: data read once, $expect_bytes bytes shared by 4 ranks (0-3)" seed-1x4/log ||
   { cat seed-1x4/log; fail "1 node x 4 ranks: no single data copy shared by 4 ranks"; }
