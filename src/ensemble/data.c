@@ -197,7 +197,7 @@ int ens_jobdata_load(ens_job *j, char *err, size_t errlen) {
     ens_split *sp[3] = {&s->train, &s->test, &s->val};
     for (int i = 0; i < 3; i++) {
       sp[i]->n = h.n[i];
-      sp[i]->d = h.dim;
+      sp[i]->d = h.n[i] ? h.dim : 0; /* as the loader leaves an absent split */
       sp[i]->x = at_offset(&d->shm, h.off[3 * i]);
       sp[i]->y = at_offset(&d->shm, h.off[3 * i + 1]);
       sp[i]->t = at_offset(&d->shm, h.off[3 * i + 2]);

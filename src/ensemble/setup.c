@@ -130,15 +130,13 @@ static int agree(ens_job *j, int ret, char *err, size_t errlen) {
 static void print_node_data(const ens_job *j) {
   const ens_node *n = &j->node;
   for (int i = 0; i < n->count; i++) {
-    int reads = 0, ranks = 0, first = -1;
+    int reads = 0, ranks = 0;
     int64_t bytes = 0, fbytes = 0;
     for (int r = 0; r < j->size; r++) {
       if (j->ranks[r].node != i)
         continue;
       reads += j->ranks[r].data_reads;
       ranks++;
-      if (first < 0)
-        first = r;
       bytes = j->ranks[r].data_bytes;
       fbytes = j->ranks[r].feature_bytes;
     }
