@@ -19,7 +19,21 @@ typedef struct ens_data {
   int regress;  /* 1: y were floating point (targets t), 0: integer labels (y) */
   int classes;  /* classification: number of classes */
   int targets;  /* regression: targets per row (T) */
+  int borrowed; /* 1: the arrays live in caller memory (ens_data_load_in with an
+                   arena); ens_data_free and ens_data_split_val never free or
+                   resize them */
 } ens_data;
+
+/* Caller-owned memory that ens_data_load_in carves its arrays from, for
+ * example a node-shared MPI window: base aligned to ENS_DATA_ALIGN. */
+#define ENS_DATA_ALIGN 64
+typedef struct ens_data_arena {
+  unsigned char *base;
+  size_t size, used;
+} ens_data_arena;
+
+/* Takes `bytes` (rounded up to ENS_DATA_ALIGN) from a; NULL when a is full. */
+void *ens_data_arena_take(ens_data_arena *a, size_t bytes);
 
 /* Reads `path` (DESIGN.md input layout). x of any integer or float type is
  * converted to float32, y of any integer type to int32 labels (classes),
@@ -32,12 +46,24 @@ typedef struct ens_data {
  * message naming the file and dataset in err, and leaves *out zeroed.
  * The caller frees with ens_data_free. */
 int ens_data_load(ens_data *out, const char *path, char *err, size_t errlen);
+/* The same, with the arrays (x, labels, targets) taken from `arena` (may be
+ * NULL: malloc) and out->borrowed set; temporary buffers still use malloc.
+ * An arena that is too small fails with ENS_ENOMEM. */
+int ens_data_load_in(ens_data *out, const char *path, ens_data_arena *arena, char *err,
+                     size_t errlen);
+/* What ens_data_load_in will take from an arena for `path`: *bytes (each
+ * array rounded up to ENS_DATA_ALIGN), the number of values of /train/y
+ * (labels, or n * T targets) and whether /train/y is floating point. All 0
+ * when the file cannot be read; the load then says why. Reads metadata only. */
+void ens_data_probe(const char *path, size_t *bytes, size_t *train_y_values, int *y_float);
 void ens_data_free(ens_data *d);
 void ens_split_free(ens_split *s);
 
 /* Moves the last round(fraction * n) rows of a fixed permutation (drawn from
  * ENS_STREAM_SPLIT with `seed`) of train into val, when val is empty and
- * fraction > 0. Returns 0 or ENS_ENOMEM/ENS_EINVAL. */
+ * fraction > 0. With borrowed arrays val takes the tail of train's arrays
+ * (which then hold n rows in all); otherwise train's arrays shrink and val's
+ * are malloc'd. Returns 0 or ENS_ENOMEM/ENS_EINVAL. */
 int ens_data_split_val(ens_data *d, double fraction, uint64_t seed);
 
 /* Per-feature mean and std of s (std computed in double, population variance;
@@ -48,7 +74,8 @@ void ens_standardize_fit(float *mean, float *std, const ens_split *s);
 void ens_standardize_apply(ens_split *s, const float *mean, const float *std);
 
 /* Turns integer labels into one regression target each (task = regress on
- * integer y): t = (float)y, y freed. Returns 0 or ENS_ENOMEM. */
+ * integer y): t = (float)y, in place in y's array (t takes it over, y
+ * becomes NULL). Returns 0. */
 int ens_data_labels_to_targets(ens_data *d);
 
 /* Converts gzip (or plain) IDX image and label files to the input layout.

@@ -150,6 +150,37 @@ static float *read_vec(hid_t f, const char *path, long long n) {
   return v;
 }
 
+/* The /ranks group of a result (nodes, one data copy per node, peak memory
+ * per rank), when the result has one. */
+static void print_placement(hid_t f) {
+  int64_t nodes = 0;
+  if (!ens_h5_exists(f, "/ranks") || ens_h5_get_attr_i64(f, "/ranks", "nodes", &nodes) ||
+      nodes < 1 || nodes > 1000000)
+    return;
+  long long P = ens_h5_size(f, "/ranks/peak_rss", NULL, NULL);
+  int32_t *per = malloc((size_t)nodes * sizeof(int32_t));
+  int64_t *bytes = malloc((size_t)nodes * sizeof(int64_t));
+  int64_t *rss = P > 0 ? malloc((size_t)P * sizeof(int64_t)) : NULL;
+  if (per && bytes && rss &&
+      !ens_h5_read(f, "/ranks/node_ranks", H5T_NATIVE_INT32, per, (size_t)nodes) &&
+      !ens_h5_read(f, "/ranks/node_data_bytes", H5T_NATIVE_INT64, bytes, (size_t)nodes) &&
+      !ens_h5_read(f, "/ranks/peak_rss", H5T_NATIVE_INT64, rss, (size_t)P)) {
+    int64_t lo = rss[0], hi = rss[0];
+    for (long long r = 1; r < P; r++) {
+      lo = rss[r] < lo ? rss[r] : lo;
+      hi = rss[r] > hi ? rss[r] : hi;
+    }
+    printf("  placement     %lld node%s (ranks per node:", (long long)nodes, nodes == 1 ? "" : "s");
+    for (int64_t i = 0; i < nodes && i < 16; i++)
+      printf(" %d", per[i]);
+    printf("%s), data %.1f MB per node, peak RSS per rank %.0f-%.0f MB\n",
+           nodes > 16 ? " ..." : "", bytes[0] / 1e6, lo / 1048576.0, hi / 1048576.0);
+  }
+  free(per);
+  free(bytes);
+  free(rss);
+}
+
 int ens_cli_info(int argc, char **argv) {
   if (argc != 1 || !strcmp(argv[0], "-h") || !strcmp(argv[0], "--help")) {
     printf("usage: ens info result.h5\n  Prints architecture, mode, members, metrics and the "
@@ -196,6 +227,7 @@ int ens_cli_info(int argc, char **argv) {
          (long long)seed, shared ? ", shared initialization" : "");
   printf("  trained on    %lld rank%s, %lld BLAS thread%s each, %.1f s\n", (long long)ranks,
          ranks == 1 ? "" : "s", (long long)threads, threads == 1 ? "" : "s", secs);
+  print_placement(f);
   char *task = NULL;
   int regress = ens_h5_get_attr_str(f, "/", "task", &task) == 0 && !strcmp(task, "regress");
   free(task);

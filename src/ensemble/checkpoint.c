@@ -172,6 +172,50 @@ static int restore_member(ens_job *j, ens_trainer *t, int k, char *err, size_t e
   return ens_job_emit_packed(j, t, &meta);
 }
 
+int ens_job_pack_checkpoint(ens_job *j, const ens_member_meta *meta, char *err,
+                            size_t errlen) {
+  char path[ENS_PATH_MAX + 64];
+  member_path(j, meta->k, path, sizeof(path));
+  ens_config mc;
+  ens_arch a;
+  ens_member_config(j, meta->k, &mc);
+  ens_member_arch(j, &mc, &a);
+  /* The network as the trainer built it: same batch size, same batches. */
+  ens_model m;
+  int ret = ens_model_create(&m, &a, j->trunk.layers, a.n_hidden, 1, mc.batch);
+  if (ret) {
+    snprintf(err, errlen, "member %d: cannot create its network: %s", meta->k, ens_strerror(ret));
+    return ret;
+  }
+  const size_t E = (size_t)j->c->epochs;
+  float *curves = malloc((2 * E + 1) * sizeof(float));
+  hid_t f = curves ? H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT) : H5I_INVALID_HID;
+  if (!curves) {
+    ret = ENS_ENOMEM;
+    snprintf(err, errlen, "member %d: out of memory", meta->k);
+  } else if (f < 0) {
+    ret = ENS_EIO;
+    snprintf(err, errlen, "member %d: its checkpoint %s is missing or unreadable", meta->k, path);
+  } else {
+    if ((size_t)meta->nparams != m.nparams || (size_t)meta->nstats != m.nstats)
+      ret = ENS_EFORMAT;
+    ret = ret ? ret : ens_h5_read(f, "params", H5T_NATIVE_FLOAT, m.params, m.nparams);
+    if (!ret && m.nstats)
+      ret = ens_h5_read(f, "bn_stats", H5T_NATIVE_FLOAT, m.stats, m.nstats);
+    ret = ret ? ret : ens_h5_read(f, "curve_train_loss", H5T_NATIVE_FLOAT, curves, E);
+    ret = ret ? ret : ens_h5_read(f, "curve_eval", H5T_NATIVE_FLOAT, curves + E, E);
+    H5Fclose(f);
+    if (ret)
+      snprintf(err, errlen, "member %d: checkpoint %s does not match it (sizes differ)", meta->k,
+               path);
+  }
+  if (!ret)
+    ret = ens_job_pack_model(j, &m, curves, curves + E, meta, 1);
+  free(curves);
+  ens_model_free(&m);
+  return ret;
+}
+
 int ens_job_restore_unit(ens_job *j, ens_trainer *t, int unit, int first_k, int nmembers,
                          int *done, char *err, size_t errlen) {
   *done = 0;

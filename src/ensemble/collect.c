@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "ens/error.h"
 #include "ensemble/job.h"
@@ -292,6 +293,11 @@ int ens_job_get_member(ens_job *j, int i, int k, ens_member_meta *meta, char *er
     if (MPI_Recv(meta, (int)sizeof(*meta), MPI_BYTE, src, TAG_META, j->comm,
                  MPI_STATUS_IGNORE) != MPI_SUCCESS || meta->k != k)
       ret = ENS_EMPI;
+    if (!ret && meta->status == ENS_MEMBER_LOST) {
+      /* A runtime failure (exit 2), whatever the rebuild's own code was. */
+      snprintf(err, errlen, "collecting member %d from rank %d: %s", k, src, meta->fail_reason);
+      return ENS_EMPI;
+    }
     size_t len = ret ? 0 : ens_member_packed_len(j, meta);
     if (!ret && len && !(ret = ens_job_pack_reserve(j, len)))
       ret = recv_floats(j->pack, len, src, j->comm);
@@ -303,29 +309,128 @@ int ens_job_get_member(ens_job *j, int i, int k, ens_member_meta *meta, char *er
   return ret;
 }
 
-/* Non-root ranks: send held members in member order (rank 0 asks in the
- * same order, so plain blocking sends cannot deadlock). */
-static int send_held(ens_job *j) {
+/* Non-root ranks: rebuild each held member from its checkpoint and send it,
+ * in member order (rank 0 asks in the same order, so plain blocking sends
+ * cannot deadlock). A member that cannot be rebuilt goes as ENS_MEMBER_LOST
+ * with the reason, and the rank stops there. */
+static int send_held(ens_job *j, char *err, size_t errlen) {
   for (int i = 0; i < j->nheld; i++) {
-    if (MPI_Send(&j->held[i].meta, (int)sizeof(ens_member_meta), MPI_BYTE, 0, TAG_META,
-                 j->comm) != MPI_SUCCESS)
+    ens_member_meta meta = j->held[i];
+    size_t len = ens_member_packed_len(j, &meta);
+    int ret = len ? ens_job_pack_checkpoint(j, &meta, err, errlen) : 0;
+    if (ret) {
+      meta.status = ENS_MEMBER_LOST;
+      snprintf(meta.fail_reason, sizeof(meta.fail_reason), "%s", err);
+      len = 0;
+    }
+    if (MPI_Send(&meta, (int)sizeof(meta), MPI_BYTE, 0, TAG_META, j->comm) != MPI_SUCCESS)
       return ENS_EMPI;
-    size_t len = ens_member_packed_len(j, &j->held[i].meta);
-    int ret = len ? send_floats(j->held[i].data, len, 0, j->comm) : 0;
     if (ret)
+      return ENS_EMPI; /* as rank 0 reports it */
+    if (len && (ret = send_floats(j->pack, len, 0, j->comm)))
       return ret;
-    free(j->held[i].data);
-    j->held[i].data = NULL;
   }
   return 0;
 }
 
+/* This process's peak resident set in bytes (ru_maxrss is in KiB on Linux).
+ * It counts the pages of node-shared blocks this rank touched as well. */
+static int64_t peak_rss(void) {
+  struct rusage ru;
+  if (getrusage(RUSAGE_SELF, &ru) != 0)
+    return -1;
+  return (int64_t)ru.ru_maxrss * 1024;
+}
+
+int ens_job_gather_ranks(ens_job *j) {
+  ens_rank_info me = {.node = j->node.index,
+                      .data_reads = j->data.reads,
+                      .feature_rows = j->trunk.feature_rows,
+                      .data_bytes = (int64_t)j->data.shm.bytes,
+                      .feature_bytes = (int64_t)j->trunk.shm.bytes,
+                      .peak_rss = peak_rss(),
+                      .feature_seconds = j->trunk.feature_seconds};
+  int ok = 1;
+  if (j->rank == 0 && !j->ranks)
+    ok = (j->ranks = calloc((size_t)j->size, sizeof(ens_rank_info))) != NULL;
+  MPI_Bcast(&ok, 1, MPI_INT, 0, j->comm);
+  if (!ok)
+    return ENS_ENOMEM;
+  MPI_Gather(&me, (int)sizeof(me), MPI_BYTE, j->ranks, (int)sizeof(me), MPI_BYTE, 0, j->comm);
+  return 0;
+}
+
+int ens_job_write_ranks(ens_job *j) {
+  const ens_node *n = &j->node;
+  const int P = j->size, N = n->count;
+  if (!j->ranks || !n->names)
+    return ENS_EINVAL;
+  j->ranks[0].peak_rss = peak_rss(); /* rank 0's peak includes the collection */
+  int32_t *i32 = malloc((size_t)(P > N ? P : N) * sizeof(int32_t));
+  int64_t *i64 = malloc((size_t)(P > N ? P : N) * sizeof(int64_t));
+  double *f64 = malloc((size_t)P * sizeof(double));
+  const char **names = malloc((size_t)N * sizeof(char *));
+  if (!i32 || !i64 || !f64 || !names) {
+    free(i32);
+    free(i64);
+    free(f64);
+    free(names);
+    return ENS_ENOMEM;
+  }
+  hid_t f = j->file;
+  hsize_t dp = (hsize_t)P, dn = (hsize_t)N;
+  int ret = ens_h5_group(f, "/ranks");
+  ret |= ens_h5_attr_i64(f, "/ranks", "nodes", N);
+  ret |= ens_h5_attr_i64(f, "/ranks", "threads", j->c->threads);
+  ret |= ens_h5_attr_str(f, "/ranks", "peak_rss_units",
+                         "bytes (getrusage ru_maxrss: counts the node-shared pages a rank "
+                         "touched, so a node's memory is less than the sum over its ranks)");
+  for (int r = 0; r < P; r++)
+    i32[r] = j->ranks[r].node;
+  ret |= ens_h5_write(f, "/ranks/node", H5T_NATIVE_INT32, 1, &dp, i32, 0);
+  for (int r = 0; r < P; r++)
+    i64[r] = j->ranks[r].peak_rss;
+  ret |= ens_h5_write(f, "/ranks/peak_rss", H5T_NATIVE_INT64, 1, &dp, i64, 0);
+  for (int r = 0; r < P; r++)
+    i32[r] = j->ranks[r].data_reads;
+  ret |= ens_h5_write(f, "/ranks/data_reads", H5T_NATIVE_INT32, 1, &dp, i32, 0);
+  for (int r = 0; r < P; r++)
+    i32[r] = j->ranks[r].feature_rows;
+  ret |= ens_h5_write(f, "/ranks/feature_rows", H5T_NATIVE_INT32, 1, &dp, i32, 0);
+  for (int r = 0; r < P; r++)
+    f64[r] = j->ranks[r].feature_seconds;
+  ret |= ens_h5_write(f, "/ranks/feature_seconds", H5T_NATIVE_DOUBLE, 1, &dp, f64, 0);
+  for (int i = 0; i < N; i++)
+    names[i] = n->names + (size_t)i * MPI_MAX_PROCESSOR_NAME;
+  ret |= ens_h5_write_strings(f, "/ranks/node_names", names, (size_t)N);
+  ret |= ens_h5_write(f, "/ranks/node_ranks", H5T_NATIVE_INT32, 1, &dn, n->node_ranks, 0);
+  ret |= ens_h5_write(f, "/ranks/node_cores", H5T_NATIVE_INT32, 1, &dn, n->node_cores, 0);
+  /* Per node: its block sizes, as reported by its ranks (the same on each). */
+  for (int pass = 0; pass < 2; pass++) {
+    for (int i = 0; i < N; i++)
+      i64[i] = 0;
+    for (int r = 0; r < P; r++)
+      i64[j->ranks[r].node] = pass ? j->ranks[r].feature_bytes : j->ranks[r].data_bytes;
+    ret |= ens_h5_write(f, pass ? "/ranks/node_feature_bytes" : "/ranks/node_data_bytes",
+                        H5T_NATIVE_INT64, 1, &dn, i64, 0);
+  }
+  free(i32);
+  free(i64);
+  free(f64);
+  free(names);
+  return ret ? ENS_EHDF5 : 0;
+}
+
 int ens_job_collect(ens_job *j, double train_wall, char *err, size_t errlen) {
-  int ret;
+  int ret = ens_job_gather_ranks(j);
+  if (ret) {
+    snprintf(err, errlen, "out of memory gathering the ranks' reports");
+    return ret;
+  }
   if (j->rank == 0)
     ret = ens_job_finish_root(j, train_wall, err, errlen);
   else
-    ret = send_held(j);
+    ret = send_held(j, err, errlen);
   /* Everyone learns whether rank 0 published the result, and why not. */
   int status = j->rank == 0 ? ret : 0;
   MPI_Bcast(&status, 1, MPI_INT, 0, j->comm);

@@ -12,10 +12,13 @@
 #include "ens/ensemble.h"
 #include "ens/model.h"
 #include "ens/train.h"
+#include "ensemble/node.h"
 #include "ensemble/progress.h"
 #include "ensemble/task.h"
 
-enum { ENS_MEMBER_DONE = 0, ENS_MEMBER_FAILED = 1 };
+/* ENS_MEMBER_LOST only travels to rank 0 at collection: the rank that
+ * trained the member could not rebuild it (fail_reason says why). */
+enum { ENS_MEMBER_DONE = 0, ENS_MEMBER_FAILED = 1, ENS_MEMBER_LOST = 2 };
 
 /* Metadata of a finished (or failed) member, sent with its packed buffer. */
 typedef struct ens_member_meta {
@@ -32,12 +35,6 @@ typedef struct ens_member_meta {
   char fail_reason[160];
 } ens_member_meta;
 
-/* A member held by a non-root rank until rank 0 asks for it. */
-typedef struct ens_held_member {
-  ens_member_meta meta;
-  float *data; /* packed, ens_member_packed_len floats (none when failed) */
-} ens_held_member;
-
 /* One input of `ens merge`: a result file holding members [first, first+count). */
 typedef struct ens_part {
   char path[ENS_PATH_MAX];
@@ -45,12 +42,17 @@ typedef struct ens_part {
   int first, count;
 } ens_part;
 
-/* The job's data on this rank (data.c): loaded, split, standardized. */
+/* The job's data on this rank (data.c): loaded, split, standardized, one
+ * copy per node. */
 typedef struct ens_jobdata {
-  ens_data sets;         /* x standardized; labels/targets in the original units */
+  ens_shm shm;           /* the node's block: every array of sets, and train_t */
+  int reads;             /* times this rank read the input file (1 on node rank 0, else 0) */
+  ens_data sets;         /* borrowed from shm; x standardized; labels/targets in the
+                            original units */
   float *mean, *std;     /* (dim) feature standardization, NULL when off */
   float *ymean, *ystd;   /* (T) target standardization (regression), NULL when off */
-  float *train_t;        /* (n_train, T) training targets as the networks learn them */
+  float *train_t;        /* (n_train, T) training targets as the networks learn them
+                            (in shm, or sets.train.t) */
   int classes, n_train, n_test, n_val, dim;
   int64_t checksum;      /* adler32 of the loaded data, before standardization */
   /* Inputs of the trained networks: the data itself, or trunk features. */
@@ -64,8 +66,22 @@ typedef struct ens_trunk_state {
   float *params, *stats; /* (nparams), (nstats) */
   size_t nparams, nstats;
   uint32_t checksum;     /* adler32 of the broadcast trunk (same on all ranks) */
-  float *train, *test, *val; /* owned feature caches */
+  ens_shm shm;           /* the node's feature block: train, test, val rows */
+  float *train, *test, *val; /* feature caches in shm */
+  int feature_rows;      /* rows whose features this rank computed */
+  double feature_seconds; /* and the time it took */
 } ens_trunk_state;
+
+/* What each rank reports about itself for /ranks (rank 0 keeps all). */
+typedef struct ens_rank_info {
+  int32_t node;          /* node index */
+  int32_t data_reads;    /* times it read the input file */
+  int32_t feature_rows;  /* trunk feature rows it computed */
+  int64_t data_bytes;    /* its node's data block (same on every rank of the node) */
+  int64_t feature_bytes; /* its node's trunk feature block */
+  int64_t peak_rss;      /* bytes (getrusage ru_maxrss), filled at collection */
+  double feature_seconds;
+} ens_rank_info;
 
 /* `ens merge`'s inputs (merge.c). */
 typedef struct ens_merge_parts {
@@ -84,6 +100,8 @@ typedef struct ens_job {
   const ens_job_opts *o;
   MPI_Comm comm;
   int rank, size;
+  ens_node node;         /* this rank's node: its ranks share the data */
+  ens_rank_info *ranks;  /* rank 0: (size) every rank's report, else NULL */
   int first, last;       /* members [first, last) of this job */
   int shared_init;       /* members start from one initialization (key 0) */
   ens_task task;         /* what members predict; W floats per row */
@@ -101,7 +119,7 @@ typedef struct ens_job {
   size_t pack_cap;
   float *eval_pred;      /* (max(n_test, n_val), W) per-epoch evaluation */
   float *scratch;        /* (n_test, W) MC passes */
-  ens_held_member *held; /* non-root: finished members */
+  ens_member_meta *held; /* non-root: finished members (metadata; weights in checkpoints) */
   int nheld;
   double unit_t0;        /* wall time the current unit started (resume-adjusted) */
   ens_progress progress; /* ensemble-wide progress reports */
@@ -109,14 +127,27 @@ typedef struct ens_job {
   char tmp_path[ENS_PATH_MAX + 64];
 } ens_job;
 
-/* Loads, splits and standardizes the data of job j (j->c, j->comm set)
- * and resolves the task (data.c). Identical on every rank. */
+/* Collective over the node (j->c, j->node set): node rank 0 loads, splits
+ * and standardizes the data of job j into the node's shared block and
+ * resolves the task; the other ranks map the block (data.c). The same
+ * values on every rank. Errors (the same on every rank of the node) come
+ * with a message. */
 int ens_jobdata_load(ens_job *j, char *err, size_t errlen);
+/* Collective over the node: frees the statistics and the node's block. */
 void ens_jobdata_free(ens_jobdata *d);
 
+enum { ENS_SETUP_TRAIN = 1 }; /* ens_job_setup flags: rank 0 prints the layout */
 int ens_job_setup(ens_job *j, const ens_config *c, const ens_job_opts *o, MPI_Comm comm,
-                  char *err, size_t errlen);
+                  int flags, char *err, size_t errlen);
+/* Collective (node-shared blocks are freed with the node's ranks). */
 void ens_job_free(ens_job *j);
+
+/* Collective: rank 0 gathers every rank's ens_rank_info into j->ranks
+ * (peak_rss measured now). */
+int ens_job_gather_ranks(ens_job *j);
+/* Rank 0: writes /ranks (placement and memory, exempt from the determinism
+ * contract) into the result file; its own peak_rss is measured again now. */
+int ens_job_write_ranks(ens_job *j);
 
 int ens_job_unit_of(const ens_job *j, int k);
 int ens_job_rank_of(const ens_job *j, int k);
@@ -142,9 +173,16 @@ int ens_job_pack_reserve(ens_job *j, size_t n);
 /* rows (n) = n draws with replacement from [0, n), keyed by (seed, member). */
 void ens_job_bootstrap_rows(int32_t *rows, int n, uint64_t seed, uint32_t member);
 
-/* Keeps a finished member: rank 0 writes it to the result file, other ranks
- * hold a copy until the collection phase. */
+/* Keeps a finished member: rank 0 writes it to the result file; other ranks
+ * keep its metadata and rebuild it from its checkpoint at collection
+ * (ens_job_pack_checkpoint). */
 int ens_job_store_member(ens_job *j, const ens_member_meta *meta, const float *packed);
+
+/* Fills j->pack from model m (the member's network) and its curves (epochs
+ * floats each): weights, curves and, when rows is set, the prediction rows
+ * (test, val, bootstrap train, MC), computed in batches of m's batch size. */
+int ens_job_pack_model(ens_job *j, ens_model *m, const float *curve_loss,
+                       const float *curve_eval, const ens_member_meta *meta, int rows);
 
 /* Rank 0: writes member meta->k from its packed buffer into the result
  * file (its group with metadata and hyperparameters, weights, prediction
@@ -198,6 +236,11 @@ int ens_job_checkpoint_member(ens_job *j, const ens_member_meta *meta, const flo
  * it had finished. Without a checkpoint the unit starts fresh. */
 int ens_job_restore_unit(ens_job *j, ens_trainer *t, int unit, int first_k, int nmembers,
                          int *done, char *err, size_t errlen);
+/* Rebuilds finished member meta->k in j->pack from its checkpoint
+ * member_<k>.h5: weights and curves read back, prediction rows recomputed
+ * exactly as when it finished (same network, batches and threads). Returns
+ * 0, or an error with a message naming the file. */
+int ens_job_pack_checkpoint(ens_job *j, const ens_member_meta *meta, char *err, size_t errlen);
 /* After a published result: removes this rank's checkpoint files (collective). */
 void ens_job_checkpoint_cleanup(ens_job *j, const int *units, int nunits);
 

@@ -150,9 +150,8 @@ double ens_job_eval(ens_job *j, ens_trainer *t, double *nll) {
   return m[0];
 }
 
-/* Fills j->pack from the trainer's model: weights, prediction rows, curves. */
-static int pack_member(ens_job *j, ens_trainer *t, const ens_member_meta *meta) {
-  ens_model *m = &t->model;
+int ens_job_pack_model(ens_job *j, ens_model *m, const float *curve_loss,
+                       const float *curve_eval, const ens_member_meta *meta, int rows) {
   int ret = ens_job_pack_reserve(j, ens_member_packed_len(j, meta));
   if (ret)
     return ret;
@@ -160,13 +159,15 @@ static int pack_member(ens_job *j, ens_trainer *t, const ens_member_meta *meta) 
   ens_member_view(j, meta, j->pack, &v);
   memcpy((float *)v.params, m->params, m->nparams * sizeof(float));
   memcpy((float *)v.stats, m->stats, m->nstats * sizeof(float));
+  memcpy((float *)v.curve_loss, curve_loss, (size_t)j->c->epochs * sizeof(float));
+  memcpy((float *)v.curve_eval, curve_eval, (size_t)j->c->epochs * sizeof(float));
+  if (!rows)
+    return 0;
   ens_task_predict(&j->task, m, (float *)v.test, j->data.ftest, j->data.n_test);
   if (j->data.n_val)
     ens_task_predict(&j->task, m, (float *)v.val, j->data.fval, j->data.n_val);
   if (v.train)
     ens_task_predict(&j->task, m, (float *)v.train, j->data.ftrain, j->data.n_train);
-  memcpy((float *)v.curve_loss, t->curve_loss, (size_t)j->c->epochs * sizeof(float));
-  memcpy((float *)v.curve_eval, t->curve_eval, (size_t)j->c->epochs * sizeof(float));
   if (v.mc)
     ens_task_predict_mc(&j->task, m, (float *)v.mc, j->scratch, j->data.ftest, j->data.n_test, j->c->seed,
                         (uint32_t)meta->k, j->c->mc_samples);
@@ -175,7 +176,9 @@ static int pack_member(ens_job *j, ens_trainer *t, const ens_member_meta *meta) 
 
 int ens_job_emit_packed(ens_job *j, ens_trainer *t, const ens_member_meta *meta) {
   if (meta->status == ENS_MEMBER_DONE) {
-    int ret = pack_member(j, t, meta);
+    /* Only rank 0 keeps the prediction rows now (it writes them at once);
+     * the other ranks rebuild them at collection (ens_job_store_member). */
+    int ret = ens_job_pack_model(j, &t->model, t->curve_loss, t->curve_eval, meta, j->rank == 0);
     if (ret)
       return ret;
   }
@@ -183,22 +186,15 @@ int ens_job_emit_packed(ens_job *j, ens_trainer *t, const ens_member_meta *meta)
 }
 
 int ens_job_store_member(ens_job *j, const ens_member_meta *meta, const float *packed) {
-  size_t len = ens_member_packed_len(j, meta);
   if (j->rank == 0)
     return ens_job_write_member(j, meta, packed);
-  ens_held_member *h = realloc(j->held, (size_t)(j->nheld + 1) * sizeof(*h));
+  /* Other ranks keep the metadata only: the weights are in the member's
+   * checkpoint, written next, and the member is rebuilt from it when rank 0
+   * asks, so a rank's memory does not grow with the members it trained. */
+  ens_member_meta *h = realloc(j->held, (size_t)(j->nheld + 1) * sizeof(*h));
   if (!h)
     return ENS_ENOMEM;
   j->held = h;
-  float *copy = NULL;
-  if (len) {
-    copy = malloc(len * sizeof(float));
-    if (!copy)
-      return ENS_ENOMEM;
-    memcpy(copy, packed, len * sizeof(float));
-  }
-  h[j->nheld].meta = *meta;
-  h[j->nheld].data = copy;
-  j->nheld++;
+  h[j->nheld++] = *meta;
   return 0;
 }

@@ -129,7 +129,7 @@ int ens_merge(const char *const *paths, int nparts, const char *out, char *err, 
   text = ens_config_to_ini(&c);
   ens_job_opts o = {.config_text = text, .config_path = paths[0],
                     .trunk_from = c.trunk_source != ENS_TRUNK_NONE ? sorted[0].path : NULL};
-  ret = ens_job_setup(&job, &c, &o, MPI_COMM_SELF, err, errlen);
+  ret = ens_job_setup(&job, &c, &o, MPI_COMM_SELF, 0, err, errlen);
   have_job = 1;
   if (ret)
     goto cleanup;

@@ -217,7 +217,7 @@ int ens_train_job(const ens_config *c, const ens_job_opts *o, MPI_Comm comm, cha
   ens_job *j = &job;
   /* Threads first: setup may already compute (trunk pretraining, features). */
   openblas_set_num_threads(c->threads);
-  int ret = ens_job_setup(j, c, o, comm, err, errlen);
+  int ret = ens_job_setup(j, c, o, comm, ENS_SETUP_TRAIN, err, errlen);
   if (ret) {
     ens_job_free(j);
     return ret;

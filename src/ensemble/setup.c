@@ -1,6 +1,6 @@
-/* Job setup on every rank: the data (data.c), the trunk (trunk.c), the
- * member range and buffers, and on rank 0 the temporary result file with
- * its static parts. */
+/* Job setup on every rank: the nodes (node.c), the data, one copy per node
+ * (data.c), the trunk (trunk.c), the member range and buffers, and on rank 0
+ * the temporary result file with its static parts. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -133,8 +133,34 @@ static int agree(ens_job *j, int ret, char *err, size_t errlen) {
   return code;
 }
 
+/* Rank 0, verbose: one line per node on its copy of the data. */
+static void print_node_data(const ens_job *j) {
+  const ens_node *n = &j->node;
+  for (int i = 0; i < n->count; i++) {
+    int reads = 0, ranks = 0;
+    int64_t bytes = 0, fbytes = 0;
+    for (int r = 0; r < j->size; r++) {
+      if (j->ranks[r].node != i)
+        continue;
+      reads += j->ranks[r].data_reads;
+      ranks++;
+      bytes = j->ranks[r].data_bytes;
+      fbytes = j->ranks[r].feature_bytes;
+    }
+    char list[256], feat[96] = "";
+    ens_node_rank_list(n, j->size, i, list, sizeof(list));
+    if (j->trunk.layers > 0)
+      snprintf(feat, sizeof(feat), "; trunk features %lld bytes", (long long)fbytes);
+    printf("node %s: data read %s, %lld bytes shared by %d rank%s (%s)%s\n",
+           n->names + (size_t)i * MPI_MAX_PROCESSOR_NAME,
+           reads == 1 ? "once" : reads == 0 ? "never" : "more than once", (long long)bytes, ranks,
+           ranks == 1 ? "" : "s", list, feat);
+  }
+  fflush(stdout);
+}
+
 int ens_job_setup(ens_job *j, const ens_config *c, const ens_job_opts *o, MPI_Comm comm,
-                  char *err, size_t errlen) {
+                  int flags, char *err, size_t errlen) {
   memset(j, 0, sizeof(*j));
   j->c = c;
   j->o = o;
@@ -153,7 +179,12 @@ int ens_job_setup(ens_job *j, const ens_config *c, const ens_job_opts *o, MPI_Co
   else
     snprintf(j->ckpt.dir, sizeof(j->ckpt.dir), "%s.ckpt", c->output_path);
 
-  int ret = ens_jobdata_load(j, err, errlen);
+  int ret = ens_node_init(&j->node, comm, err, errlen);
+  if (ret)
+    return ret; /* the same on every rank */
+  if ((flags & ENS_SETUP_TRAIN) && j->rank == 0)
+    ens_node_print_layout(&j->node, c->threads);
+  ret = ens_jobdata_load(j, err, errlen);
   if (!ret) {
     ens_task_init(&j->task, j->data.sets.regress, j->data.classes, j->data.sets.targets, c->loss, j->data.ymean,
                   j->data.ystd);
@@ -180,6 +211,12 @@ int ens_job_setup(ens_job *j, const ens_config *c, const ens_job_opts *o, MPI_Co
     if (ret)
       return ret;
   }
+  if ((ret = ens_job_gather_ranks(j))) {
+    snprintf(err, errlen, "out of memory gathering the layout of %d ranks", j->size);
+    return ret;
+  }
+  if (j->rank == 0 && c->verbose && (flags & ENS_SETUP_TRAIN))
+    print_node_data(j);
   size_t np, ns;
   ens_arch_sizes(&j->arch, j->trunk.layers, j->arch.n_hidden, 1, &np, &ns);
   j->nparams = np;
@@ -218,10 +255,12 @@ void ens_job_free(ens_job *j) {
   if (j->tmp_path[0])
     unlink(j->tmp_path); /* still there only when the job did not finish */
   ens_trainer_free(&j->trainer);
+  /* Node-shared blocks: collective over the node, in the same order on
+   * every rank. */
+  ens_shm_free(&j->trunk.shm);
   ens_jobdata_free(&j->data);
-  free(j->trunk.train);
-  free(j->trunk.test);
-  free(j->trunk.val);
+  ens_node_free(&j->node);
+  free(j->ranks);
   free(j->trunk.params);
   free(j->trunk.stats);
   free(j->rows);
@@ -229,8 +268,6 @@ void ens_job_free(ens_job *j) {
   free(j->eval_pred);
   free(j->scratch);
 
-  for (int i = 0; i < j->nheld; i++)
-    free(j->held[i].data);
   free(j->held);
   memset(j, 0, sizeof(*j));
   j->file = -1;

@@ -1,10 +1,12 @@
 /* The shared frozen trunk: the first L hidden blocks of the network, either
  * loaded from an HDF5 file (an ens result, or a PyTorch export written by
  * scripts/export_torch_trunk.py) or pretrained data-parallel by all ranks.
- * Rank 0 finishes it and broadcasts it in one MPI_Bcast; every rank then
- * computes the trunk features of the train and test splits once (eval mode:
- * the trunk's batch norm uses its stored statistics and is never updated),
- * and members train only their heads on those cached features. */
+ * Rank 0 finishes it and broadcasts it in one MPI_Bcast; the ranks of each
+ * node then compute the trunk features of the train, test and validation
+ * splits once per node, each rank a slice of the batches, into a
+ * node-shared block (eval mode: the trunk's batch norm uses its stored
+ * statistics and is never updated), and members train only their heads on
+ * those cached features. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -358,7 +360,8 @@ int ens_trunk_prepare(ens_job *j, char *err, size_t errlen) {
     return ENS_EMPI;
   }
   j->trunk.checksum = sum;
-  /* Features of every split, once per rank, eval mode. */
+  /* Features of every split, once per node, eval mode. */
+  double tf = MPI_Wtime();
   ens_model tm;
   ret = ens_model_create(&tm, &j->arch, 0, L, 0, c->batch);
   if (ret) {
@@ -368,26 +371,61 @@ int ens_trunk_prepare(ens_job *j, char *err, size_t errlen) {
   memcpy(tm.params, j->trunk.params, j->trunk.nparams * sizeof(float));
   memcpy(tm.stats, j->trunk.stats, j->trunk.nstats * sizeof(float));
   j->data.fd = tm.out;
-  j->trunk.train = malloc((size_t)j->data.n_train * j->data.fd * sizeof(float));
-  j->trunk.test = malloc((size_t)j->data.n_test * j->data.fd * sizeof(float));
-  j->trunk.val = malloc((size_t)(j->data.n_val ? j->data.n_val : 1) * j->data.fd * sizeof(float));
-  if (!j->trunk.train || !j->trunk.test || !j->trunk.val) {
-    ens_model_free(&tm);
-    snprintf(err, errlen, "out of memory for the trunk features");
-    return ENS_ENOMEM;
+  const int nrows[3] = {j->data.n_train, j->data.n_test, j->data.n_val};
+  const float *in[3] = {j->data.sets.train.x, j->data.sets.test.x, j->data.sets.val.x};
+  size_t off[3], bytes = 0;
+  for (int s = 0; s < 3; s++) {
+    off[s] = bytes;
+    size_t b = (size_t)nrows[s] * (size_t)j->data.fd * sizeof(float);
+    bytes += (b + ENS_DATA_ALIGN - 1) / ENS_DATA_ALIGN * ENS_DATA_ALIGN;
   }
-  ens_model_features(&tm, j->trunk.train, j->data.sets.train.x, j->data.n_train);
-  ens_model_features(&tm, j->trunk.test, j->data.sets.test.x, j->data.n_test);
-  if (j->data.n_val)
-    ens_model_features(&tm, j->trunk.val, j->data.sets.val.x, j->data.n_val);
+  ret = ens_shm_alloc(&j->trunk.shm, &j->node, bytes, "the trunk features", err, errlen);
+  if (ret) {
+    ens_model_free(&tm);
+    return ret;
+  }
+  float *out[3];
+  for (int s = 0; s < 3; s++)
+    out[s] = (float *)(void *)(j->trunk.shm.base + off[s]);
+  /* The node's ranks share the work: the batches of all three splits (each
+   * split in batches of B rows from its row 0, exactly as one rank computes
+   * them alone, so the features are bitwise the same) form one list, and
+   * node rank r takes the r-th contiguous part of it. */
+  const long B = tm.batch_max;
+  long nb[3], nbatches = 0;
+  for (int s = 0; s < 3; s++) {
+    nb[s] = (nrows[s] + B - 1) / B;
+    nbatches += nb[s];
+  }
+  long lo = nbatches * j->node.rank / j->node.size;
+  long hi = nbatches * (j->node.rank + 1) / j->node.size;
+  long base = 0;
+  j->trunk.feature_rows = 0;
+  for (int s = 0; s < 3; s++) {
+    long a = lo > base ? lo - base : 0, b = hi - base < nb[s] ? hi - base : nb[s];
+    if (a < b) {
+      long r0 = a * B, r1 = b * B < nrows[s] ? b * B : nrows[s];
+      ens_model_features(&tm, out[s] + (size_t)r0 * j->data.fd, in[s] + (size_t)r0 * j->data.dim,
+                         (int)(r1 - r0));
+      j->trunk.feature_rows += (int)(r1 - r0);
+    }
+    base += nb[s];
+  }
   ens_model_free(&tm);
+  j->trunk.feature_seconds = MPI_Wtime() - tf;
+  /* Node barrier: every slice is written before any head reads the block. */
+  ens_shm_sync(&j->trunk.shm);
+  j->trunk.train = out[0];
+  j->trunk.test = out[1];
+  j->trunk.val = out[2];
   j->data.ftrain = j->trunk.train;
   j->data.ftest = j->trunk.test;
   j->data.fval = j->trunk.val;
   if (c->verbose)
-    printf("[rank %d] trunk ready: %d block%s, %zu parameters, checksum %08x, features (%d, %d) "
-           "in %.1f s\n",
+    printf("[rank %d] trunk ready: %d block%s, %zu parameters, checksum %08x, features (%d, %d): "
+           "%d rows computed here (1/%d of node %s) in %.2f s, %.1f s in all\n",
            j->rank, L, L == 1 ? "" : "s", j->trunk.nparams, sum, j->data.n_train, j->data.fd,
+           j->trunk.feature_rows, j->node.size, j->node.name, j->trunk.feature_seconds,
            MPI_Wtime() - t0);
   fflush(stdout);
   return 0;

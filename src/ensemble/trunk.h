@@ -1,5 +1,5 @@
 /* Shared frozen trunk: loading or pretraining it, broadcasting it, and
- * computing its features once per rank. */
+ * computing its features once per node. */
 #ifndef ENS_ENSEMBLE_TRUNK_H
 #define ENS_ENSEMBLE_TRUNK_H
 
@@ -7,8 +7,9 @@
 
 #include "ensemble/job.h"
 
-/* Collective. Fills j->trunk_* and points j->ftrain/ftest/fd at the cached
- * trunk features. Returns 0 or an ENS_E* code with a message. */
+/* Collective. Fills j->trunk and points j->data.ftrain/ftest/fval/fd at the
+ * trunk features in the node-shared block j->trunk.shm (each rank of a node
+ * computes a slice of them). Returns 0 or an ENS_E* code with a message. */
 int ens_trunk_prepare(ens_job *j, char *err, size_t errlen);
 
 /* Reads the first `layers` blocks of a trunk from `path`: which = "trunk"

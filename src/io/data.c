@@ -21,7 +21,28 @@ typedef struct loader {
   hid_t file;
   char *err;
   size_t errlen;
+  ens_data_arena *arena; /* arrays come from here when not NULL, else malloc */
 } loader;
+
+void *ens_data_arena_take(ens_data_arena *a, size_t bytes) {
+  size_t r = (bytes + ENS_DATA_ALIGN - 1) / ENS_DATA_ALIGN * ENS_DATA_ALIGN;
+  if (r < bytes || r > a->size - a->used || a->used > a->size)
+    return NULL;
+  void *p = a->base + a->used;
+  a->used += r;
+  return p;
+}
+
+/* The loader's allocations: from the arena, or malloc. */
+static void *data_alloc(const loader *L, size_t bytes) {
+  return L->arena ? ens_data_arena_take(L->arena, bytes ? bytes : 1) : malloc(bytes ? bytes : 1);
+}
+
+/* Frees what data_alloc gave (arena memory stays with the arena's owner). */
+static void data_release(const loader *L, void *p) {
+  if (!L->arena)
+    free(p);
+}
 
 static const char *class_name(H5T_class_t c) {
   switch (c) {
@@ -142,11 +163,12 @@ static int read_x(const loader *L, const char *name, ens_split *s) {
     goto cleanup;
   }
   size_t total = (size_t)n * (size_t)d;
-  x = malloc(total * sizeof(float));
+  x = data_alloc(L, total * sizeof(float));
   if (!x) {
     rc = ENS_ENOMEM;
-    ens_errorf(L->err, L->errlen, "%s: cannot allocate %zu bytes for %s (%llu x %llu floats)",
-            L->path, total * sizeof(float), name, n, d);
+    ens_errorf(L->err, L->errlen, "%s: cannot allocate %zu bytes for %s (%llu x %llu floats)%s",
+            L->path, total * sizeof(float), name, n, d,
+            L->arena ? " in the node-shared data block (did the file change while loading?)" : "");
     goto cleanup;
   }
   /* HDF5 converts any integer or float type to float32 during the read. */
@@ -171,7 +193,7 @@ static int read_x(const loader *L, const char *name, ens_split *s) {
   rc = 0;
 
 cleanup:
-  free(x);
+  data_release(L, x);
   if (space >= 0)
     H5Sclose(space);
   if (type >= 0)
@@ -202,13 +224,13 @@ static int read_targets(const loader *L, const char *name, const char *xname, en
                L->path, name, (unsigned long long)T);
     return ENS_EFORMAT;
   }
-  float *t = malloc(n * (size_t)T * sizeof(float));
+  float *t = data_alloc(L, n * (size_t)T * sizeof(float));
   if (!t) {
     ens_errorf(L->err, L->errlen, "%s: cannot allocate memory for %s", L->path, name);
     return ENS_ENOMEM;
   }
   if (H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, t) < 0) {
-    free(t);
+    data_release(L, t);
     ens_errorf(L->err, L->errlen, "%s: cannot read dataset %s as float32", L->path, name);
     return ENS_EHDF5;
   }
@@ -217,7 +239,7 @@ static int read_targets(const loader *L, const char *name, const char *xname, en
       ens_errorf(L->err, L->errlen,
                  "%s: dataset %s has a non-finite target (%g) at row %zu, target %zu", L->path,
                  name, (double)t[i], i / (size_t)T, i % (size_t)T);
-      free(t);
+      data_release(L, t);
       return ENS_EFORMAT;
     }
   }
@@ -280,7 +302,7 @@ static int read_y(const loader *L, const char *name, const char *xname, ens_spli
     goto cleanup;
   }
   buf = malloc(n * sizeof *buf);
-  y = malloc(n * sizeof *y);
+  y = data_alloc(L, n * sizeof *y);
   if (!buf || !y) {
     rc = ENS_ENOMEM;
     ens_errorf(L->err, L->errlen, "%s: cannot allocate memory for %s (%zu labels)", L->path, name,
@@ -311,7 +333,7 @@ static int read_y(const loader *L, const char *name, const char *xname, ens_spli
 
 cleanup:
   free(buf);
-  free(y);
+  data_release(L, y);
   if (space >= 0)
     H5Sclose(space);
   if (type >= 0)
@@ -396,9 +418,14 @@ static int load_split(const loader *L, const char *grp, ens_split *s, int32_t *m
 }
 
 int ens_data_load(ens_data *out, const char *path, char *err, size_t errlen) {
+  return ens_data_load_in(out, path, NULL, err, errlen);
+}
+
+int ens_data_load_in(ens_data *out, const char *path, ens_data_arena *arena, char *err,
+                     size_t errlen) {
   int rc = 0;
   ens_data d;
-  loader L = {path, H5I_INVALID_HID, err, errlen};
+  loader L = {path, H5I_INVALID_HID, err, errlen, arena};
   int32_t max_train = 0, max_test = 0, max_val = 0;
   int classes = 0;
   H5E_auto2_t old_func = NULL;
@@ -406,6 +433,7 @@ int ens_data_load(ens_data *out, const char *path, char *err, size_t errlen) {
 
   memset(&d, 0, sizeof d);
   memset(out, 0, sizeof *out);
+  d.borrowed = arena != NULL;
   if (err && errlen)
     err[0] = '\0';
   /* Silence HDF5's own error stack while probing; messages are ours. */
@@ -533,12 +561,75 @@ void ens_split_free(ens_split *s) {
 void ens_data_free(ens_data *d) {
   if (!d)
     return;
-  ens_split_free(&d->train);
-  ens_split_free(&d->test);
-  ens_split_free(&d->val);
+  if (d->borrowed) { /* the arena's owner frees the arrays */
+    memset(&d->train, 0, sizeof d->train);
+    memset(&d->test, 0, sizeof d->test);
+    memset(&d->val, 0, sizeof d->val);
+  } else {
+    ens_split_free(&d->train);
+    ens_split_free(&d->test);
+    ens_split_free(&d->val);
+  }
   d->classes = 0;
   d->targets = 0;
   d->regress = 0;
+  d->borrowed = 0;
+}
+
+/* Elements of dataset `name` (0 when it is missing or unreadable). */
+static size_t dataset_values(hid_t file, const char *name, int *is_float) {
+  if (!path_exists(file, name))
+    return 0;
+  hid_t ds = H5Dopen2(file, name, H5P_DEFAULT);
+  if (ds < 0)
+    return 0;
+  hid_t space = H5Dget_space(ds), type = H5Dget_type(ds);
+  hssize_t np = space >= 0 ? H5Sget_simple_extent_npoints(space) : -1;
+  if (is_float && type >= 0)
+    *is_float = H5Tget_class(type) == H5T_FLOAT;
+  if (type >= 0)
+    H5Tclose(type);
+  if (space >= 0)
+    H5Sclose(space);
+  H5Dclose(ds);
+  return np > 0 ? (size_t)np : 0;
+}
+
+void ens_data_probe(const char *path, size_t *bytes, size_t *train_y_values, int *y_float) {
+  *bytes = 0;
+  *train_y_values = 0;
+  *y_float = 0;
+  H5E_auto2_t old_func = NULL;
+  void *old_data = NULL;
+  H5Eget_auto2(H5E_DEFAULT, &old_func, &old_data);
+  H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+  FILE *fp = fopen(path, "rb");
+  hid_t f = H5I_INVALID_HID;
+  if (fp) {
+    fclose(fp);
+    if (H5Fis_hdf5(path) > 0)
+      f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+  }
+  if (f >= 0) {
+    /* Every array the loader keeps holds 4-byte values (float32 x and
+     * targets, int32 labels), one per element of its dataset. */
+    static const char *names[6] = {"/train/x", "/train/y", "/test/x", "/test/y", "/val/x",
+                                   "/val/y"};
+    size_t total = 0;
+    for (int i = 0; i < 6; i++) {
+      size_t v = dataset_values(f, names[i], i == 1 ? y_float : NULL);
+      if (v > (SIZE_MAX - total) / 4 - ENS_DATA_ALIGN) {
+        total = SIZE_MAX; /* let the load report that it does not fit */
+        break;
+      }
+      total += (v * 4 + ENS_DATA_ALIGN - 1) / ENS_DATA_ALIGN * ENS_DATA_ALIGN;
+      if (i == 1)
+        *train_y_values = v;
+    }
+    *bytes = total;
+    H5Fclose(f);
+  }
+  H5Eset_auto2(H5E_DEFAULT, old_func, old_data);
 }
 
 int ens_data_split_val(ens_data *d, double fraction, uint64_t seed) {
@@ -593,6 +684,27 @@ int ens_data_split_val(ens_data *d, double fraction, uint64_t seed) {
     }
     w++;
   }
+  if (d->borrowed) {
+    /* Caller memory cannot be resized: the validation rows take the train
+     * arrays' tail, freed by the compaction. */
+    float *tx = d->train.x + w * (size_t)dim;
+    memcpy(tx, vx, (size_t)nval * rowbytes);
+    free(vx);
+    vx = tx;
+    if (vy) {
+      int32_t *ty = d->train.y + w;
+      memcpy(ty, vy, (size_t)nval * sizeof *vy);
+      free(vy);
+      vy = ty;
+    }
+    if (vt) {
+      float *tt = d->train.t + w * (size_t)T;
+      memcpy(tt, vt, (size_t)nval * tbytes);
+      free(vt);
+      vt = tt;
+    }
+    goto done;
+  }
   /* Shrinking can only fail by keeping the larger block, which is harmless. */
   float *nx = realloc(d->train.x, w * rowbytes);
   if (nx)
@@ -607,6 +719,7 @@ int ens_data_split_val(ens_data *d, double fraction, uint64_t seed) {
     if (nt)
       d->train.t = nt;
   }
+done:
   d->train.n = (int)w;
   d->val.x = vx;
   d->val.y = vy;
@@ -629,17 +742,22 @@ cleanup:
 
 int ens_data_labels_to_targets(ens_data *d) {
   ens_split *s[3] = {&d->train, &d->test, &d->val};
+  _Static_assert(sizeof(int32_t) == sizeof(float), "labels become targets in place");
   for (int i = 0; i < 3; i++) {
     if (!s[i]->y || s[i]->t)
       continue;
-    float *t = malloc((size_t)(s[i]->n ? s[i]->n : 1) * sizeof(float));
-    if (!t)
-      return ENS_ENOMEM;
-    for (int r = 0; r < s[i]->n; r++)
-      t[r] = (float)s[i]->y[r];
-    free(s[i]->y);
+    /* In place (the array may be caller memory that cannot be
+     * reallocated): each label is read before its slot is overwritten, and
+     * memcpy keeps the type punning defined. */
+    unsigned char *mem = (unsigned char *)s[i]->y;
+    for (int r = 0; r < s[i]->n; r++) {
+      int32_t lab;
+      memcpy(&lab, mem + (size_t)r * 4, 4);
+      float v = (float)lab;
+      memcpy(mem + (size_t)r * 4, &v, 4);
+    }
     s[i]->y = NULL;
-    s[i]->t = t;
+    s[i]->t = (float *)(void *)mem;
   }
   d->regress = 1;
   d->targets = 1;

@@ -1,5 +1,7 @@
 # Determinism contract (DESIGN.md): the same config gives bitwise-identical
-# result datasets on 1 (no mpirun), 2, 3 and 4 ranks, in every mode.
+# result datasets on 1 (no mpirun), 2, 3 and 4 ranks, in every mode; with a
+# trunk file too, whose features the ranks of a node compute in slices that
+# change with the rank count.
 source "$(dirname "$0")/lib.bash"
 $PY "$SRC/tests/integration/make_data.py" data.h5 400 12 3
 cat >job.ini <<INI
@@ -20,8 +22,11 @@ path = result.h5
 verbose = 0
 INI
 $PY "$SRC/tests/integration/make_regression.py" reg.h5 800 2 3
+# A trunk file: the pretrained trunk of a 1-rank run.
+run_np 0 pretrained -c "$WORK/job.ini" --set trunk.source=pretrain --set trunk.layers=1 \
+  --set trunk.pretrain_epochs=1 --set ensemble.members=1 || fail "pretraining a trunk file"
 for mode in "seed average" "bootstrap vote" "snapshot average" "seed params" "search select" \
-  "regress average" "regress-search select"; do
+  "regress average" "regress-search select" "trunk average"; do
   set -- $mode
   sets=(--set ensemble.mode=${1#regress-} --set ensemble.combine=$2)
   [ "$1" = snapshot ] && sets+=(--set ensemble.snapshots=2)
@@ -34,6 +39,10 @@ for mode in "seed average" "bootstrap vote" "snapshot average" "seed params" "se
     sets+=(--set data.val_fraction=0.2 --set ensemble.calibrate=temperature
       --set "search.hidden=24,12 | 16 | 16,16,8" --set search.batch=32,64) ;;
   esac
+  # A trunk from a file, batch norm in the heads, validation rows (features
+  # of all three splits), batches of 24 rows (the feature slices' unit).
+  [ "$1" = trunk ] && sets=(--set trunk.source=file --set "trunk.file=$WORK/pretrained/result.h5"
+    --set trunk.layers=1 --set model.batchnorm=true --set data.val_fraction=0.15 --set train.batch=24)
   # Regression: two float targets, Gaussian heads, Adam.
   case $1 in
   regress*)

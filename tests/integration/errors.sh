@@ -94,4 +94,28 @@ expect 1 "different jobs|overlap" "$ENS" merge out/result.h5 other.h5 -o m.h5
 [ ! -e m.h5 ] || fail "merge left m.h5 behind"
 expect 1 "truncated|expected|bytes" "$ENS" import idx --images data.h5 --labels data.h5 -o imp.h5
 [ ! -e imp.h5 ] || fail "import left imp.h5 behind"
+
+# Ranks other than 0 keep only the metadata of the members they trained and
+# rebuild them from their checkpoints when rank 0 collects them. With 3
+# members on 2 ranks, rank 1 waits while rank 0 trains member 2: a member_1.h5
+# removed then is a runtime failure naming it (exit 2, no result).
+$PY "$SRC/tests/integration/make_data.py" big.h5 20000 32 5
+mkdir -p lost
+(cd lost && exec mpirun -np 2 "$ENS" train -c "$WORK/job.ini" --set data.path="$WORK/big.h5" \
+  --set ensemble.members=3 --set model.hidden=256,128 --set train.epochs=8 --set output.path=result.h5 \
+  --set output.verbose=1 </dev/null) >lost/log 2>&1 &
+pid=$!
+for _ in $(seq 1 600); do
+  grep -q "member 1\] epoch 8/8" lost/log 2>/dev/null && [ -f lost/result.h5.ckpt/member_1.h5 ] && break
+  sleep 0.05
+done
+grep -q "member 2\] epoch 8/8" lost/log && fail "rank 0 finished member 2 before the checkpoint could be removed"
+rm lost/result.h5.ckpt/member_1.h5 || fail "no checkpoint member_1.h5 after member 1 finished"
+code=0
+wait $pid || code=$?
+[ $code = 2 ] || { cat lost/log; fail "missing checkpoint at collection: exit $code, expected 2"; }
+grep -q "collecting member 1 from rank 1: member 1: its checkpoint result.h5.ckpt/member_1.h5 is missing" lost/log ||
+  { cat lost/log; fail "missing checkpoint at collection: no message naming it"; }
+[ ! -e lost/result.h5 ] || fail "a result was written without member 1"
+echo "ok: exit 2: a member whose checkpoint vanished before collection is reported by name"
 echo "errors: all passed"

@@ -74,7 +74,8 @@ cp np0/result.h5 whole.h5
 same_result whole.h5 np0/result.h5 || fail "merged search differs from one run"
 echo "ok: merge of search slices equals one run"
 # Stop + resume inside a search.
-stop_resume search -c "$WORK/job.ini" --set train.epochs=6
+# Long enough (30 epochs) that USR1 after the first epoch line lands in training.
+stop_resume search -c "$WORK/job.ini" --set train.epochs=30
 # Failed members: an lr range that reaches divergence. They are recorded and
 # skipped; clip_norm rescues them.
 cat >fail.ini <<INI

@@ -18,91 +18,12 @@
 source "$(dirname "$0")/lib.bash"
 t_start=$SECONDS
 JOBS=$SRC/jobs
-CLUSTER=$SRC/scripts/slurm-cluster
-export ENS_BIN=$ENS
-unset ENS_CONFIG ENS_SET ENS_MEMBERS ENS_OUTPUT ENS_PER ENS_PARTS ENS_REQUEUE ENS_MPIRUN_ARGS
-
-submitted=()
-started_cluster=0
-cleanup() {
-  local code=$?
-  set +e
-  ((${#submitted[@]})) && scancel "${submitted[@]}" 2>/dev/null
-  ((started_cluster)) && "$CLUSTER" stop >cluster-stop.log 2>&1
-  exit $code
-}
-trap cleanup EXIT
-
-if "$CLUSTER" status >/dev/null 2>&1; then
-  echo "slurm: using the cluster that is already running"
-else
-  started_cluster=1 # stop it on exit, also what a failed start left running
-  "$CLUSTER" start >cluster.log 2>&1 || { cat cluster.log; fail "scripts/slurm-cluster start"; }
-fi
-eval "$("$CLUSTER" env)"
-export SLURM_CONF
+unset ENS_SLURM_SIMNODES # the single-node cluster (slurm_twonode.sh: two nodes)
+# shellcheck source=tests/integration/slurm.bash
+source "$(dirname "$0")/slurm.bash"
+start_cluster
 [ "$(sinfo -h -N -o %T | head -1)" = idle ] || { sinfo -N -l; fail "node not idle"; }
 echo "ok: cluster up (node $(sinfo -h -N -o '%N, %c CPUs')) after $((SECONDS - t_start))s"
-
-# Failure report: the job's output and what SLURM says about it.
-job_fail() { # dir jobid message
-  echo "---- $1/job.out" >&2
-  cat "$1"/job*.out >&2 2>/dev/null || true
-  echo "---- scontrol show job $2" >&2
-  scontrol show job "$2" >&2 2>/dev/null || true
-  local d=${ENS_SLURM_DIR:-/tmp/ens-slurm}
-  tail -n 20 "$d/log/slurmctld.log" "$d/log/slurmd.log" >&2 2>/dev/null || true
-  fail "$3"
-}
-
-# submit dir sbatch-args...: sbatch from inside dir (the job's submit and work
-# directory), output in dir/job.out (array tasks: dir/job-<task>.out); sets
-# $JOB to the job id.
-submit() {
-  local dir=$1 out=job.out
-  shift
-  case " $* " in *" --array="*) out=job-%a.out ;; esac
-  mkdir -p "$dir"
-  JOB=$(cd "$dir" && sbatch --parsable --output="$WORK/$dir/$out" "$@") || fail "sbatch $*"
-  JOB=${JOB%%;*}
-  submitted+=("$JOB")
-}
-
-# wait_gone jobid seconds: until the job (all tasks of an array) left the queue.
-wait_gone() {
-  local i
-  for ((i = 0; i < $2 * 4; i++)); do
-    [ -z "$(squeue -h -j "$1" -o %i 2>/dev/null)" ] && return 0
-    sleep 0.25
-  done
-  return 1
-}
-
-# job_field jobid Field: a field of `scontrol show job` (first task of an array).
-job_field() {
-  scontrol show job "$1" 2>/dev/null | tr ' ' '\n' | sed -n "s/^$2=//p" | head -1
-}
-
-# expect_done dir jobid what: the job ended COMPLETED with exit 0.
-expect_done() {
-  wait_gone "$2" 120 || job_fail "$1" "$2" "$3: still in the queue after 120 s"
-  local state code
-  state=$(job_field "$2" JobState)
-  code=$(job_field "$2" ExitCode)
-  if [ "$state" != COMPLETED ] || [ "$code" != 0:0 ]; then
-    job_fail "$1" "$2" "$3: job $2 ended $state with exit $code, expected COMPLETED 0:0"
-  fi
-}
-
-# wait_training dir jobid: until the job's output shows a finished epoch.
-wait_training() {
-  local i
-  for ((i = 0; i < 400; i++)); do
-    grep -q "epoch 1/" "$1"/job*.out 2>/dev/null && return 0
-    sleep 0.1
-  done
-  job_fail "$1" "$2" "no training progress in $1 after 40 s"
-}
 
 $PY "$SRC/tests/integration/make_data.py" data.h5 3000 24 5
 $PY "$SRC/tests/integration/make_data.py" big.h5 20000 32 7

@@ -645,6 +645,115 @@ static void test_split_val(void) {
   ens_data_free(&a);
 }
 
+/* 1 when [p, p + bytes) lies inside the arena. */
+static int in_arena(const ens_data_arena *a, const void *p, size_t bytes) {
+  const unsigned char *c = p;
+  return c >= a->base && c + bytes <= a->base + a->size;
+}
+
+/* Loading into caller memory (a node-shared block in ens train): the probe
+ * sizes it exactly, the values are those of a malloc load, nothing is freed
+ * by ens_data_free, and a block too small fails cleanly. */
+static void test_load_arena(void) {
+  char err[512] = "";
+  const char *p = make_h5("arena.h5", NULL, 0);
+  size_t bytes = 1, yvals = 1;
+  int yfloat = 1;
+  ens_data_probe(p, &bytes, &yvals, &yfloat);
+  /* Six arrays of 4-byte values (12, 4, 6, 2, 6, 2), 64 bytes each at most. */
+  CU_ASSERT_EQUAL(bytes, 6 * 64);
+  CU_ASSERT_EQUAL(yvals, 4);
+  CU_ASSERT_EQUAL(yfloat, 0);
+  ens_data ref, d;
+  CU_ASSERT_EQUAL_FATAL(ens_data_load(&ref, p, err, sizeof err), 0);
+  CU_ASSERT_EQUAL(ref.borrowed, 0);
+  void *mem = NULL;
+  CU_ASSERT_EQUAL_FATAL(posix_memalign(&mem, ENS_DATA_ALIGN, bytes), 0);
+  ens_data_arena a = {.base = mem, .size = bytes, .used = 0};
+  int rc = ens_data_load_in(&d, p, &a, err, sizeof err);
+  if (rc)
+    fprintf(stderr, "\n  load_in: %s\n", err);
+  CU_ASSERT_EQUAL_FATAL(rc, 0);
+  CU_ASSERT_EQUAL(d.borrowed, 1);
+  CU_ASSERT_EQUAL(a.used, bytes);
+  CU_ASSERT_EQUAL(d.classes, ref.classes);
+  const ens_split *sr[3] = {&ref.train, &ref.test, &ref.val}, *sd[3] = {&d.train, &d.test, &d.val};
+  for (int i = 0; i < 3; i++) {
+    size_t nx = (size_t)sr[i]->n * sr[i]->d * sizeof(float), ny = (size_t)sr[i]->n * 4;
+    CU_ASSERT_EQUAL(sd[i]->n, sr[i]->n);
+    CU_ASSERT_EQUAL(sd[i]->d, sr[i]->d);
+    CU_ASSERT(in_arena(&a, sd[i]->x, nx) && in_arena(&a, sd[i]->y, ny));
+    CU_ASSERT((uintptr_t)sd[i]->x % ENS_DATA_ALIGN == 0);
+    CU_ASSERT(memcmp(sd[i]->x, sr[i]->x, nx) == 0);
+    CU_ASSERT(memcmp(sd[i]->y, sr[i]->y, ny) == 0);
+  }
+  ens_data_free(&d); /* must not free arena memory (ASan would object) */
+  CU_ASSERT(zeroed(&d));
+  ens_data_free(&ref);
+
+  /* One array short: ENS_ENOMEM naming the file, nothing left behind. */
+  a.size = bytes - 64;
+  a.used = 0;
+  rc = ens_data_load_in(&d, p, &a, err, sizeof err);
+  CU_ASSERT_EQUAL(rc, ENS_ENOMEM);
+  CU_ASSERT_PTR_NOT_NULL(strstr(err, p));
+  CU_ASSERT(zeroed(&d));
+  free(mem);
+
+  /* A file that cannot be read: the probe says 0, the load says why. */
+  ens_data_probe(tpath("missing.h5"), &bytes, &yvals, &yfloat);
+  CU_ASSERT_EQUAL(bytes, 0);
+  CU_ASSERT_EQUAL(yvals, 0);
+}
+
+/* make_rows, copied into caller memory (borrowed arrays). */
+static void *make_rows_borrowed(ens_data *d, int n) {
+  ens_data m;
+  make_rows(&m, n);
+  unsigned char *mem = malloc((size_t)n * 3 * sizeof(float));
+  CU_ASSERT_PTR_NOT_NULL_FATAL(mem);
+  *d = m;
+  d->borrowed = 1;
+  d->train.x = memcpy(mem, m.train.x, (size_t)n * 2 * sizeof(float));
+  d->train.y = memcpy(mem + (size_t)n * 2 * sizeof(float), m.train.y, (size_t)n * sizeof(int32_t));
+  ens_data_free(&m);
+  return mem;
+}
+
+/* Borrowed arrays: the split gives the same rows, val in train's tail. */
+static void test_split_val_borrowed(void) {
+  ens_data a, b;
+  make_rows(&a, 100);
+  void *mem = make_rows_borrowed(&b, 100);
+  float *x0 = b.train.x;
+  int32_t *y0 = b.train.y;
+  CU_ASSERT_EQUAL_FATAL(ens_data_split_val(&a, 0.2, 7), 0);
+  CU_ASSERT_EQUAL_FATAL(ens_data_split_val(&b, 0.2, 7), 0);
+  CU_ASSERT_EQUAL(b.train.n, 80);
+  CU_ASSERT_EQUAL(b.val.n, 20);
+  CU_ASSERT(b.train.x == x0 && b.train.y == y0);
+  CU_ASSERT(b.val.x == x0 + 80 * 2);
+  CU_ASSERT(b.val.y == y0 + 80);
+  CU_ASSERT(memcmp(a.train.x, b.train.x, 80 * 2 * sizeof(float)) == 0);
+  CU_ASSERT(memcmp(a.train.y, b.train.y, 80 * sizeof(int32_t)) == 0);
+  CU_ASSERT(memcmp(a.val.x, b.val.x, 20 * 2 * sizeof(float)) == 0);
+  CU_ASSERT(memcmp(a.val.y, b.val.y, 20 * sizeof(int32_t)) == 0);
+  /* Labels become targets in place, in both kinds of memory. */
+  CU_ASSERT_EQUAL(ens_data_labels_to_targets(&a), 0);
+  CU_ASSERT_EQUAL(ens_data_labels_to_targets(&b), 0);
+  CU_ASSERT(b.train.y == NULL && b.train.t == (float *)(void *)y0);
+  CU_ASSERT(a.regress && b.regress && a.targets == 1 && b.targets == 1);
+  for (int i = 0; i < 80; i++) {
+    CU_ASSERT_EQUAL(b.train.t[i], (float)((int)b.train.x[2 * i] % 4));
+    CU_ASSERT_EQUAL(a.train.t[i], b.train.t[i]);
+  }
+  for (int i = 0; i < 20; i++)
+    CU_ASSERT_EQUAL(a.val.t[i], b.val.t[i]);
+  ens_data_free(&a);
+  ens_data_free(&b);
+  free(mem);
+}
+
 int main(void) {
   make_dir();
   static const cu_case cases[] = {
@@ -656,6 +765,8 @@ int main(void) {
       {"load_errors", test_load_errors},
       {"standardize", test_standardize},
       {"split_val", test_split_val},
+      {"load_arena", test_load_arena},
+      {"split_val_borrowed", test_split_val_borrowed},
       {NULL, NULL},
   };
   int rc = cu_run_suite("data", cases);
