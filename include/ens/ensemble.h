@@ -16,10 +16,18 @@ typedef struct ens_job_opts {
   int resume;                /* continue from checkpoints */
   const char *trunk_from;    /* take the trunk from this result file's /trunk
                                 (merge, predict) instead of [trunk] source */
+  int guard;                 /* `ens train`: before training, check the inputs, an
+                                existing result and checkpoints (src/ensemble/guard.c) */
+  int restart;               /* discard this job's checkpoints first (--restart) */
+  int force;                 /* overwrite a result of another configuration (--force) */
 } ens_job_opts;
 
 /* Runs the job on every rank of comm (collective). Rank 0 writes the result
- * to c->output_path atomically. Returns 0; ENS_ESTOPPED after a signal (with
+ * to c->output_path atomically. With o->guard it first checks (guard.c) that
+ * the inputs exist, that [output] path holds no result of another
+ * configuration (a complete result of this one: nothing to do, returns 0),
+ * and that the checkpoint folder holds no checkpoints that a run without
+ * o->resume would overwrite (o->restart removes them). Returns 0; ENS_ESTOPPED after a signal (with
  * checkpoints written); or another ENS_E* code with a message in err (on the
  * rank that failed; the failure is propagated so every rank returns non-zero). */
 int ens_train_job(const ens_config *c, const ens_job_opts *o, MPI_Comm comm, char *err,

@@ -106,8 +106,21 @@ typedef struct ens_job {
   double unit_t0;        /* wall time the current unit started (resume-adjusted) */
   ens_progress progress; /* ensemble-wide progress reports */
   hid_t file;            /* rank 0: the temporary result file */
-  char tmp_path[ENS_PATH_MAX + 64];
+  char tmp_path[ENS_PATH_MAX + 256];
+  int complete;          /* guard.c: the result exists already, nothing to do */
 } ens_job;
+
+/* ---- before training (guard.c) ---- */
+/* Every rank: [data] path (and [trunk] file) exist; else ENS_EIO with a
+ * message that names the key, the path as written and the folder it was
+ * resolved from. */
+int ens_guard_inputs(const ens_config *c, char *err, size_t errlen);
+/* Collective, after the data is loaded: rank 0 looks at [output] path and
+ * the checkpoint folder, removes stale temporary files, and decides; every
+ * rank gets the decision. Sets j->complete when a result of this
+ * configuration and data exists (and o->force is not set). Returns 0 or
+ * ENS_EINVAL with the reason and the ways on in err. */
+int ens_guard_existing(ens_job *j, char *err, size_t errlen);
 
 /* Loads, splits and standardizes the data of job j (j->c, j->comm set)
  * and resolves the task (data.c). Identical on every rank. */

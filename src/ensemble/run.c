@@ -217,8 +217,17 @@ int ens_train_job(const ens_config *c, const ens_job_opts *o, MPI_Comm comm, cha
   ens_job *j = &job;
   /* Threads first: setup may already compute (trunk pretraining, features). */
   openblas_set_num_threads(c->threads);
-  int ret = ens_job_setup(j, c, o, comm, err, errlen);
-  if (ret) {
+  int ret = o->guard ? ens_guard_inputs(c, err, errlen) : 0;
+  if (ret)
+    return ret;
+  ret = ens_job_setup(j, c, o, comm, err, errlen);
+  if (ret || j->complete) {
+    if (!ret && j->rank == 0) {
+      printf("%s: result complete, nothing to do (it was made from this configuration and "
+             "data; --force trains again and overwrites it)\n",
+             c->output_path);
+      fflush(stdout);
+    }
     ens_job_free(j);
     return ret;
   }
