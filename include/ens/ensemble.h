@@ -36,9 +36,11 @@ int ens_train_job(const ens_config *c, const ens_job_opts *o, MPI_Comm comm, cha
 /* `ens merge`: recombines result files of disjoint, contiguous member slices
  * of one job (same configuration apart from [output] and the slice, same
  * data) into `out`, exactly as one run over all their members would have
- * written it. Runs on the calling process only. Returns 0 or an ENS_E* code
+ * written it. The slices must cover all [ensemble] members unless `partial`
+ * is set. Runs on the calling process only. Returns 0 or an ENS_E* code
  * with a message in err. */
-int ens_merge(const char *const *parts, int nparts, const char *out, char *err, size_t errlen);
+int ens_merge(const char *const *parts, int nparts, const char *out, int partial, char *err,
+              size_t errlen);
 
 /* `ens predict`: applies result file `model` (standardization, trunk,
  * members) to the rows of dataset `dataset` of `input` (NULL: /x when

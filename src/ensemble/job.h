@@ -198,6 +198,10 @@ const ens_part *ens_job_part_of(const ens_job *j, int k);
 /* The configuration text that checkpoints and merge parts must share:
  * everything but [output] and the member slice. Malloc'd. */
 char *ens_job_identity_text(const ens_config *c);
+/* The keys in which two identity texts differ, for messages: "[train] lr =
+ * 0.1 (this job) vs 0.05 (the checkpoint); ..." (malloc'd), or NULL when a
+ * text does not load (`name` names `saved` in that case). */
+char *ens_job_identity_diff(const char *saved, const char *ident, const char *name);
 
 /* Checkpoints, in j->ckpt_dir. A unit's state after an epoch (every
  * checkpoint_every epochs), on a stop (then returns ENS_ESTOPPED), and when
