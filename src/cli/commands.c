@@ -265,12 +265,13 @@ static int info_one(const char *path, int print_config) {
   printf("  data          %s:", have_cfg ? c.data_path : "?");
   if (ntrain >= 0)
     printf(" %lld train,", (long long)ntrain);
-  printf(" %lld %s, %lld validation rows\n", (long long)ntest,
-         scored_val ? "scored (validation) rows, no test split" : "test", (long long)nval);
   if (scored_val)
-    printf("                (the input had no /test: the metrics below are on %lld held-out "
-           "rows from %s)\n",
-           (long long)ntest, split);
+    printf(" %lld held-out validation rows (%s) scored in place of a test split\n"
+           "                (the input has no /test: the metrics below are on these rows)\n",
+           (long long)ntest,
+           !strcmp(split, "/val") ? "its /val" : "[data] val_fraction of /train");
+  else
+    printf(" %lld test, %lld validation rows\n", (long long)ntest, (long long)nval);
   free(split);
   printf("  architecture  %s\n", layers ? layers : "?");
   if (tl > 0)

@@ -221,7 +221,9 @@ static int cmd_import(int argc, char **argv) {
     if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
       printf("usage: ens import idx --images F --labels F [--test-images F --test-labels F] "
              "-o data.h5\n  Reads gzip or plain IDX files and writes /train/x, /train/y "
-             "(and /test/x, /test/y) plus the root attribute `classes`.\n");
+             "(and /test/x, /test/y) plus the root attribute `classes`.\n"
+             "  Without test files there is no /test: ens train then scores on held-out\n"
+             "  validation rows ([data] val_fraction). Missing folders of -o are created.\n");
       return 0;
     }
     if (!dst || i + 1 >= argc) {
@@ -242,6 +244,10 @@ static int cmd_import(int argc, char **argv) {
     return ens_cli_exit_code(ret);
   }
   printf("wrote %s\n", out);
+  if (!timg)
+    printf("note: %s has no test split (no --test-images/--test-labels): ens train then scores "
+           "the members on held-out validation rows, so the job needs [data] val_fraction "
+           "(e.g. 0.2)\n", out);
   return 0;
 }
 

@@ -53,8 +53,14 @@ static int setup_targets(ens_job *j) {
 int ens_jobdata_load(ens_job *j, char *err, size_t errlen) {
   const ens_config *c = j->c;
   int ret = ens_data_load(&j->data.sets, c->data_path, err, errlen);
+  int file_val = !ret && j->data.sets.val.n > 0;
   if (!ret && c->val_fraction > 0.0 && j->data.sets.val.n == 0)
     ret = ens_data_split_val(&j->data.sets, c->val_fraction, c->seed);
+  j->data.scored = file_val ? "/val" : "val_fraction";
+  if (!ret && j->data.sets.test.n == 0) /* no /test: score the validation rows */
+    ret = ens_jobdata_score_val(j, err, errlen);
+  else
+    j->data.scored = "/test";
   /* The task: [model] task, or (auto) what the labels are. */
   if (!ret && c->task == ENS_TASK_CLASSIFY && j->data.sets.regress) {
     snprintf(err, errlen,

@@ -53,6 +53,9 @@ typedef struct ens_jobdata {
   float *train_t;        /* (n_train, T) training targets as the networks learn them */
   int classes, n_train, n_test, n_val, dim;
   int64_t checksum;      /* adler32 of the loaded data, before standardization */
+  const char *scored;    /* where the scored ("test") rows come from: "/test", or,
+                            without /test in the input, "/val" or "val_fraction"
+                            (scored.c) */
   /* Inputs of the trained networks: the data itself, or trunk features. */
   const float *ftrain, *ftest, *fval;
   int fd;
@@ -126,6 +129,14 @@ int ens_guard_existing(ens_job *j, char *err, size_t errlen);
  * and resolves the task (data.c). Identical on every rank. */
 int ens_jobdata_load(ens_job *j, char *err, size_t errlen);
 void ens_jobdata_free(ens_jobdata *d);
+/* An input without /test (scored.c): the validation rows become the scored
+ * rows (sets.test, with sets.val empty) and d->scored says where they came
+ * from. Refuses (ENS_ECONFIG, message in err) when there are no validation
+ * rows, or when a rule fits on them (combine = select, calibrate, search),
+ * which would score the ensemble on the rows it was fitted on. */
+int ens_jobdata_score_val(ens_job *j, char *err, size_t errlen);
+/* "test" or "val": the name of the scored split in messages. */
+const char *ens_jobdata_scored_name(const ens_jobdata *d);
 
 int ens_job_setup(ens_job *j, const ens_config *c, const ens_job_opts *o, MPI_Comm comm,
                   char *err, size_t errlen);

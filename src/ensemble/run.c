@@ -84,7 +84,7 @@ static int on_epoch(void *ctx, ens_trainer *t, int epoch, double loss) {
       snprintf(who, sizeof(who), "chain %d", u->unit);
     else
       snprintf(who, sizeof(who), "member %d", u->first_k);
-    const char *split = j->data.n_val ? "val" : "test";
+    const char *split = j->data.n_val ? "val" : ens_jobdata_scored_name(&j->data);
     if (j->task.regress)
       snprintf(what, sizeof(what), "%s rmse %.4g", split, m0);
     else

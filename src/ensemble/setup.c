@@ -47,6 +47,11 @@ static int write_static(ens_job *j) {
   ret |= ens_h5_attr_i64(f, "/", "threads", c->threads);
   ret |= ens_h5_attr_i64(f, "/", "data_checksum", j->data.checksum);
   ret |= ens_h5_attr_i64(f, "/", "shared_init", j->shared_init);
+  /* Rows of each split, and where the scored ("test") rows come from. */
+  ret |= ens_h5_attr_i64(f, "/", "train_rows", j->data.n_train);
+  ret |= ens_h5_attr_i64(f, "/", "test_rows", j->data.n_test);
+  ret |= ens_h5_attr_i64(f, "/", "val_rows", j->data.n_val);
+  ret |= ens_h5_attr_str(f, "/", "test_split", j->data.scored ? j->data.scored : "/test");
   if (ret)
     return ENS_EHDF5;
   /* /model: architecture of the full network and the input transform. */
