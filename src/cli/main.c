@@ -36,14 +36,17 @@ static void usage(FILE *out) {
           "      convert (gzip) IDX files to the ens input layout\n"
           "  import csv FILE --target NAME|INDEX[,...] -o data.h5 [--test FILE] ...\n"
           "      convert a CSV table (numeric and categorical columns) to the input layout\n"
-          "  train -c job.ini [--set section.key=value ...] [--resume]\n"
+          "  train -c job.ini [--set section.key=value ...] [--resume | --restart] [--force]\n"
           "      train an ensemble (under mpirun: one rank per process)\n"
           "  predict -m result.h5 -i input.h5 -o predictions.h5 [--combine average|vote|params]\n"
           "      apply a trained ensemble to new data\n"
-          "  info result.h5\n"
-          "      print a result file's architecture, members and metrics\n"
-          "  merge a.h5 b.h5 ... -o all.h5\n"
+          "  info [--config] result.h5 ...\n"
+          "      print a result file's data, architecture, members and metrics\n"
+          "  merge a.h5 b.h5 ... -o all.h5 [--partial]\n"
           "      combine result files of disjoint member slices into one\n"
+          "  diff A.h5 B.h5\n"
+          "      compare two results (datasets bitwise, configurations key by key;\n"
+          "      exit 0 identical, 1 different, 2 unreadable)\n"
           "\n"
           "`ens <command> --help` gives the command's options; `ens train --help` lists\n"
           "every config key with its default.\n"
@@ -267,6 +270,8 @@ int main(int argc, char **argv) {
     return ens_cli_info(argc - 2, argv + 2);
   if (!strcmp(cmd, "predict"))
     return ens_cli_predict(argc - 2, argv + 2);
+  if (!strcmp(cmd, "diff"))
+    return ens_cli_diff(argc - 2, argv + 2);
   if (!strcmp(cmd, "merge")) {
     /* merge reuses the job machinery, which speaks MPI: a singleton world. */
     if (MPI_Init(&argc, &argv) != MPI_SUCCESS)

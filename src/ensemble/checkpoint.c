@@ -190,7 +190,10 @@ int ens_job_restore_unit(ens_job *j, ens_trainer *t, int unit, int first_k, int 
   unit_path(j, unit, path, sizeof(path));
   struct stat st;
   if (stat(path, &st) != 0) {
-    printf("[unit %d] no checkpoint at %s: starting from scratch\n", unit, path);
+    if (j->c->verbose) {
+      ens_progress_clear(&j->progress);
+      printf("[unit %d] no checkpoint at %s: starting from scratch\n", unit, path);
+    }
     return 0;
   }
   hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
@@ -227,6 +230,7 @@ int ens_job_restore_unit(ens_job *j, ens_trainer *t, int unit, int first_k, int 
     ret = ENS_EFORMAT;
     goto cleanup;
   }
+  ens_progress_clear(&j->progress); /* the messages below */
   /* Members this unit had already emitted. */
   int emitted = isdone ? nmembers : (j->c->mode == ENS_MODE_SNAPSHOT ? (int)cyc : 0);
   if (emitted > nmembers)
