@@ -235,13 +235,8 @@ static int compare_values(diff_ctx *d, hid_t oa, hid_t ob, int is_attr, const ch
     H5Tset_cset(ma, H5Tget_cset(ta));
     mb = H5Tcopy(ma);
   } else if (is_str) {
-    ma = H5Tcopy(ta); /* fixed-size strings: their bytes */
+    ma = H5Tcopy(ta); /* fixed-size strings (sizes may differ): their text */
     mb = H5Tcopy(tb);
-    if (H5Tget_size(ma) != H5Tget_size(mb)) {
-      report(d, "%s: strings of different fixed sizes", what);
-      differs = 1;
-      goto done;
-    }
   } else if (ca == H5T_INTEGER || ca == H5T_FLOAT) {
     ma = H5Tget_native_type(ta, H5T_DIR_DEFAULT);
     mb = H5Tget_native_type(tb, H5T_DIR_DEFAULT);
@@ -258,9 +253,9 @@ static int compare_values(diff_ctx *d, hid_t oa, hid_t ob, int is_attr, const ch
     d->bad_read = 1;
     goto done;
   }
-  size_t sz = H5Tget_size(ma);
+  size_t sz = H5Tget_size(ma), szb = H5Tget_size(mb);
   int is_signed = ca == H5T_INTEGER && H5Tget_sign(ma) == H5T_SGN_2;
-  long count = 0;
+  long count = 0, nans = 0;
   double maxdiff = 0;
   size_t first = 0;
   for (size_t i = 0; i < n; i++) {
@@ -268,6 +263,10 @@ static int compare_values(diff_ctx *d, hid_t oa, hid_t ob, int is_attr, const ch
     if (vstr) {
       const char *x = ((char **)a)[i], *y = ((char **)b)[i];
       ne = strcmp(x ? x : "", y ? y : "") != 0;
+    } else if (is_str) {
+      const char *x = (char *)a + i * sz, *y = (char *)b + i * szb;
+      size_t lx = strnlen(x, sz), ly = strnlen(y, szb);
+      ne = lx != ly || memcmp(x, y, lx) != 0;
     } else {
       ne = memcmp((char *)a + i * sz, (char *)b + i * sz, sz) != 0;
     }
@@ -278,8 +277,10 @@ static int compare_values(diff_ctx *d, hid_t oa, hid_t ob, int is_attr, const ch
     count++;
     if (ca == H5T_FLOAT || ca == H5T_INTEGER) {
       double dd = fabs(as_double(a, i, ca, sz, is_signed) - as_double(b, i, ca, sz, is_signed));
-      if (!(dd <= maxdiff))
-        maxdiff = isnan(dd) ? INFINITY : dd;
+      if (isnan(dd))
+        nans++;
+      else if (dd > maxdiff)
+        maxdiff = dd;
     }
   }
   if (!count)
@@ -288,16 +289,20 @@ static int compare_values(diff_ctx *d, hid_t oa, hid_t ob, int is_attr, const ch
   if (n == 1 && is_str) {
     const char *x = vstr ? ((char **)a)[0] : a, *y = vstr ? ((char **)b)[0] : b;
     int lx = vstr ? (int)strlen(x ? x : "") : (int)strnlen(x, sz);
-    int ly = vstr ? (int)strlen(y ? y : "") : (int)strnlen(y, sz);
+    int ly = vstr ? (int)strlen(y ? y : "") : (int)strnlen(y, szb);
     report(d, "%s: \"%.*s%s\" vs \"%.*s%s\"", what, lx > 60 ? 60 : lx, x ? x : "",
            lx > 60 ? "..." : "", ly > 60 ? 60 : ly, y ? y : "", ly > 60 ? "..." : "");
   } else if (n == 1 && (ca == H5T_FLOAT || ca == H5T_INTEGER)) {
     report(d, "%s: %.10g vs %.10g", what, as_double(a, 0, ca, sz, is_signed),
            as_double(b, 0, ca, sz, is_signed));
   } else if (ca == H5T_FLOAT || ca == H5T_INTEGER) {
-    report(d, "%s: %ld of %zu values differ (largest difference %.3g; first at index %zu: "
+    char nan_note[64] = "";
+    if (nans)
+      snprintf(nan_note, sizeof(nan_note), ", %ld with a NaN on one side or NaN bits that "
+               "differ", nans);
+    report(d, "%s: %ld of %zu values differ (largest difference %.3g%s; first at index %zu: "
               "%.10g vs %.10g)",
-           what, count, n, maxdiff, first, as_double(a, first, ca, sz, is_signed),
+           what, count, n, maxdiff, nan_note, first, as_double(a, first, ca, sz, is_signed),
            as_double(b, first, ca, sz, is_signed));
   } else {
     report(d, "%s: %ld of %zu values differ (first at index %zu)", what, count, n, first);
