@@ -181,6 +181,12 @@ static void cell(double v, int pct) {
     printf(" %*.4g", CELL_W, v);
 }
 
+/* The headline metric as text: accuracy in percent, rmse as a number. */
+static const char *m0_text(char buf[32], int regress, double v) {
+  snprintf(buf, 32, regress ? "%.4g" : "%.2f%%", regress ? v : 100 * v);
+  return buf;
+}
+
 /* Rows of the first dimension of dataset path, or -1. */
 static long long rows_of(hid_t f, const char *path, int dim) {
   int rank = 0;
@@ -261,7 +267,7 @@ static int info_one(const char *path, int print_config) {
     nval = rows_of(f, regress ? "/members/val_mean" : "/members/val_probs", 1);
   if (nval < 0)
     nval = 0;
-  int scored_val = ens_h5_get_attr_str(f, "/", "test_split", &split) == 0 && strcmp(split, "test");
+  int scored_val = ens_h5_get_attr_str(f, "/", "test_split", &split) == 0 && strcmp(split, "/test");
   printf("  data          %s:", have_cfg ? c.data_path : "?");
   if (ntrain >= 0)
     printf(" %lld train,", (long long)ntrain);
@@ -408,18 +414,19 @@ static int info_one(const char *path, int print_config) {
              "by construction; compare accuracy)\n");
   }
   double v1, v2;
+  char t1[32];
   int64_t bm = 0;
   snprintf(p, sizeof(p), "best_member_%s", m0);
   if (ens_h5_get_attr_i64(f, "/metrics/ensemble", "best_member", &bm) == 0 &&
       ens_h5_get_attr_f64(f, "/metrics/ensemble", p, &v1) == 0 &&
       ens_h5_get_attr_f64(f, "/metrics/ensemble", "best_member_nll", &v2) == 0)
-    printf("\n  best single member by validation nll: %lld (%s %s %.4g, nll %.4f)\n",
-           (long long)bm, scored_val ? "scored" : "test", m0, regress ? v1 : 100 * v1, v2);
+    printf("\n  best single member by validation nll: %lld (%s %s %s, nll %.4f)\n",
+           (long long)bm, scored_val ? "scored" : "test", m0, m0_text(t1, regress, v1), v2);
   snprintf(p, sizeof(p), "average_%s", m0);
   if (ens_h5_get_attr_f64(f, "/metrics/ensemble", p, &v1) == 0 &&
       ens_h5_get_attr_f64(f, "/metrics/ensemble", "average_nll", &v2) == 0)
-    printf("  plain average of all finished members: %s %.4g, nll %.4f\n", m0,
-           regress ? v1 : 100 * v1, v2);
+    printf("  plain average of all finished members: %s %s, nll %.4f\n", m0,
+           m0_text(t1, regress, v1), v2);
   if (ens_h5_get_attr_f64(f, "/ensemble", regress ? "variance_scale" : "temperature", &v1) == 0 &&
       ens_h5_get_attr_f64(f, "/metrics/ensemble", "uncalibrated_nll", &v2) == 0)
     printf("  calibration: %s %.4g (nll before %.4f)\n",
@@ -427,18 +434,18 @@ static int info_one(const char *path, int print_config) {
   snprintf(p, sizeof(p), "mc_%s", m0);
   if (ens_h5_get_attr_f64(f, "/metrics/ensemble", p, &v1) == 0 &&
       ens_h5_get_attr_f64(f, "/metrics/ensemble", "mc_nll", &v2) == 0)
-    printf("  MC-dropout average: %s %.4g, nll %.4f\n", m0, regress ? v1 : 100 * v1, v2);
+    printf("  MC-dropout average: %s %s, nll %.4f\n", m0, m0_text(t1, regress, v1), v2);
   if (!regress && ens_h5_get_attr_f64(f, "/metrics/ensemble", "accuracy_vote", &v1) == 0 &&
       ens_h5_get_attr_f64(f, "/metrics/ensemble", "accuracy_average", &v2) == 0)
     printf("  accuracy by rule: average %.2f%%, vote %.2f%%\n", 100 * v2, 100 * v1);
   snprintf(p, sizeof(p), "%s_params", m0);
   if (ens_h5_get_attr_f64(f, "/metrics/ensemble", p, &v1) == 0)
-    printf("  %s of the parameter average: %.4g%s\n", m0, regress ? v1 : 100 * v1,
+    printf("  %s of the parameter average: %s%s\n", m0, m0_text(t1, regress, v1),
            shared ? "" : " (the members were initialized independently: averaging their "
                          "parameters means little; share_init = true makes it meaningful)");
   snprintf(p, sizeof(p), "oob_%s", m0);
   if (ens_h5_get_attr_f64(f, "/metrics/ensemble", p, &v1) == 0)
-    printf("  out-of-bag ensemble %s: %.4g\n", m0, regress ? v1 : 100 * v1);
+    printf("  out-of-bag ensemble %s: %s\n", m0, m0_text(t1, regress, v1));
   if (ca && cn) {
     printf("\n  ensemble-size curve\n  %-*s", LABEL_W, "size");
     cell_head(m0);

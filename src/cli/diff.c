@@ -296,7 +296,7 @@ static int compare_values(diff_ctx *d, hid_t oa, hid_t ob, int is_attr, const ch
     report(d, "%s: %.10g vs %.10g", what, as_double(a, 0, ca, sz, is_signed),
            as_double(b, 0, ca, sz, is_signed));
   } else if (ca == H5T_FLOAT || ca == H5T_INTEGER) {
-    char nan_note[64] = "";
+    char nan_note[96] = "";
     if (nans)
       snprintf(nan_note, sizeof(nan_note), ", %ld with a NaN on one side or NaN bits that "
                "differ", nans);
