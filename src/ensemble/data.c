@@ -56,6 +56,7 @@ int ens_jobdata_load(ens_job *j, char *err, size_t errlen) {
   int file_val = !ret && j->data.sets.val.n > 0;
   if (!ret && c->val_fraction > 0.0 && j->data.sets.val.n == 0)
     ret = ens_data_split_val(&j->data.sets, c->val_fraction, c->seed);
+  j->data.val_from_file = file_val;
   j->data.scored = file_val ? "/val" : "val_fraction";
   if (!ret && j->data.sets.test.n == 0) /* no /test: score the validation rows */
     ret = ens_jobdata_score_val(j, err, errlen);

@@ -72,6 +72,35 @@ int ens_guard_inputs(const ens_config *c, char *err, size_t errlen) {
   return ret;
 }
 
+/* ---- keys the data leaves unused ------------------------------------------ */
+
+int ens_guard_data_keys(const ens_job *j, char *err, size_t errlen) {
+  const ens_config *c = j->c;
+  if (j->data.val_from_file && c->val_fraction > 0) {
+    ens_errorf(err, errlen,
+               "[data] val_fraction = %g is not used: %s has validation rows of its own (/val, "
+               "%d rows), which the job uses instead. Remove val_fraction from the job",
+               c->val_fraction, c->data_path, j->data.n_val);
+    return ENS_ECONFIG;
+  }
+  if (!j->data.sets.regress) {
+    const char *key = ens_config_key_changed(c, "model", "loss")            ? "loss"
+                      : ens_config_key_changed(c, "data", "standardize_y") ? "standardize_y"
+                                                                             : NULL;
+    if (key) {
+      char v[64];
+      ens_config_key_text(c, !strcmp(key, "loss") ? "model" : "data", key, v, sizeof(v));
+      ens_errorf(err, errlen,
+                 "[%s] %s = %s is not used: it applies to regression, and %s holds class "
+                 "labels (integer /train/y). Remove %s from the job, or set [model] task = "
+                 "regress to regress on the labels",
+                 !strcmp(key, "loss") ? "model" : "data", key, v, c->data_path, key);
+      return ENS_ECONFIG;
+    }
+  }
+  return 0;
+}
+
 /* ---- an existing result -------------------------------------------------- */
 
 /* Rank 0: looks at [output] path. Returns 0 (train), 0 with *complete = 1,

@@ -53,6 +53,7 @@ typedef struct ens_jobdata {
   float *train_t;        /* (n_train, T) training targets as the networks learn them */
   int classes, n_train, n_test, n_val, dim;
   int64_t checksum;      /* adler32 of the loaded data, before standardization */
+  int val_from_file;     /* the validation rows are the input's /val */
   const char *scored;    /* where the scored ("test") rows come from: "/test", or,
                             without /test in the input, "/val" or "val_fraction"
                             (scored.c) */
@@ -124,6 +125,11 @@ int ens_guard_inputs(const ens_config *c, char *err, size_t errlen);
  * configuration and data exists (and o->force is not set). Returns 0 or
  * ENS_EINVAL with the reason and the ways on in err. */
 int ens_guard_existing(ens_job *j, char *err, size_t errlen);
+/* Every rank, after the data is loaded: keys that this data leaves unused
+ * ([data] val_fraction with a /val in the input; [model] loss and [data]
+ * standardize_y with class labels) are errors, since the configuration was
+ * stored before the data was seen. Returns 0 or ENS_ECONFIG. */
+int ens_guard_data_keys(const ens_job *j, char *err, size_t errlen);
 
 /* Loads, splits and standardizes the data of job j (j->c, j->comm set)
  * and resolves the task (data.c). Identical on every rank. */

@@ -202,8 +202,10 @@ int ens_job_setup(ens_job *j, const ens_config *c, const ens_job_opts *o, MPI_Co
   ret = agree(j, ret, err, errlen);
   if (ret)
     return ret;
-  if (o->guard) { /* an existing result or checkpoints (guard.c) */
-    ret = ens_guard_existing(j, err, errlen);
+  if (o->guard) { /* keys the data leaves unused, an existing result, checkpoints (guard.c) */
+    ret = agree(j, ens_guard_data_keys(j, err, errlen), err, errlen);
+    if (!ret)
+      ret = ens_guard_existing(j, err, errlen);
     if (ret || j->complete)
       return ret;
   }

@@ -197,6 +197,17 @@ echo "ok: mismatches list the keys that differ"
 (cd h && expect 0 "result written" "$ENS" train -c "$WORK/job.ini" --set ensemble.mode=snapshot --set ensemble.snapshots=2 --set train.epochs=4 --set output.path=s.h5)
 "$ENS" info --config h/s.h5 | grep -qx "schedule = cyclic" || fail "snapshot mode did not record schedule = cyclic"
 "$ENS" info --config h/s.h5 | grep -qx "cycles = 2" || fail "snapshot mode did not record cycles = snapshots"
+# Keys that the data leaves unused: errors (the configuration is stored first).
+$PY - <<'PYEOF'
+import h5py
+with h5py.File("data.h5", "r") as f, h5py.File("withval.h5", "w") as g:
+    for s in ("train", "test"):
+        g[s + "/x"] = f[s + "/x"][:]; g[s + "/y"] = f[s + "/y"][:]
+    g["val/x"] = f["train/x"][:50]; g["val/y"] = f["train/y"][:50]
+    g.attrs["classes"] = f.attrs["classes"]
+PYEOF
+(cd h && expect 1 "\[data\] val_fraction = 0.2 is not used: .*withval.h5 has validation rows of its own \(/val, 50 rows\)" "$ENS" train -c "$WORK/job.ini" --set data.path="$WORK/withval.h5" --set data.val_fraction=0.2)
+(cd h && expect 1 "\[model\] loss = mse is not used: it applies to regression, and .*data.h5 holds class labels" "$ENS" train -c "$WORK/job.ini" --set model.loss=mse)
 echo "ok: contradicting keys are errors, unused keys warned once and recorded as defaults"
 
 # ---- 9. progress: terminal width, quiet ----------------------------------------
