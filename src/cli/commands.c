@@ -94,7 +94,8 @@ int ens_cli_predict(int argc, char **argv) {
              "  with; params needs a result trained with combine = params, select one\n"
              "  trained with combine = select.\n"
              "  --mc-samples T: each member is the average of T MC-dropout passes (masks\n"
-             "  keyed by seed, member, row and pass: reproducible, independent of batching).\n");
+             "  keyed by seed, member, row and pass: reproducible, independent of batching).\n"
+             "  Missing folders of -o are created. A partial result (k of M members) says so.\n");
       return 0;
     }
     if (a[0] != '-') {

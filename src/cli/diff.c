@@ -389,8 +389,10 @@ static void compare_attributes(diff_ctx *d, const char *path) {
     d->bad_read = 1;
     goto done;
   }
-  qsort(la.v, (size_t)la.n, sizeof(char *), cmp_str);
-  qsort(lb.v, (size_t)lb.n, sizeof(char *), cmp_str);
+  if (la.n)
+    qsort(la.v, (size_t)la.n, sizeof(char *), cmp_str);
+  if (lb.n)
+    qsort(lb.v, (size_t)lb.n, sizeof(char *), cmp_str);
   int i = 0, k = 0;
   while (i < la.n || k < lb.n) {
     int c = i >= la.n ? 1 : k >= lb.n ? -1 : strcmp(la.v[i], lb.v[k]);
