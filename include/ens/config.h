@@ -114,9 +114,12 @@ typedef struct ens_config {
 void ens_config_defaults(ens_config *c);
 
 /* Loads `path` on top of the defaults, then applies `nsets` overrides of the
- * form "section.key=value" in order. Returns 0, or ENS_ECONFIG/ENS_EIO with a
- * message in err (e.g. "job.ini:12: [train] lr: expected a positive number,
- * got 'abc'" or "--set train.foo=1: unknown key [train] foo"). */
+ * form "section.key=value" in order. ';' and '#' start comments (at the start
+ * of a line or after a blank); a key given twice in the file is an error
+ * naming both lines; an unknown key or section suggests the nearest known
+ * name. Returns 0, or ENS_ECONFIG/ENS_EIO with a message in err (e.g.
+ * "job.ini:12: [train] lr: expected a number > 0, got 'abc'" or "--set
+ * train.foo=1: unknown key 'foo' in section [train] (...)"). */
 int ens_config_load(ens_config *c, const char *path, const char *const *sets, int nsets,
                     char *err, size_t errlen);
 
