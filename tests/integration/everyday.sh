@@ -130,7 +130,8 @@ echo "ok: SIGHUP checkpoints and exits 75"
 # A closed stdout pipe: training goes on to the result.
 mkdir -p e
 set +o pipefail
-(cd e && "$ENS" train -c "$WORK/long.ini" --set train.epochs=3 2>&1; echo "exit $?" >../e-code) | head -n 1 >/dev/null
+(cd e && c=0 && { "$ENS" train -c "$WORK/long.ini" --set train.epochs=3 2>&1 || c=$?; } &&
+  echo "exit $c" >../e-code) | head -n 1 >/dev/null
 set -o pipefail
 sleep 0.5
 for _ in $(seq 1 200); do [ -s e-code ] && break; sleep 0.1; done
@@ -138,6 +139,32 @@ grep -qx "exit 0" e-code || fail "ens train | head: $(cat e-code 2>/dev/null) in
 [ -f e/long/result.h5 ] || fail "ens train | head: no result"
 no_tmp e/long
 echo "ok: ens train | head -n 1 trains to the end (exit 0, result, no temporary file)"
+# Under mpirun (README.md "Stopping and resuming"): Ctrl-C (SIGINT to mpirun)
+# still checkpoints, but mpirun exits 1; a closed stdout pipe makes mpirun
+# abort the job, whose ranks checkpoint. Nothing is lost either way.
+mkdir -p mi
+(cd mi && exec mpirun -np 2 "$ENS" train -c "$WORK/long.ini") >mi/log 2>&1 &
+pid=$!
+for _ in $(seq 1 600); do grep -q "epoch 1/" mi/log 2>/dev/null && break; sleep 0.05; done
+kill -INT $pid
+code=0
+wait $pid || code=$?
+[ $code = 1 ] || { cat mi/log; fail "mpirun after SIGINT exited $code (README says 1)"; }
+ls mi/long/result.h5.ckpt/unit_*.h5 >/dev/null 2>&1 || { cat mi/log; fail "mpirun + SIGINT: no checkpoints"; }
+no_tmp mi/long
+run_np 2 mi -c "$WORK/long.ini" --resume || fail "resume after Ctrl-C under mpirun"
+same_result ref/long/result.h5 mi/long/result.h5 || fail "resumed after Ctrl-C under mpirun: differs"
+mkdir -p mp
+set +o pipefail
+(cd mp && c=0 && { mpirun -np 2 "$ENS" train -c "$WORK/long.ini" 2>/dev/null || c=$?; } &&
+  echo "exit $c" >../mp-code) | head -n 1 >/dev/null
+set -o pipefail
+for _ in $(seq 1 200); do [ -s mp-code ] && break; sleep 0.1; done
+grep -qx "exit 141" mp-code || fail "mpirun | head: $(cat mp-code) (README says 141)"
+ls mp/long/result.h5.ckpt/unit_*.h5 >/dev/null 2>&1 || fail "mpirun | head: no checkpoints"
+no_tmp mp/long
+echo "ok: under mpirun, Ctrl-C (exit 1; resumed to an identical result) and a closed pipe (exit 141) leave checkpoints"
+
 # Stale temporary files of dead processes go; a live process's and another
 # host's stay.
 mkdir -p f/out
