@@ -114,9 +114,12 @@ typedef struct ens_config {
 void ens_config_defaults(ens_config *c);
 
 /* Loads `path` on top of the defaults, then applies `nsets` overrides of the
- * form "section.key=value" in order. Returns 0, or ENS_ECONFIG/ENS_EIO with a
- * message in err (e.g. "job.ini:12: [train] lr: expected a positive number,
- * got 'abc'" or "--set train.foo=1: unknown key [train] foo"). */
+ * form "section.key=value" in order. ';' and '#' start comments (at the start
+ * of a line or after a blank); a key given twice in the file is an error
+ * naming both lines; an unknown key or section suggests the nearest known
+ * name. Returns 0, or ENS_ECONFIG/ENS_EIO with a message in err (e.g.
+ * "job.ini:12: [train] lr: expected a number > 0, got 'abc'" or "--set
+ * train.foo=1: unknown key 'foo' in section [train] (...)"). */
 int ens_config_load(ens_config *c, const char *path, const char *const *sets, int nsets,
                     char *err, size_t errlen);
 
@@ -139,6 +142,42 @@ char *ens_config_to_ini(const ens_config *c);
 
 /* Prints every section and key with its default and a one-line description. */
 void ens_config_print_keys(FILE *out);
+
+/* One key, named by section and key as in the INI file. key_text writes
+ * its value as ens_config_to_ini does (0, or ENS_ENOTFOUND for an unknown
+ * key); key_changed is 1 when the value differs from the default; key_reset
+ * sets the default again (0 or ENS_ENOTFOUND). */
+int ens_config_key_text(const ens_config *c, const char *section, const char *key, char *buf,
+                        size_t len);
+int ens_config_key_changed(const ens_config *c, const char *section, const char *key);
+int ens_config_key_reset(ens_config *c, const char *section, const char *key);
+
+/* Key-by-key comparison (src/core/config_diff.c). Calls fn (when not NULL)
+ * for every key whose value differs between a and b, in table order, with
+ * both values as INI text; skips the [output] keys when skip_output is set.
+ * Returns the number of differing keys, or ENS_ENOMEM. */
+typedef void (*ens_config_diff_fn)(void *ctx, const char *section, const char *key,
+                                   const char *a, const char *b);
+int ens_config_diff(const ens_config *a, const ens_config *b, int skip_output,
+                    ens_config_diff_fn fn, void *ctx);
+/* The same as one line for messages: "[train] lr = 0.05 (NAME_A) vs 0.1
+ * (NAME_B); [model] hidden = ..." (at most 8 keys, then "and N more").
+ * Malloc'd (caller frees); NULL on no memory. "" when nothing differs. */
+char *ens_config_diff_text(const ens_config *a, const ens_config *b, int skip_output,
+                           const char *name_a, const char *name_b);
+
+/* Effective configuration (src/core/effective.c): what a run really uses.
+ * Rejects keys that contradict the mode (e.g. [train] schedule = step with
+ * mode = snapshot, whose chains always run a cyclic schedule) with
+ * ENS_ECONFIG and a message; sets keys whose value the run derives
+ * (snapshot mode: schedule = cyclic, cycles = snapshots); and puts keys that
+ * the configuration leaves unused (e.g. step_size with schedule = cosine)
+ * back to their defaults, calling warn once per such key with a message, so
+ * that the configuration stored in a result never holds a value that was
+ * not used. Returns 0 or ENS_ECONFIG. */
+typedef void (*ens_config_warn_fn)(void *ctx, const char *message);
+int ens_config_effective(ens_config *c, ens_config_warn_fn warn, void *ctx, char *err,
+                         size_t errlen);
 
 /* Names of enum values, for messages and the result file. */
 const char *ens_init_name(ens_init_kind k);

@@ -41,8 +41,8 @@ void *ens_data_arena_take(ens_data_arena *a, size_t bytes);
  * targets (finite values only; then regress = 1 and classes = 0). classes comes from the
  * root attribute `classes` when present, else max label + 1 over all splits.
  * Checks: shapes (x 2-D or more, flattened row-major to (n, d); y 1-D with n
- * rows), equal d across splits, labels in [0, classes), non-empty train and
- * test, finite x values. On error returns ENS_EIO/ENS_EFORMAT/ENS_EHDF5 with a
+ * rows), equal d across splits, labels in [0, classes), non-empty train,
+ * finite x values. /test and /val are optional (test.n or val.n is then 0). On error returns ENS_EIO/ENS_EFORMAT/ENS_EHDF5 with a
  * message naming the file and dataset in err, and leaves *out zeroed.
  * The caller frees with ens_data_free. */
 int ens_data_load(ens_data *out, const char *path, char *err, size_t errlen);

@@ -16,10 +16,18 @@ typedef struct ens_job_opts {
   int resume;                /* continue from checkpoints */
   const char *trunk_from;    /* take the trunk from this result file's /trunk
                                 (merge, predict) instead of [trunk] source */
+  int guard;                 /* `ens train`: before training, check the inputs, an
+                                existing result and checkpoints (src/ensemble/guard.c) */
+  int restart;               /* discard this job's checkpoints first (--restart) */
+  int force;                 /* overwrite a result of another configuration (--force) */
 } ens_job_opts;
 
 /* Runs the job on every rank of comm (collective). Rank 0 writes the result
- * to c->output_path atomically. Returns 0; ENS_ESTOPPED after a signal (with
+ * to c->output_path atomically. With o->guard it first checks (guard.c) that
+ * the inputs exist, that [output] path holds no result of another
+ * configuration (a complete result of this one: nothing to do, returns 0),
+ * and that the checkpoint folder holds no checkpoints that a run without
+ * o->resume would overwrite (o->restart removes them). Returns 0; ENS_ESTOPPED after a signal (with
  * checkpoints written); or another ENS_E* code with a message in err (on the
  * rank that failed; the failure is propagated so every rank returns non-zero). */
 int ens_train_job(const ens_config *c, const ens_job_opts *o, MPI_Comm comm, char *err,
@@ -28,9 +36,11 @@ int ens_train_job(const ens_config *c, const ens_job_opts *o, MPI_Comm comm, cha
 /* `ens merge`: recombines result files of disjoint, contiguous member slices
  * of one job (same configuration apart from [output] and the slice, same
  * data) into `out`, exactly as one run over all their members would have
- * written it. Runs on the calling process only. Returns 0 or an ENS_E* code
+ * written it. The slices must cover all [ensemble] members unless `partial`
+ * is set. Runs on the calling process only. Returns 0 or an ENS_E* code
  * with a message in err. */
-int ens_merge(const char *const *parts, int nparts, const char *out, char *err, size_t errlen);
+int ens_merge(const char *const *parts, int nparts, const char *out, int partial, char *err,
+              size_t errlen);
 
 /* `ens predict`: applies result file `model` (standardization, trunk,
  * members) to the rows of dataset `dataset` of `input` (NULL: /x when

@@ -12,6 +12,8 @@ int ens_cli_exit_code(int ret);
 int ens_cli_info(int argc, char **argv);
 int ens_cli_predict(int argc, char **argv);
 int ens_cli_merge(int argc, char **argv);
+/* `ens diff A.h5 B.h5` (diff.c): 0 identical, 1 different, 2 unreadable. */
+int ens_cli_diff(int argc, char **argv);
 /* `ens import csv FILE ...`: argv[0] is the first argument after "csv". */
 int ens_cli_import_csv(int argc, char **argv);
 /* Prints the usage of `ens import csv`. */

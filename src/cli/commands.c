@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli/cli.h"
 #include "ens/config.h"
@@ -33,21 +34,27 @@ int ens_cli_exit_code(int ret) {
 int ens_cli_merge(int argc, char **argv) {
   const char **parts = calloc((size_t)argc + 1, sizeof(char *));
   const char *out = NULL;
-  int n = 0;
+  int n = 0, partial = 0;
   if (!parts)
     return 2;
   for (int i = 0; i < argc; i++) {
     if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-      printf("usage: ens merge a.h5 b.h5 ... -o all.h5\n"
+      printf("usage: ens merge a.h5 b.h5 ... -o all.h5 [--partial]\n"
              "  Combines results of disjoint member slices of one job (e.g. the tasks of a\n"
              "  SLURM array, each run with [ensemble] first_member/count) into one result,\n"
              "  identical to a single run over all members. The parts must share the\n"
-             "  configuration (apart from [output] and the slice) and the data.\n");
+             "  configuration (apart from [output] and the slice) and the data, and cover\n"
+             "  all [ensemble] members.\n"
+             "  --partial   merge an incomplete (contiguous) set of slices; ens info and\n"
+             "              ens predict then say \"k of M members\"\n"
+             "  Missing folders of the output are created.\n");
       free(parts);
       return 0;
     }
     if (!strcmp(argv[i], "-o") && i + 1 < argc)
       out = argv[++i];
+    else if (!strcmp(argv[i], "--partial"))
+      partial = 1;
     else if (argv[i][0] == '-') {
       fprintf(stderr, "ens merge: unknown or incomplete option '%s'\n", argv[i]);
       free(parts);
@@ -56,12 +63,13 @@ int ens_cli_merge(int argc, char **argv) {
       parts[n++] = argv[i];
   }
   if (!out || n < 1) {
-    fprintf(stderr, "ens merge: usage: ens merge a.h5 b.h5 ... -o all.h5\n");
+    fprintf(stderr, "ens merge: usage: ens merge a.h5 b.h5 ... -o all.h5 [--partial] (see ens "
+                    "merge --help)\n");
     free(parts);
     return 1;
   }
   char err[2048];
-  int ret = ens_merge(parts, n, out, err, sizeof(err));
+  int ret = ens_merge(parts, n, out, partial, err, sizeof(err));
   free(parts);
   if (ret)
     fprintf(stderr, "ens merge: %s\n", err[0] ? err : ens_strerror(ret));
@@ -86,8 +94,14 @@ int ens_cli_predict(int argc, char **argv) {
              "  with; params needs a result trained with combine = params, select one\n"
              "  trained with combine = select.\n"
              "  --mc-samples T: each member is the average of T MC-dropout passes (masks\n"
-             "  keyed by seed, member, row and pass: reproducible, independent of batching).\n");
+             "  keyed by seed, member, row and pass: reproducible, independent of batching).\n"
+             "  Missing folders of -o are created. A partial result (k of M members) says so.\n");
       return 0;
+    }
+    if (a[0] != '-') {
+      fprintf(stderr, "ens predict: unexpected argument '%s' (options are -m, -i, -o, "
+                      "--combine, --dataset, --mc-samples; see ens predict --help)\n", a);
+      return 1;
     }
     if (i + 1 >= argc) {
       fprintf(stderr, "ens predict: option '%s' needs a value\n", a);
@@ -181,58 +195,144 @@ static void print_placement(hid_t f) {
   free(rss);
 }
 
-int ens_cli_info(int argc, char **argv) {
-  if (argc != 1 || !strcmp(argv[0], "-h") || !strcmp(argv[0], "--help")) {
-    printf("usage: ens info result.h5\n  Prints architecture, mode, members, metrics and the "
-           "ensemble-size curve.\n");
-    return argc == 1 ? 0 : 1;
-  }
-  ens_h5_quiet();
-  const char *path = argv[0];
-  hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-  if (f < 0) {
-    fprintf(stderr, "ens info: %s: cannot open as an HDF5 file\n", path);
+/* Table cells of `ens info`: a label column of LABEL_W characters, then
+ * columns of CELL_W characters, one blank apart, headers right-aligned like
+ * the numbers under them. */
+#define LABEL_W 8
+#define CELL_W 11
+
+static void cell_head(const char *h) { printf(" %*s", CELL_W, h); }
+
+/* A value; pct prints a fraction as percent. NaN prints as "-". */
+static void cell(double v, int pct) {
+  if (isnan(v))
+    printf(" %*s", CELL_W, "-");
+  else if (pct)
+    printf(" %*.2f%%", CELL_W - 1, 100 * v);
+  else
+    printf(" %*.4g", CELL_W, v);
+}
+
+/* The headline metric as text: accuracy in percent, rmse as a number. */
+static const char *m0_text(char buf[32], int regress, double v) {
+  snprintf(buf, 32, regress ? "%.4g" : "%.2f%%", regress ? v : 100 * v);
+  return buf;
+}
+
+/* Rows of the first dimension of dataset path, or -1. */
+static long long rows_of(hid_t f, const char *path, int dim) {
+  int rank = 0;
+  hsize_t dims[8];
+  if (ens_h5_size(f, path, &rank, dims) < 0 || rank <= dim)
+    return -1;
+  return (long long)dims[dim];
+}
+
+/* Prints one result file; returns the exit code. */
+static int info_one(const char *path, int print_config) {
+  struct stat st;
+  if (stat(path, &st) != 0) {
+    fprintf(stderr, "ens info: %s: %s\n", path, strerror(errno));
     return 1;
   }
-  char *version = NULL, *mode = NULL, *combine = NULL, *layers = NULL;
-  int64_t members = 0, first = 0, ranks = 0, seed = 0, classes = 0, tl = 0, threads = 0;
+  hid_t f = H5Fis_hdf5(path) > 0 ? H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT) : -1;
+  if (f < 0) {
+    fprintf(stderr, "ens info: %s: not an HDF5 file (ens info reads the result files of ens "
+                    "train and ens merge)\n", path);
+    return 1;
+  }
+  char *version = NULL, *mode = NULL, *combine = NULL, *layers = NULL, *text = NULL;
+  int64_t members = 0, first = 0, ranks = 0, seed = 0, tl = 0, threads = 0, total = 0;
   int64_t shared = 0;
   if (ens_h5_get_attr_i64(f, "/", "members", &members) ||
       ens_h5_get_attr_str(f, "/", "mode", &mode) ||
-      ens_h5_get_attr_str(f, "/", "combine", &combine)) {
+      ens_h5_get_attr_str(f, "/", "combine", &combine) || members < 1 || members > (1 << 24)) {
     fprintf(stderr, "ens info: %s: not an ens result file (no members/mode/combine "
                     "attributes)\n",
             path);
+    free(mode);
+    free(combine);
     H5Fclose(f);
     return 1;
   }
+  ens_h5_get_attr_str(f, "/", "config", &text);
+  if (print_config) {
+    if (!text) {
+      fprintf(stderr, "ens info: %s has no stored configuration (root attribute config)\n", path);
+      free(mode);
+      free(combine);
+      H5Fclose(f);
+      return 1;
+    }
+    printf("; configuration stored in %s\n%s", path, text);
+    free(text);
+    free(mode);
+    free(combine);
+    H5Fclose(f);
+    return 0;
+  }
+  ens_config c;
+  char msg[512];
+  int have_cfg = text && ens_config_load_text(&c, path, text, msg, sizeof(msg)) == 0;
   ens_h5_get_attr_str(f, "/", "ens_version", &version);
   ens_h5_get_attr_i64(f, "/", "first_member", &first);
+  if (ens_h5_get_attr_i64(f, "/", "members_total", &total))
+    total = members;
   ens_h5_get_attr_i64(f, "/", "ranks", &ranks);
   ens_h5_get_attr_i64(f, "/", "seed", &seed);
-  ens_h5_get_attr_i64(f, "/", "classes", &classes);
   ens_h5_get_attr_i64(f, "/", "threads", &threads);
   ens_h5_get_attr_i64(f, "/", "shared_init", &shared);
   ens_h5_get_attr_str(f, "/model", "layers", &layers);
   ens_h5_get_attr_i64(f, "/model", "trunk_layers", &tl);
   double secs = 0;
   ens_h5_get_attr_f64(f, "/", "train_seconds", &secs);
+  char *task = NULL, *split = NULL;
+  int regress = ens_h5_get_attr_str(f, "/", "task", &task) == 0 && !strcmp(task, "regress");
+  free(task);
   printf("%s (ens %s)\n", path, version ? version : "?");
+  /* The data: file, rows of every split, and which rows are scored. */
+  int64_t ntrain = -1, ntest = -1, nval = -1;
+  ens_h5_get_attr_i64(f, "/", "train_rows", &ntrain);
+  if (ens_h5_get_attr_i64(f, "/", "test_rows", &ntest))
+    ntest = rows_of(f, regress ? "/members/mean" : "/members/probs", 1);
+  if (ens_h5_get_attr_i64(f, "/", "val_rows", &nval))
+    nval = rows_of(f, regress ? "/members/val_mean" : "/members/val_probs", 1);
+  if (nval < 0)
+    nval = 0;
+  int scored_val = ens_h5_get_attr_str(f, "/", "test_split", &split) == 0 && strcmp(split, "/test");
+  printf("  data          %s:", have_cfg ? c.data_path : "?");
+  if (ntrain >= 0)
+    printf(" %lld train,", (long long)ntrain);
+  if (scored_val)
+    printf(" %lld held-out validation rows (%s) scored in place of a test split\n"
+           "                (the input has no /test: the metrics below are on these rows)\n",
+           (long long)ntest,
+           !strcmp(split, "/val") ? "its /val" : "[data] val_fraction of /train");
+  else
+    printf(" %lld test, %lld validation rows\n", (long long)ntest, (long long)nval);
+  free(split);
   printf("  architecture  %s\n", layers ? layers : "?");
   if (tl > 0)
     printf("  trunk         first %lld hidden block%s, shared and frozen\n", (long long)tl,
            tl == 1 ? "" : "s");
-  printf("  ensemble      %lld member%s (from %lld), mode %s, combine %s, seed %lld%s\n",
-         (long long)members, members == 1 ? "" : "s", (long long)first, mode, combine,
-         (long long)seed, shared ? ", shared initialization" : "");
+  if (members == total)
+    printf("  ensemble      %lld member%s", (long long)members, members == 1 ? "" : "s");
+  else
+    printf("  ensemble      %lld of %lld members (members %lld-%lld: a partial result)",
+           (long long)members, (long long)total, (long long)first,
+           (long long)(first + members - 1));
+  printf(", mode %s, combine %s, seed %lld%s\n", mode, combine, (long long)seed,
+         shared ? ", shared initialization" : "");
+  if (have_cfg)
+    printf("  training      %d epoch%s, batch %d, %s lr %g, schedule %s\n", c.epochs,
+           c.epochs == 1 ? "" : "s", c.batch, ens_optimizer_name(c.optimizer), c.lr,
+           ens_schedule_name(c.schedule));
   printf("  trained on    %lld rank%s, %lld BLAS thread%s each, %.1f s\n", (long long)ranks,
          ranks == 1 ? "" : "s", (long long)threads, threads == 1 ? "" : "s", secs);
   print_placement(f);
-  char *task = NULL;
-  int regress = ens_h5_get_attr_str(f, "/", "task", &task) == 0 && !strcmp(task, "regress");
-  free(task);
   {
-    int64_t nt = 0;
+    int64_t nt = 0, classes = 0;
+    ens_h5_get_attr_i64(f, "/", "classes", &classes);
     ens_h5_get_attr_i64(f, "/model", "targets", &nt);
     long long nn_ = regress ? nt : classes;
     char **nm = ens_h5_read_strings(f, regress ? "/model/target_names" : "/model/class_names", nn_);
@@ -250,7 +350,6 @@ int ens_cli_info(int argc, char **argv) {
   /* Columns: the task's metrics, then validation, out-of-bag, MC. */
   static const char *const cnames[] = {"accuracy", "nll", "brier", "ece"};
   static const char *const rnames[] = {"rmse", "mae", "r2", "nll", "crps", "coverage_90"};
-  /* (member tables read their datasets by name, so the order is free) */
   const char *const *names = regress ? rnames : cnames;
   const int nn = regress ? 6 : 4;
   const char *m0 = names[0];
@@ -276,57 +375,67 @@ int ens_cli_info(int argc, char **argv) {
   int have_all = 1;
   for (int i = 0; i < nn; i++)
     have_all &= m[i] != NULL;
+  const char *scored = scored_val ? "scored rows" : "test rows";
   if (have_all) {
-    printf("\n  %-7s", "member");
+    printf("\n  member metrics on the %s%s\n  %-*s", scored,
+           vm[0] && vm[1] ? " and the validation rows (val)" : "", LABEL_W, "member");
     for (int i = 0; i < nn; i++)
-      printf(" %11s", names[i]);
-    if (vm[0] && vm[1])
-      printf(" %11s %11s", regress ? "val rmse" : "val acc", "val nll");
+      cell_head(names[i]);
+    if (vm[0] && vm[1]) {
+      cell_head(regress ? "val rmse" : "val acc");
+      cell_head("val nll");
+    }
     if (oob)
-      printf(" %11s", regress ? "oob rmse" : "oob acc");
-    if (mm[0] && mm[1])
-      printf(" %11s %11s", regress ? "mc rmse" : "mc acc", "mc nll");
+      cell_head(regress ? "oob rmse" : "oob acc");
+    if (mm[0] && mm[1]) {
+      cell_head(regress ? "mc rmse" : "mc acc");
+      cell_head("mc nll");
+    }
     if (wts)
-      printf(" %7s", "weight");
+      cell_head("weight");
     printf("  hyperparameters\n");
     for (int i = 0; i < members; i++) {
-      char grp[64], *st = NULL, *why = NULL, *hid = NULL, *ini = NULL;
+      char grp[64], *status = NULL, *why = NULL, *hid = NULL, *ini = NULL;
       snprintf(grp, sizeof(grp), "/members/%lld", (long long)(first + i));
-      printf("  %-7lld", (long long)(first + i));
-      if (ens_h5_get_attr_str(f, grp, "status", &st) == 0 && strcmp(st, "done") != 0) {
+      printf("  %-*lld", LABEL_W, (long long)(first + i));
+      if (ens_h5_get_attr_str(f, grp, "status", &status) == 0 && strcmp(status, "done") != 0) {
         int64_t fe = 0;
         ens_h5_get_attr_i64(f, grp, "fail_epoch", &fe);
         ens_h5_get_attr_str(f, grp, "fail_reason", &why);
         printf(" FAILED at epoch %lld: %s\n", (long long)fe, why ? why : "?");
-        free(st);
+        free(status);
         free(why);
         continue;
       }
-      free(st);
-      for (int c = 0; c < nn; c++)
-        printf(PCT(names[c]) ? " %10.2f%%" : " %11.4g", PCT(names[c]) ? 100 * m[c][i] : m[c][i]);
-      if (vm[0] && vm[1])
-        printf(!regress ? " %10.2f%% %11.4g" : " %11.4g %11.4g",
-               !regress ? 100 * vm[0][i] : vm[0][i], vm[1][i]);
+      free(status);
+      for (int k = 0; k < nn; k++)
+        cell(m[k][i], PCT(names[k]));
+      if (vm[0] && vm[1]) {
+        cell(vm[0][i], !regress);
+        cell(vm[1][i], 0);
+      }
       if (oob)
-        printf(!regress ? " %10.2f%%" : " %11.4g", !regress ? 100 * oob[i] : oob[i]);
-      if (mm[0] && mm[1])
-        printf(!regress ? " %10.2f%% %11.4g" : " %11.4g %11.4g",
-               !regress ? 100 * mm[0][i] : mm[0][i], mm[1][i]);
+        cell(oob[i], !regress);
+      if (mm[0] && mm[1]) {
+        cell(mm[0][i], !regress);
+        cell(mm[1][i], 0);
+      }
       if (wts)
-        printf(" %7.3f", wts[i]);
+        printf(" %*.3f", CELL_W, wts[i]);
       double lr = 0, wd = 0, mo = 0, dr = 0;
       int64_t bs = 0, bn = 0;
       if (ens_h5_get_attr_f64(f, grp, "lr", &lr) == 0) {
         ens_h5_get_attr_f64(f, grp, "weight_decay", &wd);
-        ens_h5_get_attr_f64(f, grp, "momentum", &mo);
         ens_h5_get_attr_f64(f, grp, "dropout", &dr);
         ens_h5_get_attr_i64(f, grp, "batch", &bs);
         ens_h5_get_attr_i64(f, grp, "batchnorm", &bn);
         ens_h5_get_attr_str(f, grp, "hidden", &hid);
         ens_h5_get_attr_str(f, grp, "init", &ini);
-        printf("  lr %.3g wd %.2g mom %.3f drop %.2f batch %lld hidden %s %s%s", lr, wd, mo, dr,
-               (long long)bs, hid ? hid : "?", ini ? ini : "?", bn ? " bn" : "");
+        printf("  lr %.3g wd %.2g", lr, wd);
+        if (ens_h5_get_attr_f64(f, grp, "momentum", &mo) == 0)
+          printf(" mom %.3f", mo);
+        printf(" drop %.2f batch %lld hidden %s %s%s", dr, (long long)bs, hid ? hid : "?",
+               ini ? ini : "?", bn ? " bn" : "");
       }
       free(hid);
       free(ini);
@@ -338,48 +447,66 @@ int ens_cli_info(int argc, char **argv) {
   for (int i = 0; i < nn; i++)
     have &= ens_h5_get_attr_f64(f, "/metrics/ensemble", names[i], &e[i]) == 0;
   if (have) {
-    printf("  %-7s", "ensemble");
-    for (int c = 0; c < nn; c++)
-      printf(PCT(names[c]) ? " %10.2f%%" : " %11.4g", PCT(names[c]) ? 100 * e[c] : e[c]);
-    printf("\n");
+    printf("  %-*s", LABEL_W, "ensemble");
+    for (int k = 0; k < nn; k++)
+      cell(e[k], PCT(names[k]));
+    double v1, v2;
+    char vn[64];
+    snprintf(vn, sizeof(vn), "val_%s", m0);
+    if (vm[0] && vm[1] && ens_h5_get_attr_f64(f, "/metrics/ensemble", vn, &v1) == 0 &&
+        ens_h5_get_attr_f64(f, "/metrics/ensemble", "val_nll", &v2) == 0) {
+      cell(v1, !regress);
+      cell(v2, 0);
+    }
+    printf("  (%s)\n", combine);
+    if (!strcmp(combine, "vote") && !regress)
+      printf("  (vote: the nll and brier of vote shares, which are not probabilities, are large "
+             "by construction; compare accuracy)\n");
   }
   double v1, v2;
+  char t1[32];
   int64_t bm = 0;
   snprintf(p, sizeof(p), "best_member_%s", m0);
   if (ens_h5_get_attr_i64(f, "/metrics/ensemble", "best_member", &bm) == 0 &&
       ens_h5_get_attr_f64(f, "/metrics/ensemble", p, &v1) == 0 &&
       ens_h5_get_attr_f64(f, "/metrics/ensemble", "best_member_nll", &v2) == 0)
-    printf("\n  best single member by validation nll: %lld (test %s %.4g, nll %.4f)\n",
-           (long long)bm, m0, regress ? v1 : 100 * v1, v2);
+    printf("\n  best single member by validation nll: %lld (%s %s %s, nll %.4f)\n",
+           (long long)bm, scored_val ? "scored" : "test", m0, m0_text(t1, regress, v1), v2);
   snprintf(p, sizeof(p), "average_%s", m0);
   if (ens_h5_get_attr_f64(f, "/metrics/ensemble", p, &v1) == 0 &&
       ens_h5_get_attr_f64(f, "/metrics/ensemble", "average_nll", &v2) == 0)
-    printf("  plain average of all finished members: test %s %.4g, nll %.4f\n", m0,
-           regress ? v1 : 100 * v1, v2);
+    printf("  plain average of all finished members: %s %s, nll %.4f\n", m0,
+           m0_text(t1, regress, v1), v2);
   if (ens_h5_get_attr_f64(f, "/ensemble", regress ? "variance_scale" : "temperature", &v1) == 0 &&
       ens_h5_get_attr_f64(f, "/metrics/ensemble", "uncalibrated_nll", &v2) == 0)
-    printf("  calibration: %s %.4g (test nll before %.4f)\n",
+    printf("  calibration: %s %.4g (nll before %.4f)\n",
            regress ? "variance scale" : "temperature", v1, v2);
   snprintf(p, sizeof(p), "mc_%s", m0);
   if (ens_h5_get_attr_f64(f, "/metrics/ensemble", p, &v1) == 0 &&
       ens_h5_get_attr_f64(f, "/metrics/ensemble", "mc_nll", &v2) == 0)
-    printf("  MC-dropout average: test %s %.4g, nll %.4f\n", m0, regress ? v1 : 100 * v1, v2);
+    printf("  MC-dropout average: %s %s, nll %.4f\n", m0, m0_text(t1, regress, v1), v2);
   if (!regress && ens_h5_get_attr_f64(f, "/metrics/ensemble", "accuracy_vote", &v1) == 0 &&
       ens_h5_get_attr_f64(f, "/metrics/ensemble", "accuracy_average", &v2) == 0)
     printf("  accuracy by rule: average %.2f%%, vote %.2f%%\n", 100 * v2, 100 * v1);
+  snprintf(p, sizeof(p), "%s_params", m0);
+  if (ens_h5_get_attr_f64(f, "/metrics/ensemble", p, &v1) == 0)
+    printf("  %s of the parameter average: %s%s\n", m0, m0_text(t1, regress, v1),
+           shared ? "" : " (the members were initialized independently: averaging their "
+                         "parameters means little; share_init = true makes it meaningful)");
   snprintf(p, sizeof(p), "oob_%s", m0);
   if (ens_h5_get_attr_f64(f, "/metrics/ensemble", p, &v1) == 0)
-    printf("  out-of-bag ensemble %s: %.4g\n", m0, regress ? v1 : 100 * v1);
-  snprintf(p, sizeof(p), "val_%s", m0);
-  if (ens_h5_get_attr_f64(f, "/metrics/ensemble", p, &v1) == 0 &&
-      ens_h5_get_attr_f64(f, "/metrics/ensemble", "val_nll", &v2) == 0)
-    printf("  validation (held out of training): %s %.4g, nll %.4f\n", m0,
-           regress ? v1 : 100 * v1, v2);
+    printf("  out-of-bag ensemble %s: %s\n", m0, m0_text(t1, regress, v1));
   if (ca && cn) {
-    printf("\n  ensemble-size curve\n  %-8s %11s %11s\n", "size", m0, "nll");
-    for (int i = 0; i < members; i++)
-      printf(regress ? "  %-8d %11.4g %11.4f\n" : "  %-8d %10.2f%% %11.4f\n", i + 1,
-             regress ? ca[i] : 100 * ca[i], cn[i]);
+    printf("\n  ensemble-size curve\n  %-*s", LABEL_W, "size");
+    cell_head(m0);
+    cell_head("nll");
+    printf("\n");
+    for (int i = 0; i < members; i++) {
+      printf("  %-*d", LABEL_W, i + 1);
+      cell(ca[i], !regress);
+      cell(cn[i], 0);
+      printf("\n");
+    }
   }
 #undef PCT
   long long nd = ens_h5_size(f, "/metrics/disagreement", NULL, NULL);
@@ -408,8 +535,47 @@ int ens_cli_info(int argc, char **argv) {
   free(mode);
   free(combine);
   free(layers);
+  free(text);
   H5Fclose(f);
   return 0;
+}
+
+int ens_cli_info(int argc, char **argv) {
+  int print_config = 0, nfiles = 0;
+  for (int i = 0; i < argc; i++) {
+    if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+      printf("usage: ens info [--config] result.h5 [more.h5 ...]\n"
+             "  Prints a result's data, architecture, members, metrics (accuracy and\n"
+             "  coverage in percent) and the ensemble-size curve; several files one after\n"
+             "  the other.\n"
+             "  --config   print the configuration stored in the result instead (INI text\n"
+             "             that `ens train -c` reads)\n");
+      return 0;
+    }
+    if (!strcmp(argv[i], "--config"))
+      print_config = 1;
+    else if (argv[i][0] == '-' && argv[i][1]) {
+      fprintf(stderr, "ens info: unknown option '%s' (see ens info --help)\n", argv[i]);
+      return 1;
+    } else
+      nfiles++;
+  }
+  if (!nfiles) {
+    fprintf(stderr, "ens info: expected a result file: ens info [--config] result.h5 ...\n");
+    return 1;
+  }
+  ens_h5_quiet();
+  int code = 0, shown = 0;
+  for (int i = 0; i < argc; i++) {
+    if (argv[i][0] == '-' && argv[i][1])
+      continue;
+    if (shown++ && !print_config)
+      printf("\n");
+    int c = info_one(argv[i], print_config);
+    if (c > code)
+      code = c;
+  }
+  return code;
 }
 
 void ens_cli_import_csv_usage(FILE *out) {

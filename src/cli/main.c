@@ -36,14 +36,17 @@ static void usage(FILE *out) {
           "      convert (gzip) IDX files to the ens input layout\n"
           "  import csv FILE --target NAME|INDEX[,...] -o data.h5 [--test FILE] ...\n"
           "      convert a CSV table (numeric and categorical columns) to the input layout\n"
-          "  train -c job.ini [--set section.key=value ...] [--resume]\n"
+          "  train -c job.ini [--set section.key=value ...] [--resume | --restart] [--force]\n"
           "      train an ensemble (under mpirun: one rank per process)\n"
           "  predict -m result.h5 -i input.h5 -o predictions.h5 [--combine average|vote|params]\n"
           "      apply a trained ensemble to new data\n"
-          "  info result.h5\n"
-          "      print a result file's architecture, members and metrics\n"
-          "  merge a.h5 b.h5 ... -o all.h5\n"
+          "  info [--config] result.h5 ...\n"
+          "      print a result file's data, architecture, members and metrics\n"
+          "  merge a.h5 b.h5 ... -o all.h5 [--partial]\n"
           "      combine result files of disjoint member slices into one\n"
+          "  diff A.h5 B.h5\n"
+          "      compare two results (datasets bitwise, configurations key by key;\n"
+          "      exit 0 identical, 1 different, 2 unreadable)\n"
           "\n"
           "`ens <command> --help` gives the command's options; `ens train --help` lists\n"
           "every config key with its default.\n"
@@ -51,17 +54,37 @@ static void usage(FILE *out) {
           "75 stopped by a signal after writing checkpoints\n");
 }
 
+/* Warnings of the effective configuration, printed once (rank 0). */
+static void print_warning(void *ctx, const char *msg) {
+  (void)ctx;
+  fprintf(stderr, "ens train: warning: %s\n", msg);
+}
+
 static void train_usage(FILE *out) {
   fprintf(out,
-          "usage: ens train -c job.ini [--set section.key=value ...] [--resume]\n"
+          "usage: ens train -c job.ini [--set section.key=value ...] [--resume | --restart]\n"
+          "                 [--force]\n"
           "\n"
           "  -c, --config FILE    INI job file (keys below; every key has a default)\n"
           "  --set S.K=V          override one key, e.g. --set train.epochs=5 (repeatable)\n"
           "  --resume             continue from the checkpoints in [output] checkpoint_dir\n"
+          "  --restart            discard this job's checkpoints there and start over\n"
+          "  --force              train even when [output] path holds a result (of this or\n"
+          "                       another configuration) and overwrite it\n"
           "  -h, --help           this help\n"
           "\n"
-          "Signals: SIGTERM, SIGINT or SIGUSR1 stop all ranks after the current step;\n"
-          "checkpoints are written and ens exits with 75. Run again with --resume.\n"
+          "Before training: a result of the same configuration and data at [output] path\n"
+          "means nothing to do (exit 0); a result of another configuration is never\n"
+          "overwritten without --force; checkpoints of an earlier run are never\n"
+          "overwritten without --resume or --restart.\n"
+          "Relative paths in the job ([data] path, [output] path, ...) resolve from the\n"
+          "current folder; missing output and checkpoint folders are created.\n"
+          "\n"
+          "Signals: SIGTERM, SIGINT, SIGHUP or SIGUSR1 stop all ranks after the current\n"
+          "step; checkpoints are written and ens exits with 75. Run again with --resume.\n"
+          "Under mpirun send SIGUSR1 to mpirun (it passes it on and exits 75); mpirun\n"
+          "exits 1 after SIGINT (Ctrl-C) or SIGTERM even though the ranks checkpointed.\n"
+          "A closed stdout (ens train | head) does not stop training.\n"
           "\n"
           "config keys ([section] key = default  description):\n");
   ens_config_print_keys(out);
@@ -71,7 +94,7 @@ static void train_usage(FILE *out) {
 
 static int cmd_train(int argc, char **argv) {
   const char *cfg_path = NULL;
-  int resume = 0, nsets = 0;
+  int resume = 0, restart = 0, force = 0, nsets = 0;
   const char **sets = calloc((size_t)argc + 1, sizeof(char *));
   int rank = 0, code;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
@@ -92,6 +115,10 @@ static int cmd_train(int argc, char **argv) {
       sets[nsets++] = a + 6;
     } else if (!strcmp(a, "--resume")) {
       resume = 1;
+    } else if (!strcmp(a, "--restart")) {
+      restart = 1;
+    } else if (!strcmp(a, "--force")) {
+      force = 1;
     } else {
       if (rank == 0)
         fprintf(stderr, "ens train: unknown or incomplete option '%s' (see ens train --help)\n",
@@ -106,9 +133,18 @@ static int cmd_train(int argc, char **argv) {
     free(sets);
     return EXIT_USAGE;
   }
+  if (resume && restart) {
+    if (rank == 0)
+      fprintf(stderr, "ens train: --resume continues from the checkpoints and --restart discards "
+                      "them: give one of the two\n");
+    free(sets);
+    return EXIT_USAGE;
+  }
   ens_config cfg;
   char err[2048] = "";
   int ret = ens_config_load(&cfg, cfg_path, sets, nsets, err, sizeof(err));
+  if (!ret)
+    ret = ens_config_effective(&cfg, rank == 0 ? print_warning : NULL, NULL, err, sizeof(err));
   if (!ret)
     ret = ens_config_validate(&cfg, err, sizeof(err));
   free(sets);
@@ -127,8 +163,12 @@ static int cmd_train(int argc, char **argv) {
   sigaction(SIGTERM, &sa, NULL);
   sigaction(SIGINT, &sa, NULL);
   sigaction(SIGUSR1, &sa, NULL);
+  sigaction(SIGHUP, &sa, NULL); /* a closed terminal or dropped ssh: stop like SIGTERM */
+  /* A closed stdout or stderr pipe (ens train | head) must not kill training:
+   * writes then fail with EPIPE and are dropped. */
+  signal(SIGPIPE, SIG_IGN);
   ens_job_opts o = {.config_text = text, .config_path = cfg_path, .stop = &g_stop,
-                    .resume = resume};
+                    .resume = resume, .restart = restart, .force = force, .guard = 1};
   ret = ens_train_job(&cfg, &o, MPI_COMM_WORLD, err, sizeof(err));
   free(text);
   if (ret == 0)
@@ -184,7 +224,9 @@ static int cmd_import(int argc, char **argv) {
     if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
       printf("usage: ens import idx --images F --labels F [--test-images F --test-labels F] "
              "-o data.h5\n  Reads gzip or plain IDX files and writes /train/x, /train/y "
-             "(and /test/x, /test/y) plus the root attribute `classes`.\n");
+             "(and /test/x, /test/y) plus the root attribute `classes`.\n"
+             "  Without test files there is no /test: ens train then scores on held-out\n"
+             "  validation rows ([data] val_fraction). Missing folders of -o are created.\n");
       return 0;
     }
     if (!dst || i + 1 >= argc) {
@@ -205,6 +247,10 @@ static int cmd_import(int argc, char **argv) {
     return ens_cli_exit_code(ret);
   }
   printf("wrote %s\n", out);
+  if (!timg)
+    printf("note: %s has no test split (no --test-images/--test-labels): ens train then scores "
+           "the members on held-out validation rows, so the job needs [data] val_fraction "
+           "(e.g. 0.2)\n", out);
   return 0;
 }
 
@@ -224,6 +270,8 @@ int main(int argc, char **argv) {
     return ens_cli_info(argc - 2, argv + 2);
   if (!strcmp(cmd, "predict"))
     return ens_cli_predict(argc - 2, argv + 2);
+  if (!strcmp(cmd, "diff"))
+    return ens_cli_diff(argc - 2, argv + 2);
   if (!strcmp(cmd, "merge")) {
     /* merge reuses the job machinery, which speaks MPI: a singleton world. */
     if (MPI_Init(&argc, &argv) != MPI_SUCCESS)

@@ -431,8 +431,9 @@ static const char *string_problem(const char *s) {
       return "must not contain control characters";
     /* ens_config_to_ini writes "key = value": a ';' first would follow
      * the blank after '=' there. */
-    if (ch == ';' && (i == 0 || isspace((unsigned char)s[i - 1])))
-      return "must not contain ';' at the start or after a blank (it starts an INI comment)";
+    if ((ch == ';' || ch == '#') && (i == 0 || isspace((unsigned char)s[i - 1])))
+      return "must not contain ';' or '#' at the start or after a blank (it starts an INI "
+             "comment)";
   }
   if (n > 0 && (isspace((unsigned char)s[0]) || isspace((unsigned char)s[n - 1])))
     return "must not start or end with a blank";
@@ -512,6 +513,67 @@ static int key_set(ens_config *c, const key_spec *k, const char *value, char *ms
   return ENS_ECONFIG;
 }
 
+/* Edit distance (Levenshtein, case-insensitive) between a[0..na) and the
+ * string b, capped at 99; for "did you mean" hints. */
+static int edit_distance(const char *a, size_t na, const char *b) {
+  size_t nb = strlen(b);
+  if (na > 64 || nb > 64)
+    return 99;
+  int row[65];
+  for (size_t j = 0; j <= nb; j++)
+    row[j] = (int)j;
+  for (size_t i = 1; i <= na; i++) {
+    int diag = row[0];
+    row[0] = (int)i;
+    for (size_t j = 1; j <= nb; j++) {
+      int up = row[j];
+      int sub = diag + (tolower((unsigned char)a[i - 1]) != tolower((unsigned char)b[j - 1]));
+      int best = up + 1 < row[j - 1] + 1 ? up + 1 : row[j - 1] + 1;
+      row[j] = sub < best ? sub : best;
+      diag = up;
+    }
+  }
+  return row[nb] < 99 ? row[nb] : 99;
+}
+
+/* A name close enough to be a typo of one with n characters: at most 1 edit
+ * for short names, about a third of the length for longer ones. */
+static bool close_enough(int dist, size_t n) {
+  int limit = n <= 4 ? 1 : (int)(n / 3) + 1;
+  return dist <= limit;
+}
+
+/* The key nearest to key[0..klen): same section first, else any section.
+ * NULL when none is close. */
+static const key_spec *nearest_key(const char *sec, size_t slen, const char *key, size_t klen) {
+  const key_spec *best = NULL;
+  int bd = 99;
+  for (int pass = 0; pass < 2 && !best; pass++)
+    for (size_t i = 0; i < N_KEYS; i++) {
+      if (pass == 0 && !name_is(key_table[i].section, sec, slen))
+        continue;
+      int d = edit_distance(key, klen, key_table[i].key);
+      if (d < bd && close_enough(d, klen)) {
+        bd = d;
+        best = &key_table[i];
+      }
+    }
+  return best;
+}
+
+static const char *nearest_section(const char *sec, size_t slen) {
+  const char *best = NULL;
+  int bd = 99;
+  for (size_t i = 0; i < N_KEYS; i++) {
+    int d = edit_distance(sec, slen, key_table[i].section);
+    if (d < bd && close_enough(d, slen)) {
+      bd = d;
+      best = key_table[i].section;
+    }
+  }
+  return best;
+}
+
 /* Applies section.key = value (section and key given by pointer and length).
  * Returns 0 or ENS_ECONFIG with a message (no location prefix) in msg. */
 static int apply(ens_config *c, const char *sec, size_t slen, const char *key, size_t klen,
@@ -523,8 +585,13 @@ static int apply(ens_config *c, const char *sec, size_t slen, const char *key, s
     return ENS_ECONFIG;
   }
   if (!section_known(sec, slen)) {
+    const char *near = nearest_section(sec, slen);
     section_list(list, sizeof list);
-    snprintf(msg, msglen, "unknown section [%.*s] (sections: %s)", (int)slen, sec, list);
+    if (near)
+      snprintf(msg, msglen, "unknown section [%.*s] (did you mean [%s]? sections: %s)", (int)slen,
+               sec, near, list);
+    else
+      snprintf(msg, msglen, "unknown section [%.*s] (sections: %s)", (int)slen, sec, list);
     return ENS_ECONFIG;
   }
   const key_spec *k = find_key(sec, slen, key, klen);
@@ -534,11 +601,17 @@ static int apply(ens_config *c, const char *sec, size_t slen, const char *key, s
     for (size_t i = 0; i < N_KEYS && !elsewhere; i++)
       if (name_is(key_table[i].key, key, klen))
         elsewhere = &key_table[i];
-    if (elsewhere)
-      snprintf(msg, msglen, "unknown key '%.*s' in section [%.*s] (did you mean [%s] %s?)", (int)klen,
-               key, (int)slen, sec, elsewhere->section, elsewhere->key);
+    const key_spec *near = elsewhere ? elsewhere : nearest_key(sec, slen, key, klen);
+    if (near && name_is(near->section, sec, slen))
+      snprintf(msg, msglen, "unknown key '%.*s' in section [%.*s] (did you mean %s?)", (int)klen,
+               key, (int)slen, sec, near->key);
+    else if (near)
+      snprintf(msg, msglen, "unknown key '%.*s' in section [%.*s] (did you mean [%s] %s?)",
+               (int)klen, key, (int)slen, sec, near->section, near->key);
     else
-      snprintf(msg, msglen, "unknown key '%.*s' in section [%.*s]", (int)klen, key, (int)slen, sec);
+      snprintf(msg, msglen,
+               "unknown key '%.*s' in section [%.*s] (`ens train --help` lists every key)",
+               (int)klen, key, (int)slen, sec);
     return ENS_ECONFIG;
   }
   return key_set(c, k, value ? value : "", msg, msglen);
@@ -616,6 +689,7 @@ typedef struct {
   int read_errno;         /* errno of a failed read, 0 = none */
   int err_line;           /* line of the first error, 0 = none */
   char msg[MSG_MAX];      /* that error, without the "file:line: " prefix */
+  int seen[N_KEYS];       /* line on which each key was set, 0 = not yet */
 } file_ctx;
 
 static void note_error(file_ctx *x, const char *fmt, ...) {
@@ -666,9 +740,27 @@ static void check_section(file_ctx *x, const char *s) {
     return; /* inih reports the syntax error */
   if (!section_known(s + 1, end)) {
     char list[256];
+    const char *near = nearest_section(s + 1, end);
     section_list(list, sizeof list);
-    note_error(x, "unknown section [%.*s] (sections: %s)", (int)end, s + 1, list);
+    if (near)
+      note_error(x, "unknown section [%.*s] (did you mean [%s]? sections: %s)", (int)end, s + 1,
+                 near, list);
+    else
+      note_error(x, "unknown section [%.*s] (sections: %s)", (int)end, s + 1, list);
   }
+}
+
+/* Both ';' and '#' start a comment, at the start of a line (inih) and after
+ * a blank inside it. inih knows only ';' inline, so a '#' after a blank ends
+ * the line here. */
+static void inline_hash_comment(char *s) {
+  if (*s == ';' || *s == '#')
+    return;
+  for (size_t i = 1; s[i]; i++)
+    if (s[i] == '#' && isspace((unsigned char)s[i - 1])) {
+      s[i] = '\0';
+      return;
+    }
 }
 
 /* fgets-style reader for ini_parse_stream. Leading blanks are removed, so
@@ -695,6 +787,8 @@ static char *file_reader(char *str, int num, void *stream) {
     s += 3; /* UTF-8 byte order mark */
   rstrip(s);
   s = lskip(s);
+  inline_hash_comment(s);
+  rstrip(s);
   if (*s == '[')
     check_section(x, s);
   size_t len = strlen(s);
@@ -715,6 +809,17 @@ static int file_handler(void *user, const char *section, const char *name, const
   if (apply(x->cfg, section, strlen(section), name, strlen(name), value, msg, sizeof msg) != 0) {
     note_error(x, "%s", msg);
     return 0;
+  }
+  /* A key given twice is a mistake (which one did the user mean?). */
+  const key_spec *k = find_key(section, strlen(section), name, strlen(name));
+  if (k) {
+    size_t i = (size_t)(k - key_table);
+    if (x->seen[i]) {
+      note_error(x, "[%s] %s is set a second time (first on line %d): remove one of the two",
+                 k->section, k->key, x->seen[i]);
+      return 0;
+    }
+    x->seen[i] = x->lineno;
   }
   return 1;
 }
@@ -1077,3 +1182,41 @@ const char *ens_loss_name(ens_loss_kind k) { return enum_name(loss_names, (int)k
 const char *ens_optimizer_name(ens_optimizer_kind k) { return enum_name(optimizer_names, (int)k); }
 const char *ens_calibrate_name(ens_calibrate_kind k) { return enum_name(calibrate_names, (int)k); }
 const char *ens_trunk_source_name(ens_trunk_source k) { return enum_name(trunk_names, (int)k); }
+
+/* ---- single keys (effective-configuration rules, diffs) ------------------ */
+
+static const key_spec *lookup(const char *section, const char *key) {
+  return find_key(section, strlen(section), key, strlen(key));
+}
+
+int ens_config_key_text(const ens_config *c, const char *section, const char *key, char *buf,
+                        size_t len) {
+  const key_spec *k = lookup(section, key);
+  if (!k) {
+    if (len)
+      buf[0] = '\0';
+    return ENS_ENOTFOUND;
+  }
+  format_value(c, k, buf, len);
+  return 0;
+}
+
+int ens_config_key_changed(const ens_config *c, const char *section, const char *key) {
+  const key_spec *k = lookup(section, key);
+  if (!k)
+    return 0;
+  char now[ENS_PATH_MAX + 64], def[ENS_PATH_MAX + 64];
+  ens_config d;
+  ens_config_defaults(&d);
+  format_value(c, k, now, sizeof now);
+  format_value(&d, k, def, sizeof def);
+  return strcmp(now, def) != 0;
+}
+
+int ens_config_key_reset(ens_config *c, const char *section, const char *key) {
+  const key_spec *k = lookup(section, key);
+  char msg[MSG_MAX];
+  if (!k)
+    return ENS_ENOTFOUND;
+  return key_set(c, k, k->def, msg, sizeof msg);
+}

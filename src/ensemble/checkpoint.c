@@ -32,6 +32,15 @@ char *ens_job_identity_text(const ens_config *c) {
   return ens_config_to_ini(&k);
 }
 
+char *ens_job_identity_diff(const char *saved, const char *ident, const char *name) {
+  ens_config a, b;
+  char msg[512];
+  if (ens_config_load_text(&a, name, saved, msg, sizeof(msg)) ||
+      ens_config_load_text(&b, "this job", ident, msg, sizeof(msg)))
+    return NULL;
+  return ens_config_diff_text(&b, &a, 1, "this job", "the checkpoint");
+}
+
 static void unit_path(const ens_job *j, int unit, char *buf, size_t len) {
   snprintf(buf, len, "%s/unit_%d.h5", j->ckpt.dir, unit);
 }
@@ -225,7 +234,10 @@ int ens_job_restore_unit(ens_job *j, ens_trainer *t, int unit, int first_k, int 
   unit_path(j, unit, path, sizeof(path));
   struct stat st;
   if (stat(path, &st) != 0) {
-    printf("[unit %d] no checkpoint at %s: starting from scratch\n", unit, path);
+    if (j->c->verbose) {
+      ens_progress_clear(&j->progress);
+      printf("[unit %d] no checkpoint at %s: starting from scratch\n", unit, path);
+    }
     return 0;
   }
   hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
@@ -238,10 +250,12 @@ int ens_job_restore_unit(ens_job *j, ens_trainer *t, int unit, int first_k, int 
   double lsum = 0, last = NAN, elapsed = 0;
   int ret = ens_h5_get_attr_str(f, "/", "config", &saved);
   if (!ret && (!ident || strcmp(saved, ident) != 0)) {
+    char *diff = ident ? ens_job_identity_diff(saved, ident, path) : NULL;
     snprintf(err, errlen,
-             "checkpoint %s was written with a different configuration (only [output] keys "
-             "may change on --resume)",
-             path);
+             "checkpoint %s was written with a different configuration (%s); only [output] "
+             "keys may change on --resume (--restart discards the checkpoints)",
+             path, diff ? diff : "its configuration does not load");
+    free(diff);
     ret = ENS_ECONFIG;
     goto cleanup;
   }
@@ -260,6 +274,7 @@ int ens_job_restore_unit(ens_job *j, ens_trainer *t, int unit, int first_k, int 
     ret = ENS_EFORMAT;
     goto cleanup;
   }
+  ens_progress_clear(&j->progress); /* the messages below */
   /* Members this unit had already emitted. */
   int emitted = isdone ? nmembers : (j->c->mode == ENS_MODE_SNAPSHOT ? (int)cyc : 0);
   if (emitted > nmembers)

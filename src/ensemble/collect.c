@@ -89,7 +89,10 @@ static int write_hyper(ens_job *j, const char *obj, int k) {
   int ret = 0;
   ret |= ens_h5_attr_f64(j->file, obj, "lr", mc.lr);
   ret |= ens_h5_attr_f64(j->file, obj, "weight_decay", mc.weight_decay);
-  ret |= ens_h5_attr_f64(j->file, obj, "momentum", mc.momentum);
+  if (mc.optimizer == ENS_OPT_SGD) /* Adam has no momentum (beta1 instead) */
+    ret |= ens_h5_attr_f64(j->file, obj, "momentum", mc.momentum);
+  else
+    ret |= ens_h5_attr_f64(j->file, obj, "beta1", mc.beta1);
   ret |= ens_h5_attr_f64(j->file, obj, "dropout", mc.dropout);
   ret |= ens_h5_attr_i64(j->file, obj, "batch", mc.batch);
   ret |= ens_h5_attr_str(j->file, obj, "hidden", h);
@@ -107,7 +110,10 @@ int ens_job_write_member(ens_job *j, const ens_member_meta *meta, const float *p
   snprintf(grp, sizeof(grp), "/members/%d", meta->k);
   ret |= ens_h5_group(f, grp);
   ret |= ens_job_meta_write(f, grp, meta);
-  ret |= ens_h5_attr_i64(f, grp, "seed", (int64_t)j->c->seed);
+  /* The member's own key: its random streams are keyed by (ensemble seed,
+   * this key) (init by init_key, which is 0 for all with shared init). */
+  ret |= ens_h5_attr_i64(f, grp, "seed", meta->rng_key);
+  ret |= ens_h5_attr_i64(f, grp, "ensemble_seed", (int64_t)j->c->seed);
   ret |= write_hyper(j, grp, meta->k);
   if (meta->status != ENS_MEMBER_DONE) {
     ret |= write_pred_rows(j, "", row, NULL, j->data.n_test);
@@ -120,7 +126,8 @@ int ens_job_write_member(ens_job *j, const ens_member_meta *meta, const float *p
   hsize_t np = (hsize_t)meta->nparams, ns = (hsize_t)meta->nstats;
   snprintf(path, sizeof(path), "%s/params", grp);
   ret |= ens_h5_write(f, path, H5T_NATIVE_FLOAT, 1, &np, v.params, 0);
-  ret |= ens_h5_attr_i64(f, path, "seed", (int64_t)j->c->seed);
+  ret |= ens_h5_attr_i64(f, path, "seed", meta->rng_key);
+  ret |= ens_h5_attr_i64(f, path, "ensemble_seed", (int64_t)j->c->seed);
   ret |= ens_job_meta_write(f, path, meta);
   snprintf(path, sizeof(path), "%s/bn_stats", grp);
   if (ns) /* no batch norm: no (empty) dataset */
@@ -133,7 +140,7 @@ int ens_job_write_member(ens_job *j, const ens_member_meta *meta, const float *p
   snprintf(path, sizeof(path), "%s/curve_eval", grp);
   ret |= ens_h5_write(f, path, H5T_NATIVE_FLOAT, 1, &ne, ne ? v.curve_eval : &dummy, 0);
   ret |= ens_h5_attr_str(f, path, "metric", ens_task_metric_name(&j->task, 0));
-  ret |= ens_h5_attr_str(f, path, "split", j->data.n_val ? "val" : "test");
+  ret |= ens_h5_attr_str(f, path, "split", j->data.n_val ? "val" : ens_jobdata_scored_name(&j->data));
   ret |= write_pred_rows(j, "", row, v.test, j->data.n_test);
   if (j->data.n_val)
     ret |= write_pred_rows(j, "val_", row, v.val, j->data.n_val);

@@ -319,7 +319,14 @@ static void print_summary(const ens_job *j, const fold *f, const double *em, con
   const ens_config *c = j->c;
   const int *shown = K->regress ? shown_reg : shown_class;
   int ns = K->regress ? 6 : 4;
-  printf("\n%-8s", "member");
+  if (strcmp(ens_jobdata_scored_name(&j->data), "test") == 0)
+    printf("\nscores on the %d test rows", j->data.n_test);
+  else
+    printf("\nscores on %d held-out validation rows (%s): the input has no /test split",
+           j->data.n_test,
+           strcmp(j->data.scored, "/val") == 0 ? "its /val" : "[data] val_fraction of /train");
+  printf("%s\n", j->data.n_val ? ", validation scores (val) on the validation rows" : "");
+  printf("%-8s", "member");
   for (int s = 0; s < ns; s++)
     printf(" %10s", ens_task_metric_name(K, shown[s]));
   if (c->mode == ENS_MODE_BOOTSTRAP)
@@ -363,6 +370,13 @@ static void print_summary(const ens_job *j, const fold *f, const double *em, con
     printf(pct ? "%.2f%%" : "%.4g", pct ? 100 * em[shown[s]] : em[shown[s]]);
   }
   printf("\n");
+  if (c->combine == ENS_COMBINE_VOTE)
+    printf("  (vote: nll and brier are computed on vote shares, which are not probabilities, so "
+           "they are large by construction; compare accuracy)\n");
+  if (c->combine == ENS_COMBINE_PARAMS && !j->shared_init)
+    printf("  (params: the members were initialized independently ([ensemble] share_init = "
+           "false), so the average of their parameters is rarely a working network; these "
+           "scores mean little)\n");
   if (best >= 0) {
     const char *fmt = K->regress ? "%s: %s %.4g, nll %.4f\n" : "%s: %s %.2f%%, nll %.4f\n";
     char what[96];

@@ -58,8 +58,15 @@ static int load_leader(ens_job *j, ens_data_arena *arena, char *err, size_t errl
   const ens_config *c = j->c;
   int ret = ens_data_load_in(&j->data.sets, c->data_path, arena, err, errlen);
   j->data.reads++;
+  int file_val = !ret && j->data.sets.val.n > 0;
   if (!ret && c->val_fraction > 0.0 && j->data.sets.val.n == 0)
     ret = ens_data_split_val(&j->data.sets, c->val_fraction, c->seed);
+  j->data.val_from_file = file_val;
+  j->data.scored = file_val ? "/val" : "val_fraction";
+  if (!ret && j->data.sets.test.n == 0) /* no /test: score the validation rows */
+    ret = ens_jobdata_score_val(j, err, errlen);
+  else
+    j->data.scored = "/test";
   /* The task: [model] task, or (auto) what the labels are. */
   if (!ret && c->task == ENS_TASK_CLASSIFY && j->data.sets.regress) {
     snprintf(err, errlen,
@@ -129,6 +136,7 @@ typedef struct node_header {
   int32_t ret;
   char err[1024];
   int32_t n[3], dim, classes, regress, targets, has_mean, has_ymean;
+  int32_t val_from_file, scored; /* scored: 0 "/test", 1 "/val", 2 "val_fraction" */
   int64_t checksum;
   int64_t off[A_COUNT];
 } node_header;
@@ -183,6 +191,8 @@ int ens_jobdata_load(ens_job *j, char *err, size_t errlen) {
     h.has_mean = d->mean != NULL;
     h.has_ymean = d->ymean != NULL;
     h.checksum = d->checksum;
+    h.val_from_file = d->val_from_file;
+    h.scored = !d->scored || !strcmp(d->scored, "/test") ? 0 : !strcmp(d->scored, "/val") ? 1 : 2;
   }
   /* The block is complete before anyone reads it. */
   ens_shm_sync(&d->shm);
@@ -213,6 +223,8 @@ int ens_jobdata_load(ens_job *j, char *err, size_t errlen) {
     d->n_val = h.n[2];
     d->dim = h.dim;
     d->checksum = h.checksum;
+    d->val_from_file = h.val_from_file;
+    d->scored = h.scored == 0 ? "/test" : h.scored == 1 ? "/val" : "val_fraction";
     if (h.has_mean) {
       d->mean = malloc((size_t)h.dim * sizeof(float));
       d->std = malloc((size_t)h.dim * sizeof(float));

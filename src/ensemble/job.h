@@ -55,6 +55,10 @@ typedef struct ens_jobdata {
                             (in shm, or sets.train.t) */
   int classes, n_train, n_test, n_val, dim;
   int64_t checksum;      /* adler32 of the loaded data, before standardization */
+  int val_from_file;     /* the validation rows are the input's /val */
+  const char *scored;    /* where the scored ("test") rows come from: "/test", or,
+                            without /test in the input, "/val" or "val_fraction"
+                            (scored.c) */
   /* Inputs of the trained networks: the data itself, or trunk features. */
   const float *ftrain, *ftest, *fval;
   int fd;
@@ -124,8 +128,26 @@ typedef struct ens_job {
   double unit_t0;        /* wall time the current unit started (resume-adjusted) */
   ens_progress progress; /* ensemble-wide progress reports */
   hid_t file;            /* rank 0: the temporary result file */
-  char tmp_path[ENS_PATH_MAX + 64];
+  char tmp_path[ENS_PATH_MAX + 256];
+  int complete;          /* guard.c: the result exists already, nothing to do */
 } ens_job;
+
+/* ---- before training (guard.c) ---- */
+/* Every rank: [data] path (and [trunk] file) exist; else ENS_EIO with a
+ * message that names the key, the path as written and the folder it was
+ * resolved from. */
+int ens_guard_inputs(const ens_config *c, char *err, size_t errlen);
+/* Collective, after the data is loaded: rank 0 looks at [output] path and
+ * the checkpoint folder, removes stale temporary files, and decides; every
+ * rank gets the decision. Sets j->complete when a result of this
+ * configuration and data exists (and o->force is not set). Returns 0 or
+ * ENS_EINVAL with the reason and the ways on in err. */
+int ens_guard_existing(ens_job *j, char *err, size_t errlen);
+/* Every rank, after the data is loaded: keys that this data leaves unused
+ * ([data] val_fraction with a /val in the input; [model] loss and [data]
+ * standardize_y with class labels) are errors, since the configuration was
+ * stored before the data was seen. Returns 0 or ENS_ECONFIG. */
+int ens_guard_data_keys(const ens_job *j, char *err, size_t errlen);
 
 /* Collective over the node (j->c, j->node set): node rank 0 loads, splits
  * and standardizes the data of job j into the node's shared block and
@@ -135,6 +157,14 @@ typedef struct ens_job {
 int ens_jobdata_load(ens_job *j, char *err, size_t errlen);
 /* Collective over the node: frees the statistics and the node's block. */
 void ens_jobdata_free(ens_jobdata *d);
+/* An input without /test (scored.c): the validation rows become the scored
+ * rows (sets.test, with sets.val empty) and d->scored says where they came
+ * from. Refuses (ENS_ECONFIG, message in err) when there are no validation
+ * rows, or when a rule fits on them (combine = select, calibrate, search),
+ * which would score the ensemble on the rows it was fitted on. */
+int ens_jobdata_score_val(ens_job *j, char *err, size_t errlen);
+/* "test" or "val": the name of the scored split in messages. */
+const char *ens_jobdata_scored_name(const ens_jobdata *d);
 
 enum { ENS_SETUP_TRAIN = 1 }; /* ens_job_setup flags: rank 0 prints the layout */
 int ens_job_setup(ens_job *j, const ens_config *c, const ens_job_opts *o, MPI_Comm comm,
@@ -223,6 +253,10 @@ const ens_part *ens_job_part_of(const ens_job *j, int k);
 /* The configuration text that checkpoints and merge parts must share:
  * everything but [output] and the member slice. Malloc'd. */
 char *ens_job_identity_text(const ens_config *c);
+/* The keys in which two identity texts differ, for messages: "[train] lr =
+ * 0.1 (this job) vs 0.05 (the checkpoint); ..." (malloc'd), or NULL when a
+ * text does not load (`name` names `saved` in that case). */
+char *ens_job_identity_diff(const char *saved, const char *ident, const char *name);
 
 /* Checkpoints, in j->ckpt_dir. A unit's state after an epoch (every
  * checkpoint_every epochs), on a stop (then returns ENS_ESTOPPED), and when

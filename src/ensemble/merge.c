@@ -56,7 +56,8 @@ static int open_part(ens_part *p, const char *path, ens_config *c, int64_t *chec
   return 0;
 }
 
-int ens_merge(const char *const *paths, int nparts, const char *out, char *err, size_t errlen) {
+int ens_merge(const char *const *paths, int nparts, const char *out, int partial, char *err,
+              size_t errlen) {
   ens_h5_quiet();
   err[0] = '\0';
   if (nparts < 1) {
@@ -85,10 +86,16 @@ int ens_merge(const char *const *paths, int nparts, const char *out, char *err, 
     int same = id && strcmp(id, ident0) == 0;
     free(id);
     if (!same) {
+      ens_config a = cfgs[0], b = cfgs[i];
+      a.first_member = b.first_member = 0; /* the slices may differ */
+      a.count = b.count = 0;
+      char *diff = ens_config_diff_text(&a, &b, 1, paths[0], paths[i]);
       snprintf(err, errlen,
                "%s and %s come from different jobs: their configurations differ beyond "
-               "[output] and the member slice (compare `ens info` of both)",
-               paths[0], paths[i]);
+               "[output] and the member slice: %s (`ens info --config` prints a result's "
+               "configuration)",
+               paths[0], paths[i], diff ? diff : "?");
+      free(diff);
       ret = ENS_ECONFIG;
       goto cleanup;
     }
@@ -121,6 +128,26 @@ int ens_merge(const char *const *paths, int nparts, const char *out, char *err, 
   ens_config c = cfgs[0];
   c.first_member = sorted[0].first;
   c.count = sorted[nparts - 1].first + sorted[nparts - 1].count - c.first_member;
+  if (!partial && (c.first_member != 0 || c.count != c.members)) {
+    int end = c.first_member + c.count;
+    char missing[96];
+    if (c.first_member > 0 && end < c.members)
+      snprintf(missing, sizeof(missing), "members 0-%d and %d-%d", c.first_member - 1, end,
+               c.members - 1);
+    else if (c.first_member > 0)
+      snprintf(missing, sizeof(missing), "member%s 0-%d", c.first_member > 1 ? "s" : "",
+               c.first_member - 1);
+    else
+      snprintf(missing, sizeof(missing), "member%s %d-%d", c.members - end > 1 ? "s" : "", end,
+               c.members - 1);
+    snprintf(err, errlen,
+             "the parts hold members %d-%d, %d of the ensemble's %d ([ensemble] members): "
+             "%s are missing. Give every part, or --partial to merge an incomplete set (the "
+             "result then says \"%d of %d members\")",
+             c.first_member, end - 1, c.count, c.members, missing, c.count, c.members);
+    ret = ENS_EINVAL;
+    goto cleanup;
+  }
   snprintf(c.output_path, sizeof(c.output_path), "%s", out);
   if (c.first_member == 0 && c.count == c.members)
     c.count = 0; /* the whole ensemble: written as a single run writes it */

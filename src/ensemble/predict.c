@@ -1,6 +1,7 @@
 /* `ens predict`: rebuild the trunk and every member from a result file and
  * apply them to new rows, in the same batch sizes as training used so the
  * probabilities (and so the predictions) are bitwise those of the result. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,7 +54,7 @@ int ens_predict(const char *model_path, const char *input, const char *dataset, 
   ens_model trunk, head;
   memset(&trunk, 0, sizeof(trunk));
   memset(&head, 0, sizeof(head));
-  char tmp[ENS_PATH_MAX + 64] = "";
+  char tmp[ENS_PATH_MAX + 256] = "";
   int ret = 0, n = 0, d = 0;
   ens_config c;
   mf = H5Fopen(model_path, H5F_ACC_RDONLY, H5P_DEFAULT);
@@ -63,6 +64,7 @@ int ens_predict(const char *model_path, const char *input, const char *dataset, 
     goto cleanup;
   }
   int64_t classes = 0, inputs = 0, members = 0, first = 0, tl = 0, standardized = 0, T = 0;
+  int64_t total = 0;
   if (ens_h5_get_attr_str(mf, "/", "config", &text) ||
       ens_h5_get_attr_i64(mf, "/model", "classes", &classes) ||
       ens_h5_get_attr_i64(mf, "/model", "inputs", &inputs) ||
@@ -75,6 +77,8 @@ int ens_predict(const char *model_path, const char *input, const char *dataset, 
     ret = ENS_EFORMAT;
     goto cleanup;
   }
+  if (ens_h5_get_attr_i64(mf, "/", "members_total", &total))
+    total = members;
   int regress = ens_h5_get_attr_str(mf, "/", "task", &taskname) == 0 &&
                 strcmp(taskname, "regress") == 0;
   if (regress && ens_h5_get_attr_i64(mf, "/model", "targets", &T)) {
@@ -125,6 +129,11 @@ int ens_predict(const char *model_path, const char *input, const char *dataset, 
   }
   const char *ds = dataset ? dataset : ens_h5_exists(inf, "/x") ? "/x" : "/test/x";
   ret = read_rows(inf, ds, &x, &n, &d);
+  if (ret && !dataset && !ens_h5_exists(inf, ds)) {
+    snprintf(err, errlen, "%s has neither /x nor /test/x: name the rows to predict with "
+             "--dataset (e.g. --dataset /train/x)", input);
+    goto cleanup;
+  }
   if (ret) {
     snprintf(err, errlen, "%s: dataset %s missing or not numeric of shape (n, d)", input, ds);
     goto cleanup;
@@ -294,10 +303,16 @@ int ens_predict(const char *model_path, const char *input, const char *dataset, 
       ens_task_argmax(&K, pred, fin, n);
     ens_acc_uncertainty(&acc, fin, unc);
   }
-  snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", out, (long)getpid());
+  if (ens_mkdir_parent(out) != 0) {
+    snprintf(err, errlen, "-o %s: cannot create its folder: %s", out, strerror(errno));
+    ret = ENS_EIO;
+    goto cleanup;
+  }
+  ens_tmp_sweep(out);
+  ens_tmp_path(out, tmp, sizeof(tmp));
   of = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
   if (of < 0) {
-    snprintf(err, errlen, "cannot create %s (is the directory writable?)", out);
+    snprintf(err, errlen, "-o %s: cannot create the output file (is its folder writable?)", out);
     ret = ENS_EIO;
     tmp[0] = '\0';
     goto cleanup;
@@ -320,6 +335,7 @@ int ens_predict(const char *model_path, const char *input, const char *dataset, 
   ret |= ens_h5_attr_str(of, "/", "dataset", ds);
   ret |= ens_h5_attr_str(of, "/", "combine", ens_combine_name((ens_combine_kind)combine));
   ret |= ens_h5_attr_i64(of, "/", "members", used);
+  ret |= ens_h5_attr_i64(of, "/", "members_total", total);
   ret |= ens_h5_attr_i64(of, "/", "mc_samples", mc_samples);
   if (calibrated)
     ret |= ens_h5_attr_f64(of, "/", regress ? "variance_scale" : "temperature", calib);
@@ -336,7 +352,7 @@ int ens_predict(const char *model_path, const char *input, const char *dataset, 
     goto cleanup;
   }
   tmp[0] = '\0';
-  printf("%d rows, %d of %lld members, combine %s%s -> %s\n", n, used, (long long)members,
+  printf("%d rows, %d of %lld members, combine %s%s -> %s\n", n, used, (long long)total,
          ens_combine_name((ens_combine_kind)combine), mc_samples > 0 ? " (MC-dropout)" : "", out);
   if (names) {
     int32_t *cnt = calloc((size_t)classes, sizeof(int32_t));
@@ -349,6 +365,9 @@ int ens_predict(const char *model_path, const char *input, const char *dataset, 
       free(cnt);
     }
   }
+  if (total > members)
+    printf("note: %s is a partial result: it holds members %lld-%lld of the ensemble's %lld\n",
+           model_path, (long long)first, (long long)(first + members - 1), (long long)total);
   if (have_truth) {
     double m[ENS_TASK_MAX_METRICS];
     ens_truth tr = {y, ytrue, n};

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #define TAG_PROGRESS 21
@@ -41,8 +42,29 @@ static void fmt_seconds(char *buf, size_t len, double s) {
     snprintf(buf, len, "%.1fh", s / 3600);
 }
 
+/* Columns of the terminal on stderr (COLUMNS, else 80 when unknown). */
+static int terminal_width(void) {
+  struct winsize ws;
+  if (ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col >= 20)
+    return ws.ws_col;
+  const char *c = getenv("COLUMNS");
+  int n = c ? atoi(c) : 0;
+  return n >= 20 ? n : 80;
+}
+
+void ens_progress_clear(ens_progress *p) {
+  if (p->rank != 0 || !p->printed_live)
+    return;
+  fprintf(stderr, "\r\033[K");
+  fflush(stderr);
+  p->printed_live = 0;
+  p->last_print = 0; /* draw it again at the next step */
+}
+
 /* Rank 0: prints the aggregate line. */
 static void print_line(ens_progress *p, int force_plain) {
+  if (p->quiet)
+    return;
   int64_t steps = 0;
   int done = 0, active = 0, epoch = 0, epochs = 0;
   double loss = 0, sps = 0;
@@ -65,22 +87,50 @@ static void print_line(ens_progress *p, int force_plain) {
   char eta[32], elapsed[32];
   fmt_seconds(eta, sizeof(eta), frac > 0 ? el * (1 - frac) / frac : -1);
   fmt_seconds(elapsed, sizeof(elapsed), el);
-  char line[256];
-  if (!active)
+  char line[512];
+  int live = p->tty && !force_plain;
+  if (!active) {
     snprintf(line, sizeof(line), "progress: %d/%d members done  elapsed %s", done,
              p->members_total, elapsed);
-  else
-    snprintf(line, sizeof(line),
-           "progress: %d/%d members  epoch %d/%d  loss %.4f  %.0f samples/s  %.1f%%  "
-           "elapsed %s  ETA %s",
-           done, p->members_total, epoch, epochs, active ? loss / active : 0.0, sps,
-           100.0 * frac, elapsed, eta);
-  if (p->tty && !force_plain) {
-    fprintf(stderr, "\r%-110s", line);
+  } else {
+    /* Fields in order of importance: a live line drops the last ones that
+     * do not fit the terminal, so that it never wraps. */
+    char f[7][64];
+    snprintf(f[0], sizeof(f[0]), "progress: %d/%d members", done, p->members_total);
+    snprintf(f[1], sizeof(f[1]), "%.1f%%", 100.0 * frac);
+    snprintf(f[2], sizeof(f[2]), "ETA %s", eta);
+    snprintf(f[3], sizeof(f[3]), "epoch %d/%d", epoch, epochs);
+    snprintf(f[4], sizeof(f[4]), "loss %.4f", active ? loss / active : 0.0);
+    snprintf(f[5], sizeof(f[5]), "elapsed %s", elapsed);
+    snprintf(f[6], sizeof(f[6]), "%.0f samples/s", sps);
+    static const int order[7] = {0, 3, 4, 6, 1, 5, 2}; /* printed order */
+    int keep = 7;
+    int width = live ? terminal_width() - 1 : (int)sizeof(line) - 1;
+    for (;;) {
+      size_t used = 0;
+      line[0] = '\0';
+      for (int i = 0; i < 7; i++) {
+        if (order[i] >= keep)
+          continue;
+        used += (size_t)snprintf(line + used, sizeof(line) - used, "%s%s", used ? "  " : "",
+                                 f[order[i]]);
+        if (used >= sizeof(line))
+          used = sizeof(line) - 1;
+      }
+      if ((int)used <= width || keep == 1)
+        break;
+      keep--;
+    }
+    if ((int)strlen(line) > width && width > 0)
+      line[width] = '\0';
+  }
+  if (live) {
+    /* Carriage return, the line, erase to the end: redrawn in place. */
+    fprintf(stderr, "\r%s\033[K", line);
     p->printed_live = 1;
   } else {
     if (p->printed_live)
-      fprintf(stderr, "\n");
+      fprintf(stderr, "\r\033[K");
     p->printed_live = 0;
     fprintf(stderr, "%s\n", line);
   }

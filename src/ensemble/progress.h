@@ -2,8 +2,10 @@
  * samples/s and ETA. Other ranks send small non-blocking reports (at most one
  * in flight; a report is skipped rather than waited for), rank 0 polls for
  * them between its own steps, so progress never blocks training. On a
- * terminal the line is redrawn in place; otherwise (SLURM logs) a plain line
- * is printed every [output] progress_interval seconds and when a member ends. */
+ * terminal the line is redrawn in place, fitted to the terminal's width and
+ * erased before any other output; otherwise (SLURM logs, and under mpirun,
+ * whose ranks write stderr into a pipe) a plain line is printed every
+ * [output] progress_interval seconds and when a member ends. */
 #ifndef ENS_ENSEMBLE_PROGRESS_H
 #define ENS_ENSEMBLE_PROGRESS_H
 
@@ -30,7 +32,8 @@ typedef struct ens_progress {
   ens_progress_msg out;    /* non-root: buffer of the report in flight */
   MPI_Request req;         /* non-root: the report in flight */
   int64_t steps_before;    /* steps of this rank's finished units */
-  int printed_live;
+  int printed_live;        /* a live line is on the terminal now */
+  int quiet;               /* [output] verbose = 0: no progress lines at all */
 } ens_progress;
 
 int ens_progress_init(ens_progress *p, MPI_Comm comm, int64_t steps_total, int members_total,
@@ -42,6 +45,9 @@ void ens_progress_step(ens_progress *p, int64_t unit_steps, int epoch, int epoch
 void ens_progress_member(ens_progress *p);
 /* A unit ended after `steps` steps (its steps now count as done). */
 void ens_progress_unit_end(ens_progress *p, int64_t steps);
+/* Before other output on the terminal (rank 0): erases the live line so
+ * that the next line starts clean; the next report draws it again. */
+void ens_progress_clear(ens_progress *p);
 /* End of training on this rank (collective in effect: rank 0 waits for every
  * other rank's final report, printing progress meanwhile). */
 void ens_progress_finish(ens_progress *p);

@@ -84,11 +84,12 @@ static int on_epoch(void *ctx, ens_trainer *t, int epoch, double loss) {
       snprintf(who, sizeof(who), "chain %d", u->unit);
     else
       snprintf(who, sizeof(who), "member %d", u->first_k);
-    const char *split = j->data.n_val ? "val" : "test";
+    const char *split = j->data.n_val ? "val" : ens_jobdata_scored_name(&j->data);
     if (j->task.regress)
       snprintf(what, sizeof(what), "%s rmse %.4g", split, m0);
     else
       snprintf(what, sizeof(what), "%s acc %.2f%%", split, 100.0 * m0);
+    ens_progress_clear(&j->progress);
     printf("[%s] epoch %d/%d  loss %.4f  %s  nll %.4f  %.0f samples/s  lr %.4g\n", who,
            epoch + 1, t->epochs, loss, what, nll, train_time > 0 ? nrows / train_time : 0.0,
            ens_schedule_lr(&t->sched, t->step > 0 ? t->step - 1 : 0));
@@ -108,6 +109,7 @@ static int on_cycle_end(void *ctx, ens_trainer *t, int index) {
     return 0;
   int ret = emit_member(j, t, k, now() - j->unit_t0);
   if (j->c->verbose) {
+    ens_progress_clear(&j->progress);
     printf("[chain %d] snapshot %d -> member %d at epoch %d\n", u->unit, index, k,
            t->epoch + (t->batch_in_epoch > 0 ? 1 : 0));
     fflush(stdout);
@@ -145,6 +147,7 @@ static int fail_unit(ens_job *j, ens_trainer *t, int unit, int first_k, int S) {
     snprintf(meta.fail_reason, sizeof(meta.fail_reason),
              "training loss became NaN or infinite at epoch %d, step %ld (lr %.3g)",
              t->epoch + 1, t->step, ens_schedule_lr(&t->sched, t->step));
+    ens_progress_clear(&j->progress);
     printf("[member %d] FAILED: %s; the ensemble goes on without it\n", meta.k,
            meta.fail_reason);
     fflush(stdout);
@@ -217,8 +220,17 @@ int ens_train_job(const ens_config *c, const ens_job_opts *o, MPI_Comm comm, cha
   ens_job *j = &job;
   /* Threads first: setup may already compute (trunk pretraining, features). */
   openblas_set_num_threads(c->threads);
-  int ret = ens_job_setup(j, c, o, comm, ENS_SETUP_TRAIN, err, errlen);
-  if (ret) {
+  int ret = o->guard ? ens_guard_inputs(c, err, errlen) : 0;
+  if (ret)
+    return ret;
+  ret = ens_job_setup(j, c, o, comm, ENS_SETUP_TRAIN, err, errlen);
+  if (ret || j->complete) {
+    if (!ret && j->rank == 0) {
+      printf("%s: result complete, nothing to do (it was made from this configuration and "
+             "data; --force trains again and overwrites it)\n",
+             c->output_path);
+      fflush(stdout);
+    }
     ens_job_free(j);
     return ret;
   }
@@ -235,6 +247,7 @@ int ens_train_job(const ens_config *c, const ens_job_opts *o, MPI_Comm comm, cha
     ens_job_free(j);
     return ENS_ENOMEM;
   }
+  j->progress.quiet = c->verbose == 0; /* quiet: errors, warnings and the summary only */
   int mine = 0;
   int *units = malloc((size_t)(u_last - u_first + 1) * sizeof(int));
   if (!units) {
@@ -253,7 +266,7 @@ int ens_train_job(const ens_config *c, const ens_job_opts *o, MPI_Comm comm, cha
     if (ret)
       break;
   }
-  if (!mine && !ret) {
+  if (!mine && !ret && c->verbose) {
     printf("rank %d: idle (%d member%s on %d ranks)\n", j->rank, j->last - j->first,
            j->last - j->first == 1 ? "" : "s", j->size);
     fflush(stdout);

@@ -1,6 +1,7 @@
 /* Job setup on every rank: the nodes (node.c), the data, one copy per node
  * (data.c), the trunk (trunk.c), the member range and buffers, and on rank 0
  * the temporary result file with its static parts. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,7 @@
 #include "ens/rng.h"
 #include "ensemble/job.h"
 #include "ensemble/trunk.h"
+#include "io/fsutil.h"
 #include "io/h5util.h"
 
 void ens_job_bootstrap_rows(int32_t *rows, int n, uint64_t seed, uint32_t member) {
@@ -45,6 +47,11 @@ static int write_static(ens_job *j) {
   ret |= ens_h5_attr_i64(f, "/", "threads", c->threads);
   ret |= ens_h5_attr_i64(f, "/", "data_checksum", j->data.checksum);
   ret |= ens_h5_attr_i64(f, "/", "shared_init", j->shared_init);
+  /* Rows of each split, and where the scored ("test") rows come from. */
+  ret |= ens_h5_attr_i64(f, "/", "train_rows", j->data.n_train);
+  ret |= ens_h5_attr_i64(f, "/", "test_rows", j->data.n_test);
+  ret |= ens_h5_attr_i64(f, "/", "val_rows", j->data.n_val);
+  ret |= ens_h5_attr_str(f, "/", "test_split", j->data.scored ? j->data.scored : "/test");
   if (ret)
     return ENS_EHDF5;
   /* /model: architecture of the full network and the input transform. */
@@ -114,6 +121,34 @@ static int write_static(ens_job *j) {
     }
   }
   return ret ? ENS_EHDF5 : 0;
+}
+
+/* Rank 0: the temporary result file beside [output] path (its folder is
+ * created like mkdir -p), with the static parts written. Messages name the
+ * output, never the temporary name. */
+static int create_result(ens_job *j, char *err, size_t errlen) {
+  const char *out = j->c->output_path;
+  char dir[ENS_PATH_MAX + 8];
+  ens_dirname(out, dir, sizeof(dir));
+  if (ens_mkdir_parent(out) != 0) {
+    snprintf(err, errlen, "[output] path = %s: cannot create its folder %s (%s)", out, dir,
+             strerror(errno));
+    return ENS_EIO;
+  }
+  ens_tmp_path(out, j->tmp_path, sizeof(j->tmp_path));
+  errno = 0;
+  j->file = H5Fcreate(j->tmp_path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  if (j->file < 0) {
+    int e = access(dir, W_OK) != 0 ? errno : 0;
+    snprintf(err, errlen, "[output] path = %s: cannot create a file in %s (%s)", out, dir,
+             e ? strerror(e) : "HDF5 could not create it");
+    j->tmp_path[0] = '\0';
+    return ENS_EIO;
+  }
+  int ret = write_static(j);
+  if (ret)
+    snprintf(err, errlen, "[output] path = %s: cannot write the result file in %s", out, dir);
+  return ret;
 }
 
 /* Status agreed by all ranks: the worst local code wins; the message comes
@@ -205,6 +240,13 @@ int ens_job_setup(ens_job *j, const ens_config *c, const ens_job_opts *o, MPI_Co
   ret = agree(j, ret, err, errlen);
   if (ret)
     return ret;
+  if (o->guard) { /* keys the data leaves unused, an existing result, checkpoints (guard.c) */
+    ret = agree(j, ens_guard_data_keys(j, err, errlen), err, errlen);
+    if (!ret)
+      ret = ens_guard_existing(j, err, errlen);
+    if (ret || j->complete)
+      return ret;
+  }
   if (c->trunk_source != ENS_TRUNK_NONE || o->trunk_from) {
     ret = ens_trunk_prepare(j, err, errlen);
     ret = agree(j, ret, err, errlen);
@@ -233,17 +275,8 @@ int ens_job_setup(ens_job *j, const ens_config *c, const ens_job_opts *o, MPI_Co
   } else {
     snprintf(err, errlen, "cannot create the network: %s", ens_strerror(ret));
   }
-  if (!ret && j->rank == 0) {
-    snprintf(j->tmp_path, sizeof(j->tmp_path), "%s.tmp.%ld", c->output_path, (long)getpid());
-    j->file = H5Fcreate(j->tmp_path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-    if (j->file < 0) {
-      snprintf(err, errlen, "[output] path: cannot create '%s' (is the directory writable?)",
-               j->tmp_path);
-      ret = ENS_EIO;
-    } else if ((ret = write_static(j))) {
-      snprintf(err, errlen, "%s: cannot write the result file", j->tmp_path);
-    }
-  }
+  if (!ret && j->rank == 0)
+    ret = create_result(j, err, errlen);
   return agree(j, ret, err, errlen);
 }
 

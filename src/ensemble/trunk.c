@@ -55,6 +55,15 @@ int ens_trunk_load_file(const char *path, const char *which, const ens_arch *arc
     snprintf(pp, sizeof(pp), "/trunk/params");
     snprintf(sp, sizeof(sp), "/trunk/bn_stats");
     int64_t l2 = 0;
+    if (!ens_h5_exists(f, "/trunk/params")) {
+      snprintf(err, errlen,
+               "[trunk] file = %s has no /trunk (it was trained without a shared trunk): "
+               "set [trunk] dataset = ensemble (the first layers of its /ensemble/params, "
+               "combine = params) or member:<k> (those of member k) to take a trunk from it",
+               path);
+      ret = ENS_EFORMAT;
+      goto cleanup;
+    }
     if (ens_h5_get_attr_i64(f, "/trunk", "layers", &l2) == 0)
       tl = l2;
     avail_blocks = tl;

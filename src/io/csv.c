@@ -1332,34 +1332,36 @@ int ens_csv_import(ens_csv_summary *sum, const ens_csv_import_opts *o, char *err
                strerror(errno));
     goto cleanup;
   }
-  size_t tmplen = strlen(o->out_path) + 32;
+  size_t tmplen = strlen(o->out_path) + 192;
   if (!(tmp = malloc(tmplen))) {
     rc = ENS_ENOMEM;
     ens_errorf(err, errlen, "%s: out of memory", o->out_path);
     goto cleanup;
   }
-  snprintf(tmp, tmplen, "%s.tmp.%ld", o->out_path, (long)getpid());
+  ens_tmp_sweep(o->out_path);
+  ens_tmp_path(o->out_path, tmp, tmplen);
   f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
   if (f < 0) {
     rc = ENS_EIO;
-    ens_errorf(err, errlen, "%s: cannot create the output file (is the directory writable?)", tmp);
+    ens_errorf(err, errlen, "%s: cannot create the output file (is its folder writable?)",
+               o->out_path);
     goto cleanup;
   }
   created = 1;
   if ((rc = write_file(f, &d, o)) != 0) {
-    ens_errorf(err, errlen, "%s: cannot write the output file", tmp);
+    ens_errorf(err, errlen, "%s: cannot write the output file", o->out_path);
     goto cleanup;
   }
   herr_t closed = H5Fclose(f);
   f = H5I_INVALID_HID;
   if (closed < 0 || ens_fsync_path(tmp) != 0) {
     rc = ENS_EIO;
-    ens_errorf(err, errlen, "%s: cannot finish writing the output file", tmp);
+    ens_errorf(err, errlen, "%s: cannot finish writing the output file", o->out_path);
     goto cleanup;
   }
   if (rename(tmp, o->out_path) != 0) {
     rc = ENS_EIO;
-    ens_errorf(err, errlen, "%s: cannot rename %s into place: %s", o->out_path, tmp,
+    ens_errorf(err, errlen, "%s: cannot put the output file in place: %s", o->out_path,
                strerror(errno));
     goto cleanup;
   }

@@ -464,8 +464,18 @@ int ens_data_load_in(ens_data *out, const char *path, ens_data_arena *arena, cha
   int tt[3] = {0, 0, 0}; /* targets per split (0: integer labels) */
   if ((rc = load_split(&L, "train", &d.train, &max_train, &tt[0])) != 0)
     goto cleanup;
-  if ((rc = load_split(&L, "test", &d.test, &max_test, &tt[1])) != 0)
+  /* /test is optional (the job then scores held-out validation rows). */
+  int has_tx = path_exists(L.file, "/test/x"), has_ty = path_exists(L.file, "/test/y");
+  if (has_tx != has_ty) {
+    rc = ENS_EFORMAT;
+    ens_errorf(err, errlen, "%s: %s is present but %s is missing (give both or neither)", path,
+               has_tx ? "/test/x" : "/test/y", has_tx ? "/test/y" : "/test/x");
     goto cleanup;
+  }
+  if (has_tx && (rc = load_split(&L, "test", &d.test, &max_test, &tt[1])) != 0)
+    goto cleanup;
+  if (!has_tx)
+    tt[1] = tt[0];
   int has_vx = path_exists(L.file, "/val/x"), has_vy = path_exists(L.file, "/val/y");
   if (has_vx != has_vy) {
     rc = ENS_EFORMAT;

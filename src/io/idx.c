@@ -4,6 +4,7 @@
 #include "ens/data.h"
 
 #include "ens/error.h"
+#include "io/fsutil.h"
 #include "io/h5util.h"
 #include "io/idx.h"
 
@@ -479,18 +480,25 @@ int ens_idx_import(const char *images, const char *labels, const char *test_imag
     goto cleanup;
   }
 
-  size_t tmplen = strlen(out_path) + 32;
+  size_t tmplen = strlen(out_path) + 192;
   tmp = malloc(tmplen);
   if (!tmp) {
     rc = ENS_ENOMEM;
     ens_errorf(err, errlen, "%s: out of memory", out_path);
     goto cleanup;
   }
-  snprintf(tmp, tmplen, "%s.tmp.%ld", out_path, (long)getpid());
+  if (ens_mkdir_parent(out_path) != 0) {
+    rc = ENS_EIO;
+    ens_errorf(err, errlen, "%s: cannot create its folder: %s", out_path, strerror(errno));
+    goto cleanup;
+  }
+  ens_tmp_sweep(out_path);
+  ens_tmp_path(out_path, tmp, tmplen);
   file = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
   if (file < 0) {
     rc = ENS_EIO;
-    ens_errorf(err, errlen, "%s: cannot create the output file", tmp);
+    ens_errorf(err, errlen, "%s: cannot create the output file (is its folder writable?)",
+               out_path);
     goto cleanup;
   }
   created = 1;
@@ -505,14 +513,15 @@ int ens_idx_import(const char *images, const char *labels, const char *test_imag
   }
   herr_t closed = H5Fclose(file);
   file = H5I_INVALID_HID;
-  if (closed < 0) {
+  if (closed < 0 || ens_fsync_path(tmp) != 0) {
     rc = ENS_EIO;
-    ens_errorf(err, errlen, "%s: cannot finish writing the output file", tmp);
+    ens_errorf(err, errlen, "%s: cannot finish writing the output file", out_path);
     goto cleanup;
   }
   if (rename(tmp, out_path) != 0) {
     rc = ENS_EIO;
-    ens_errorf(err, errlen, "%s: cannot rename %s into place: %s", out_path, tmp, strerror(errno));
+    ens_errorf(err, errlen, "%s: cannot put the output file in place: %s", out_path,
+               strerror(errno));
     goto cleanup;
   }
   created = 0;

@@ -65,12 +65,13 @@ PYEOF
 # Float y means regression (task = auto); with task = classify it is an input error.
 expect 1 "float-labels.h5.*/train/y.*task = classify" "$ENS" train -c job.ini --set data.path=$WORK/float-labels.h5 --set model.task=classify
 expect 1 "range.h5.*/test/y.*label 3" "$ENS" train -c job.ini --set data.path=$WORK/range.h5
-expect 1 "no-test.h5.*/test/x" "$ENS" train -c job.ini --set data.path=$WORK/no-test.h5
+expect 1 "no-test.h5 has no /test split and no validation rows" "$ENS" train -c job.ini --set data.path=$WORK/no-test.h5
 expect 1 "not-hdf5.h5" "$ENS" train -c job.ini --set data.path=$WORK/not-hdf5.h5
 no_output
 
-# Output directory that does not exist: named, nothing written.
-expect 1 "output.*nodir" "$ENS" train -c job.ini --set output.path=$WORK/nodir/r.h5
+# An output folder that cannot be created (a file is in the way): named,
+# nothing written.
+expect 1 "\[output\] path = $WORK/job.ini/r.h5: cannot create its folder" "$ENS" train -c job.ini --set output.path=$WORK/job.ini/r.h5
 # Same under mpirun: every rank stops, exit 1.
 expect 1 "lerning_rate" mpirun -np 2 "$ENS" train -c bad-key.ini
 expect 1 "float-labels.h5" mpirun -np 2 "$ENS" train -c job.ini --set data.path=$WORK/float-labels.h5 --set model.task=classify

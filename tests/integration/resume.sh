@@ -1,6 +1,6 @@
 # Stop and resume: `kill -USR1` on mpirun mid-run makes every rank write
 # checkpoints and exit 75; `--resume` then finishes with a result identical
-# (h5diff, timing attributes excluded) to an uninterrupted run.
+# (ens diff, timing attributes excluded) to an uninterrupted run.
 source "$(dirname "$0")/lib.bash"
 $PY "$SRC/tests/integration/make_data.py" data.h5 30000 64 5
 cat >job.ini <<INI

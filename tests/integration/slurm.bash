@@ -4,7 +4,8 @@
 # started it, and helpers to submit jobs and wait for them.
 CLUSTER=$SRC/scripts/slurm-cluster
 export ENS_BIN=$ENS
-unset ENS_CONFIG ENS_SET ENS_MEMBERS ENS_OUTPUT ENS_PER ENS_PARTS ENS_REQUEUE ENS_MPIRUN_ARGS
+unset ENS_CONFIG ENS_SET ENS_MEMBERS ENS_OUTPUT ENS_PER ENS_PARTS ENS_REQUEUE ENS_MPIRUN_ARGS \
+  ENS_LAUNCHER ENS_SRUN_ARGS
 
 submitted=()
 started_cluster=0

@@ -1,14 +1,16 @@
 # SLURM: the batch scripts in jobs/ on a real single-node cluster
 # (scripts/slurm-cluster). Checks that
 #   - fashion-1node.sbatch (and fashion-multinode.sbatch, on the one node there
-#     is) give a result identical to a direct `mpirun -np 2` run;
+#     is) give a result identical to a direct `mpirun -np 2` run, with mpirun
+#     and with srun --mpi=pmix (ENS_LAUNCHER=srun) as the launcher;
+#   - resubmitting a finished job says "result complete, nothing to do";
 #   - fashion-array.sbatch (2 tasks x 2 members) + fashion-merge.sbatch
 #     submitted with --dependency=afterok give a result identical to one
 #     4-member run;
 #   - `scancel --batch --signal=USR1` (what --signal=B:USR1@120 sends before the
 #     time limit) makes the job checkpoint and end with exit code 75 and no
 #     result; submitting it again resumes to a result identical to an
-#     uninterrupted run; with ENS_REQUEUE=1 the job requeues itself instead and
+#     uninterrupted run (with mpirun and with srun); with ENS_REQUEUE=1 the job requeues itself instead and
 #     finishes with the same result;
 #   - the --signal=B:USR1 warning before a real time limit stops the job the
 #     same way (exit 75, checkpoints) instead of it being killed at the limit.
@@ -56,6 +58,25 @@ same_result ref4/result.h5 one/result.h5 || job_fail one "$id" "1-node job resul
 grep -q "^ens-job: exit 0" one/job.out || job_fail one "$id" "no exit line in the job output"
 echo "ok: fashion-1node.sbatch result identical to mpirun -np 2 ($((SECONDS - t_start))s)"
 
+# The same job launched by srun --mpi=pmix instead of mpirun: identical result.
+srun --mpi=list 2>&1 | grep -qw pmix || fail "srun --mpi=list names no pmix plugin"
+ENS_LAUNCHER=srun submit one-srun --ntasks=2 "$JOBS/fashion-1node.sbatch" "$WORK/job.ini"
+id=$JOB
+expect_done one-srun "$id" "fashion-1node.sbatch with ENS_LAUNCHER=srun"
+grep -q "^ens-job: srun --mpi=pmix" one-srun/job.out || job_fail one-srun "$id" "the job did not launch with srun"
+same_result one/result.h5 one-srun/result.h5 || job_fail one-srun "$id" "srun and mpirun results differ"
+echo "ok: ENS_LAUNCHER=srun (srun --mpi=pmix) result identical to mpirun's ($((SECONDS - t_start))s)"
+
+# Resubmitting a finished job (the scripts always pass --resume): nothing to
+# do, exit 0, the result untouched.
+sum_before=$(md5sum <one/result.h5)
+submit one --ntasks=2 "$JOBS/fashion-1node.sbatch" "$WORK/job.ini"
+id=$JOB
+expect_done one "$id" "resubmitted finished job"
+grep -q "result complete, nothing to do" one/job.out || job_fail one "$id" "no 'result complete' line"
+[ "$(md5sum <one/result.h5)" = "$sum_before" ] || job_fail one "$id" "the finished result was rewritten"
+echo "ok: resubmitted finished job: result complete, nothing to do, exit 0 ($((SECONDS - t_start))s)"
+
 ENS_CONFIG=$WORK/job.ini submit multi --nodes=1 --ntasks-per-node=2 "$JOBS/fashion-multinode.sbatch"
 id=$JOB
 expect_done multi "$id" "fashion-multinode.sbatch"
@@ -99,6 +120,23 @@ grep -qE "resumed at|not retrained" stop/job.out || job_fail stop "$id" "the res
 same_result ref-long/result.h5 stop/result.h5 || job_fail stop "$id" "resumed result differs from an uninterrupted run"
 [ ! -d stop/result.h5.ckpt ] || job_fail stop "$id" "checkpoints not cleaned up"
 echo "ok: resubmitted job resumed to a result identical to an uninterrupted run ($((SECONDS - t_start))s)"
+
+# 3b. The same stop and resume with srun as the launcher.
+ENS_LAUNCHER=srun submit stop-srun --ntasks=2 "$JOBS/fashion-1node.sbatch" "$WORK/job.ini" "${long[@]}"
+id=$JOB
+wait_training stop-srun "$id"
+scancel --batch --signal=USR1 "$id" || fail "scancel --batch --signal=USR1 $id"
+wait_gone "$id" 60 || job_fail stop-srun "$id" "srun job still running 60 s after USR1"
+[ "$(job_field "$id" ExitCode)" = 75:0 ] ||
+  job_fail stop-srun "$id" "srun job: exit code $(job_field "$id" ExitCode) after USR1, expected 75:0"
+[ ! -e stop-srun/result.h5 ] || job_fail stop-srun "$id" "a result was written despite the stop"
+ls stop-srun/result.h5.ckpt/unit_*.h5 >/dev/null 2>&1 || job_fail stop-srun "$id" "no checkpoints after the stop"
+ENS_LAUNCHER=srun submit stop-srun --ntasks=2 "$JOBS/fashion-1node.sbatch" "$WORK/job.ini" "${long[@]}"
+id=$JOB
+expect_done stop-srun "$id" "resubmitted srun job"
+grep -qE "resumed at|not retrained" stop-srun/job.out || job_fail stop-srun "$id" "the resubmitted srun job resumed nothing"
+same_result ref-long/result.h5 stop-srun/result.h5 || job_fail stop-srun "$id" "srun: resumed result differs from an uninterrupted run"
+echo "ok: srun job stopped by USR1 (exit 75) and resumed to an identical result ($((SECONDS - t_start))s)"
 
 # 4. The same stop with ENS_REQUEUE=1: the job requeues itself and resumes.
 ENS_REQUEUE=1 submit requeue --ntasks=2 "$JOBS/fashion-1node.sbatch" "$WORK/job.ini" "${long[@]}"

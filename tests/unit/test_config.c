@@ -277,8 +277,8 @@ static void test_full_file(void) {
   CU_ASSERT_EQUAL(rc, 0);
 }
 
-/* CRLF line endings, a byte order mark, indentation, '#' comments, blank
- * values, upper-case booleans, duplicate keys (last wins). */
+/* CRLF line endings, a byte order mark, indentation, '#' and ';' comments
+ * (whole-line and inline), blank values, upper-case booleans. */
 static void test_syntax_variants(void) {
   tmp_ini t;
   ens_config c;
@@ -287,9 +287,11 @@ static void test_syntax_variants(void) {
                      "  # comment\r\n"
                      "\thidden =\r\n"
                      "  batchnorm=YES\r\n"
-                     "[train]\r\n"
-                     "lr: 0.2\r\n"
-                     "lr = 0.3\r\n"
+                     "[train]  # the optimizer\r\n"
+                     "lr = 0.3 # inline\r\n"
+                     "epochs = 10 ; inline too\r\n"
+                     "[data]\r\n"
+                     "path = a#b.h5\r\n"
                      "[trunk]\r\n";
   int rc = load_text(&t, text, &c, err, sizeof err);
   if (rc)
@@ -300,12 +302,48 @@ static void test_syntax_variants(void) {
   CU_ASSERT_EQUAL(c.batchnorm, 1);
   CU_ASSERT_EQUAL(c.lr, 0.3);
   CU_ASSERT_EQUAL(c.epochs, 10);
+  CU_ASSERT_STRING_EQUAL(c.data_path, "a#b.h5"); /* '#' not after a blank: part of the value */
+  /* A '#' comment right after '=' leaves the value empty. */
+  expect_file_error("[train]\nlr = # none\n", 2, "[train] lr: expected a number > 0, got ''");
 
   /* An indented line is not a continuation of the previous value. */
   expect_file_error("[train]\nlr = 0.1\n   0.2\n", 3, "syntax error");
   expect_file_error("[train]\nlr 0.1\n", 2, "syntax error");
   expect_file_error("[train\nlr = 0.1\n", 1, "syntax error");
   expect_file_error("lr = 0.1\n[train]\n", 1, "outside any section");
+}
+
+/* A key given twice is an error naming both lines (file only; --set
+ * overrides). */
+static void test_duplicate_key(void) {
+  expect_file_error("[train]\nlr: 0.2\nepochs = 3\nlr = 0.3\n", 4,
+                    "[train] lr is set a second time (first on line 2)");
+  expect_file_error("[model]\nhidden = 8\n[train]\nlr = 1\n[model]\nhidden = 16\n", 6,
+                    "[model] hidden is set a second time (first on line 2)");
+  /* The same key name in two sections is not a duplicate. */
+  tmp_ini t;
+  ens_config c;
+  char err[1024] = "";
+  int rc = load_text(&t, "[train]\nmomentum = 0.8\n[search]\nmomentum = 0.7,0.9\n", &c, err,
+                     sizeof err);
+  CU_ASSERT_EQUAL(rc, 0);
+  const char *sets[] = {"train.lr=0.2", "train.lr=0.3"};
+  rc = load_text_sets(&t, "[train]\nlr = 0.1\n", sets, 2, &c, err, sizeof err);
+  CU_ASSERT_EQUAL(rc, 0);
+  CU_ASSERT_EQUAL(c.lr, 0.3);
+}
+
+/* Unknown keys and sections suggest the nearest known name. */
+static void test_suggestions(void) {
+  expect_file_error("[model]\nhiden = 8\n", 2,
+                    "unknown key 'hiden' in section [model] (did you mean hidden?)");
+  expect_file_error("[train]\nepoch = 3\n", 2, "(did you mean epochs?)");
+  expect_file_error("[train]\nweight_decy = 0\n", 2, "(did you mean weight_decay?)");
+  expect_file_error("[model]\nepoch = 3\n", 2, "(did you mean [train] epochs?)");
+  expect_file_error("[train]\nzzzzzz = 3\n", 2, "`ens train --help` lists every key");
+  expect_file_error("[trian]\nlr = 1\n", 1, "unknown section [trian] (did you mean [train]?");
+  expect_set_error("trian.lr=1", "did you mean [train]?");
+  expect_set_error("train.lerning_rate=1", "unknown key 'lerning_rate' in section [train]");
 }
 
 static void test_unknown_key(void) {
@@ -349,7 +387,7 @@ static void test_bad_values(void) {
   expect_file_error("[output]\nprogress_interval = 0\n", 2, "[output] progress_interval");
   expect_file_error("[trunk]\nlayers = -1\n", 2, "[trunk] layers");
   /* A string that would read back as a comment after "key = " (fuzz_config). */
-  expect_file_error("[data]\npath =;x.h5\n", 2, "[data] path: must not contain ';' at the start");
+  expect_file_error("[data]\npath =;x.h5\n", 2, "[data] path: must not contain ';' or '#' at the start");
   /* Only the first error is reported. */
   expect_file_error("[train]\nepochs = 3\nlr = abc\nfoo = 1\n[bad]\n", 3, "[train] lr");
   expect_file_error("[train]\nbad line\nlr = abc\n", 2, "syntax error");
@@ -385,7 +423,8 @@ static void test_set(void) {
   const char *bad[] = {"train.lr=0.2", "train.foo=1"};
   rc = load_text_sets(&t, "[train]\n", bad, 2, &c, err, sizeof err);
   CU_ASSERT_EQUAL(rc, ENS_ECONFIG);
-  CU_ASSERT_STRING_EQUAL(err, "--set train.foo=1: unknown key 'foo' in section [train]");
+  CU_ASSERT_STRING_EQUAL(err, "--set train.foo=1: unknown key 'foo' in section [train] "
+                              "(`ens train --help` lists every key)");
 
   expect_set_error("train.foo=1", "unknown key 'foo' in section [train]");
   expect_set_error("trian.lr=1", "unknown section [trian]");
@@ -674,12 +713,181 @@ static void test_names(void) {
   CU_ASSERT_STRING_EQUAL(ens_combine_name((ens_combine_kind)42), "unknown");
 }
 
+/* Single keys by name. */
+static void test_key_api(void) {
+  ens_config c;
+  char buf[64];
+  ens_config_defaults(&c);
+  CU_ASSERT_EQUAL(ens_config_key_text(&c, "train", "lr", buf, sizeof buf), 0);
+  CU_ASSERT_STRING_EQUAL(buf, "0.05");
+  CU_ASSERT_EQUAL(ens_config_key_text(&c, "train", "nope", buf, sizeof buf), ENS_ENOTFOUND);
+  CU_ASSERT_EQUAL(ens_config_key_changed(&c, "train", "lr"), 0);
+  c.lr = 0.1;
+  c.n_hidden = 1;
+  c.hidden[0] = 7;
+  CU_ASSERT_EQUAL(ens_config_key_changed(&c, "train", "lr"), 1);
+  CU_ASSERT_EQUAL(ens_config_key_changed(&c, "model", "hidden"), 1);
+  CU_ASSERT_EQUAL(ens_config_key_reset(&c, "train", "lr"), 0);
+  CU_ASSERT_EQUAL(ens_config_key_reset(&c, "model", "hidden"), 0);
+  CU_ASSERT_EQUAL(c.lr, 0.05);
+  CU_ASSERT_EQUAL(c.n_hidden, 2);
+  CU_ASSERT_EQUAL(c.hidden[0], 512);
+  CU_ASSERT_EQUAL(ens_config_key_reset(&c, "nope", "lr"), ENS_ENOTFOUND);
+}
+
+typedef struct {
+  int n;
+  char lines[8][160];
+} diff_log;
+
+static void log_diff(void *ctx, const char *section, const char *key, const char *a,
+                     const char *b) {
+  diff_log *d = ctx;
+  if (d->n < 8)
+    snprintf(d->lines[d->n], sizeof d->lines[0], "[%s] %s: %s | %s", section, key, a, b);
+  d->n++;
+}
+
+/* Key-by-key comparison: every differing key once, [output] skippable. */
+static void test_diff(void) {
+  ens_config a, b;
+  ens_config_defaults(&a);
+  ens_config_defaults(&b);
+  diff_log d = {0};
+  CU_ASSERT_EQUAL(ens_config_diff(&a, &b, 0, log_diff, &d), 0);
+  b.lr = 0.1;
+  b.n_hidden = 1;
+  snprintf(b.output_path, sizeof b.output_path, "other.h5");
+  snprintf(b.search_lr, sizeof b.search_lr, "%s", "");
+  CU_ASSERT_EQUAL(ens_config_diff(&a, &b, 0, log_diff, &d), 4);
+  CU_ASSERT_EQUAL(d.n, 4);
+  CU_ASSERT_STRING_EQUAL(d.lines[0], "[model] hidden: 512,256 | 512");
+  CU_ASSERT_STRING_EQUAL(d.lines[1], "[train] lr: 0.05 | 0.1");
+  CU_ASSERT_STRING_EQUAL(d.lines[2], "[search] lr: 0.03,0.15 | ");
+  CU_ASSERT_STRING_EQUAL(d.lines[3], "[output] path: result.h5 | other.h5");
+  CU_ASSERT_EQUAL(ens_config_diff(&a, &b, 1, NULL, NULL), 3);
+  char *t = ens_config_diff_text(&a, &b, 1, "A", "B");
+  CU_ASSERT_PTR_NOT_NULL_FATAL(t);
+  CU_ASSERT_STRING_EQUAL(t, "[model] hidden = 512,256 (A) vs 512 (B); [train] lr = 0.05 (A) vs "
+                            "0.1 (B); [search] lr = 0.03,0.15 (A) vs (empty) (B)");
+  free(t);
+  t = ens_config_diff_text(&a, &a, 0, "A", "B");
+  CU_ASSERT_PTR_NOT_NULL_FATAL(t);
+  CU_ASSERT_STRING_EQUAL(t, "");
+  free(t);
+  /* At most 8 keys, then a count. */
+  b.epochs = 2, b.batch = 3, b.momentum = 0.5, b.weight_decay = 0, b.members = 4, b.seed = 1,
+  b.threads = 2;
+  t = ens_config_diff_text(&a, &b, 1, "A", "B");
+  CU_ASSERT_PTR_NOT_NULL_FATAL(t);
+  CU_ASSERT_PTR_NOT_NULL(strstr(t, "; and 2 more"));
+  free(t);
+}
+
+typedef struct {
+  int n;
+  char last[1024];
+} warn_log;
+
+static void log_warn(void *ctx, const char *msg) {
+  warn_log *w = ctx;
+  w->n++;
+  snprintf(w->last, sizeof w->last, "%s", msg);
+}
+
+/* Loads text, applies ens_config_effective; returns its code. */
+static int effective(const char *text, ens_config *c, warn_log *w, char *err, size_t errlen) {
+  tmp_ini t;
+  memset(w, 0, sizeof *w);
+  int rc = load_text(&t, text, c, err, errlen);
+  CU_ASSERT_EQUAL_FATAL(rc, 0);
+  return ens_config_effective(c, log_warn, w, err, errlen);
+}
+
+static void test_effective(void) {
+  ens_config c;
+  warn_log w;
+  char err[1024] = "";
+  /* Snapshot mode: schedule and cycles are what the chains run; other values
+   * are contradictions. */
+  CU_ASSERT_EQUAL(effective("[ensemble]\nmode = snapshot\nsnapshots = 4\nmembers = 4\n", &c,
+                            &w, err, sizeof err), 0);
+  CU_ASSERT_EQUAL(c.schedule, ENS_SCHED_CYCLIC);
+  CU_ASSERT_EQUAL(c.cycles, 4);
+  CU_ASSERT_EQUAL(w.n, 0);
+  char *ini = ens_config_to_ini(&c);
+  CU_ASSERT_PTR_NOT_NULL(strstr(ini, "schedule = cyclic\n"));
+  free(ini);
+  CU_ASSERT_EQUAL(effective("[train]\nschedule = step\n[ensemble]\nmode = snapshot\n", &c, &w,
+                            err, sizeof err), ENS_ECONFIG);
+  CU_ASSERT_PTR_NOT_NULL(strstr(err, "[train] schedule = step contradicts [ensemble] mode = "
+                                     "snapshot"));
+  CU_ASSERT_EQUAL(effective("[train]\nschedule = cyclic\ncycles = 3\n[ensemble]\nmode = "
+                            "snapshot\nsnapshots = 2\nmembers = 2\n", &c, &w, err, sizeof err),
+                  ENS_ECONFIG);
+  CU_ASSERT_PTR_NOT_NULL(strstr(err, "[train] cycles = 3 contradicts"));
+  CU_ASSERT_EQUAL(effective("[ensemble]\nsnapshots = 4\n", &c, &w, err, sizeof err),
+                  ENS_ECONFIG);
+  CU_ASSERT_PTR_NOT_NULL(strstr(err, "[ensemble] snapshots = 4 applies only to mode = snapshot"));
+  /* Unused keys: one warning each, defaults recorded. */
+  CU_ASSERT_EQUAL(effective("[train]\nstep_size = 10\nbeta1 = 0.8\ncycles = 2\n", &c, &w, err,
+                            sizeof err), 0);
+  CU_ASSERT_EQUAL(w.n, 3);
+  CU_ASSERT_EQUAL(c.step_size, 30);
+  CU_ASSERT_EQUAL(c.beta1, 0.9);
+  CU_ASSERT_EQUAL(c.cycles, 4);
+  CU_ASSERT_EQUAL(effective("[train]\nschedule = step\nstep_size = 10\n", &c, &w, err,
+                            sizeof err), 0);
+  CU_ASSERT_EQUAL(w.n, 0);
+  CU_ASSERT_EQUAL(c.step_size, 10);
+  CU_ASSERT_EQUAL(effective("[train]\nschedule = constant\nlr_min = 0.01\n", &c, &w, err,
+                            sizeof err), 0);
+  CU_ASSERT_EQUAL(w.n, 1);
+  CU_ASSERT_PTR_NOT_NULL(strstr(w.last, "[train] lr_min = 0.01 is not used"));
+  CU_ASSERT_EQUAL(c.lr_min, 0);
+  CU_ASSERT_EQUAL(effective("[search]\nlr = 0.1,0.2\n", &c, &w, err, sizeof err), 0);
+  CU_ASSERT_EQUAL(w.n, 1);
+  CU_ASSERT_PTR_NOT_NULL(strstr(w.last, "[search] lr = 0.1,0.2 is not used: [search] applies to "
+                                        "mode = search"));
+  CU_ASSERT_STRING_EQUAL(c.search_lr, "0.03,0.15");
+  CU_ASSERT_EQUAL(effective("[trunk]\nlayers = 1\nfile = t.h5\n", &c, &w, err, sizeof err), 0);
+  CU_ASSERT_EQUAL(w.n, 2);
+  CU_ASSERT_EQUAL(c.trunk_layers, 0);
+  CU_ASSERT_STRING_EQUAL(c.trunk_file, "");
+  /* Adam: SGD keys unused; a search draws no momentum. */
+  CU_ASSERT_EQUAL(effective("[train]\noptimizer = adam\nnesterov = false\n[ensemble]\nmode = "
+                            "search\n", &c, &w, err, sizeof err), 0);
+  CU_ASSERT_EQUAL(w.n, 1);
+  CU_ASSERT_EQUAL(c.nesterov, 1);
+  CU_ASSERT_STRING_EQUAL(c.search_momentum, "");
+  /* A search replaces [train] lr: warned, kept; not when the [search] value is empty. */
+  CU_ASSERT_EQUAL(effective("[train]\nlr = 0.2\n[ensemble]\nmode = search\n", &c, &w, err,
+                            sizeof err), 0);
+  CU_ASSERT_EQUAL(w.n, 1);
+  CU_ASSERT_PTR_NOT_NULL(strstr(w.last, "mode = search draws each member's lr from [search] lr"));
+  CU_ASSERT_EQUAL(c.lr, 0.2);
+  CU_ASSERT_EQUAL(effective("[train]\nlr = 0.2\n[ensemble]\nmode = search\n[search]\nlr =\n",
+                            &c, &w, err, sizeof err), 0);
+  CU_ASSERT_EQUAL(w.n, 0);
+  /* Defaults everywhere: nothing to say, nothing changed. */
+  ens_config d;
+  ens_config_defaults(&d);
+  CU_ASSERT_EQUAL(effective("[train]\n", &c, &w, err, sizeof err), 0);
+  CU_ASSERT_EQUAL(w.n, 0);
+  CU_ASSERT_EQUAL(ens_config_diff(&c, &d, 0, NULL, NULL), 0);
+}
+
 int main(void) {
   static const cu_case cases[] = {
       {"defaults", test_defaults},
       {"full file", test_full_file},
       {"syntax variants", test_syntax_variants},
       {"unknown key", test_unknown_key},
+      {"duplicate key", test_duplicate_key},
+      {"suggestions", test_suggestions},
+      {"key text, changed, reset", test_key_api},
+      {"diff", test_diff},
+      {"effective configuration", test_effective},
       {"unknown section", test_unknown_section},
       {"bad values", test_bad_values},
       {"missing file", test_missing_file},

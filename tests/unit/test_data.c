@@ -463,7 +463,25 @@ static void expect_load_error(const char *path, int want_rc, const char *want) {
 }
 
 static void test_load_errors(void) {
-  expect_load_error(make_h5("notest.h5", "/test/x", 0), ENS_EFORMAT, "missing dataset /test/x");
+  expect_load_error(make_h5("notestx.h5", "/test/x", 0), ENS_EFORMAT,
+                    "/test/y is present but /test/x is missing (give both or neither)");
+  /* No /test at all is accepted (the job then scores validation rows). */
+  const char *nt = make_h5("notest.h5", "/test/x", 0);
+  hid_t nf = H5Fopen(nt, H5F_ACC_RDWR, H5P_DEFAULT);
+  CU_ASSERT_FATAL(nf >= 0);
+  CU_ASSERT(H5Ldelete(nf, "/test", H5P_DEFAULT) >= 0);
+  H5Fclose(nf);
+  ens_data nd;
+  char nerr[512] = "";
+  int nrc = ens_data_load(&nd, nt, nerr, sizeof nerr);
+  if (nrc)
+    fprintf(stderr, "\n  %s\n", nerr);
+  CU_ASSERT_EQUAL_FATAL(nrc, 0);
+  CU_ASSERT_EQUAL(nd.test.n, 0);
+  CU_ASSERT_PTR_NULL(nd.test.x);
+  CU_ASSERT_EQUAL(nd.train.n, 4);
+  CU_ASSERT_EQUAL(nd.val.n, 2);
+  ens_data_free(&nd);
   expect_load_error(make_h5("novaly.h5", "/val/y", 0), ENS_EFORMAT,
                     "/val/x is present but /val/y is missing");
   expect_load_error(make_h5("range.h5", NULL, 4), ENS_EFORMAT,
