@@ -16,12 +16,15 @@ typedef struct ens_job_opts {
   int resume;                /* continue from checkpoints */
   const char *trunk_from;    /* take the trunk from this result file's /trunk
                                 (merge, predict) instead of [trunk] source */
+  int no_checkpoints;        /* merge: no checkpoint directory (no lock, no
+                                checkpoint space) */
 } ens_job_opts;
 
 /* Runs the job on every rank of comm (collective). Rank 0 writes the result
  * to c->output_path atomically. Returns 0; ENS_ESTOPPED after a signal (with
- * checkpoints written); or another ENS_E* code with a message in err (on the
- * rank that failed; the failure is propagated so every rank returns non-zero). */
+ * checkpoints written); or another ENS_E* code. Every rank returns the same
+ * code with the same message in err: the words of the rank that failed
+ * ("rank R: ..." for R > 0), so the caller prints it once (rank 0). */
 int ens_train_job(const ens_config *c, const ens_job_opts *o, MPI_Comm comm, char *err,
                   size_t errlen);
 

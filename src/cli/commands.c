@@ -24,6 +24,7 @@ int ens_cli_exit_code(int ret) {
   case ENS_ECONFIG:
   case ENS_ESHAPE:
   case ENS_ENOTFOUND:
+  case ENS_ELOCKED:
     return 1;
   default:
     return 2;

@@ -11,6 +11,7 @@
 #include "ensemble/job.h"
 #include "io/fsutil.h"
 #include "io/h5util.h"
+#include "io/storage.h"
 
 #define TAG_META 11
 #define TAG_DATA 12
@@ -295,12 +296,47 @@ int ens_job_get_member(ens_job *j, int i, int k, ens_member_meta *meta, char *er
     size_t len = ret ? 0 : ens_member_packed_len(j, meta);
     if (!ret && len && !(ret = ens_job_pack_reserve(j, len)))
       ret = recv_floats(j->pack, len, src, j->comm);
+    j->collect_next = i + 1; /* received: not to be drained */
     if (!ret)
       ret = ens_job_write_member(j, meta, j->pack);
   }
   if (ret)
-    snprintf(err, errlen, "collecting member %d: %s", k, ens_strerror(ret));
+    ret = ens_job_result_error(j, ret, err, errlen, "collecting member", k);
   return ret;
+}
+
+int ens_job_result_error(ens_job *j, int ret, char *err, size_t errlen, const char *doing,
+                         int k) {
+  int e = ens_h5_take_errno();
+  char what[160];
+  if (k >= 0)
+    snprintf(what, sizeof(what), "%s %d: cannot write the result file", doing, k);
+  else
+    snprintf(what, sizeof(what), "%s: cannot write the result file", doing);
+  if (ret == ENS_EHDF5 || e)
+    return ens_storage_write_error(err, errlen, e, j->tmp_path[0] ? j->tmp_path : j->c->output_path,
+                                   0, what);
+  snprintf(err, errlen, "%s %d: %s", doing, k, ens_strerror(ret));
+  return ret;
+}
+
+/* Rank 0 after a failed collection: receives (and drops) the members the
+ * other ranks still send, so that none of them blocks in MPI_Send. */
+static void drain(ens_job *j) {
+  const int M = j->last - j->first;
+  for (int i = j->collect_next; i < M; i++) {
+    int k = j->first + i, src = ens_job_rank_of(j, k);
+    if (src == 0)
+      continue;
+    ens_member_meta meta;
+    MPI_Recv(&meta, (int)sizeof(meta), MPI_BYTE, src, TAG_META, j->comm, MPI_STATUS_IGNORE);
+    size_t len = ens_member_packed_len(j, &meta);
+    /* Last resort: without memory to take the member, the sender would
+     * block for ever. */
+    if (len && (ens_job_pack_reserve(j, len) || recv_floats(j->pack, len, src, j->comm)))
+      MPI_Abort(j->comm, 2);
+  }
+  j->collect_next = M;
 }
 
 /* Non-root ranks: send held members in member order (rank 0 asks in the
@@ -322,17 +358,14 @@ static int send_held(ens_job *j) {
 
 int ens_job_collect(ens_job *j, double train_wall, char *err, size_t errlen) {
   int ret;
-  if (j->rank == 0)
+  j->collect_next = 0;
+  if (j->rank == 0) {
     ret = ens_job_finish_root(j, train_wall, err, errlen);
-  else
+    if (ret && j->size > 1)
+      drain(j);
+  } else {
     ret = send_held(j);
-  /* Everyone learns whether rank 0 published the result, and why not. */
-  int status = j->rank == 0 ? ret : 0;
-  MPI_Bcast(&status, 1, MPI_INT, 0, j->comm);
-  if (!ret && status) {
-    snprintf(err, errlen, status == ENS_ENUMERIC ? "too few members finished (see rank 0)"
-                                                 : "rank 0 failed to write the result");
-    ret = status == ENS_ENUMERIC ? ENS_ENUMERIC : ENS_EIO;
   }
-  return ret;
+  /* Everyone learns whether rank 0 published the result, and why not. */
+  return ens_agree(j->comm, ret, err, errlen);
 }

@@ -184,8 +184,12 @@ int ens_job_emit_packed(ens_job *j, ens_trainer *t, const ens_member_meta *meta)
 
 int ens_job_store_member(ens_job *j, const ens_member_meta *meta, const float *packed) {
   size_t len = ens_member_packed_len(j, meta);
-  if (j->rank == 0)
-    return ens_job_write_member(j, meta, packed);
+  if (j->rank == 0) {
+    int ret = ens_job_write_member(j, meta, packed);
+    if (ret) /* words for the training loop's caller */
+      ret = ens_job_result_error(j, ret, j->ckpt.err, sizeof(j->ckpt.err), "member", meta->k);
+    return ret;
+  }
   ens_held_member *h = realloc(j->held, (size_t)(j->nheld + 1) * sizeof(*h));
   if (!h)
     return ENS_ENOMEM;

@@ -127,7 +127,7 @@ int ens_merge(const char *const *paths, int nparts, const char *out, char *err, 
   c.verbose = cfgs[0].verbose;
   /* The merged file records the configuration of a run over the whole range. */
   text = ens_config_to_ini(&c);
-  ens_job_opts o = {.config_text = text, .config_path = paths[0],
+  ens_job_opts o = {.config_text = text, .config_path = paths[0], .no_checkpoints = 1,
                     .trunk_from = c.trunk_source != ENS_TRUNK_NONE ? sorted[0].path : NULL};
   ret = ens_job_setup(&job, &c, &o, MPI_COMM_SELF, err, errlen);
   have_job = 1;

@@ -12,6 +12,7 @@
 #include "ensemble/job.h"
 #include "ensemble/trunk.h"
 #include "io/h5util.h"
+#include "io/storage.h"
 
 void ens_job_bootstrap_rows(int32_t *rows, int n, uint64_t seed, uint32_t member) {
   ens_rng r;
@@ -109,21 +110,10 @@ static int write_static(ens_job *j) {
   return ret ? ENS_EHDF5 : 0;
 }
 
-/* Status agreed by all ranks: the worst local code wins; the message comes
- * from the lowest rank that failed. */
+/* Status agreed by all ranks (fault.c): the worst outcome wins; the
+ * message comes from the lowest rank that had it. */
 static int agree(ens_job *j, int ret, char *err, size_t errlen) {
-  int bad = ret ? j->rank : j->size, first_bad;
-  MPI_Allreduce(&bad, &first_bad, 1, MPI_INT, MPI_MIN, j->comm);
-  if (first_bad == j->size)
-    return 0;
-  int code = ret;
-  MPI_Bcast(&code, 1, MPI_INT, first_bad, j->comm);
-  char msg[1024];
-  if (j->rank == first_bad)
-    snprintf(msg, sizeof(msg), "%s", err);
-  MPI_Bcast(msg, sizeof(msg), MPI_CHAR, first_bad, j->comm);
-  snprintf(err, errlen, "%s", msg);
-  return code;
+  return ens_agree(j->comm, ret, err, errlen);
 }
 
 int ens_job_setup(ens_job *j, const ens_config *c, const ens_job_opts *o, MPI_Comm comm,
@@ -167,6 +157,14 @@ int ens_job_setup(ens_job *j, const ens_config *c, const ens_job_opts *o, MPI_Co
   ret = agree(j, ret, err, errlen);
   if (ret)
     return ret;
+  /* Where the job writes: rank 0 checks the output directory, locks the
+   * checkpoint directory and compares the space needed with the free
+   * space; then every other rank checks that it can write checkpoints. */
+  ret = agree(j, j->rank == 0 ? ens_job_check_storage(j, err, errlen) : 0, err, errlen);
+  if (!ret && !o->no_checkpoints && j->size > 1)
+    ret = agree(j, j->rank != 0 ? ens_job_check_storage(j, err, errlen) : 0, err, errlen);
+  if (ret)
+    return ret;
   if (c->trunk_source != ENS_TRUNK_NONE || o->trunk_from) {
     ret = ens_trunk_prepare(j, err, errlen);
     ret = agree(j, ret, err, errlen);
@@ -193,11 +191,16 @@ int ens_job_setup(ens_job *j, const ens_config *c, const ens_job_opts *o, MPI_Co
     snprintf(j->tmp_path, sizeof(j->tmp_path), "%s.tmp.%ld", c->output_path, (long)getpid());
     j->file = H5Fcreate(j->tmp_path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     if (j->file < 0) {
-      snprintf(err, errlen, "[output] path: cannot create '%s' (is the directory writable?)",
-               j->tmp_path);
-      ret = ENS_EIO;
-    } else if ((ret = write_static(j))) {
-      snprintf(err, errlen, "%s: cannot write the result file", j->tmp_path);
+      ret = ens_storage_write_error(err, errlen, ens_h5_take_errno(), j->tmp_path, 0,
+                                    "[output] path: cannot create");
+    } else {
+      /* The result is the one file HDF5 writes to disk itself (it is too
+       * large to build in memory): reserve its space now, so that a disk
+       * filling up later cannot fail its writes half-way. */
+      ret = ens_storage_reserve(j->tmp_path, j->result_bytes, "cannot reserve space for the result",
+                                err, errlen);
+      if (!ret && (ret = write_static(j)))
+        ret = ens_job_result_error(j, ret, err, errlen, "writing the model description", -1);
     }
   }
   return agree(j, ret, err, errlen);
@@ -210,6 +213,7 @@ void ens_job_free(ens_job *j) {
   }
   if (j->tmp_path[0])
     unlink(j->tmp_path); /* still there only when the job did not finish */
+  ens_job_checkpoint_unlock(j); /* the checkpoints (if any) stay */
   ens_trainer_free(&j->trainer);
   ens_jobdata_free(&j->data);
   free(j->trunk.train);
