@@ -14,6 +14,7 @@
 #include <stdint.h>
 #include "io/fsutil.h"
 #include "io/h5util.h"
+#include "io/storage.h"
 #include "ensemble/job.h"
 
 /* Reads rows (n, d) of `path` in `f` as float32, any numeric type. */
@@ -89,7 +90,6 @@ int ens_predict(const char *model_path, const char *input, const char *dataset, 
   ens_model trunk, head;
   memset(&trunk, 0, sizeof(trunk));
   memset(&head, 0, sizeof(head));
-  char tmp[ENS_PATH_MAX + 64] = "";
   int ret = 0, n = 0, d = 0;
   ens_config c;
   mf = H5Fopen(model_path, H5F_ACC_RDONLY, H5P_DEFAULT);
@@ -330,12 +330,12 @@ int ens_predict(const char *model_path, const char *input, const char *dataset, 
       ens_task_argmax(&K, pred, fin, n);
     ens_acc_uncertainty(&acc, fin, unc);
   }
-  snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", out, (long)getpid());
-  of = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  /* Built in memory, then written and renamed into place with plain POSIX
+   * calls (io/storage.h): a full disk is reported as such, nothing is left. */
+  of = ens_storage_h5_memory(out);
   if (of < 0) {
-    snprintf(err, errlen, "cannot create %s (is the directory writable?)", out);
-    ret = ENS_EIO;
-    tmp[0] = '\0';
+    snprintf(err, errlen, "%s: cannot create the output file in memory", out);
+    ret = ENS_EHDF5;
     goto cleanup;
   }
   ret |= write_output(of, &K, fin, pred, unc, alea, epi, n);
@@ -347,19 +347,16 @@ int ens_predict(const char *model_path, const char *input, const char *dataset, 
   ret |= ens_h5_attr_i64(of, "/", "mc_samples", mc_samples);
   if (calibrated)
     ret |= ens_h5_attr_f64(of, "/", regress ? "variance_scale" : "temperature", calib);
-  if (ret || H5Fclose(of) < 0) {
-    of = -1;
-    snprintf(err, errlen, "%s: write failed", out);
+  if (ret) {
+    snprintf(err, errlen, "%s: cannot build the output file in memory (%s)", out,
+             ens_strerror(ret));
     ret = ENS_EHDF5;
     goto cleanup;
   }
+  ret = ens_storage_h5_publish(of, out, NULL, "cannot write", err, errlen);
   of = -1;
-  if (ens_fsync_path(tmp) || rename(tmp, out) != 0) {
-    snprintf(err, errlen, "cannot rename the finished output to %s", out);
-    ret = ENS_EIO;
+  if (ret)
     goto cleanup;
-  }
-  tmp[0] = '\0';
   printf("%d rows, %d of %lld members, combine %s%s -> %s\n", n, used, (long long)members,
          ens_combine_name((ens_combine_kind)combine), mc_samples > 0 ? " (MC-dropout)" : "", out);
   if (have_truth) {
@@ -380,8 +377,6 @@ int ens_predict(const char *model_path, const char *input, const char *dataset, 
 cleanup:
   if (of >= 0)
     H5Fclose(of);
-  if (tmp[0])
-    unlink(tmp);
   if (mf >= 0)
     H5Fclose(mf);
   if (inf >= 0)

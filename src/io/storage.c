@@ -90,10 +90,12 @@ int ens_storage_check_dir(const char *dir, const char *what, char *err, size_t e
   return 0;
 }
 
-int ens_storage_write_error(char *err, size_t errlen, int e, const char *path, uint64_t need,
-                            const char *what) {
+/* "<prefix>: <reason>" for errno e; fspath locates the file system whose
+ * free space is reported (and decides when e is 0). */
+static int word_error(char *err, size_t errlen, int e, const char *fspath, uint64_t need,
+                      const char *prefix) {
   uint64_t avail = 0;
-  int have_free = ens_storage_free(path, &avail, NULL) == 0;
+  int have_free = ens_storage_free(fspath, &avail, NULL) == 0;
   if (e == 0 && have_free && avail < (need > 65536 ? need : 65536))
     e = ENOSPC; /* the HDF5 library said nothing more, the disk did */
   char nb[32], fb[32];
@@ -101,19 +103,26 @@ int ens_storage_write_error(char *err, size_t errlen, int e, const char *path, u
   ens_storage_human(fb, sizeof(fb), avail);
   if (e == ENOSPC || e == EDQUOT) {
     if (need > 0 && have_free)
-      ens_errorf(err, errlen, "%s %s: %s (%s needed, %s free)", what, path, strerror(e), nb, fb);
+      ens_errorf(err, errlen, "%s: %s (%s needed, %s free)", prefix, strerror(e), nb, fb);
     else if (have_free)
-      ens_errorf(err, errlen, "%s %s: %s (%s free)", what, path, strerror(e), fb);
+      ens_errorf(err, errlen, "%s: %s (%s free)", prefix, strerror(e), fb);
     else
-      ens_errorf(err, errlen, "%s %s: %s", what, path, strerror(e));
+      ens_errorf(err, errlen, "%s: %s", prefix, strerror(e));
     return ENS_ENOSPACE;
   }
   if (e)
-    ens_errorf(err, errlen, "%s %s: %s", what, path, strerror(e));
+    ens_errorf(err, errlen, "%s: %s", prefix, strerror(e));
   else
-    ens_errorf(err, errlen, "%s %s: the HDF5 library reported a write error (no system error)",
-               what, path);
+    ens_errorf(err, errlen, "%s: the HDF5 library reported a write error (no system error)",
+               prefix);
   return ENS_EWRITE;
+}
+
+int ens_storage_write_error(char *err, size_t errlen, int e, const char *path, uint64_t need,
+                            const char *what) {
+  char prefix[4400];
+  snprintf(prefix, sizeof(prefix), "%s %s", what, path);
+  return word_error(err, errlen, e, path, need, prefix);
 }
 
 hid_t ens_storage_h5_memory(const char *name) {
@@ -145,12 +154,17 @@ int ens_storage_fsync(const char *path) {
   return e;
 }
 
+enum { STEP_CREATE = 1, STEP_WRITE, STEP_RENAME };
+
 /* Writes buf (n bytes) to tmp, syncs it, renames it to path. Returns 0 or
- * the errno of the failing step (tmp removed). */
-static int write_atomic(const char *path, const char *tmp, const void *buf, size_t n) {
+ * the errno of the failing step (tmp removed), the step in *step. */
+static int write_atomic(const char *path, const char *tmp, const void *buf, size_t n,
+                        int *step) {
+  *step = STEP_CREATE;
   int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0666);
   if (fd < 0)
     return errno;
+  *step = STEP_WRITE;
   const char *p = buf;
   size_t left = n;
   int e = 0;
@@ -175,8 +189,10 @@ static int write_atomic(const char *path, const char *tmp, const void *buf, size
   }
   if (close(fd) != 0 && !e && errno != EINTR)
     e = errno;
-  if (!e && rename(tmp, path) != 0)
+  if (!e && rename(tmp, path) != 0) {
     e = errno;
+    *step = STEP_RENAME;
+  }
   if (e) {
     unlink(tmp);
     return e;
@@ -209,12 +225,21 @@ int ens_storage_h5_publish(hid_t f, const char *path, const char *tmp, const cha
                n > 0 ? "out of memory" : "HDF5 library error");
     return n > 0 ? ENS_ENOMEM : ENS_EHDF5;
   }
-  int e = write_atomic(path, tmp, img, (size_t)n);
+  int step = 0;
+  int e = write_atomic(path, tmp, img, (size_t)n, &step);
   free(img);
   if (!e)
     return 0;
-  /* Name the file the user knows (path); the temporary one is gone. */
-  return ens_storage_write_error(err, errlen, e, path, (uint64_t)n, what);
+  /* Name the file the user knows (path), and the temporary one when that
+   * is where it failed; either way the temporary file is gone. */
+  char how[9000];
+  if (step == STEP_CREATE)
+    snprintf(how, sizeof(how), "%s %s: cannot create %s", what, path, tmp);
+  else if (step == STEP_RENAME)
+    snprintf(how, sizeof(how), "%s %s: cannot rename %s to it", what, path, tmp);
+  else
+    snprintf(how, sizeof(how), "%s %s", what, path);
+  return word_error(err, errlen, e, path, (uint64_t)n, how);
 }
 
 int ens_storage_reserve(const char *path, uint64_t bytes, const char *what, char *err,
