@@ -121,6 +121,16 @@ static void estimate(const ens_job *j, sizes *s, uint64_t *replaced) {
   s->checkpoints = ck;
 }
 
+/* "995 KiB (1019055 bytes)", or "512 bytes" when that says it all. */
+static void both(char *buf, size_t len, uint64_t b) {
+  char h[32];
+  ens_storage_human(h, sizeof(h), b);
+  if (b < 1024)
+    snprintf(buf, len, "%s", h);
+  else
+    snprintf(buf, len, "%s (%llu bytes)", h, (unsigned long long)b);
+}
+
 int ens_job_check_storage(ens_job *j, char *err, size_t errlen) {
   const ens_config *c = j->c;
   const int ckpt = !j->o->no_checkpoints;
@@ -149,44 +159,42 @@ int ens_job_check_storage(ens_job *j, char *err, size_t errlen) {
              j->ckpt.dir, strerror(errno));
     return ENS_EIO;
   }
-  char rb[32], cb[32], nb[32], fb[32];
-  ens_storage_human(rb, sizeof(rb), s.result);
-  ens_storage_human(cb, sizeof(cb), ck);
+  char rb[64], cb[64], nb[64], fb[64];
+  both(rb, sizeof(rb), s.result);
+  both(cb, sizeof(cb), ck);
   if (c->verbose >= 2) {
-    ens_storage_human(fb, sizeof(fb), free_out);
-    printf("storage: result up to %s (%llu bytes), checkpoints up to %s (%llu bytes); %s free "
-           "in %s\n",
-           rb, (unsigned long long)s.result, cb, (unsigned long long)ck, fb, outdir);
+    both(fb, sizeof(fb), free_out);
+    printf("storage: result up to %s, checkpoints up to %s; %s free in %s\n", rb, cb, fb, outdir);
     fflush(stdout);
   }
   if (!ckpt || dev_ck != dev_out) {
     if (s.result > free_out) {
-      ens_storage_human(fb, sizeof(fb), free_out);
+      both(fb, sizeof(fb), free_out);
       snprintf(err, errlen,
-               "not enough free space for the result: it needs up to %s (%llu bytes) in %s, "
-               "which has %s (%llu bytes) free",
-               rb, (unsigned long long)s.result, outdir, fb, (unsigned long long)free_out);
+               "not enough free space for the result: it needs up to %s in %s, which has %s free",
+               rb, outdir, fb);
       return ENS_ENOSPACE;
     }
     if (ckpt && ck > free_ck) {
-      ens_storage_human(fb, sizeof(fb), free_ck);
+      both(fb, sizeof(fb), free_ck);
       snprintf(err, errlen,
-               "not enough free space for the checkpoints: they need up to %s (%llu bytes) in "
-               "%s, which has %s (%llu bytes) free (point [output] checkpoint_dir "
-               "elsewhere)",
-               cb, (unsigned long long)ck, j->ckpt.dir, fb, (unsigned long long)free_ck);
+               "not enough free space for the checkpoints: they need up to %s in %s, which has "
+               "%s free (point [output] checkpoint_dir elsewhere)",
+               cb, j->ckpt.dir, fb);
       return ENS_ENOSPACE;
     }
     return 0;
   }
   uint64_t need = s.result + ck;
   if (need > free_out) {
-    ens_storage_human(nb, sizeof(nb), need);
-    ens_storage_human(fb, sizeof(fb), free_out);
+    both(nb, sizeof(nb), need);
+    both(fb, sizeof(fb), free_out);
+    ens_storage_human(rb, sizeof(rb), s.result);
+    ens_storage_human(cb, sizeof(cb), ck);
     snprintf(err, errlen,
              "not enough free space: the result (up to %s) and the checkpoints (up to %s) need "
-             "%s (%llu bytes) in %s, which has %s (%llu bytes) free",
-             rb, cb, nb, (unsigned long long)need, outdir, fb, (unsigned long long)free_out);
+             "%s in %s, which has %s free",
+             rb, cb, nb, outdir, fb);
     return ENS_ENOSPACE;
   }
   return 0;
