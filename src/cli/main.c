@@ -13,6 +13,7 @@
 #include "ens/data.h"
 #include "ens/ensemble.h"
 #include "ens/error.h"
+#include "ensemble/fault.h"
 
 #define EXIT_USAGE 1
 #define EXIT_RUNTIME 2
@@ -115,6 +116,9 @@ static int cmd_train(int argc, char **argv) {
   if (!ret)
     ret = ens_config_validate(&cfg, err, sizeof(err));
   free(sets);
+  /* Every rank reads the config itself (it may not be readable on every
+   * node): agree, so that no rank goes on alone. */
+  ret = ens_agree(MPI_COMM_WORLD, ret ? ENS_ECONFIG : 0, err, sizeof(err));
   if (ret) {
     if (rank == 0)
       fprintf(stderr, "ens train: %s\n", err);

@@ -200,6 +200,16 @@ static int read_member(ens_job *j, hid_t f, hsize_t row, int k, ens_member_meta 
   int ret = read_meta(j, f, k, meta);
   if (ret || meta->status != ENS_MEMBER_DONE)
     return ret;
+  /* The sizes a file declares must be member k's own before any buffer is
+   * sized from them (a merge part may be damaged). */
+  ens_config mc;
+  ens_arch a;
+  size_t np = 0, ns = 0;
+  ens_member_config(j, k, &mc);
+  ens_member_arch(j, &mc, &a);
+  ens_arch_sizes(&a, j->trunk.layers, a.n_hidden, 1, &np, &ns);
+  if ((size_t)meta->nparams != np || (size_t)meta->nstats != ns || meta->epochs < 0)
+    return ENS_ESHAPE;
   if ((ret = ens_job_pack_reserve(j, ens_member_packed_len(j, meta))))
     return ret;
   ens_pack_view v;
@@ -278,8 +288,9 @@ int ens_job_get_member(ens_job *j, int i, int k, ens_member_meta *meta, char *er
     const ens_part *p = ens_job_part_of(j, k);
     ret = read_member(j, p->file, (hsize_t)(k - p->first), k, meta, &missing);
     if (ret) {
-      snprintf(err, errlen, "%s: member %d is missing or has the wrong size", p->path, k);
-      return ret;
+      snprintf(err, errlen, "%s: member %d is missing, damaged or of the wrong size for its "
+               "architecture (/members/%d, its params and prediction rows)", p->path, k, k);
+      return ret == ENS_ENOMEM ? ret : ENS_EFORMAT;
     }
     if (missing && (ret = recompute_rows(j, meta))) {
       snprintf(err, errlen, "%s: member %d does not match its architecture", p->path, k);

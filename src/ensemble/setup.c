@@ -176,6 +176,12 @@ int ens_job_setup(ens_job *j, const ens_config *c, const ens_job_opts *o, MPI_Co
   j->nparams = np;
   j->nstats = ns;
   ens_model probe; /* the job's architecture must be buildable */
+  if (!ens_h5_affordable((unsigned long long)(np + ns) * 4 * sizeof(float))) {
+    /* parameters, gradients and two optimizer moments */
+    snprintf(err, errlen, "[model] hidden: a member has %zu parameters, more than the memory of "
+             "this node can train", np);
+    return agree(j, ENS_ECONFIG, err, errlen);
+  }
   ret = ens_model_create(&probe, &j->arch, j->trunk.layers, j->arch.n_hidden, 1, 2);
   ens_model_free(&probe);
   if (!ret) {

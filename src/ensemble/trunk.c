@@ -73,6 +73,11 @@ int ens_trunk_load_file(const char *path, const char *which, const ens_arch *arc
     ret = ENS_EFORMAT;
     goto cleanup;
   }
+  /* A layers attribute cannot name more blocks than /model/hidden holds. */
+  if (avail_blocks > nh)
+    avail_blocks = nh;
+  if (avail_blocks < 0)
+    avail_blocks = 0;
   char want[256], have[256];
   describe_widths(want, sizeof(want), arch->in, arch->hidden, layers);
   describe_widths(have, sizeof(have), (int)inputs, hidden, (int)avail_blocks);

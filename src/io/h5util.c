@@ -1,8 +1,11 @@
 /* HDF5 helpers: datasets with parent groups, attributes, checked reads. */
 #include "io/h5util.h"
 
+#include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "ens/error.h"
 
@@ -300,9 +303,12 @@ long long ens_h5_size(hid_t loc, const char *path, int *rank, hsize_t *dims) {
     if (r >= 0 && r <= 8) {
       hsize_t d[8];
       H5Sget_simple_extent_dims(sp, d, NULL);
-      n = 1;
+      /* Declared sizes come from files: saturate instead of overflowing. */
+      unsigned long long u = 1;
       for (int i = 0; i < r; i++)
-        n *= (long long)d[i];
+        u = d[i] && u > (unsigned long long)LLONG_MAX / d[i] ? (unsigned long long)LLONG_MAX
+                                                             : u * d[i];
+      n = (long long)u;
       if (rank)
         *rank = r;
       if (dims)
@@ -366,4 +372,31 @@ int ens_h5_group(hid_t loc, const char *path) {
     return ENS_EHDF5;
   H5Gclose(g);
   return 0;
+}
+
+void ens_h5_read_failure(hid_t ds, char *buf, size_t len) {
+  hid_t dcpl = H5Dget_create_plist(ds);
+  int n = dcpl >= 0 ? H5Pget_nfilters(dcpl) : 0;
+  for (int i = 0; i < n; i++) {
+    unsigned flags = 0, cd[8];
+    size_t ncd = 8;
+    char name[64] = "";
+    H5Z_filter_t id = H5Pget_filter2(dcpl, (unsigned)i, &flags, &ncd, cd, sizeof(name), name, NULL);
+    if (id >= 0 && H5Zfilter_avail(id) <= 0) {
+      snprintf(buf, len, "it is compressed with filter %d (%s), which this HDF5 library cannot "
+               "decode", (int)id, name[0] ? name : "unknown");
+      H5Pclose(dcpl);
+      return;
+    }
+  }
+  if (dcpl >= 0)
+    H5Pclose(dcpl);
+  snprintf(buf, len, "HDF5 cannot read it or convert its values");
+}
+
+int ens_h5_affordable(unsigned long long bytes) {
+  long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+  if (pages <= 0 || page <= 0)
+    return 1; /* unknown: let malloc decide */
+  return bytes <= (unsigned long long)pages * (unsigned long long)page;
 }

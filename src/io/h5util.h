@@ -42,6 +42,14 @@ int ens_h5_get_attr_i64(hid_t loc, const char *obj, const char *name, int64_t *v
 int ens_h5_get_attr_f64(hid_t loc, const char *obj, const char *name, double *value);
 int ens_h5_get_attr_str(hid_t loc, const char *obj, const char *name, char **value);
 
+/* Why dataset ds could not be read, for a message: "it is compressed with
+ * filter 32000 (lzf), which this HDF5 library cannot decode", or "HDF5
+ * cannot read or convert it". */
+void ens_h5_read_failure(hid_t ds, char *buf, size_t len);
+/* 1 when `bytes` (a size declared by a file) fit in this node's physical
+ * memory, so allocating them is worth trying; 0 otherwise. */
+int ens_h5_affordable(unsigned long long bytes);
+
 /* Creates group `path` (and its parents) unless it exists. */
 int ens_h5_group(hid_t loc, const char *path);
 /* 1 when `path` names a link that exists (every parent checked). */
