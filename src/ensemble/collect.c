@@ -100,6 +100,7 @@ static int write_hyper(ens_job *j, const char *obj, int k) {
 }
 
 int ens_job_write_member(ens_job *j, const ens_member_meta *meta, const float *packed) {
+  ens_h5_take_errno(); /* a failure below is explained by its own errno */
   char grp[64], path[128];
   hid_t f = j->file;
   hsize_t row = (hsize_t)(meta->k - j->first);

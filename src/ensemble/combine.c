@@ -631,7 +631,8 @@ int ens_job_finish_root(ens_job *j, double train_wall, char *err, size_t errlen)
   }
   double oob = c->mode == ENS_MODE_BOOTSTRAP ? oob_ensemble(j, &f) : NAN;
 
-  /* Write everything. */
+  /* Write everything (a failure is explained by its own errno). */
+  ens_h5_take_errno();
   hid_t h = j->file;
   const char *m0 = ens_task_metric_name(K, 0);
   char name[96];
@@ -742,6 +743,7 @@ int ens_job_finish_root(ens_job *j, double train_wall, char *err, size_t errlen)
                 avg_m, calib, uncal, ens_mc);
   /* Atomic publication: flush, close, give back the unused reserved
    * space, fsync, rename. */
+  ens_h5_take_errno();
   if (H5Fflush(h, H5F_SCOPE_GLOBAL) < 0 || H5Fclose(h) < 0) {
     j->file = -1;
     ret = ens_job_result_error(j, ENS_EHDF5, err, errlen, "closing the result", -1);

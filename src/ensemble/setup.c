@@ -195,6 +195,7 @@ int ens_job_setup(ens_job *j, const ens_config *c, const ens_job_opts *o, MPI_Co
   }
   if (!ret && j->rank == 0) {
     snprintf(j->tmp_path, sizeof(j->tmp_path), "%s.tmp.%ld", c->output_path, (long)getpid());
+    ens_h5_take_errno(); /* forget earlier failures (probes of absent files) */
     j->file = H5Fcreate(j->tmp_path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     if (j->file < 0) {
       ret = ens_storage_write_error(err, errlen, ens_h5_take_errno(), j->tmp_path, 0,

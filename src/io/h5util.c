@@ -32,7 +32,7 @@ static herr_t capture_errno(hid_t stack, void *data) {
   (void)data;
   int found = 0;
   H5Ewalk2(stack, H5E_WALK_UPWARD, find_errno, &found);
-  if (found)
+  if (found && !g_h5_errno) /* the first failure since the last take explains the rest */
     g_h5_errno = found;
   return 0;
 }

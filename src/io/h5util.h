@@ -14,8 +14,9 @@
  * disk as "..., errno = 28, error message = '...'" and would otherwise hide
  * it from the caller. */
 void ens_h5_quiet(void);
-/* The system error recorded by the last failing HDF5 call since the last
- * ens_h5_take_errno(), or 0; clears it. */
+/* The system error recorded by the first failing HDF5 call since the last
+ * ens_h5_take_errno(), or 0; clears it. Take it before a sequence of writes
+ * to forget earlier failures (probes of absent files). */
 int ens_h5_take_errno(void);
 
 /* Creates dataset `path` (parents created as needed) of `rank` dims and

@@ -9,7 +9,12 @@
 #     scratch and the result is bitwise that of an uninterrupted run;
 #  c. the checkpoint directory lock: a live owner stops a second job (exit 1,
 #     nothing touched), a dead owner's lock is taken over, another host's
-#     lock is not.
+#     lock is not;
+#  d. the result cannot be published (a directory has its name): exit 2 with
+#     the path and the reason, the directory untouched, the checkpoints kept;
+#     and the storage estimate printed before training (verbose = 2) bounds
+#     the result and the checkpoint directory actually written, for a search
+#     (members of different sizes) and bootstrap with MC rows.
 source "$(dirname "$0")/lib.bash"
 $PY "$SRC/tests/integration/make_data.py" data.h5 6000 24 5
 cat >job.ini <<INI
@@ -73,7 +78,7 @@ once r1 "^ens train: rank 1: cannot write checkpoint result.h5.ckpt/unit_1.h5: c
 ls r1/result.h5.tmp.* 2>/dev/null && fail "temporary result left behind"
 rmdir r1/result.h5.ckpt/unit_1.h5.tmp
 [ "$(run2 r1 -c "$WORK/job.ini" --resume)" = 0 ] || { cat r1/log; fail "resume after the rank-1 error"; }
-grep -q "resumed at" r1/log || fail "rank 0's checkpoint was not used"
+grep -qE "resumed at|not retrained" r1/log || fail "rank 0's checkpoint was not used"
 same_result full/result.h5 r1/result.h5 || fail "resumed result differs after the rank-1 error"
 echo "ok: resumed after the rank-1 error, result identical"
 
@@ -118,7 +123,7 @@ for kind in truncated garbage foreign; do
   grep -E "^ens: warning: checkpoint result.h5.ckpt/unit_1.h5 .*unit 1 restarts from scratch" \
     "$d/log" >"$d/warning" || { cat "$d/log"; fail "$kind: no warning naming unit_1.h5"; }
   [ "$(wc -l <"$d/warning")" = 1 ] || fail "$kind: the warning is printed more than once"
-  grep -q "resumed at" "$d/log" || fail "$kind: rank 0's undamaged checkpoint was not used"
+  grep -qE "resumed at|not retrained" "$d/log" || fail "$kind: rank 0's undamaged checkpoint was not used"
   same_result full/result.h5 "$d/result.h5" || fail "$kind: result differs from the uninterrupted run"
   no_abort "$d/log"
   echo "ok: $kind: $(cat "$d/warning")"
@@ -155,4 +160,36 @@ printf 'ens checkpoint directory lock\nhost elsewhere.example\npid 1\nstart 0\n'
 code=$(run2 remote -c "$WORK/job.ini")
 [ "$code" = 1 ] || { cat remote/log; fail "remote lock: exit $code, expected 1"; }
 once remote "process 1 on host elsewhere.example.*remove the lock file"
+
+# ------------------------------------------- d. publish failure, estimate
+# estimate LOG WHAT: the byte count after "WHAT up to" in the storage line.
+estimate() {
+  grep "^storage:" "$1" | sed -E "s/.*$2 up to [^,;]*\(([0-9]+) bytes\).*/\1/"
+}
+for kind in search bootstrap; do
+  sets=(--set output.verbose=2 --set output.path=res.h5)
+  case $kind in
+    search) sets+=(--set ensemble.mode=search --set data.val_fraction=0.2
+      --set "search.hidden=8 | 64,32 | 128,128" --set ensemble.members=5) ;;
+    bootstrap) sets+=(--set ensemble.mode=bootstrap --set ensemble.mc_samples=3) ;;
+  esac
+  [ "$(run2 "est-$kind" -c "$WORK/job.ini" "${sets[@]}")" = 0 ] ||
+    { cat "est-$kind/log"; fail "$kind: run"; }
+  mkdir -p "pub-$kind/res.h5"
+  echo keep >"pub-$kind/res.h5/inside"
+  code=$(run2 "pub-$kind" -c "$WORK/job.ini" "${sets[@]}")
+  [ "$code" = 2 ] || { cat "pub-$kind/log"; fail "$kind: unpublishable result: exit $code, expected 2"; }
+  once "pub-$kind" "cannot publish the result as res.h5: Is a directory"
+  [ "$(cat "pub-$kind/res.h5/inside")" = keep ] || fail "$kind: the directory in the way was changed"
+  ls "pub-$kind"/res.h5.tmp.* 2>/dev/null && fail "$kind: temporary result left behind"
+  ls "pub-$kind"/res.h5.ckpt/member_*.h5 >/dev/null || fail "$kind: checkpoints not kept"
+  er=$(estimate "est-$kind/log" result)
+  ec=$(estimate "est-$kind/log" checkpoints)
+  ar=$(stat -c %s "est-$kind/res.h5")
+  ac=$(du -sb "pub-$kind/res.h5.ckpt" | cut -f1)
+  [[ $er =~ ^[0-9]+$ && $ec =~ ^[0-9]+$ ]] || { cat "est-$kind/log"; fail "$kind: no storage line"; }
+  ((ar <= er)) || fail "$kind: result of $ar bytes exceeds the estimate $er"
+  ((ac <= ec)) || fail "$kind: checkpoints of $ac bytes exceed the estimate $ec"
+  echo "ok: $kind: result $ar <= $er bytes, checkpoints $ac <= $ec bytes"
+done
 echo "faults: all passed"
