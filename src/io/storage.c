@@ -76,8 +76,9 @@ int ens_storage_check_dir(const char *dir, const char *what, char *err, size_t e
   }
   /* access() says nothing about read-only mounts or ACL quirks: create a
    * file for real. */
-  char probe[4200];
-  snprintf(probe, sizeof(probe), "%s/.ens-probe.%ld", dir, (long)getpid());
+  char probe[4200], host[128] = "";
+  gethostname(host, sizeof(host) - 1); /* ranks on other hosts may share a PID */
+  snprintf(probe, sizeof(probe), "%s/.ens-probe.%s.%ld", dir, host, (long)getpid());
   int fd = open(probe, O_WRONLY | O_CREAT | O_EXCL, 0600);
   if (fd < 0) {
     int e = errno;

@@ -7,8 +7,8 @@
 #     device" and its path -> exit 2; the previous result and the last good
 #     checkpoints are intact, no temporary file is left; after freeing the
 #     space --resume gives the uninterrupted result;
-#  c. ens predict, ens import csv and ens merge writing to a full disk say
-#     so, exit 2, and leave nothing.
+#  c. ens predict, ens import csv, ens import idx and ens merge writing to a
+#     full disk say so, exit 2, and leave nothing.
 # Mounting needs root (the test enters its own mount namespace with unshare,
 # so the mounts vanish with it); without that it is reported as skipped.
 if [ -z "${ENS_STORAGE_NS:-}" ] && [ "$(id -u)" = 0 ] && command -v unshare >/dev/null &&
@@ -141,6 +141,18 @@ expect_full() {
 expect_full "$ENS" predict -m full/mnt/result.h5 -i data.h5 -o out/mnt/p.h5
 printf 'a,b,y\n1,2,x\n3,4,y\n5,6,x\n7,8,y\n9,1,x\n' >t.csv
 expect_full "$ENS" import csv t.csv --target y -o out/mnt/t.h5
+$PY - <<'PY'
+import struct
+import numpy as np
+imgs = np.random.default_rng(0).integers(0, 256, size=(40, 4, 4), dtype=np.uint8)
+with open("imgs.idx", "wb") as f:
+    f.write(struct.pack(">BBBBIII", 0, 0, 8, 3, 40, 4, 4) + imgs.tobytes())
+with open("labels.idx", "wb") as f:
+    f.write(struct.pack(">BBBBI", 0, 0, 8, 1, 40) + (np.arange(40) % 3).astype(np.uint8).tobytes())
+PY
+expect_full "$ENS" import idx --images imgs.idx --labels labels.idx -o out/mnt/i.h5
 expect_full "$ENS" merge full/mnt/result.h5 -o out/mnt/m.h5
-[ ! -e out/mnt/p.h5 ] && [ ! -e out/mnt/t.h5 ] && [ ! -e out/mnt/m.h5 ] || fail "output on a full disk"
+for o in p t i m; do
+  [ ! -e out/mnt/$o.h5 ] || fail "output out/mnt/$o.h5 on a full disk"
+done
 echo "storage: all passed"
