@@ -21,7 +21,7 @@ cat >job.ini <<INI
 [data]
 path = $WORK/data.h5
 [model]
-hidden = 64,32
+hidden = 512,256
 dropout = 0.1
 [train]
 epochs = 3

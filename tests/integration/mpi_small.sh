@@ -4,12 +4,12 @@
 # the MPI paths (collection, agreement, early-stop notices, restore) are
 # checked for memory errors, not only the unit tests.
 source "$(dirname "$0")/lib.bash"
-$PY "$SRC/tests/integration/make_data.py" data.h5 1200 8 6
+$PY "$SRC/tests/integration/make_data.py" data.h5 3000 8 6
 cat >job.ini <<INI
 [data]
 path = $WORK/data.h5
 [model]
-hidden = 16,8
+hidden = 256,128
 dropout = 0.1
 [train]
 epochs = 3

@@ -10,7 +10,7 @@ cat >job.ini <<INI
 [data]
 path = $WORK/data.h5
 [model]
-hidden = 128,64
+hidden = 256,128
 dropout = 0.1
 [train]
 epochs = 2

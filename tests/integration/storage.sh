@@ -34,7 +34,7 @@ cat >job.ini <<INI
 [data]
 path = $WORK/data.h5
 [model]
-hidden = 64,32
+hidden = 512,256
 [train]
 epochs = 4
 batch = 32
