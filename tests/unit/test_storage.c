@@ -134,7 +134,7 @@ static void test_lock(void) {
   /* Held by this (live) process: a second lock is refused, naming it. */
   CU_ASSERT_EQUAL(ens_storage_lock(&b, dir, &created, err, sizeof(err)), ENS_ELOCKED);
   CU_ASSERT_FALSE(created);
-  char pid[32];
+  char pid[320];
   snprintf(pid, sizeof(pid), "process %ld on host %s", (long)getpid(), host);
   CU_ASSERT_PTR_NOT_NULL(strstr(err, pid));
   CU_ASSERT_PTR_NOT_NULL(strstr(err, lock));
