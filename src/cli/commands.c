@@ -336,7 +336,7 @@ int ens_cli_info(int argc, char **argv) {
   }
 #undef PCT
   long long nd = ens_h5_size(f, "/metrics/disagreement", NULL, NULL);
-  if (nd == members * members && members > 1) {
+  if (members > 1 && members <= (1 << 20) && nd == members * members) {
     double *dis = malloc((size_t)nd * sizeof(double));
     if (dis && !ens_h5_read(f, "/metrics/disagreement", H5T_NATIVE_DOUBLE, dis, (size_t)nd)) {
       double s = 0;
