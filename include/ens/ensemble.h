@@ -20,6 +20,8 @@ typedef struct ens_job_opts {
                                 existing result and checkpoints (src/ensemble/guard.c) */
   int restart;               /* discard this job's checkpoints first (--restart) */
   int force;                 /* overwrite a result of another configuration (--force) */
+  int no_checkpoints;        /* merge: no checkpoint directory (no lock, no
+                                checkpoint space) */
 } ens_job_opts;
 
 /* Runs the job on every rank of comm (collective). Rank 0 writes the result
@@ -27,9 +29,11 @@ typedef struct ens_job_opts {
  * the inputs exist, that [output] path holds no result of another
  * configuration (a complete result of this one: nothing to do, returns 0),
  * and that the checkpoint folder holds no checkpoints that a run without
- * o->resume would overwrite (o->restart removes them). Returns 0; ENS_ESTOPPED after a signal (with
- * checkpoints written); or another ENS_E* code with a message in err (on the
- * rank that failed; the failure is propagated so every rank returns non-zero). */
+ * o->resume would overwrite (o->restart removes them). Returns 0; ENS_ESTOPPED
+ * after a signal (with checkpoints written); or another ENS_E* code. Every
+ * rank returns the same code with the same message in err: the words of the
+ * rank that failed ("rank R: ..." for R > 0), so the caller prints it once
+ * (rank 0). */
 int ens_train_job(const ens_config *c, const ens_job_opts *o, MPI_Comm comm, char *err,
                   size_t errlen);
 

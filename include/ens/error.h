@@ -18,7 +18,10 @@
   X(LAPACK, -9, "LAPACK error")                                       \
   X(NUMERIC, -10, "non-finite value (NaN or Inf) in training")        \
   X(STOPPED, -11, "stopped by a signal")                              \
-  X(NOTFOUND, -12, "not found")
+  X(NOTFOUND, -12, "not found")                                      \
+  X(NOSPACE, -13, "no space left on device")                          \
+  X(WRITE, -14, "write failed")                                       \
+  X(LOCKED, -15, "checkpoint directory in use by another job")
 
 enum {
 #define ENS_ERR_ENUM(name, val, msg) ENS_E##name = (val),

@@ -25,6 +25,7 @@ int ens_cli_exit_code(int ret) {
   case ENS_ECONFIG:
   case ENS_ESHAPE:
   case ENS_ENOTFOUND:
+  case ENS_ELOCKED:
     return 1;
   default:
     return 2;
@@ -510,7 +511,7 @@ static int info_one(const char *path, int print_config) {
   }
 #undef PCT
   long long nd = ens_h5_size(f, "/metrics/disagreement", NULL, NULL);
-  if (nd == members * members && members > 1) {
+  if (members > 1 && members <= (1 << 20) && nd == members * members) {
     double *dis = malloc((size_t)nd * sizeof(double));
     if (dis && !ens_h5_read(f, "/metrics/disagreement", H5T_NATIVE_DOUBLE, dis, (size_t)nd)) {
       double s = 0;

@@ -13,6 +13,7 @@
 #include "ens/data.h"
 #include "ens/ensemble.h"
 #include "ens/error.h"
+#include "ensemble/fault.h"
 
 #define EXIT_USAGE 1
 #define EXIT_RUNTIME 2
@@ -21,6 +22,9 @@
 /* The only process-wide state: set by the signal handler, read by the
  * training loop between steps. */
 static volatile sig_atomic_t g_stop = 0;
+/* Set once ens_train_job returned: its outcome is the same on every rank
+ * (agreed collectively), so no rank needs to take the job down. */
+static int g_agreed = 0;
 
 static void on_signal(int sig) {
   (void)sig;
@@ -148,6 +152,9 @@ static int cmd_train(int argc, char **argv) {
   if (!ret)
     ret = ens_config_validate(&cfg, err, sizeof(err));
   free(sets);
+  /* Every rank reads the config itself (it may not be readable on every
+   * node): agree, so that no rank goes on alone. */
+  ret = ens_agree(MPI_COMM_WORLD, ret ? ENS_ECONFIG : 0, err, sizeof(err));
   if (ret) {
     if (rank == 0)
       fprintf(stderr, "ens train: %s\n", err);
@@ -170,16 +177,13 @@ static int cmd_train(int argc, char **argv) {
   ens_job_opts o = {.config_text = text, .config_path = cfg_path, .stop = &g_stop,
                     .resume = resume, .restart = restart, .force = force, .guard = 1};
   ret = ens_train_job(&cfg, &o, MPI_COMM_WORLD, err, sizeof(err));
+  g_agreed = 1;
   free(text);
   if (ret == 0)
     return 0;
-  if (ret == ENS_ESTOPPED) {
-    if (rank == 0)
-      fprintf(stderr, "ens train: %s\n", err);
-    return EXIT_STOPPED;
-  }
-  code = ens_cli_exit_code(ret);
-  if (rank == 0 || code == EXIT_RUNTIME)
+  /* Every rank holds the same outcome and message: rank 0 says it once. */
+  code = ret == ENS_ESTOPPED ? EXIT_STOPPED : ens_cli_exit_code(ret);
+  if (rank == 0)
     fprintf(stderr, "ens train: %s\n", err[0] ? err : ens_strerror(ret));
   return code;
 }
@@ -290,8 +294,9 @@ int main(int argc, char **argv) {
     return EXIT_RUNTIME;
   }
   int code = cmd_train(argc - 2, argv + 2);
-  if (code == EXIT_RUNTIME) {
-    /* Other ranks may be blocked in communication: take the job down. */
+  if (code == EXIT_RUNTIME && !g_agreed) {
+    /* Last resort: a failure before the ranks could agree (out of memory
+     * in the CLI itself); others may be blocked in communication. */
     int size;
     MPI_Comm_size(MPI_COMM_WORLD, &size);
     if (size > 1)

@@ -12,6 +12,7 @@
 #include "ensemble/job.h"
 #include "io/fsutil.h"
 #include "io/h5util.h"
+#include "io/storage.h"
 
 #define TAG_META 11
 #define TAG_DATA 12
@@ -103,6 +104,7 @@ static int write_hyper(ens_job *j, const char *obj, int k) {
 }
 
 int ens_job_write_member(ens_job *j, const ens_member_meta *meta, const float *packed) {
+  ens_h5_take_errno(); /* a failure below is explained by its own errno */
   char grp[64], path[128];
   hid_t f = j->file;
   hsize_t row = (hsize_t)(meta->k - j->first);
@@ -207,6 +209,16 @@ static int read_member(ens_job *j, hid_t f, hsize_t row, int k, ens_member_meta 
   int ret = read_meta(j, f, k, meta);
   if (ret || meta->status != ENS_MEMBER_DONE)
     return ret;
+  /* The sizes a file declares must be member k's own before any buffer is
+   * sized from them (a merge part may be damaged). */
+  ens_config mc;
+  ens_arch a;
+  size_t np = 0, ns = 0;
+  ens_member_config(j, k, &mc);
+  ens_member_arch(j, &mc, &a);
+  ens_arch_sizes(&a, j->trunk.layers, a.n_hidden, 1, &np, &ns);
+  if ((size_t)meta->nparams != np || (size_t)meta->nstats != ns || meta->epochs < 0)
+    return ENS_ESHAPE;
   if ((ret = ens_job_pack_reserve(j, ens_member_packed_len(j, meta))))
     return ret;
   ens_pack_view v;
@@ -285,8 +297,9 @@ int ens_job_get_member(ens_job *j, int i, int k, ens_member_meta *meta, char *er
     const ens_part *p = ens_job_part_of(j, k);
     ret = read_member(j, p->file, (hsize_t)(k - p->first), k, meta, &missing);
     if (ret) {
-      snprintf(err, errlen, "%s: member %d is missing or has the wrong size", p->path, k);
-      return ret;
+      snprintf(err, errlen, "%s: member %d is missing, damaged or of the wrong size for its "
+               "architecture (/members/%d, its params and prediction rows)", p->path, k, k);
+      return ret == ENS_ENOMEM ? ret : ENS_EFORMAT;
     }
     if (missing && (ret = recompute_rows(j, meta))) {
       snprintf(err, errlen, "%s: member %d does not match its architecture", p->path, k);
@@ -308,12 +321,47 @@ int ens_job_get_member(ens_job *j, int i, int k, ens_member_meta *meta, char *er
     size_t len = ret ? 0 : ens_member_packed_len(j, meta);
     if (!ret && len && !(ret = ens_job_pack_reserve(j, len)))
       ret = recv_floats(j->pack, len, src, j->comm);
+    j->collect_next = i + 1; /* received: not to be drained */
     if (!ret)
       ret = ens_job_write_member(j, meta, j->pack);
   }
   if (ret)
-    snprintf(err, errlen, "collecting member %d: %s", k, ens_strerror(ret));
+    ret = ens_job_result_error(j, ret, err, errlen, "collecting member", k);
   return ret;
+}
+
+int ens_job_result_error(ens_job *j, int ret, char *err, size_t errlen, const char *doing,
+                         int k) {
+  int e = ens_h5_take_errno();
+  char what[160];
+  if (k >= 0)
+    snprintf(what, sizeof(what), "%s %d: cannot write the result file", doing, k);
+  else
+    snprintf(what, sizeof(what), "%s: cannot write the result file", doing);
+  if (ret == ENS_EHDF5 || e)
+    return ens_storage_write_error(err, errlen, e, j->tmp_path[0] ? j->tmp_path : j->c->output_path,
+                                   0, what);
+  snprintf(err, errlen, "%s %d: %s", doing, k, ens_strerror(ret));
+  return ret;
+}
+
+/* Rank 0 after a failed collection: receives (and drops) the members the
+ * other ranks still send, so that none of them blocks in MPI_Send. */
+static void drain(ens_job *j) {
+  const int M = j->last - j->first;
+  for (int i = j->collect_next; i < M; i++) {
+    int k = j->first + i, src = ens_job_rank_of(j, k);
+    if (src == 0)
+      continue;
+    ens_member_meta meta;
+    MPI_Recv(&meta, (int)sizeof(meta), MPI_BYTE, src, TAG_META, j->comm, MPI_STATUS_IGNORE);
+    size_t len = ens_member_packed_len(j, &meta);
+    /* Last resort: without memory to take the member, the sender would
+     * block for ever. */
+    if (len && (ens_job_pack_reserve(j, len) || recv_floats(j->pack, len, src, j->comm)))
+      MPI_Abort(j->comm, 2);
+  }
+  j->collect_next = M;
 }
 
 /* Non-root ranks: rebuild each held member from its checkpoint and send it,
@@ -432,19 +480,16 @@ int ens_job_collect(ens_job *j, double train_wall, char *err, size_t errlen) {
   int ret = ens_job_gather_ranks(j);
   if (ret) {
     snprintf(err, errlen, "out of memory gathering the ranks' reports");
-    return ret;
+    return ens_agree(j->comm, ret, err, errlen);
   }
-  if (j->rank == 0)
+  j->collect_next = 0;
+  if (j->rank == 0) {
     ret = ens_job_finish_root(j, train_wall, err, errlen);
-  else
+    if (ret && j->size > 1)
+      drain(j);
+  } else {
     ret = send_held(j, err, errlen);
-  /* Everyone learns whether rank 0 published the result, and why not. */
-  int status = j->rank == 0 ? ret : 0;
-  MPI_Bcast(&status, 1, MPI_INT, 0, j->comm);
-  if (!ret && status) {
-    snprintf(err, errlen, status == ENS_ENUMERIC ? "too few members finished (see rank 0)"
-                                                 : "rank 0 failed to write the result");
-    ret = status == ENS_ENUMERIC ? ENS_ENUMERIC : ENS_EIO;
   }
-  return ret;
+  /* Everyone learns whether rank 0 published the result, and why not. */
+  return ens_agree(j->comm, ret, err, errlen);
 }

@@ -4,6 +4,7 @@
  * publish the result file atomically. Used by live runs and `ens merge`.
  * Everything here is a function of the members in member order, so the
  * result does not depend on the number of ranks. */
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +16,7 @@
 #include "ensemble/job.h"
 #include "io/fsutil.h"
 #include "io/h5util.h"
+#include "io/storage.h"
 
 #define NM ENS_TASK_MAX_METRICS
 
@@ -603,7 +605,8 @@ int ens_job_finish_root(ens_job *j, double train_wall, char *err, size_t errlen)
   }
   double oob = c->mode == ENS_MODE_BOOTSTRAP ? oob_ensemble(j, &f) : NAN;
 
-  /* Write everything. */
+  /* Write everything (a failure is explained by its own errno). */
+  ens_h5_take_errno();
   hid_t h = j->file;
   const char *m0 = ens_task_metric_name(K, 0);
   char name[96];
@@ -708,25 +711,31 @@ int ens_job_finish_root(ens_job *j, double train_wall, char *err, size_t errlen)
   if (ens_h5_exists(h, "/scratch") && H5Ldelete(h, "/scratch", H5P_DEFAULT) < 0)
     ret = ENS_EHDF5;
   if (ret) {
-    ret = ENS_EHDF5;
-    snprintf(err, errlen, "%s: writing the result failed", c->output_path);
+    ret = ens_job_result_error(j, ENS_EHDF5, err, errlen, "writing the ensemble", -1);
     goto cleanup;
   }
   print_summary(j, &f, em, ens_combine_name(c->combine), oob, best_m, best >= 0 ? j->first + best : -1,
                 avg_m, calib, uncal, ens_mc);
-  /* Atomic publication: flush, close, rename. */
+  /* Atomic publication: flush, close, give back the unused reserved
+   * space, fsync, rename. */
+  ens_h5_take_errno();
   if (H5Fflush(h, H5F_SCOPE_GLOBAL) < 0 || H5Fclose(h) < 0) {
     j->file = -1;
-    ret = ENS_EHDF5;
-    snprintf(err, errlen, "%s: cannot flush the result file", c->output_path);
+    ret = ens_job_result_error(j, ENS_EHDF5, err, errlen, "closing the result", -1);
     goto cleanup;
   }
   j->file = -1;
-  if (ens_fsync_path(j->tmp_path) || rename(j->tmp_path, c->output_path) != 0) {
-    ret = ENS_EIO;
-    snprintf(err, errlen, "cannot rename the finished result to %s", c->output_path);
+  int e = ens_storage_trim(j->tmp_path) != 0 ? errno : 0;
+  if (!e)
+    e = ens_storage_fsync(j->tmp_path);
+  if (!e && rename(j->tmp_path, c->output_path) != 0)
+    e = errno;
+  if (e) {
+    ret = ens_storage_write_error(err, errlen, e, c->output_path, 0,
+                                  "cannot publish the result as");
     goto cleanup;
   }
+  ens_fsync_dir_of(c->output_path);
   j->tmp_path[0] = '\0';
   printf("result written to %s\n", c->output_path);
   fflush(stdout);

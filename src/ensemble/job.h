@@ -13,8 +13,10 @@
 #include "ens/model.h"
 #include "ens/train.h"
 #include "ensemble/node.h"
+#include "ensemble/fault.h"
 #include "ensemble/progress.h"
 #include "ensemble/task.h"
+#include "io/storage.h"
 
 /* ENS_MEMBER_LOST only travels to rank 0 at collection: the rank that
  * trained the member could not rebuild it (fail_reason says why). */
@@ -97,6 +99,9 @@ typedef struct ens_merge_parts {
 /* Checkpoint state (checkpoint.c). */
 typedef struct ens_ckpt_state {
   char dir[ENS_PATH_MAX + 16];
+  ens_lock lock;         /* rank 0: the directory's lock while the job runs */
+  int created_dir;       /* rank 0: the job created dir (removed when empty) */
+  char err[1024];        /* message of a failed write inside a training hook */
 } ens_ckpt_state;
 
 typedef struct ens_job {
@@ -127,6 +132,9 @@ typedef struct ens_job {
   int nheld;
   double unit_t0;        /* wall time the current unit started (resume-adjusted) */
   ens_progress progress; /* ensemble-wide progress reports */
+  ens_fault fault;       /* early-stop notices between ranks (fault.c) */
+  int collect_next;      /* rank 0: index of the next member to collect */
+  uint64_t result_bytes; /* rank 0: estimated size of the result (space.c) */
   hid_t file;            /* rank 0: the temporary result file */
   char tmp_path[ENS_PATH_MAX + 256];
   int complete;          /* guard.c: the result exists already, nothing to do */
@@ -228,8 +236,13 @@ int ens_job_get_member(ens_job *j, int i, int k, ens_member_meta *meta, char *er
  * "val_") back from the result file. */
 int ens_job_read_rows(const ens_job *j, const char *base, int k, float *rows, int n);
 
+/* Rank 0: words a failed write into the result file (the system's reason
+ * when HDF5 recorded one) as "<doing> [k]: cannot write the result file
+ * <path>: <reason>"; k < 0 omits it. Returns the code to report. */
+int ens_job_result_error(ens_job *j, int ret, char *err, size_t errlen, const char *doing,
+                         int k);
 /* Collection (collective): rank 0 combines members in order and writes and
- * renames the result file. */
+ * renames the result file; all ranks return its outcome. */
 int ens_job_collect(ens_job *j, double train_wall, char *err, size_t errlen);
 
 /* Packs the trainer's current model (predictions included) and stores it
@@ -277,5 +290,40 @@ int ens_job_restore_unit(ens_job *j, ens_trainer *t, int unit, int first_k, int 
 int ens_job_pack_checkpoint(ens_job *j, const ens_member_meta *meta, char *err, size_t errlen);
 /* After a published result: removes this rank's checkpoint files (collective). */
 void ens_job_checkpoint_cleanup(ens_job *j, const int *units, int nunits);
+/* Rank 0: creates the checkpoint directory when needed and takes its lock
+ * (ENS_ELOCKED when another job holds it). */
+int ens_job_checkpoint_lock(ens_job *j, char *err, size_t errlen);
+/* Rank 0: releases the lock and removes the directory when the job created
+ * it and it is empty. */
+void ens_job_checkpoint_unlock(ens_job *j);
+
+/* Trunk pretraining's position, saved with its state in
+ * <checkpoint_dir>/pretrain.h5: the next step runs batch `step_in_epoch` of
+ * epoch `epoch`; `step` counts steps since the start; loss_sum/loss_n are
+ * the epoch's partial training loss (all ranks). */
+typedef struct ens_pretrain_pos {
+  int epoch;
+  long step_in_epoch, step;
+  double loss_sum, loss_n;
+} ens_pretrain_pos;
+/* Rank 0: writes the pretraining state (t's weights, optimizer state and
+ * rank 0's batch-norm statistics) and position. 0 or an ENS_E* code with err. */
+int ens_job_pretrain_save(ens_job *j, const ens_trainer *t, const ens_pretrain_pos *pos,
+                          char *err, size_t errlen);
+/* Collective, with --resume: restores the pretraining state of the same job
+ * on as many ranks into t (every rank) and *pos; returns 1 when restored, 0
+ * when there is nothing to restore (a damaged or foreign file is named in a
+ * warning and pretraining starts from scratch). */
+int ens_job_pretrain_restore(ens_job *j, ens_trainer *t, ens_pretrain_pos *pos);
+/* Rank 0: removes pretrain.h5 (pretraining finished and trunk.h5 saved). */
+void ens_job_pretrain_discard(ens_job *j);
+
+/* ---- storage (space.c) ---- */
+/* Rank 0, before training: the output directory exists and is writable,
+ * the checkpoint directory is locked, and the free space can hold the
+ * result and the checkpoints (estimated from parameters, members and rows;
+ * an upper bound). Sets j->result_bytes. Other ranks check that the
+ * checkpoint directory is writable from where they run. */
+int ens_job_check_storage(ens_job *j, char *err, size_t errlen);
 
 #endif

@@ -186,8 +186,13 @@ int ens_job_emit_packed(ens_job *j, ens_trainer *t, const ens_member_meta *meta)
 }
 
 int ens_job_store_member(ens_job *j, const ens_member_meta *meta, const float *packed) {
-  if (j->rank == 0)
-    return ens_job_write_member(j, meta, packed);
+  (void)packed;
+  if (j->rank == 0) {
+    int ret = ens_job_write_member(j, meta, packed);
+    if (ret) /* words for the training loop's caller */
+      ret = ens_job_result_error(j, ret, j->ckpt.err, sizeof(j->ckpt.err), "member", meta->k);
+    return ret;
+  }
   /* Other ranks keep the metadata only: the weights are in the member's
    * checkpoint, written next, and the member is rebuilt from it when rank 0
    * asks, so a rank's memory does not grow with the members it trained. */

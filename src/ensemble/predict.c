@@ -11,25 +11,96 @@
 #include "ens/metrics.h"
 #include "ens/model.h"
 #include "ens/search.h"
+#include <limits.h>
 #include <math.h>
 #include <stdint.h>
 #include "io/fsutil.h"
 #include "io/h5util.h"
+#include "io/storage.h"
 #include "ensemble/job.h"
 
-/* Reads rows (n, d) of `path` in `f` as float32, any numeric type. */
-static int read_rows(hid_t f, const char *path, float **x, int *n, int *d) {
+/* Reads rows (n, d) of `path` in `f` as float32, any numeric type: a rank
+ * >= 2 dataset whose size fits an int count and this node's memory, with
+ * finite values. Returns 0 or ENS_EFORMAT with the reason in why. */
+static int read_rows(hid_t f, const char *path, float **x, int *n, int *d, char *why,
+                     size_t whylen) {
   int rank = 0;
   hsize_t dims[8];
   long long total = ens_h5_size(f, path, &rank, dims);
-  if (total < 0 || rank < 2)
+  *x = NULL;
+  if (total < 0) {
+    snprintf(why, whylen, "is missing or not a dataset");
     return ENS_EFORMAT;
-  *n = (int)dims[0];
-  *d = (int)(dims[0] ? total / (long long)dims[0] : 0);
+  }
+  if (rank < 2) {
+    snprintf(why, whylen, "has rank %d, expected rows of features (n, d)", rank);
+    return ENS_EFORMAT;
+  }
+  unsigned long long rows = dims[0], cols = 1;
+  int over = 0;
+  for (int i = 1; i < rank; i++) {
+    if (dims[i] && cols > ULLONG_MAX / dims[i])
+      over = 1;
+    else
+      cols *= dims[i];
+  }
+  if (over || rows > INT32_MAX || cols > INT32_MAX) {
+    snprintf(why, whylen, "declares %llu rows of %llu features, more than %d", rows, cols,
+             INT32_MAX);
+    return ENS_EFORMAT;
+  }
+  if (!ens_h5_affordable((unsigned long long)total * sizeof(float))) {
+    snprintf(why, whylen, "declares %llu x %llu values, more than the memory of this node", rows,
+             cols);
+    return ENS_EFORMAT;
+  }
+  *n = (int)rows;
+  *d = (int)cols;
   *x = malloc((size_t)(total ? total : 1) * sizeof(float));
   if (!*x)
     return ENS_ENOMEM;
-  return ens_h5_read(f, path, H5T_NATIVE_FLOAT, *x, (size_t)total);
+  if (ens_h5_read(f, path, H5T_NATIVE_FLOAT, *x, (size_t)total)) {
+    hid_t ds = H5Dopen2(f, path, H5P_DEFAULT);
+    char r[160] = "HDF5 cannot read it";
+    if (ds >= 0) {
+      ens_h5_read_failure(ds, r, sizeof(r));
+      H5Dclose(ds);
+    }
+    snprintf(why, whylen, "cannot be read as float32: %s", r);
+    return ENS_EFORMAT;
+  }
+  for (long long i = 0; i < total; i++)
+    if (!isfinite((*x)[i])) {
+      snprintf(why, whylen, "has a non-finite value (%g) at row %lld, column %lld (after "
+               "conversion to float32)", (double)(*x)[i], i / (long long)cols,
+               i % (long long)cols);
+      return ENS_EFORMAT;
+    }
+  return 0;
+}
+
+/* Before a network is built from a stored configuration: datasets pp (and
+ * sp) must hold exactly the parameters (and batch-norm statistics) of
+ * blocks [first, last) (+ the output layer) of a, and those must fit in
+ * memory; so no buffer is ever sized from a damaged file. 0, or
+ * ENS_EFORMAT with the reason in err. */
+static int check_sizes(hid_t f, const char *file, const ens_arch *a, int first, int last,
+                       int output, const char *pp, const char *sp, char *err, size_t errlen) {
+  size_t np = 0, ns = 0;
+  ens_arch_sizes(a, first, last, output, &np, &ns);
+  long long hp = ens_h5_size(f, pp, NULL, NULL), hs = ns ? ens_h5_size(f, sp, NULL, NULL) : 0;
+  if (hp != (long long)np || hs != (long long)ns) {
+    snprintf(err, errlen,
+             "%s: %s holds %lld values and %s %lld; the architecture in its stored configuration "
+             "needs %zu and %zu", file, pp, hp, sp, hs, np, ns);
+    return ENS_EFORMAT;
+  }
+  if (!ens_h5_affordable((unsigned long long)(np + ns) * 4 * sizeof(float))) {
+    snprintf(err, errlen, "%s: %s declares %zu parameters, more than the memory of this node",
+             file, pp, np);
+    return ENS_EFORMAT;
+  }
+  return 0;
 }
 
 static int load_model(ens_model *m, hid_t f, const char *pp, const char *sp) {
@@ -54,7 +125,6 @@ int ens_predict(const char *model_path, const char *input, const char *dataset, 
   ens_model trunk, head;
   memset(&trunk, 0, sizeof(trunk));
   memset(&head, 0, sizeof(head));
-  char tmp[ENS_PATH_MAX + 256] = "";
   int ret = 0, n = 0, d = 0;
   ens_config c;
   mf = H5Fopen(model_path, H5F_ACC_RDONLY, H5P_DEFAULT);
@@ -86,7 +156,8 @@ int ens_predict(const char *model_path, const char *input, const char *dataset, 
     ret = ENS_EFORMAT;
     goto cleanup;
   }
-  if (members < 1 || members > (1 << 24) || inputs < 1 || inputs > INT32_MAX ||
+  if (members < 1 || members > (1 << 24) || first < 0 || first > INT32_MAX - members ||
+      inputs < 1 || inputs > INT32_MAX ||
       (!regress && (classes < 2 || classes > (1 << 24))) || (regress && (T < 1 || T > 65536)) ||
       tl < 0 || tl > ENS_MAX_HIDDEN) {
     snprintf(err, errlen, "%s: /model attributes out of range (members %lld, inputs %lld)",
@@ -128,14 +199,18 @@ int ens_predict(const char *model_path, const char *input, const char *dataset, 
     goto cleanup;
   }
   const char *ds = dataset ? dataset : ens_h5_exists(inf, "/x") ? "/x" : "/test/x";
-  ret = read_rows(inf, ds, &x, &n, &d);
+  char why[256] = "";
+  ret = read_rows(inf, ds, &x, &n, &d, why, sizeof(why));
   if (ret && !dataset && !ens_h5_exists(inf, ds)) {
     snprintf(err, errlen, "%s has neither /x nor /test/x: name the rows to predict with "
              "--dataset (e.g. --dataset /train/x)", input);
     goto cleanup;
   }
   if (ret) {
-    snprintf(err, errlen, "%s: dataset %s missing or not numeric of shape (n, d)", input, ds);
+    if (ret == ENS_ENOMEM)
+      snprintf(err, errlen, "%s: out of memory reading dataset %s", input, ds);
+    else
+      snprintf(err, errlen, "%s: dataset %s %s", input, ds, why);
     goto cleanup;
   }
   if (d != inputs || n < 1) {
@@ -158,6 +233,19 @@ int ens_predict(const char *model_path, const char *input, const char *dataset, 
     } else if (regress && ysz == (long long)n * T) {
       ytrue = malloc((size_t)n * T * sizeof(float));
       have_truth = ytrue && !ens_h5_read(inf, ypath, H5T_NATIVE_FLOAT, ytrue, (size_t)n * T);
+    }
+    /* Only a score is at stake: labels that cannot be scored (outside
+     * [0, classes), non-finite targets) are named and left out. */
+    for (int r = 0; have_truth && r < n; r++) {
+      int bad = regress ? 0 : (y[r] < 0 || y[r] >= classes);
+      for (int t = 0; regress && t < T; t++)
+        bad |= !isfinite(ytrue[(size_t)r * T + t]);
+      if (bad) {
+        fprintf(stderr, "ens predict: warning: %s: %s has %s at row %d; no score is printed\n",
+                input, ypath, regress ? "a non-finite target" : "a label outside [0, classes)",
+                r);
+        have_truth = 0;
+      }
     }
   }
   if (standardized) {
@@ -190,7 +278,16 @@ int ens_predict(const char *model_path, const char *input, const char *dataset, 
   ens_arch_from_config(&arch, &c, d, K.head, regress ? (int)T : (int)classes);
   const float *hx = x;
   if (tl > 0) {
-    if (tl > arch.n_hidden || (ret = ens_model_create(&trunk, &arch, 0, (int)tl, 0, c.batch)) ||
+    if (tl > arch.n_hidden) {
+      snprintf(err, errlen, "%s: /model trunk_layers = %lld but its configuration has %d hidden "
+               "layers", model_path, (long long)tl, arch.n_hidden);
+      ret = ENS_EFORMAT;
+      goto cleanup;
+    }
+    if ((ret = check_sizes(mf, model_path, &arch, 0, (int)tl, 0, "/trunk/params",
+                           "/trunk/bn_stats", err, errlen)))
+      goto cleanup;
+    if ((ret = ens_model_create(&trunk, &arch, 0, (int)tl, 0, c.batch)) ||
         (ret = load_model(&trunk, mf, "/trunk/params", "/trunk/bn_stats"))) {
       snprintf(err, errlen, "%s: /trunk does not match the architecture", model_path);
       ret = ENS_EFORMAT;
@@ -231,6 +328,9 @@ int ens_predict(const char *model_path, const char *input, const char *dataset, 
   }
   int used = 0;
   if (combine == ENS_COMBINE_PARAMS) {
+    if ((ret = check_sizes(mf, model_path, &arch, (int)tl, arch.n_hidden, 1, "/ensemble/params",
+                           "/ensemble/bn_stats", err, errlen)))
+      goto cleanup;
     if ((ret = ens_model_create(&head, &arch, (int)tl, arch.n_hidden, 1, c.batch)) ||
         load_model(&head, mf, "/ensemble/params", "/ensemble/bn_stats")) {
       snprintf(err, errlen, "%s: /ensemble/params has the wrong size", model_path);
@@ -258,6 +358,8 @@ int ens_predict(const char *model_path, const char *input, const char *dataset, 
       ens_search_member_config(&mc, &c, k);
       ens_arch_from_config(&ma, &mc, d, K.head, regress ? (int)T : (int)classes);
       ens_model_free(&head);
+      if ((ret = check_sizes(mf, model_path, &ma, (int)tl, ma.n_hidden, 1, pp, sp, err, errlen)))
+        goto cleanup;
       if ((ret = ens_model_create(&head, &ma, (int)tl, ma.n_hidden, 1, mc.batch)) ||
           load_model(&head, mf, pp, sp)) {
         snprintf(err, errlen, "%s: %s missing or of the wrong size for its architecture",
@@ -308,13 +410,13 @@ int ens_predict(const char *model_path, const char *input, const char *dataset, 
     ret = ENS_EIO;
     goto cleanup;
   }
-  ens_tmp_sweep(out);
-  ens_tmp_path(out, tmp, sizeof(tmp));
-  of = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  ens_tmp_sweep(out); /* temporary files of dead runs */
+  /* Built in memory, then written and renamed into place with plain POSIX
+   * calls (io/storage.h): a full disk is reported as such, nothing is left. */
+  of = ens_storage_h5_memory(out);
   if (of < 0) {
-    snprintf(err, errlen, "-o %s: cannot create the output file (is its folder writable?)", out);
-    ret = ENS_EIO;
-    tmp[0] = '\0';
+    snprintf(err, errlen, "-o %s: cannot create the output file in memory", out);
+    ret = ENS_EHDF5;
     goto cleanup;
   }
   ret |= ens_task_write_rows(of, "/", &K, fin, pred, unc, alea, epi, n);
@@ -339,19 +441,16 @@ int ens_predict(const char *model_path, const char *input, const char *dataset, 
   ret |= ens_h5_attr_i64(of, "/", "mc_samples", mc_samples);
   if (calibrated)
     ret |= ens_h5_attr_f64(of, "/", regress ? "variance_scale" : "temperature", calib);
-  if (ret || H5Fclose(of) < 0) {
-    of = -1;
-    snprintf(err, errlen, "%s: write failed", out);
+  if (ret) {
+    snprintf(err, errlen, "%s: cannot build the output file in memory (%s)", out,
+             ens_strerror(ret));
     ret = ENS_EHDF5;
     goto cleanup;
   }
+  ret = ens_storage_h5_publish(of, out, NULL, "cannot write", err, errlen);
   of = -1;
-  if (ens_fsync_path(tmp) || rename(tmp, out) != 0) {
-    snprintf(err, errlen, "cannot rename the finished output to %s", out);
-    ret = ENS_EIO;
+  if (ret)
     goto cleanup;
-  }
-  tmp[0] = '\0';
   printf("%d rows, %d of %lld members, combine %s%s -> %s\n", n, used, (long long)total,
          ens_combine_name((ens_combine_kind)combine), mc_samples > 0 ? " (MC-dropout)" : "", out);
   if (names) {
@@ -386,8 +485,6 @@ int ens_predict(const char *model_path, const char *input, const char *dataset, 
 cleanup:
   if (of >= 0)
     H5Fclose(of);
-  if (tmp[0])
-    unlink(tmp);
   if (mf >= 0)
     H5Fclose(mf);
   if (inf >= 0)

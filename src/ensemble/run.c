@@ -126,7 +126,7 @@ static int should_stop(void *ctx) {
                     t->epochs,
                     t->loss_count ? t->loss_sum / (double)t->loss_count : t->last_loss,
                     el > 0 ? (double)t->step * t->batch / el : 0.0);
-  return j->o->stop && *j->o->stop;
+  return (j->o->stop && *j->o->stop) || ens_fault_heard(&j->fault);
 }
 
 /* ---- one unit ------------------------------------------------------------ */
@@ -192,6 +192,8 @@ static int train_unit(ens_job *j, int unit, char *err, size_t errlen) {
   int done = 0;
   j->unit_t0 = now();
   ret = ens_job_restore_unit(j, t, unit, first_k, S, &done, err, errlen);
+  if (ret == 1) /* a damaged checkpoint: from scratch, as if there were none */
+    ret = ens_trainer_start(t, mc, j->init_key, rng_key, j->data.n_train);
   if (ret || done)
     return ret;
   u.t_epoch = now();
@@ -200,15 +202,19 @@ static int train_unit(ens_job *j, int unit, char *err, size_t errlen) {
   ret = ens_trainer_run(t, &set, &h);
   ens_progress_unit_end(&j->progress, t->step);
   if (ret == ENS_ESTOPPED)
-    return ens_job_checkpoint_stop(j, t, unit);
-  if (ret == ENS_ENUMERIC)
-    return fail_unit(j, t, unit, first_k, S);
-  if (ret)
-    return ret;
-  if (c->mode != ENS_MODE_SNAPSHOT)
-    ret = emit_member(j, t, first_k, now() - j->unit_t0);
-  if (!ret)
-    ret = ens_job_checkpoint_done(j, t, unit);
+    ret = ens_job_checkpoint_stop(j, t, unit);
+  else if (ret == ENS_ENUMERIC)
+    ret = fail_unit(j, t, unit, first_k, S);
+  else if (!ret) {
+    if (c->mode != ENS_MODE_SNAPSHOT)
+      ret = emit_member(j, t, first_k, now() - j->unit_t0);
+    if (!ret)
+      ret = ens_job_checkpoint_done(j, t, unit);
+  }
+  /* Failures inside the loop's hooks (a checkpoint or result write) left
+   * their words in j->ckpt.err. */
+  if (ret && ret != ENS_ESTOPPED && !err[0])
+    snprintf(err, errlen, "%s", j->ckpt.err[0] ? j->ckpt.err : ens_strerror(ret));
   return ret;
 }
 
@@ -218,6 +224,7 @@ int ens_train_job(const ens_config *c, const ens_job_opts *o, MPI_Comm comm, cha
                   size_t errlen) {
   ens_job job;
   ens_job *j = &job;
+  err[0] = '\0';
   /* Threads first: setup may already compute (trunk pretraining, features). */
   openblas_set_num_threads(c->threads);
   int ret = o->guard ? ens_guard_inputs(c, err, errlen) : 0;
@@ -242,55 +249,61 @@ int ens_train_job(const ens_config *c, const ens_job_opts *o, MPI_Comm comm, cha
     ens_member_config(j, u * (c->mode == ENS_MODE_SNAPSHOT ? c->snapshots : 1), &mc);
     steps_total += (int64_t)c->epochs * ens_steps_per_epoch(j->data.n_train, mc.batch);
   }
-  if (ens_progress_init(&j->progress, comm, steps_total, j->last - j->first,
-                        c->progress_interval)) {
-    ens_job_free(j);
-    return ENS_ENOMEM;
-  }
-  j->progress.quiet = c->verbose == 0; /* quiet: errors, warnings and the summary only */
-  int mine = 0;
   int *units = malloc((size_t)(u_last - u_first + 1) * sizeof(int));
-  if (!units) {
-    ens_job_free(j);
-    return ENS_ENOMEM;
+  if (!units || ens_progress_init(&j->progress, comm, steps_total, j->last - j->first,
+                                  c->progress_interval) ||
+      ens_fault_init(&j->fault, comm)) {
+    snprintf(err, errlen, "out of memory setting up the training loop");
+    ret = ENS_ENOMEM;
   }
-  for (int u = u_first; u < u_last; u++) {
+  /* Every rank reaches the agreement below, even one that failed here. */
+  ret = ens_agree(comm, ret, err, errlen);
+  j->progress.quiet = c->verbose == 0; /* quiet: errors, warnings and the summary only */
+  const int started = !ret;
+  int mine = 0;
+  for (int u = u_first; u < u_last && !ret; u++) {
     if (u % j->size != j->rank)
       continue;
     units[mine++] = u;
-    if (o->stop && *o->stop) { /* stopped between units: the rest start fresh */
+    if ((o->stop && *o->stop) || ens_fault_heard(&j->fault)) {
+      /* stopped between units: the rest start fresh */
       ret = ENS_ESTOPPED;
       break;
     }
     ret = train_unit(j, u, err, errlen);
-    if (ret)
-      break;
+    if (ret && ret != ENS_ESTOPPED)
+      ens_fault_raise(&j->fault, ret); /* the others stop after their step */
   }
   if (!mine && !ret && c->verbose) {
     printf("rank %d: idle (%d member%s on %d ranks)\n", j->rank, j->last - j->first,
            j->last - j->first == 1 ? "" : "s", j->size);
     fflush(stdout);
   }
-  ens_progress_finish(&j->progress);
-  ens_progress_free(&j->progress);
+  if (started) {
+    ens_progress_finish(&j->progress);
+    ens_progress_free(&j->progress);
+    ens_fault_finish(&j->fault);
+  } else {
+    free(j->progress.all);
+  }
   /* Agree on the outcome: a signal or failure on any rank stops everyone
-   * before the collection phase. */
-  int local = ret == ENS_ESTOPPED ? 1 : (ret ? 2 : 0), global = 0;
-  MPI_Allreduce(&local, &global, 1, MPI_INT, MPI_MAX, comm);
-  if (global == 0) {
-    ret = ens_job_collect(j, now() - t0, err, errlen);
+   * before the collection phase, with that rank's message. */
+  if (ret == ENS_ESTOPPED && !err[0])
+    snprintf(err, errlen, "stopped by a signal; checkpoints are in %s: run the same command "
+             "with --resume to continue", j->ckpt.dir);
+  ret = ens_agree(comm, ret, err, errlen);
+  if (!ret) {
+    ret = ens_job_collect(j, now() - t0, err, errlen); /* agreed inside */
     /* Too few members finished: the run is deterministic, so its
      * checkpoints would only reproduce the failure; remove them too. */
     if (!ret || ret == ENS_ENUMERIC)
       ens_job_checkpoint_cleanup(j, units, mine);
-  } else if (!ret) {
-    /* This rank finished its work but another stopped or failed. */
-    ret = global == 1 ? ENS_ESTOPPED : ENS_EMPI;
-    if (ret == ENS_EMPI)
-      snprintf(err, errlen, "another rank failed");
+  } else if (ret == ENS_ENOSPACE || ret == ENS_EWRITE) {
+    size_t used = strlen(err);
+    snprintf(err + used, errlen - used, "; the checkpoints written before are kept in %s: after "
+             "fixing this, run the same command with --resume", j->ckpt.dir);
   }
-  if (ret == ENS_ESTOPPED && !err[0])
-    snprintf(err, errlen, "stopped by a signal; checkpoints are in %s", j->ckpt.dir);
+  ens_fault_free(&j->fault);
   free(units);
   ens_job_free(j);
   return ret;

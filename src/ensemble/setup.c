@@ -14,6 +14,7 @@
 #include "ensemble/trunk.h"
 #include "io/fsutil.h"
 #include "io/h5util.h"
+#include "io/storage.h"
 
 void ens_job_bootstrap_rows(int32_t *rows, int n, uint64_t seed, uint32_t member) {
   ens_rng r;
@@ -124,8 +125,8 @@ static int write_static(ens_job *j) {
 }
 
 /* Rank 0: the temporary result file beside [output] path (its folder is
- * created like mkdir -p), with the static parts written. Messages name the
- * output, never the temporary name. */
+ * created like mkdir -p), its space reserved, the static parts written.
+ * Messages name the output, never the temporary name. */
 static int create_result(ens_job *j, char *err, size_t errlen) {
   const char *out = j->c->output_path;
   char dir[ENS_PATH_MAX + 8];
@@ -136,36 +137,33 @@ static int create_result(ens_job *j, char *err, size_t errlen) {
     return ENS_EIO;
   }
   ens_tmp_path(out, j->tmp_path, sizeof(j->tmp_path));
-  errno = 0;
+  ens_h5_take_errno(); /* forget earlier failures (probes of absent files) */
   j->file = H5Fcreate(j->tmp_path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
   if (j->file < 0) {
-    int e = access(dir, W_OK) != 0 ? errno : 0;
-    snprintf(err, errlen, "[output] path = %s: cannot create a file in %s (%s)", out, dir,
-             e ? strerror(e) : "HDF5 could not create it");
+    int e = ens_h5_take_errno();
+    if (!e && access(dir, W_OK) != 0)
+      e = errno;
     j->tmp_path[0] = '\0';
+    if (e)
+      return ens_storage_write_error(err, errlen, e, out, 0, "[output] path: cannot create");
+    snprintf(err, errlen, "[output] path = %s: cannot create a file in %s (HDF5 could not "
+             "create it)", out, dir);
     return ENS_EIO;
   }
-  int ret = write_static(j);
-  if (ret)
-    snprintf(err, errlen, "[output] path = %s: cannot write the result file in %s", out, dir);
+  /* The result is the one file HDF5 writes to disk itself (it is too large
+   * to build in memory): reserve its space now, so that a disk filling up
+   * later cannot fail its writes half-way. */
+  int ret = ens_storage_reserve(j->tmp_path, j->result_bytes,
+                                "cannot reserve space for the result", err, errlen);
+  if (!ret && (ret = write_static(j)))
+    ret = ens_job_result_error(j, ret, err, errlen, "writing the model description", -1);
   return ret;
 }
 
-/* Status agreed by all ranks: the worst local code wins; the message comes
- * from the lowest rank that failed. */
+/* Status agreed by all ranks (fault.c): the worst outcome wins; the
+ * message comes from the lowest rank that had it. */
 static int agree(ens_job *j, int ret, char *err, size_t errlen) {
-  int bad = ret ? j->rank : j->size, first_bad;
-  MPI_Allreduce(&bad, &first_bad, 1, MPI_INT, MPI_MIN, j->comm);
-  if (first_bad == j->size)
-    return 0;
-  int code = ret;
-  MPI_Bcast(&code, 1, MPI_INT, first_bad, j->comm);
-  char msg[1024];
-  if (j->rank == first_bad)
-    snprintf(msg, sizeof(msg), "%s", err);
-  MPI_Bcast(msg, sizeof(msg), MPI_CHAR, first_bad, j->comm);
-  snprintf(err, errlen, "%s", msg);
-  return code;
+  return ens_agree(j->comm, ret, err, errlen);
 }
 
 /* Rank 0, verbose: one line per node on its copy of the data. */
@@ -247,6 +245,14 @@ int ens_job_setup(ens_job *j, const ens_config *c, const ens_job_opts *o, MPI_Co
     if (ret || j->complete)
       return ret;
   }
+  /* Where the job writes: rank 0 checks the output directory, locks the
+   * checkpoint directory and compares the space needed with the free
+   * space; then every other rank checks that it can write checkpoints. */
+  ret = agree(j, j->rank == 0 ? ens_job_check_storage(j, err, errlen) : 0, err, errlen);
+  if (!ret && !o->no_checkpoints && j->size > 1)
+    ret = agree(j, j->rank != 0 ? ens_job_check_storage(j, err, errlen) : 0, err, errlen);
+  if (ret)
+    return ret;
   if (c->trunk_source != ENS_TRUNK_NONE || o->trunk_from) {
     ret = ens_trunk_prepare(j, err, errlen);
     ret = agree(j, ret, err, errlen);
@@ -264,6 +270,12 @@ int ens_job_setup(ens_job *j, const ens_config *c, const ens_job_opts *o, MPI_Co
   j->nparams = np;
   j->nstats = ns;
   ens_model probe; /* the job's architecture must be buildable */
+  if (!ens_h5_affordable((unsigned long long)(np + ns) * 4 * sizeof(float))) {
+    /* parameters, gradients and two optimizer moments */
+    snprintf(err, errlen, "[model] hidden: a member has %zu parameters, more than the memory of "
+             "this node can train", np);
+    return agree(j, ENS_ECONFIG, err, errlen);
+  }
   ret = ens_model_create(&probe, &j->arch, j->trunk.layers, j->arch.n_hidden, 1, 2);
   ens_model_free(&probe);
   if (!ret) {
@@ -287,6 +299,7 @@ void ens_job_free(ens_job *j) {
   }
   if (j->tmp_path[0])
     unlink(j->tmp_path); /* still there only when the job did not finish */
+  ens_job_checkpoint_unlock(j); /* the checkpoints (if any) stay */
   ens_trainer_free(&j->trainer);
   /* Node-shared blocks: collective over the node, in the same order on
    * every rank. */

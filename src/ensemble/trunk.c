@@ -7,6 +7,7 @@
  * node-shared block (eval mode: the trunk's batch norm uses its stored
  * statistics and is never updated), and members train only their heads on
  * those cached features. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,7 @@
 #include "ensemble/trunk.h"
 #include "io/fsutil.h"
 #include "io/h5util.h"
+#include "io/storage.h"
 
 #define TRUNK_RNG_KEY 0xFFFFFFF0u /* member key of the pretraining streams */
 
@@ -82,6 +84,11 @@ int ens_trunk_load_file(const char *path, const char *which, const ens_arch *arc
     ret = ENS_EFORMAT;
     goto cleanup;
   }
+  /* A layers attribute cannot name more blocks than /model/hidden holds. */
+  if (avail_blocks > nh)
+    avail_blocks = nh;
+  if (avail_blocks < 0)
+    avail_blocks = 0;
   char want[256], have[256];
   describe_widths(want, sizeof(want), arch->in, arch->hidden, layers);
   describe_widths(have, sizeof(have), (int)inputs, hidden, (int)avail_blocks);
@@ -105,23 +112,14 @@ int ens_trunk_load_file(const char *path, const char *which, const ens_arch *arc
     ret = ENS_EFORMAT;
     goto cleanup;
   }
-  /* The trunk is a prefix of the flat vectors (layer order layout). */
-  float *buf = malloc((size_t)(have_p > have_s ? have_p : have_s) * sizeof(float) + 4);
-  if (!buf) {
-    ret = ENS_ENOMEM;
-    goto cleanup;
-  }
-  ret = ens_h5_read(f, pp, H5T_NATIVE_FLOAT, buf, (size_t)have_p);
-  if (!ret)
-    memcpy(params, buf, np * sizeof(float));
-  if (!ret && ns > 0) {
-    ret = ens_h5_read(f, sp, H5T_NATIVE_FLOAT, buf, (size_t)have_s);
-    if (!ret)
-      memcpy(stats, buf, ns * sizeof(float));
-  }
-  free(buf);
+  /* The trunk is a prefix of the flat vectors (layer order layout): only
+   * that prefix is read, whatever size the file declares. */
+  ret = ens_h5_read_prefix(f, pp, H5T_NATIVE_FLOAT, params, np);
+  if (!ret && ns > 0)
+    ret = ens_h5_read_prefix(f, sp, H5T_NATIVE_FLOAT, stats, ns);
   if (ret)
-    snprintf(err, errlen, "%s: cannot read %s", path, pp);
+    snprintf(err, errlen, "%s: cannot read the first %zu values of %s (and %zu of %s) as float32 "
+             "vectors", path, np, pp, ns, sp);
 cleanup:
   H5Fclose(f);
   return ret;
@@ -138,6 +136,19 @@ static int ranks_agree(MPI_Comm comm, uint32_t sum) {
   MPI_Allreduce(&lo, &glo, 1, MPI_UINT32_T, MPI_MIN, comm);
   MPI_Allreduce(&hi, &ghi, 1, MPI_UINT32_T, MPI_MAX, comm);
   return glo == ghi;
+}
+
+/* A stop during pretraining: rank 0 saves the state at `at`, every rank
+ * learns the outcome; ENS_ESTOPPED (or the failed write's code). */
+static int pretrain_stop(ens_job *j, const ens_trainer *t, const ens_pretrain_pos *at, char *err,
+                         size_t errlen) {
+  int ret = ens_agree(j->comm, ens_job_pretrain_save(j, t, at, err, errlen), err, errlen);
+  if (ret)
+    return ret;
+  snprintf(err, errlen, "stopped by a signal during trunk pretraining (epoch %d, step %ld of "
+           "the epoch); its state is saved in %s/pretrain.h5: run the same command with "
+           "--resume to continue", at->epoch + 1, at->step_in_epoch, j->ckpt.dir);
+  return ENS_ESTOPPED;
 }
 
 /* Data-parallel pretraining of the full network: every global batch of
@@ -172,13 +183,26 @@ static int pretrain(ens_job *j, char *err, size_t errlen) {
   /* With P shards a global batch needs 2 rows per shard for batch norm. */
   long steps = n / B + (n % B >= 2 * P ? 1 : 0);
   double t0 = MPI_Wtime();
-  for (int epoch = 0; epoch < pc.epochs && !ret; epoch++) {
+  /* With --resume, continue from the last pretraining checkpoint. */
+  ens_pretrain_pos pos = {0};
+  int restored = !ret && ens_job_pretrain_restore(j, &t, &pos);
+  if (restored)
+    t.step = pos.step;
+  for (int epoch = pos.epoch; epoch < pc.epochs && !ret; epoch++) {
     ens_rng shuf;
     ens_rng_init(&shuf, pc.seed, TRUNK_RNG_KEY, ENS_STREAM_SHUFFLE, (uint32_t)epoch);
     ens_rng_permutation(&shuf, t.order, n);
     double loss_sum = 0;
-    long loss_n = 0;
-    for (long s = 0; s < steps && !ret; s++) {
+    long loss_n = 0, s0 = 0;
+    if (restored && epoch == pos.epoch) {
+      s0 = pos.step_in_epoch;
+      if (j->rank == 0) { /* the epoch's partial loss, summed over ranks */
+        loss_sum = pos.loss_sum;
+        loss_n = (long)pos.loss_n;
+      }
+    }
+    int stop = 0;
+    for (long s = s0; s < steps && !ret; s++) {
       long lo = s * B;
       int gb = n - lo < B ? (int)(n - lo) : B;
       int a = (int)((long)gb * j->rank / P), b = (int)((long)gb * (j->rank + 1) / P);
@@ -222,7 +246,19 @@ static int pretrain(ens_job *j, char *err, size_t errlen) {
         snprintf(err, errlen, "pretraining: ranks hold different weights after step %ld", t.step);
         ret = ENS_EMPI;
       }
+      /* A stop request (signal) is agreed after every step: the ranks are
+       * in lockstep, so all stop after the same one. */
+      int want = j->o->stop && *j->o->stop;
+      MPI_Allreduce(&want, &stop, 1, MPI_INT, MPI_MAX, j->comm);
+      if (!ret && stop && s + 1 < steps) {
+        double part[2] = {loss_sum, (double)loss_n};
+        MPI_Allreduce(MPI_IN_PLACE, part, 2, MPI_DOUBLE, MPI_SUM, j->comm);
+        ens_pretrain_pos at = {epoch, s + 1, t.step, part[0], part[1]};
+        ret = pretrain_stop(j, &t, &at, err, errlen);
+      }
     }
+    if (ret)
+      break;
     double gl[2] = {loss_sum, (double)loss_n};
     MPI_Allreduce(MPI_IN_PLACE, gl, 2, MPI_DOUBLE, MPI_SUM, j->comm);
     if (!ret && j->rank == 0 && j->c->verbose) {
@@ -234,6 +270,16 @@ static int pretrain(ens_job *j, char *err, size_t errlen) {
              epoch + 1, pc.epochs, gl[0] / gl[1], ens_task_metric_name(&j->task, 0),
              j->task.regress ? mt[0] : 100 * mt[0], P, P == 1 ? "" : "s", MPI_Wtime() - t0);
       fflush(stdout);
+    }
+    /* Checkpoint after the epoch (every [output] checkpoint_every epochs,
+     * and on a stop); the last epoch's state becomes trunk.h5 instead. */
+    int every = j->c->checkpoint_every;
+    if (!ret && epoch + 1 < pc.epochs && (stop || (every > 0 && (epoch + 1) % every == 0))) {
+      ens_pretrain_pos at = {epoch + 1, 0, t.step, 0, 0};
+      if (stop)
+        ret = pretrain_stop(j, &t, &at, err, errlen);
+      else
+        ret = ens_agree(j->comm, ens_job_pretrain_save(j, &t, &at, err, errlen), err, errlen);
     }
   }
   if (!ret && !ranks_agree(j->comm, weights_checksum(m->params, m->nparams))) {
@@ -256,15 +302,16 @@ static void pretrained_path(const ens_job *j, char *buf, size_t len) {
   snprintf(buf, len, "%s/trunk.h5", j->ckpt.dir);
 }
 
-static int save_pretrained(ens_job *j) {
+/* Rank 0: writes trunk.h5 (built in memory, published atomically). */
+static int save_pretrained(ens_job *j, char *err, size_t errlen) {
   char path[ENS_PATH_MAX + 64], tmp[ENS_PATH_MAX + 80];
   pretrained_path(j, path, sizeof(path));
   snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-  if (ens_mkdir_p(j->ckpt.dir) != 0)
-    return ENS_EIO;
-  hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-  if (f < 0)
-    return ENS_EIO;
+  hid_t f = ens_mkdir_p(j->ckpt.dir) == 0 ? ens_storage_h5_memory(path) : -1;
+  if (f < 0) {
+    snprintf(err, errlen, "cannot write checkpoint %s: %s", path, strerror(errno));
+    return ENS_EWRITE;
+  }
   hsize_t np = j->trunk.nparams, ns = j->trunk.nstats, nh = (hsize_t)j->arch.n_hidden;
   int32_t hidden[ENS_MAX_HIDDEN];
   for (int i = 0; i < j->arch.n_hidden; i++)
@@ -280,38 +327,49 @@ static int save_pretrained(ens_job *j) {
   ret |= ens_h5_attr_str(f, "/", "config", ident ? ident : "");
   free(ident);
   ret |= ens_h5_attr_i64(f, "/", "ranks", j->size);
-  if (H5Fclose(f) < 0 || ret || ens_fsync_path(tmp) || rename(tmp, path)) {
-    remove(tmp);
-    return ENS_EIO;
+  if (ret) {
+    H5Fclose(f);
+    snprintf(err, errlen, "cannot build checkpoint %s in memory", path);
+    return ENS_EHDF5;
   }
-  return 0;
+  return ens_storage_h5_publish(f, path, tmp, "cannot write checkpoint", err, errlen);
 }
 
-/* With --resume: loads a trunk pretrained by the same job on as many ranks. */
+/* With --resume: loads a trunk pretrained by the same job on as many
+ * ranks. A file that cannot serve is named in a warning. */
 static int load_pretrained(ens_job *j, int *found) {
-  char path[ENS_PATH_MAX + 64];
+  char path[ENS_PATH_MAX + 64], why[512] = "";
   struct stat st;
   *found = 0;
   pretrained_path(j, path, sizeof(path));
   if (!j->o->resume || stat(path, &st) != 0)
     return 0;
   hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-  if (f < 0)
+  if (f < 0) {
+    fprintf(stderr, "ens: warning: checkpoint %s is not an HDF5 file (or is truncated): the "
+            "trunk is pretrained again\n", path);
     return 0;
+  }
   char *saved = NULL, *ident = ens_job_identity_text(j->c);
   int64_t ranks = -1;
-  int ok = ens_h5_get_attr_str(f, "/", "config", &saved) == 0 && ident &&
-           strcmp(saved, ident) == 0 && ens_h5_get_attr_i64(f, "/", "ranks", &ranks) == 0 &&
-           ranks == j->size;
+  if (ens_h5_get_attr_str(f, "/", "config", &saved) != 0 || !ident || strcmp(saved, ident) != 0)
+    snprintf(why, sizeof(why), "was written with a different configuration");
+  else if (ens_h5_get_attr_i64(f, "/", "ranks", &ranks) != 0 || ranks != j->size)
+    snprintf(why, sizeof(why), "was pretrained on %lld ranks, this job runs on %d",
+             (long long)ranks, j->size);
   H5Fclose(f);
   free(saved);
   free(ident);
-  if (!ok)
-    return 0;
-  char err[256];
-  int ret = ens_trunk_load_file(path, "trunk", &j->arch, j->trunk.layers, j->trunk.params,
-                                j->trunk.stats, err, sizeof(err));
-  *found = ret == 0;
+  if (!why[0]) {
+    char err[512];
+    if (ens_trunk_load_file(path, "trunk", &j->arch, j->trunk.layers, j->trunk.params,
+                            j->trunk.stats, err, sizeof(err)) == 0)
+      *found = 1;
+    else
+      ens_errorf(why, sizeof(why), "does not hold this job's trunk (%s)", err);
+  }
+  if (!*found)
+    fprintf(stderr, "ens: warning: checkpoint %s %s: the trunk is pretrained again\n", path, why);
   return 0;
 }
 
@@ -348,17 +406,17 @@ int ens_trunk_prepare(ens_job *j, char *err, size_t errlen) {
     MPI_Bcast(&found, 1, MPI_INT, 0, j->comm);
     if (!found) {
       ret = pretrain(j, err, errlen);
-      if (!ret && j->rank == 0 && save_pretrained(j) != 0)
-        fprintf(stderr, "ens: warning: cannot save the pretrained trunk in %s\n", j->ckpt.dir);
+      /* A failed save stops the job like any failed checkpoint write. */
+      if (!ret && j->rank == 0 && !(ret = save_pretrained(j, err, errlen)))
+        ens_job_pretrain_discard(j);
     } else if (j->rank == 0) {
       printf("[trunk] pretrained trunk restored from %s/trunk.h5\n", j->ckpt.dir);
     }
   }
-  /* Agree on success before the broadcast (the caller reports errors). */
-  int bad = ret != 0, any;
-  MPI_Allreduce(&bad, &any, 1, MPI_INT, MPI_MAX, j->comm);
-  if (any)
-    return ret ? ret : ENS_EMPI;
+  /* Agree on success before the broadcast, with the failing rank's words. */
+  ret = ens_agree(j->comm, ret, err, errlen);
+  if (ret)
+    return ret;
   if (j->rank == 0)
     memcpy(flat + j->trunk.nparams, j->trunk.stats, j->trunk.nstats * sizeof(float));
   MPI_Bcast(flat, (int)total, MPI_FLOAT, 0, j->comm);

@@ -7,6 +7,7 @@
 #include "ens/error.h"
 #include "ens/rng.h"
 #include "io/fsutil.h"
+#include "io/storage.h"
 #include "io/h5util.h"
 
 #include <errno.h>
@@ -1281,8 +1282,8 @@ static int make_parent(const char *path) {
 }
 
 int ens_csv_import(ens_csv_summary *sum, const ens_csv_import_opts *o, char *err, size_t errlen) {
-  int rc = 0, created = 0;
-  char *mbuf = NULL, *tbuf = NULL, *tmp = NULL;
+  int rc = 0;
+  char *mbuf = NULL, *tbuf = NULL;
   size_t mlen = 0, tlen = 0;
   ens_csv m, t;
   ens_csv_data d;
@@ -1332,51 +1333,30 @@ int ens_csv_import(ens_csv_summary *sum, const ens_csv_import_opts *o, char *err
                strerror(errno));
     goto cleanup;
   }
-  size_t tmplen = strlen(o->out_path) + 192;
-  if (!(tmp = malloc(tmplen))) {
-    rc = ENS_ENOMEM;
-    ens_errorf(err, errlen, "%s: out of memory", o->out_path);
-    goto cleanup;
-  }
-  ens_tmp_sweep(o->out_path);
-  ens_tmp_path(o->out_path, tmp, tmplen);
-  f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  ens_tmp_sweep(o->out_path); /* temporary files of dead imports */
+  /* Built in memory, then written and renamed into place with plain POSIX
+   * calls (io/storage.h): a full disk is reported as such, nothing is left. */
+  f = ens_storage_h5_memory(o->out_path);
   if (f < 0) {
-    rc = ENS_EIO;
-    ens_errorf(err, errlen, "%s: cannot create the output file (is its folder writable?)",
-               o->out_path);
+    rc = ENS_EHDF5;
+    ens_errorf(err, errlen, "%s: cannot create the output file in memory", o->out_path);
     goto cleanup;
   }
-  created = 1;
   if ((rc = write_file(f, &d, o)) != 0) {
-    ens_errorf(err, errlen, "%s: cannot write the output file", o->out_path);
+    ens_errorf(err, errlen, "%s: cannot build the output file in memory", o->out_path);
     goto cleanup;
   }
-  herr_t closed = H5Fclose(f);
+  rc = ens_storage_h5_publish(f, o->out_path, NULL, "cannot write", err, errlen);
   f = H5I_INVALID_HID;
-  if (closed < 0 || ens_fsync_path(tmp) != 0) {
-    rc = ENS_EIO;
-    ens_errorf(err, errlen, "%s: cannot finish writing the output file", o->out_path);
+  if (rc)
     goto cleanup;
-  }
-  if (rename(tmp, o->out_path) != 0) {
-    rc = ENS_EIO;
-    ens_errorf(err, errlen, "%s: cannot put the output file in place: %s", o->out_path,
-               strerror(errno));
-    goto cleanup;
-  }
-  created = 0;
-  ens_fsync_dir_of(o->out_path);
   if (sum)
     *sum = d.info;
 
 cleanup:
   if (f >= 0)
     H5Fclose(f);
-  if (created)
-    remove(tmp);
   H5Eset_auto2(H5E_DEFAULT, old_func, old_data);
-  free(tmp);
   free(mbuf);
   free(tbuf);
   ens_csv_free(&m);

@@ -5,6 +5,7 @@
 
 #include "ens/error.h"
 #include "ens/rng.h"
+#include "io/h5util.h"
 
 #include <hdf5.h>
 #include <errno.h>
@@ -111,7 +112,7 @@ static int read_x(const loader *L, const char *name, ens_split *s) {
   type = H5Dget_type(ds);
   space = H5Dget_space(ds);
   if (type < 0 || space < 0) {
-    rc = ENS_EHDF5;
+    rc = ENS_EFORMAT;
     ens_errorf(L->err, L->errlen, "%s: cannot query dataset %s", L->path, name);
     goto cleanup;
   }
@@ -123,7 +124,7 @@ static int read_x(const loader *L, const char *name, ens_split *s) {
   }
   int rank = H5Sget_simple_extent_ndims(space);
   if (rank < 0 || H5Sget_simple_extent_dims(space, dims, NULL) < 0) {
-    rc = ENS_EHDF5;
+    rc = ENS_EFORMAT;
     ens_errorf(L->err, L->errlen, "%s: cannot query the shape of %s", L->path, name);
     goto cleanup;
   }
@@ -163,6 +164,12 @@ static int read_x(const loader *L, const char *name, ens_split *s) {
     goto cleanup;
   }
   size_t total = (size_t)n * (size_t)d;
+  if (!ens_h5_affordable((unsigned long long)total * sizeof(float))) {
+    ens_errorf(L->err, L->errlen, "%s: dataset %s declares %llu x %llu values (%zu bytes as "
+               "float32), more than the memory of this node", L->path, name, n, d,
+               total * sizeof(float));
+    goto cleanup;
+  }
   x = data_alloc(L, total * sizeof(float));
   if (!x) {
     rc = ENS_ENOMEM;
@@ -173,8 +180,10 @@ static int read_x(const loader *L, const char *name, ens_split *s) {
   }
   /* HDF5 converts any integer or float type to float32 during the read. */
   if (H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, x) < 0) {
-    rc = ENS_EHDF5;
-    ens_errorf(L->err, L->errlen, "%s: cannot read dataset %s as float32", L->path, name);
+    char why[160];
+    ens_h5_read_failure(ds, why, sizeof why);
+    ens_errorf(L->err, L->errlen, "%s: cannot read dataset %s as float32: %s", L->path, name,
+               why);
     goto cleanup;
   }
   for (size_t i = 0; i < total; i++) {
@@ -224,15 +233,23 @@ static int read_targets(const loader *L, const char *name, const char *xname, en
                L->path, name, (unsigned long long)T);
     return ENS_EFORMAT;
   }
+  if (!ens_h5_affordable((unsigned long long)n * T * sizeof(float))) {
+    ens_errorf(L->err, L->errlen, "%s: dataset %s declares %zu x %llu targets, more than the "
+               "memory of this node", L->path, name, n, (unsigned long long)T);
+    return ENS_EFORMAT;
+  }
   float *t = data_alloc(L, n * (size_t)T * sizeof(float));
   if (!t) {
     ens_errorf(L->err, L->errlen, "%s: cannot allocate memory for %s", L->path, name);
     return ENS_ENOMEM;
   }
   if (H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, t) < 0) {
+    char why[160];
     data_release(L, t);
-    ens_errorf(L->err, L->errlen, "%s: cannot read dataset %s as float32", L->path, name);
-    return ENS_EHDF5;
+    ens_h5_read_failure(ds, why, sizeof why);
+    ens_errorf(L->err, L->errlen, "%s: cannot read dataset %s as float32: %s", L->path, name,
+               why);
+    return ENS_EFORMAT;
   }
   for (size_t i = 0; i < n * (size_t)T; i++) {
     if (!isfinite(t[i])) {
@@ -269,7 +286,7 @@ static int read_y(const loader *L, const char *name, const char *xname, ens_spli
   type = H5Dget_type(ds);
   space = H5Dget_space(ds);
   if (type < 0 || space < 0) {
-    rc = ENS_EHDF5;
+    rc = ENS_EFORMAT;
     ens_errorf(L->err, L->errlen, "%s: cannot query dataset %s", L->path, name);
     goto cleanup;
   }
@@ -283,7 +300,7 @@ static int read_y(const loader *L, const char *name, const char *xname, ens_spli
   }
   int rank = H5Sget_simple_extent_ndims(space);
   if (rank < 0 || rank > H5S_MAX_RANK || H5Sget_simple_extent_dims(space, dims, NULL) < 0) {
-    rc = ENS_EHDF5;
+    rc = ENS_EFORMAT;
     ens_errorf(L->err, L->errlen, "%s: cannot query the shape of %s", L->path, name);
     goto cleanup;
   }
@@ -311,8 +328,10 @@ static int read_y(const loader *L, const char *name, const char *xname, ens_spli
   }
   /* Read wide, then range-check: a narrowing read would clamp silently. */
   if (H5Dread(ds, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0) {
-    rc = ENS_EHDF5;
-    ens_errorf(L->err, L->errlen, "%s: cannot read dataset %s", L->path, name);
+    char why[160];
+    ens_h5_read_failure(ds, why, sizeof why);
+    ens_errorf(L->err, L->errlen, "%s: cannot read dataset %s as integers: %s", L->path, name,
+               why);
     goto cleanup;
   }
   int32_t mx = 0;
@@ -351,13 +370,13 @@ static int read_classes(const loader *L, int *classes) {
   htri_t has = H5Aexists(L->file, "classes");
   if (has < 0) {
     ens_errorf(L->err, L->errlen, "%s: cannot query the root attribute classes", L->path);
-    return ENS_EHDF5;
+    return ENS_EFORMAT;
   }
   if (!has)
     return 0;
   attr = H5Aopen(L->file, "classes", H5P_DEFAULT);
   if (attr < 0 || (type = H5Aget_type(attr)) < 0 || (space = H5Aget_space(attr)) < 0) {
-    rc = ENS_EHDF5;
+    rc = ENS_EFORMAT;
     ens_errorf(L->err, L->errlen, "%s: cannot open the root attribute classes", L->path);
     goto cleanup;
   }
@@ -375,7 +394,7 @@ static int read_classes(const loader *L, int *classes) {
   }
   long long v = 0;
   if (H5Aread(attr, H5T_NATIVE_LLONG, &v) < 0) {
-    rc = ENS_EHDF5;
+    rc = ENS_EFORMAT;
     ens_errorf(L->err, L->errlen, "%s: cannot read the root attribute classes", L->path);
     goto cleanup;
   }

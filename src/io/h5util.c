@@ -1,12 +1,49 @@
 /* HDF5 helpers: datasets with parent groups, attributes, checked reads. */
 #include "io/h5util.h"
 
+#include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "ens/error.h"
 
-void ens_h5_quiet(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
+/* The system error of the last failed HDF5 call. HDF5's error stack is
+ * process-wide state already; this mirrors one number of it, written only
+ * by the handler below (ens is single-threaded around HDF5). */
+static int g_h5_errno = 0;
+
+static herr_t find_errno(unsigned n, const H5E_error2_t *e, void *data) {
+  (void)n;
+  int *found = data;
+  const char *s = e->desc ? strstr(e->desc, "errno = ") : NULL;
+  if (s && !*found) {
+    int v = atoi(s + 8);
+    if (v > 0)
+      *found = v;
+  }
+  return 0;
+}
+
+/* Automatic error handler: records the errno of the innermost system
+ * error of the failing call, prints nothing. */
+static herr_t capture_errno(hid_t stack, void *data) {
+  (void)data;
+  int found = 0;
+  H5Ewalk2(stack, H5E_WALK_UPWARD, find_errno, &found);
+  if (found && !g_h5_errno) /* the first failure since the last take explains the rest */
+    g_h5_errno = found;
+  return 0;
+}
+
+void ens_h5_quiet(void) { H5Eset_auto2(H5E_DEFAULT, capture_errno, NULL); }
+
+int ens_h5_take_errno(void) {
+  int e = g_h5_errno;
+  g_h5_errno = 0;
+  return e;
+}
 
 static hid_t link_props(void) {
   hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
@@ -266,9 +303,12 @@ long long ens_h5_size(hid_t loc, const char *path, int *rank, hsize_t *dims) {
     if (r >= 0 && r <= 8) {
       hsize_t d[8];
       H5Sget_simple_extent_dims(sp, d, NULL);
-      n = 1;
+      /* Declared sizes come from files: saturate instead of overflowing. */
+      unsigned long long u = 1;
       for (int i = 0; i < r; i++)
-        n *= (long long)d[i];
+        u = d[i] && u > (unsigned long long)LLONG_MAX / d[i] ? (unsigned long long)LLONG_MAX
+                                                             : u * d[i];
+      n = (long long)u;
       if (rank)
         *rank = r;
       if (dims)
@@ -288,6 +328,33 @@ int ens_h5_read(hid_t loc, const char *path, hid_t type, void *out, size_t n) {
   if (ds < 0)
     return ENS_EFORMAT;
   int ret = H5Dread(ds, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) < 0 ? ENS_EFORMAT : 0;
+  H5Dclose(ds);
+  return ret;
+}
+
+int ens_h5_read_prefix(hid_t loc, const char *path, hid_t type, void *out, size_t n) {
+  int rank = 0;
+  hsize_t dims[8];
+  long long have = ens_h5_size(loc, path, &rank, dims);
+  if (have < 0 || rank != 1 || (unsigned long long)have < (unsigned long long)n)
+    return ENS_EFORMAT;
+  if (n == 0)
+    return 0;
+  hid_t ds = H5Dopen2(loc, path, H5P_DEFAULT), fs = -1, ms = -1;
+  if (ds < 0)
+    return ENS_EFORMAT;
+  hsize_t start = 0, count = (hsize_t)n;
+  int ret = ENS_EFORMAT;
+  fs = H5Dget_space(ds);
+  ms = H5Screate_simple(1, &count, NULL);
+  if (fs >= 0 && ms >= 0 &&
+      H5Sselect_hyperslab(fs, H5S_SELECT_SET, &start, NULL, &count, NULL) >= 0 &&
+      H5Dread(ds, type, ms, fs, H5P_DEFAULT, out) >= 0)
+    ret = 0;
+  if (ms >= 0)
+    H5Sclose(ms);
+  if (fs >= 0)
+    H5Sclose(fs);
   H5Dclose(ds);
   return ret;
 }
@@ -368,4 +435,31 @@ char **ens_h5_read_strings(hid_t loc, const char *path, long long n) {
     return NULL;
   }
   return out;
+}
+
+void ens_h5_read_failure(hid_t ds, char *buf, size_t len) {
+  hid_t dcpl = H5Dget_create_plist(ds);
+  int n = dcpl >= 0 ? H5Pget_nfilters(dcpl) : 0;
+  for (int i = 0; i < n; i++) {
+    unsigned flags = 0, cd[8];
+    size_t ncd = 8;
+    char name[64] = "";
+    H5Z_filter_t id = H5Pget_filter2(dcpl, (unsigned)i, &flags, &ncd, cd, sizeof(name), name, NULL);
+    if (id >= 0 && H5Zfilter_avail(id) <= 0) {
+      snprintf(buf, len, "it is compressed with filter %d (%s), which this HDF5 library cannot "
+               "decode", (int)id, name[0] ? name : "unknown");
+      H5Pclose(dcpl);
+      return;
+    }
+  }
+  if (dcpl >= 0)
+    H5Pclose(dcpl);
+  snprintf(buf, len, "HDF5 cannot read it or convert its values");
+}
+
+int ens_h5_affordable(unsigned long long bytes) {
+  long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+  if (pages <= 0 || page <= 0)
+    return 1; /* unknown: let malloc decide */
+  return bytes <= (unsigned long long)pages * (unsigned long long)page;
 }

@@ -8,8 +8,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Silences HDF5's automatic error printing (we report our own messages). */
+/* Silences HDF5's automatic error printing (we report our own messages).
+ * Instead, a failing HDF5 call records the system error (errno) that its
+ * error stack mentions, if any: HDF5 words a failed read or write of the
+ * disk as "..., errno = 28, error message = '...'" and would otherwise hide
+ * it from the caller. */
 void ens_h5_quiet(void);
+/* The system error recorded by the first failing HDF5 call since the last
+ * ens_h5_take_errno(), or 0; clears it. Take it before a sequence of writes
+ * to forget earlier failures (probes of absent files). */
+int ens_h5_take_errno(void);
 
 /* Creates dataset `path` (parents created as needed) of `rank` dims and
  * writes data (memory type = file type = `type`). Large datasets are chunked
@@ -43,6 +51,13 @@ int ens_h5_copy_names(hid_t dst, const char *dst_path, const char *src_file, con
 /* Reads a 1-D string dataset of exactly n strings (variable-length) into a NULL-terminated malloc'd array of
  * malloc'd strings; NULL when absent, of another shape, or not strings. */
 char **ens_h5_read_strings(hid_t loc, const char *path, long long n);
+/* Why dataset ds could not be read, for a message: "it is compressed with
+ * filter 32000 (lzf), which this HDF5 library cannot decode", or "HDF5
+ * cannot read or convert it". */
+void ens_h5_read_failure(hid_t ds, char *buf, size_t len);
+/* 1 when `bytes` (a size declared by a file) fit in this node's physical
+ * memory, so allocating them is worth trying; 0 otherwise. */
+int ens_h5_affordable(unsigned long long bytes);
 
 /* Creates group `path` (and its parents) unless it exists. */
 int ens_h5_group(hid_t loc, const char *path);
@@ -54,6 +69,9 @@ long long ens_h5_size(hid_t loc, const char *path, int *rank, hsize_t *dims);
 /* Reads all of dataset path converted to `type`; it must hold exactly `n`
  * elements (else ENS_EFORMAT). */
 int ens_h5_read(hid_t loc, const char *path, hid_t type, void *out, size_t n);
+/* Reads the first n elements of a 1-D dataset holding at least n (else
+ * ENS_EFORMAT), converted to `type`; the rest is never read or allocated. */
+int ens_h5_read_prefix(hid_t loc, const char *path, hid_t type, void *out, size_t n);
 /* Reads rows [row, row+nrows) of a dataset whose rows have `rowlen` elements. */
 int ens_h5_read_rows(hid_t loc, const char *path, hid_t type, hsize_t row, hsize_t nrows,
                      size_t rowlen, void *out);

@@ -6,6 +6,7 @@
 #include "ens/error.h"
 #include "io/fsutil.h"
 #include "io/h5util.h"
+#include "io/storage.h"
 #include "io/idx.h"
 
 #include <hdf5.h>
@@ -430,9 +431,8 @@ int ens_idx_import(const char *images, const char *labels, const char *test_imag
   int rc = 0;
   idx_file tx, ty, sx, sy;
   unsigned char *btx = NULL, *bty = NULL, *bsx = NULL, *bsy = NULL; /* file contents */
-  char *tmp = NULL;
   hid_t file = H5I_INVALID_HID;
-  int created = 0, has_test = test_images != NULL;
+  int has_test = test_images != NULL;
   int64_t max_train = 0, max_test = 0;
   H5E_auto2_t old_func = NULL;
   void *old_data = NULL;
@@ -480,28 +480,20 @@ int ens_idx_import(const char *images, const char *labels, const char *test_imag
     goto cleanup;
   }
 
-  size_t tmplen = strlen(out_path) + 192;
-  tmp = malloc(tmplen);
-  if (!tmp) {
-    rc = ENS_ENOMEM;
-    ens_errorf(err, errlen, "%s: out of memory", out_path);
-    goto cleanup;
-  }
   if (ens_mkdir_parent(out_path) != 0) {
     rc = ENS_EIO;
     ens_errorf(err, errlen, "%s: cannot create its folder: %s", out_path, strerror(errno));
     goto cleanup;
   }
-  ens_tmp_sweep(out_path);
-  ens_tmp_path(out_path, tmp, tmplen);
-  file = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  ens_tmp_sweep(out_path); /* temporary files of dead imports */
+  /* Built in memory, then written and renamed into place with plain POSIX
+   * calls (io/storage.h): a full disk is reported as such, nothing is left. */
+  file = ens_storage_h5_memory(out_path);
   if (file < 0) {
-    rc = ENS_EIO;
-    ens_errorf(err, errlen, "%s: cannot create the output file (is its folder writable?)",
-               out_path);
+    rc = ENS_EHDF5;
+    ens_errorf(err, errlen, "%s: cannot create the output file in memory", out_path);
     goto cleanup;
   }
-  created = 1;
   if ((rc = write_split(file, "train", &tx, &ty, out_path, err, errlen)) != 0)
     goto cleanup;
   if (has_test && (rc = write_split(file, "test", &sx, &sy, out_path, err, errlen)) != 0)
@@ -511,28 +503,13 @@ int ens_idx_import(const char *images, const char *labels, const char *test_imag
     ens_errorf(err, errlen, "%s: cannot write the root attribute classes", out_path);
     goto cleanup;
   }
-  herr_t closed = H5Fclose(file);
+  rc = ens_storage_h5_publish(file, out_path, NULL, "cannot write", err, errlen);
   file = H5I_INVALID_HID;
-  if (closed < 0 || ens_fsync_path(tmp) != 0) {
-    rc = ENS_EIO;
-    ens_errorf(err, errlen, "%s: cannot finish writing the output file", out_path);
-    goto cleanup;
-  }
-  if (rename(tmp, out_path) != 0) {
-    rc = ENS_EIO;
-    ens_errorf(err, errlen, "%s: cannot put the output file in place: %s", out_path,
-               strerror(errno));
-    goto cleanup;
-  }
-  created = 0;
 
 cleanup:
   if (file >= 0)
     H5Fclose(file);
-  if (created)
-    remove(tmp);
   H5Eset_auto2(H5E_DEFAULT, old_func, old_data);
-  free(tmp);
   free(btx);
   free(bty);
   free(bsx);

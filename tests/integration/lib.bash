@@ -111,4 +111,35 @@ need_simnodes() {
   done
   unshare --uts /bin/sh -c "hostname node1" 2>/dev/null ||
     skip "cannot create a UTS namespace and set its host name (unshare --uts needs root or CAP_SYS_ADMIN)"
+# stop_at PATTERN LOG PID: waits until LOG (of `mpirun` PID) matches PATTERN,
+# then freezes the ranks (mpirun's children), sends USR1 to mpirun (it
+# forwards it to every rank) and lets the ranks go on: the signal is pending
+# before they take another step, however fast this machine trains.
+stop_at() {
+  local pattern=$1 log=$2 pid=$3 kids
+  for _ in $(seq 1 1200); do
+    grep -qE "$pattern" "$log" 2>/dev/null && break
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.02
+  done
+  kids=$(pgrep -P "$pid" || true)
+  [ -n "$kids" ] && kill -STOP $kids
+  kill -USR1 "$pid"
+  sleep 0.2
+  [ -n "$kids" ] && kill -CONT $kids
+  return 0
+}
+
+# ens_lines FILE: the lines ens itself wrote to a stderr log (mpirun's own
+# framed notices about non-zero exit codes left out).
+ens_lines() {
+  awk '/^-{20,}$/ { box = !box; next } !box' "$1" | grep -vE '^mpirun: Forwarding signal' || true
+}
+
+# no_abort LOG: fails when mpirun reported an MPI_Abort.
+no_abort() {
+  if grep -q "MPI_ABORT" "$1"; then
+    cat "$1"
+    fail "MPI_ABORT notice in $1"
+  fi
 }
