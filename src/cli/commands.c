@@ -173,6 +173,8 @@ int ens_cli_info(int argc, char **argv) {
     fprintf(stderr, "ens info: %s: not an ens result file (no members/mode/combine "
                     "attributes)\n",
             path);
+    free(mode);
+    free(combine);
     H5Fclose(f);
     return 1;
   }
