@@ -111,6 +111,8 @@ need_simnodes() {
   done
   unshare --uts /bin/sh -c "hostname node1" 2>/dev/null ||
     skip "cannot create a UTS namespace and set its host name (unshare --uts needs root or CAP_SYS_ADMIN)"
+}
+
 # stop_at PATTERN LOG PID: waits until LOG (of `mpirun` PID) matches PATTERN,
 # then freezes the ranks (mpirun's children), sends USR1 to mpirun (it
 # forwards it to every rank) and lets the ranks go on: the signal is pending
