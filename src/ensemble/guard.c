@@ -176,7 +176,8 @@ done:
 typedef struct ckpt_scan {
   int units, units_done, members, trunk, stale;
   int furthest_epoch, epochs;
-  int other;       /* a checkpoint of another configuration */
+  int other;       /* a checkpoint of another configuration (or unreadable) */
+  int same;        /* checkpoints of this configuration */
   char diff[1024]; /* how it differs */
   char other_file[300];
 } ckpt_scan;
@@ -196,14 +197,12 @@ static int parse_name(const char *name, const char *prefix, const char *suffix, 
 
 /* Compares the `config` attribute of checkpoint `path` with this job's. */
 static void check_config(const ens_job *j, const char *path, const char *name, ckpt_scan *s) {
-  if (s->other)
-    return;
   hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
   char *text = NULL, *ident = ens_job_identity_text(j->c);
   int same = 0;
   if (f >= 0 && ens_h5_get_attr_str(f, "/", "config", &text) == 0 && ident) {
     same = strcmp(text, ident) == 0;
-    if (!same) {
+    if (!same && !s->other) {
       ens_config saved;
       char msg[512];
       if (ens_config_load_text(&saved, path, text, msg, sizeof(msg)) == 0) {
@@ -216,13 +215,13 @@ static void check_config(const ens_job *j, const char *path, const char *name, c
         snprintf(s->diff, sizeof(s->diff), "a configuration this ens cannot read");
       }
     }
-  } else {
+  } else if (!s->other) {
     snprintf(s->diff, sizeof(s->diff), "%s is not readable as a checkpoint", name);
   }
-  if (!same) {
-    s->other = 1;
+  if (same)
+    s->same++;
+  else if (!s->other++)
     snprintf(s->other_file, sizeof(s->other_file), "%s", name);
-  }
   free(text);
   free(ident);
   if (f >= 0)
@@ -335,7 +334,10 @@ static int check_checkpoints(ens_job *j, char *err, size_t errlen) {
     return 0;
   char what[512];
   describe(j, &s, what, sizeof(what));
-  if (s.other) {
+  /* With --resume, files of this job that are damaged or of another
+   * configuration among checkpoints of this one restart their unit with a
+   * warning (checkpoint.c); a folder holding none of this job's is refused. */
+  if (s.other && !(o->resume && s.same > 0)) {
     ens_errorf(err, errlen,
                "%s holds checkpoints of another configuration (%s: %s). Nothing was changed. "
                "Run with --restart to discard them and start over, or set [output] "

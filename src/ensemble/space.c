@@ -11,6 +11,7 @@
 
 #include "ens/error.h"
 #include "ensemble/job.h"
+#include "io/fsutil.h"
 #include "io/storage.h"
 
 /* HDF5 metadata per object (group or dataset with its attributes): a
@@ -138,6 +139,12 @@ int ens_job_check_storage(ens_job *j, char *err, size_t errlen) {
     return ckpt ? ens_storage_check_dir(j->ckpt.dir, "[output] checkpoint_dir", err, errlen) : 0;
   char outdir[ENS_PATH_MAX + 16];
   ens_storage_dirname(outdir, sizeof(outdir), c->output_path);
+  /* Missing output folders are created, like mkdir -p (then checked). */
+  if (ens_mkdir_parent(c->output_path) != 0) {
+    snprintf(err, errlen, "[output] path = %s: cannot create its folder %s (%s)",
+             c->output_path, outdir, strerror(errno));
+    return ENS_EIO;
+  }
   int ret = ens_storage_check_dir(outdir, "[output] path", err, errlen);
   if (ret)
     return ret;

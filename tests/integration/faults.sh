@@ -149,7 +149,7 @@ after=$(cd locked && find . -type f -exec md5sum {} + | sort)
 # A dead owner: taken over with a warning, the job runs.
 printf 'ens checkpoint directory lock\nhost %s\npid %d\nstart 0\n' "$(hostname)" $sleeper \
   >locked/result.h5.ckpt/lock
-[ "$(run2 locked -c "$WORK/job.ini")" = 0 ] || { cat locked/log; fail "stale lock not taken over"; }
+[ "$(run2 locked -c "$WORK/job.ini" --resume)" = 0 ] || { cat locked/log; fail "stale lock not taken over"; }
 grep -q "^ens: warning: result.h5.ckpt/lock was left by process $sleeper .*no longer runs" locked/log ||
   { cat locked/log; fail "no warning about the stale lock"; }
 [ ! -e locked/result.h5.ckpt ] || fail "checkpoint directory (or lock) left after success"
@@ -170,26 +170,26 @@ for kind in search bootstrap; do
   sets=(--set output.verbose=2 --set output.path=res.h5)
   case $kind in
     search) sets+=(--set ensemble.mode=search --set data.val_fraction=0.2
-      --set "search.hidden=8 | 64,32 | 128,128" --set ensemble.members=5) ;;
+      --set "search.hidden=8 | 64,32 | 128,128" --set ensemble.members=5
+      --set search.batch= --set search.dropout=) ;;
     bootstrap) sets+=(--set ensemble.mode=bootstrap --set ensemble.mc_samples=3) ;;
   esac
   [ "$(run2 "est-$kind" -c "$WORK/job.ini" "${sets[@]}")" = 0 ] ||
     { cat "est-$kind/log"; fail "$kind: run"; }
+  # A folder where the result goes: refused before any training (guard.c),
+  # the folder untouched, no checkpoints.
   mkdir -p "pub-$kind/res.h5"
   echo keep >"pub-$kind/res.h5/inside"
   code=$(run2 "pub-$kind" -c "$WORK/job.ini" "${sets[@]}")
-  [ "$code" = 2 ] || { cat "pub-$kind/log"; fail "$kind: unpublishable result: exit $code, expected 2"; }
-  once "pub-$kind" "cannot publish the result as res.h5: Is a directory"
+  [ "$code" = 1 ] || { cat "pub-$kind/log"; fail "$kind: result path is a folder: exit $code, expected 1"; }
+  once "pub-$kind" "\[output\] path = res.h5 is a folder"
   [ "$(cat "pub-$kind/res.h5/inside")" = keep ] || fail "$kind: the directory in the way was changed"
   ls "pub-$kind"/res.h5.tmp.* 2>/dev/null && fail "$kind: temporary result left behind"
-  ls "pub-$kind"/res.h5.ckpt/member_*.h5 >/dev/null || fail "$kind: checkpoints not kept"
   er=$(estimate "est-$kind/log" result)
   ec=$(estimate "est-$kind/log" checkpoints)
   ar=$(stat -c %s "est-$kind/res.h5")
-  ac=$(du -sb "pub-$kind/res.h5.ckpt" | cut -f1)
   [[ $er =~ ^[0-9]+$ && $ec =~ ^[0-9]+$ ]] || { cat "est-$kind/log"; fail "$kind: no storage line"; }
   ((ar <= er)) || fail "$kind: result of $ar bytes exceeds the estimate $er"
-  ((ac <= ec)) || fail "$kind: checkpoints of $ac bytes exceed the estimate $ec"
-  echo "ok: $kind: result $ar <= $er bytes, checkpoints $ac <= $ec bytes"
+  echo "ok: $kind: result $ar <= $er bytes (checkpoint estimate $ec bytes)"
 done
 echo "faults: all passed"

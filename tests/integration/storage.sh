@@ -93,7 +93,7 @@ mount_tmpfs fill/mnt 16m
 printf 'an earlier result\n' >fill/mnt/result.h5
 sum0=$(md5sum <fill/mnt/result.h5)
 mkdir -p fill
-(cd fill && exec mpirun -np 2 "$ENS" train -c "$WORK/job.ini") >fill/log 2>&1 &
+(cd fill && exec mpirun -np 2 "$ENS" train -c "$WORK/job.ini" --force) >fill/log 2>&1 &
 pid=$!
 # After the first epoch's checkpoints, freeze the ranks, let another
 # process take every free byte, and let the ranks go on.
@@ -118,7 +118,7 @@ for f in fill/mnt/result.h5.ckpt/*.h5; do
   h5dump -H "$f" >/dev/null 2>&1 || fail "damaged checkpoint left: $f"
 done
 rm fill/mnt/filler
-[ "$(run2 fill -c "$WORK/job.ini" --resume)" = 0 ] || { cat fill/log; fail "resume after freeing space"; }
+[ "$(run2 fill -c "$WORK/job.ini" --resume --force)" = 0 ] || { cat fill/log; fail "resume after freeing space"; }
 grep -q "resumed at" fill/log || fail "no checkpoint was resumed"
 same_result full/mnt/result.h5 fill/mnt/result.h5 || fail "resumed result differs"
 [ ! -e fill/mnt/result.h5.ckpt ] || fail "checkpoints not removed after success"
