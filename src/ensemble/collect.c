@@ -314,7 +314,13 @@ int ens_job_get_member(ens_job *j, int i, int k, ens_member_meta *meta, char *er
                  MPI_STATUS_IGNORE) != MPI_SUCCESS || meta->k != k)
       ret = ENS_EMPI;
     if (!ret && meta->status == ENS_MEMBER_LOST) {
-      /* A runtime failure (exit 2), whatever the rebuild's own code was. */
+      /* A runtime failure (exit 2), whatever the rebuild's own code was.
+       * That rank sends nothing more: drain() must not wait for it. */
+      j->collect_next = i + 1;
+      if (!j->lost_ranks)
+        j->lost_ranks = calloc((size_t)j->size, 1);
+      if (j->lost_ranks)
+        j->lost_ranks[src] = 1;
       snprintf(err, errlen, "collecting member %d from rank %d: %s", k, src, meta->fail_reason);
       return ENS_EMPI;
     }
@@ -351,7 +357,7 @@ static void drain(ens_job *j) {
   const int M = j->last - j->first;
   for (int i = j->collect_next; i < M; i++) {
     int k = j->first + i, src = ens_job_rank_of(j, k);
-    if (src == 0)
+    if (src == 0 || (j->lost_ranks && j->lost_ranks[src]))
       continue;
     ens_member_meta meta;
     MPI_Recv(&meta, (int)sizeof(meta), MPI_BYTE, src, TAG_META, j->comm, MPI_STATUS_IGNORE);

@@ -138,6 +138,7 @@ typedef struct ens_job {
   hid_t file;            /* rank 0: the temporary result file */
   char tmp_path[ENS_PATH_MAX + 256];
   int complete;          /* guard.c: the result exists already, nothing to do */
+  uint8_t *lost_ranks;   /* rank 0, collection: ranks that stopped sending (size) */
 } ens_job;
 
 /* ---- before training (guard.c) ---- */

@@ -293,6 +293,8 @@ int ens_job_setup(ens_job *j, const ens_config *c, const ens_job_opts *o, MPI_Co
 }
 
 void ens_job_free(ens_job *j) {
+  free(j->lost_ranks);
+  j->lost_ranks = NULL;
   if (j->file >= 0) {
     H5Fclose(j->file);
     j->file = -1;
