@@ -606,14 +606,33 @@ void ens_data_free(ens_data *d) {
 }
 
 /* Elements of dataset `name` (0 when it is missing or unreadable). */
-static size_t dataset_values(hid_t file, const char *name, int *is_float) {
+/* The values of dataset `name` the loader would keep, or 0 when it would
+ * refuse the dataset before allocating for it: x of rank 2 or more; y (labels or
+ * targets) of rank 1 or 2 with as many rows as the split's x (`xrows`, or
+ * -1 when x is absent or refused). So a declared size that is not the
+ * loader's shape, or more than the node's memory, never sizes the node's
+ * data block. */
+static size_t dataset_values(hid_t file, const char *name, int is_x, long long xrows,
+                             long long *rows, int *is_float) {
+  *rows = -1;
   if (!path_exists(file, name))
     return 0;
   hid_t ds = H5Dopen2(file, name, H5P_DEFAULT);
   if (ds < 0)
     return 0;
   hid_t space = H5Dget_space(ds), type = H5Dget_type(ds);
-  hssize_t np = space >= 0 ? H5Sget_simple_extent_npoints(space) : -1;
+  int rank = space >= 0 ? H5Sget_simple_extent_ndims(space) : -1;
+  hsize_t dims[H5S_MAX_RANK];
+  hssize_t np = -1;
+  if (rank >= 1 && H5Sget_simple_extent_dims(space, dims, NULL) == rank) {
+    int ok = is_x ? rank >= 2 : (rank <= 2 && xrows >= 0 && (long long)dims[0] == xrows);
+    hssize_t pts = ok ? H5Sget_simple_extent_npoints(space) : -1;
+    /* The loader refuses what does not fit in the node's memory. */
+    if (pts > 0 && ens_h5_affordable((unsigned long long)pts * 4)) {
+      np = pts;
+      *rows = (long long)dims[0];
+    }
+  }
   if (is_float && type >= 0)
     *is_float = H5Tget_class(type) == H5T_FLOAT;
   if (type >= 0)
@@ -645,8 +664,12 @@ void ens_data_probe(const char *path, size_t *bytes, size_t *train_y_values, int
     static const char *names[6] = {"/train/x", "/train/y", "/test/x", "/test/y", "/val/x",
                                    "/val/y"};
     size_t total = 0;
+    long long xrows = -1;
     for (int i = 0; i < 6; i++) {
-      size_t v = dataset_values(f, names[i], i == 1 ? y_float : NULL);
+      long long rows = -1;
+      size_t v = dataset_values(f, names[i], i % 2 == 0, xrows, &rows, i == 1 ? y_float : NULL);
+      if (i % 2 == 0)
+        xrows = rows;
       if (v > (SIZE_MAX - total) / 4 - ENS_DATA_ALIGN) {
         total = SIZE_MAX; /* let the load report that it does not fit */
         break;
