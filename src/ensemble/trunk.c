@@ -428,7 +428,6 @@ int ens_trunk_prepare(ens_job *j, char *err, size_t errlen) {
   }
   j->trunk.checksum = sum;
   /* Features of every split, once per node, eval mode. */
-  double tf = MPI_Wtime();
   ens_model tm;
   ret = ens_model_create(&tm, &j->arch, 0, L, 0, c->batch);
   if (ret) {
@@ -464,6 +463,10 @@ int ens_trunk_prepare(ens_job *j, char *err, size_t errlen) {
     nb[s] = (nrows[s] + B - 1) / B;
     nbatches += nb[s];
   }
+  /* feature_seconds: this rank's own computation, from here (the block's
+   * allocation above is collective, so it also holds the wait for the
+   * node's slowest rank to arrive). */
+  double tf = MPI_Wtime();
   long lo = nbatches * j->node.rank / j->node.size;
   long hi = nbatches * (j->node.rank + 1) / j->node.size;
   long base = 0;
@@ -478,8 +481,8 @@ int ens_trunk_prepare(ens_job *j, char *err, size_t errlen) {
     }
     base += nb[s];
   }
-  ens_model_free(&tm);
   j->trunk.feature_seconds = MPI_Wtime() - tf;
+  ens_model_free(&tm);
   /* Node barrier: every slice is written before any head reads the block. */
   ens_shm_sync(&j->trunk.shm);
   j->trunk.train = out[0];
