@@ -1,12 +1,13 @@
 /* Element-wise layers: ReLU and inverted dropout. */
+#include "core/clones.h"
 #include "ens/nn.h"
 
-void ens_relu_forward(float *y, const float *x, size_t n) {
+ENS_CLONES void ens_relu_forward(float *y, const float *x, size_t n) {
   for (size_t i = 0; i < n; i++)
     y[i] = x[i] > 0.0f ? x[i] : 0.0f;
 }
 
-void ens_relu_backward(float *dx, const float *dy, const float *y, size_t n) {
+ENS_CLONES void ens_relu_backward(float *dx, const float *dy, const float *y, size_t n) {
   /* Load dy unconditionally: a conditional load keeps GCC from vectorizing
    * the loop and leaves a branch that mispredicts on half the units. */
   for (size_t i = 0; i < n; i++) {
@@ -32,7 +33,7 @@ void ens_dropout_forward(float *y, float *mask, const float *x, float p, size_t 
   }
 }
 
-void ens_dropout_backward(float *dx, const float *dy, const float *mask, size_t n) {
+ENS_CLONES void ens_dropout_backward(float *dx, const float *dy, const float *mask, size_t n) {
   for (size_t i = 0; i < n; i++)
     dx[i] = dy[i] * mask[i];
 }

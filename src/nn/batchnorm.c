@@ -4,13 +4,16 @@
  * inner so they stream memory and vectorize. */
 #include <math.h>
 
+#include "core/clones.h"
 #include "ens/nn.h"
 
-void ens_batchnorm_forward_train(float *y, float *xhat, float *invstd, float *run_mean,
-                                 float *run_var, const float *x, const float *gamma,
-                                 const float *beta, int batch, int n, float momentum, float eps) {
-  /* invstd doubles as the accumulator of the mean, then of the variance:
-   * no scratch allocation is needed. xhat holds the centred x meanwhile. */
+ENS_CLONES void ens_batchnorm_forward_train(float *y, float *xhat, float *invstd, float *run_mean,
+                                            float *run_var, const float *x, const float *gamma,
+                                            const float *beta, int batch, int n, float momentum,
+                                            float eps) {
+  /* invstd doubles as the accumulator of the mean, y's first row as that
+   * of the variance: no scratch allocation is needed. xhat holds the
+   * centred x meanwhile. y must not alias x. */
   float *acc = invstd;
   for (int j = 0; j < n; j++)
     acc[j] = 0.0f;
@@ -26,22 +29,24 @@ void ens_batchnorm_forward_train(float *y, float *xhat, float *invstd, float *ru
     run_mean[j] = (1.0f - momentum) * run_mean[j] + momentum * mean;
     acc[j] = mean;
   }
+  /* Centre x and sum the squares in one pass, the sums in y's first row
+   * (y is written last): per feature, the same operations in the same
+   * order as a pass for each. */
+  float *acc2 = y;
+  for (int j = 0; j < n; j++)
+    acc2[j] = 0.0f;
   for (int i = 0; i < batch; i++) {
     const float *xr = x + (size_t)i * n;
     float *hr = xhat + (size_t)i * n;
-    for (int j = 0; j < n; j++)
-      hr[j] = xr[j] - acc[j];
-  }
-  for (int j = 0; j < n; j++)
-    acc[j] = 0.0f;
-  for (int i = 0; i < batch; i++) {
-    const float *hr = xhat + (size_t)i * n;
-    for (int j = 0; j < n; j++)
-      acc[j] += hr[j] * hr[j];
+    for (int j = 0; j < n; j++) {
+      float h = xr[j] - acc[j];
+      hr[j] = h;
+      acc2[j] += h * h;
+    }
   }
   const float unbias = batch > 1 ? (float)batch / (float)(batch - 1) : 1.0f;
   for (int j = 0; j < n; j++) {
-    float var = acc[j] * inv_b;
+    float var = acc2[j] * inv_b;
     run_var[j] = (1.0f - momentum) * run_var[j] + momentum * var * unbias;
     invstd[j] = 1.0f / sqrtf(var + eps);
   }
@@ -55,9 +60,9 @@ void ens_batchnorm_forward_train(float *y, float *xhat, float *invstd, float *ru
   }
 }
 
-void ens_batchnorm_forward_eval(float *y, const float *x, const float *gamma, const float *beta,
-                                const float *run_mean, const float *run_var, int batch, int n,
-                                float eps) {
+ENS_CLONES void ens_batchnorm_forward_eval(float *y, const float *x, const float *gamma,
+                                           const float *beta, const float *run_mean,
+                                           const float *run_var, int batch, int n, float eps) {
   /* The per-feature square roots once per chunk of features rather than
    * once per element: sqrtf is correctly rounded, so the result is the same
    * to the bit, and the inner loop has no libm call and vectorizes. */
@@ -77,9 +82,9 @@ void ens_batchnorm_forward_eval(float *y, const float *x, const float *gamma, co
   }
 }
 
-void ens_batchnorm_backward(float *dx, float *dgamma, float *dbeta, const float *dy,
-                            const float *xhat, const float *gamma, const float *invstd, int batch,
-                            int n) {
+ENS_CLONES void ens_batchnorm_backward(float *dx, float *dgamma, float *dbeta, const float *dy,
+                                       const float *xhat, const float *gamma, const float *invstd,
+                                       int batch, int n) {
   /* dbeta = sum dy, dgamma = sum dy xhat; then with g = gamma:
    * dx = g invstd / B (B dy - dbeta - xhat dgamma). */
   for (int j = 0; j < n; j++) {

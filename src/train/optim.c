@@ -1,9 +1,11 @@
 /* SGD and Adam/AdamW updates and gradient clipping on flat buffers. */
 #include <math.h>
 
+#include "core/clones.h"
 #include "ens/optim.h"
 
-void ens_sgd_step(float *p, float *v, const float *grad, size_t n, double lr, const ens_sgd *o) {
+ENS_CLONES void ens_sgd_step(float *p, float *v, const float *grad, size_t n, double lr,
+                             const ens_sgd *o) {
   const float mu = (float)o->momentum, wd = (float)o->weight_decay, eta = (float)lr;
   if (o->nesterov) {
     for (size_t i = 0; i < n; i++) {
