@@ -296,7 +296,7 @@ int ens_job_pack_checkpoint(ens_job *j, const ens_member_meta *meta, char *err,
                path);
   }
   if (!ret)
-    ret = ens_job_pack_model(j, &m, curves, curves + E, meta, 1);
+    ret = ens_job_pack_model(j, &m, curves, curves + E, meta, 1, NULL);
   free(curves);
   ens_model_free(&m);
   return ret;

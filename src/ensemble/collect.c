@@ -3,6 +3,7 @@
  * it, or (merge) from a part file, and is written into the result file.
  * combine.c folds them. Rank 0 holds one member at a time. */
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,60 +18,61 @@
 #define TAG_META 11
 #define TAG_DATA 12
 
-/* Writes prediction rows (n, W) of one member as row `row` of the
- * /members/<base>probs dataset, or of <base>mean and <base>var (regress);
- * rows == NULL writes NaN (a failed member). */
+/* Room for one member's prediction rows (n, W) in their stored parts
+ * (ens_task_parts). Returns the number of parts, or 0 without memory. */
+static int alloc_parts(const ens_task *k, int n, const char **names, float **parts) {
+  const int np = ens_task_parts(k, names);
+  size_t cnt = (size_t)n * (size_t)(k->W / np);
+  int ok = 1;
+  for (int p = 0; p < np; p++)
+    ok &= (parts[p] = malloc((cnt ? cnt : 1) * sizeof(float))) != NULL;
+  if (ok)
+    return np;
+  for (int p = 0; p < np; p++)
+    free(parts[p]);
+  return 0;
+}
+
+/* Writes prediction rows (n, W) of one member as row `row` of its stored
+ * datasets /members/<base><part> (probs; or mean and var); rows == NULL
+ * writes NaN (a failed member). */
 static int write_pred_rows(ens_job *j, const char *base, hsize_t row, const float *rows, int n) {
-  const ens_task *k = &j->task;
-  char path[64];
-  size_t cols = (size_t)(k->regress ? k->T : k->C);
-  size_t cnt = (size_t)n * cols;
-  float *a = malloc((cnt ? cnt : 1) * sizeof(float)), *b = malloc((cnt ? cnt : 1) * sizeof(float));
-  int ret = a && b ? 0 : ENS_ENOMEM;
-  if (!ret) {
-    for (int i = 0; i < n; i++)
-      for (size_t c = 0; c < cols; c++) {
-        a[(size_t)i * cols + c] = rows ? rows[(size_t)i * k->W + c] : NAN;
-        if (k->regress)
-          b[(size_t)i * cols + c] = rows ? rows[(size_t)i * k->W + cols + c] : NAN;
-      }
-    snprintf(path, sizeof(path), "/members/%s%s", base, k->regress ? "mean" : "probs");
-    ret = ens_h5_write_rows(j->file, path, H5T_NATIVE_FLOAT, row, 1, a);
-    if (!ret && k->regress) {
-      snprintf(path, sizeof(path), "/members/%svar", base);
-      ret = ens_h5_write_rows(j->file, path, H5T_NATIVE_FLOAT, row, 1, b);
-    }
+  const char *names[ENS_TASK_MAX_PARTS];
+  float *parts[ENS_TASK_MAX_PARTS] = {NULL};
+  const int np = alloc_parts(&j->task, n, names, parts);
+  if (!np)
+    return ENS_ENOMEM;
+  ens_task_split_rows(&j->task, rows, n, parts);
+  int ret = 0;
+  for (int p = 0; p < np && !ret; p++) {
+    char path[64];
+    snprintf(path, sizeof(path), "/members/%s%s", base, names[p]);
+    ret = ens_h5_write_rows(j->file, path, H5T_NATIVE_FLOAT, row, 1, parts[p]);
   }
-  free(a);
-  free(b);
+  for (int p = 0; p < np; p++)
+    free(parts[p]);
   return ret;
 }
 
 /* Reads prediction rows of one member back into rows (n, W). */
 static int read_pred_rows(const ens_job *j, hid_t f, const char *base, hsize_t row, float *rows,
                           int n) {
-  const ens_task *k = &j->task;
-  char path[64];
-  size_t cols = (size_t)(k->regress ? k->T : k->C);
-  size_t cnt = (size_t)n * cols;
-  float *a = malloc((cnt ? cnt : 1) * sizeof(float)), *b = malloc((cnt ? cnt : 1) * sizeof(float));
-  int ret = a && b ? 0 : ENS_ENOMEM;
-  snprintf(path, sizeof(path), "/members/%s%s", base, k->regress ? "mean" : "probs");
-  if (!ret)
-    ret = ens_h5_read_rows(f, path, H5T_NATIVE_FLOAT, row, 1, cnt, a);
-  if (!ret && k->regress) {
-    snprintf(path, sizeof(path), "/members/%svar", base);
-    ret = ens_h5_read_rows(f, path, H5T_NATIVE_FLOAT, row, 1, cnt, b);
+  const char *names[ENS_TASK_MAX_PARTS];
+  float *parts[ENS_TASK_MAX_PARTS] = {NULL};
+  const int np = alloc_parts(&j->task, n, names, parts);
+  if (!np)
+    return ENS_ENOMEM;
+  size_t cnt = (size_t)n * (size_t)(j->task.W / np);
+  int ret = 0;
+  for (int p = 0; p < np && !ret; p++) {
+    char path[64];
+    snprintf(path, sizeof(path), "/members/%s%s", base, names[p]);
+    ret = ens_h5_read_rows(f, path, H5T_NATIVE_FLOAT, row, 1, cnt, parts[p]);
   }
   if (!ret)
-    for (int i = 0; i < n; i++)
-      for (size_t c = 0; c < cols; c++) {
-        rows[(size_t)i * k->W + c] = a[(size_t)i * cols + c];
-        if (k->regress)
-          rows[(size_t)i * k->W + cols + c] = b[(size_t)i * cols + c];
-      }
-  free(a);
-  free(b);
+    ens_task_join_rows(&j->task, (const float *const *)parts, n, rows);
+  for (int p = 0; p < np; p++)
+    free(parts[p]);
   return ret;
 }
 
@@ -421,63 +423,71 @@ int ens_job_gather_ranks(ens_job *j) {
   return 0;
 }
 
+/* The columns of /ranks: per rank (node 0) or per node (node 1, the value
+ * any of the node's ranks reports: the same on each), from ens_rank_info. */
+static const struct rank_column {
+  const char *name;
+  int per_node;
+  enum { COL_I32, COL_I64, COL_F64 } kind;
+  size_t off;
+} rank_columns[] = {
+    {"node", 0, COL_I32, offsetof(ens_rank_info, node)},
+    {"peak_rss", 0, COL_I64, offsetof(ens_rank_info, peak_rss)},
+    {"data_reads", 0, COL_I32, offsetof(ens_rank_info, data_reads)},
+    {"feature_rows", 0, COL_I32, offsetof(ens_rank_info, feature_rows)},
+    {"feature_seconds", 0, COL_F64, offsetof(ens_rank_info, feature_seconds)},
+    {"node_data_bytes", 1, COL_I64, offsetof(ens_rank_info, data_bytes)},
+    {"node_feature_bytes", 1, COL_I64, offsetof(ens_rank_info, feature_bytes)},
+};
+
+/* Writes one column of /ranks from the ranks' reports. */
+static int write_rank_column(ens_job *j, const struct rank_column *c, void *buf) {
+  const int P = j->size, N = j->node.count, len = c->per_node ? N : P;
+  const size_t width = c->kind == COL_I32 ? sizeof(int32_t) : 8;
+  memset(buf, 0, (size_t)len * width);
+  for (int r = 0; r < P; r++) {
+    const char *src = (const char *)&j->ranks[r] + c->off;
+    int at = c->per_node ? j->ranks[r].node : r;
+    memcpy((char *)buf + (size_t)at * width, src, width);
+  }
+  char path[64];
+  snprintf(path, sizeof(path), "/ranks/%s", c->name);
+  hsize_t d = (hsize_t)len;
+  hid_t type = c->kind == COL_I32   ? H5T_NATIVE_INT32
+               : c->kind == COL_I64 ? H5T_NATIVE_INT64
+                                    : H5T_NATIVE_DOUBLE;
+  return ens_h5_write(j->file, path, type, 1, &d, buf, 0);
+}
+
 int ens_job_write_ranks(ens_job *j) {
   const ens_node *n = &j->node;
   const int P = j->size, N = n->count;
   if (!j->ranks || !n->names)
     return ENS_EINVAL;
   j->ranks[0].peak_rss = peak_rss(); /* rank 0's peak includes the collection */
-  int32_t *i32 = malloc((size_t)(P > N ? P : N) * sizeof(int32_t));
-  int64_t *i64 = malloc((size_t)(P > N ? P : N) * sizeof(int64_t));
-  double *f64 = malloc((size_t)P * sizeof(double));
+  void *buf = malloc((size_t)(P > N ? P : N) * 8);
   const char **names = malloc((size_t)N * sizeof(char *));
-  if (!i32 || !i64 || !f64 || !names) {
-    free(i32);
-    free(i64);
-    free(f64);
+  if (!buf || !names) {
+    free(buf);
     free(names);
     return ENS_ENOMEM;
   }
   hid_t f = j->file;
-  hsize_t dp = (hsize_t)P, dn = (hsize_t)N;
+  hsize_t dn = (hsize_t)N;
   int ret = ens_h5_group(f, "/ranks");
   ret |= ens_h5_attr_i64(f, "/ranks", "nodes", N);
   ret |= ens_h5_attr_i64(f, "/ranks", "threads", j->c->threads);
   ret |= ens_h5_attr_str(f, "/ranks", "peak_rss_units",
                          "bytes (getrusage ru_maxrss: counts the node-shared pages a rank "
                          "touched, so a node's memory is less than the sum over its ranks)");
-  for (int r = 0; r < P; r++)
-    i32[r] = j->ranks[r].node;
-  ret |= ens_h5_write(f, "/ranks/node", H5T_NATIVE_INT32, 1, &dp, i32, 0);
-  for (int r = 0; r < P; r++)
-    i64[r] = j->ranks[r].peak_rss;
-  ret |= ens_h5_write(f, "/ranks/peak_rss", H5T_NATIVE_INT64, 1, &dp, i64, 0);
-  for (int r = 0; r < P; r++)
-    i32[r] = j->ranks[r].data_reads;
-  ret |= ens_h5_write(f, "/ranks/data_reads", H5T_NATIVE_INT32, 1, &dp, i32, 0);
-  for (int r = 0; r < P; r++)
-    i32[r] = j->ranks[r].feature_rows;
-  ret |= ens_h5_write(f, "/ranks/feature_rows", H5T_NATIVE_INT32, 1, &dp, i32, 0);
-  for (int r = 0; r < P; r++)
-    f64[r] = j->ranks[r].feature_seconds;
-  ret |= ens_h5_write(f, "/ranks/feature_seconds", H5T_NATIVE_DOUBLE, 1, &dp, f64, 0);
+  for (size_t i = 0; i < sizeof(rank_columns) / sizeof(rank_columns[0]); i++)
+    ret |= write_rank_column(j, &rank_columns[i], buf);
   for (int i = 0; i < N; i++)
     names[i] = n->names + (size_t)i * MPI_MAX_PROCESSOR_NAME;
   ret |= ens_h5_write_strings(f, "/ranks/node_names", names, (size_t)N);
   ret |= ens_h5_write(f, "/ranks/node_ranks", H5T_NATIVE_INT32, 1, &dn, n->node_ranks, 0);
   ret |= ens_h5_write(f, "/ranks/node_cores", H5T_NATIVE_INT32, 1, &dn, n->node_cores, 0);
-  /* Per node: its block sizes, as reported by its ranks (the same on each). */
-  for (int pass = 0; pass < 2; pass++) {
-    for (int i = 0; i < N; i++)
-      i64[i] = 0;
-    for (int r = 0; r < P; r++)
-      i64[j->ranks[r].node] = pass ? j->ranks[r].feature_bytes : j->ranks[r].data_bytes;
-    ret |= ens_h5_write(f, pass ? "/ranks/node_feature_bytes" : "/ranks/node_data_bytes",
-                        H5T_NATIVE_INT64, 1, &dn, i64, 0);
-  }
-  free(i32);
-  free(i64);
-  free(f64);
+  free(buf);
   free(names);
   return ret ? ENS_EHDF5 : 0;
 }

@@ -127,6 +127,8 @@ typedef struct ens_job {
   float *pack;           /* one member, pack_cap floats */
   size_t pack_cap;
   float *eval_pred;      /* (max(n_test, n_val), W) per-epoch evaluation */
+  const ens_trainer *eval_of; /* whose weights eval_pred holds, at step eval_step */
+  long eval_step;
   float *scratch;        /* (n_test, W) MC passes */
   ens_member_meta *held; /* non-root: finished members (metadata; weights in checkpoints) */
   int nheld;
@@ -219,9 +221,13 @@ int ens_job_store_member(ens_job *j, const ens_member_meta *meta, const float *p
 
 /* Fills j->pack from model m (the member's network) and its curves (epochs
  * floats each): weights, curves and, when rows is set, the prediction rows
- * (test, val, bootstrap train, MC), computed in batches of m's batch size. */
+ * (test, val, bootstrap train, MC), computed in batches of m's batch size.
+ * eval_rows, when not NULL, are m's rows of the evaluated split (val when
+ * the job has validation rows, else test), already computed by
+ * ens_job_eval from the same weights: copied, not computed again. */
 int ens_job_pack_model(ens_job *j, ens_model *m, const float *curve_loss,
-                       const float *curve_eval, const ens_member_meta *meta, int rows);
+                       const float *curve_eval, const ens_member_meta *meta, int rows,
+                       const float *eval_rows);
 
 /* Rank 0: writes member meta->k from its packed buffer into the result
  * file (its group with metadata and hyperparameters, weights, prediction

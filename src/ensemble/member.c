@@ -144,6 +144,8 @@ double ens_job_eval(ens_job *j, ens_trainer *t, double *nll) {
                      .n = use_val ? j->data.n_val : j->data.n_test};
   double m[ENS_TASK_MAX_METRICS];
   ens_task_predict(&j->task, &t->model, j->eval_pred, x, truth.n);
+  j->eval_of = t;
+  j->eval_step = t->step;
   ens_task_metrics(&j->task, m, j->eval_pred, &truth);
   if (nll)
     *nll = m[1];
@@ -151,7 +153,8 @@ double ens_job_eval(ens_job *j, ens_trainer *t, double *nll) {
 }
 
 int ens_job_pack_model(ens_job *j, ens_model *m, const float *curve_loss,
-                       const float *curve_eval, const ens_member_meta *meta, int rows) {
+                       const float *curve_eval, const ens_member_meta *meta, int rows,
+                       const float *eval_rows) {
   int ret = ens_job_pack_reserve(j, ens_member_packed_len(j, meta));
   if (ret)
     return ret;
@@ -163,8 +166,14 @@ int ens_job_pack_model(ens_job *j, ens_model *m, const float *curve_loss,
   memcpy((float *)v.curve_eval, curve_eval, (size_t)j->c->epochs * sizeof(float));
   if (!rows)
     return 0;
-  ens_task_predict(&j->task, m, (float *)v.test, j->data.ftest, j->data.n_test);
-  if (j->data.n_val)
+  const size_t W = (size_t)j->task.W;
+  if (eval_rows && !j->data.n_val)
+    memcpy((float *)v.test, eval_rows, (size_t)j->data.n_test * W * sizeof(float));
+  else
+    ens_task_predict(&j->task, m, (float *)v.test, j->data.ftest, j->data.n_test);
+  if (eval_rows && j->data.n_val)
+    memcpy((float *)v.val, eval_rows, (size_t)j->data.n_val * W * sizeof(float));
+  else if (j->data.n_val)
     ens_task_predict(&j->task, m, (float *)v.val, j->data.fval, j->data.n_val);
   if (v.train)
     ens_task_predict(&j->task, m, (float *)v.train, j->data.ftrain, j->data.n_train);
@@ -178,7 +187,11 @@ int ens_job_emit_packed(ens_job *j, ens_trainer *t, const ens_member_meta *meta)
   if (meta->status == ENS_MEMBER_DONE) {
     /* Only rank 0 keeps the prediction rows now (it writes them at once);
      * the other ranks rebuild them at collection (ens_job_store_member). */
-    int ret = ens_job_pack_model(j, &t->model, t->curve_loss, t->curve_eval, meta, j->rank == 0);
+    /* The last evaluation's rows are this member's, when no step came since. */
+    const float *eval_rows =
+        j->eval_of == t && j->eval_step == t->step && t->step > 0 ? j->eval_pred : NULL;
+    int ret = ens_job_pack_model(j, &t->model, t->curve_loss, t->curve_eval, meta, j->rank == 0,
+                                 eval_rows);
     if (ret)
       return ret;
   }

@@ -188,6 +188,7 @@ static int train_unit(ens_job *j, int unit, char *err, size_t errlen) {
   ret = ens_trainer_start(t, mc, j->init_key, rng_key, j->data.n_train);
   if (ret)
     return ret;
+  j->eval_of = NULL; /* eval_pred holds no rows of this unit yet */
   unit_ctx u = {.j = j, .unit = unit, .first_k = first_k};
   int done = 0;
   j->unit_t0 = now();

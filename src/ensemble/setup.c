@@ -105,22 +105,18 @@ static int write_static(ens_job *j) {
     ret |= ens_h5_attr_str(f, "/trunk", "source", ens_trunk_source_name(c->trunk_source));
     ret |= ens_h5_attr_i64(f, "/trunk", "checksum", j->trunk.checksum);
   }
-  /* Per-member prediction rows: probabilities, or means and variances. */
-  hsize_t M = (hsize_t)(j->last - j->first);
-  hsize_t w = (hsize_t)(j->task.regress ? j->task.T : j->task.C);
+  /* Per-member prediction rows, in their stored parts: probabilities, or
+   * means and variances. */
+  const char *parts[ENS_TASK_MAX_PARTS];
+  const int np = ens_task_parts(&j->task, parts);
+  hsize_t M = (hsize_t)(j->last - j->first), w = (hsize_t)(j->task.W / np);
   hsize_t pd[3] = {M, (hsize_t)j->data.n_test, w}, vd[3] = {M, (hsize_t)j->data.n_val, w};
-  if (!j->task.regress) {
-    ret |= ens_h5_create(f, "/members/probs", H5T_NATIVE_FLOAT, 3, pd);
-    if (j->data.n_val)
-      ret |= ens_h5_create(f, "/members/val_probs", H5T_NATIVE_FLOAT, 3, vd);
-  } else {
-    ret |= ens_h5_create(f, "/members/mean", H5T_NATIVE_FLOAT, 3, pd);
-    ret |= ens_h5_create(f, "/members/var", H5T_NATIVE_FLOAT, 3, pd);
-    if (j->data.n_val) {
-      ret |= ens_h5_create(f, "/members/val_mean", H5T_NATIVE_FLOAT, 3, vd);
-      ret |= ens_h5_create(f, "/members/val_var", H5T_NATIVE_FLOAT, 3, vd);
+  for (int split = 0; split < (j->data.n_val ? 2 : 1); split++)
+    for (int p = 0; p < np; p++) {
+      char path[64];
+      snprintf(path, sizeof(path), "/members/%s%s", split ? "val_" : "", parts[p]);
+      ret |= ens_h5_create(f, path, H5T_NATIVE_FLOAT, 3, split ? vd : pd);
     }
-  }
   return ret ? ENS_EHDF5 : 0;
 }
 

@@ -47,12 +47,45 @@ int ens_task_metric_higher_better(const ens_task *k, int i) {
   return i == 3 || (i >= 5 && i <= 7);
 }
 
-/* Splits rows (n, 2T) into means and variances (n, T) each. */
-static void split_rows(const float *rows, int n, int T, float *mean, float *var) {
-  for (int i = 0; i < n; i++) {
-    memcpy(mean + (size_t)i * T, rows + (size_t)i * 2 * T, (size_t)T * sizeof(float));
-    memcpy(var + (size_t)i * T, rows + (size_t)i * 2 * T + T, (size_t)T * sizeof(float));
+int ens_task_parts(const ens_task *k, const char **names) {
+  if (!k->regress) {
+    names[0] = "probs";
+    return 1;
   }
+  names[0] = "mean";
+  names[1] = "var";
+  return 2;
+}
+
+void ens_task_split_rows(const ens_task *k, const float *rows, int n, float *const *parts) {
+  const char *names[ENS_TASK_MAX_PARTS];
+  const int np = ens_task_parts(k, names);
+  const size_t cols = (size_t)(k->W / np);
+  for (int p = 0; p < np; p++)
+    for (int i = 0; i < n; i++) {
+      float *dst = parts[p] + (size_t)i * cols;
+      if (rows)
+        memcpy(dst, rows + (size_t)i * k->W + (size_t)p * cols, cols * sizeof(float));
+      else
+        for (size_t c = 0; c < cols; c++)
+          dst[c] = NAN;
+    }
+}
+
+void ens_task_join_rows(const ens_task *k, const float *const *parts, int n, float *rows) {
+  const char *names[ENS_TASK_MAX_PARTS];
+  const int np = ens_task_parts(k, names);
+  const size_t cols = (size_t)(k->W / np);
+  for (int p = 0; p < np; p++)
+    for (int i = 0; i < n; i++)
+      memcpy(rows + (size_t)i * k->W + (size_t)p * cols, parts[p] + (size_t)i * cols,
+             cols * sizeof(float));
+}
+
+/* Splits regression rows (n, 2T) into means and variances (n, T) each. */
+static void split_rows(const ens_task *k, const float *rows, int n, float *mean, float *var) {
+  float *const parts[2] = {mean, var};
+  ens_task_split_rows(k, rows, n, parts);
 }
 
 void ens_task_metrics(const ens_task *k, double *out, const float *pred, const ens_truth *truth) {
@@ -74,7 +107,7 @@ void ens_task_metrics(const ens_task *k, double *out, const float *pred, const e
     free(var);
     return;
   }
-  split_rows(pred, n, T, mean, var);
+  split_rows(k, pred, n, mean, var);
   ens_reg_metrics m;
   ens_reg_metrics_compute(&m, mean, var, truth->t, n, T);
   double v[] = {m.rmse,  m.nll,   m.mae,   m.r2,      m.crps,    m.cov50,
@@ -268,7 +301,7 @@ double ens_task_calibration_fit(const ens_task *k, const float *val_rows, const 
   float *var = malloc((size_t)(n ? n : 1) * T * sizeof(float));
   double s = 1.0;
   if (mean && var) {
-    split_rows(val_rows, n, T, mean, var);
+    split_rows(k, val_rows, n, mean, var);
     s = ens_variance_scale_fit(mean, var, val->t, n, T);
   }
   free(mean);
@@ -326,7 +359,7 @@ int ens_task_write_rows(hid_t f, const char *prefix, const ens_task *k, const fl
     free(var);
     return ENS_ENOMEM;
   }
-  split_rows(rows, n, T, mean, var);
+  split_rows(k, rows, n, mean, var);
   hsize_t d2[2] = {(hsize_t)n, (hsize_t)T};
   const char *names[4] = {"mean", "var", "var_aleatoric", "var_epistemic"};
   const float *data[4] = {mean, var, alea, epi};

@@ -106,6 +106,17 @@ void ens_task_calibration_apply(const ens_task *k, float *rows, int n, double f,
 int ens_task_select(const ens_task *k, int32_t *counts, const float *vrows, const uint8_t *usable,
                     const ens_truth *val, int M, int max_picks);
 
+/* How a member's prediction rows (n, W) are stored: in the datasets
+ * names[0..parts) (classify "probs" (n, C); regress "mean" and "var"
+ * (n, T) each), each holding W / parts columns. Returns parts. */
+#define ENS_TASK_MAX_PARTS 2
+int ens_task_parts(const ens_task *k, const char **names);
+/* Rows (n, W) into the stored parts (n, W / parts) each; rows == NULL
+ * fills the parts with NaN (a failed member). */
+void ens_task_split_rows(const ens_task *k, const float *rows, int n, float *const *parts);
+/* The inverse: stored parts into rows (n, W). */
+void ens_task_join_rows(const ens_task *k, const float *const *parts, int n, float *rows);
+
 /* Writes combined rows (n, W) as <prefix>probs, <prefix>pred and
  * <prefix>uncertainty (classify), or <prefix>mean, var, var_aleatoric and
  * var_epistemic (n, T) (regress). Returns 0 or an ENS_E* code. */

@@ -265,6 +265,7 @@ static int pretrain(ens_job *j, char *err, size_t errlen) {
       double mt[ENS_TASK_MAX_METRICS];
       ens_truth tt = {j->data.sets.test.y, j->data.sets.test.t, j->data.n_test};
       ens_task_predict(&j->task, m, j->eval_pred, j->data.sets.test.x, j->data.n_test);
+      j->eval_of = NULL; /* eval_pred now holds the pretrained network's rows */
       ens_task_metrics(&j->task, mt, j->eval_pred, &tt);
       printf("[trunk] pretrain epoch %d/%d  loss %.4f  test %s %.4g  (%d rank%s, %.1f s)\n",
              epoch + 1, pc.epochs, gl[0] / gl[1], ens_task_metric_name(&j->task, 0),
