@@ -9,13 +9,21 @@
 #     space --resume gives the uninterrupted result;
 #  c. ens predict, ens import csv, ens import idx and ens merge writing to a
 #     full disk say so, exit 2, and leave nothing.
-# Mounting needs root (the test enters its own mount namespace with unshare,
-# so the mounts vanish with it); without that it is reported as skipped.
+# Mounting needs root. The test enters its own mount namespace with unshare,
+# so the mounts vanish with it; where unshare cannot make one (in a chroot,
+# say) it mounts in the current namespace and unmounts at exit. Without root
+# it is reported as skipped.
 if [ -z "${ENS_STORAGE_NS:-}" ] && [ "$(id -u)" = 0 ] && command -v unshare >/dev/null &&
   unshare -m true 2>/dev/null; then
   ENS_STORAGE_NS=1 exec unshare -m --propagation private bash "$0" "$@"
 fi
 source "$(dirname "$0")/lib.bash"
+[ "$(id -u)" = 0 ] || { echo "SKIP: needs root to mount small file systems"; exit 77; }
+mounted=()
+if [ -z "${ENS_STORAGE_NS:-}" ]; then
+  echo "note: no mount namespace here (unshare -m fails); mounting in this one, unmounted at exit"
+  trap 'for m in "${mounted[@]}"; do umount -l "$m" 2>/dev/null; done' EXIT
+fi
 
 # mount_tmpfs DIR SIZE [ro]: mounts a tmpfs or skips the test (exit 77).
 mount_tmpfs() {
@@ -26,8 +34,8 @@ mount_tmpfs() {
     echo "SKIP: cannot mount a tmpfs (needs root and mount privileges): $(cat mount.err)"
     exit 77
   fi
+  mounted+=("$(readlink -f "$1")")
 }
-[ -n "${ENS_STORAGE_NS:-}" ] || { echo "SKIP: not root, or unshare cannot make a mount namespace"; exit 77; }
 
 $PY "$SRC/tests/integration/make_data.py" data.h5 8000 24 5
 cat >job.ini <<INI
