@@ -81,15 +81,10 @@ static int cannot_begin(ens_job *j, const char *path) {
   return ENS_EWRITE;
 }
 
-static int write_unit(ens_job *j, ens_trainer *t, int unit, int done) {
-  if (!enabled(j))
-    return 0;
-  char path[ENS_PATH_MAX + 64];
-  unit_path(j, unit, path, sizeof(path));
-  hid_t f = begin_write(j, path);
-  if (f < 0)
-    return cannot_begin(j, path);
-  ens_model *m = &t->model;
+/* The trainer's state every checkpoint holds (weights, optimizer moments,
+ * batch-norm statistics) and the job's identity. */
+static int write_trainer_state(const ens_job *j, hid_t f, const ens_trainer *t) {
+  const ens_model *m = &t->model;
   hsize_t np = m->nparams, ns = m->nstats;
   char *ident = ens_job_identity_text(j->c);
   int ret = ident ? 0 : ENS_ENOMEM;
@@ -98,10 +93,23 @@ static int write_unit(ens_job *j, ens_trainer *t, int unit, int done) {
   if (t->moment2)
     ret |= ens_h5_write(f, "moment2", H5T_NATIVE_FLOAT, 1, &np, t->moment2, 0);
   ret |= ens_h5_write(f, "bn_stats", H5T_NATIVE_FLOAT, 1, &ns, m->stats, 0);
+  ret |= ens_h5_attr_str(f, "/", "config", ident ? ident : "");
+  free(ident);
+  return ret;
+}
+
+static int write_unit(ens_job *j, ens_trainer *t, int unit, int done) {
+  if (!enabled(j))
+    return 0;
+  char path[ENS_PATH_MAX + 64];
+  unit_path(j, unit, path, sizeof(path));
+  hid_t f = begin_write(j, path);
+  if (f < 0)
+    return cannot_begin(j, path);
+  int ret = write_trainer_state(j, f, t);
   hsize_t ne = (hsize_t)t->epochs;
   ret |= ens_h5_write(f, "curve_train_loss", H5T_NATIVE_FLOAT, 1, &ne, t->curve_loss, 0);
   ret |= ens_h5_write(f, "curve_eval", H5T_NATIVE_FLOAT, 1, &ne, t->curve_eval, 0);
-  ret |= ens_h5_attr_str(f, "/", "config", ident ? ident : "");
   ret |= ens_h5_attr_i64(f, "/", "unit", unit);
   ret |= ens_h5_attr_i64(f, "/", "done", done);
   ret |= ens_h5_attr_i64(f, "/", "epoch", t->epoch);
@@ -112,7 +120,6 @@ static int write_unit(ens_job *j, ens_trainer *t, int unit, int done) {
   ret |= ens_h5_attr_f64(f, "/", "loss_sum", t->loss_sum);
   ret |= ens_h5_attr_f64(f, "/", "last_loss", t->last_loss);
   ret |= ens_h5_attr_f64(f, "/", "elapsed", MPI_Wtime() - j->unit_t0);
-  free(ident);
   return end_write(j, f, ret ? ENS_EHDF5 : 0, path);
 }
 
@@ -408,23 +415,13 @@ int ens_job_pretrain_save(ens_job *j, const ens_trainer *t, const ens_pretrain_p
     snprintf(err, errlen, "%s", j->ckpt.err);
     return ret;
   }
-  const ens_model *m = &t->model;
-  hsize_t np = m->nparams, ns = m->nstats;
-  char *ident = ens_job_identity_text(j->c);
-  int ret = ident ? 0 : ENS_ENOMEM;
-  ret |= ens_h5_write(f, "params", H5T_NATIVE_FLOAT, 1, &np, m->params, 0);
-  ret |= ens_h5_write(f, "velocity", H5T_NATIVE_FLOAT, 1, &np, t->velocity, 0);
-  if (t->moment2)
-    ret |= ens_h5_write(f, "moment2", H5T_NATIVE_FLOAT, 1, &np, t->moment2, 0);
-  ret |= ens_h5_write(f, "bn_stats", H5T_NATIVE_FLOAT, 1, &ns, m->stats, 0);
-  ret |= ens_h5_attr_str(f, "/", "config", ident ? ident : "");
+  int ret = write_trainer_state(j, f, t);
   ret |= ens_h5_attr_i64(f, "/", "ranks", j->size);
   ret |= ens_h5_attr_i64(f, "/", "epoch", pos->epoch);
   ret |= ens_h5_attr_i64(f, "/", "step_in_epoch", pos->step_in_epoch);
   ret |= ens_h5_attr_i64(f, "/", "step", pos->step);
   ret |= ens_h5_attr_f64(f, "/", "loss_sum", pos->loss_sum);
   ret |= ens_h5_attr_f64(f, "/", "loss_n", pos->loss_n);
-  free(ident);
   ret = end_write(j, f, ret ? ENS_EHDF5 : 0, path);
   if (ret)
     snprintf(err, errlen, "%s", j->ckpt.err);

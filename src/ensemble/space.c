@@ -138,7 +138,7 @@ int ens_job_check_storage(ens_job *j, char *err, size_t errlen) {
   if (j->rank != 0) /* after rank 0 made the directory: can this node write there? */
     return ckpt ? ens_storage_check_dir(j->ckpt.dir, "[output] checkpoint_dir", err, errlen) : 0;
   char outdir[ENS_PATH_MAX + 16];
-  ens_storage_dirname(outdir, sizeof(outdir), c->output_path);
+  ens_dirname(c->output_path, outdir, sizeof(outdir));
   /* Missing output folders are created, like mkdir -p (then checked). */
   if (ens_mkdir_parent(c->output_path) != 0) {
     snprintf(err, errlen, "[output] path = %s: cannot create its folder %s (%s)",

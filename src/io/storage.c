@@ -18,17 +18,6 @@
 #include "ens/error.h"
 #include "io/fsutil.h"
 
-void ens_storage_dirname(char *buf, size_t len, const char *path) {
-  snprintf(buf, len, "%s", path);
-  char *slash = strrchr(buf, '/');
-  if (!slash)
-    snprintf(buf, len, ".");
-  else if (slash == buf)
-    buf[1] = '\0';
-  else
-    *slash = '\0';
-}
-
 int ens_storage_free(const char *path, uint64_t *bytes, uint64_t *dev) {
   char dir[4096];
   snprintf(dir, sizeof(dir), "%s", path);
@@ -36,7 +25,7 @@ int ens_storage_free(const char *path, uint64_t *bytes, uint64_t *dev) {
   struct stat st;
   while (stat(dir, &st) != 0) {
     char up[4096];
-    ens_storage_dirname(up, sizeof(up), dir);
+    ens_dirname(dir, up, sizeof(up));
     if (!strcmp(up, dir))
       return -1;
     snprintf(dir, sizeof(dir), "%s", up);

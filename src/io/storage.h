@@ -32,9 +32,6 @@ void ens_storage_human(char *buf, size_t len, uint64_t bytes);
  * writable; an input error) with the reason in err. */
 int ens_storage_check_dir(const char *dir, const char *what, char *err, size_t errlen);
 
-/* The directory part of path ("." when it has none), into buf. */
-void ens_storage_dirname(char *buf, size_t len, const char *path);
-
 /* Words a failed write of `path` (`what`: e.g. "cannot write checkpoint")
  * from the system error sys_errno: "<what> <path>: <strerror>" and, for a
  * full disk or quota, the bytes needed (when need > 0) and free. When
