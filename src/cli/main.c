@@ -9,10 +9,10 @@
 
 #include "cli/cli.h"
 #include "ens/config.h"
-#include "ens/search.h"
 #include "ens/data.h"
 #include "ens/ensemble.h"
 #include "ens/error.h"
+#include "ens/search.h"
 #include "ensemble/fault.h"
 
 #define EXIT_USAGE 1

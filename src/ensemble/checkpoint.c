@@ -170,18 +170,18 @@ typedef struct unit_state {
 
 /* Reads member k's checkpoint into the trainer's model (and its metadata
  * into *meta). Returns 0, or -1 with the reason in why. */
-static int read_member(ens_trainer *t, const char *path, int k, ens_member_meta *meta,
-                       char *why, size_t whylen) {
+static int read_member(ens_trainer *t, const char *path, int k, ens_member_meta *meta, char *why,
+                       size_t whylen) {
   hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
   if (f < 0) {
     struct stat st;
-    snprintf(why, whylen, "%s", stat(path, &st) != 0 ? "is missing"
-                                                      : "is not an HDF5 file (or is truncated)");
+    snprintf(why, whylen, "%s",
+             stat(path, &st) != 0 ? "is missing" : "is not an HDF5 file (or is truncated)");
     return -1;
   }
   int64_t kk = -1;
-  int bad = ens_h5_get_attr_i64(f, "/", "k", &kk) || kk != k ||
-            ens_job_meta_read(f, "/", k, meta) != 0;
+  int bad =
+      ens_h5_get_attr_i64(f, "/", "k", &kk) || kk != k || ens_job_meta_read(f, "/", k, meta) != 0;
   if (bad) {
     snprintf(why, whylen, "has no metadata of member %d", k);
   } else if (meta->status == ENS_MEMBER_DONE) {
@@ -189,12 +189,13 @@ static int read_member(ens_trainer *t, const char *path, int k, ens_member_meta 
     bad = (size_t)meta->nparams != m->nparams || (size_t)meta->nstats != m->nstats ||
           ens_h5_read(f, "params", H5T_NATIVE_FLOAT, m->params, m->nparams) ||
           (m->nstats && ens_h5_read(f, "bn_stats", H5T_NATIVE_FLOAT, m->stats, m->nstats)) ||
-          ens_h5_read(f, "curve_train_loss", H5T_NATIVE_FLOAT, t->curve_loss,
-                      (size_t)t->epochs) ||
+          ens_h5_read(f, "curve_train_loss", H5T_NATIVE_FLOAT, t->curve_loss, (size_t)t->epochs) ||
           ens_h5_read(f, "curve_eval", H5T_NATIVE_FLOAT, t->curve_eval, (size_t)t->epochs);
     if (bad)
-      snprintf(why, whylen, "does not match this job's network (%zu parameters, %zu batch-norm "
-               "statistics, %d epochs)", m->nparams, m->nstats, t->epochs);
+      snprintf(why, whylen,
+               "does not match this job's network (%zu parameters, %zu batch-norm "
+               "statistics, %d epochs)",
+               m->nparams, m->nstats, t->epochs);
   }
   H5Fclose(f);
   return bad ? -1 : 0;
@@ -214,7 +215,8 @@ static int read_unit(ens_job *j, ens_trainer *t, hid_t f, int unit, unit_state *
   }
   if (!ident || strcmp(saved, ident) != 0) {
     char *diff = ident ? ens_job_identity_diff(saved, ident, "the checkpoint") : NULL;
-    snprintf(why, whylen, "was written with a different configuration (%s; only [output] keys "
+    snprintf(why, whylen,
+             "was written with a different configuration (%s; only [output] keys "
              "and the member slice may change on --resume)",
              diff ? diff : "its configuration does not load");
     free(diff);
@@ -247,14 +249,15 @@ static int read_unit(ens_job *j, ens_trainer *t, hid_t f, int unit, unit_state *
     bad |= ens_h5_read(f, "velocity", H5T_NATIVE_FLOAT, t->velocity, m->nparams);
     if (t->moment2)
       bad |= ens_h5_read(f, "moment2", H5T_NATIVE_FLOAT, t->moment2, m->nparams);
-    bad |= ens_h5_read(f, "curve_train_loss", H5T_NATIVE_FLOAT, t->curve_loss,
-                       (size_t)t->epochs);
+    bad |= ens_h5_read(f, "curve_train_loss", H5T_NATIVE_FLOAT, t->curve_loss, (size_t)t->epochs);
     bad |= ens_h5_read(f, "curve_eval", H5T_NATIVE_FLOAT, t->curve_eval, (size_t)t->epochs);
     if (m->nstats)
       bad |= ens_h5_read(f, "bn_stats", H5T_NATIVE_FLOAT, m->stats, m->nstats);
     if (bad) {
-      snprintf(why, whylen, "does not match this job's network (%zu parameters, %zu batch-norm "
-               "statistics, %d epochs)", m->nparams, m->nstats, t->epochs);
+      snprintf(why, whylen,
+               "does not match this job's network (%zu parameters, %zu batch-norm "
+               "statistics, %d epochs)",
+               m->nparams, m->nstats, t->epochs);
       goto done;
     }
   }
@@ -403,8 +406,8 @@ static void pretrain_path(const ens_job *j, char *buf, size_t len) {
   snprintf(buf, len, "%s/pretrain.h5", j->ckpt.dir);
 }
 
-int ens_job_pretrain_save(ens_job *j, const ens_trainer *t, const ens_pretrain_pos *pos,
-                          char *err, size_t errlen) {
+int ens_job_pretrain_save(ens_job *j, const ens_trainer *t, const ens_pretrain_pos *pos, char *err,
+                          size_t errlen) {
   if (!enabled(j) || j->rank != 0)
     return 0;
   char path[ENS_PATH_MAX + 64];
@@ -444,14 +447,16 @@ static int read_pretrain(ens_job *j, const ens_trainer *t, const char *path, flo
   if (ens_h5_get_attr_str(f, "/", "config", &saved) || !ident || strcmp(saved, ident) != 0) {
     snprintf(why, whylen, "was written with a different configuration");
   } else if (ens_h5_get_attr_i64(f, "/", "ranks", &ranks) || ranks != j->size) {
-    snprintf(why, whylen, "was written on %lld ranks, this job runs on %d (data-parallel "
-             "pretraining depends on the rank count)", (long long)ranks, j->size);
+    snprintf(why, whylen,
+             "was written on %lld ranks, this job runs on %d (data-parallel "
+             "pretraining depends on the rank count)",
+             (long long)ranks, j->size);
   } else if (ens_h5_get_attr_i64(f, "/", "epoch", &ep) ||
              ens_h5_get_attr_i64(f, "/", "step_in_epoch", &sie) ||
              ens_h5_get_attr_i64(f, "/", "step", &step) ||
              ens_h5_get_attr_f64(f, "/", "loss_sum", &pos->loss_sum) ||
-             ens_h5_get_attr_f64(f, "/", "loss_n", &pos->loss_n) || ep < 0 ||
-             ep > t->epochs || sie < 0 || step < 0) {
+             ens_h5_get_attr_f64(f, "/", "loss_n", &pos->loss_n) || ep < 0 || ep > t->epochs ||
+             sie < 0 || step < 0) {
     snprintf(why, whylen, "is incomplete or holds an impossible position");
   } else if (ens_h5_read(f, "params", H5T_NATIVE_FLOAT, buf, np) ||
              ens_h5_read(f, "velocity", H5T_NATIVE_FLOAT, buf + np, np) ||
@@ -481,8 +486,10 @@ int ens_job_pretrain_restore(ens_job *j, ens_trainer *t, ens_pretrain_pos *pos) 
     if (buf && read_pretrain(j, t, path, buf, pos, why, sizeof(why)) == 0)
       found = 1;
     else
-      fprintf(stderr, "ens: warning: checkpoint %s %s: trunk pretraining restarts from "
-              "scratch\n", path, buf ? why : "cannot be read (out of memory)");
+      fprintf(stderr,
+              "ens: warning: checkpoint %s %s: trunk pretraining restarts from "
+              "scratch\n",
+              path, buf ? why : "cannot be read (out of memory)");
   }
   MPI_Bcast(&found, 1, MPI_INT, 0, j->comm);
   if (found) {

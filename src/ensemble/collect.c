@@ -299,8 +299,10 @@ int ens_job_get_member(ens_job *j, int i, int k, ens_member_meta *meta, char *er
     const ens_part *p = ens_job_part_of(j, k);
     ret = read_member(j, p->file, (hsize_t)(k - p->first), k, meta, &missing);
     if (ret) {
-      snprintf(err, errlen, "%s: member %d is missing, damaged or of the wrong size for its "
-               "architecture (/members/%d, its params and prediction rows)", p->path, k, k);
+      snprintf(err, errlen,
+               "%s: member %d is missing, damaged or of the wrong size for its "
+               "architecture (/members/%d, its params and prediction rows)",
+               p->path, k, k);
       return ret == ENS_ENOMEM ? ret : ENS_EFORMAT;
     }
     if (missing && (ret = recompute_rows(j, meta))) {
@@ -338,8 +340,7 @@ int ens_job_get_member(ens_job *j, int i, int k, ens_member_meta *meta, char *er
   return ret;
 }
 
-int ens_job_result_error(ens_job *j, int ret, char *err, size_t errlen, const char *doing,
-                         int k) {
+int ens_job_result_error(ens_job *j, int ret, char *err, size_t errlen, const char *doing, int k) {
   int e = ens_h5_take_errno();
   char what[160];
   if (k >= 0)

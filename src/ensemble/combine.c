@@ -731,8 +731,8 @@ int ens_job_finish_root(ens_job *j, double train_wall, char *err, size_t errlen)
   if (!e && rename(j->tmp_path, c->output_path) != 0)
     e = errno;
   if (e) {
-    ret = ens_storage_write_error(err, errlen, e, c->output_path, 0,
-                                  "cannot publish the result as");
+    ret =
+        ens_storage_write_error(err, errlen, e, c->output_path, 0, "cannot publish the result as");
     goto cleanup;
   }
   ens_fsync_dir_of(c->output_path);

@@ -22,10 +22,10 @@ int ens_agree(MPI_Comm comm, int ret, char *err, size_t errlen);
 typedef struct ens_fault {
   MPI_Comm comm;
   int rank, size;
-  int raised;          /* this rank sent its notice */
-  int heard;           /* a notice from another rank arrived */
-  int32_t payload;     /* the notice (this rank's error code) */
-  MPI_Request *reqs;   /* (size) sends of this rank's notice */
+  int raised;        /* this rank sent its notice */
+  int heard;         /* a notice from another rank arrived */
+  int32_t payload;   /* the notice (this rank's error code) */
+  MPI_Request *reqs; /* (size) sends of this rank's notice */
   double last_poll;
 } ens_fault;
 

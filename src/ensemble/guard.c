@@ -17,6 +17,7 @@
 #include "ensemble/job.h"
 #include "io/fsutil.h"
 #include "io/h5util.h"
+#include "io/storage.h"
 
 /* ---- inputs -------------------------------------------------------------- */
 
@@ -318,6 +319,11 @@ static void describe(const ens_job *j, const ckpt_scan *s, char *buf, size_t len
 
 static int check_checkpoints(ens_job *j, char *err, size_t errlen) {
   const ens_job_opts *o = j->o;
+  /* A directory in use by a running job: its checkpoints are neither an
+   * earlier run's nor for --restart to remove. */
+  int busy = ens_storage_lock_busy(j->ckpt.dir, err, errlen);
+  if (busy)
+    return busy;
   ckpt_scan s;
   int removed = 0;
   scan_checkpoints(j, &s, o->restart, &removed);

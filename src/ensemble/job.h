@@ -12,8 +12,8 @@
 #include "ens/ensemble.h"
 #include "ens/model.h"
 #include "ens/train.h"
-#include "ensemble/node.h"
 #include "ensemble/fault.h"
+#include "ensemble/node.h"
 #include "ensemble/progress.h"
 #include "ensemble/task.h"
 #include "io/storage.h"
@@ -99,9 +99,9 @@ typedef struct ens_merge_parts {
 /* Checkpoint state (checkpoint.c). */
 typedef struct ens_ckpt_state {
   char dir[ENS_PATH_MAX + 16];
-  ens_lock lock;         /* rank 0: the directory's lock while the job runs */
-  int created_dir;       /* rank 0: the job created dir (removed when empty) */
-  char err[1024];        /* message of a failed write inside a training hook */
+  ens_lock lock;   /* rank 0: the directory's lock while the job runs */
+  int created_dir; /* rank 0: the job created dir (removed when empty) */
+  char err[1024];  /* message of a failed write inside a training hook */
 } ens_ckpt_state;
 
 typedef struct ens_job {
@@ -225,9 +225,8 @@ int ens_job_store_member(ens_job *j, const ens_member_meta *meta, const float *p
  * eval_rows, when not NULL, are m's rows of the evaluated split (val when
  * the job has validation rows, else test), already computed by
  * ens_job_eval from the same weights: copied, not computed again. */
-int ens_job_pack_model(ens_job *j, ens_model *m, const float *curve_loss,
-                       const float *curve_eval, const ens_member_meta *meta, int rows,
-                       const float *eval_rows);
+int ens_job_pack_model(ens_job *j, ens_model *m, const float *curve_loss, const float *curve_eval,
+                       const ens_member_meta *meta, int rows, const float *eval_rows);
 
 /* Rank 0: writes member meta->k from its packed buffer into the result
  * file (its group with metadata and hyperparameters, weights, prediction
@@ -246,8 +245,7 @@ int ens_job_read_rows(const ens_job *j, const char *base, int k, float *rows, in
 /* Rank 0: words a failed write into the result file (the system's reason
  * when HDF5 recorded one) as "<doing> [k]: cannot write the result file
  * <path>: <reason>"; k < 0 omits it. Returns the code to report. */
-int ens_job_result_error(ens_job *j, int ret, char *err, size_t errlen, const char *doing,
-                         int k);
+int ens_job_result_error(ens_job *j, int ret, char *err, size_t errlen, const char *doing, int k);
 /* Collection (collective): rank 0 combines members in order and writes and
  * renames the result file; all ranks return its outcome. */
 int ens_job_collect(ens_job *j, double train_wall, char *err, size_t errlen);
@@ -315,8 +313,8 @@ typedef struct ens_pretrain_pos {
 } ens_pretrain_pos;
 /* Rank 0: writes the pretraining state (t's weights, optimizer state and
  * rank 0's batch-norm statistics) and position. 0 or an ENS_E* code with err. */
-int ens_job_pretrain_save(ens_job *j, const ens_trainer *t, const ens_pretrain_pos *pos,
-                          char *err, size_t errlen);
+int ens_job_pretrain_save(ens_job *j, const ens_trainer *t, const ens_pretrain_pos *pos, char *err,
+                          size_t errlen);
 /* Collective, with --resume: restores the pretraining state of the same job
  * on as many ranks into t (every rank) and *pos; returns 1 when restored, 0
  * when there is nothing to restore (a damaged or foreign file is named in a

@@ -152,9 +152,8 @@ double ens_job_eval(ens_job *j, ens_trainer *t, double *nll) {
   return m[0];
 }
 
-int ens_job_pack_model(ens_job *j, ens_model *m, const float *curve_loss,
-                       const float *curve_eval, const ens_member_meta *meta, int rows,
-                       const float *eval_rows) {
+int ens_job_pack_model(ens_job *j, ens_model *m, const float *curve_loss, const float *curve_eval,
+                       const ens_member_meta *meta, int rows, const float *eval_rows) {
   int ret = ens_job_pack_reserve(j, ens_member_packed_len(j, meta));
   if (ret)
     return ret;

@@ -52,9 +52,11 @@ static int open_part(ens_part *p, const char *path, ens_config *c, int64_t *chec
     return ENS_EFORMAT;
   }
   if (first < 0 || count < 1 || first >= c->members || count > c->members - first) {
-    snprintf(err, errlen, "%s: members %lld-%lld (attributes first_member = %lld, members = "
-             "%lld) are not a slice of its job's %d members", path, (long long)first,
-             (long long)(first + count - 1), (long long)first, (long long)count, c->members);
+    snprintf(err, errlen,
+             "%s: members %lld-%lld (attributes first_member = %lld, members = "
+             "%lld) are not a slice of its job's %d members",
+             path, (long long)first, (long long)(first + count - 1), (long long)first,
+             (long long)count, c->members);
     return ENS_EFORMAT;
   }
   /* The per-member datasets must hold that many rows. */
@@ -143,8 +145,8 @@ int ens_merge(const char *const *paths, int nparts, const char *out, int partial
   ens_config c = cfgs[0];
   {
     /* Rank 0 keeps per-member metrics and an M x M disagreement matrix. */
-    unsigned long long M = (unsigned long long)(sorted[nparts - 1].first + sorted[nparts - 1].count -
-                                                sorted[0].first);
+    unsigned long long M =
+        (unsigned long long)(sorted[nparts - 1].first + sorted[nparts - 1].count - sorted[0].first);
     if (!ens_h5_affordable(M * M * 16 + M * 4096)) {
       snprintf(err, errlen, "%s ... %s: %llu members are more than this node's memory can combine",
                sorted[0].path, sorted[nparts - 1].path, M);
@@ -180,7 +182,9 @@ int ens_merge(const char *const *paths, int nparts, const char *out, int partial
   c.verbose = cfgs[0].verbose;
   /* The merged file records the configuration of a run over the whole range. */
   text = ens_config_to_ini(&c);
-  ens_job_opts o = {.config_text = text, .config_path = paths[0], .no_checkpoints = 1,
+  ens_job_opts o = {.config_text = text,
+                    .config_path = paths[0],
+                    .no_checkpoints = 1,
                     .trunk_from = c.trunk_source != ENS_TRUNK_NONE ? sorted[0].path : NULL};
   ret = ens_job_setup(&job, &c, &o, MPI_COMM_SELF, 0, err, errlen);
   have_job = 1;

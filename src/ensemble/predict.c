@@ -11,13 +11,13 @@
 #include "ens/metrics.h"
 #include "ens/model.h"
 #include "ens/search.h"
-#include <limits.h>
-#include <math.h>
-#include <stdint.h>
+#include "ensemble/job.h"
 #include "io/fsutil.h"
 #include "io/h5util.h"
 #include "io/storage.h"
-#include "ensemble/job.h"
+#include <limits.h>
+#include <math.h>
+#include <stdint.h>
 
 /* Reads rows (n, d) of `path` in `f` as float32, any numeric type: a rank
  * >= 2 dataset whose size fits an int count and this node's memory, with
@@ -71,9 +71,10 @@ static int read_rows(hid_t f, const char *path, float **x, int *n, int *d, char 
   }
   for (long long i = 0; i < total; i++)
     if (!isfinite((*x)[i])) {
-      snprintf(why, whylen, "has a non-finite value (%g) at row %lld, column %lld (after "
-               "conversion to float32)", (double)(*x)[i], i / (long long)cols,
-               i % (long long)cols);
+      snprintf(why, whylen,
+               "has a non-finite value (%g) at row %lld, column %lld (after "
+               "conversion to float32)",
+               (double)(*x)[i], i / (long long)cols, i % (long long)cols);
       return ENS_EFORMAT;
     }
   return 0;
@@ -92,12 +93,13 @@ static int check_sizes(hid_t f, const char *file, const ens_arch *a, int first, 
   if (hp != (long long)np || hs != (long long)ns) {
     snprintf(err, errlen,
              "%s: %s holds %lld values and %s %lld; the architecture in its stored configuration "
-             "needs %zu and %zu", file, pp, hp, sp, hs, np, ns);
+             "needs %zu and %zu",
+             file, pp, hp, sp, hs, np, ns);
     return ENS_EFORMAT;
   }
   if (!ens_h5_affordable((unsigned long long)(np + ns) * 4 * sizeof(float))) {
-    snprintf(err, errlen, "%s: %s declares %zu parameters, more than the memory of this node",
-             file, pp, np);
+    snprintf(err, errlen, "%s: %s declares %zu parameters, more than the memory of this node", file,
+             pp, np);
     return ENS_EFORMAT;
   }
   return 0;
@@ -157,9 +159,8 @@ int ens_predict(const char *model_path, const char *input, const char *dataset, 
     goto cleanup;
   }
   if (members < 1 || members > (1 << 24) || first < 0 || first > INT32_MAX - members ||
-      inputs < 1 || inputs > INT32_MAX ||
-      (!regress && (classes < 2 || classes > (1 << 24))) || (regress && (T < 1 || T > 65536)) ||
-      tl < 0 || tl > ENS_MAX_HIDDEN) {
+      inputs < 1 || inputs > INT32_MAX || (!regress && (classes < 2 || classes > (1 << 24))) ||
+      (regress && (T < 1 || T > 65536)) || tl < 0 || tl > ENS_MAX_HIDDEN) {
     snprintf(err, errlen, "%s: /model attributes out of range (members %lld, inputs %lld)",
              model_path, (long long)members, (long long)inputs);
     ret = ENS_EFORMAT;
@@ -242,8 +243,7 @@ int ens_predict(const char *model_path, const char *input, const char *dataset, 
         bad |= !isfinite(ytrue[(size_t)r * T + t]);
       if (bad) {
         fprintf(stderr, "ens predict: warning: %s: %s has %s at row %d; no score is printed\n",
-                input, ypath, regress ? "a non-finite target" : "a label outside [0, classes)",
-                r);
+                input, ypath, regress ? "a non-finite target" : "a label outside [0, classes)", r);
         have_truth = 0;
       }
     }
@@ -279,13 +279,15 @@ int ens_predict(const char *model_path, const char *input, const char *dataset, 
   const float *hx = x;
   if (tl > 0) {
     if (tl > arch.n_hidden) {
-      snprintf(err, errlen, "%s: /model trunk_layers = %lld but its configuration has %d hidden "
-               "layers", model_path, (long long)tl, arch.n_hidden);
+      snprintf(err, errlen,
+               "%s: /model trunk_layers = %lld but its configuration has %d hidden "
+               "layers",
+               model_path, (long long)tl, arch.n_hidden);
       ret = ENS_EFORMAT;
       goto cleanup;
     }
-    if ((ret = check_sizes(mf, model_path, &arch, 0, (int)tl, 0, "/trunk/params",
-                           "/trunk/bn_stats", err, errlen)))
+    if ((ret = check_sizes(mf, model_path, &arch, 0, (int)tl, 0, "/trunk/params", "/trunk/bn_stats",
+                           err, errlen)))
       goto cleanup;
     if ((ret = ens_model_create(&trunk, &arch, 0, (int)tl, 0, c.batch)) ||
         (ret = load_model(&trunk, mf, "/trunk/params", "/trunk/bn_stats"))) {

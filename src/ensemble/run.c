@@ -251,8 +251,9 @@ int ens_train_job(const ens_config *c, const ens_job_opts *o, MPI_Comm comm, cha
     steps_total += (int64_t)c->epochs * ens_steps_per_epoch(j->data.n_train, mc.batch);
   }
   int *units = malloc((size_t)(u_last - u_first + 1) * sizeof(int));
-  if (!units || ens_progress_init(&j->progress, comm, steps_total, j->last - j->first,
-                                  c->progress_interval) ||
+  if (!units ||
+      ens_progress_init(&j->progress, comm, steps_total, j->last - j->first,
+                        c->progress_interval) ||
       ens_fault_init(&j->fault, comm)) {
     snprintf(err, errlen, "out of memory setting up the training loop");
     ret = ENS_ENOMEM;
@@ -290,8 +291,10 @@ int ens_train_job(const ens_config *c, const ens_job_opts *o, MPI_Comm comm, cha
   /* Agree on the outcome: a signal or failure on any rank stops everyone
    * before the collection phase, with that rank's message. */
   if (ret == ENS_ESTOPPED && !err[0])
-    snprintf(err, errlen, "stopped by a signal; checkpoints are in %s: run the same command "
-             "with --resume to continue", j->ckpt.dir);
+    snprintf(err, errlen,
+             "stopped by a signal; checkpoints are in %s: run the same command "
+             "with --resume to continue",
+             j->ckpt.dir);
   ret = ens_agree(comm, ret, err, errlen);
   if (!ret) {
     ret = ens_job_collect(j, now() - t0, err, errlen); /* agreed inside */
@@ -301,8 +304,10 @@ int ens_train_job(const ens_config *c, const ens_job_opts *o, MPI_Comm comm, cha
       ens_job_checkpoint_cleanup(j, units, mine);
   } else if (ret == ENS_ENOSPACE || ret == ENS_EWRITE) {
     size_t used = strlen(err);
-    snprintf(err + used, errlen - used, "; the checkpoints written before are kept in %s: after "
-             "fixing this, run the same command with --resume", j->ckpt.dir);
+    snprintf(err + used, errlen - used,
+             "; the checkpoints written before are kept in %s: after "
+             "fixing this, run the same command with --resume",
+             j->ckpt.dir);
   }
   ens_fault_free(&j->fault);
   free(units);

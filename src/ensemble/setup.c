@@ -142,15 +142,17 @@ static int create_result(ens_job *j, char *err, size_t errlen) {
     j->tmp_path[0] = '\0';
     if (e)
       return ens_storage_write_error(err, errlen, e, out, 0, "[output] path: cannot create");
-    snprintf(err, errlen, "[output] path = %s: cannot create a file in %s (HDF5 could not "
-             "create it)", out, dir);
+    snprintf(err, errlen,
+             "[output] path = %s: cannot create a file in %s (HDF5 could not "
+             "create it)",
+             out, dir);
     return ENS_EIO;
   }
   /* The result is the one file HDF5 writes to disk itself (it is too large
    * to build in memory): reserve its space now, so that a disk filling up
    * later cannot fail its writes half-way. */
-  int ret = ens_storage_reserve(j->tmp_path, j->result_bytes,
-                                "cannot reserve space for the result", err, errlen);
+  int ret = ens_storage_reserve(j->tmp_path, j->result_bytes, "cannot reserve space for the result",
+                                err, errlen);
   if (!ret && (ret = write_static(j)))
     ret = ens_job_result_error(j, ret, err, errlen, "writing the model description", -1);
   return ret;
@@ -268,8 +270,10 @@ int ens_job_setup(ens_job *j, const ens_config *c, const ens_job_opts *o, MPI_Co
   ens_model probe; /* the job's architecture must be buildable */
   if (!ens_h5_affordable((unsigned long long)(np + ns) * 4 * sizeof(float))) {
     /* parameters, gradients and two optimizer moments */
-    snprintf(err, errlen, "[model] hidden: a member has %zu parameters, more than the memory of "
-             "this node can train", np);
+    snprintf(err, errlen,
+             "[model] hidden: a member has %zu parameters, more than the memory of "
+             "this node can train",
+             np);
     return agree(j, ENS_ECONFIG, err, errlen);
   }
   ret = ens_model_create(&probe, &j->arch, j->trunk.layers, j->arch.n_hidden, 1, 2);

@@ -20,8 +20,8 @@
 #define FILE_BYTES 65536u
 
 typedef struct sizes {
-  uint64_t result;       /* the result file */
-  uint64_t checkpoints;  /* every checkpoint file at its largest moment */
+  uint64_t result;      /* the result file */
+  uint64_t checkpoints; /* every checkpoint file at its largest moment */
 } sizes;
 
 /* Parameters and batch-norm statistics of member k's network (its head
@@ -57,8 +57,8 @@ static void estimate(const ens_job *j, sizes *s, uint64_t *replaced) {
   }
   *replaced = 0;
   /* Result: static parts, every member, the combined outputs and metrics. */
-  uint64_t r = FILE_BYTES + 2 * text + 4 * f4 * (uint64_t)j->data.dim + f4 * (tnp + tns) +
-               4 * OBJECT_BYTES;
+  uint64_t r =
+      FILE_BYTES + 2 * text + 4 * f4 * (uint64_t)j->data.dim + f4 * (tnp + tns) + 4 * OBJECT_BYTES;
   uint64_t ck = 0, unit_max = 0, units = 0;
   size_t jnp = 0, jns = 0;
   member_sizes(j, j->first, tl, &jnp, &jns);
@@ -96,7 +96,7 @@ static void estimate(const ens_job *j, sizes *s, uint64_t *replaced) {
   uint64_t writers = units < (uint64_t)j->size ? units : (uint64_t)j->size;
   ck += unit_max * writers;
   if (tl > 0 && c->trunk_source == ENS_TRUNK_PRETRAIN) {
-    ck += f4 * (tnp + tns) + text + 8 * OBJECT_BYTES; /* trunk.h5 */
+    ck += f4 * (tnp + tns) + text + 8 * OBJECT_BYTES;                       /* trunk.h5 */
     ck += 2 * (f4 * ((uint64_t)fnp * opt + fns) + text + 8 * OBJECT_BYTES); /* pretrain.h5 */
   }
   ck += FILE_BYTES; /* the lock and the directory itself */
@@ -141,8 +141,8 @@ int ens_job_check_storage(ens_job *j, char *err, size_t errlen) {
   ens_dirname(c->output_path, outdir, sizeof(outdir));
   /* Missing output folders are created, like mkdir -p (then checked). */
   if (ens_mkdir_parent(c->output_path) != 0) {
-    snprintf(err, errlen, "[output] path = %s: cannot create its folder %s (%s)",
-             c->output_path, outdir, strerror(errno));
+    snprintf(err, errlen, "[output] path = %s: cannot create its folder %s (%s)", c->output_path,
+             outdir, strerror(errno));
     return ENS_EIO;
   }
   int ret = ens_storage_check_dir(outdir, "[output] path", err, errlen);

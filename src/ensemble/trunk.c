@@ -45,7 +45,9 @@ int ens_trunk_load_file(const char *path, const char *which, const ens_arch *arc
   if (nh < 0 || nh > ENS_MAX_HIDDEN || ens_h5_get_attr_i64(f, "/model", "inputs", &inputs) ||
       ens_h5_get_attr_i64(f, "/model", "batchnorm", &bn) ||
       (nh > 0 && ens_h5_read(f, "/model/hidden", H5T_NATIVE_INT32, hidden, (size_t)nh))) {
-    snprintf(err, errlen, "%s: no /model description (hidden widths, inputs, batchnorm)", path);
+    snprintf(err, errlen,
+             "%s: not an ens result (no /model description: hidden widths, inputs, batchnorm)",
+             path);
     ret = ENS_EFORMAT;
     goto cleanup;
   }
@@ -118,8 +120,10 @@ int ens_trunk_load_file(const char *path, const char *which, const ens_arch *arc
   if (!ret && ns > 0)
     ret = ens_h5_read_prefix(f, sp, H5T_NATIVE_FLOAT, stats, ns);
   if (ret)
-    snprintf(err, errlen, "%s: cannot read the first %zu values of %s (and %zu of %s) as float32 "
-             "vectors", path, np, pp, ns, sp);
+    snprintf(err, errlen,
+             "%s: cannot read the first %zu values of %s (and %zu of %s) as float32 "
+             "vectors",
+             path, np, pp, ns, sp);
 cleanup:
   H5Fclose(f);
   return ret;
@@ -145,9 +149,11 @@ static int pretrain_stop(ens_job *j, const ens_trainer *t, const ens_pretrain_po
   int ret = ens_agree(j->comm, ens_job_pretrain_save(j, t, at, err, errlen), err, errlen);
   if (ret)
     return ret;
-  snprintf(err, errlen, "stopped by a signal during trunk pretraining (epoch %d, step %ld of "
+  snprintf(err, errlen,
+           "stopped by a signal during trunk pretraining (epoch %d, step %ld of "
            "the epoch); its state is saved in %s/pretrain.h5: run the same command with "
-           "--resume to continue", at->epoch + 1, at->step_in_epoch, j->ckpt.dir);
+           "--resume to continue",
+           at->epoch + 1, at->step_in_epoch, j->ckpt.dir);
   return ENS_ESTOPPED;
 }
 
@@ -347,8 +353,10 @@ static int load_pretrained(ens_job *j, int *found) {
     return 0;
   hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
   if (f < 0) {
-    fprintf(stderr, "ens: warning: checkpoint %s is not an HDF5 file (or is truncated): the "
-            "trunk is pretrained again\n", path);
+    fprintf(stderr,
+            "ens: warning: checkpoint %s is not an HDF5 file (or is truncated): the "
+            "trunk is pretrained again\n",
+            path);
     return 0;
   }
   char *saved = NULL, *ident = ens_job_identity_text(j->c);
@@ -399,6 +407,13 @@ int ens_trunk_prepare(ens_job *j, char *err, size_t errlen) {
       const char *path = j->o->trunk_from ? j->o->trunk_from : c->trunk_file;
       const char *which = j->o->trunk_from ? "trunk" : c->trunk_dataset;
       ret = ens_trunk_load_file(path, which, &j->arch, L, flat, j->trunk.stats, err, errlen);
+      /* Name the key the file came from (merge's parts are named as parts). */
+      if (ret && !j->o->trunk_from && strncmp(err, "[trunk]", 7) != 0) {
+        char *msg = strdup(err);
+        if (msg)
+          snprintf(err, errlen, "[trunk] file = %s", msg);
+        free(msg);
+      }
     }
   } else {
     int found = 0;

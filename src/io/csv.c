@@ -7,8 +7,8 @@
 #include "ens/error.h"
 #include "ens/rng.h"
 #include "io/fsutil.h"
-#include "io/storage.h"
 #include "io/h5util.h"
+#include "io/storage.h"
 
 #include <errno.h>
 #include <float.h>

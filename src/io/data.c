@@ -165,9 +165,10 @@ static int read_x(const loader *L, const char *name, ens_split *s) {
   }
   size_t total = (size_t)n * (size_t)d;
   if (!ens_h5_affordable((unsigned long long)total * sizeof(float))) {
-    ens_errorf(L->err, L->errlen, "%s: dataset %s declares %llu x %llu values (%zu bytes as "
-               "float32), more than the memory of this node", L->path, name, n, d,
-               total * sizeof(float));
+    ens_errorf(L->err, L->errlen,
+               "%s: dataset %s declares %llu x %llu values (%zu bytes as "
+               "float32), more than the memory of this node",
+               L->path, name, n, d, total * sizeof(float));
     goto cleanup;
   }
   x = data_alloc(L, total * sizeof(float));
@@ -182,8 +183,7 @@ static int read_x(const loader *L, const char *name, ens_split *s) {
   if (H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, x) < 0) {
     char why[160];
     ens_h5_read_failure(ds, why, sizeof why);
-    ens_errorf(L->err, L->errlen, "%s: cannot read dataset %s as float32: %s", L->path, name,
-               why);
+    ens_errorf(L->err, L->errlen, "%s: cannot read dataset %s as float32: %s", L->path, name, why);
     goto cleanup;
   }
   for (size_t i = 0; i < total; i++) {
@@ -234,8 +234,10 @@ static int read_targets(const loader *L, const char *name, const char *xname, en
     return ENS_EFORMAT;
   }
   if (!ens_h5_affordable((unsigned long long)n * T * sizeof(float))) {
-    ens_errorf(L->err, L->errlen, "%s: dataset %s declares %zu x %llu targets, more than the "
-               "memory of this node", L->path, name, n, (unsigned long long)T);
+    ens_errorf(L->err, L->errlen,
+               "%s: dataset %s declares %zu x %llu targets, more than the "
+               "memory of this node",
+               L->path, name, n, (unsigned long long)T);
     return ENS_EFORMAT;
   }
   float *t = data_alloc(L, n * (size_t)T * sizeof(float));
@@ -247,8 +249,7 @@ static int read_targets(const loader *L, const char *name, const char *xname, en
     char why[160];
     data_release(L, t);
     ens_h5_read_failure(ds, why, sizeof why);
-    ens_errorf(L->err, L->errlen, "%s: cannot read dataset %s as float32: %s", L->path, name,
-               why);
+    ens_errorf(L->err, L->errlen, "%s: cannot read dataset %s as float32: %s", L->path, name, why);
     return ENS_EFORMAT;
   }
   for (size_t i = 0; i < n * (size_t)T; i++) {
@@ -330,8 +331,7 @@ static int read_y(const loader *L, const char *name, const char *xname, ens_spli
   if (H5Dread(ds, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0) {
     char why[160];
     ens_h5_read_failure(ds, why, sizeof why);
-    ens_errorf(L->err, L->errlen, "%s: cannot read dataset %s as integers: %s", L->path, name,
-               why);
+    ens_errorf(L->err, L->errlen, "%s: cannot read dataset %s as integers: %s", L->path, name, why);
     goto cleanup;
   }
   int32_t mx = 0;

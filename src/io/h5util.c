@@ -446,8 +446,10 @@ void ens_h5_read_failure(hid_t ds, char *buf, size_t len) {
     char name[64] = "";
     H5Z_filter_t id = H5Pget_filter2(dcpl, (unsigned)i, &flags, &ncd, cd, sizeof(name), name, NULL);
     if (id >= 0 && H5Zfilter_avail(id) <= 0) {
-      snprintf(buf, len, "it is compressed with filter %d (%s), which this HDF5 library cannot "
-               "decode", (int)id, name[0] ? name : "unknown");
+      snprintf(buf, len,
+               "it is compressed with filter %d (%s), which this HDF5 library cannot "
+               "decode",
+               (int)id, name[0] ? name : "unknown");
       H5Pclose(dcpl);
       return;
     }

@@ -6,8 +6,8 @@
 #include "ens/error.h"
 #include "io/fsutil.h"
 #include "io/h5util.h"
-#include "io/storage.h"
 #include "io/idx.h"
+#include "io/storage.h"
 
 #include <hdf5.h>
 #include <errno.h>

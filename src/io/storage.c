@@ -148,8 +148,7 @@ enum { STEP_CREATE = 1, STEP_WRITE, STEP_RENAME };
 
 /* Writes buf (n bytes) to tmp, syncs it, renames it to path. Returns 0 or
  * the errno of the failing step (tmp removed), the step in *step. */
-static int write_atomic(const char *path, const char *tmp, const void *buf, size_t n,
-                        int *step) {
+static int write_atomic(const char *path, const char *tmp, const void *buf, size_t n, int *step) {
   *step = STEP_CREATE;
   int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0666);
   if (fd < 0)
@@ -191,8 +190,8 @@ static int write_atomic(const char *path, const char *tmp, const void *buf, size
   return 0;
 }
 
-int ens_storage_h5_publish(hid_t f, const char *path, const char *tmp, const char *what,
-                           char *err, size_t errlen) {
+int ens_storage_h5_publish(hid_t f, const char *path, const char *tmp, const char *what, char *err,
+                           size_t errlen) {
   char tbuf[4200];
   if (!tmp) {
     snprintf(tbuf, sizeof(tbuf), "%s.tmp.%ld", path, (long)getpid());
@@ -348,6 +347,28 @@ static int write_lock(const char *path, const char *host) {
   return e;
 }
 
+/* The words for a directory whose lock a running job holds. */
+static void in_use(const lock_owner *o, const char *dir, const char *lock, const char *host,
+                   char *err, size_t errlen) {
+  ens_errorf(err, errlen,
+             "checkpoint directory %s is in use by another job (process %ld on host %s, lock "
+             "file %s); wait for it to finish, or give this job another [output] "
+             "checkpoint_dir%s",
+             dir, o->pid, o->host, lock,
+             strcmp(o->host, host) ? " (if no job runs there any more, remove the lock file)" : "");
+}
+
+int ens_storage_lock_busy(const char *dir, char *err, size_t errlen) {
+  char path[1100], host[256] = "";
+  snprintf(path, sizeof(path), "%s/lock", dir);
+  gethostname(host, sizeof(host) - 1);
+  lock_owner o;
+  if (read_owner(path, &o) != 0 || !owner_alive(&o, host))
+    return 0; /* none, unreadable or stale: ens_storage_lock decides */
+  in_use(&o, dir, path, host, err, errlen);
+  return ENS_ELOCKED;
+}
+
 int ens_storage_lock(ens_lock *l, const char *dir, int *created, char *err, size_t errlen) {
   memset(l, 0, sizeof(*l));
   struct stat st;
@@ -385,13 +406,7 @@ int ens_storage_lock(ens_lock *l, const char *dir, int *created, char *err, size
       return ENS_ELOCKED;
     }
     if (owner_alive(&o, host)) {
-      ens_errorf(err, errlen,
-                 "checkpoint directory %s is in use by another job (process %ld on host %s, lock "
-                 "file %s); wait for it to finish, or give this job another [output] "
-                 "checkpoint_dir%s",
-                 dir, o.pid, o.host, l->path,
-                 strcmp(o.host, host) ? " (if no job runs there any more, remove the lock file)"
-                                      : "");
+      in_use(&o, dir, l->path, host, err, errlen);
       return ENS_ELOCKED;
     }
     /* Stale: move it aside, check that what moved is the lock judged stale

@@ -52,8 +52,8 @@ hid_t ens_storage_h5_memory(const char *name);
  * is untouched, tmp is removed, and err says what failed with the path and
  * the system's reason (see ens_storage_write_error). Returns 0 or an ENS_E*
  * code. */
-int ens_storage_h5_publish(hid_t f, const char *path, const char *tmp, const char *what,
-                           char *err, size_t errlen);
+int ens_storage_h5_publish(hid_t f, const char *path, const char *tmp, const char *what, char *err,
+                           size_t errlen);
 
 /* Reserves `bytes` of disk for the existing file `path` beyond its end
  * (fallocate with FALLOC_FL_KEEP_SIZE), so that writes up to that size
@@ -85,5 +85,9 @@ typedef struct ens_lock {
 int ens_storage_lock(ens_lock *l, const char *dir, int *created, char *err, size_t errlen);
 /* Removes the lock file when held. */
 void ens_storage_unlock(ens_lock *l);
+/* ENS_ELOCKED, with ens_storage_lock's words, when a running job holds the
+ * lock of dir; 0 otherwise (no lock, or a stale one). Touches nothing: for
+ * checks before the lock is taken (what --restart would remove, say). */
+int ens_storage_lock_busy(const char *dir, char *err, size_t errlen);
 
 #endif

@@ -138,14 +138,18 @@ printf 'ens checkpoint directory lock\nhost %s\npid %d\nstart 0\n' "$(hostname)"
   >locked/result.h5.ckpt/lock
 cp stop/result.h5.ckpt/unit_0.h5 locked/result.h5.ckpt/
 before=$(cd locked && find . -type f -exec md5sum {} + | sort)
-code=$(run2 locked -c "$WORK/job.ini" --resume)
+# With --resume, without it (not "an earlier run's" checkpoints) and with
+# --restart (which must not remove a running job's checkpoints).
+for flag in --resume "" --restart; do
+  code=$(run2 locked -c "$WORK/job.ini" $flag)
+  [ "$code" = 1 ] || { kill $sleeper; cat locked/log; fail "locked directory ($flag): exit $code, expected 1"; }
+  once locked "checkpoint directory result.h5.ckpt is in use by another job \(process $sleeper on host $(hostname)"
+  rm locked/log
+  after=$(cd locked && find . -type f -exec md5sum {} + | sort)
+  [ "$before" = "$after" ] || { kill $sleeper; fail "the locked directory was changed ($flag)"; }
+done
 kill $sleeper
 wait $sleeper 2>/dev/null || true
-[ "$code" = 1 ] || { cat locked/log; fail "locked directory: exit $code, expected 1"; }
-once locked "checkpoint directory result.h5.ckpt is in use by another job \(process $sleeper on host $(hostname)"
-rm locked/log
-after=$(cd locked && find . -type f -exec md5sum {} + | sort)
-[ "$before" = "$after" ] || fail "the locked directory was changed"
 # A dead owner: taken over with a warning, the job runs.
 printf 'ens checkpoint directory lock\nhost %s\npid %d\nstart 0\n' "$(hostname)" $sleeper \
   >locked/result.h5.ckpt/lock
