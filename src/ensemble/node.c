@@ -165,25 +165,31 @@ int ens_shm_alloc(ens_shm *s, const ens_node *n, size_t bytes, const char *what,
                   size_t errlen) {
   memset(s, 0, sizeof(*s));
   /* Node rank 0's size counts, and its look at the room for it: with
-   * several ranks the block lives in a shared-memory file (Open MPI places
-   * it in /dev/shm), and a block larger than that file system's free space
-   * does not fail cleanly there (the ranks may stall when they touch it). */
-  unsigned long long hdr[2] = {bytes, 0}; /* size, free bytes when too small */
+   * several ranks the block lives in a shared-memory file, which Open MPI
+   * places in its osc_sm_backing_directory (default /dev/shm; mpirun --mca
+   * passes a different one to the ranks as OMPI_MCA_osc_sm_backing_directory),
+   * and a block larger than that file system's free space does not fail
+   * cleanly there (the ranks may stall when they touch it). */
+  const char *dir = getenv("OMPI_MCA_osc_sm_backing_directory");
+  if (!dir || !dir[0])
+    dir = "/dev/shm";
+  unsigned long long hdr[2] = {bytes, 0}; /* size, free bytes + 1 when too small */
   if (n->rank == 0 && n->size > 1) {
     struct statvfs sv;
-    if (statvfs("/dev/shm", &sv) == 0) {
+    if (statvfs(dir, &sv) == 0) {
       unsigned long long avail = (unsigned long long)sv.f_bavail * sv.f_frsize;
       if (hdr[0] + ENS_DATA_ALIGN > avail)
-        hdr[1] = avail + 1; /* +1: 0 means "room enough" */
+        hdr[1] = avail + 1;
     }
   }
   MPI_Bcast(hdr, 2, MPI_UNSIGNED_LONG_LONG, 0, n->comm);
   unsigned long long want = hdr[0];
   if (hdr[1]) {
     ens_errorf(err, errlen,
-               "%s needs %llu bytes of node-shared memory on node %s, but /dev/shm has only "
-               "%llu bytes free (run fewer ranks per node, or free /dev/shm)",
-               what, want, n->name, hdr[1] - 1);
+               "%s needs %llu bytes of node-shared memory on node %s, but %s (where Open MPI "
+               "places shared windows) has only %llu bytes free (run fewer ranks per node, free "
+               "space there, or point Open MPI's osc_sm_backing_directory elsewhere)",
+               what, want, n->name, dir, hdr[1] - 1);
     return ENS_ENOMEM;
   }
   size_t total = (size_t)want + ENS_DATA_ALIGN;

@@ -1,7 +1,8 @@
 # Full and read-only file systems, on small tmpfs mounts (issue 11):
 #  a. at the start: not enough space for the result and the checkpoints ->
 #     exit 2 before training, both numbers in the message, nothing left;
-#     a read-only output directory -> exit 1 naming it;
+#     a read-only output directory -> exit 1 naming it; a shared-memory
+#     file system too small for the node's data block -> exit 2, both numbers;
 #  b. during a checkpoint: the disk fills up while training (another
 #     process's file), the next checkpoint write fails with "No space left on
 #     device" and its path -> exit 2; the previous result and the last good
@@ -95,6 +96,15 @@ mount_tmpfs ro/mnt 1m ro
 code=$(run2 ro -c "$WORK/job.ini")
 [ "$code" = 1 ] || { cat ro/log; fail "read-only disk: exit $code, expected 1"; }
 one_error ro "\[output\] path: cannot create files in directory 'mnt': Read-only file system"
+
+# Node-shared memory: the file system of Open MPI's shared windows
+# (osc_sm_backing_directory, /dev/shm by default) cannot hold the node's
+# data block -> exit 2 before training, both numbers and the directory named.
+mount_tmpfs shm/fs 256k
+code=$(export OMPI_MCA_osc_sm_backing_directory="$WORK/shm/fs"; run2 shm -c "$WORK/job.ini")
+[ "$code" = 2 ] || { cat shm/log; fail "small shared-memory file system: exit $code, expected 2"; }
+one_error shm "the input data needs [0-9]+ bytes of node-shared memory on node .*, but .*shm/fs \(where Open MPI places shared windows\) has only [0-9]+ bytes free"
+grep -q "epoch 1/" shm/log && fail "training started without room for the node's data"
 
 # ------------------------------------------------ b. during a checkpoint
 mount_tmpfs fill/mnt 16m
