@@ -186,9 +186,9 @@ int ens_shm_alloc(ens_shm *s, const ens_node *n, size_t bytes, const char *what,
   unsigned long long want = hdr[0];
   if (hdr[1]) {
     ens_errorf(err, errlen,
-               "%s needs %llu bytes of node-shared memory on node %s, but %s (where Open MPI "
-               "places shared windows) has only %llu bytes free (run fewer ranks per node, free "
-               "space there, or point Open MPI's osc_sm_backing_directory elsewhere)",
+               "node-shared memory for %s: %llu bytes needed on node %s, but %s (where Open "
+               "MPI places shared windows) has only %llu bytes free (run fewer ranks per node, "
+               "free space there, or point Open MPI's osc_sm_backing_directory elsewhere)",
                what, want, n->name, dir, hdr[1] - 1);
     return ENS_ENOMEM;
   }

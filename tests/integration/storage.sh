@@ -103,7 +103,7 @@ one_error ro "\[output\] path: cannot create files in directory 'mnt': Read-only
 mount_tmpfs shm/fs 256k
 code=$(export OMPI_MCA_osc_sm_backing_directory="$WORK/shm/fs"; run2 shm -c "$WORK/job.ini")
 [ "$code" = 2 ] || { cat shm/log; fail "small shared-memory file system: exit $code, expected 2"; }
-one_error shm "the input data needs [0-9]+ bytes of node-shared memory on node .*, but .*shm/fs \(where Open MPI places shared windows\) has only [0-9]+ bytes free"
+one_error shm "node-shared memory for the input data: [0-9]+ bytes needed on node .*, but .*shm/fs \(where Open MPI places shared windows\) has only [0-9]+ bytes free"
 grep -q "epoch 1/" shm/log && fail "training started without room for the node's data"
 
 # ------------------------------------------------ b. during a checkpoint
