@@ -272,13 +272,9 @@ int ens_job_pack_checkpoint(ens_job *j, const ens_member_meta *meta, char *err,
                             size_t errlen) {
   char path[ENS_PATH_MAX + 64];
   member_path(j, meta->k, path, sizeof(path));
-  ens_config mc;
-  ens_arch a;
-  ens_member_config(j, meta->k, &mc);
-  ens_member_arch(j, &mc, &a);
   /* The network as the trainer built it: same batch size, same batches. */
   ens_model m;
-  int ret = ens_model_create(&m, &a, j->trunk.layers, a.n_hidden, 1, mc.batch);
+  int ret = ens_member_model(j, meta->k, &m);
   if (ret) {
     snprintf(err, errlen, "member %d: cannot create its network: %s", meta->k, ens_strerror(ret));
     return ret;

@@ -213,12 +213,8 @@ static int read_member(ens_job *j, hid_t f, hsize_t row, int k, ens_member_meta 
     return ret;
   /* The sizes a file declares must be member k's own before any buffer is
    * sized from them (a merge part may be damaged). */
-  ens_config mc;
-  ens_arch a;
   size_t np = 0, ns = 0;
-  ens_member_config(j, k, &mc);
-  ens_member_arch(j, &mc, &a);
-  ens_arch_sizes(&a, j->trunk.layers, a.n_hidden, 1, &np, &ns);
+  ens_member_sizes(j, k, j->trunk.layers, &np, &ns);
   if ((size_t)meta->nparams != np || (size_t)meta->nstats != ns || meta->epochs < 0)
     return ENS_ESHAPE;
   if ((ret = ens_job_pack_reserve(j, ens_member_packed_len(j, meta))))
@@ -264,12 +260,8 @@ static int read_member(ens_job *j, hid_t f, hsize_t row, int k, ens_member_meta 
 /* Recomputes the rows a part file does not keep (out-of-bag training rows,
  * MC passes) from member k's weights in j->pack. */
 static int recompute_rows(ens_job *j, const ens_member_meta *meta) {
-  ens_config mc;
-  ens_arch a;
-  ens_member_config(j, meta->k, &mc);
-  ens_member_arch(j, &mc, &a);
   ens_model m;
-  int ret = ens_model_create(&m, &a, j->trunk.layers, a.n_hidden, 1, mc.batch);
+  int ret = ens_member_model(j, meta->k, &m);
   if (ret)
     return ret;
   ens_pack_view v;

@@ -198,6 +198,12 @@ int ens_job_rank_of(const ens_job *j, int k);
  * network architecture. */
 void ens_member_config(const ens_job *j, int k, ens_config *mc);
 void ens_member_arch(const ens_job *j, const ens_config *mc, ens_arch *a);
+/* Parameters and batch-norm statistics of member k's network on a trunk of
+ * trunk_layers blocks (its head; the whole network when 0). */
+void ens_member_sizes(const ens_job *j, int k, int trunk_layers, size_t *np, size_t *ns);
+/* Member k's network on the job's trunk, as its trainer builds it (same
+ * architecture and batch size, so the same batches). */
+int ens_member_model(const ens_job *j, int k, ens_model *m);
 /* Floats of a member's packed buffer: params, stats, test rows, val rows,
  * (bootstrap) train rows, the two per-epoch curves, (mc_samples) MC test
  * rows. 0 for a failed member. */

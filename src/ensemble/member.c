@@ -20,6 +20,22 @@ void ens_member_arch(const ens_job *j, const ens_config *mc, ens_arch *a) {
   ens_arch_from_config(a, mc, j->data.dim, j->task.head, j->task.regress ? j->task.T : j->task.C);
 }
 
+void ens_member_sizes(const ens_job *j, int k, int trunk_layers, size_t *np, size_t *ns) {
+  ens_config mc;
+  ens_arch a;
+  ens_member_config(j, k, &mc);
+  ens_member_arch(j, &mc, &a);
+  ens_arch_sizes(&a, trunk_layers, a.n_hidden, 1, np, ns);
+}
+
+int ens_member_model(const ens_job *j, int k, ens_model *m) {
+  ens_config mc;
+  ens_arch a;
+  ens_member_config(j, k, &mc);
+  ens_member_arch(j, &mc, &a);
+  return ens_model_create(m, &a, j->trunk.layers, a.n_hidden, 1, mc.batch);
+}
+
 static size_t pred_rows(const ens_job *j) {
   size_t rows = (size_t)j->data.n_test + (size_t)j->data.n_val;
   if (j->c->mode == ENS_MODE_BOOTSTRAP)

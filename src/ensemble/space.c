@@ -24,16 +24,6 @@ typedef struct sizes {
   uint64_t checkpoints; /* every checkpoint file at its largest moment */
 } sizes;
 
-/* Parameters and batch-norm statistics of member k's network (its head
- * when a trunk is used). */
-static void member_sizes(const ens_job *j, int k, int trunk_layers, size_t *np, size_t *ns) {
-  ens_config mc;
-  ens_arch a;
-  ens_member_config(j, k, &mc);
-  ens_member_arch(j, &mc, &a);
-  ens_arch_sizes(&a, trunk_layers, a.n_hidden, 1, np, ns);
-}
-
 /* Bytes of an existing file, 0 when absent. */
 static uint64_t file_bytes(const char *path) {
   struct stat st;
@@ -61,11 +51,11 @@ static void estimate(const ens_job *j, sizes *s, uint64_t *replaced) {
       FILE_BYTES + 2 * text + 4 * f4 * (uint64_t)j->data.dim + f4 * (tnp + tns) + 4 * OBJECT_BYTES;
   uint64_t ck = 0, unit_max = 0, units = 0;
   size_t jnp = 0, jns = 0;
-  member_sizes(j, j->first, tl, &jnp, &jns);
+  ens_member_sizes(j, j->first, tl, &jnp, &jns);
   for (int i = 0; i < M; i++) {
     int k = j->first + i;
     size_t np, ns;
-    member_sizes(j, k, tl, &np, &ns);
+    ens_member_sizes(j, k, tl, &np, &ns);
     uint64_t w = f4 * ((uint64_t)np + ns + 2 * E); /* weights and curves */
     uint64_t rows = f4 * (nt + nv) * W;
     if (c->mode == ENS_MODE_BOOTSTRAP)
