@@ -31,11 +31,12 @@ static void describe_widths(char *buf, size_t len, int in, const int *hidden, in
     used += snprintf(buf + used, len - (size_t)used, "-%d", hidden[i]);
 }
 
-int ens_trunk_load_file(const char *path, const char *which, const ens_arch *arch, int layers,
-                        float *params, float *stats, char *err, size_t errlen) {
+int ens_trunk_load_file(const char *path, const char *label, const char *which,
+                        const ens_arch *arch, int layers, float *params, float *stats, char *err,
+                        size_t errlen) {
   hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
   if (f < 0) {
-    snprintf(err, errlen, "[trunk] file: cannot open '%s' as HDF5", path);
+    snprintf(err, errlen, "%s: cannot open as HDF5", label);
     return ENS_EIO;
   }
   int ret = 0;
@@ -47,7 +48,7 @@ int ens_trunk_load_file(const char *path, const char *which, const ens_arch *arc
       (nh > 0 && ens_h5_read(f, "/model/hidden", H5T_NATIVE_INT32, hidden, (size_t)nh))) {
     snprintf(err, errlen,
              "%s: not an ens result (no /model description: hidden widths, inputs, batchnorm)",
-             path);
+             label);
     ret = ENS_EFORMAT;
     goto cleanup;
   }
@@ -61,10 +62,10 @@ int ens_trunk_load_file(const char *path, const char *which, const ens_arch *arc
     int64_t l2 = 0;
     if (!ens_h5_exists(f, "/trunk/params")) {
       snprintf(err, errlen,
-               "[trunk] file = %s has no /trunk (it was trained without a shared trunk): "
+               "%s has no /trunk (it was trained without a shared trunk): "
                "set [trunk] dataset = ensemble (the first layers of its /ensemble/params, "
                "combine = params) or member:<k> (those of member k) to take a trunk from it",
-               path);
+               label);
       ret = ENS_EFORMAT;
       goto cleanup;
     }
@@ -82,7 +83,7 @@ int ens_trunk_load_file(const char *path, const char *which, const ens_arch *arc
     snprintf(err, errlen,
              "%s: %s holds only the head of a model trained on a trunk; use "
              "[trunk] dataset = trunk",
-             path, pp);
+             label, pp);
     ret = ENS_EFORMAT;
     goto cleanup;
   }
@@ -99,9 +100,9 @@ int ens_trunk_load_file(const char *path, const char *which, const ens_arch *arc
     match = hidden[i] == arch->hidden[i];
   if (!match) {
     snprintf(err, errlen,
-             "%s: trunk architecture %s%s does not match the config's first %d block%s %s%s",
-             path, have, bn ? " with batch norm" : " without batch norm", layers,
-             layers == 1 ? "" : "s", want, arch->batchnorm ? " with batch norm" : " without batch norm");
+             "%s: trunk architecture %s%s does not match the config's first %d block%s %s%s", label,
+             have, bn ? " with batch norm" : " without batch norm", layers, layers == 1 ? "" : "s",
+             want, arch->batchnorm ? " with batch norm" : " without batch norm");
     ret = ENS_ESHAPE;
     goto cleanup;
   }
@@ -109,8 +110,10 @@ int ens_trunk_load_file(const char *path, const char *which, const ens_arch *arc
   ens_arch_sizes(arch, 0, layers, 0, &np, &ns);
   long long have_p = ens_h5_size(f, pp, NULL, NULL), have_s = ens_h5_size(f, sp, NULL, NULL);
   if (have_p < (long long)np || (ns > 0 && have_s < (long long)ns)) {
-    snprintf(err, errlen, "%s: %s has %lld values, the trunk needs at least %zu (and %zu batch "
-             "norm statistics in %s)", path, pp, have_p, np, ns, sp);
+    snprintf(err, errlen,
+             "%s: %s has %lld values, the trunk needs at least %zu (and %zu batch "
+             "norm statistics in %s)",
+             label, pp, have_p, np, ns, sp);
     ret = ENS_EFORMAT;
     goto cleanup;
   }
@@ -123,7 +126,7 @@ int ens_trunk_load_file(const char *path, const char *which, const ens_arch *arc
     snprintf(err, errlen,
              "%s: cannot read the first %zu values of %s (and %zu of %s) as float32 "
              "vectors",
-             path, np, pp, ns, sp);
+             label, np, pp, ns, sp);
 cleanup:
   H5Fclose(f);
   return ret;
@@ -371,7 +374,7 @@ static int load_pretrained(ens_job *j, int *found) {
   free(ident);
   if (!why[0]) {
     char err[512];
-    if (ens_trunk_load_file(path, "trunk", &j->arch, j->trunk.layers, j->trunk.params,
+    if (ens_trunk_load_file(path, path, "trunk", &j->arch, j->trunk.layers, j->trunk.params,
                             j->trunk.stats, err, sizeof(err)) == 0)
       *found = 1;
     else
@@ -406,14 +409,10 @@ int ens_trunk_prepare(ens_job *j, char *err, size_t errlen) {
     if (j->rank == 0) {
       const char *path = j->o->trunk_from ? j->o->trunk_from : c->trunk_file;
       const char *which = j->o->trunk_from ? "trunk" : c->trunk_dataset;
-      ret = ens_trunk_load_file(path, which, &j->arch, L, flat, j->trunk.stats, err, errlen);
-      /* Name the key the file came from (merge's parts are named as parts). */
-      if (ret && !j->o->trunk_from && strncmp(err, "[trunk]", 7) != 0) {
-        char *msg = strdup(err);
-        if (msg)
-          snprintf(err, errlen, "[trunk] file = %s", msg);
-        free(msg);
-      }
+      /* Messages name the key the file came from (merge's parts by path). */
+      char label[ENS_PATH_MAX + 32];
+      snprintf(label, sizeof(label), j->o->trunk_from ? "%s" : "[trunk] file = %s", path);
+      ret = ens_trunk_load_file(path, label, which, &j->arch, L, flat, j->trunk.stats, err, errlen);
     }
   } else {
     int found = 0;

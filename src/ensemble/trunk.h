@@ -17,8 +17,11 @@ int ens_trunk_prepare(ens_job *j, char *err, size_t errlen);
  * of a result trained without a trunk) or "member:<k>". The file's /model
  * (inputs, hidden, batchnorm) must match arch's first `layers` blocks; a
  * mismatch is ENS_ESHAPE with both shapes in err. params and stats receive
- * ens_arch_sizes(arch, 0, layers, 0) values. */
-int ens_trunk_load_file(const char *path, const char *which, const ens_arch *arch, int layers,
-                        float *params, float *stats, char *err, size_t errlen);
+ * ens_arch_sizes(arch, 0, layers, 0) values. Every message in err starts
+ * with `label`: how the user named the file (e.g. "[trunk] file = <path>",
+ * or the path itself). */
+int ens_trunk_load_file(const char *path, const char *label, const char *which,
+                        const ens_arch *arch, int layers, float *params, float *stats, char *err,
+                        size_t errlen);
 
 #endif

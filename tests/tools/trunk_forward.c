@@ -73,7 +73,7 @@ int main(int argc, char **argv) {
     return 1;
   }
   char err[1024];
-  int r = ens_trunk_load_file(tpath, "trunk", &a, L, m.params, m.stats, err, sizeof(err));
+  int r = ens_trunk_load_file(tpath, tpath, "trunk", &a, L, m.params, m.stats, err, sizeof(err));
   if (r) {
     fprintf(stderr, "ens-trunk-forward: %s (%s)\n", err, ens_strerror(r));
     goto cleanup;

@@ -339,7 +339,7 @@ static void test_load_file(void) {
   char err[512] = "";
 
   /* The whole trunk, and a 1-block prefix of it. */
-  int ret = ens_trunk_load_file(path, "trunk", &a, L, p, s, err, sizeof(err));
+  int ret = ens_trunk_load_file(path, path, "trunk", &a, L, p, s, err, sizeof(err));
   if (ret)
     fprintf(stderr, "\n  load: %s\n", err);
   CU_ASSERT_EQUAL(ret, 0);
@@ -348,44 +348,44 @@ static void test_load_file(void) {
   size_t np1, ns1;
   ens_arch_sizes(&a, 0, 1, 0, &np1, &ns1);
   memset(p, 0, np * sizeof(float));
-  CU_ASSERT_EQUAL(ens_trunk_load_file(path, "trunk", &a, 1, p, s, err, sizeof(err)), 0);
+  CU_ASSERT_EQUAL(ens_trunk_load_file(path, path, "trunk", &a, 1, p, s, err, sizeof(err)), 0);
   CU_ASSERT(memcmp(p, tm.params, np1 * sizeof(float)) == 0);
   CU_ASSERT_EQUAL(p[np1], 0.0f); /* nothing written beyond the requested blocks */
   /* member:<k> of a result trained without a trunk: a prefix of its params. */
-  CU_ASSERT_EQUAL(ens_trunk_load_file(path, "member:0", &a, L, p, s, err, sizeof(err)), 0);
+  CU_ASSERT_EQUAL(ens_trunk_load_file(path, path, "member:0", &a, L, p, s, err, sizeof(err)), 0);
   CU_ASSERT(memcmp(p, tm.params, np * sizeof(float)) == 0);
 
   /* Mismatches name both shapes. */
   ens_arch wide = a;
   wide.hidden[1] = 11;
-  ret = ens_trunk_load_file(path, "trunk", &wide, L, p, s, err, sizeof(err));
+  ret = ens_trunk_load_file(path, path, "trunk", &wide, L, p, s, err, sizeof(err));
   CU_ASSERT_EQUAL(ret, ENS_ESHAPE);
   if (!strstr(err, "12-16-10") || !strstr(err, "12-16-11"))
     fprintf(stderr, "\n  width mismatch message lacks 12-16-10 / 12-16-11: %s\n", err);
   CU_ASSERT(strstr(err, "12-16-10") && strstr(err, "12-16-11"));
   ens_arch nobn = a;
   nobn.batchnorm = 0;
-  CU_ASSERT_EQUAL(ens_trunk_load_file(path, "trunk", &nobn, L, p, s, err, sizeof(err)),
+  CU_ASSERT_EQUAL(ens_trunk_load_file(path, path, "trunk", &nobn, L, p, s, err, sizeof(err)),
                   ENS_ESHAPE);
   CU_ASSERT(strstr(err, "with batch norm") && strstr(err, "without batch norm"));
   ens_arch in13 = a;
   in13.in = 13;
-  CU_ASSERT_EQUAL(ens_trunk_load_file(path, "trunk", &in13, L, p, s, err, sizeof(err)),
+  CU_ASSERT_EQUAL(ens_trunk_load_file(path, path, "trunk", &in13, L, p, s, err, sizeof(err)),
                   ENS_ESHAPE);
   CU_ASSERT(strstr(err, "12-16-10") && strstr(err, "13-16-10"));
   /* More blocks than the file's trunk has. */
-  CU_ASSERT_EQUAL(ens_trunk_load_file(path, "trunk", &a, 3, p, s, err, sizeof(err)),
+  CU_ASSERT_EQUAL(ens_trunk_load_file(path, path, "trunk", &a, 3, p, s, err, sizeof(err)),
                   ENS_ESHAPE);
 
   /* A member of a result trained on a trunk holds only its head. */
   CU_ASSERT_FATAL(write_trunk_file(path, &a, L, tm.params, tm.nparams, tm.stats, tm.nstats, L) ==
                   0);
-  CU_ASSERT_EQUAL(ens_trunk_load_file(path, "member:0", &a, L, p, s, err, sizeof(err)),
+  CU_ASSERT_EQUAL(ens_trunk_load_file(path, path, "member:0", &a, L, p, s, err, sizeof(err)),
                   ENS_EFORMAT);
   CU_ASSERT(strstr(err, "only the head") != NULL);
   /* Not an HDF5 file. */
-  CU_ASSERT_EQUAL(ens_trunk_load_file("/nonexistent/trunk.h5", "trunk", &a, L, p, s, err,
-                                      sizeof(err)),
+  CU_ASSERT_EQUAL(ens_trunk_load_file("/nonexistent/trunk.h5", "/nonexistent/trunk.h5", "trunk", &a,
+                                      L, p, s, err, sizeof(err)),
                   ENS_EIO);
 
   unlink(path);
