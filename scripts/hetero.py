@@ -46,7 +46,7 @@ import h5py
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import uci  # noqa: E402  (update_section, machine, git_rev, Parser)
+import uci  # noqa: E402  (update_section, machine, git_rev, Parser, job_ini)
 
 PROG = "hetero.py"
 REPO = uci.REPO
@@ -54,43 +54,6 @@ MAKE = os.path.join(REPO, "tests", "integration", "make_regression.py")
 DEFAULTS = dict(n=4000, data_seed=1, seed=42, hidden="64,64", members=5, epochs=60, batch=64,
                 lr=0.01, weight_decay=0.0, schedule="auto")
 Z90 = 1.6448536269514722
-
-
-def job_ini(a, data, result, schedule):
-    return f"""[data]
-path = {data}
-standardize = true
-standardize_y = true
-val_fraction = 0
-
-[model]
-task = regress
-loss = gaussian
-hidden = {a.hidden}
-batchnorm = false
-
-[train]
-optimizer = adam
-lr = {a.lr!r}
-epochs = {a.epochs}
-batch = {a.batch}
-weight_decay = {a.weight_decay!r}
-schedule = {schedule}
-threads = 1
-
-[ensemble]
-members = {a.members}
-mode = seed
-combine = average
-seed = {a.seed}
-
-[output]
-path = {result}
-checkpoint_dir = {result}.ckpt
-checkpoint_every = 0
-progress_interval = 3600
-verbose = 0
-"""
 
 
 def main(argv=None):
@@ -144,7 +107,7 @@ def main(argv=None):
             nonlocal ens_secs
             ini = os.path.splitext(result_path)[0] + ".ini"
             with open(ini, "w") as f:
-                f.write(job_ini(a, data_path, result_path, schedule))
+                f.write(uci.job_ini(a, data_path, result_path, a.seed, schedule))
             t1 = time.monotonic()
             r = subprocess.run([a.ens, "train", "-c", ini], capture_output=True, text=True, env=env)
             ens_secs += time.monotonic() - t1

@@ -20,27 +20,22 @@
 Output of auroc, one line: "AUROC 0.912345 score=mi in=N ood=N".
 Exit codes: 0 done, 1 a missing or malformed file or argument.
 """
-import argparse
 import os
 import sys
 
 import h5py
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import uci  # noqa: E402  (Parser, UsageError)
+
 PROG = "ood.py"
 SCORES = {"entropy": 0, "mi": 2}
 
 
-class Parser(argparse.ArgumentParser):
-    """Usage errors exit 1, like every ens command (argparse would exit 2)."""
-
-    def error(self, message):
-        self.print_usage(sys.stderr)
-        self.exit(1, f"{self.prog}: error: {message}\n")
-
-
-class UsageError(Exception):
-    pass
+# Usage errors exit 1 like every ens command (uci.Parser); UsageError ends
+# the script with exit code 1.
+Parser, UsageError = uci.Parser, uci.UsageError
 
 
 def open_h5(path, what):

@@ -27,7 +27,6 @@ directory), or of --data FILE. Without them the reliability figure is skipped.
 Exit codes: 0 done (possibly with skipped figures), 1 a missing or unreadable
 file, or a file that is not an ens result.
 """
-import argparse
 import configparser
 import os
 import statistics
@@ -35,6 +34,9 @@ import sys
 
 import h5py
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import uci  # noqa: E402  (Parser, UsageError)
 
 import matplotlib
 
@@ -68,16 +70,9 @@ HYPERPARAMS = [
 LEGEND_MAX_MEMBERS = 12
 
 
-class Parser(argparse.ArgumentParser):
-    """Usage errors exit 1, like every ens command (argparse would exit 2)."""
-
-    def error(self, message):
-        self.print_usage(sys.stderr)
-        self.exit(1, f"{self.prog}: error: {message}\n")
-
-
-class UsageError(Exception):
-    """A file problem that ends the script with exit code 1."""
+# Usage errors exit 1 like every ens command (uci.Parser); UsageError ends
+# the script with exit code 1.
+Parser, UsageError = uci.Parser, uci.UsageError
 
 
 class Skip(Exception):

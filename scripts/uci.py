@@ -170,7 +170,9 @@ def write_input(path, x, y, tr, te):
         f["test/y"] = y[te].astype(np.float64)
 
 
-def job_ini(args, data, result, seed):
+def job_ini(args, data, result, seed, schedule=None):
+    """The Gaussian-head regression job of the paper's protocol (also
+    scripts/hetero.py's); schedule defaults to args.schedule."""
     return f"""[data]
 path = {data}
 standardize = true
@@ -189,7 +191,7 @@ lr = {args.lr!r}
 epochs = {args.epochs}
 batch = {args.batch}
 weight_decay = {args.weight_decay!r}
-schedule = {args.schedule}
+schedule = {schedule or args.schedule}
 threads = 1
 
 [ensemble]

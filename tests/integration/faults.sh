@@ -33,28 +33,6 @@ path = result.h5
 verbose = 1
 INI
 
-# run2 DIR ARGS...: ens train on 2 ranks in DIR, stdout+stderr in DIR/log;
-# prints the exit code.
-run2() {
-  local dir=$1 code=0
-  shift
-  mkdir -p "$dir"
-  (cd "$dir" && mpirun -np 2 "$ENS" train "$@") >"$dir/log" 2>&1 || code=$?
-  echo "$code"
-}
-
-# once DIR PATTERN: the error line matches PATTERN and ens printed exactly
-# one error line.
-once() {
-  local n
-  n=$(ens_lines "$1/log" | grep -c "^ens train:" || true)
-  [ "$n" = 1 ] || { cat "$1/log"; fail "$1: $n error lines, expected 1"; }
-  ens_lines "$1/log" | grep "^ens train:" | grep -qE "$2" ||
-    { cat "$1/log"; fail "$1: the message does not match /$2/"; }
-  no_abort "$1/log"
-  echo "ok: $1: $(ens_lines "$1/log" | grep '^ens train:')"
-}
-
 run_np 2 full -c "$WORK/job.ini" || fail "uninterrupted run"
 
 # ---------------------------------------------------------------- a. errors
@@ -63,7 +41,7 @@ echo "not hdf5" >bad-trunk.h5
 code=$(run2 r0 -c "$WORK/job.ini" --set trunk.source=file --set trunk.file="$WORK/bad-trunk.h5" \
   --set trunk.layers=1)
 [ "$code" = 1 ] || { cat r0/log; fail "rank-0 error: exit $code, expected 1"; }
-once r0 "bad-trunk.h5.*HDF5"
+one_error r0 "bad-trunk.h5.*HDF5"
 [ ! -e r0/result.h5 ] && [ ! -e r0/result.h5.ckpt ] || fail "rank-0 error left files behind"
 ls r0/result.h5.tmp.* 2>/dev/null && fail "rank-0 error left a temporary result"
 
@@ -72,7 +50,7 @@ ls r0/result.h5.tmp.* 2>/dev/null && fail "rank-0 error left a temporary result"
 mkdir -p r1/result.h5.ckpt/unit_1.h5.tmp
 code=$(run2 r1 -c "$WORK/job.ini")
 [ "$code" = 2 ] || { cat r1/log; fail "rank-1 error: exit $code, expected 2"; }
-once r1 "^ens train: rank 1: cannot write checkpoint result.h5.ckpt/unit_1.h5: cannot create .*unit_1.h5.tmp: Is a directory.*--resume"
+one_error r1 "^ens train: rank 1: cannot write checkpoint result.h5.ckpt/unit_1.h5: cannot create .*unit_1.h5.tmp: Is a directory.*--resume"
 [ -f r1/result.h5.ckpt/unit_0.h5 ] || fail "rank 0 did not keep its checkpoint"
 [ ! -e r1/result.h5 ] || fail "a result was written after a failed checkpoint"
 ls r1/result.h5.tmp.* 2>/dev/null && fail "temporary result left behind"
@@ -87,11 +65,11 @@ echo "ok: resumed after the rank-1 error, result identical"
 echo "not hdf5" >bad-data.h5
 code=$(run2 rall -c "$WORK/job.ini" --set data.path="$WORK/bad-data.h5")
 [ "$code" = 1 ] || { cat rall/log; fail "all-rank input error: exit $code, expected 1"; }
-once rall "bad-data.h5: not an HDF5 file"
+one_error rall "bad-data.h5: not an HDF5 file"
 mkdir -p rall2/result.h5.ckpt/unit_0.h5.tmp rall2/result.h5.ckpt/unit_1.h5.tmp
 code=$(run2 rall2 -c "$WORK/job.ini")
 [ "$code" = 2 ] || { cat rall2/log; fail "all-rank write error: exit $code, expected 2"; }
-once rall2 "^ens train: cannot write checkpoint result.h5.ckpt/unit_0.h5"
+one_error rall2 "^ens train: cannot write checkpoint result.h5.ckpt/unit_0.h5"
 
 # ------------------------------------------------- b. damaged checkpoints
 mkdir -p stop
@@ -143,7 +121,7 @@ before=$(cd locked && find . -type f -exec md5sum {} + | sort)
 for flag in --resume "" --restart; do
   code=$(run2 locked -c "$WORK/job.ini" $flag)
   [ "$code" = 1 ] || { kill $sleeper; cat locked/log; fail "locked directory ($flag): exit $code, expected 1"; }
-  once locked "checkpoint directory result.h5.ckpt is in use by another job \(process $sleeper on host $(hostname)"
+  one_error locked "checkpoint directory result.h5.ckpt is in use by another job \(process $sleeper on host $(hostname)"
   rm locked/log
   after=$(cd locked && find . -type f -exec md5sum {} + | sort)
   [ "$before" = "$after" ] || { kill $sleeper; fail "the locked directory was changed ($flag)"; }
@@ -163,7 +141,7 @@ printf 'ens checkpoint directory lock\nhost elsewhere.example\npid 1\nstart 0\n'
   >remote/result.h5.ckpt/lock
 code=$(run2 remote -c "$WORK/job.ini")
 [ "$code" = 1 ] || { cat remote/log; fail "remote lock: exit $code, expected 1"; }
-once remote "process 1 on host elsewhere.example.*remove the lock file"
+one_error remote "process 1 on host elsewhere.example.*remove the lock file"
 
 # ------------------------------------------- d. publish failure, estimate
 # estimate LOG WHAT: the byte count after "WHAT up to" in the storage line.
@@ -186,7 +164,7 @@ for kind in search bootstrap; do
   echo keep >"pub-$kind/res.h5/inside"
   code=$(run2 "pub-$kind" -c "$WORK/job.ini" "${sets[@]}")
   [ "$code" = 1 ] || { cat "pub-$kind/log"; fail "$kind: result path is a folder: exit $code, expected 1"; }
-  once "pub-$kind" "\[output\] path = res.h5 is a folder"
+  one_error "pub-$kind" "\[output\] path = res.h5 is a folder"
   [ "$(cat "pub-$kind/res.h5/inside")" = keep ] || fail "$kind: the directory in the way was changed"
   ls "pub-$kind"/res.h5.tmp.* 2>/dev/null && fail "$kind: temporary result left behind"
   er=$(estimate "est-$kind/log" result)

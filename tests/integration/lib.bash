@@ -145,3 +145,25 @@ no_abort() {
     fail "MPI_ABORT notice in $1"
   fi
 }
+
+# run2 DIR ARGS...: ens train on 2 ranks in DIR, stdout+stderr in DIR/log;
+# prints the exit code.
+run2() {
+  local dir=$1 code=0
+  shift
+  mkdir -p "$dir"
+  (cd "$dir" && mpirun -np 2 "$ENS" train "$@") >"$dir/log" 2>&1 || code=$?
+  echo "$code"
+}
+
+# one_error DIR PATTERN: ens printed exactly one error line in DIR/log, and
+# it matches PATTERN; no MPI_ABORT notice.
+one_error() {
+  local n
+  n=$(ens_lines "$1/log" | grep -c "^ens train:" || true)
+  [ "$n" = 1 ] || { cat "$1/log"; fail "$1: $n error lines, expected 1"; }
+  ens_lines "$1/log" | grep "^ens train:" | grep -qE "$2" ||
+    { cat "$1/log"; fail "$1: the message does not match /$2/"; }
+  no_abort "$1/log"
+  echo "ok: $1: $(ens_lines "$1/log" | grep '^ens train:')"
+}

@@ -54,24 +54,6 @@ path = mnt/result.h5
 verbose = 1
 INI
 
-# run2 DIR ARGS...: ens train on 2 ranks in DIR; prints the exit code.
-run2() {
-  local dir=$1 code=0
-  shift
-  mkdir -p "$dir"
-  (cd "$dir" && mpirun -np 2 "$ENS" train "$@") >"$dir/log" 2>&1 || code=$?
-  echo "$code"
-}
-# one_error DIR PATTERN: ens printed one error line, matching PATTERN.
-one_error() {
-  local n
-  n=$(ens_lines "$1/log" | grep -c "^ens train:" || true)
-  [ "$n" = 1 ] || { cat "$1/log"; fail "$1: $n error lines, expected 1"; }
-  ens_lines "$1/log" | grep "^ens train:" | grep -qE "$2" ||
-    { cat "$1/log"; fail "$1: message does not match /$2/"; }
-  no_abort "$1/log"
-  echo "ok: $1: $(ens_lines "$1/log" | grep '^ens train:')"
-}
 # no_temporaries DIR: no *.tmp* file anywhere below DIR.
 no_temporaries() {
   local t
