@@ -108,6 +108,7 @@ typedef struct ens_csv {
   long *lines;    /* (rows) 1-based line on which each record starts */
   long header_line; /* line of the header record; 0 with no_header */
   char *store;    /* text of every field and generated name (internal) */
+  char delimiter; /* the field separator it was parsed with */
 } ens_csv;
 
 /* Parses len bytes of buf (NUL bytes are an error; buf need not end in NUL).
@@ -119,6 +120,20 @@ typedef struct ens_csv {
 int ens_csv_parse(ens_csv *out, const char *buf, size_t len, const ens_csv_opts *o, char *err,
                   size_t errlen);
 void ens_csv_free(ens_csv *c);
+/* Reads file `path` (gzip-compressed files too) and parses it as
+ * ens_csv_parse does (o->name is replaced by path). */
+int ens_csv_load(ens_csv *out, const char *path, const ens_csv_opts *o, char *err, size_t errlen);
+/* A field as a number ("C" locale, blanks around allowed, finite float32)
+ * written with decimal mark `decimal` (0 or '.', or e.g. ','): 0 and *v set,
+ * 1 not a number, 2 out of range for float32. */
+int ens_csv_number(const char *s, char decimal, double *v);
+/* 1 when a field is a missing value: empty, NA, NaN, nan or ?. */
+int ens_csv_missing(const char *s);
+/* s cut and escaped for a one-line message, into dst (len bytes); returns dst. */
+const char *ens_csv_show(char *dst, size_t len, const char *s);
+/* A hint for messages when `header` (a one-column header) holds a likely
+ * delimiter other than delim: " (the header holds ';': ...)", else "". */
+void ens_csv_delimiter_hint(char *buf, size_t len, const char *header, char delim);
 
 typedef enum { ENS_CSV_AUTO, ENS_CSV_CLASSIFY, ENS_CSV_REGRESS } ens_csv_task;
 
@@ -129,6 +144,11 @@ typedef struct ens_csv_encode_opts {
   double test_fraction; /* without a test table: share of rows moved to test, in (0, 1) */
   double val_fraction;  /* share of the remaining train rows moved to val, in [0, 1) */
   uint64_t split_seed;  /* key of both split permutations (ENS_STREAM_SPLIT) */
+  char decimal;         /* decimal mark of numbers: 0 or '.' (default), or e.g. ',' */
+  const char *drop;     /* "name|index[,...]": columns left out entirely, or NULL */
+  const char *id;       /* name|index of an identifier column carried as text, or NULL */
+  const char *keep;     /* "name|index[,...]": columns kept as categories even when they
+                           look like dates or identifiers, or NULL */
 } ens_csv_encode_opts;
 
 /* What an import did, for the caller to report. */
@@ -155,6 +175,7 @@ typedef struct ens_csv_part {
   int32_t *label;  /* (n) class indexes in [0, classes) when classifying, else NULL */
   float *y;        /* (n, targets) regression targets, else NULL */
   long *line;      /* (n) line of each row in its source file */
+  char **id;       /* (n) the --id column's text of each row, or NULL */
 } ens_csv_part;
 
 /* An encoded data set. Categories are learned from every kept row of the
@@ -171,6 +192,9 @@ typedef struct ens_csv_data {
   int *cat_counts;       /* (ncat) */
   char ***cat_values;    /* (ncat) sorted category lists of cat_counts[k] strings */
   ens_csv_part train, test, val; /* val.n == 0 when absent */
+  char *id_column;       /* the --id column's name, or NULL */
+  int ndropped;          /* --drop columns */
+  char **dropped;        /* (ndropped) their names */
 } ens_csv_data;
 
 /* Infers column types over the main table `m` (numeric when every non-missing

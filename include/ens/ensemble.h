@@ -55,7 +55,15 @@ int ens_merge(const char *const *parts, int nparts, const char *out, int partial
  * member by the average of that many MC-dropout passes. When labels exist
  * beside the rows (/y or /test/y) the accuracy is printed. Returns 0 or an
  * ENS_E* code with a message in err. */
+/* How ens predict reads a CSV input (0: what the result stored at import, else
+ * ',' and '.'). The input may be a CSV file (header names matched to the
+ * model's features) and `out` may end in .csv (see src/io/features.h). */
+typedef struct ens_predict_opts {
+  char delimiter;
+  char decimal;
+} ens_predict_opts;
 int ens_predict(const char *model, const char *input, const char *dataset, const char *out,
-                int combine, int mc_samples, char *err, size_t errlen);
+                int combine, int mc_samples, const ens_predict_opts *po, char *err,
+                size_t errlen);
 
 #endif

@@ -14,6 +14,7 @@
 #include "ens/ensemble.h"
 #include "ens/error.h"
 #include "io/h5util.h"
+#include "io/outcheck.h"
 
 int ens_cli_exit_code(int ret) {
   switch (ret) {
@@ -79,13 +80,14 @@ int ens_cli_merge(int argc, char **argv) {
 
 int ens_cli_predict(int argc, char **argv) {
   const char *model = NULL, *input = NULL, *out = NULL, *dataset = NULL;
-  int combine = -1, mc = 0;
+  int combine = -1, mc = 0, force = 0;
+  ens_predict_opts po = {0, 0};
   for (int i = 0; i < argc; i++) {
     const char *a = argv[i];
     if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-      printf("usage: ens predict -m result.h5 -i input.h5 -o predictions.h5\n"
+      printf("usage: ens predict -m result.h5 -i input.h5|input.csv -o predictions.h5|.csv\n"
              "                   [--combine average|vote|params|select] [--dataset /path/x]\n"
-             "                   [--mc-samples T]\n"
+             "                   [--mc-samples T] [--delimiter C] [--decimal C] [--force]\n"
              "  Applies the result's standardization, trunk and members to the rows of\n"
              "  input.h5 (/x when present, else /test/x; or --dataset). Classification\n"
              "  writes /probs (n, C), /pred (n) and /uncertainty (n, 3: predictive entropy,\n"
@@ -96,13 +98,31 @@ int ens_cli_predict(int argc, char **argv) {
              "  trained with combine = select.\n"
              "  --mc-samples T: each member is the average of T MC-dropout passes (masks\n"
              "  keyed by seed, member, row and pass: reproducible, independent of batching).\n"
-             "  Missing folders of -o are created. A partial result (k of M members) says so.\n");
+             "  Missing folders of -o are created. A partial result (k of M members) says so.\n"
+             "  Features are matched by name when the result (/model/feature_names) and the\n"
+             "  input (/feature_names, or a CSV header) name them: another order is\n"
+             "  reordered; missing or extra names are an error naming them. A CSV input\n"
+             "  (columns in any order, with or without the target, id and --drop columns of\n"
+             "  ens import csv) is encoded with the result's categories and decimal mark; a\n"
+             "  category unseen in training gives an all-zero one-hot block and a warning.\n"
+             "  -o ending in .csv writes one line per input row, in input order: the id\n"
+             "  column (ens import csv --id), line, then class, class_name, p_<class>...,\n"
+             "  entropy, expected_entropy, mutual_information; or per target <t>_mean,\n"
+             "  _std, _lower90, _upper90, _var_aleatoric, _var_epistemic. The score is\n"
+             "  printed only when the input holds the targets.\n"
+             "  --delimiter C, --decimal C: for a CSV input (default: as at import)\n"
+             "  --force: overwrite an existing -o that is not an earlier ens predict output\n"
+             "  (an -o that is -m or -i is always refused).\n");
       return 0;
     }
     if (a[0] != '-') {
       fprintf(stderr, "ens predict: unexpected argument '%s' (options are -m, -i, -o, "
                       "--combine, --dataset, --mc-samples; see ens predict --help)\n", a);
       return 1;
+    }
+    if (!strcmp(a, "--force")) {
+      force = 1;
+      continue;
     }
     if (i + 1 >= argc) {
       fprintf(stderr, "ens predict: option '%s' needs a value\n", a);
@@ -117,6 +137,21 @@ int ens_cli_predict(int argc, char **argv) {
       out = v;
     else if (!strcmp(a, "--dataset"))
       dataset = v;
+    else if (!strcmp(a, "--delimiter")) {
+      char ch = !strcmp(v, "tab") || !strcmp(v, "\\t") ? '\t' : v[0];
+      if ((strlen(v) != 1 && ch != '\t') || ch == '"' || ch == '\n' || ch == '\r' || ch == '\0') {
+        fprintf(stderr, "ens predict: --delimiter: expected one character other than a quote "
+                        "or a line end (or 'tab'), got '%s'\n", v);
+        return 1;
+      }
+      po.delimiter = ch;
+    } else if (!strcmp(a, "--decimal")) {
+      if (strlen(v) != 1 || (v[0] != '.' && v[0] != ',')) {
+        fprintf(stderr, "ens predict: --decimal: expected '.' or ',', got '%s'\n", v);
+        return 1;
+      }
+      po.decimal = v[0];
+    }
     else if (!strcmp(a, "--mc-samples")) {
       char *end;
       long t = strtol(v, &end, 10);
@@ -146,8 +181,15 @@ int ens_cli_predict(int argc, char **argv) {
     fprintf(stderr, "ens predict: -m, -i and -o are required (see ens predict --help)\n");
     return 1;
   }
-  char err[2048];
-  int ret = ens_predict(model, input, dataset, out, combine, mc, err, sizeof(err));
+  char err[4096];
+  const char *in[2] = {model, input}, *lab[2] = {"-m", "-i"};
+  ens_h5_quiet();
+  if (ens_output_check(out, in, lab, 2, ENS_OUT_PREDICT, force, "ens predict", err,
+                       sizeof(err))) {
+    fprintf(stderr, "%s\n", err);
+    return 1;
+  }
+  int ret = ens_predict(model, input, dataset, out, combine, mc, &po, err, sizeof(err));
   if (ret)
     fprintf(stderr, "ens predict: %s\n", err[0] ? err : ens_strerror(ret));
   return ens_cli_exit_code(ret);
@@ -584,7 +626,9 @@ void ens_cli_import_csv_usage(FILE *out) {
           "usage: ens import csv FILE --target NAME|INDEX[,NAME|INDEX...] -o OUT.h5\n"
           "                      [--test FILE | --test-fraction F --split-seed S]\n"
           "                      [--val-fraction F] [--task auto|classify|regress]\n"
-          "                      [--delimiter C] [--no-header] [--drop-missing]\n"
+          "                      [--delimiter C] [--decimal C] [--no-header] [--drop-missing]\n"
+          "                      [--drop COL[,COL...]] [--id COL] [--keep COL[,COL...]]\n"
+          "                      [--force]\n"
           "\n"
           "  FILE                 CSV text: RFC 4180 quoting, LF or CRLF line ends, optional\n"
           "                       UTF-8 byte order mark (gzip-compressed files are read too)\n"
@@ -602,6 +646,16 @@ void ens_cli_import_csv_usage(FILE *out) {
           "                       targets mean regress; classify takes one target (a numeric\n"
           "                       one must hold integer codes); regress needs numeric targets\n"
           "  --delimiter C        field separator (default ','; 'tab' or '\\t' for a tab)\n"
+          "  --decimal C          decimal mark of the numbers (default '.'; ',' for 3,14 with\n"
+          "                       --delimiter ';'); stored, so ens predict reads new rows alike\n"
+          "  --drop COL[,COL...]  leave these columns out (names, else 0-based indexes); ens\n"
+          "                       predict accepts and ignores them in new rows\n"
+          "  --id COL             an identifier column: not a feature, kept as text in\n"
+          "                       /<split>/id and carried to ens predict's output\n"
+          "  --keep COL[,COL...]  one-hot encode these columns even when they look like\n"
+          "                       dates or identifiers (which are refused otherwise)\n"
+          "  --force              overwrite an existing -o that is not an earlier ens import\n"
+          "                       output (an -o that is an input is always refused)\n"
           "  --no-header          the first line is data; columns are named 0, 1, ...\n"
           "  --drop-missing       drop rows with a missing value (empty, NA, NaN, nan, ?)\n"
           "                       instead of failing\n"
@@ -609,7 +663,11 @@ void ens_cli_import_csv_usage(FILE *out) {
           "\n"
           "A column whose values all parse as numbers is numeric; a column of mostly numbers\n"
           "with some other values is an error; other columns are categorical and one-hot\n"
-          "encoded (categories in byte order, learned from every row of FILE).\n"
+          "encoded (categories in byte order, learned from every row of FILE). A string\n"
+          "column of dates, or with a distinct value on every row (at least 5 rows) or on\n"
+          "more than half of the rows (at least 20 rows), is refused with the column's name:\n"
+          "--drop, --id or --keep it. Numbers with decimal commas are refused with a hint.\n"
+          "Each split's source line numbers are in /<split>/line.\n"
           "Output: /train/x, /test/x and optional /val/x float32 (n, d); /<split>/y int32\n"
           "class indexes (classify: root attribute classes, /class_names) or float32 (n) or\n"
           "(n, T) (regress); /feature_names, /target_names, /categories/<column>; root\n"
@@ -639,7 +697,7 @@ int ens_cli_import_csv(int argc, char **argv) {
   memset(&o, 0, sizeof o);
   o.enc.task = ENS_CSV_AUTO;
   o.enc.test_fraction = 0.2;
-  int fraction_given = 0, seed_given = 0;
+  int fraction_given = 0, seed_given = 0, force = 0;
   for (int i = 0; i < argc; i++) {
     const char *a = argv[i];
     if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -652,6 +710,10 @@ int ens_cli_import_csv(int argc, char **argv) {
     }
     if (!strcmp(a, "--drop-missing")) {
       o.enc.drop_missing = 1;
+      continue;
+    }
+    if (!strcmp(a, "--force")) {
+      force = 1;
       continue;
     }
     if (a[0] != '-' || a[1] == '\0') {
@@ -678,7 +740,9 @@ int ens_cli_import_csv(int argc, char **argv) {
     int known = !strcmp(opt, "--target") || !strcmp(opt, "-o") || !strcmp(opt, "--output") ||
                 !strcmp(opt, "--test") || !strcmp(opt, "--test-fraction") ||
                 !strcmp(opt, "--split-seed") || !strcmp(opt, "--val-fraction") ||
-                !strcmp(opt, "--task") || !strcmp(opt, "--delimiter");
+                !strcmp(opt, "--task") || !strcmp(opt, "--delimiter") ||
+                !strcmp(opt, "--decimal") || !strcmp(opt, "--drop") || !strcmp(opt, "--id") ||
+                !strcmp(opt, "--keep");
     if (!known) {
       fprintf(stderr, "ens import csv: unknown option '%s' (see ens import csv --help)\n", a);
       return 1;
@@ -690,6 +754,18 @@ int ens_cli_import_csv(int argc, char **argv) {
     }
     if (!strcmp(opt, "--target")) {
       o.enc.target = v;
+    } else if (!strcmp(opt, "--drop")) {
+      o.enc.drop = v;
+    } else if (!strcmp(opt, "--id")) {
+      o.enc.id = v;
+    } else if (!strcmp(opt, "--keep")) {
+      o.enc.keep = v;
+    } else if (!strcmp(opt, "--decimal")) {
+      if (strlen(v) != 1 || (v[0] != '.' && v[0] != ',')) {
+        fprintf(stderr, "ens import csv: --decimal: expected '.' or ',', got '%s'\n", v);
+        return 1;
+      }
+      o.enc.decimal = v[0];
     } else if (!strcmp(opt, "-o") || !strcmp(opt, "--output")) {
       o.out_path = v;
     } else if (!strcmp(opt, "--test")) {
@@ -743,6 +819,20 @@ int ens_cli_import_csv(int argc, char **argv) {
                     "--help)\n");
     return 1;
   }
+  if (o.enc.decimal == ',' && (o.csv.delimiter == 0 || o.csv.delimiter == ',')) {
+    fprintf(stderr, "ens import csv: --decimal ',' needs another field separator: add "
+                    "--delimiter ';' (or the file's own)\n");
+    return 1;
+  }
+  {
+    const char *in[2] = {o.path, o.test_path}, *lab[2] = {"the input", "--test"};
+    char oerr[4096];
+    if (ens_output_check(o.out_path, in, lab, 2, ENS_OUT_IMPORT, force, "ens import csv", oerr,
+                         sizeof oerr)) {
+      fprintf(stderr, "%s\n", oerr);
+      return 1;
+    }
+  }
   if (o.test_path && fraction_given) {
     fprintf(stderr, "ens import csv: --test and --test-fraction exclude each other (the test "
                     "rows come from one or the other)\n");
@@ -785,6 +875,11 @@ int ens_cli_import_csv(int argc, char **argv) {
     fprintf(stderr, "warning: %ld value%s in %s of categorical columns do%s not occur in %s: encoded as "
            "all-zero one-hot columns\n", s.unseen, s.unseen == 1 ? "" : "s", o.test_path,
            s.unseen == 1 ? "es" : "", o.path);
+  if (o.enc.drop)
+    printf("dropped columns: %s\n", o.enc.drop);
+  if (o.enc.id)
+    printf("id column: %s (in /train/id, /test/id%s; ens predict carries it to its output)\n",
+           o.enc.id, s.val_rows ? ", /val/id" : "");
   printf("wrote %s: train %d, val %d, test %d rows x %d features\n", o.out_path, s.train_rows,
          s.val_rows, s.test_rows, s.features);
   return 0;

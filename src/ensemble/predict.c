@@ -12,73 +12,13 @@
 #include "ens/model.h"
 #include "ens/search.h"
 #include "ensemble/job.h"
+#include "io/features.h"
 #include "io/fsutil.h"
 #include "io/h5util.h"
 #include "io/storage.h"
 #include <limits.h>
 #include <math.h>
 #include <stdint.h>
-
-/* Reads rows (n, d) of `path` in `f` as float32, any numeric type: a rank
- * >= 2 dataset whose size fits an int count and this node's memory, with
- * finite values. Returns 0 or ENS_EFORMAT with the reason in why. */
-static int read_rows(hid_t f, const char *path, float **x, int *n, int *d, char *why,
-                     size_t whylen) {
-  int rank = 0;
-  hsize_t dims[8];
-  long long total = ens_h5_size(f, path, &rank, dims);
-  *x = NULL;
-  if (total < 0) {
-    snprintf(why, whylen, "is missing or not a dataset");
-    return ENS_EFORMAT;
-  }
-  if (rank < 2) {
-    snprintf(why, whylen, "has rank %d, expected rows of features (n, d)", rank);
-    return ENS_EFORMAT;
-  }
-  unsigned long long rows = dims[0], cols = 1;
-  int over = 0;
-  for (int i = 1; i < rank; i++) {
-    if (dims[i] && cols > ULLONG_MAX / dims[i])
-      over = 1;
-    else
-      cols *= dims[i];
-  }
-  if (over || rows > INT32_MAX || cols > INT32_MAX) {
-    snprintf(why, whylen, "declares %llu rows of %llu features, more than %d", rows, cols,
-             INT32_MAX);
-    return ENS_EFORMAT;
-  }
-  if (!ens_h5_affordable((unsigned long long)total * sizeof(float))) {
-    snprintf(why, whylen, "declares %llu x %llu values, more than the memory of this node", rows,
-             cols);
-    return ENS_EFORMAT;
-  }
-  *n = (int)rows;
-  *d = (int)cols;
-  *x = malloc((size_t)(total ? total : 1) * sizeof(float));
-  if (!*x)
-    return ENS_ENOMEM;
-  if (ens_h5_read(f, path, H5T_NATIVE_FLOAT, *x, (size_t)total)) {
-    hid_t ds = H5Dopen2(f, path, H5P_DEFAULT);
-    char r[160] = "HDF5 cannot read it";
-    if (ds >= 0) {
-      ens_h5_read_failure(ds, r, sizeof(r));
-      H5Dclose(ds);
-    }
-    snprintf(why, whylen, "cannot be read as float32: %s", r);
-    return ENS_EFORMAT;
-  }
-  for (long long i = 0; i < total; i++)
-    if (!isfinite((*x)[i])) {
-      snprintf(why, whylen,
-               "has a non-finite value (%g) at row %lld, column %lld (after "
-               "conversion to float32)",
-               (double)(*x)[i], i / (long long)cols, i % (long long)cols);
-      return ENS_EFORMAT;
-    }
-  return 0;
-}
 
 /* Before a network is built from a stored configuration: datasets pp (and
  * sp) must hold exactly the parameters (and batch-norm statistics) of
@@ -113,10 +53,15 @@ static int load_model(ens_model *m, hid_t f, const char *pp, const char *sp) {
 }
 
 int ens_predict(const char *model_path, const char *input, const char *dataset, const char *out,
-                int combine, int mc_samples, char *err, size_t errlen) {
+                int combine, int mc_samples, const ens_predict_opts *po, char *err,
+                size_t errlen) {
   ens_h5_quiet();
   err[0] = '\0';
-  hid_t mf = -1, inf = -1, of = -1;
+  hid_t mf = -1, of = -1;
+  ens_schema schema;
+  ens_rows rin;
+  memset(&schema, 0, sizeof(schema));
+  memset(&rin, 0, sizeof(rin));
   char *text = NULL, *taskname = NULL, **names = NULL;
   float *x = NULL, *feat = NULL, *rows = NULL, *fin = NULL, *mean = NULL, *stdv = NULL;
   float *ymean = NULL, *ystd = NULL, *scratch = NULL, *weights = NULL, *unc = NULL;
@@ -193,61 +138,28 @@ int ens_predict(const char *model_path, const char *input, const char *dataset, 
     ret = ENS_EINVAL;
     goto cleanup;
   }
-  inf = H5Fopen(input, H5F_ACC_RDONLY, H5P_DEFAULT);
-  if (inf < 0) {
-    snprintf(err, errlen, "%s: cannot open as an HDF5 file", input);
-    ret = ENS_EIO;
+  /* The rows, in the model's feature order (matched by name), with their
+   * truth, ids and source lines when the input has them (io/features.c). */
+  if (ens_schema_load(&schema, mf, (int)inputs, regress, (int)classes, (int)T)) {
+    ret = ENS_ENOMEM;
     goto cleanup;
   }
-  const char *ds = dataset ? dataset : ens_h5_exists(inf, "/x") ? "/x" : "/test/x";
-  char why[256] = "";
-  ret = read_rows(inf, ds, &x, &n, &d, why, sizeof(why));
-  if (ret && !dataset && !ens_h5_exists(inf, ds)) {
-    snprintf(err, errlen, "%s has neither /x nor /test/x: name the rows to predict with "
-             "--dataset (e.g. --dataset /train/x)", input);
+  ens_rows_opts ro = {dataset, po ? po->delimiter : 0, po ? po->decimal : 0};
+  if ((ret = ens_rows_read(&rin, &schema, input, &ro, err, errlen)) != 0)
     goto cleanup;
-  }
-  if (ret) {
-    if (ret == ENS_ENOMEM)
-      snprintf(err, errlen, "%s: out of memory reading dataset %s", input, ds);
-    else
-      snprintf(err, errlen, "%s: dataset %s %s", input, ds, why);
-    goto cleanup;
-  }
-  if (d != inputs || n < 1) {
-    snprintf(err, errlen, "%s: %s has %d rows of %d features; the model expects %lld features",
-             input, ds, n, d, (long long)inputs);
-    ret = ENS_ESHAPE;
-    goto cleanup;
-  }
-  /* Labels or targets beside the rows, when present, for a printed score. */
-  char ypath[512];
-  snprintf(ypath, sizeof(ypath), "%s", ds);
-  size_t yl = strlen(ypath);
-  int have_truth = 0;
-  if (yl >= 1 && ypath[yl - 1] == 'x') {
-    ypath[yl - 1] = 'y';
-    long long ysz = ens_h5_size(inf, ypath, NULL, NULL);
-    if (!regress && ysz == n) {
-      y = malloc((size_t)n * sizeof(int32_t));
-      have_truth = y && !ens_h5_read(inf, ypath, H5T_NATIVE_INT32, y, (size_t)n);
-    } else if (regress && ysz == (long long)n * T) {
-      ytrue = malloc((size_t)n * T * sizeof(float));
-      have_truth = ytrue && !ens_h5_read(inf, ypath, H5T_NATIVE_FLOAT, ytrue, (size_t)n * T);
-    }
-    /* Only a score is at stake: labels that cannot be scored (outside
-     * [0, classes), non-finite targets) are named and left out. */
-    for (int r = 0; have_truth && r < n; r++) {
-      int bad = regress ? 0 : (y[r] < 0 || y[r] >= classes);
-      for (int t = 0; regress && t < T; t++)
-        bad |= !isfinite(ytrue[(size_t)r * T + t]);
-      if (bad) {
-        fprintf(stderr, "ens predict: warning: %s: %s has %s at row %d; no score is printed\n",
-                input, ypath, regress ? "a non-finite target" : "a label outside [0, classes)", r);
-        have_truth = 0;
-      }
-    }
-  }
+  x = rin.x;
+  y = rin.y;
+  ytrue = rin.t;
+  rin.x = NULL;
+  rin.y = NULL;
+  rin.t = NULL;
+  n = rin.n;
+  d = rin.d;
+  const char *ds = rin.dataset, *ypath = rin.truth;
+  int have_truth = y || ytrue;
+  if (rin.reordered)
+    printf("%s: %d features matched to the model's by name (in another order than the "
+           "model's)\n", input, d);
   if (standardized) {
     mean = malloc((size_t)d * sizeof(float));
     stdv = malloc((size_t)d * sizeof(float));
@@ -422,6 +334,7 @@ int ens_predict(const char *model_path, const char *input, const char *dataset, 
     goto cleanup;
   }
   ret |= ens_task_write_rows(of, "/", &K, fin, pred, unc, alea, epi, n);
+  ret |= ens_rows_write_h5(of, &rin);
   /* Class names (ens import csv stores them): the list, and each row's. */
   names = regress ? NULL : ens_h5_read_strings(mf, "/model/class_names", classes);
   if (names) {
@@ -449,7 +362,12 @@ int ens_predict(const char *model_path, const char *input, const char *dataset, 
     ret = ENS_EHDF5;
     goto cleanup;
   }
-  ret = ens_storage_h5_publish(of, out, NULL, "cannot write", err, errlen);
+  if (ens_is_csv_path(out)) {
+    ret = ens_rows_write_csv(out, of, &schema, &rin, err, errlen);
+    H5Fclose(of);
+  } else {
+    ret = ens_storage_h5_publish(of, out, NULL, "cannot write", err, errlen);
+  }
   of = -1;
   if (ret)
     goto cleanup;
@@ -489,8 +407,8 @@ cleanup:
     H5Fclose(of);
   if (mf >= 0)
     H5Fclose(mf);
-  if (inf >= 0)
-    H5Fclose(inf);
+  ens_schema_free(&schema);
+  ens_rows_free(&rin);
   ens_model_free(&trunk);
   ens_model_free(&head);
   ens_acc_free(&acc);

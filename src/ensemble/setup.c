@@ -13,6 +13,7 @@
 #include "ensemble/job.h"
 #include "ensemble/trunk.h"
 #include "io/fsutil.h"
+#include "io/features.h"
 #include "io/h5util.h"
 #include "io/storage.h"
 
@@ -92,6 +93,9 @@ static int write_static(ens_job *j) {
   else
     ens_h5_copy_names(f, "/model/class_names", c->data_path, "/class_names", j->data.classes);
   ens_h5_copy_names(f, "/model/feature_names", c->data_path, "/feature_names", j->data.dim);
+  /* The columns ens import csv described (categories, target and id column,
+   * dropped columns, delimiter): what ens predict needs to read a CSV. */
+  ret |= ens_schema_store(f, c->data_path);
   if (j->data.ymean) {
     hsize_t T = (hsize_t)j->task.T;
     ret |= ens_h5_write(f, "/model/target_mean", H5T_NATIVE_FLOAT, 1, &T, j->data.ymean, 0);

@@ -296,10 +296,13 @@ int ens_csv_parse(ens_csv *out, const char *buf, size_t len, const ens_csv_opts 
         continue;
       }
     } else if (nf != cols) {
-      ens_errorf(err, errlen, "%s: line %ld: expected %zu field%s (as %s on line %ld), got %zu",
+      char hint[96] = "";
+      if (header && cols == 1)
+        ens_csv_delimiter_hint(hint, sizeof hint, out->names[0], delim);
+      ens_errorf(err, errlen, "%s: line %ld: expected %zu field%s (as %s on line %ld), got %zu%s",
                  name, rec_line, cols, cols == 1 ? "" : "s",
                  header ? "in the header" : "in the first record",
-                 header ? out->header_line : lines[0], nf);
+                 header ? out->header_line : lines[0], nf, hint);
       goto cleanup;
     }
     if (rows >= INT_MAX) {
@@ -340,6 +343,7 @@ int ens_csv_parse(ens_csv *out, const char *buf, size_t len, const ens_csv_opts 
   }
   out->cols = (int)cols;
   out->rows = (int)rows;
+  out->delimiter = delim;
   out->fields = fields;
   out->lines = lines;
   fields = NULL;
@@ -384,7 +388,7 @@ enum { NUM_OK = 0, NUM_NOT = 1, NUM_RANGE = 2 };
 
 /* strtod ("C" locale), blanks around allowed; NUM_RANGE when the number does
  * not fit a finite float32 (the type of x). Text such as "inf" is NUM_NOT. */
-static int parse_number(const char *s, double *v) {
+static int parse_number_c(const char *s, double *v) {
   char *end;
   while (*s == ' ' || *s == '\t')
     s++;
@@ -406,6 +410,40 @@ static int parse_number(const char *s, double *v) {
   return NUM_OK;
 }
 
+/* A number written with decimal mark `decimal` ('.' or another character,
+ * e.g. ','): the mark becomes '.', and a '.' is then not part of a number. */
+int ens_csv_number(const char *s, char decimal, double *v) {
+  if (!decimal || decimal == '.')
+    return parse_number_c(s, v);
+  char buf[128];
+  size_t n = strlen(s);
+  if (n >= sizeof buf || strchr(s, '.'))
+    return NUM_NOT;
+  for (size_t i = 0; i <= n; i++)
+    buf[i] = s[i] == decimal ? '.' : s[i];
+  return parse_number_c(buf, v);
+}
+
+int ens_csv_missing(const char *s) { return is_missing(s); }
+
+const char *ens_csv_show(char *dst, size_t len, const char *s) {
+  char b[SHOW_BUF];
+  snprintf(dst, len, "%s", show(b, s));
+  return dst;
+}
+
+void ens_csv_delimiter_hint(char *buf, size_t len, const char *header, char delim) {
+  static const char cand[] = {';', '\t', '|', ','};
+  buf[0] = '\0';
+  for (size_t i = 0; i < sizeof cand; i++)
+    if (cand[i] != delim && strchr(header, cand[i])) {
+      snprintf(buf, len, " (the header holds '%s': is that the delimiter? use --delimiter %s)",
+               cand[i] == '\t' ? "\\t" : (char[]){cand[i], 0},
+               cand[i] == '\t' ? "tab" : cand[i] == ';' ? "';'" : cand[i] == '|' ? "'|'" : "','");
+      return;
+    }
+}
+
 static const char *number_problem(int r) {
   return r == NUM_RANGE ? "is out of range for float32" : "is not a number";
 }
@@ -422,7 +460,11 @@ typedef struct column {
   int numbers;       /* values that parse as numbers (over kept rows) */
   int bad_row;       /* first kept row whose value is not a number, -1 if none */
   int bad_kind;      /* its parse_number result */
+  int role;          /* ROLE_FEATURE (or target), ROLE_DROP (--drop), ROLE_ID (--id) */
+  int keep;          /* --keep: categorical even when it looks like dates or identifiers */
 } column;
+
+enum { ROLE_FEATURE = 0, ROLE_DROP, ROLE_ID };
 
 typedef struct enc {
   const ens_csv *m, *t;
@@ -433,6 +475,7 @@ typedef struct enc {
   int n_m, n_t;  /* kept rows */
   double *codes; /* (classes) numeric class codes, sorted */
   int classify;
+  char delim; /* the main table's delimiter, for hints */
   char *err;
   size_t errlen;
 } enc;
@@ -503,8 +546,11 @@ static int resolve_targets(enc *E, ens_csv_data *out) {
           }
           used += (size_t)wr;
         }
-        ens_errorf(E->err, E->errlen, "%s: line %ld: no target column named '%s' (columns: %s)",
-                   m->name, first_line(m), show(a, item), list);
+        char hint[96] = "";
+        if (m->cols == 1)
+          ens_csv_delimiter_hint(hint, sizeof hint, m->names[0], E->delim);
+        ens_errorf(E->err, E->errlen, "%s: line %ld: no target column named '%s' (columns: %s)%s",
+                   m->name, first_line(m), show(a, item), list, hint);
         goto cleanup;
       }
       errno = 0;
@@ -536,17 +582,236 @@ cleanup:
   return rc;
 }
 
+/* Columns named by a --drop, --id or --keep list ("name|index[,...]"):
+ * header names first, else 0-based indexes. Calls back with each column. */
+static int each_column(enc *E, const char *spec, const char *opt, int *cols, int *n) {
+  const ens_csv *m = E->m;
+  char a[SHOW_BUF];
+  *n = 0;
+  const char *p = spec;
+  for (;;) {
+    const char *q = strchr(p, ',');
+    size_t len = q ? (size_t)(q - p) : strlen(p);
+    while (len > 0 && (*p == ' ' || *p == '\t'))
+      p++, len--;
+    while (len > 0 && (p[len - 1] == ' ' || p[len - 1] == '\t'))
+      len--;
+    char item[512];
+    if (len == 0 || len >= sizeof item) {
+      ens_errorf(E->err, E->errlen, "%s: %s '%s': %s column name", m->name, opt, show(a, spec),
+                 len ? "too long a" : "empty");
+      return ENS_EINVAL;
+    }
+    memcpy(item, p, len);
+    item[len] = '\0';
+    int c = -1;
+    for (int k = 0; k < m->cols && c < 0; k++)
+      if (strcmp(m->names[k], item) == 0)
+        c = k;
+    if (c < 0 && strspn(item, "0123456789") == len && len < 10 && atoi(item) < m->cols)
+      c = atoi(item);
+    if (c < 0) {
+      char b[SHOW_BUF], list[256];
+      size_t used = 0;
+      list[0] = '\0';
+      for (int k = 0; k < m->cols; k++) {
+        int wr = snprintf(list + used, sizeof list - used, "%s%s", k ? ", " : "",
+                          show(b, m->names[k]));
+        if (wr < 0 || (size_t)wr >= sizeof list - used - 4) {
+          snprintf(list + used, sizeof list - used, "%s...", k ? ", " : "");
+          break;
+        }
+        used += (size_t)wr;
+      }
+      ens_errorf(E->err, E->errlen, "%s: line %ld: %s '%s': no such column (columns: %s)",
+                 m->name, first_line(m), opt, show(a, item), list);
+      return ENS_EINVAL;
+    }
+    cols[(*n)++] = c;
+    if (!q || *n >= m->cols)
+      break;
+    p = q + 1;
+  }
+  return 0;
+}
+
+/* Applies --drop, --id and --keep to the columns. */
+static int resolve_roles(enc *E, ens_csv_data *out) {
+  const ens_csv *m = E->m;
+  const ens_csv_encode_opts *o = E->o;
+  char a[SHOW_BUF];
+  int *cols = malloc((size_t)m->cols * sizeof *cols), n = 0, rc = 0;
+  if (!cols) {
+    ens_errorf(E->err, E->errlen, "%s: out of memory", m->name);
+    return ENS_ENOMEM;
+  }
+  if (o->drop && *o->drop) {
+    if ((rc = each_column(E, o->drop, "--drop", cols, &n)) != 0)
+      goto done;
+    out->dropped = calloc((size_t)n, sizeof *out->dropped);
+    if (!out->dropped) {
+      rc = ENS_ENOMEM;
+      goto done;
+    }
+    for (int i = 0; i < n; i++) {
+      column *C = &E->col[cols[i]];
+      if (C->target >= 0) {
+        ens_errorf(E->err, E->errlen, "%s: --drop '%s': the column is a target (--target)",
+                   m->name, show(a, m->names[cols[i]]));
+        rc = ENS_EINVAL;
+        goto done;
+      }
+      if (C->role == ROLE_DROP)
+        continue;
+      C->role = ROLE_DROP;
+      if (!(out->dropped[out->ndropped++] = dup_str(m->names[cols[i]]))) {
+        rc = ENS_ENOMEM;
+        goto done;
+      }
+    }
+  }
+  if (o->id && *o->id) {
+    if ((rc = each_column(E, o->id, "--id", cols, &n)) != 0)
+      goto done;
+    column *C = &E->col[cols[0]];
+    if (n != 1 || C->target >= 0 || C->role == ROLE_DROP) {
+      ens_errorf(E->err, E->errlen,
+                 "%s: --id '%s': %s", m->name, show(a, o->id),
+                 n != 1 ? "give one column" : C->target >= 0 ? "the column is a target (--target)"
+                                                             : "the column is also in --drop");
+      rc = ENS_EINVAL;
+      goto done;
+    }
+    C->role = ROLE_ID;
+    if (!(out->id_column = dup_str(m->names[cols[0]]))) {
+      rc = ENS_ENOMEM;
+      goto done;
+    }
+  }
+  if (o->keep && *o->keep) {
+    if ((rc = each_column(E, o->keep, "--keep", cols, &n)) != 0)
+      goto done;
+    for (int i = 0; i < n; i++)
+      E->col[cols[i]].keep = 1;
+  }
+done:
+  if (rc == ENS_ENOMEM)
+    ens_errorf(E->err, E->errlen, "%s: out of memory", m->name);
+  free(cols);
+  return rc;
+}
+
+/* Digits at s[0..n). */
+static int digits(const char *s, int n) {
+  for (int i = 0; i < n; i++)
+    if (s[i] < '0' || s[i] > '9')
+      return 0;
+  return 1;
+}
+
+/* A calendar date, optionally with a time: 2012-01-31, 2012/01/31,
+ * 2012.01.31, 31.01.2012, 01/31/2012, 31-01-2012, each optionally followed by
+ * 'T' or ' ' and hh:mm[:ss[.fff]] and a zone (Z, +hh:mm). */
+static int looks_like_date(const char *s) {
+  while (*s == ' ')
+    s++;
+  size_t n = strlen(s);
+  const char *t = NULL;
+  if (n >= 10 && digits(s, 4) && (s[4] == '-' || s[4] == '/' || s[4] == '.') &&
+      digits(s + 5, 2) && s[7] == s[4] && digits(s + 8, 2)) {
+    int mo = atoi(s + 5), dy = atoi(s + 8);
+    if (mo < 1 || mo > 12 || dy < 1 || dy > 31)
+      return 0;
+    t = s + 10;
+  } else if (n >= 10 && digits(s, 2) && (s[2] == '.' || s[2] == '/' || s[2] == '-') &&
+             digits(s + 3, 2) && s[5] == s[2] && digits(s + 6, 4)) {
+    int a = atoi(s), b = atoi(s + 3);
+    if (a < 1 || b < 1 || a > 31 || b > 31 || (a > 12 && b > 12))
+      return 0;
+    t = s + 10;
+  } else {
+    return 0;
+  }
+  if (!*t)
+    return 1;
+  if (*t != 'T' && *t != ' ')
+    return 0;
+  t++;
+  if (!(digits(t, 2) && t[2] == ':' && digits(t + 3, 2)))
+    return 0;
+  t += 5;
+  while (*t && strchr("0123456789:.Z+- ", *t))
+    t++;
+  return *t == '\0';
+}
+
+/* Identifier-like columns: a string column with a distinct value on every
+ * row (of at least ID_MIN_ROWS rows), or on more than ID_SHARE of them (of
+ * at least ID_SHARE_ROWS rows). */
+#define ID_MIN_ROWS 5
+#define ID_SHARE 0.5
+#define ID_SHARE_ROWS 20
+
+/* A categorical column that should not be one-hot encoded (dates,
+ * identifiers, numbers with decimal commas) is refused, with how to keep it. */
+static int check_suspicious(enc *E, int k) {
+  const ens_csv *m = E->m;
+  const column *C = &E->col[k];
+  if (C->role != ROLE_FEATURE || !C->categorical || C->keep)
+    return 0;
+  char a[SHOW_BUF], b[SHOW_BUF], c2[SHOW_BUF];
+  int n = E->n_m, dates = 0, commas = 0, first = -1;
+  for (int r = 0; r < m->rows; r++) {
+    if (!E->keep_m[r])
+      continue;
+    const char *v = field(m, r, k);
+    double num;
+    if (first < 0)
+      first = r;
+    dates += looks_like_date(v);
+    commas += E->o->decimal != ',' && strchr(v, ',') && ens_csv_number(v, ',', &num) == NUM_OK;
+  }
+  const char *name = show(a, m->names[k]), *ex = show(b, field(m, first, k));
+  const char *role = C->target >= 0 ? "target" : "feature";
+  if (commas == n) {
+    ens_errorf(E->err, E->errlen,
+               "%s: column '%s': its values are numbers with a decimal comma (e.g. '%s'), which "
+               "would be read as %d categories: use --decimal ','%s (or --keep %s to keep them "
+               "as categories)",
+               m->name, name, ex, C->ncat,
+               (E->o->decimal == 0 || E->o->decimal == '.') && strchr(field(m, first, k), ',')
+                   ? " with a delimiter other than ',' (--delimiter ';')"
+                   : "",
+               show(c2, m->names[k]));
+    return ENS_EFORMAT;
+  }
+  if (C->target >= 0)
+    return 0;
+  if (dates == n) {
+    ens_errorf(E->err, E->errlen,
+               "%s: %s column '%s' holds dates (e.g. '%s'; %d distinct values in %d rows): as "
+               "one-hot categories they give %d features that never match a new date. Drop it "
+               "with --drop %s, or keep it as categories with --keep %s",
+               m->name, role, name, ex, C->ncat, n, C->ncat, show(c2, m->names[k]), name);
+    return ENS_EFORMAT;
+  }
+  if ((C->ncat == n && n >= ID_MIN_ROWS) || (n >= ID_SHARE_ROWS && C->ncat > ID_SHARE * n)) {
+    ens_errorf(E->err, E->errlen,
+               "%s: %s column '%s' looks like an identifier (e.g. '%s'; %d distinct values in %d "
+               "rows, more than %.0f%%): as one-hot categories it gives %d features that do not "
+               "generalize. Carry it through with --id %s, drop it with --drop %s, or keep it as "
+               "categories with --keep %s",
+               m->name, role, name, ex, C->ncat, n, 100 * ID_SHARE, C->ncat,
+               show(c2, m->names[k]), name, name);
+    return ENS_EFORMAT;
+  }
+  return 0;
+}
+
 /* Matches the test table's columns to the main table's by name. */
 static int map_test_columns(enc *E) {
   const ens_csv *m = E->m, *t = E->t;
   char a[SHOW_BUF];
-  if (t->cols != m->cols) {
-    ens_errorf(E->err, E->errlen,
-               "%s: line %ld: %d column%s, but %s has %d (the test file needs "
-               "the same columns, matched by header name in any order)",
-               t->name, first_line(t), t->cols, t->cols == 1 ? "" : "s", m->name, m->cols);
-    return ENS_EFORMAT;
-  }
   name_ref *r = malloc((size_t)t->cols * sizeof *r);
   if (!r) {
     ens_errorf(E->err, E->errlen, "%s: out of memory", t->name);
@@ -572,6 +837,10 @@ static int map_test_columns(enc *E) {
       else
         hi = mid;
     }
+    if (!hit && E->col[c].role == ROLE_DROP) {
+      E->col[c].test_col = -1; /* a dropped column need not be there */
+      continue;
+    }
     if (!hit) {
       ens_errorf(E->err, E->errlen,
                  "%s: line %ld: no column '%s' (the test file needs the columns "
@@ -583,6 +852,26 @@ static int map_test_columns(enc *E) {
     E->col[c].test_col = hit->i;
   }
   free(r);
+  if (rc)
+    return rc;
+  /* A column the main file lacks. */
+  unsigned char *used = calloc((size_t)t->cols, 1);
+  if (!used) {
+    ens_errorf(E->err, E->errlen, "%s: out of memory", t->name);
+    return ENS_ENOMEM;
+  }
+  for (int c = 0; c < m->cols; c++)
+    if (E->col[c].test_col >= 0)
+      used[E->col[c].test_col] = 1;
+  for (int k = 0; k < t->cols && !rc; k++)
+    if (!used[k]) {
+      ens_errorf(E->err, E->errlen,
+                 "%s: line %ld: column '%s' is not a column of %s (the test file needs the "
+                 "same columns, matched by header name in any order)",
+                 t->name, first_line(t), show(a, t->names[k]), m->name);
+      rc = ENS_EFORMAT;
+    }
+  free(used);
   return rc;
 }
 
@@ -595,6 +884,8 @@ static int scan_missing(enc *E, const ens_csv *c, const int *colmap, unsigned ch
   for (int r = 0; r < c->rows; r++) {
     keep[r] = 1;
     for (int k = 0; k < E->m->cols && keep[r]; k++) {
+      if (E->col[k].role != ROLE_FEATURE)
+        continue;
       int ck = colmap ? colmap[k] : k;
       const char *v = field(c, r, ck);
       if (!is_missing(v))
@@ -631,10 +922,12 @@ static int infer_column(enc *E, int k) {
   char a[SHOW_BUF], b[SHOW_BUF];
   double v;
   C->bad_row = -1;
+  if (C->role != ROLE_FEATURE)
+    return 0;
   for (int r = 0; r < m->rows; r++) {
     if (!E->keep_m[r])
       continue;
-    int kind = parse_number(field(m, r, k), &v);
+    int kind = ens_csv_number(field(m, r, k), E->o->decimal, &v);
     if (kind == NUM_OK)
       C->numbers++;
     else if (C->bad_row < 0) {
@@ -749,7 +1042,7 @@ static int choose_task(enc *E, ens_csv_data *out) {
       double v = 0;
       if (!E->keep_m[r])
         continue;
-      parse_number(field(m, r, c), &v);
+      ens_csv_number(field(m, r, c), E->o->decimal, &v);
       if (!is_code(v)) {
         ens_errorf(E->err, E->errlen,
                    "%s: line %ld, column '%s': '%s' is not an integer class "
@@ -785,6 +1078,8 @@ static int build_names(enc *E, ens_csv_data *out) {
   long d = 0;
   for (int k = 0; k < m->cols; k++) {
     column *C = &E->col[k];
+    if (C->role != ROLE_FEATURE)
+      continue;
     if (C->categorical)
       out->ncat++;
     if (C->target >= 0)
@@ -804,7 +1099,7 @@ static int build_names(enc *E, ens_csv_data *out) {
   if (d == 0) {
     ens_errorf(E->err, E->errlen,
                "%s: line %ld: no feature columns: every one of the %d column%s "
-               "is a target (is the delimiter right? see --delimiter)",
+               "is a target, dropped or the id (is the delimiter right? see --delimiter)",
                m->name, first_line(m), m->cols, m->cols == 1 ? "" : "s");
     return ENS_EINVAL;
   }
@@ -827,6 +1122,8 @@ static int build_names(enc *E, ens_csv_data *out) {
   for (int k = 0; k < m->cols; k++) {
     const column *C = &E->col[k];
     const char *cn = m->names[k];
+    if (C->role != ROLE_FEATURE)
+      continue;
     if (C->categorical) {
       out->cat_columns[cat] = dup_str(cn);
       out->cat_values[cat] = calloc((size_t)C->ncat, sizeof **out->cat_values);
@@ -872,13 +1169,15 @@ nomem:
   return ENS_ENOMEM;
 }
 
-static int part_alloc(ens_csv_part *p, int n, int d, int T, int classify) {
+static int part_alloc(ens_csv_part *p, int n, int d, int T, int classify, int ids) {
   size_t rows = n > 0 ? (size_t)n : 1;
   if ((size_t)d > SIZE_MAX / sizeof(float) / rows)
     return ENS_ENOMEM;
   p->n = n;
   p->x = calloc(rows * (size_t)d, sizeof *p->x);
   p->line = malloc(rows * sizeof *p->line);
+  if (ids && !(p->id = calloc(rows, sizeof *p->id)))
+    return ENS_ENOMEM;
   if (classify)
     p->label = malloc(rows * sizeof *p->label);
   else
@@ -887,6 +1186,9 @@ static int part_alloc(ens_csv_part *p, int n, int d, int T, int classify) {
 }
 
 static void part_free(ens_csv_part *p) {
+  for (int i = 0; p->id && i < p->n; i++)
+    free(p->id[i]);
+  free(p->id);
   free(p->x);
   free(p->label);
   free(p->y);
@@ -909,9 +1211,18 @@ static int encode_rows(enc *E, ens_csv_data *out, const ens_csv *c, const unsign
     for (int k = 0; k < m->cols; k++) {
       const column *C = &E->col[k];
       int ck = is_test ? C->test_col : k;
+      if (C->role == ROLE_DROP)
+        continue;
       const char *v = field(c, r, ck);
+      if (C->role == ROLE_ID) {
+        if (!(p->id[i] = dup_str(v))) {
+          ens_errorf(E->err, E->errlen, "%s: out of memory", c->name);
+          return ENS_ENOMEM;
+        }
+        continue;
+      }
       double num = 0;
-      int kind = C->categorical ? NUM_NOT : parse_number(v, &num);
+      int kind = C->categorical ? NUM_NOT : ens_csv_number(v, E->o->decimal, &num);
       if (!C->categorical && kind != NUM_OK) {
         ens_errorf(E->err, E->errlen,
                    "%s: line %ld, column '%s': '%s' %s (the column is numeric "
@@ -956,11 +1267,11 @@ static int encode_rows(enc *E, ens_csv_data *out, const ens_csv *c, const unsign
 /* Moves nmove rows of p, chosen by a permutation keyed by (seed,
  * ENS_STREAM_SPLIT, sub), to q; both keep the rows in file order. */
 static int split_part(ens_csv_part *q, ens_csv_part *p, int nmove, uint64_t seed, uint32_t sub,
-                      int d, int T, int classify) {
+                      int d, int T, int classify, int ids) {
   int n = p->n, rc = ENS_ENOMEM;
   int32_t *perm = malloc((size_t)n * sizeof *perm);
   unsigned char *mv = calloc((size_t)n, 1);
-  if (!perm || !mv || part_alloc(q, nmove, d, T, classify))
+  if (!perm || !mv || part_alloc(q, nmove, d, T, classify, ids))
     goto cleanup;
   ens_rng r;
   ens_rng_init(&r, seed, SPLIT_MEMBER, ENS_STREAM_SPLIT, sub);
@@ -977,11 +1288,15 @@ static int split_part(ens_csv_part *q, ens_csv_part *p, int nmove, uint64_t seed
       continue;
     memmove(dst->x + (size_t)j * dd, p->x + (size_t)i * dd, dd * sizeof *p->x);
     dst->line[j] = p->line[i];
+    if (ids)
+      dst->id[j] = p->id[i];
     if (classify)
       dst->label[j] = p->label[i];
     else
       memmove(dst->y + (size_t)j * tt, p->y + (size_t)i * tt, tt * sizeof *p->y);
   }
+  for (int i = kept; ids && i < n; i++)
+    p->id[i] = NULL; /* moved to q, or moved forward within p */
   p->n = kept;
   rc = 0;
 cleanup:
@@ -1017,6 +1332,10 @@ void ens_csv_data_free(ens_csv_data *d) {
   free(d->cat_columns);
   free(d->cat_counts);
   free(d->cat_values);
+  free(d->id_column);
+  for (int k = 0; d->dropped && k < d->ndropped; k++)
+    free(d->dropped[k]);
+  free(d->dropped);
   part_free(&d->train);
   part_free(&d->test);
   part_free(&d->val);
@@ -1036,6 +1355,7 @@ int ens_csv_encode(ens_csv_data *out, const ens_csv *m, const ens_csv *test,
   E.o = o;
   E.err = err;
   E.errlen = errlen;
+  E.delim = m && m->delimiter ? m->delimiter : ',';
   if (!m || !o || m->cols < 1 || m->rows < 1 || (test && (test->cols < 1 || test->rows < 1))) {
     ens_errorf(err, errlen, "CSV encode: empty or missing table");
     return ENS_EINVAL;
@@ -1069,7 +1389,7 @@ int ens_csv_encode(ens_csv_data *out, const ens_csv *m, const ens_csv *test,
     E.col[k].test_col = k;
   }
   out->info.rows = m->rows;
-  if ((rc = resolve_targets(&E, out)) != 0)
+  if ((rc = resolve_targets(&E, out)) != 0 || (rc = resolve_roles(&E, out)) != 0)
     goto cleanup;
   if (test && (rc = map_test_columns(&E)) != 0)
     goto cleanup;
@@ -1084,6 +1404,9 @@ int ens_csv_encode(ens_csv_data *out, const ens_csv *m, const ens_csv *test,
   for (int k = 0; k < cols; k++)
     if ((rc = infer_column(&E, k)) != 0)
       goto cleanup;
+  for (int k = 0; k < cols; k++)
+    if ((rc = check_suspicious(&E, k)) != 0)
+      goto cleanup;
   if ((rc = choose_task(&E, out)) != 0 || (rc = build_names(&E, out)) != 0)
     goto cleanup;
   out->info.targets = out->targets;
@@ -1092,8 +1415,9 @@ int ens_csv_encode(ens_csv_data *out, const ens_csv *m, const ens_csv *test,
 
   int T = out->targets;
   rc = ENS_ENOMEM;
-  if (part_alloc(&out->train, E.n_m, out->d, T, E.classify) ||
-      (test && part_alloc(&out->test, E.n_t, out->d, T, E.classify))) {
+  const int ids = out->id_column != NULL;
+  if (part_alloc(&out->train, E.n_m, out->d, T, E.classify, ids) ||
+      (test && part_alloc(&out->test, E.n_t, out->d, T, E.classify, ids))) {
     ens_errorf(err, errlen, "%s: out of memory for %d x %d features", m->name, E.n_m, out->d);
     goto cleanup;
   }
@@ -1113,7 +1437,7 @@ int ens_csv_encode(ens_csv_data *out, const ens_csv *m, const ens_csv *test,
       goto cleanup;
     }
     if ((rc = split_part(&out->test, &out->train, (int)ntest, o->split_seed, SPLIT_SUB_TEST, out->d,
-                         T, E.classify)) != 0) {
+                         T, E.classify, ids)) != 0) {
       ens_errorf(err, errlen, "%s: out of memory splitting the rows", m->name);
       goto cleanup;
     }
@@ -1129,7 +1453,7 @@ int ens_csv_encode(ens_csv_data *out, const ens_csv *m, const ens_csv *test,
       goto cleanup;
     }
     if (nval > 0 && (rc = split_part(&out->val, &out->train, (int)nval, o->split_seed,
-                                     SPLIT_SUB_VAL, out->d, T, E.classify)) != 0) {
+                                     SPLIT_SUB_VAL, out->d, T, E.classify, ids)) != 0) {
       ens_errorf(err, errlen, "%s: out of memory splitting the rows", m->name);
       goto cleanup;
     }
@@ -1198,6 +1522,21 @@ static int read_file(char **buf, size_t *len, const char *path, char *err, size_
   return 0;
 }
 
+int ens_csv_load(ens_csv *out, const char *path, const ens_csv_opts *o, char *err,
+                 size_t errlen) {
+  char *buf = NULL;
+  size_t len = 0;
+  memset(out, 0, sizeof *out);
+  int rc = read_file(&buf, &len, path, err, errlen);
+  if (rc)
+    return rc;
+  ens_csv_opts po = o ? *o : (ens_csv_opts){0};
+  po.name = path;
+  rc = ens_csv_parse(out, buf, len, &po, err, errlen);
+  free(buf);
+  return rc;
+}
+
 /* '/' cannot appear in an HDF5 link name and "." means the group itself. */
 static void sanitize(char *s) {
   int dots = 1;
@@ -1216,6 +1555,20 @@ static int write_part(hid_t f, const char *grp, const ens_csv_part *p, const ens
   hsize_t dims[2] = {(hsize_t)p->n, (hsize_t)d->d};
   snprintf(path, sizeof path, "/%s/x", grp);
   if (ens_h5_write(f, path, H5T_NATIVE_FLOAT, 2, dims, p->x, 1))
+    return ENS_EHDF5;
+  /* Where each row came from: its line in the source file, and its id. */
+  snprintf(path, sizeof path, "/%s/line", grp);
+  int64_t *ln = malloc((size_t)(p->n ? p->n : 1) * sizeof *ln);
+  if (!ln)
+    return ENS_ENOMEM;
+  for (int i = 0; i < p->n; i++)
+    ln[i] = p->line[i];
+  int bad = ens_h5_write(f, path, H5T_NATIVE_INT64, 1, dims, ln, 1);
+  free(ln);
+  if (bad)
+    return ENS_EHDF5;
+  snprintf(path, sizeof path, "/%s/id", grp);
+  if (p->id && ens_h5_write_strings(f, path, (const char *const *)p->id, (size_t)p->n))
     return ENS_EHDF5;
   snprintf(path, sizeof path, "/%s/y", grp);
   if (p->label)
@@ -1261,6 +1614,15 @@ static int write_file(hid_t f, const ens_csv_data *d, const ens_csv_import_opts 
       (!o->test_path && ens_h5_attr_f64(f, "/", "test_fraction", o->enc.test_fraction)) ||
       ens_h5_attr_f64(f, "/", "val_fraction", o->enc.val_fraction) ||
       ens_h5_attr_i64(f, "/", "split_seed", (int64_t)o->enc.split_seed))
+    return ENS_EHDF5;
+  /* What ens predict needs to read new rows of the same table. */
+  char delim[2] = {o->csv.delimiter ? o->csv.delimiter : ',', 0};
+  char dec[2] = {o->enc.decimal ? o->enc.decimal : '.', 0};
+  if (ens_h5_attr_str(f, "/", "csv_delimiter", delim) ||
+      ens_h5_attr_str(f, "/", "csv_decimal", dec) ||
+      (d->id_column && ens_h5_attr_str(f, "/", "id_column", d->id_column)) ||
+      (d->ndropped && ens_h5_write_strings(f, "/dropped_columns",
+                                           (const char *const *)d->dropped, (size_t)d->ndropped)))
     return ENS_EHDF5;
   return 0;
 }

@@ -437,3 +437,20 @@ void ens_storage_unlock(ens_lock *l) {
     unlink(l->path);
   l->held = 0;
 }
+
+int ens_storage_publish_bytes(const char *path, const void *buf, size_t n, const char *what,
+                              char *err, size_t errlen) {
+  char tmp[4200];
+  ens_tmp_path(path, tmp, sizeof(tmp));
+  int step = 0, e = write_atomic(path, tmp, buf, n, &step);
+  if (!e)
+    return 0;
+  char how[9000];
+  if (step == STEP_CREATE)
+    snprintf(how, sizeof(how), "%s %s: cannot create %s", what, path, tmp);
+  else if (step == STEP_RENAME)
+    snprintf(how, sizeof(how), "%s %s: cannot rename %s to it", what, path, tmp);
+  else
+    snprintf(how, sizeof(how), "%s %s", what, path);
+  return word_error(err, errlen, e, path, (uint64_t)n, how);
+}

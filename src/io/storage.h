@@ -90,4 +90,11 @@ void ens_storage_unlock(ens_lock *l);
  * checks before the lock is taken (what --restart would remove, say). */
 int ens_storage_lock_busy(const char *dir, char *err, size_t errlen);
 
+/* Writes n bytes of buf to path atomically: "<path>.tmp.<host>.<pid>",
+ * fsync, rename, directory fsync. On failure the previous file at path is
+ * untouched, the temporary file removed, and err words the failure as
+ * ens_storage_write_error does. Returns 0 or an ENS_E* code. */
+int ens_storage_publish_bytes(const char *path, const void *buf, size_t n, const char *what,
+                              char *err, size_t errlen);
+
 #endif

@@ -123,7 +123,7 @@ int FUZZ_ENTRY(const uint8_t *data, size_t size) {
   char *target = rc == 0 ? fuzz_csv_targets(&c, o0, o1) : NULL;
   if (target && (!ff || trc == 0)) {
     ens_csv_encode_opts eo = {
-        target, (ens_csv_task)((o0 >> 3 & 3) % 3), o0 >> 5 & 1, 0.3, o1 & 8 ? 0 : 0.2, 1};
+        target, (ens_csv_task)((o0 >> 3 & 3) % 3), o0 >> 5 & 1, 0.3, o1 & 8 ? 0 : 0.2, 1, 0, NULL, NULL, NULL};
     const ens_csv *test = !(o0 & 0x40) ? NULL : ff ? &t : &c;
     ens_csv_data d;
     err[0] = '\0';
