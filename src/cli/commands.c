@@ -36,7 +36,7 @@ int ens_cli_exit_code(int ret) {
 int ens_cli_merge(int argc, char **argv) {
   const char **parts = calloc((size_t)argc + 1, sizeof(char *));
   const char *out = NULL;
-  int n = 0, partial = 0;
+  int n = 0, partial = 0, force = 0;
   if (!parts)
     return 2;
   for (int i = 0; i < argc; i++) {
@@ -49,7 +49,9 @@ int ens_cli_merge(int argc, char **argv) {
              "  all [ensemble] members.\n"
              "  --partial   merge an incomplete (contiguous) set of slices; ens info and\n"
              "              ens predict then say \"k of M members\"\n"
-             "  Missing folders of the output are created.\n");
+             "  Missing folders of the output are created.\n"
+             "  --force     overwrite an existing -o that is not an ens result (an -o that\n"
+             "              is one of the parts is always refused)\n");
       free(parts);
       return 0;
     }
@@ -57,6 +59,8 @@ int ens_cli_merge(int argc, char **argv) {
       out = argv[++i];
     else if (!strcmp(argv[i], "--partial"))
       partial = 1;
+    else if (!strcmp(argv[i], "--force"))
+      force = 1;
     else if (argv[i][0] == '-') {
       fprintf(stderr, "ens merge: unknown or incomplete option '%s'\n", argv[i]);
       free(parts);
@@ -70,7 +74,23 @@ int ens_cli_merge(int argc, char **argv) {
     free(parts);
     return 1;
   }
-  char err[2048];
+  char err[4096];
+  const char **labels = calloc((size_t)n + 1, sizeof(char *));
+  if (!labels) {
+    free(parts);
+    return 2;
+  }
+  for (int i = 0; i < n; i++)
+    labels[i] = "the part";
+  ens_h5_quiet();
+  int bad = ens_output_check(out, parts, labels, n, ENS_OUT_MERGE, force, "ens merge", err,
+                             sizeof(err));
+  free(labels);
+  if (bad) {
+    fprintf(stderr, "%s\n", err);
+    free(parts);
+    return 1;
+  }
   int ret = ens_merge(parts, n, out, partial, err, sizeof(err));
   free(parts);
   if (ret)

@@ -779,9 +779,7 @@ static int check_suspicious(enc *E, int k) {
                "would be read as %d categories: use --decimal ','%s (or --keep %s to keep them "
                "as categories)",
                m->name, name, ex, C->ncat,
-               (E->o->decimal == 0 || E->o->decimal == '.') && strchr(field(m, first, k), ',')
-                   ? " with a delimiter other than ',' (--delimiter ';')"
-                   : "",
+               E->delim == ',' ? " with a delimiter other than ',' (--delimiter ';')" : "",
                show(c2, m->names[k]));
     return ENS_EFORMAT;
   }
