@@ -14,6 +14,8 @@
 #include "ens/error.h"
 #include "ens/search.h"
 #include "ensemble/fault.h"
+#include "io/h5util.h"
+#include "io/outcheck.h"
 
 #define EXIT_USAGE 1
 #define EXIT_RUNTIME 2
@@ -217,8 +219,13 @@ static int cmd_import(int argc, char **argv) {
     return EXIT_USAGE;
   }
   const char *img = NULL, *lab = NULL, *timg = NULL, *tlab = NULL, *out = NULL;
+  int force = 0;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
+    if (!strcmp(a, "--force")) {
+      force = 1;
+      continue;
+    }
     const char **dst = !strcmp(a, "--images")        ? &img
                        : !strcmp(a, "--labels")      ? &lab
                        : !strcmp(a, "--test-images") ? &timg
@@ -230,7 +237,9 @@ static int cmd_import(int argc, char **argv) {
              "-o data.h5\n  Reads gzip or plain IDX files and writes /train/x, /train/y "
              "(and /test/x, /test/y) plus the root attribute `classes`.\n"
              "  Without test files there is no /test: ens train then scores on held-out\n"
-             "  validation rows ([data] val_fraction). Missing folders of -o are created.\n");
+             "  validation rows ([data] val_fraction). Missing folders of -o are created.\n"
+             "  --force: overwrite an existing -o that is not an earlier ens import output\n"
+             "  (an -o that is one of the IDX files is always refused).\n");
       return 0;
     }
     if (!dst || i + 1 >= argc) {
@@ -244,7 +253,15 @@ static int cmd_import(int argc, char **argv) {
                     "and --test-labels go together\n");
     return EXIT_USAGE;
   }
-  char err[2048] = "";
+  char err[4096] = "";
+  const char *in[4] = {img, lab, timg, tlab};
+  const char *labels[4] = {"--images", "--labels", "--test-images", "--test-labels"};
+  ens_h5_quiet();
+  if (ens_output_check(out, in, labels, 4, ENS_OUT_IMPORT, force, "ens import idx", err,
+                       sizeof(err))) {
+    fprintf(stderr, "%s\n", err);
+    return EXIT_USAGE;
+  }
   int ret = ens_idx_import(img, lab, timg, tlab, out, err, sizeof(err));
   if (ret) {
     fprintf(stderr, "ens import idx: %s\n", err[0] ? err : ens_strerror(ret));

@@ -120,6 +120,22 @@ static int check_result(ens_job *j, int *complete, char *err, size_t errlen) {
                out, out);
     return ENS_EINVAL;
   }
+  /* The job's own inputs are never its output, --force or not. */
+  const char *inputs[2] = {c->data_path,
+                           c->trunk_source == ENS_TRUNK_FILE ? c->trunk_file : NULL};
+  const char *keys[2] = {"[data] path", "[trunk] file"};
+  for (int i = 0; i < 2; i++) {
+    struct stat si;
+    if (inputs[i] && stat(inputs[i], &si) == 0 && si.st_dev == st.st_dev &&
+        si.st_ino == st.st_ino) {
+      ens_errorf(err, errlen,
+                 "[output] path = %s is the same file as %s = %s: the result would overwrite "
+                 "the job's input. Nothing was trained; set another [output] path (--force "
+                 "does not apply)",
+                 out, keys[i], inputs[i]);
+      return ENS_EINVAL;
+    }
+  }
   hid_t f = H5Fis_hdf5(out) > 0 ? H5Fopen(out, H5F_ACC_RDONLY, H5P_DEFAULT) : -1;
   char *text = NULL;
   int64_t checksum = 0;

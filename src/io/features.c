@@ -346,7 +346,6 @@ static int match_h5(ens_rows *r, const ens_schema *s, char **in, int din, float 
   for (int j = 0; j < d; j++)
     src[j] = -1;
   name_list extra = {{0}, 0}, missing = {{0}, 0};
-  int unseen_cols = 0;
   for (int i = 0; i < din; i++) {
     int j = find(mi, d, in[i]);
     if (j >= 0) {
@@ -362,7 +361,6 @@ static int match_h5(ens_rows *r, const ens_schema *s, char **in, int din, float 
       known_col = !strncmp(in[i], s->cat_columns[k], cl) && in[i][cl] == '=';
     }
     if (known_col) {
-      unseen_cols++;
       for (int row = 0; row < n; row++)
         r->unseen += x[(size_t)row * din + i] != 0.0f;
     } else {
@@ -410,7 +408,6 @@ static int match_h5(ens_rows *r, const ens_schema *s, char **in, int din, float 
   r->d = d;
   r->matched = 1;
   r->reordered = moved;
-  (void)unseen_cols;
   free(x);
 done:
   free(mi);
@@ -568,6 +565,12 @@ static int read_h5(ens_rows *r, const ens_schema *s, const char *input, const ch
     r->d = din;
     x = NULL;
   }
+  if (r->unseen)
+    fprintf(stderr,
+            "ens predict: warning: %s: %ld value%s of %s: categories the model did not see in "
+            "training (one-hot features of /feature_names that the model lacks): encoded as "
+            "all-zero one-hot columns\n",
+            input, r->unseen, r->unseen == 1 ? "" : "s", ds);
   read_truth_h5(r, s, inf, ds, input);
   read_trace_h5(r, inf, ds);
 done:
@@ -607,8 +610,7 @@ static int read_csv(ens_rows *r, const ens_schema *s, const char *input, const e
   int *catk = malloc((size_t)cols * sizeof(int)), *tgt = malloc((size_t)cols * sizeof(int));
   int *featv = malloc((size_t)d * sizeof(int));
   name_ix *ci = index_names(c.names, cols);
-  name_ix *fi = s->feature_names ? index_names(s->feature_names, d) : NULL;
-  if (!kind || !feat || !catk || !tgt || !featv || !ci || (s->feature_names && !fi)) {
+  if (!kind || !feat || !catk || !tgt || !featv || !ci) {
     ret = ENS_ENOMEM;
     ens_errorf(err, errlen, "%s: out of memory", input);
     goto done;
@@ -746,9 +748,8 @@ static int read_csv(ens_rows *r, const ens_schema *s, const char *input, const e
       }
       /* One-hot feature j: 1 when the row's value is its category. */
       int k = catk[ck];
-      const char *fname = s->feature_names[j];
-      const char *cat = k >= 0 ? s->cat_values[k][featv[j]] : fname + strlen(c.names[ck]) + 1;
-      (void)fname;
+      const char *cat =
+          k >= 0 ? s->cat_values[k][featv[j]] : s->feature_names[j] + strlen(c.names[ck]) + 1;
       if (!strcmp(v, cat))
         x[j] = 1.0f;
     }
@@ -876,7 +877,6 @@ done:
   free(catk);
   free(tgt);
   free(ci);
-  free(fi);
   ens_csv_free(&c);
   return ret;
 }
@@ -886,8 +886,6 @@ int ens_rows_read(ens_rows *r, const ens_schema *s, const char *input, const ens
   memset(r, 0, sizeof(*r));
   int ret;
   if (is_h5_name(input) || H5Fis_hdf5(input) > 0) {
-    if (o && o->dataset == NULL && 0)
-      return ENS_EINVAL;
     ret = read_h5(r, s, input, o ? o->dataset : NULL, err, errlen);
   } else {
     if (o && o->dataset) {
@@ -969,7 +967,9 @@ static void sb_num(sbuf *b, double v) {
   sb_str(b, t);
 }
 
-static void sb_named(sbuf *b, const char *prefix, const char *name, const char *suffix) {
+/* A header field sep + quoted(prefix name suffix). */
+static void sb_named(sbuf *b, const char *sep, const char *prefix, const char *name,
+                     const char *suffix) {
   size_t n = strlen(prefix) + strlen(name) + strlen(suffix) + 1;
   char *t = malloc(n);
   if (!t) {
@@ -977,7 +977,7 @@ static void sb_named(sbuf *b, const char *prefix, const char *name, const char *
     return;
   }
   snprintf(t, n, "%s%s%s", prefix, name, suffix);
-  sb_put(b, ",", 1);
+  sb_str(b, sep);
   sb_field(b, t);
   free(t);
 }
@@ -1026,7 +1026,7 @@ int ens_rows_write_csv(const char *path, hid_t f, const ens_schema *s, const ens
     for (int k = 0; k < W; k++) {
       char num[24];
       snprintf(num, sizeof(num), "%d", k);
-      sb_named(&sb, "p_", s->class_names ? s->class_names[k] : num, "");
+      sb_named(&sb, ",", "p_", s->class_names ? s->class_names[k] : num, "");
     }
     sb_str(&sb, ",entropy,expected_entropy,mutual_information\n");
   } else {
@@ -1036,20 +1036,8 @@ int ens_rows_write_csv(const char *path, hid_t f, const ens_schema *s, const ens
       char num[24];
       snprintf(num, sizeof(num), "y%d", t);
       const char *tn = s->ntargets == W ? s->target_names[t] : num;
-      for (int q = 0; q < 6; q++) {
-        if (!lead && t == 0 && q == 0) {
-          size_t len = strlen(tn) + 8;
-          char *h = malloc(len);
-          if (h) {
-            snprintf(h, len, "%s_mean", tn);
-            sb_field(&sb, h);
-          }
-          free(h);
-          sb.oom |= !h;
-          continue;
-        }
-        sb_named(&sb, "", tn, sfx[q]);
-      }
+      for (int q = 0; q < 6; q++)
+        sb_named(&sb, lead || t || q ? "," : "", "", tn, sfx[q]);
     }
     sb_str(&sb, "\n");
   }

@@ -259,5 +259,18 @@ head -1 victim.csv | grep -q mutual_information || fail "--force did not write"
 # merge: an -o that is one of the parts is refused
 expect 1 "ens merge: -o r.h5 is the same file as the part r.h5" "$ENS" merge r.h5 -o r.h5
 expect 1 "ens merge: -o data.h5 exists and is an ens input data file" "$ENS" merge r.h5 -o data.h5
+# train: an [output] path that is the job's data is refused even with --force
+expect 1 "\[output\] path = $WORK/data.h5 is the same file as \[data\] path = $WORK/data.h5" \
+  "$ENS" train -c job.ini --set output.path="$WORK/data.h5" --force
+# import idx: the same rule
+IDX=/usr/share/datasets/fashion-mnist
+if [ -e $IDX/t10k-images-idx3-ubyte.gz ]; then
+  cp $IDX/t10k-labels-idx1-ubyte.gz labels.gz
+  expect 1 "ens import idx: -o r.h5 exists and is an ens result" \
+    "$ENS" import idx --images $IDX/t10k-images-idx3-ubyte.gz --labels labels.gz -o r.h5
+  expect 1 "ens import idx: -o labels.gz is the same file as --labels labels.gz" \
+    "$ENS" import idx --images $IDX/t10k-images-idx3-ubyte.gz --labels labels.gz -o labels.gz --force
+fi
+cmp -s data.h5 hardlink.h5 || fail "the input was damaged"
 ls | grep -q '\.tmp\.' && fail "temporary files left"
 echo "tabular: all passed"
