@@ -140,7 +140,7 @@ int ens_predict(const char *model_path, const char *input, const char *dataset, 
   }
   /* The rows, in the model's feature order (matched by name), with their
    * truth, ids and source lines when the input has them (io/features.c). */
-  if (ens_schema_load(&schema, mf, (int)inputs, regress, (int)classes, (int)T)) {
+  if (ens_schema_load(&schema, mf, (int)inputs, regress, (int)classes, (int)T, c.data_path)) {
     ret = ENS_ENOMEM;
     goto cleanup;
   }

@@ -69,35 +69,35 @@ void ens_schema_free(ens_schema *s) {
   memset(s, 0, sizeof(*s));
 }
 
-/* One character of a /model string attribute (delimiter, decimal mark). */
-static char attr_char(hid_t f, const char *name) {
+/* One character of a string attribute of obj (delimiter, decimal mark). */
+static char attr_char(hid_t f, const char *obj, const char *name) {
   char *v = NULL, c = 0;
-  if (ens_h5_get_attr_str(f, "/model", name, &v) == 0 && v && strlen(v) == 1)
+  if (ens_h5_get_attr_str(f, obj, name, &v) == 0 && v && strlen(v) == 1)
     c = v[0];
   free(v);
   return c;
 }
 
-int ens_schema_load(ens_schema *s, hid_t mf, int d, int regress, int classes, int T) {
-  memset(s, 0, sizeof(*s));
-  s->d = d;
-  s->regress = regress;
-  s->classes = regress ? 0 : classes;
-  s->T = regress ? T : 0;
-  s->feature_names = ens_h5_read_strings(mf, "/model/feature_names", d);
-  if (!regress)
-    s->class_names = ens_h5_read_strings(mf, "/model/class_names", classes);
-  s->target_names = read_names(mf, "/model/target_names", &s->ntargets);
-  s->dropped = read_names(mf, "/model/dropped_columns", &s->ndropped);
-  if (ens_h5_get_attr_str(mf, "/model", "id_column", &s->id_column)) {
+/* The column descriptions under group grp of f ("/model" in a result, "" in
+ * an ens import csv data file): target and dropped columns, the id column,
+ * delimiter and decimal mark, and the categories. */
+static int load_columns(ens_schema *s, hid_t f, const char *grp) {
+  char p[64];
+  const char *obj = grp[0] ? grp : "/";
+  snprintf(p, sizeof(p), "%s/target_names", grp);
+  s->target_names = read_names(f, p, &s->ntargets);
+  snprintf(p, sizeof(p), "%s/dropped_columns", grp);
+  s->dropped = read_names(f, p, &s->ndropped);
+  if (ens_h5_get_attr_str(f, obj, "id_column", &s->id_column)) {
     free(s->id_column);
     s->id_column = NULL;
   }
-  s->delimiter = attr_char(mf, "csv_delimiter");
-  s->decimal = attr_char(mf, "csv_decimal");
-  if (!ens_h5_exists(mf, "/model/categories"))
+  s->delimiter = attr_char(f, obj, "csv_delimiter");
+  s->decimal = attr_char(f, obj, "csv_decimal");
+  snprintf(p, sizeof(p), "%s/categories", grp);
+  if (!ens_h5_exists(f, p))
     return 0;
-  hid_t g = H5Gopen2(mf, "/model/categories", H5P_DEFAULT);
+  hid_t g = H5Gopen2(f, p, H5P_DEFAULT);
   H5G_info_t gi;
   if (g < 0 || H5Gget_info(g, &gi) < 0 || gi.nlinks > (hsize_t)INT_MAX / 2) {
     if (g >= 0)
@@ -129,6 +129,58 @@ int ens_schema_load(ens_schema *s, hid_t mf, int d, int regress, int classes, in
     s->ncat++;
   }
   H5Gclose(g);
+  return ret;
+}
+
+/* The column parts of s, emptied (before they are loaded from elsewhere). */
+static void clear_columns(ens_schema *s) {
+  for (int k = 0; k < s->ncat; k++)
+    free_strs(s->cat_values ? s->cat_values[k] : NULL, s->cat_counts ? s->cat_counts[k] : 0);
+  free_strs(s->cat_columns, s->ncat);
+  free(s->cat_counts);
+  free(s->cat_values);
+  free_strs(s->target_names, s->ntargets);
+  free(s->id_column);
+  free_strs(s->dropped, s->ndropped);
+  s->cat_columns = NULL;
+  s->cat_counts = NULL;
+  s->cat_values = NULL;
+  s->target_names = NULL;
+  s->id_column = NULL;
+  s->dropped = NULL;
+  s->ncat = s->ntargets = s->ndropped = 0;
+  s->delimiter = s->decimal = 0;
+}
+
+int ens_schema_load(ens_schema *s, hid_t mf, int d, int regress, int classes, int T,
+                    const char *data_path) {
+  memset(s, 0, sizeof(*s));
+  s->d = d;
+  s->regress = regress;
+  s->classes = regress ? 0 : classes;
+  s->T = regress ? T : 0;
+  s->feature_names = ens_h5_read_strings(mf, "/model/feature_names", d);
+  if (!regress)
+    s->class_names = ens_h5_read_strings(mf, "/model/class_names", classes);
+  int ret = load_columns(s, mf, "/model");
+  /* A result written before it kept its columns (no csv_delimiter): the
+   * data file it was trained on says, when it is still there and names the
+   * same features. */
+  if (ret || s->delimiter || !data_path || !s->feature_names || H5Fis_hdf5(data_path) <= 0)
+    return ret;
+  hid_t df = H5Fopen(data_path, H5F_ACC_RDONLY, H5P_DEFAULT);
+  if (df < 0)
+    return 0;
+  char **names = ens_h5_read_strings(df, "/feature_names", d);
+  int same = names != NULL;
+  for (int j = 0; same && j < d; j++)
+    same = !strcmp(names[j], s->feature_names[j]);
+  free_strs(names, d);
+  if (same) {
+    clear_columns(s);
+    ret = load_columns(s, df, "");
+  }
+  H5Fclose(df);
   return ret;
 }
 
@@ -610,7 +662,8 @@ static int read_csv(ens_rows *r, const ens_schema *s, const char *input, const e
   int *catk = malloc((size_t)cols * sizeof(int)), *tgt = malloc((size_t)cols * sizeof(int));
   int *featv = malloc((size_t)d * sizeof(int));
   name_ix *ci = index_names(c.names, cols);
-  if (!kind || !feat || !catk || !tgt || !featv || !ci) {
+  unsigned char *hit = malloc((size_t)cols);
+  if (!kind || !feat || !catk || !tgt || !featv || !ci || !hit) {
     ret = ENS_ENOMEM;
     ens_errorf(err, errlen, "%s: out of memory", input);
     goto done;
@@ -690,12 +743,17 @@ static int read_csv(ens_rows *r, const ens_schema *s, const char *input, const e
     ens_errorf(err, errlen,
                "%s: line %ld: its columns do not match the model's by name:%s%s%s%s%s (the file "
                "needs the feature columns the model was trained on, in any order; its target "
-               "and id columns may be there too%s)",
+               "and id columns may be there too%s%s)",
                input, c.header_line ? c.header_line : 1, missing.count ? " missing " : "",
                missing.count ? list_end(&missing, a, sizeof(a)) : "",
                missing.count && extra.count ? ";" : "", extra.count ? " not in the model " : "",
                extra.count ? list_end(&extra, b, sizeof(b)) : "",
-               c.header_line ? "" : "; with --no-header the columns are named 0, 1, ...");
+               c.header_line ? "" : "; with --no-header the columns are named 0, 1, ...",
+               extra.count && !s->ntargets
+                   ? "; this result does not name its target and id columns (it was trained "
+                     "before results kept them, and its data file is gone): remove them from "
+                     "the file, or train again"
+                   : "");
     ret = ENS_EFORMAT;
     goto done;
   }
@@ -753,14 +811,16 @@ static int read_csv(ens_rows *r, const ens_schema *s, const char *input, const e
       if (!strcmp(v, cat))
         x[j] = 1.0f;
     }
-    /* Unseen categories: a categorical column none of whose features is set. */
+    /* Unseen categories: a categorical column none of whose features is set
+     * (hit[] marks the columns that have one). */
+    memset(hit, 0, (size_t)cols);
+    for (int j = 0; j < d; j++)
+      if (x[j] != 0.0f && kind[feat[j]] == COL_CATEGORY)
+        hit[feat[j]] = 1;
     for (int ck = 0; ck < cols; ck++) {
       if (kind[ck] != COL_CATEGORY)
         continue;
-      int set = 0;
-      for (int j = 0; j < d && !set; j++)
-        set = feat[j] == ck && x[j] != 0.0f;
-      if (!set) {
+      if (!hit[ck]) {
         if (!r->unseen) {
           char a[200], b[200];
           first_unseen_line = c.lines[i];
@@ -877,6 +937,7 @@ done:
   free(catk);
   free(tgt);
   free(ci);
+  free(hit);
   ens_csv_free(&c);
   return ret;
 }

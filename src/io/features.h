@@ -31,9 +31,12 @@ typedef struct ens_schema {
 } ens_schema;
 
 /* Reads the schema of the result open in mf; d, regress, classes and T come
- * from the caller (who has checked them). Absent parts stay NULL/0.
- * Returns 0 or ENS_ENOMEM. Free with ens_schema_free. */
-int ens_schema_load(ens_schema *s, hid_t mf, int d, int regress, int classes, int T);
+ * from the caller (who has checked them). Absent parts stay NULL/0. A
+ * result written before results kept their columns takes them from
+ * data_path (its [data] path; may be NULL) when that file still names the
+ * same features. Returns 0 or ENS_ENOMEM. Free with ens_schema_free. */
+int ens_schema_load(ens_schema *s, hid_t mf, int d, int regress, int classes, int T,
+                    const char *data_path);
 void ens_schema_free(ens_schema *s);
 
 /* Copies what ens import csv stored about the columns of data file
