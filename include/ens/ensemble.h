@@ -61,6 +61,7 @@ int ens_merge(const char *const *parts, int nparts, const char *out, int partial
 typedef struct ens_predict_opts {
   char delimiter;
   char decimal;
+  int no_header; /* the CSV has no header line: columns are 0, 1, ... */
 } ens_predict_opts;
 int ens_predict(const char *model, const char *input, const char *dataset, const char *out,
                 int combine, int mc_samples, const ens_predict_opts *po, char *err,

@@ -101,13 +101,14 @@ int ens_cli_merge(int argc, char **argv) {
 int ens_cli_predict(int argc, char **argv) {
   const char *model = NULL, *input = NULL, *out = NULL, *dataset = NULL;
   int combine = -1, mc = 0, force = 0;
-  ens_predict_opts po = {0, 0};
+  ens_predict_opts po = {0, 0, 0};
   for (int i = 0; i < argc; i++) {
     const char *a = argv[i];
     if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
       printf("usage: ens predict -m result.h5 -i input.h5|input.csv -o predictions.h5|.csv\n"
              "                   [--combine average|vote|params|select] [--dataset /path/x]\n"
-             "                   [--mc-samples T] [--delimiter C] [--decimal C] [--force]\n"
+             "                   [--mc-samples T] [--delimiter C] [--decimal C] [--no-header]\n"
+             "                   [--force]\n"
              "  Applies the result's standardization, trunk and members to the rows of\n"
              "  input.h5 (/x when present, else /test/x; or --dataset). Classification\n"
              "  writes /probs (n, C), /pred (n) and /uncertainty (n, 3: predictive entropy,\n"
@@ -130,7 +131,8 @@ int ens_cli_predict(int argc, char **argv) {
              "  entropy, expected_entropy, mutual_information; or per target <t>_mean,\n"
              "  _std, _lower90, _upper90, _var_aleatoric, _var_epistemic. The score is\n"
              "  printed only when the input holds the targets.\n"
-             "  --delimiter C, --decimal C: for a CSV input (default: as at import)\n"
+             "  --delimiter C, --decimal C, --no-header: for a CSV input (default: as at\n"
+             "  import; a table imported with --no-header is read without one)\n"
              "  --force: overwrite an existing -o that is not an earlier ens predict output\n"
              "  (an -o that is -m or -i is always refused).\n");
       return 0;
@@ -142,6 +144,10 @@ int ens_cli_predict(int argc, char **argv) {
     }
     if (!strcmp(a, "--force")) {
       force = 1;
+      continue;
+    }
+    if (!strcmp(a, "--no-header")) {
+      po.no_header = 1;
       continue;
     }
     if (i + 1 >= argc) {

@@ -144,7 +144,8 @@ int ens_predict(const char *model_path, const char *input, const char *dataset, 
     ret = ENS_ENOMEM;
     goto cleanup;
   }
-  ens_rows_opts ro = {dataset, po ? po->delimiter : 0, po ? po->decimal : 0};
+  ens_rows_opts ro = {dataset, po ? po->delimiter : 0, po ? po->decimal : 0,
+                      po ? po->no_header : 0};
   if ((ret = ens_rows_read(&rin, &schema, input, &ro, err, errlen)) != 0)
     goto cleanup;
   x = rin.x;

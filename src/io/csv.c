@@ -1617,6 +1617,7 @@ static int write_file(hid_t f, const ens_csv_data *d, const ens_csv_import_opts 
   char delim[2] = {o->csv.delimiter ? o->csv.delimiter : ',', 0};
   char dec[2] = {o->enc.decimal ? o->enc.decimal : '.', 0};
   if (ens_h5_attr_str(f, "/", "csv_delimiter", delim) ||
+      ens_h5_attr_str(f, "/", "csv_header", o->csv.no_header ? "no" : "yes") ||
       ens_h5_attr_str(f, "/", "csv_decimal", dec) ||
       (d->id_column && ens_h5_attr_str(f, "/", "id_column", d->id_column)) ||
       (d->ndropped && ens_h5_write_strings(f, "/dropped_columns",

@@ -94,6 +94,9 @@ static int load_columns(ens_schema *s, hid_t f, const char *grp) {
   }
   s->delimiter = attr_char(f, obj, "csv_delimiter");
   s->decimal = attr_char(f, obj, "csv_decimal");
+  char *h = NULL;
+  s->no_header = ens_h5_get_attr_str(f, obj, "csv_header", &h) == 0 && h && !strcmp(h, "no");
+  free(h);
   snprintf(p, sizeof(p), "%s/categories", grp);
   if (!ens_h5_exists(f, p))
     return 0;
@@ -150,6 +153,7 @@ static void clear_columns(ens_schema *s) {
   s->dropped = NULL;
   s->ncat = s->ntargets = s->ndropped = 0;
   s->delimiter = s->decimal = 0;
+  s->no_header = 0;
 }
 
 int ens_schema_load(ens_schema *s, hid_t mf, int d, int regress, int classes, int T,
@@ -207,8 +211,8 @@ int ens_schema_store(hid_t f, const char *data_path) {
   ret |= copy_obj(f, "/model/categories", src, "/categories");
   ret |= copy_obj(f, "/model/target_names", src, "/target_names");
   ret |= copy_obj(f, "/model/dropped_columns", src, "/dropped_columns");
-  static const char *const attrs[] = {"id_column", "csv_delimiter", "csv_decimal"};
-  for (int i = 0; i < 3; i++) {
+  static const char *const attrs[] = {"id_column", "csv_delimiter", "csv_decimal", "csv_header"};
+  for (int i = 0; i < 4; i++) {
     char *v = NULL;
     if (ens_h5_get_attr_str(src, "/", attrs[i], &v) == 0 && v)
       ret |= ens_h5_attr_str(f, "/model", attrs[i], v);
@@ -651,7 +655,8 @@ static int read_csv(ens_rows *r, const ens_schema *s, const char *input, const e
                     char *err, size_t errlen) {
   ens_csv c;
   ens_csv_opts po = {.name = input,
-                     .delimiter = o && o->delimiter ? o->delimiter : s->delimiter};
+                     .delimiter = o && o->delimiter ? o->delimiter : s->delimiter,
+                     .no_header = (o && o->no_header) || s->no_header};
   char decimal = o && o->decimal ? o->decimal : s->decimal ? s->decimal : '.';
   int ret = ens_csv_load(&c, input, &po, err, errlen);
   if (ret)

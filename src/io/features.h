@@ -28,6 +28,7 @@ typedef struct ens_schema {
   int ndropped;         /* columns left out at import (--drop), accepted and ignored */
   char **dropped;
   char delimiter, decimal; /* of the imported CSV (/model attributes), 0 when unknown */
+  int no_header;           /* the imported CSV had no header line (columns 0, 1, ...) */
 } ens_schema;
 
 /* Reads the schema of the result open in mf; d, regress, classes and T come
@@ -67,6 +68,7 @@ typedef struct ens_rows_opts {
   const char *dataset; /* HDF5 input: the rows (NULL: /x, else /test/x) */
   char delimiter;      /* CSV input: 0 = the one stored at import, else ',' */
   char decimal;        /* CSV input: 0 = the one stored at import, else '.' */
+  int no_header;       /* CSV input: 1 = no header line (also when the import had none) */
 } ens_rows_opts;
 
 /* Reads the rows of `input`: an HDF5 file (by its content; a name ending in

@@ -154,6 +154,31 @@ assert np.allclose(h["probs"][:, 0], [float(r["p_setosa"]) for r in out], rtol=1
 print("ok: predictions join back to the input by id: %d rows, accuracy %.3f" % (len(out), hit / len(out)))
 PYEOF
 
+# A result written before results kept their columns: the data file names them.
+cp r.h5 old.h5
+$PY -c "
+import h5py
+f = h5py.File('old.h5', 'a')
+for k in ('target_names', 'categories'):
+    if k in f['model']: del f['model'][k]
+for a in ('csv_delimiter', 'csv_decimal', 'csv_header', 'id_column'):
+    if a in f['model'].attrs: del f['model'].attrs[a]
+"
+"$ENS" predict -m old.h5 -i iris.csv -o old.csv >old.txt || { cat old.txt; fail "predict with an older result"; }
+grep -q "accuracy against column 'species'" old.txt || fail "older result: the target column was not found"
+cmp -s <(cut -d, -f3- old.csv) <(cut -d, -f3- pred-all.csv) || fail "older result: other predictions"
+
+# A table without a header line: new rows are read without one too.
+tail -n +2 iris.csv | cut -d, -f2-6 >nh.csv
+"$ENS" import csv nh.csv --no-header --target 4 -o nh.h5 >/dev/null || fail "--no-header import"
+sed "s#$WORK/data.h5#$WORK/nh.h5#; s#$WORK/r.h5#$WORK/nhr.h5#" job.ini >nh.ini
+run_np 0 train -c "$WORK/nh.ini" || fail "training without a header"
+cut -d, -f1-4 nh.csv >nh-new.csv
+"$ENS" predict -m nhr.h5 -i nh-new.csv -o nh-pred.csv >/dev/null || fail "predict without a header"
+[ "$(head -1 nh-pred.csv | cut -d, -f1-3)" = "line,class,class_name" ] || fail "no-header output header"
+[ "$(sed -n 2p nh-pred.csv | cut -d, -f1)" = 1 ] || fail "no-header: the first row is line 1"
+[ "$(wc -l <nh-pred.csv)" = 151 ] || fail "no-header: one line per row"
+
 # ---- regression, a ';' file with decimal commas, a date column, one-hot ------
 $PY - <<'PYEOF'
 import csv, numpy as np

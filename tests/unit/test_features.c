@@ -183,7 +183,7 @@ static void test_rows_csv(void) {
   ens_schema s;
   schema(&s);
   ens_rows r;
-  ens_rows_opts o = {NULL, 0, 0};
+  ens_rows_opts o = {NULL, 0, 0, 0};
   /* Another order, the id, a dropped column, no target; an unseen color. */
   write_text(tpath("a.csv"), "color,key,note,w,x\nred,k1,zz,2.5,1\n"
                              "\"blue\",k2,,3.5,2\ngreen,\"k,3\",z,4.5,3\n");
@@ -272,7 +272,7 @@ static void test_rows_h5(void) {
   CU_ASSERT_EQUAL(ens_h5_write(f, "/x", H5T_NATIVE_FLOAT, 2, d2, x, 0), 0);
   H5Fclose(f);
   ens_rows r;
-  ens_rows_opts o = {NULL, 0, 0};
+  ens_rows_opts o = {NULL, 0, 0, 0};
   CU_ASSERT_EQUAL_FATAL(ens_rows_read(&r, &s, tpath("in.h5"), &o, g_err, sizeof g_err), 0);
   float want[8] = {6, 5, 0, 0, 8, 7, 0, 1};
   for (int i = 0; i < 8; i++)
