@@ -19,11 +19,6 @@ set_target_properties(libens_static PROPERTIES EXPORT_NAME ens_static)
 target_link_libraries(libens_shared PRIVATE ${HDF5_C_LIBRARIES} PkgConfig::OPENBLAS
   PkgConfig::LAPACKE PkgConfig::INIH ZLIB::ZLIB m)
 target_link_options(libens_shared PRIVATE -Wl,--no-undefined)
-set(ENS_PC_LIBS_PRIVATE "")
-foreach(lib ${HDF5_C_LIBRARIES})
-  string(APPEND ENS_PC_LIBS_PRIVATE " ${lib}")
-endforeach()
-string(APPEND ENS_PC_LIBS_PRIVATE " ${OPENBLAS_LDFLAGS} ${LAPACKE_LDFLAGS} ${INIH_LDFLAGS} -lz -lm -lpthread")
 target_link_libraries(libens_static INTERFACE
   "$<BUILD_INTERFACE:${HDF5_C_LIBRARIES};PkgConfig::OPENBLAS;PkgConfig::LAPACKE;PkgConfig::INIH;ZLIB::ZLIB;m>"
   "$<INSTALL_INTERFACE:${HDF5_C_LIBRARIES};${OPENBLAS_LINK_LIBRARIES};${LAPACKE_LINK_LIBRARIES};${INIH_LINK_LIBRARIES};z;m;pthread>")

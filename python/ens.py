@@ -116,9 +116,9 @@ class _Out(ctypes.Structure):
                 ("probs", "pred", "uncertainty", "mean", "var", "var_aleatoric", "var_epistemic")]
 
 
-def _check(lib, code):
+def _check(lib, code, prefix=""):
     if code < 0:
-        raise _error(code, lib.ens_infer_errmsg().decode("utf-8", "replace"))
+        raise _error(code, prefix + lib.ens_infer_errmsg().decode("utf-8", "replace"))
     return code
 
 
@@ -197,7 +197,7 @@ class Model:
             setattr(out, k, a.ctypes.data)
         _check(self._lib, self._lib.ens_infer_predict(
             self._h, self._ws(), ctypes.addressof(opts), x.ctypes.data, n, d,
-            ctypes.addressof(out)))
+            ctypes.addressof(out)), f"{self.path}: ")
         return res
 
     def members_used(self, rule=None):

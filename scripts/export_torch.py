@@ -135,9 +135,19 @@ def _make_classes():
             self.temperature = temperature
             self.floor = CAL_FLOOR
 
+
+        def standardize(self, x: Tensor) -> Tensor:
+            """Raw rows (n, features) or (n, *shape) -> standardized trunk output."""
+            h = x.reshape(x.shape[0], -1).to(torch.float32)
+            if h.shape[1] != self.xmean.shape[0]:
+                raise ValueError("input rows have {} features; the model expects {}".format(
+                    h.shape[1], self.xmean.shape[0]))
+            if not bool(torch.isfinite(h).all()):
+                raise ValueError("input has a non-finite value (NaN or Inf)")
+            return self.trunk((h - self.xmean) / self.xstd)
+
         def forward(self, x: Tensor) -> Tensor:
-            h = (x.reshape(x.shape[0], -1).to(torch.float32) - self.xmean) / self.xstd
-            h = self.trunk(h)
+            h = self.standardize(x)
             acc = torch.zeros(0, dtype=torch.float64)
             count = 0
             i = 0
@@ -184,9 +194,19 @@ def _make_classes():
             self.var_floor = float(np.float32(VAR_FLOOR))  # a float in ens, added in double
             self.linear = SOFTPLUS_LINEAR
 
+
+        def standardize(self, x: Tensor) -> Tensor:
+            """Raw rows (n, features) or (n, *shape) -> standardized trunk output."""
+            h = x.reshape(x.shape[0], -1).to(torch.float32)
+            if h.shape[1] != self.xmean.shape[0]:
+                raise ValueError("input rows have {} features; the model expects {}".format(
+                    h.shape[1], self.xmean.shape[0]))
+            if not bool(torch.isfinite(h).all()):
+                raise ValueError("input has a non-finite value (NaN or Inf)")
+            return self.trunk((h - self.xmean) / self.xstd)
+
         def forward(self, x: Tensor) -> Dict[str, Tensor]:
-            h = (x.reshape(x.shape[0], -1).to(torch.float32) - self.xmean) / self.xstd
-            h = self.trunk(h)
+            h = self.standardize(x)
             T = self.T
             s1 = torch.zeros(0, dtype=torch.float64)
             s2 = torch.zeros(0, dtype=torch.float64)
@@ -338,6 +358,7 @@ def build(path, rule=None, calibrate=True):
                 ym, ys = np.zeros(T, np.float32), np.ones(T, np.float32)
             m = Regressor(xm, xs, trunk, nets, wt, torch.from_numpy(ym), torch.from_numpy(ys),
                           gaussian, params_rule, cal, T)
+        m.requires_grad_(False)
         return m.eval()
 
 

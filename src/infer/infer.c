@@ -104,6 +104,9 @@ static int check_sizes(hid_t f, const char *file, const ens_arch *a, int first, 
   size_t np = 0, ns = 0;
   ens_arch_sizes(a, first, last, output, &np, &ns);
   long long hp = ens_h5_size(f, pp, NULL, NULL), hs = ns ? ens_h5_size(f, sp, NULL, NULL) : 0;
+  if (hp < 0 || hs < 0)
+    return fail(ENS_EFORMAT, "%s: dataset %s is missing (expected %zu float values)", file,
+                hp < 0 ? pp : sp, hp < 0 ? np : ns);
   if (hp != (long long)np || hs != (long long)ns)
     return fail(ENS_EFORMAT,
                 "%s: %s holds %lld values and %s %lld; the architecture in its stored "
@@ -151,7 +154,8 @@ static int read_vec(hid_t f, const char *file, const char *path, int n, float **
     return fail(ENS_ENOMEM, "%s: out of memory reading %s", file, path);
   if (ens_h5_size(f, path, NULL, NULL) != n ||
       ens_h5_read(f, path, H5T_NATIVE_FLOAT, *out, (size_t)n))
-    return fail(ENS_EFORMAT, "%s: %s is missing or does not hold %d float values", file, path, n);
+    return fail(ENS_EFORMAT, "%s: dataset %s is missing or does not hold %d float values", file,
+                path, n);
   return 0;
 }
 
@@ -200,16 +204,12 @@ static int open_file(ens_infer *m, hid_t f, const char *path) {
   m->members_total = (int)total;
   m->first = (int)first;
   if (standardized && ((ret = read_vec(f, path, "/model/input_mean", m->d, &m->xmean)) ||
-                       (ret = read_vec(f, path, "/model/input_std", m->d, &m->xstd)))) {
-    ret = fail(ret, "%s: /model/input_mean or input_std missing", path);
+                       (ret = read_vec(f, path, "/model/input_std", m->d, &m->xstd))))
     goto done;
-  }
   if (regress && ens_h5_exists(f, "/model/target_mean") &&
       ((ret = read_vec(f, path, "/model/target_mean", m->T, &m->ymean)) ||
-       (ret = read_vec(f, path, "/model/target_std", m->T, &m->ystd)))) {
-    ret = fail(ret, "%s: /model/target_mean or target_std has the wrong size", path);
+       (ret = read_vec(f, path, "/model/target_std", m->T, &m->ystd))))
     goto done;
-  }
   ens_task_init(&m->K, regress, m->C, m->T, m->c.loss, m->ymean, m->ystd);
   const int width = regress ? m->T : m->C;
   ens_arch arch;
@@ -268,8 +268,6 @@ static int open_file(ens_infer *m, hid_t f, const char *path) {
     net->k = k;
     net->sel_w = m->has_select ? (double)lround(weights[k - first] * picks) : 1.0;
     ret = load_net(net, f, path, &ma, (int)tl, ma.n_hidden, 1, mc.batch, pp, sp);
-    if (ret == ENS_EFORMAT && !strstr(errbuf, "holds"))
-      ret = fail(ret, "%s: %s missing or of the wrong size for its architecture", path, pp);
     m->nnets++; /* freed by close even when loading failed */
     if (ret) {
       free(weights);
