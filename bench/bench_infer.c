@@ -1,12 +1,14 @@
 /* ens-bench-infer: throughput and latency of libens (include/ens/infer.h)
  * for scripts/bench-infer.
  *
- *   ens-bench-infer RESULT.h5 INPUT.h5 DATASET REPS CALLS
+ *   ens-bench-infer RESULT.h5 INPUT.h5 DATASET REPS CALLS [BATCH]
  *
  * Throughput: all rows of DATASET in one ens_infer_predict call with a
  * workspace made for them, best of REPS. Latency: CALLS calls of one row each
  * (row i mod n) through one workspace; prints the median and the 99th
- * percentile. One line of JSON on stdout. BLAS threads: OPENBLAS_NUM_THREADS. */
+ * percentile. BATCH (default 0) is ens_infer_ws_create's batch for the
+ * throughput workspace (0: training batch sizes, as ens predict). One line of
+ * JSON on stdout. BLAS threads: OPENBLAS_NUM_THREADS. */
 #include <hdf5.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,11 +29,11 @@ static int cmp_double(const void *a, const void *b) {
 }
 
 int main(int argc, char **argv) {
-  if (argc != 6) {
-    fprintf(stderr, "usage: %s RESULT.h5 INPUT.h5 DATASET REPS CALLS\n", argv[0]);
+  if (argc != 6 && argc != 7) {
+    fprintf(stderr, "usage: %s RESULT.h5 INPUT.h5 DATASET REPS CALLS [BATCH]\n", argv[0]);
     return 1;
   }
-  const int reps = atoi(argv[4]), calls = atoi(argv[5]);
+  const int reps = atoi(argv[4]), calls = atoi(argv[5]), batch = argc == 7 ? atoi(argv[6]) : 0;
   ens_infer *m = NULL;
   if (ens_infer_open(&m, argv[1])) {
     fprintf(stderr, "%s\n", ens_infer_errmsg());
@@ -69,8 +71,8 @@ int main(int argc, char **argv) {
     out.pred = pred;
   }
   ens_infer_ws *big = NULL, *one = NULL;
-  if (!a || !b || !pred || !lat || ens_infer_ws_create(&big, m, n) ||
-      ens_infer_ws_create(&one, m, 1)) {
+  if (!a || !b || !pred || !lat || ens_infer_ws_create(&big, m, n, batch) ||
+      ens_infer_ws_create(&one, m, 1, 0)) {
     fprintf(stderr, "setup: %s\n", ens_infer_errmsg());
     return 1;
   }

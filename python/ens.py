@@ -95,7 +95,7 @@ def _library():
             "ens_infer_calibration": (D, [P]),
             "ens_infer_class_name": (ctypes.c_char_p, [P, I]),
             "ens_infer_check": (I, [P, P]),
-            "ens_infer_ws_create": (I, [ctypes.POINTER(P), P, I]),
+            "ens_infer_ws_create": (I, [ctypes.POINTER(P), P, I, I]),
             "ens_infer_ws_free": (None, [P]),
             "ens_infer_predict": (I, [P, P, P, P, I, I, P]),
         }
@@ -156,7 +156,7 @@ class Model:
         ws = getattr(self._tls, "ws", None)
         if ws is None:
             ws = ctypes.c_void_p()
-            _check(self._lib, self._lib.ens_infer_ws_create(ctypes.byref(ws), self._h, 0))
+            _check(self._lib, self._lib.ens_infer_ws_create(ctypes.byref(ws), self._h, 0, 0))
             self._tls.ws = ws
             with _lock:
                 self._workspaces.append(ws)

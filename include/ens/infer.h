@@ -12,7 +12,7 @@
  *
  * Minimal use:
  *   ens_infer *m;  ens_infer_ws *ws;
- *   if (ens_infer_open(&m, "result.h5") || ens_infer_ws_create(&ws, m, 0))
+ *   if (ens_infer_open(&m, "result.h5") || ens_infer_ws_create(&ws, m, 0, 0))
  *     fprintf(stderr, "%s\n", ens_infer_errmsg());
  *   float probs[n * C]; int32_t pred[n];
  *   ens_infer_out out = {.probs = probs, .pred = pred};
@@ -126,8 +126,14 @@ int ens_infer_calibrated(const ens_infer *model, const ens_infer_opts *opts);
 /* Creates a workspace for predictions of up to rows_max rows per pass
  * (rows_max <= 0: a default that is a multiple of every member's training
  * batch; larger calls are processed in passes of rows_max rows). One
- * workspace per thread; it belongs to `model`. Returns 0 or ENS_ENOMEM. */
-int ens_infer_ws_create(ens_infer_ws **ws, const ens_infer *model, int rows_max);
+ * workspace per thread; it belongs to `model`.
+ * batch = 0: every network runs in batches of its training batch size, which
+ * gives `ens predict`'s bits (see ens_infer_predict). batch > 0: networks run
+ * in batches of up to min(batch, rows_max) rows: fewer, larger sgemm calls for
+ * throughput, with results that may differ from `ens predict` in the last
+ * bits (sgemm rounding depends on the batch size).
+ * Returns 0 or ENS_ENOMEM. */
+int ens_infer_ws_create(ens_infer_ws **ws, const ens_infer *model, int rows_max, int batch);
 void ens_infer_ws_free(ens_infer_ws *ws);
 
 /* Predicts n rows x (n, d) of raw features (d must equal ens_infer_inputs;

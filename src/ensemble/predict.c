@@ -197,7 +197,7 @@ int ens_predict(const char *model_path, const char *input, const char *dataset, 
   }
   ens_infer_out o = {.probs = fin, .pred = pred, .uncertainty = unc, .mean = mean, .var = var,
                      .var_aleatoric = alea, .var_epistemic = epi};
-  if ((ret = ens_infer_ws_create(&ws, model, n)) ||
+  if ((ret = ens_infer_ws_create(&ws, model, n, 0)) ||
       (ret = ens_infer_predict(model, ws, &opts, x, n, d, &o))) {
     snprintf(err, errlen, "%s: %s", model_path, ens_infer_errmsg());
     free(mean);

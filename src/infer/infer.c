@@ -480,7 +480,7 @@ void ens_infer_ws_free(ens_infer_ws *ws) {
   free(ws);
 }
 
-int ens_infer_ws_create(ens_infer_ws **out, const ens_infer *m, int rows_max) {
+int ens_infer_ws_create(ens_infer_ws **out, const ens_infer *m, int rows_max, int batch) {
   if (!out || !m)
     return fail(ENS_EINVAL, "ens_infer_ws_create: NULL argument");
   *out = NULL;
@@ -495,12 +495,13 @@ int ens_infer_ws_create(ens_infer_ws **out, const ens_infer *m, int rows_max) {
   ws->nets = calloc((size_t)m->nnets, sizeof(ens_model));
   if (!ws->nets)
     ret = ENS_ENOMEM;
+  const int B = batch > 0 ? (batch < ws->rows_max ? batch : ws->rows_max) : 0;
   if (!ret && m->has_trunk)
-    ret = view_create(&ws->trunk, &m->trunk.model, m->trunk.model.batch_max);
+    ret = view_create(&ws->trunk, &m->trunk.model, B ? B : m->trunk.model.batch_max);
   for (int i = 0; !ret && i < m->nnets; i++)
-    ret = view_create(&ws->nets[i], &m->nets[i].model, m->nets[i].model.batch_max);
+    ret = view_create(&ws->nets[i], &m->nets[i].model, B ? B : m->nets[i].model.batch_max);
   if (!ret && m->has_params)
-    ret = view_create(&ws->avg, &m->avg.model, m->avg.model.batch_max);
+    ret = view_create(&ws->avg, &m->avg.model, B ? B : m->avg.model.batch_max);
   if (!ret)
     ret = ens_acc_init(&ws->acc, &m->K, ws->rows_max);
   if (!ret) {
@@ -628,7 +629,7 @@ int ens_infer_predict(const ens_infer *m, ens_infer_ws *ws, const ens_infer_opts
                   (double)x[i], i / (size_t)d, i % (size_t)d);
   ens_infer_ws *own = NULL;
   if (!ws) {
-    if ((ret = ens_infer_ws_create(&own, m, 0)))
+    if ((ret = ens_infer_ws_create(&own, m, 0, 0)))
       return ret;
     ws = own;
   }

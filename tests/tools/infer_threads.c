@@ -32,7 +32,7 @@ typedef struct {
 static void *run(void *arg) {
   job *j = arg;
   ens_infer_ws *ws = NULL;
-  if (ens_infer_ws_create(&ws, j->m, 0)) {
+  if (ens_infer_ws_create(&ws, j->m, 0, 0)) {
     j->err = 1;
     snprintf(j->msg, sizeof(j->msg), "%s", ens_infer_errmsg());
     return NULL;
