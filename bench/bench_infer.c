@@ -1,14 +1,15 @@
 /* ens-bench-infer: throughput and latency of libens (include/ens/infer.h)
  * for scripts/bench-infer.
  *
- *   ens-bench-infer RESULT.h5 INPUT.h5 DATASET REPS CALLS [BATCH]
+ *   ens-bench-infer RESULT.h5 INPUT.h5 DATASET REPS CALLS [BATCH [raw]]
  *
  * Throughput: all rows of DATASET in one ens_infer_predict call with a
  * workspace made for them, best of REPS. Latency: CALLS calls of one row each
  * (row i mod n) through one workspace; prints the median and the 99th
  * percentile. BATCH (default 0) is ens_infer_ws_create's batch for the
  * throughput workspace (0: training batch sizes, as ens predict). One line of
- * JSON on stdout. BLAS threads: OPENBLAS_NUM_THREADS. */
+ * JSON on stdout; with "raw", each call's latency in microseconds instead
+ * (scripts/bench-infer interleaves rounds of calls with PyTorch's). BLAS threads: OPENBLAS_NUM_THREADS. */
 #include <hdf5.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,11 +30,13 @@ static int cmp_double(const void *a, const void *b) {
 }
 
 int main(int argc, char **argv) {
-  if (argc != 6 && argc != 7) {
-    fprintf(stderr, "usage: %s RESULT.h5 INPUT.h5 DATASET REPS CALLS [BATCH]\n", argv[0]);
+  if (argc < 6 || argc > 8) {
+    fprintf(stderr, "usage: %s RESULT.h5 INPUT.h5 DATASET REPS CALLS [BATCH [raw]]\n", argv[0]);
     return 1;
   }
-  const int reps = atoi(argv[4]), calls = atoi(argv[5]), batch = argc == 7 ? atoi(argv[6]) : 0;
+  const int reps = atoi(argv[4]), batch = argc >= 7 ? atoi(argv[6]) : 0;
+  int calls = atoi(argv[5]);
+  const int raw = argc == 8 && !strcmp(argv[7], "raw");
   ens_infer *m = NULL;
   if (ens_infer_open(&m, argv[1])) {
     fprintf(stderr, "%s\n", ens_infer_errmsg());
@@ -97,9 +100,15 @@ int main(int argc, char **argv) {
     }
     lat[i] = now() - t0;
   }
+  if (raw) {
+    for (int i = 0; i < calls; i++)
+      printf("%.3f\n", lat[i] * 1e6);
+    calls = 0; /* nothing more to print */
+  }
   qsort(lat, (size_t)calls, sizeof(double), cmp_double);
   double med = calls ? lat[calls / 2] : 0, p99 = calls ? lat[(size_t)(0.99 * (calls - 1))] : 0;
-  printf("{\"rows\": %d, \"throughput_seconds\": %.6f, \"rows_per_second\": %.1f, "
+  if (!raw)
+    printf("{\"rows\": %d, \"throughput_seconds\": %.6f, \"rows_per_second\": %.1f, "
          "\"latency_median_us\": %.2f, \"latency_p99_us\": %.2f, \"calls\": %d}\n",
          n, best, n / best, med * 1e6, p99 * 1e6, calls);
   ens_infer_ws_free(big);

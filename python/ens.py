@@ -127,8 +127,9 @@ class Model:
     "regress"), inputs, input_shape, classes, targets, members,
     members_total, rules, default_rule, calibration, class_names."""
 
-    def __init__(self, path):
+    def __init__(self, path, batch=0):
         self._lib = _library()
+        self.batch = int(batch)
         self._h = ctypes.c_void_p()
         self.path = os.fspath(path)
         _check(self._lib, self._lib.ens_infer_open(ctypes.byref(self._h), self.path.encode()))
@@ -156,7 +157,7 @@ class Model:
         ws = getattr(self._tls, "ws", None)
         if ws is None:
             ws = ctypes.c_void_p()
-            _check(self._lib, self._lib.ens_infer_ws_create(ctypes.byref(ws), self._h, 0, 0))
+            _check(self._lib, self._lib.ens_infer_ws_create(ctypes.byref(ws), self._h, 0, self.batch))
             self._tls.ws = ws
             with _lock:
                 self._workspaces.append(ws)
@@ -231,10 +232,13 @@ class Model:
                 f"{self.members} members, rule {self.default_rule})")
 
 
-def load(path):
+def load(path, batch=0):
     """Opens result file `path` (from ens train); raises ens.FormatError when it
-    is not a readable ens result."""
-    return Model(path)
+    is not a readable ens result. batch = 0 runs every member in batches of
+    its training batch size, which gives `ens predict`'s bits; batch > 0 runs
+    larger batches (up to the workspace's rows per pass, 256 or more), which
+    may differ from them in the last bits (see docs/LIBRARY.md)."""
+    return Model(path, batch)
 
 
 def version():
