@@ -315,11 +315,16 @@ int ens_infer_open(ens_infer **model, const char *path) {
     return fail(ENS_ENOMEM, "%s: out of memory", path);
   hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
   if (f < 0) {
+    H5Eclear2(H5E_DEFAULT);
     free(m);
     return fail(ENS_EIO, "%s: cannot open as an HDF5 result file", path);
   }
   int ret = open_file(m, f, path);
   H5Fclose(f);
+  /* Failed probes leave records on this thread's HDF5 error stack; clear it
+   * so a thread that exits now leaves nothing behind (HDF5 frees the stack
+   * but not its records at thread exit). */
+  H5Eclear2(H5E_DEFAULT);
   if (ret) {
     ens_infer_close(m);
     return ret;
