@@ -9,7 +9,8 @@
  * percentile. BATCH (default 0) is ens_infer_ws_create's batch for the
  * throughput workspace (0: training batch sizes, as ens predict). One line of
  * JSON on stdout; with "raw", each call's latency in microseconds instead
- * (scripts/bench-infer interleaves rounds of calls with PyTorch's). BLAS threads: OPENBLAS_NUM_THREADS. */
+ * (scripts/bench-infer interleaves rounds of calls with PyTorch's). BLAS threads:
+ * OPENBLAS_NUM_THREADS. */
 #include <hdf5.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,7 +62,8 @@ int main(int argc, char **argv) {
   H5Sclose(sp);
   H5Dclose(ds);
   H5Fclose(f);
-  const int w = ens_infer_task(m) == ENS_INFER_REGRESS ? ens_infer_targets(m) : ens_infer_classes(m);
+  const int w =
+      ens_infer_task(m) == ENS_INFER_REGRESS ? ens_infer_targets(m) : ens_infer_classes(m);
   float *a = malloc((size_t)n * w * sizeof(float)), *b = malloc((size_t)n * w * sizeof(float));
   int32_t *pred = malloc((size_t)n * sizeof(int32_t));
   double *lat = malloc((size_t)(calls > 0 ? calls : 1) * sizeof(double));
@@ -109,8 +111,8 @@ int main(int argc, char **argv) {
   double med = calls ? lat[calls / 2] : 0, p99 = calls ? lat[(size_t)(0.99 * (calls - 1))] : 0;
   if (!raw)
     printf("{\"rows\": %d, \"throughput_seconds\": %.6f, \"rows_per_second\": %.1f, "
-         "\"latency_median_us\": %.2f, \"latency_p99_us\": %.2f, \"calls\": %d}\n",
-         n, best, n / best, med * 1e6, p99 * 1e6, calls);
+           "\"latency_median_us\": %.2f, \"latency_p99_us\": %.2f, \"calls\": %d}\n",
+           n, best, n / best, med * 1e6, p99 * 1e6, calls);
   ens_infer_ws_free(big);
   ens_infer_ws_free(one);
   ens_infer_close(m);

@@ -37,3 +37,7 @@ install(FILES ${PROJECT_BINARY_DIR}/ensConfig.cmake ${PROJECT_BINARY_DIR}/ensCon
   DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/ens)
 configure_file(${PROJECT_SOURCE_DIR}/cmake/ens.pc.in ${PROJECT_BINARY_DIR}/ens.pc @ONLY)
 install(FILES ${PROJECT_BINARY_DIR}/ens.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
+# The Python module finds the installed libens from <prefix>/share/ens/python.
+install(FILES ${PROJECT_SOURCE_DIR}/python/ens.py DESTINATION ${CMAKE_INSTALL_DATADIR}/ens/python)
+install(PROGRAMS ${PROJECT_SOURCE_DIR}/scripts/export_torch.py
+  DESTINATION ${CMAKE_INSTALL_DATADIR}/ens/scripts)

@@ -55,7 +55,8 @@ def _find_library():
     if env:
         return env
     here = os.path.dirname(os.path.abspath(__file__))
-    for rel in ("libens.so", "../lib/libens.so", "../build/libens.so", "../../lib/libens.so"):
+    # Beside it, an installed tree (<prefix>/share/ens/python), a source tree.
+    for rel in ("libens.so", "../../../lib/libens.so", "../lib/libens.so", "../build/libens.so"):
         p = os.path.normpath(os.path.join(here, rel))
         if os.path.exists(p):
             return p

@@ -63,7 +63,8 @@ typedef struct ens_infer_opts {
                      passes (masks keyed by the result's seed, member and row index
                      within the call, so reproducible); not with ENS_RULE_PARAMS */
 } ens_infer_opts;
-#define ENS_INFER_OPTS_DEFAULT {ENS_RULE_DEFAULT, 1, 0}
+#define ENS_INFER_OPTS_DEFAULT                                                                     \
+  { ENS_RULE_DEFAULT, 1, 0 }
 
 /* Where a prediction of n rows goes. Every pointer may be NULL (not wanted);
  * the caller owns the buffers. Shapes: C classes, T targets, row-major. */
@@ -89,17 +90,17 @@ int ens_infer_open(ens_infer **model, const char *path);
 void ens_infer_close(ens_infer *model);
 
 /* Queries (constant for the life of the handle). */
-int ens_infer_task(const ens_infer *model);    /* ENS_INFER_CLASSIFY or ENS_INFER_REGRESS */
-int ens_infer_inputs(const ens_infer *model);  /* raw features per row */
+int ens_infer_task(const ens_infer *model);   /* ENS_INFER_CLASSIFY or ENS_INFER_REGRESS */
+int ens_infer_inputs(const ens_infer *model); /* raw features per row */
 /* Shape of one input row: writes up to maxdims extents to dims and returns
  * the rank (1 for feature vectors: dims[0] = ens_infer_inputs). */
 int ens_infer_input_shape(const ens_infer *model, int *dims, int maxdims);
-int ens_infer_classes(const ens_infer *model); /* C (classify), 0 for regression */
-int ens_infer_targets(const ens_infer *model); /* T (regress), 0 for classification */
-int ens_infer_members(const ens_infer *model); /* finished members loaded */
-int ens_infer_members_total(const ens_infer *model); /* members of the whole ensemble
-                                                        (more for a partial result) */
-int ens_infer_first_member(const ens_infer *model);  /* index of the first stored member */
+int ens_infer_classes(const ens_infer *model);        /* C (classify), 0 for regression */
+int ens_infer_targets(const ens_infer *model);        /* T (regress), 0 for classification */
+int ens_infer_members(const ens_infer *model);        /* finished members loaded */
+int ens_infer_members_total(const ens_infer *model);  /* members of the whole ensemble
+                                                         (more for a partial result) */
+int ens_infer_first_member(const ens_infer *model);   /* index of the first stored member */
 int ens_infer_stored_members(const ens_infer *model); /* members stored, finished or not */
 /* Bit mask of the available rules: bit r set when rule r can be applied. */
 int ens_infer_rules(const ens_infer *model);

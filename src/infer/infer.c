@@ -19,7 +19,8 @@
 #include "ensemble/task.h"
 #include "io/h5util.h"
 
-_Static_assert(ENS_RULE_AVERAGE == (int)ENS_COMBINE_AVERAGE && ENS_RULE_VOTE == (int)ENS_COMBINE_VOTE &&
+_Static_assert(ENS_RULE_AVERAGE == (int)ENS_COMBINE_AVERAGE &&
+                   ENS_RULE_VOTE == (int)ENS_COMBINE_VOTE &&
                    ENS_RULE_PARAMS == (int)ENS_COMBINE_PARAMS &&
                    ENS_RULE_SELECT == (int)ENS_COMBINE_SELECT,
                "ENS_RULE_* mirror ens_combine_kind");
@@ -41,11 +42,11 @@ struct ens_infer {
   int has_trunk;
   infer_net trunk;
   int nnets;
-  infer_net *nets;  /* finished members, in member order */
+  infer_net *nets; /* finished members, in member order */
   int has_params;
-  infer_net avg;    /* combine = params network */
+  infer_net avg; /* combine = params network */
   int has_select;
-  double calib;     /* 0: none */
+  double calib; /* 0: none */
   char **class_names;
   int rows_default;
 };
@@ -53,7 +54,7 @@ struct ens_infer {
 struct ens_infer_ws {
   const ens_infer *m;
   int rows_max;
-  ens_model trunk;   /* views: borrow the handle's params, own activations */
+  ens_model trunk; /* views: borrow the handle's params, own activations */
   ens_model *nets;
   ens_model avg;
   ens_acc acc;
@@ -171,14 +172,13 @@ static int open_file(ens_infer *m, hid_t f, const char *path) {
       ens_h5_get_attr_i64(f, "/", "first_member", &first) ||
       ens_h5_get_attr_i64(f, "/model", "trunk_layers", &tl) ||
       ens_h5_get_attr_i64(f, "/model", "standardized", &standardized)) {
-    ret = fail(ENS_EFORMAT, "%s: not an ens result file (missing /model or root attributes)",
-               path);
+    ret = fail(ENS_EFORMAT, "%s: not an ens result file (missing /model or root attributes)", path);
     goto done;
   }
   if (ens_h5_get_attr_i64(f, "/", "members_total", &total))
     total = members;
-  int regress = ens_h5_get_attr_str(f, "/", "task", &taskname) == 0 &&
-                strcmp(taskname, "regress") == 0;
+  int regress =
+      ens_h5_get_attr_str(f, "/", "task", &taskname) == 0 && strcmp(taskname, "regress") == 0;
   if (regress && ens_h5_get_attr_i64(f, "/model", "targets", &T)) {
     ret = fail(ENS_EFORMAT, "%s: regression result without /model targets", path);
     goto done;
@@ -218,8 +218,10 @@ static int open_file(ens_infer *m, hid_t f, const char *path) {
 #define LCM(b) (lcm = lcm / gcd_ll(lcm, (b)) * (b), lcm = lcm > (1 << 16) ? (b) : lcm)
   if (tl > 0) {
     if (tl > arch.n_hidden) {
-      ret = fail(ENS_EFORMAT, "%s: /model trunk_layers = %lld but its configuration has %d hidden "
-                 "layers", path, (long long)tl, arch.n_hidden);
+      ret = fail(ENS_EFORMAT,
+                 "%s: /model trunk_layers = %lld but its configuration has %d hidden "
+                 "layers",
+                 path, (long long)tl, arch.n_hidden);
       goto done;
     }
     m->has_trunk = 1;
@@ -236,8 +238,8 @@ static int open_file(ens_infer *m, hid_t f, const char *path) {
                   !ens_h5_get_attr_i64(f, "/metrics/ensemble", "select_picks", &picks);
   if (m->has_select) {
     weights = malloc((size_t)members * sizeof(float));
-    if (!weights || ens_h5_read(f, "/ensemble/weights", H5T_NATIVE_FLOAT, weights,
-                                (size_t)members)) {
+    if (!weights ||
+        ens_h5_read(f, "/ensemble/weights", H5T_NATIVE_FLOAT, weights, (size_t)members)) {
       free(weights);
       ret = fail(ENS_EFORMAT, "%s: /ensemble/weights cannot be read", path);
       goto done;
@@ -255,8 +257,7 @@ static int open_file(ens_infer *m, hid_t f, const char *path) {
     snprintf(grp, sizeof(grp), "/members/%d", k);
     snprintf(pp, sizeof(pp), "/members/%d/params", k);
     snprintf(sp, sizeof(sp), "/members/%d/bn_stats", k);
-    int failed = ens_h5_get_attr_str(f, grp, "status", &status) == 0 &&
-                 strcmp(status, "done") != 0;
+    int failed = ens_h5_get_attr_str(f, grp, "status", &status) == 0 && strcmp(status, "done") != 0;
     free(status);
     if (failed)
       continue;
@@ -353,7 +354,9 @@ void ens_infer_close(ens_infer *m) {
 
 /* ---- queries ------------------------------------------------------------ */
 
-int ens_infer_task(const ens_infer *m) { return m->regress ? ENS_INFER_REGRESS : ENS_INFER_CLASSIFY; }
+int ens_infer_task(const ens_infer *m) {
+  return m->regress ? ENS_INFER_REGRESS : ENS_INFER_CLASSIFY;
+}
 int ens_infer_inputs(const ens_infer *m) { return m->d; }
 int ens_infer_input_shape(const ens_infer *m, int *dims, int maxdims) {
   if (dims && maxdims >= 1)
@@ -408,8 +411,7 @@ int ens_infer_check(const ens_infer *m, const ens_infer_opts *o) {
     o = &defaults;
   const int rule = rule_of(m, o);
   if (rule < 0 || rule >= ENS_RULE_COUNT)
-    return fail(ENS_EINVAL, "combine rule %d: expected average, vote, params or select",
-                o->rule);
+    return fail(ENS_EINVAL, "combine rule %d: expected average, vote, params or select", o->rule);
   if (o->mc_samples < 0)
     return fail(ENS_EINVAL, "mc_samples = %d: expected 0 or a positive count", o->mc_samples);
   if (rule == ENS_RULE_PARAMS && !m->has_params)
@@ -419,10 +421,10 @@ int ens_infer_check(const ens_infer *m, const ens_infer_opts *o) {
                 ens_combine_name(m->c.combine));
   if (rule == ENS_RULE_VOTE && m->regress)
     return fail(ENS_EINVAL, "combine vote: the result is a regression result (votes need "
-                "classes)");
+                            "classes)");
   if (rule == ENS_RULE_PARAMS && o->mc_samples > 0)
     return fail(ENS_EINVAL, "MC-dropout (mc_samples) with combine = params: MC-dropout applies "
-                "to members");
+                            "to members");
   if (rule == ENS_RULE_SELECT && !m->has_select)
     return fail(ENS_EINVAL, "combine select needs /ensemble/weights of a combine = select result");
   if (ens_infer_members_used(m, rule) < 1)
@@ -518,8 +520,8 @@ int ens_infer_ws_create(ens_infer_ws **out, const ens_infer *m, int rows_max, in
     ws->epi = calloc(R * T, sizeof(float));
     ws->unc = calloc(R * 3, sizeof(float));
     ws->pred = calloc(R, sizeof(int32_t));
-    if (!ws->xs || (m->has_trunk && !ws->feat) || !ws->rows || !ws->fin || !ws->alea ||
-        !ws->epi || !ws->unc || !ws->pred)
+    if (!ws->xs || (m->has_trunk && !ws->feat) || !ws->rows || !ws->fin || !ws->alea || !ws->epi ||
+        !ws->unc || !ws->pred)
       ret = ENS_ENOMEM;
   }
   if (ret) {
@@ -611,8 +613,8 @@ static void predict_pass(const ens_infer *m, ens_infer_ws *ws, int rule, int cal
     memcpy(out->var_epistemic + (size_t)r0 * T, ws->epi, (size_t)b * T * sizeof(float));
 }
 
-int ens_infer_predict(const ens_infer *m, ens_infer_ws *ws, const ens_infer_opts *o,
-                      const float *x, int n, int d, ens_infer_out *out) {
+int ens_infer_predict(const ens_infer *m, ens_infer_ws *ws, const ens_infer_opts *o, const float *x,
+                      int n, int d, ens_infer_out *out) {
   static const ens_infer_opts defaults = ENS_INFER_OPTS_DEFAULT;
   if (!m || !x || !out)
     return fail(ENS_EINVAL, "ens_infer_predict: %s is NULL", !m ? "model" : !x ? "x" : "out");

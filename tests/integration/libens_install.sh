@@ -24,6 +24,11 @@ cc -O2 -Wall -Werror "$SRC/examples/predict.c" $(pkg-config --cflags ens) \
 ldd ex-static | grep -q libens && fail "ex-static is linked to libens.so"
 cmake -S "$SRC/examples" -B ex-cmake -DCMAKE_PREFIX_PATH="$P" >cmake.log 2>&1 &&
   cmake --build ex-cmake >>cmake.log 2>&1 || { cat cmake.log; fail "example with find_package(ens)"; }
+# The installed Python module finds the installed libens by itself.
+(unset ENS_LIB; cd / && PYTHONPATH=$P/share/ens/python $PY -c "
+import ens, os
+assert os.path.realpath(ens._find_library()) == os.path.realpath('$P/lib/libens.so'), ens._find_library()
+print('python module finds', ens._find_library(), 'libens', ens.version())") || fail "installed python module"
 echo "ok: installed; the example builds with pkg-config (shared, static) and find_package(ens)"
 
 make_fixtures

@@ -23,7 +23,7 @@ typedef struct {
   const ens_infer *m;
   const float *x;
   int n, call, repeats, mc, fields;
-  float *out;  /* (fields, n) per-row outputs packed: see run() */
+  float *out; /* (fields, n) per-row outputs packed: see run() */
   int32_t *pred;
   int err;
   char msg[512];
@@ -128,8 +128,8 @@ int main(int argc, char **argv) {
     }
   }
   if (!bad)
-    printf("%d threads x %d repeats, %d rows in calls of %d%s: identical to 1 thread\n", nt, rep,
-           n, call, mc ? " (MC-dropout)" : "");
+    printf("%d threads x %d repeats, %d rows in calls of %d%s: identical to 1 thread\n", nt, rep, n,
+           call, mc ? " (MC-dropout)" : "");
   for (int t = 0; t <= nt; t++) {
     free(jobs[t].out);
     free(jobs[t].pred);
