@@ -1,6 +1,7 @@
-/* `ens predict`: rebuild the trunk and every member from a result file and
- * apply them to new rows, in the same batch sizes as training used so the
- * probabilities (and so the predictions) are bitwise those of the result. */
+/* `ens predict`: reads the rows to predict from an input file, applies the
+ * result through libens (include/ens/infer.h, the one implementation of
+ * inference: same batch sizes as training, so the probabilities and
+ * predictions are bitwise those of the result) and writes the predictions. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,6 +9,7 @@
 #include <unistd.h>
 
 #include "ens/error.h"
+#include "ens/infer.h"
 #include "ens/metrics.h"
 #include "ens/model.h"
 #include "ens/search.h"
@@ -20,38 +22,6 @@
 #include <math.h>
 #include <stdint.h>
 
-/* Before a network is built from a stored configuration: datasets pp (and
- * sp) must hold exactly the parameters (and batch-norm statistics) of
- * blocks [first, last) (+ the output layer) of a, and those must fit in
- * memory; so no buffer is ever sized from a damaged file. 0, or
- * ENS_EFORMAT with the reason in err. */
-static int check_sizes(hid_t f, const char *file, const ens_arch *a, int first, int last,
-                       int output, const char *pp, const char *sp, char *err, size_t errlen) {
-  size_t np = 0, ns = 0;
-  ens_arch_sizes(a, first, last, output, &np, &ns);
-  long long hp = ens_h5_size(f, pp, NULL, NULL), hs = ns ? ens_h5_size(f, sp, NULL, NULL) : 0;
-  if (hp != (long long)np || hs != (long long)ns) {
-    snprintf(err, errlen,
-             "%s: %s holds %lld values and %s %lld; the architecture in its stored configuration "
-             "needs %zu and %zu",
-             file, pp, hp, sp, hs, np, ns);
-    return ENS_EFORMAT;
-  }
-  if (!ens_h5_affordable((unsigned long long)(np + ns) * 4 * sizeof(float))) {
-    snprintf(err, errlen, "%s: %s declares %zu parameters, more than the memory of this node", file,
-             pp, np);
-    return ENS_EFORMAT;
-  }
-  return 0;
-}
-
-static int load_model(ens_model *m, hid_t f, const char *pp, const char *sp) {
-  int ret = ens_h5_read(f, pp, H5T_NATIVE_FLOAT, m->params, m->nparams);
-  if (!ret && m->nstats)
-    ret = ens_h5_read(f, sp, H5T_NATIVE_FLOAT, m->stats, m->nstats);
-  return ret;
-}
-
 int ens_predict(const char *model_path, const char *input, const char *dataset, const char *out,
                 int combine, int mc_samples, const ens_predict_opts *po, char *err,
                 size_t errlen) {
@@ -62,85 +32,58 @@ int ens_predict(const char *model_path, const char *input, const char *dataset, 
   ens_rows rin;
   memset(&schema, 0, sizeof(schema));
   memset(&rin, 0, sizeof(rin));
-  char *text = NULL, *taskname = NULL, **names = NULL;
-  float *x = NULL, *feat = NULL, *rows = NULL, *fin = NULL, *mean = NULL, *stdv = NULL;
-  float *ymean = NULL, *ystd = NULL, *scratch = NULL, *weights = NULL, *unc = NULL;
-  float *alea = NULL, *epi = NULL, *ytrue = NULL;
+  char *text = NULL;
+  float *x = NULL, *fin = NULL, *unc = NULL, *alea = NULL, *epi = NULL, *ytrue = NULL;
   int32_t *pred = NULL, *y = NULL;
-  ens_acc acc;
-  memset(&acc, 0, sizeof(acc));
-  ens_model trunk, head;
-  memset(&trunk, 0, sizeof(trunk));
-  memset(&head, 0, sizeof(head));
+  const char **names = NULL;
+  ens_infer *model = NULL;
+  ens_infer_ws *ws = NULL;
   int ret = 0, n = 0, d = 0;
-  ens_config c;
+  /* The model: loaded and checked by libens (src/infer/infer.c), the one
+   * implementation of inference. */
+  if ((ret = ens_infer_open(&model, model_path))) {
+    snprintf(err, errlen, "%s", ens_infer_errmsg());
+    goto cleanup;
+  }
+  const int regress = ens_infer_task(model) == ENS_INFER_REGRESS;
+  const int64_t classes = ens_infer_classes(model), T = ens_infer_targets(model);
+  const int64_t inputs = ens_infer_inputs(model), total = ens_infer_members_total(model);
+  if (combine < 0)
+    combine = ens_infer_default_rule(model);
+  ens_infer_opts opts = {.rule = combine, .calibrate = 1, .mc_samples = mc_samples};
+  if ((ret = ens_infer_check(model, &opts))) {
+    const char *why = ens_infer_errmsg();
+    if (combine == ENS_RULE_PARAMS && mc_samples > 0)
+      snprintf(err, errlen, "--mc-samples with combine = params: MC-dropout applies to members");
+    else if (combine == ENS_RULE_VOTE && regress)
+      snprintf(err, errlen, "--combine vote: %s is a regression result (votes need classes)",
+               model_path);
+    else if (combine == ENS_RULE_PARAMS)
+      snprintf(err, errlen, "%s has no /ensemble/params: %s", model_path,
+               strstr(why, "it was trained") ? strstr(why, "it was trained") : why);
+    else if (combine == ENS_RULE_SELECT)
+      snprintf(err, errlen, "%s: --%s", model_path, why);
+    else
+      snprintf(err, errlen, "%s: %s", model_path, why);
+    goto cleanup;
+  }
+  /* The rows, in the model's feature order (matched by name), with their
+   * truth, ids and source lines when the input has them (io/features.c).
+   * The columns the result knows of are read from it here; libens itself
+   * takes raw rows in the model's order. */
   mf = H5Fopen(model_path, H5F_ACC_RDONLY, H5P_DEFAULT);
   if (mf < 0) {
     snprintf(err, errlen, "%s: cannot open as an HDF5 result file", model_path);
     ret = ENS_EIO;
     goto cleanup;
   }
-  int64_t classes = 0, inputs = 0, members = 0, first = 0, tl = 0, standardized = 0, T = 0;
-  int64_t total = 0;
-  if (ens_h5_get_attr_str(mf, "/", "config", &text) ||
-      ens_h5_get_attr_i64(mf, "/model", "classes", &classes) ||
-      ens_h5_get_attr_i64(mf, "/model", "inputs", &inputs) ||
-      ens_h5_get_attr_i64(mf, "/", "members", &members) ||
-      ens_h5_get_attr_i64(mf, "/", "first_member", &first) ||
-      ens_h5_get_attr_i64(mf, "/model", "trunk_layers", &tl) ||
-      ens_h5_get_attr_i64(mf, "/model", "standardized", &standardized)) {
-    snprintf(err, errlen, "%s: not an ens result file (missing /model or root attributes)",
-             model_path);
-    ret = ENS_EFORMAT;
-    goto cleanup;
-  }
-  if (ens_h5_get_attr_i64(mf, "/", "members_total", &total))
-    total = members;
-  int regress = ens_h5_get_attr_str(mf, "/", "task", &taskname) == 0 &&
-                strcmp(taskname, "regress") == 0;
-  if (regress && ens_h5_get_attr_i64(mf, "/model", "targets", &T)) {
-    snprintf(err, errlen, "%s: regression result without /model targets", model_path);
-    ret = ENS_EFORMAT;
-    goto cleanup;
-  }
-  if (members < 1 || members > (1 << 24) || first < 0 || first > INT32_MAX - members ||
-      inputs < 1 || inputs > INT32_MAX || (!regress && (classes < 2 || classes > (1 << 24))) ||
-      (regress && (T < 1 || T > 65536)) || tl < 0 || tl > ENS_MAX_HIDDEN) {
-    snprintf(err, errlen, "%s: /model attributes out of range (members %lld, inputs %lld)",
-             model_path, (long long)members, (long long)inputs);
-    ret = ENS_EFORMAT;
-    goto cleanup;
-  }
+  ens_config c;
   char msg[1024];
-  if (ens_config_load_text(&c, model_path, text, msg, sizeof(msg))) {
-    snprintf(err, errlen, "%s: stored configuration does not load: %s", model_path, msg);
-    ret = ENS_EFORMAT;
-    goto cleanup;
-  }
-  if (combine < 0)
-    combine = (int)c.combine;
-  if (combine == ENS_COMBINE_PARAMS && !ens_h5_exists(mf, "/ensemble/params")) {
-    snprintf(err, errlen,
-             "%s has no /ensemble/params: it was trained with combine = %s (parameter "
-             "averaging is stored only for combine = params)",
-             model_path, ens_combine_name(c.combine));
-    ret = ENS_EINVAL;
-    goto cleanup;
-  }
-  if (combine == ENS_COMBINE_VOTE && regress) {
-    snprintf(err, errlen, "--combine vote: %s is a regression result (votes need classes)",
-             model_path);
-    ret = ENS_EINVAL;
-    goto cleanup;
-  }
-  if (combine == ENS_COMBINE_PARAMS && mc_samples > 0) {
-    snprintf(err, errlen, "--mc-samples with combine = params: MC-dropout applies to members");
-    ret = ENS_EINVAL;
-    goto cleanup;
-  }
-  /* The rows, in the model's feature order (matched by name), with their
-   * truth, ids and source lines when the input has them (io/features.c). */
-  if (ens_schema_load(&schema, mf, (int)inputs, regress, (int)classes, (int)T, c.data_path)) {
+  const char *data_path = NULL;
+  if (ens_h5_get_attr_str(mf, "/", "config", &text) == 0 &&
+      ens_config_load_text(&c, model_path, text, msg, sizeof(msg)) == 0)
+    data_path = c.data_path;
+  if (ens_schema_load(&schema, mf, (int)inputs, regress, (int)classes, (int)T, data_path)) {
     ret = ENS_ENOMEM;
     goto cleanup;
   }
@@ -161,165 +104,44 @@ int ens_predict(const char *model_path, const char *input, const char *dataset, 
   if (rin.reordered)
     printf("%s: %d features matched to the model's by name (in another order than the "
            "model's)\n", input, d);
-  if (standardized) {
-    mean = malloc((size_t)d * sizeof(float));
-    stdv = malloc((size_t)d * sizeof(float));
-    if (!mean || !stdv || ens_h5_read(mf, "/model/input_mean", H5T_NATIVE_FLOAT, mean, (size_t)d) ||
-        ens_h5_read(mf, "/model/input_std", H5T_NATIVE_FLOAT, stdv, (size_t)d)) {
-      snprintf(err, errlen, "%s: /model/input_mean or input_std missing", model_path);
-      ret = ENS_EFORMAT;
-      goto cleanup;
-    }
-    ens_split s = {.n = n, .d = d, .x = x};
-    ens_standardize_apply(&s, mean, stdv);
-  }
-  if (regress && ens_h5_exists(mf, "/model/target_mean")) {
-    ymean = malloc((size_t)T * sizeof(float));
-    ystd = malloc((size_t)T * sizeof(float));
-    if (!ymean || !ystd ||
-        ens_h5_read(mf, "/model/target_mean", H5T_NATIVE_FLOAT, ymean, (size_t)T) ||
-        ens_h5_read(mf, "/model/target_std", H5T_NATIVE_FLOAT, ystd, (size_t)T)) {
-      snprintf(err, errlen, "%s: /model/target_mean or target_std has the wrong size",
-               model_path);
-      ret = ENS_EFORMAT;
-      goto cleanup;
-    }
-  }
+  /* All rows in one pass: every member sees the batches of its training
+   * batch size from the first row, as in the result file. */
   ens_task K;
-  ens_task_init(&K, regress, (int)classes, (int)T, c.loss, ymean, ystd);
-  ens_arch arch;
-  ens_arch_from_config(&arch, &c, d, K.head, regress ? (int)T : (int)classes);
-  const float *hx = x;
-  if (tl > 0) {
-    if (tl > arch.n_hidden) {
-      snprintf(err, errlen,
-               "%s: /model trunk_layers = %lld but its configuration has %d hidden "
-               "layers",
-               model_path, (long long)tl, arch.n_hidden);
-      ret = ENS_EFORMAT;
-      goto cleanup;
-    }
-    if ((ret = check_sizes(mf, model_path, &arch, 0, (int)tl, 0, "/trunk/params", "/trunk/bn_stats",
-                           err, errlen)))
-      goto cleanup;
-    if ((ret = ens_model_create(&trunk, &arch, 0, (int)tl, 0, c.batch)) ||
-        (ret = load_model(&trunk, mf, "/trunk/params", "/trunk/bn_stats"))) {
-      snprintf(err, errlen, "%s: /trunk does not match the architecture", model_path);
-      ret = ENS_EFORMAT;
-      goto cleanup;
-    }
-    feat = malloc((size_t)n * trunk.out * sizeof(float));
-    if (!feat) {
-      ret = ENS_ENOMEM;
-      goto cleanup;
-    }
-    ens_model_features(&trunk, feat, x, n);
-    hx = feat;
-  }
+  ens_task_init(&K, regress, (int)classes, (int)T, ENS_LOSS_GAUSSIAN, NULL, NULL);
   const size_t W = (size_t)K.W, nw = (size_t)n * W;
-  rows = malloc(nw * sizeof(float));
+  const int used = ens_infer_members_used(model, combine);
   fin = malloc(nw * sizeof(float));
-  scratch = malloc(nw * sizeof(float));
   pred = calloc((size_t)n, sizeof(int32_t));
   unc = calloc((size_t)n * 3, sizeof(float));
   alea = calloc((size_t)n * (regress ? T : 1), sizeof(float));
   epi = calloc((size_t)n * (regress ? T : 1), sizeof(float));
-  weights = calloc((size_t)members, sizeof(float));
-  if (!rows || !fin || !scratch || !pred || !unc || !alea || !epi || !weights ||
-      ens_acc_init(&acc, &K, n)) {
+  float *mean = regress ? malloc((size_t)n * T * sizeof(float)) : NULL;
+  float *var = regress ? malloc((size_t)n * T * sizeof(float)) : NULL;
+  if (!fin || !pred || !unc || !alea || !epi || (regress && (!mean || !var))) {
+    free(mean);
+    free(var);
     ret = ENS_ENOMEM;
     goto cleanup;
   }
-  /* Member weights: the selection's picks, else every finished member. */
-  int64_t picks = 0;
-  int have_w = ens_h5_size(mf, "/ensemble/weights", NULL, NULL) == members &&
-               !ens_h5_read(mf, "/ensemble/weights", H5T_NATIVE_FLOAT, weights, (size_t)members);
-  if (combine == ENS_COMBINE_SELECT &&
-      (!have_w || ens_h5_get_attr_i64(mf, "/metrics/ensemble", "select_picks", &picks))) {
-    snprintf(err, errlen, "%s: --combine select needs /ensemble/weights of a combine = select "
-             "result", model_path);
-    ret = ENS_EINVAL;
+  ens_infer_out o = {.probs = fin, .pred = pred, .uncertainty = unc, .mean = mean, .var = var,
+                     .var_aleatoric = alea, .var_epistemic = epi};
+  if ((ret = ens_infer_ws_create(&ws, model, n, 0)) ||
+      (ret = ens_infer_predict(model, ws, &opts, x, n, d, &o))) {
+    snprintf(err, errlen, "%s: %s", model_path, ens_infer_errmsg());
+    free(mean);
+    free(var);
     goto cleanup;
   }
-  int used = 0;
-  if (combine == ENS_COMBINE_PARAMS) {
-    if ((ret = check_sizes(mf, model_path, &arch, (int)tl, arch.n_hidden, 1, "/ensemble/params",
-                           "/ensemble/bn_stats", err, errlen)))
-      goto cleanup;
-    if ((ret = ens_model_create(&head, &arch, (int)tl, arch.n_hidden, 1, c.batch)) ||
-        load_model(&head, mf, "/ensemble/params", "/ensemble/bn_stats")) {
-      snprintf(err, errlen, "%s: /ensemble/params has the wrong size", model_path);
-      ret = ENS_EFORMAT;
-      goto cleanup;
-    }
-    ens_task_predict(&K, &head, fin, hx, n);
-    ens_acc_add(&acc, fin, 1.0, NULL);
-    used = 1;
-  } else {
-    for (int k = (int)first; k < first + members; k++) {
-      char grp[64], pp[128], sp[128];
-      char *status = NULL;
-      snprintf(grp, sizeof(grp), "/members/%d", k);
-      snprintf(pp, sizeof(pp), "/members/%d/params", k);
-      snprintf(sp, sizeof(sp), "/members/%d/bn_stats", k);
-      int failed = ens_h5_get_attr_str(mf, grp, "status", &status) == 0 &&
-                   strcmp(status, "done") != 0;
-      free(status);
-      double w = combine == ENS_COMBINE_SELECT ? (double)lround(weights[k - first] * picks) : 1.0;
-      if (failed || w == 0.0)
-        continue;
-      ens_config mc;
-      ens_arch ma;
-      ens_search_member_config(&mc, &c, k);
-      ens_arch_from_config(&ma, &mc, d, K.head, regress ? (int)T : (int)classes);
-      ens_model_free(&head);
-      if ((ret = check_sizes(mf, model_path, &ma, (int)tl, ma.n_hidden, 1, pp, sp, err, errlen)))
-        goto cleanup;
-      if ((ret = ens_model_create(&head, &ma, (int)tl, ma.n_hidden, 1, mc.batch)) ||
-          load_model(&head, mf, pp, sp)) {
-        snprintf(err, errlen, "%s: %s missing or of the wrong size for its architecture",
-                 model_path, pp);
-        ret = ENS_EFORMAT;
-        goto cleanup;
-      }
-      if (mc_samples > 0)
-        ens_task_predict_mc(&K, &head, rows, scratch, hx, n, c.seed, (uint32_t)k, mc_samples);
-      else
-        ens_task_predict(&K, &head, rows, hx, n);
-      ens_acc_add(&acc, rows, w, NULL);
-      used++;
+  if (regress) { /* rows (n, 2T): T means then T variances */
+    for (int i = 0; i < n; i++) {
+      memcpy(fin + (size_t)i * W, mean + (size_t)i * T, (size_t)T * sizeof(float));
+      memcpy(fin + (size_t)i * W + T, var + (size_t)i * T, (size_t)T * sizeof(float));
     }
   }
-  if (!used) {
-    snprintf(err, errlen, "%s: no finished member to apply", model_path);
-    ret = ENS_EFORMAT;
-    goto cleanup;
-  }
-  if (combine == ENS_COMBINE_VOTE) {
-    ens_acc_vote(&acc, fin, pred);
-  } else if (combine != ENS_COMBINE_PARAMS) {
-    ens_acc_mean(&acc, fin);
-  }
-  if (regress) {
-    if (combine == ENS_COMBINE_PARAMS)
-      for (int i = 0; i < n; i++)
-        for (int t = 0; t < T; t++)
-          alea[(size_t)i * T + t] = fin[(size_t)i * W + T + t];
-    else
-      ens_acc_var_parts(&acc, fin, alea, epi);
-  }
-  /* The result's calibration, when the rule is the one it was fitted for. */
-  double calib = 1.0;
-  int calibrated = combine == (int)c.combine &&
-                   ens_h5_get_attr_f64(mf, "/ensemble", regress ? "variance_scale" : "temperature",
-                                       &calib) == 0;
-  if (calibrated)
-    ens_task_calibration_apply(&K, fin, n, calib, regress ? alea : NULL, regress ? epi : NULL);
-  if (!regress) {
-    if (combine != ENS_COMBINE_VOTE)
-      ens_task_argmax(&K, pred, fin, n);
-    ens_acc_uncertainty(&acc, fin, unc);
-  }
+  free(mean);
+  free(var);
+  const int calibrated = ens_infer_calibrated(model, &opts);
+  const double calib = ens_infer_calibration(model);
   if (ens_mkdir_parent(out) != 0) {
     snprintf(err, errlen, "-o %s: cannot create its folder: %s", out, strerror(errno));
     ret = ENS_EIO;
@@ -337,10 +159,12 @@ int ens_predict(const char *model_path, const char *input, const char *dataset, 
   ret |= ens_task_write_rows(of, "/", &K, fin, pred, unc, alea, epi, n);
   ret |= ens_rows_write_h5(of, &rin);
   /* Class names (ens import csv stores them): the list, and each row's. */
-  names = regress ? NULL : ens_h5_read_strings(mf, "/model/class_names", classes);
+  names = regress || !ens_infer_class_name(model, 0) ? NULL : malloc((size_t)classes * sizeof(char *));
+  for (int cl = 0; names && cl < classes; cl++)
+    names[cl] = ens_infer_class_name(model, cl);
   if (names) {
     const char **rowname = malloc((size_t)n * sizeof(char *));
-    ret |= ens_h5_write_strings(of, "/class_names", (const char *const *)names, (size_t)classes);
+    ret |= ens_h5_write_strings(of, "/class_names", names, (size_t)classes);
     if (rowname) {
       for (int r = 0; r < n; r++)
         rowname[r] = names[pred[r]];
@@ -385,6 +209,7 @@ int ens_predict(const char *model_path, const char *input, const char *dataset, 
       free(cnt);
     }
   }
+  const int64_t first = ens_infer_first_member(model), members = ens_infer_stored_members(model);
   if (total > members)
     printf("note: %s is a partial result: it holds members %lld-%lld of the ensemble's %lld\n",
            model_path, (long long)first, (long long)(first + members - 1), (long long)total);
@@ -410,24 +235,12 @@ cleanup:
     H5Fclose(mf);
   ens_schema_free(&schema);
   ens_rows_free(&rin);
-  ens_model_free(&trunk);
-  ens_model_free(&head);
-  ens_acc_free(&acc);
   free(text);
-  free(taskname);
-  for (int64_t i = 0; names && i < classes; i++)
-    free(names[i]);
+  ens_infer_ws_free(ws);
+  ens_infer_close(model);
   free(names);
   free(x);
-  free(feat);
-  free(rows);
   free(fin);
-  free(mean);
-  free(stdv);
-  free(ymean);
-  free(ystd);
-  free(scratch);
-  free(weights);
   free(unc);
   free(alea);
   free(epi);

@@ -144,8 +144,17 @@ void ens_task_predict_mc(const ens_task *k, ens_model *m, float *pred, float *sc
     ens_task_predict(k, m, pred, x, n);
     return;
   }
+  ens_task_predict_mc_at(k, m, pred, scratch, sum, x, n, 0, seed, member, passes);
+  free(sum);
+}
+
+void ens_task_predict_mc_at(const ens_task *k, ens_model *m, float *pred, float *scratch,
+                            double *sum, const float *x, int n, long row0, uint64_t seed,
+                            uint32_t member, int passes) {
+  const size_t nw = (size_t)n * k->W;
+  memset(sum, 0, (nw ? nw : 1) * sizeof(double));
   for (int p = 0; p < passes; p++) {
-    ens_model_predict_mc(m, scratch, x, n, 0, seed, member, (uint32_t)p);
+    ens_model_predict_mc(m, scratch, x, n, row0, seed, member, (uint32_t)p);
     to_original_units(k, scratch, n);
     if (!k->regress) {
       for (size_t e = 0; e < nw; e++)
@@ -173,7 +182,6 @@ void ens_task_predict_mc(const ens_task *k, ens_model *m, float *pred, float *sc
         pred[(size_t)i * 2 * T + T + t] = (float)(v > 0 ? v : 0);
       }
   }
-  free(sum);
 }
 
 /* ---- combination --------------------------------------------------------- */

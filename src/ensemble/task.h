@@ -58,6 +58,13 @@ void ens_task_predict(const ens_task *k, ens_model *m, float *pred, const float 
 void ens_task_predict_mc(const ens_task *k, ens_model *m, float *pred, float *scratch,
                          const float *x, int n, uint64_t seed, uint32_t member, int passes);
 
+/* The same for rows numbered from row0 (a pass over part of a larger input
+ * gets the masks those rows get in one pass over all of it), with the
+ * caller's sum (n, W) doubles: allocates nothing. */
+void ens_task_predict_mc_at(const ens_task *k, ens_model *m, float *pred, float *scratch,
+                            double *sum, const float *x, int n, long row0, uint64_t seed,
+                            uint32_t member, int passes);
+
 /* Running combination of members' prediction rows, with weights, folded
  * in member order (bitwise reproducible). */
 typedef struct ens_acc {
