@@ -38,10 +38,13 @@ static int open_part(ens_part *p, const char *path, ens_config *c, int64_t *chec
   ret |= ens_h5_get_attr_i64(p->file, "/", "first_member", &first);
   ret |= ens_h5_get_attr_i64(p->file, "/", "members", &count);
   ret |= ens_h5_get_attr_i64(p->file, "/", "data_checksum", checksum);
-  if (ret || !ens_h5_exists(p->file, "/ensemble/probs")) {
+  /* A finished result holds the ensemble's outputs: class probabilities,
+   * or a regression's predictive mean. */
+  if (ret || !(ens_h5_exists(p->file, "/ensemble/probs") ||
+               ens_h5_exists(p->file, "/ensemble/mean"))) {
     free(text);
     snprintf(err, errlen, "%s: not a finished ens result (missing config, members or "
-                          "/ensemble)", path);
+                          "/ensemble/probs or /ensemble/mean)", path);
     return ENS_EFORMAT;
   }
   char msg[1024];
