@@ -19,6 +19,7 @@
 #include "ens/model.h"
 #include "ens/train.h"
 #include "ensemble/job.h"
+#include "ensemble/tabular.h"
 #include "io/h5util.h"
 
 static double now(void) { return MPI_Wtime(); }
@@ -242,6 +243,7 @@ int ens_train_job(const ens_config *c, const ens_job_opts *o, MPI_Comm comm, cha
     ens_job_free(j);
     return ret;
   }
+  ens_job_warn_data(j); /* rank 0: task and batch warnings (tabular.c) */
   double t0 = now();
   int u_first = ens_job_unit_of(j, j->first), u_last = ens_job_unit_of(j, j->last - 1) + 1;
   int64_t steps_total = 0;
