@@ -230,6 +230,43 @@ static long long rows_of(hid_t f, const char *path, int dim) {
 }
 
 /* Prints one result file; returns the exit code. */
+/* A search result's training line and [search] ranges: the job's own
+ * values of drawn keys were used by no member (issue 20). */
+static void print_search(const ens_config *c) {
+  const struct {
+    const char *key, *value, *kind;
+  } keys[] = {{"lr", c->search_lr, "log-uniform"},
+              {"weight_decay", c->search_weight_decay, "log-uniform"},
+              {"momentum", c->search_momentum, "uniform"},
+              {"dropout", c->search_dropout, "uniform"},
+              {"batch", c->search_batch, NULL},
+              {"hidden", c->search_hidden, NULL},
+              {"init", c->search_init, NULL},
+              {"batchnorm", c->search_batchnorm, NULL}};
+  printf("  training      %d epoch%s, %s, schedule %s", c->epochs, c->epochs == 1 ? "" : "s",
+         ens_optimizer_name(c->optimizer), ens_schedule_name(c->schedule));
+  if (!c->search_batch[0])
+    printf(", batch %d", c->batch);
+  if (!c->search_lr[0])
+    printf(", lr %g", c->lr);
+  printf("\n  search        each member drew from these [search] ranges (its draws: "
+         "hyperparameters below)\n");
+  for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+    if (!keys[i].value[0])
+      continue;
+    if (keys[i].kind) {
+      const char *comma = strchr(keys[i].value, ',');
+      if (comma)
+        printf("                  %-13s %.*s to %s, %s\n", keys[i].key,
+               (int)(comma - keys[i].value), keys[i].value, comma + 1, keys[i].kind);
+      else
+        printf("                  %-13s %s\n", keys[i].key, keys[i].value);
+    } else {
+      printf("                  %-13s one of %s\n", keys[i].key, keys[i].value);
+    }
+  }
+}
+
 static int info_one(const char *path, int print_config) {
   struct stat st;
   if (stat(path, &st) != 0) {
@@ -312,7 +349,12 @@ static int info_one(const char *path, int print_config) {
   else
     printf(" %lld test, %lld validation rows\n", (long long)ntest, (long long)nval);
   free(split);
-  printf("  architecture  %s\n", layers ? layers : "?");
+  const int search = have_cfg && !strcmp(mode, "search");
+  if (search && c.search_hidden[0])
+    printf("  architecture  drawn per member from [search] hidden (each member's: "
+           "hyperparameters below)\n");
+  else
+    printf("  architecture  %s\n", layers ? layers : "?");
   if (tl > 0)
     printf("  trunk         first %lld hidden block%s, shared and frozen\n", (long long)tl,
            tl == 1 ? "" : "s");
@@ -324,7 +366,9 @@ static int info_one(const char *path, int print_config) {
            (long long)(first + members - 1));
   printf(", mode %s, combine %s, seed %lld%s\n", mode, combine, (long long)seed,
          shared ? ", shared initialization" : "");
-  if (have_cfg)
+  if (search)
+    print_search(&c);
+  else if (have_cfg)
     printf("  training      %d epoch%s, batch %d, %s lr %g, schedule %s\n", c.epochs,
            c.epochs == 1 ? "" : "s", c.batch, ens_optimizer_name(c.optimizer), c.lr,
            ens_schedule_name(c.schedule));

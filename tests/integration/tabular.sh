@@ -7,7 +7,7 @@
 #     quantity classified);
 #  c. the batch is at least the training rows (one step per epoch), with the
 #     start-up line saying so when batch norm runs on that single batch;
-# and no warning on ordinary data.
+# and no warning on ordinary data. Also ens info on a search result (item 9).
 source "$(dirname "$0")/lib.bash"
 $PY "$SRC/tests/integration/make_data.py" cls.h5 600 6 3
 $PY "$SRC/tests/integration/make_regression.py" reg.h5 600 1 3
@@ -82,6 +82,18 @@ grep -q "^batch norm:" c2/out && fail "c2: the batch norm line without batch nor
 train c3 reg.h5 --set ensemble.mode=search --set data.val_fraction=0.2 --set search.batch=1024,2048 --set search.hidden=16 --set ensemble.members=4
 grep "^ens: warning:" c3/err | grep -qE "^ens: warning: 4 of 4 members draw a batch \(member [0-3]: [0-9]+\) of at least the 480 training rows" ||
   { cat c3/err; fail "c3: search members with a batch beyond the rows"; }
+# ens info on a search result (item 9): the ranges and each member's draws,
+# not the job's [model]/[train] values, which no member used.
+"$ENS" info c3/result.h5 >c3/info || fail "ens info of a search result"
+grep -q "architecture  dense(" c3/info && { cat c3/info; fail "info: the job's architecture for a search"; }
+grep -q "batch 32" c3/info && { cat c3/info; fail "info: the job's batch for a search"; }
+grep -qx "  training      2 epochs, sgd, schedule cosine" c3/info || { cat c3/info; fail "info: training line of a search"; }
+grep -qx "  search        each member drew from these \[search\] ranges (its draws: hyperparameters below)" c3/info &&
+  grep -qx "                  lr            0.03 to 0.15, log-uniform" c3/info &&
+  grep -qx "                  batch         one of 1024,2048" c3/info || { cat c3/info; fail "info: the search ranges"; }
+[ "$(grep -cE "^  [0-3] .* lr [0-9.e-]+ wd .* batch (1024|2048) hidden 16 " c3/info)" = 4 ] ||
+  { cat c3/info; fail "info: each member's draws"; }
+echo "ok: ens info of a search shows its ranges and each member's draws"
 # ordinary data: nothing
 train q1 cls.h5
 quiet q1
