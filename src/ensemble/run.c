@@ -90,11 +90,10 @@ static int on_epoch(void *ctx, ens_trainer *t, int epoch, double loss) {
       snprintf(what, sizeof(what), "%s rmse %.4g", split, m0);
     else
       snprintf(what, sizeof(what), "%s acc %.2f%%", split, 100.0 * m0);
-    ens_progress_clear(&j->progress);
-    printf("[%s] epoch %d/%d  loss %.4f  %s  nll %.4f  %.0f samples/s  lr %.4g\n", who,
-           epoch + 1, t->epochs, loss, what, nll, train_time > 0 ? nrows / train_time : 0.0,
-           ens_schedule_lr(&t->sched, t->step > 0 ? t->step - 1 : 0));
-    fflush(stdout);
+    ens_lines_printf(&j->lines, "[%s] epoch %d/%d  loss %.4f  %s  nll %.4f  %.0f samples/s  lr %.4g",
+                     who, epoch + 1, t->epochs, loss, what, nll,
+                     train_time > 0 ? nrows / train_time : 0.0,
+                     ens_schedule_lr(&t->sched, t->step > 0 ? t->step - 1 : 0));
   }
   u->t_epoch = now();
   return ens_job_checkpoint_epoch(j, t, u->unit, epoch);
@@ -110,10 +109,8 @@ static int on_cycle_end(void *ctx, ens_trainer *t, int index) {
     return 0;
   int ret = emit_member(j, t, k, now() - j->unit_t0);
   if (j->c->verbose) {
-    ens_progress_clear(&j->progress);
-    printf("[chain %d] snapshot %d -> member %d at epoch %d\n", u->unit, index, k,
-           t->epoch + (t->batch_in_epoch > 0 ? 1 : 0));
-    fflush(stdout);
+    ens_lines_printf(&j->lines, "[chain %d] snapshot %d -> member %d at epoch %d", u->unit, index,
+                     k, t->epoch + (t->batch_in_epoch > 0 ? 1 : 0));
   }
   return ret;
 }
@@ -127,6 +124,7 @@ static int should_stop(void *ctx) {
                     t->epochs,
                     t->loss_count ? t->loss_sum / (double)t->loss_count : t->last_loss,
                     el > 0 ? (double)t->step * t->batch / el : 0.0);
+  ens_lines_poll(&j->lines);
   return (j->o->stop && *j->o->stop) || ens_fault_heard(&j->fault);
 }
 
@@ -148,10 +146,8 @@ static int fail_unit(ens_job *j, ens_trainer *t, int unit, int first_k, int S) {
     snprintf(meta.fail_reason, sizeof(meta.fail_reason),
              "training loss became NaN or infinite at epoch %d, step %ld (lr %.3g)",
              t->epoch + 1, t->step, ens_schedule_lr(&t->sched, t->step));
-    ens_progress_clear(&j->progress);
-    printf("[member %d] FAILED: %s; the ensemble goes on without it\n", meta.k,
-           meta.fail_reason);
-    fflush(stdout);
+    ens_lines_printf(&j->lines, "[member %d] FAILED: %s; the ensemble goes on without it", meta.k,
+                     meta.fail_reason);
     int ret = emit(j, t, &meta);
     if (ret)
       return ret;
@@ -260,6 +256,7 @@ int ens_train_job(const ens_config *c, const ens_job_opts *o, MPI_Comm comm, cha
     snprintf(err, errlen, "out of memory setting up the training loop");
     ret = ENS_ENOMEM;
   }
+  ens_lines_init(&j->lines, comm, &j->progress);
   /* Every rank reaches the agreement below, even one that failed here. */
   ret = ens_agree(comm, ret, err, errlen);
   j->progress.quiet = c->verbose == 0; /* quiet: errors, warnings and the summary only */
@@ -278,11 +275,11 @@ int ens_train_job(const ens_config *c, const ens_job_opts *o, MPI_Comm comm, cha
     if (ret && ret != ENS_ESTOPPED)
       ens_fault_raise(&j->fault, ret); /* the others stop after their step */
   }
-  if (!mine && !ret && c->verbose) {
-    printf("rank %d: idle (%d member%s on %d ranks)\n", j->rank, j->last - j->first,
-           j->last - j->first == 1 ? "" : "s", j->size);
-    fflush(stdout);
-  }
+  if (!mine && !ret && c->verbose)
+    ens_lines_printf(&j->lines, "rank %d: idle (%d member%s on %d ranks)", j->rank,
+                     j->last - j->first, j->last - j->first == 1 ? "" : "s", j->size);
+  /* Every rank's lines are printed before the job's last words. */
+  ens_lines_finish(&j->lines);
   if (started) {
     ens_progress_finish(&j->progress);
     ens_progress_free(&j->progress);
@@ -312,6 +309,7 @@ int ens_train_job(const ens_config *c, const ens_job_opts *o, MPI_Comm comm, cha
              j->ckpt.dir);
   }
   ens_fault_free(&j->fault);
+  ens_lines_free(&j->lines);
   free(units);
   ens_job_free(j);
   return ret;
