@@ -2,6 +2,7 @@
 # lines reach the log whole, through rank 0, so that
 #  a. on 3 ranks every line of a combined stdout+stderr log is one whole line
 #     of a known form, and every member's every epoch line is there once;
+#     under mpirun --tag-output every member line comes from rank 0;
 #  b. after a stop (USR1), no member line comes after "stopped by a signal",
 #     on 2 and 3 ranks.
 source "$(dirname "$0")/lib.bash"
@@ -33,6 +34,17 @@ for k in 0 1 2 3 4 5; do
   [ "$(grep -cE "^\[member $k\] epoch" a/log)" = 25 ] || fail "a: member $k has not 25 epoch lines"
 done
 echo "ok: a: $(wc -l <a/log) lines on 3 ranks, all whole, 150 member lines"
+
+# One writer: under --tag-output, mpirun names the rank and stream of every
+# line; every member line must come from rank 0's stdout, whichever rank
+# trained the member (each of the 3 ranks trains 2 of the 6).
+mkdir -p t
+(cd t && mpirun -np 3 --tag-output "$ENS" train -c "$WORK/job.ini" --set train.epochs=3) >t/log 2>&1 ||
+  { cat t/log; fail "t: training under --tag-output"; }
+[ "$(grep -c '\[member [0-5]\] epoch' t/log)" = 18 ] || { cat t/log; fail "t: expected 18 member lines"; }
+bad=$(grep '\[member [0-5]\] epoch' t/log | grep -vE '^\[[0-9]+,0\]<stdout>:\[member' || true)
+[ -z "$bad" ] || { echo "$bad" | head -5; fail "t: member lines written by a rank other than 0"; }
+echo "ok: t: all 18 member lines of 3 ranks written by rank 0"
 
 # b. nothing after the stop's last words
 for np in 2 3; do
