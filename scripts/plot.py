@@ -8,7 +8,11 @@ the path of every figure it wrote, or one "skipping NAME: reason" line for a
 figure whose data the result does not hold:
 
     size_curve.png       ensemble metric against the number of members combined
-                         (accuracy and NLL; regression: RMSE and NLL)
+                         (accuracy and NLL; regression: RMSE and NLL); the
+                         best single member as for reliability.png; the final
+                         ensemble (a star) at the number of members it
+                         combines (select: those with a positive weight); a
+                         vote's NLL is of vote shares, marked as such
     reliability.png      reliability diagram, best single member (lowest
                          validation NLL, as ens train and ens info name it;
                          test NLL only without validation rows) against the
