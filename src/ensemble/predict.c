@@ -18,6 +18,7 @@
 #include <limits.h>
 #include <math.h>
 #include <stdint.h>
+#include <zlib.h>
 
 /* Reads rows (n, d) of `path` in `f` as float32, any numeric type: a rank
  * >= 2 dataset whose size fits an int count and this node's memory, with
@@ -435,6 +436,16 @@ int ens_predict(const char *model_path, const char *input, const char *dataset, 
     }
   }
   ret |= ens_h5_attr_str(of, "/", "model", model_path);
+  {
+    /* Which model, for tools that compare prediction files (scripts/ood.py):
+     * a result is a deterministic function of its configuration and data. */
+    int64_t dsum = 0;
+    ret |= ens_h5_attr_i64(of, "/", "model_config_adler32",
+                           (int64_t)adler32(adler32(0L, Z_NULL, 0), (const Bytef *)text,
+                                            (uInt)strlen(text)));
+    if (ens_h5_get_attr_i64(mf, "/", "data_checksum", &dsum) == 0)
+      ret |= ens_h5_attr_i64(of, "/", "model_data_checksum", dsum);
+  }
   ret |= ens_h5_attr_str(of, "/", "input", input);
   ret |= ens_h5_attr_str(of, "/", "dataset", ds);
   ret |= ens_h5_attr_str(of, "/", "combine", ens_combine_name((ens_combine_kind)combine));
