@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 
 #include "cli/cli.h"
+#include "cli/suggest.h"
 #include "ens/config.h"
 #include "ens/data.h"
 #include "ens/ensemble.h"
@@ -57,7 +58,11 @@ int ens_cli_merge(int argc, char **argv) {
     else if (!strcmp(argv[i], "--partial"))
       partial = 1;
     else if (argv[i][0] == '-') {
-      fprintf(stderr, "ens merge: unknown or incomplete option '%s'\n", argv[i]);
+      static const char *const known[] = {"-o", "--partial", "--help", NULL};
+      if (!strcmp(argv[i], "-o"))
+        fprintf(stderr, "ens merge: option '-o' needs a value (see ens merge --help)\n");
+      else
+        ens_cli_unknown_option("merge", argv[i], known, NULL);
       free(parts);
       return 1;
     } else
@@ -138,7 +143,13 @@ int ens_cli_predict(int argc, char **argv) {
         return 1;
       }
     } else {
-      fprintf(stderr, "ens predict: unknown option '%s'\n", a);
+      static const char *const known[] = {"-m", "--model", "-i", "--input", "-o", "--output",
+                                          "--dataset", "--mc-samples", "--combine", "--help",
+                                          NULL};
+      ens_cli_unknown_option("predict", a, known,
+                             !strcmp(a, "--set") ? "ens predict takes no configuration keys: "
+                                                   "the result's own configuration applies"
+                                                 : NULL);
       return 1;
     }
   }
@@ -600,7 +611,8 @@ int ens_cli_info(int argc, char **argv) {
     if (!strcmp(argv[i], "--config"))
       print_config = 1;
     else if (argv[i][0] == '-' && argv[i][1]) {
-      fprintf(stderr, "ens info: unknown option '%s' (see ens info --help)\n", argv[i]);
+      static const char *const known[] = {"--config", "--help", NULL};
+      ens_cli_unknown_option("info", argv[i], known, NULL);
       return 1;
     } else
       nfiles++;
@@ -724,7 +736,10 @@ int ens_cli_import_csv(int argc, char **argv) {
                 !strcmp(opt, "--split-seed") || !strcmp(opt, "--val-fraction") ||
                 !strcmp(opt, "--task") || !strcmp(opt, "--delimiter");
     if (!known) {
-      fprintf(stderr, "ens import csv: unknown option '%s' (see ens import csv --help)\n", a);
+      static const char *const known_opts[] = {
+          "--target", "-o", "--output", "--test", "--test-fraction", "--split-seed",
+          "--val-fraction", "--task", "--delimiter", "--no-header", "--drop-missing", NULL};
+      ens_cli_unknown_option("import csv", a, known_opts, NULL);
       return 1;
     }
     if (!v) {

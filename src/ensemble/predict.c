@@ -130,6 +130,11 @@ int ens_predict(const char *model_path, const char *input, const char *dataset, 
   memset(&head, 0, sizeof(head));
   int ret = 0, n = 0, d = 0;
   ens_config c;
+  if (access(model_path, F_OK) != 0) {
+    snprintf(err, errlen, "-m %s: %s", model_path, strerror(errno));
+    ret = ENS_EIO;
+    goto cleanup;
+  }
   mf = H5Fopen(model_path, H5F_ACC_RDONLY, H5P_DEFAULT);
   if (mf < 0) {
     snprintf(err, errlen, "%s: cannot open as an HDF5 result file", model_path);
@@ -193,6 +198,24 @@ int ens_predict(const char *model_path, const char *input, const char *dataset, 
     snprintf(err, errlen, "--mc-samples with combine = params: MC-dropout applies to members");
     ret = ENS_EINVAL;
     goto cleanup;
+  }
+  if (mc_samples > 0) {
+    /* Without dropout every pass is the same network: say so, and predict
+     * (and record) the plain ensemble rather than call it MC-dropout. */
+    int any = 0;
+    for (int k = (int)first; k < first + members && !any; k++) {
+      ens_config mcfg;
+      ens_search_member_config(&mcfg, &c, k);
+      any = mcfg.dropout > 0;
+    }
+    if (!any) {
+      fprintf(stderr,
+              "ens predict: warning: --mc-samples %d: no member of %s has dropout ([model] "
+              "dropout = 0), so every pass would be the same network; predicting the plain "
+              "ensemble (no MC-dropout)\n",
+              mc_samples, model_path);
+      mc_samples = 0;
+    }
   }
   inf = H5Fopen(input, H5F_ACC_RDONLY, H5P_DEFAULT);
   if (inf < 0) {
@@ -324,8 +347,11 @@ int ens_predict(const char *model_path, const char *input, const char *dataset, 
                !ens_h5_read(mf, "/ensemble/weights", H5T_NATIVE_FLOAT, weights, (size_t)members);
   if (combine == ENS_COMBINE_SELECT &&
       (!have_w || ens_h5_get_attr_i64(mf, "/metrics/ensemble", "select_picks", &picks))) {
-    snprintf(err, errlen, "%s: --combine select needs /ensemble/weights of a combine = select "
-             "result", model_path);
+    snprintf(err, errlen,
+             "--combine select: %s was trained with [ensemble] combine = %s, so it holds no "
+             "selection to apply (train with combine = select, which picks members on the "
+             "validation rows; --combine average or vote work on any result)",
+             model_path, ens_combine_name(c.combine));
     ret = ENS_EINVAL;
     goto cleanup;
   }
@@ -491,8 +517,8 @@ int ens_predict(const char *model_path, const char *input, const char *dataset, 
       printf("accuracy against %s: %.2f%%  nll %.4f  ece %.4f\n", ypath, 100.0 * hit / n, m[1],
              m[3]);
     } else {
-      printf("against %s: rmse %.4g  mae %.4g  nll %.4f  90%% coverage %.3f\n", ypath, m[0], m[2],
-             m[1], m[6]);
+      printf("against %s: rmse %.4g  mae %.4g  nll %.4f  coverage_90 %.2f%%\n", ypath, m[0], m[2],
+             m[1], 100.0 * m[6]);
     }
   }
 cleanup:

@@ -503,8 +503,15 @@ static int resolve_targets(enc *E, ens_csv_data *out) {
           }
           used += (size_t)wr;
         }
-        ens_errorf(E->err, E->errlen, "%s: line %ld: no target column named '%s' (columns: %s)",
-                   m->name, first_line(m), show(a, item), list);
+        /* One column whose name holds tabs or semicolons: the file is
+         * separated by them, not by the default comma. */
+        const char *hint = "";
+        if (m->cols == 1 && strchr(m->names[0], '\t'))
+          hint = "; the header holds tabs: for a tab-separated file add --delimiter '\\t'";
+        else if (m->cols == 1 && strchr(m->names[0], ';'))
+          hint = "; the header holds semicolons: add --delimiter ';'";
+        ens_errorf(E->err, E->errlen, "%s: line %ld: no target column named '%s' (columns: %s)%s",
+                   m->name, first_line(m), show(a, item), list, hint);
         goto cleanup;
       }
       errno = 0;
