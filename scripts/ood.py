@@ -166,7 +166,8 @@ def check_same(inside, ood):
             raise UsageError(f"{inside} holds {'regression' if ra else 'class'} predictions and {ood} "
                              f"{'regression' if rb else 'class'} predictions: not the same model")
         first = "mean" if ra else "probs"
-        wa, wb = a[first].shape[1:], b[first].shape[1:]
+        have = all(isinstance(f.get(first), h5py.Dataset) for f in (a, b))
+        wa, wb = (a[first].shape[1:], b[first].shape[1:]) if have else (None, None)
         if wa != wb:
             raise UsageError(f"{inside} and {ood}: /{first} has {list(wa)} vs {list(wb)} columns per row: "
                              "not the same model")
