@@ -15,7 +15,7 @@
 typedef struct ens_lines {
   MPI_Comm comm;
   int rank, size;
-  int active;          /* 0: print here (before init, or single-rank use) */
+  int active;             /* 0: print here (before init, or single-rank use) */
   ens_progress *progress; /* rank 0: its live line is cleared before a line */
   /* Non-root ranks: sends in flight, one buffer each (slot free when its
    * request is MPI_REQUEST_NULL). */

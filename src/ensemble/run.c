@@ -90,8 +90,9 @@ static int on_epoch(void *ctx, ens_trainer *t, int epoch, double loss) {
       snprintf(what, sizeof(what), "%s rmse %.4g", split, m0);
     else
       snprintf(what, sizeof(what), "%s acc %.2f%%", split, 100.0 * m0);
-    ens_lines_printf(&j->lines, "[%s] epoch %d/%d  loss %.4f  %s  nll %.4f  %.0f samples/s  lr %.4g",
-                     who, epoch + 1, t->epochs, loss, what, nll,
+    ens_lines_printf(&j->lines,
+                     "[%s] epoch %d/%d  loss %.4f  %s  nll %.4f  %.0f samples/s  lr %.4g", who,
+                     epoch + 1, t->epochs, loss, what, nll,
                      train_time > 0 ? nrows / train_time : 0.0,
                      ens_schedule_lr(&t->sched, t->step > 0 ? t->step - 1 : 0));
   }

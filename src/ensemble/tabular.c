@@ -53,8 +53,8 @@ static char **read_target_names(const char *path, int T) {
   hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
   if (f < 0)
     return NULL;
-  char **names = ens_h5_exists(f, "/target_names") ? ens_h5_read_strings(f, "/target_names", T)
-                                                    : NULL;
+  char **names =
+      ens_h5_exists(f, "/target_names") ? ens_h5_read_strings(f, "/target_names", T) : NULL;
   H5Fclose(f);
   return names;
 }
@@ -80,8 +80,7 @@ static void warn_targets(const ens_job *j) {
         names = read_target_names(c->data_path, T);
       char what[2304];
       if (names && names[t])
-        snprintf(what, sizeof(what), "'%s' (/train/y column %d of %s)", names[t], t,
-                 c->data_path);
+        snprintf(what, sizeof(what), "'%s' (/train/y column %d of %s)", names[t], t, c->data_path);
       else
         snprintf(what, sizeof(what), "/train/y column %d of %s", t, c->data_path);
       fprintf(stderr,

@@ -8,10 +8,11 @@
 #include <stdint.h>
 
 /* The documented thresholds (README "Tabular data"). */
-#define ENS_FEW_CODES 10      /* a regression target with at most this many distinct
-                                 whole values looks like class codes */
-#define ENS_MANY_CLASSES 20   /* more classes than this, with fewer than */
-#define ENS_ROWS_PER_CLASS 5  /* this many training rows per class, looks continuous */
+#define ENS_FEW_CODES                                                                              \
+  10                         /* a regression target with at most this many distinct                \
+                                whole values looks like class codes */
+#define ENS_MANY_CLASSES 20  /* more classes than this, with fewer than */
+#define ENS_ROWS_PER_CLASS 5 /* this many training rows per class, looks continuous */
 
 /* Distinct values of column col of t (n rows, T columns) when they are all
  * whole numbers and at most max distinct (then *lo, *hi get the smallest and
