@@ -9,13 +9,23 @@
         shuffle: the values of each row (image) permuted, an independent
                  permutation per row from a generator seeded with --seed.
 
-    scripts/ood.py auroc IN_PRED.h5 OOD_PRED.h5 [--score mi|entropy|maxprob]
-        Reads /uncertainty [n, 3] (predictive entropy, expected member entropy,
-        mutual information) of two `ens predict` outputs and prints the AUROC
-        of telling the OOD rows (positives) from the in-distribution rows by
-        the score, higher = more OOD. mi and entropy are columns 2 and 0;
-        maxprob is 1 - max of /probs. AUROC is the Mann-Whitney statistic,
-        ties counted 1/2: 0.5 is chance, 1.0 perfect separation.
+    scripts/ood.py auroc IN_PRED.h5 OOD_PRED.h5 [--score SCORE]
+        Prints the AUROC of telling the OOD rows (positives) from the
+        in-distribution rows of two `ens predict` outputs by a score, higher
+        = more OOD. AUROC is the Mann-Whitney statistic, ties counted 1/2:
+        0.5 is chance, 1.0 perfect separation.
+        Classification (/uncertainty [n, 3]: predictive entropy, expected
+        member entropy, mutual information): mi (column 2, the default),
+        entropy (column 0), maxprob (1 - max of /probs).
+        Regression (/var, /var_epistemic [n, T]): epistemic (the members'
+        disagreement, /var_epistemic, the default) or var (the predictive
+        variance, /var); with several targets, the mean over targets of the
+        variance divided by its mean over the in-distribution rows (so that
+        no target's units dominate).
+        Both files must come from the same model and settings: the same
+        result (its configuration and data checksums, members and slice),
+        combine rule, MC-dropout passes and calibration; a difference is an
+        error naming it.
 
 Output of auroc, one line: "AUROC 0.912345 score=mi in=N ood=N".
 Exit codes: 0 done, 1 a missing or malformed file or argument.
@@ -31,6 +41,19 @@ import uci  # noqa: E402  (Parser, UsageError)
 
 PROG = "ood.py"
 SCORES = {"entropy": 0, "mi": 2}
+REGRESS_SCORES = {"epistemic": "/var_epistemic", "var": "/var"}
+# Root attributes of an `ens predict` output that say which model and
+# settings made it; two files compared must agree on each one they hold.
+SETTINGS = [
+    ("model_config_adler32", "the model's configuration"),
+    ("model_data_checksum", "the model's training data"),
+    ("members", "members used"),
+    ("members_total", "members of the ensemble"),
+    ("combine", "combine rule"),
+    ("mc_samples", "MC-dropout passes (--mc-samples)"),
+    ("temperature", "calibration temperature"),
+    ("variance_scale", "calibration variance scale"),
+]
 
 
 # Usage errors exit 1 like every ens command (uci.Parser); UsageError ends
@@ -117,8 +140,75 @@ def auroc(neg, pos):
     return u / (n0 * n1)
 
 
+def is_regress(f):
+    return isinstance(f.get("mean"), h5py.Dataset) and not isinstance(f.get("probs"), h5py.Dataset)
+
+
+def attr_value(v):
+    if isinstance(v, bytes):
+        return v.decode("utf-8", "replace")
+    if isinstance(v, np.ndarray) and v.size == 1:
+        v = v.reshape(-1)[0]
+    if isinstance(v, (np.integer,)):
+        return int(v)
+    if isinstance(v, (np.floating,)):
+        return float(v)
+    return v
+
+
+def check_same(inside, ood):
+    """Both prediction files from the same model and settings: the task,
+    the model (path and, when recorded, its configuration and data
+    checksums) and every setting in SETTINGS either file records."""
+    with open_h5(inside, "in-distribution predictions") as a, open_h5(ood, "OOD predictions") as b:
+        ra, rb = is_regress(a), is_regress(b)
+        if ra != rb:
+            raise UsageError(f"{inside} holds {'regression' if ra else 'class'} predictions and {ood} "
+                             f"{'regression' if rb else 'class'} predictions: not the same model")
+        first = "mean" if ra else "probs"
+        have = all(isinstance(f.get(first), h5py.Dataset) for f in (a, b))
+        wa, wb = (a[first].shape[1:], b[first].shape[1:]) if have else (None, None)
+        if wa != wb:
+            raise UsageError(f"{inside} and {ood}: /{first} has {list(wa)} vs {list(wb)} columns per row: "
+                             "not the same model")
+        ma, mb = attr_value(a.attrs.get("model")), attr_value(b.attrs.get("model"))
+        have_id = all(k in f.attrs for f in (a, b) for k in ("model_config_adler32", "model_data_checksum"))
+        if not have_id and ma is not None and mb is not None and \
+                os.path.realpath(str(ma)) != os.path.realpath(str(mb)):
+            raise UsageError(f"{inside} was predicted by {ma} and {ood} by {mb}: not the same model")
+        for key, words in SETTINGS:
+            va, vb = attr_value(a.attrs.get(key)), attr_value(b.attrs.get(key))
+            if va is None and vb is None:
+                continue
+            if va != vb:
+                show = lambda v: "none" if v is None else v  # noqa: E731
+                raise UsageError(f"{inside} and {ood} differ in {words} (attribute {key}: {show(va)} vs "
+                                 f"{show(vb)}): run ens predict with the same model and options for both")
+        return ra
+
+
+def read_regress(path, what, score):
+    with open_h5(path, what) as f:
+        if not is_regress(f):
+            raise UsageError(f"{path} ({what}): --score {score} is for regression predictions (/mean, "
+                             f"/var, /var_epistemic), and this file holds class probabilities")
+        d = dataset(f, path, REGRESS_SCORES[score], what)
+        v = np.asarray(d[()], dtype=np.float64)
+    if v.ndim == 1:
+        v = v[:, None]
+    if v.ndim != 2 or len(v) == 0:
+        raise UsageError(f"{path} ({what}): {REGRESS_SCORES[score]} has shape {list(v.shape)}, expected [n, T]")
+    bad = int((~np.isfinite(v)).sum())
+    if bad:
+        raise UsageError(f"{path} ({what}): {bad} values of {REGRESS_SCORES[score]} are not finite")
+    return v
+
+
 def read_score(path, what, score):
     with open_h5(path, what) as f:
+        if is_regress(f):
+            raise UsageError(f"{path} ({what}): regression predictions have no {score} score: use "
+                             "--score epistemic (default) or var")
         if score == "maxprob":
             d = dataset(f, path, "/probs", what)
             if d.ndim != 2:
@@ -138,8 +228,24 @@ def read_score(path, what, score):
 
 
 def cmd_auroc(args):
-    neg = read_score(args.inside, "in-distribution predictions", args.score)
-    pos = read_score(args.ood, "OOD predictions", args.score)
+    regress = check_same(args.inside, args.ood)
+    score = args.score or ("epistemic" if regress else "mi")
+    if regress and score in REGRESS_SCORES:
+        a = read_regress(args.inside, "in-distribution predictions", score)
+        b = read_regress(args.ood, "OOD predictions", score)
+        if a.shape[1] != b.shape[1]:
+            raise UsageError(f"{args.inside} and {args.ood}: {a.shape[1]} vs {b.shape[1]} targets")
+        # Each target's variance in units of its in-distribution mean.
+        scale = a.mean(axis=0)
+        scale[scale <= 0] = 1.0
+        neg, pos = (a / scale).mean(axis=1), (b / scale).mean(axis=1)
+    elif score in REGRESS_SCORES:
+        raise UsageError(f"{args.inside}: --score {score} is for regression predictions; class "
+                         "predictions take mi (default), entropy or maxprob")
+    else:
+        neg = read_score(args.inside, "in-distribution predictions", score)
+        pos = read_score(args.ood, "OOD predictions", score)
+    args.score = score
     print(f"AUROC {auroc(neg, pos):.6f} score={args.score} in={len(neg)} ood={len(pos)}")
     return 0
 
@@ -164,12 +270,14 @@ def main(argv=None):
     au = sub.add_parser("auroc", help="AUROC of OOD rows against in-distribution rows",
                         description="Prints 'AUROC A score=S in=N ood=N': the Mann-Whitney AUROC "
                         "(ties 1/2) of OOD rows (positives) against in-distribution rows, "
-                        "higher score = more OOD.")
+                        "higher score = more OOD. Both files must come from the same model and "
+                        "ens predict options.")
     au.add_argument("inside", metavar="IN_PRED.h5", help="ens predict output for in-distribution inputs")
     au.add_argument("ood", metavar="OOD_PRED.h5", help="ens predict output for OOD inputs")
-    au.add_argument("--score", default="mi", choices=["mi", "entropy", "maxprob"],
-                    help="mi: mutual information (/uncertainty col 2, default); entropy: predictive "
-                    "entropy (col 0); maxprob: 1 - max of /probs")
+    au.add_argument("--score", default=None, choices=["mi", "entropy", "maxprob", "epistemic", "var"],
+                    help="classification: mi: mutual information (/uncertainty col 2, default); "
+                    "entropy: predictive entropy (col 0); maxprob: 1 - max of /probs. regression: "
+                    "epistemic: /var_epistemic (default); var: predictive variance /var")
     args = ap.parse_args(argv)
     try:
         return cmd_make(args) if args.command == "make" else cmd_auroc(args)

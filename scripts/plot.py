@@ -8,9 +8,15 @@ the path of every figure it wrote, or one "skipping NAME: reason" line for a
 figure whose data the result does not hold:
 
     size_curve.png       ensemble metric against the number of members combined
-                         (accuracy and NLL; regression: RMSE and NLL)
-    reliability.png      reliability diagram, best single member (lowest test
-                         NLL) against the ensemble, 15 confidence bins, ECE in
+                         (accuracy and NLL; regression: RMSE and NLL); the
+                         best single member as for reliability.png; the final
+                         ensemble (a star) at the number of members it
+                         combines (select: those with a positive weight); a
+                         vote's NLL is of vote shares, marked as such
+    reliability.png      reliability diagram, best single member (lowest
+                         validation NLL, as ens train and ens info name it;
+                         test NLL only without validation rows) against the
+                         ensemble, 15 confidence bins, ECE in
                          the legend; regression: observed coverage of central
                          Gaussian intervals against the nominal level
     learning_curves.png  per-member training loss and eval metric per epoch
@@ -283,6 +289,36 @@ def finite_min_index(v, exclude):
     return None if not np.isfinite(v).any() else int(np.argmin(v))
 
 
+def best_member(res):
+    """The best single member as ens train and ens info name it: the
+    result's /metrics/ensemble best_member (combine = select), else the
+    lowest validation NLL; the lowest test NLL only when the result has no
+    validation scores. Returns (index into res.members, words for a label)
+    or (None, None)."""
+    bm = res.attrs("/metrics/ensemble").get("best_member")
+    if isinstance(bm, int) and bm in res.members and not res.failed[res.members.index(bm)]:
+        return res.members.index(bm), "validation NLL"
+    val = res.member_ds("member_val_nll")
+    if val is not None and np.isfinite(val[~res.failed]).any():
+        return finite_min_index(val, res.failed), "validation NLL"
+    nll = res.member_ds("member_nll")
+    if nll is not None:
+        i = finite_min_index(nll, res.failed)
+        if i is not None:
+            return i, "test NLL: no validation rows"
+    return None, None
+
+
+def final_size(res):
+    """Members the final ensemble combines: those with a positive weight for
+    combine = select (picks may repeat a member), else every finished one."""
+    if res.combine == "select":
+        w = res.ds("/ensemble/weights", (res.M,))
+        if w is not None and (w > 0).any():
+            return int((w > 0).sum())
+    return int((~res.failed).sum())
+
+
 def integer_locator(top):
     """Ticks at whole numbers 1..top (MaxNLocator falls back to fractions
     when the range holds a single integer)."""
@@ -311,27 +347,43 @@ def fig_size_curve(res, outdir, _data):
     if all(c is None for c in curves):
         raise Skip(f"no /metrics/{panels[0][0]} or /metrics/{panels[1][0]}")
     rule = as_str(res.attrs("/metrics/" + panels[0][0]).get("rule", res.combine))
-    fig, axes = plt.subplots(1, 2, figsize=(10, 5))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 5.8))
     x = np.arange(1, res.M + 1)
+    bi, bhow = best_member(res)
     for ax, (cname, mname, label, best), curve in zip(axes, panels, curves):
         scale = 100.0 if label.startswith("accuracy") else 1.0
         if curve is None:
             ax.text(0.5, 0.5, f"no /metrics/{cname}", ha="center", va="center", transform=ax.transAxes)
             ax.set_axis_off()
             continue
-        ax.plot(x, curve * scale, "o-", color="C0", label=f"ensemble of first k ({rule})")
+        # Vote shares are not probabilities: their NLL is large by
+        # construction and not comparable with the members' NLL.
+        shares = rule == "vote" and label == "NLL"
+        ax.plot(x, curve * scale, "o-", color="C0",
+                label=f"ensemble of first k ({rule}{' shares' if shares else ''})")
         member = res.member_ds(mname)
         if member is not None:
             ok = ~res.failed & np.isfinite(member)
             if ok.any():
                 vals = member[ok] * scale
-                ref = vals.max() if best == "max" else vals.min()
-                ax.axhline(ref, color="C2", ls="--", lw=1.2, label=f"best single member ({ref:.4g})")
+                if bi is not None and np.isfinite(member[bi]):
+                    ax.axhline(member[bi] * scale, color="C2", ls="--", lw=1.2,
+                               label=f"best single member by {bhow} "
+                                     f"(member {res.members[bi]}: {member[bi] * scale:.4g})")
                 ax.axhline(vals.mean(), color="0.5", ls=":", lw=1.2, label=f"mean single member ({vals.mean():.4g})")
         final = res.attrs("/metrics/ensemble").get(cname.replace("curve_", ""))
         if isinstance(final, float) and np.isfinite(final) and not np.isclose(final, curve[-1], rtol=1e-6):
-            ax.plot([res.M], [final * scale], "*", color="C3", ms=13, mec="k", mew=0.6,
-                    label=f"final ensemble ({res.combine}, {final * scale:.4g})", zorder=4)
+            # At the number of members the final ensemble combines (a
+            # selection of 2 sits at k = 2, not at the number trained).
+            kf = final_size(res)
+            what = f"{res.combine}, {kf} member{'s' if kf != 1 else ''}"
+            ax.plot([kf], [final * scale], "*", color="C3", ms=13, mec="k", mew=0.6,
+                    label=f"final ensemble ({what}: {final * scale:.4g})", zorder=4)
+        if shares:
+            ax.text(0.5, 0.97, "vote shares are not probabilities: their NLL is large\n"
+                    "by construction; compare accuracy, not NLL, with members",
+                    ha="center", va="top", fontsize=8, color="C3", transform=ax.transAxes,
+                    bbox=dict(facecolor="white", edgecolor="C3", alpha=0.9, boxstyle="round"))
         ax.set_xlabel("number of members combined (k)")
         ax.set_ylabel(f"test {label}")
         ax.xaxis.set_major_locator(integer_locator(res.M))
@@ -339,8 +391,8 @@ def fig_size_curve(res, outdir, _data):
         ax.grid(alpha=0.3)
         # Below the panel: the reference lines span the whole width, so no
         # place inside is free for sure.
-        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
-        ax.set_title(f"test {label.split(' ')[0]}")
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=1, frameon=False)
+        ax.set_title(f"test {label.split(' ')[0]}" + (" (vote shares)" if shares else ""))
     fig.suptitle(res.title("Ensemble size"))
     fig.tight_layout()
     return save(fig, outdir, "size_curve.png")
@@ -383,13 +435,14 @@ def fig_reliability(res, outdir, data):
         raise UsageError(f"{why}: /test/y has labels outside [0, {C}) for a result with {C} classes")
     curves = []
     if mprobs is not None:
-        nll = res.member_ds("member_nll")
-        if nll is None:
+        best, how = best_member(res)
+        if best is None:
             pick = np.clip(mprobs[:, np.arange(n), y], 1e-12, None)
-            nll = -np.log(pick).mean(axis=1)
-        best = finite_min_index(nll, res.failed)
+            best = finite_min_index(-np.log(pick).mean(axis=1), res.failed)
+            how = "test NLL: no metrics stored"
         if best is not None:
-            curves.append((f"best member {res.members[best]} (NLL {nll[best]:.3f})", mprobs[best], "C1", "s"))
+            tn = -np.log(np.clip(mprobs[best][np.arange(n), y], 1e-12, None)).mean()
+            curves.append((f"best member {res.members[best]} by {how} (test NLL {tn:.3f})", mprobs[best], "C1", "s"))
     ens_attrs = res.attrs("/metrics/ensemble")
     label = f"ensemble ({res.combine}{' shares' if res.combine == 'vote' else ''})"
     if "temperature" in ens_attrs:
@@ -461,12 +514,11 @@ def fig_coverage(res, outdir, data):
     if mm is not None and mv is not None:
         mm = mm.reshape(res.M, n, T)
         mv = mv.reshape(res.M, n, T)
-        nll = res.member_ds("member_nll")
-        if nll is None:
-            nll = res.member_ds("member_rmse")
-        best = finite_min_index(nll, res.failed) if nll is not None else None
+        best, how = best_member(res)
         if best is not None:
-            curves.append((f"best member {res.members[best]} (NLL {nll[best]:.3f})", mm[best], mv[best], "C1", "s"))
+            nll = res.member_ds("member_nll")
+            tn = f" (test NLL {nll[best]:.3f})" if nll is not None else ""
+            curves.append((f"best member {res.members[best]} by {how}{tn}", mm[best], mv[best], "C1", "s"))
     curves.append((f"ensemble ({res.combine})", mean, var, "C0", "o"))
     fig, ax = plt.subplots(figsize=(6.4, 6))
     ax.plot([0, 1], [0, 1], ls="--", color="0.5", lw=1, label="perfect calibration")
@@ -678,6 +730,25 @@ def log_axis_with_zero(ax, x):
     return x
 
 
+def log_ticks(ax, lo, hi):
+    """At most 5 labelled ticks on a log axis from lo to hi, written as
+    plain numbers (0.0002, 0.0005, 0.001): matplotlib's own labels of a
+    range under a decade (2x10^-4, 3x10^-4, ...) overlap in a narrow panel."""
+    ticks = []
+    for subs in ((1.0, 2.0, 5.0), (1.0, 3.0), (1.0,)):
+        ticks = [m * 10.0 ** e for e in range(int(np.floor(np.log10(lo))), int(np.ceil(np.log10(hi))) + 1)
+                 for m in subs if lo <= m * 10.0 ** e <= hi]
+        if len(ticks) <= 5:
+            break
+    if len(ticks) > 5:
+        ticks = ticks[:: int(np.ceil(len(ticks) / 5))]
+    if len(ticks) < 2:
+        ticks = [lo * (hi / lo) ** 0.25, hi / (hi / lo) ** 0.25]
+    ax.xaxis.set_major_locator(FixedLocator(ticks))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:.2g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
 def fig_search(res, outdir, _data):
     hp = hyperparam_values(res)
     drawn = [(n, kind) for n, kind in HYPERPARAMS if n in hp and len({repr(v) for v in hp[n] if v is not None}) > 1]
@@ -697,6 +768,8 @@ def fig_search(res, outdir, _data):
     ref = res.attrs("/metrics/ensemble").get("val_nll" if ylabel.startswith("validation") else "nll")
     ref = ref if isinstance(ref, float) and np.isfinite(ref) else None
     weights = res.ds("/ensemble/weights", (res.M,))
+    if res.combine != "select":
+        weights = None  # every member counts: nothing was selected
     selected = weights > 0 if weights is not None else np.zeros(res.M, dtype=bool)
     failed = res.failed | ~np.isfinite(score)
     ok = ~failed
@@ -734,6 +807,7 @@ def fig_search(res, outdir, _data):
                 ax.set_xlim(xs.min() - pad, xs.max() + pad)
             elif xs.size and ax.get_xscale() == "log" and (xs > 0).all():
                 ax.set_xlim(xs.min() / 1.5, xs.max() * 1.5)
+                log_ticks(ax, xs.min() / 1.5, xs.max() * 1.5)
         m_sel = have & ok & selected
         m_un = have & ok & ~selected
         m_fail = have & failed

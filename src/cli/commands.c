@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 
 #include "cli/cli.h"
+#include "cli/suggest.h"
 #include "ens/config.h"
 #include "ens/data.h"
 #include "ens/ensemble.h"
@@ -62,7 +63,11 @@ int ens_cli_merge(int argc, char **argv) {
     else if (!strcmp(argv[i], "--force"))
       force = 1;
     else if (argv[i][0] == '-') {
-      fprintf(stderr, "ens merge: unknown or incomplete option '%s'\n", argv[i]);
+      static const char *const known[] = {"-o", "--partial", "--help", NULL};
+      if (!strcmp(argv[i], "-o"))
+        fprintf(stderr, "ens merge: option '-o' needs a value (see ens merge --help)\n");
+      else
+        ens_cli_unknown_option("merge", argv[i], known, NULL);
       free(parts);
       return 1;
     } else
@@ -199,7 +204,13 @@ int ens_cli_predict(int argc, char **argv) {
         return 1;
       }
     } else {
-      fprintf(stderr, "ens predict: unknown option '%s'\n", a);
+      static const char *const known[] = {"-m", "--model", "-i", "--input", "-o", "--output",
+                                          "--dataset", "--mc-samples", "--combine", "--help",
+                                          NULL};
+      ens_cli_unknown_option("predict", a, known,
+                             !strcmp(a, "--set") ? "ens predict takes no configuration keys: "
+                                                   "the result's own configuration applies"
+                                                 : NULL);
       return 1;
     }
   }
@@ -298,6 +309,43 @@ static long long rows_of(hid_t f, const char *path, int dim) {
 }
 
 /* Prints one result file; returns the exit code. */
+/* A search result's training line and [search] ranges: the job's own
+ * values of drawn keys were used by no member (issue 20). */
+static void print_search(const ens_config *c) {
+  const struct {
+    const char *key, *value, *kind;
+  } keys[] = {{"lr", c->search_lr, "log-uniform"},
+              {"weight_decay", c->search_weight_decay, "log-uniform"},
+              {"momentum", c->search_momentum, "uniform"},
+              {"dropout", c->search_dropout, "uniform"},
+              {"batch", c->search_batch, NULL},
+              {"hidden", c->search_hidden, NULL},
+              {"init", c->search_init, NULL},
+              {"batchnorm", c->search_batchnorm, NULL}};
+  printf("  training      %d epoch%s, %s, schedule %s", c->epochs, c->epochs == 1 ? "" : "s",
+         ens_optimizer_name(c->optimizer), ens_schedule_name(c->schedule));
+  if (!c->search_batch[0])
+    printf(", batch %d", c->batch);
+  if (!c->search_lr[0])
+    printf(", lr %g", c->lr);
+  printf("\n  search        each member drew from these [search] ranges (its draws: "
+         "hyperparameters below)\n");
+  for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+    if (!keys[i].value[0])
+      continue;
+    if (keys[i].kind) {
+      const char *comma = strchr(keys[i].value, ',');
+      if (comma)
+        printf("                  %-13s %.*s to %s, %s\n", keys[i].key,
+               (int)(comma - keys[i].value), keys[i].value, comma + 1, keys[i].kind);
+      else
+        printf("                  %-13s %s\n", keys[i].key, keys[i].value);
+    } else {
+      printf("                  %-13s one of %s\n", keys[i].key, keys[i].value);
+    }
+  }
+}
+
 static int info_one(const char *path, int print_config) {
   struct stat st;
   if (stat(path, &st) != 0) {
@@ -380,7 +428,12 @@ static int info_one(const char *path, int print_config) {
   else
     printf(" %lld test, %lld validation rows\n", (long long)ntest, (long long)nval);
   free(split);
-  printf("  architecture  %s\n", layers ? layers : "?");
+  const int search = have_cfg && !strcmp(mode, "search");
+  if (search && c.search_hidden[0])
+    printf("  architecture  drawn per member from [search] hidden (each member's: "
+           "hyperparameters below)\n");
+  else
+    printf("  architecture  %s\n", layers ? layers : "?");
   if (tl > 0)
     printf("  trunk         first %lld hidden block%s, shared and frozen\n", (long long)tl,
            tl == 1 ? "" : "s");
@@ -392,7 +445,9 @@ static int info_one(const char *path, int print_config) {
            (long long)(first + members - 1));
   printf(", mode %s, combine %s, seed %lld%s\n", mode, combine, (long long)seed,
          shared ? ", shared initialization" : "");
-  if (have_cfg)
+  if (search)
+    print_search(&c);
+  else if (have_cfg)
     printf("  training      %d epoch%s, batch %d, %s lr %g, schedule %s\n", c.epochs,
            c.epochs == 1 ? "" : "s", c.batch, ens_optimizer_name(c.optimizer), c.lr,
            ens_schedule_name(c.schedule));
@@ -624,7 +679,8 @@ int ens_cli_info(int argc, char **argv) {
     if (!strcmp(argv[i], "--config"))
       print_config = 1;
     else if (argv[i][0] == '-' && argv[i][1]) {
-      fprintf(stderr, "ens info: unknown option '%s' (see ens info --help)\n", argv[i]);
+      static const char *const known[] = {"--config", "--help", NULL};
+      ens_cli_unknown_option("info", argv[i], known, NULL);
       return 1;
     } else
       nfiles++;
@@ -770,7 +826,10 @@ int ens_cli_import_csv(int argc, char **argv) {
                 !strcmp(opt, "--decimal") || !strcmp(opt, "--drop") || !strcmp(opt, "--id") ||
                 !strcmp(opt, "--keep");
     if (!known) {
-      fprintf(stderr, "ens import csv: unknown option '%s' (see ens import csv --help)\n", a);
+      static const char *const known_opts[] = {
+          "--target", "-o", "--output", "--test", "--test-fraction", "--split-seed",
+          "--val-fraction", "--task", "--delimiter", "--no-header", "--drop-missing", NULL};
+      ens_cli_unknown_option("import csv", a, known_opts, NULL);
       return 1;
     }
     if (!v) {

@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 
 #include "cli/cli.h"
+#include "cli/suggest.h"
 #include "ens/config.h"
 #include "io/h5util.h"
 
@@ -502,7 +503,8 @@ int ens_cli_diff(int argc, char **argv) {
     else if (!strcmp(argv[i], "-v") || !strcmp(argv[i], "--verbose"))
       verbose = 1;
     else if (argv[i][0] == '-' && argv[i][1]) {
-      fprintf(stderr, "ens diff: unknown option '%s' (see ens diff --help)\n", argv[i]);
+      static const char *const known[] = {"--all", "-v", "--verbose", "--help", NULL};
+      ens_cli_unknown_option("diff", argv[i], known, NULL);
       return 2;
     } else if (nf < 2) {
       files[nf++] = argv[i];
@@ -523,6 +525,19 @@ int ens_cli_diff(int argc, char **argv) {
   if (d.fa < 0 || d.fb < 0) {
     if (d.fa >= 0)
       H5Fclose(d.fa);
+    return 2;
+  }
+  /* A result against a file that is not one (an input data file, say): one
+   * sentence, not a list of every dataset only one of them has. */
+  int ra = H5Aexists(d.fa, "members") > 0 && H5Aexists(d.fa, "config") > 0;
+  int rb = H5Aexists(d.fb, "members") > 0 && H5Aexists(d.fb, "config") > 0;
+  if (ra != rb) {
+    fprintf(stderr,
+            "ens diff: %s is not an ens result (no root attributes members and config), and %s "
+            "is: ens diff compares two result files\n",
+            ra ? files[1] : files[0], ra ? files[0] : files[1]);
+    H5Fclose(d.fa);
+    H5Fclose(d.fb);
     return 2;
   }
   names la = {0}, lb = {0};

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/suggest.h"
 #include "ens/config.h"
 #include "ens/data.h"
 #include "ens/ensemble.h"
@@ -98,6 +99,34 @@ static void train_usage(FILE *out) {
   ens_search_print_help(out);
 }
 
+/* For an option that names a config key (--val_fraction, --epochs=5):
+ * "[data] val_fraction is a config key: --set data.val_fraction=VALUE". */
+static void key_hint(char *buf, size_t len, const char *opt) {
+  static const char *const sections[] = {"data",   "model", "train", "ensemble",
+                                         "search", "trunk", "output", NULL};
+  char key[96];
+  buf[0] = '\0';
+  while (*opt == '-')
+    opt++;
+  snprintf(key, sizeof(key), "%s", opt);
+  char *eq = strchr(key, '=');
+  const char *value = eq ? strchr(opt, '=') + 1 : "VALUE";
+  if (eq)
+    *eq = '\0';
+  for (char *p = key; *p; p++)
+    if (*p == '-')
+      *p = '_';
+  ens_config d;
+  char text[ENS_PATH_MAX + 64];
+  ens_config_defaults(&d);
+  for (int i = 0; sections[i]; i++)
+    if (key[0] && ens_config_key_text(&d, sections[i], key, text, sizeof(text)) == 0) {
+      snprintf(buf, len, "[%s] %s is a config key: --set %s.%s=%s", sections[i], key, sections[i],
+               key, value);
+      return;
+    }
+}
+
 static int cmd_train(int argc, char **argv) {
   const char *cfg_path = NULL;
   int resume = 0, restart = 0, force = 0, nsets = 0;
@@ -126,9 +155,16 @@ static int cmd_train(int argc, char **argv) {
     } else if (!strcmp(a, "--force")) {
       force = 1;
     } else {
-      if (rank == 0)
-        fprintf(stderr, "ens train: unknown or incomplete option '%s' (see ens train --help)\n",
-                a);
+      if (rank == 0) {
+        static const char *const known[] = {"-c",        "--config",  "--set", "--resume",
+                                            "--restart", "--force",   "--help", NULL};
+        char hint[400];
+        key_hint(hint, sizeof(hint), a);
+        if (!strcmp(a, "-c") || !strcmp(a, "--config") || !strcmp(a, "--set"))
+          fprintf(stderr, "ens train: option '%s' needs a value (see ens train --help)\n", a);
+        else
+          ens_cli_unknown_option("train", a, known, hint);
+      }
       free(sets);
       return EXIT_USAGE;
     }

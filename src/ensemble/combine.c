@@ -332,7 +332,7 @@ static void print_summary(const ens_job *j, const fold *f, const double *em, con
   for (int s = 0; s < ns; s++)
     printf(" %10s", ens_task_metric_name(K, shown[s]));
   if (c->mode == ENS_MODE_BOOTSTRAP)
-    printf(" %10s", "oob");
+    printf(" %10s", K->regress ? "oob rmse" : "oob acc");
   if (j->data.n_val)
     printf(" %10s %10s", K->regress ? "val rmse" : "val acc", "val nll");
   if (c->mc_samples > 0)
@@ -400,8 +400,8 @@ static void print_summary(const ens_job *j, const fold *f, const double *em, con
            c->mc_samples, ens_task_metric_name(K, 0), K->regress ? ens_mc[0] : 100 * ens_mc[0],
            ens_mc[1]);
   if (c->mode == ENS_MODE_BOOTSTRAP)
-    printf("out-of-bag ensemble %s: %.4g\n", ens_task_metric_name(K, 0),
-           K->regress ? oob : 100 * oob);
+    printf(K->regress ? "out-of-bag ensemble %s: %.4g\n" : "out-of-bag ensemble %s: %.2f%%\n",
+           ens_task_metric_name(K, 0), K->regress ? oob : 100 * oob);
   printf("ensemble-size curve (%s):", c->combine == ENS_COMBINE_VOTE ? "vote" : "average");
   for (int i = 0; i < f->M; i++)
     printf(" %d:%.4g/%.4f", i + 1, K->regress ? f->curve0[i] : 100 * f->curve0[i], f->curve1[i]);

@@ -13,6 +13,7 @@
 #include "ens/model.h"
 #include "ens/train.h"
 #include "ensemble/fault.h"
+#include "ensemble/lines.h"
 #include "ensemble/node.h"
 #include "ensemble/progress.h"
 #include "ensemble/task.h"
@@ -135,6 +136,7 @@ typedef struct ens_job {
   double unit_t0;        /* wall time the current unit started (resume-adjusted) */
   ens_progress progress; /* ensemble-wide progress reports */
   ens_fault fault;       /* early-stop notices between ranks (fault.c) */
+  ens_lines lines;       /* ranks' log lines, printed by rank 0 (lines.c) */
   int collect_next;      /* rank 0: index of the next member to collect */
   uint64_t result_bytes; /* rank 0: estimated size of the result (space.c) */
   hid_t file;            /* rank 0: the temporary result file */

@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
+#include <unistd.h>
 
 #include "ens/error.h"
 #include "ensemble/job.h"
@@ -27,6 +29,10 @@ static int by_first(const void *a, const void *b) {
 static int open_part(ens_part *p, const char *path, ens_config *c, int64_t *checksum, char *err,
                      size_t errlen) {
   snprintf(p->path, sizeof(p->path), "%s", path);
+  if (access(path, F_OK) != 0) {
+    snprintf(err, errlen, "%s: %s", path, strerror(errno));
+    return ENS_EIO;
+  }
   p->file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
   if (p->file < 0) {
     snprintf(err, errlen, "%s: cannot open as an HDF5 result file", path);
@@ -38,10 +44,13 @@ static int open_part(ens_part *p, const char *path, ens_config *c, int64_t *chec
   ret |= ens_h5_get_attr_i64(p->file, "/", "first_member", &first);
   ret |= ens_h5_get_attr_i64(p->file, "/", "members", &count);
   ret |= ens_h5_get_attr_i64(p->file, "/", "data_checksum", checksum);
-  if (ret || !ens_h5_exists(p->file, "/ensemble/probs")) {
+  /* A finished result holds the ensemble's outputs: class probabilities,
+   * or a regression's predictive mean. */
+  if (ret || !(ens_h5_exists(p->file, "/ensemble/probs") ||
+               ens_h5_exists(p->file, "/ensemble/mean"))) {
     free(text);
     snprintf(err, errlen, "%s: not a finished ens result (missing config, members or "
-                          "/ensemble)", path);
+                          "/ensemble/probs or /ensemble/mean)", path);
     return ENS_EFORMAT;
   }
   char msg[1024];

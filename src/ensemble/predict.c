@@ -21,6 +21,7 @@
 #include <limits.h>
 #include <math.h>
 #include <stdint.h>
+#include <zlib.h>
 
 int ens_predict(const char *model_path, const char *input, const char *dataset, const char *out,
                 int combine, int mc_samples, const ens_predict_opts *po, char *err,
@@ -39,6 +40,11 @@ int ens_predict(const char *model_path, const char *input, const char *dataset, 
   ens_infer *model = NULL;
   ens_infer_ws *ws = NULL;
   int ret = 0, n = 0, d = 0;
+  if (access(model_path, F_OK) != 0) {
+    snprintf(err, errlen, "-m %s: %s", model_path, strerror(errno));
+    ret = ENS_EIO;
+    goto cleanup;
+  }
   /* The model: loaded and checked by libens (src/infer/infer.c), the one
    * implementation of inference. */
   if ((ret = ens_infer_open(&model, model_path))) {
@@ -50,6 +56,40 @@ int ens_predict(const char *model_path, const char *input, const char *dataset, 
   const int64_t inputs = ens_infer_inputs(model), total = ens_infer_members_total(model);
   if (combine < 0)
     combine = ens_infer_default_rule(model);
+  /* The result's stored configuration and the columns it knows of, for the
+   * messages, the MC-dropout check and the by-name matching below. */
+  mf = H5Fopen(model_path, H5F_ACC_RDONLY, H5P_DEFAULT);
+  if (mf < 0) {
+    snprintf(err, errlen, "%s: cannot open as an HDF5 result file", model_path);
+    ret = ENS_EIO;
+    goto cleanup;
+  }
+  ens_config c;
+  char msg[1024];
+  const char *data_path = NULL;
+  int have_config = ens_h5_get_attr_str(mf, "/", "config", &text) == 0 &&
+                    ens_config_load_text(&c, model_path, text, msg, sizeof(msg)) == 0;
+  if (have_config)
+    data_path = c.data_path;
+  if (mc_samples > 0 && have_config) {
+    /* Without dropout every pass is the same network: say so, and predict
+     * (and record) the plain ensemble rather than call it MC-dropout. */
+    const int64_t first = ens_infer_first_member(model), members = ens_infer_stored_members(model);
+    int any = 0;
+    for (int64_t k = first; k < first + members && !any; k++) {
+      ens_config mcfg;
+      ens_search_member_config(&mcfg, &c, (int)k);
+      any = mcfg.dropout > 0;
+    }
+    if (!any) {
+      fprintf(stderr,
+              "ens predict: warning: --mc-samples %d: no member of %s has dropout ([model] "
+              "dropout = 0), so every pass would be the same network; predicting the plain "
+              "ensemble (no MC-dropout)\n",
+              mc_samples, model_path);
+      mc_samples = 0;
+    }
+  }
   ens_infer_opts opts = {.rule = combine, .calibrate = 1, .mc_samples = mc_samples};
   if ((ret = ens_infer_check(model, &opts))) {
     const char *why = ens_infer_errmsg();
@@ -61,6 +101,12 @@ int ens_predict(const char *model_path, const char *input, const char *dataset, 
     else if (combine == ENS_RULE_PARAMS)
       snprintf(err, errlen, "%s has no /ensemble/params: %s", model_path,
                strstr(why, "it was trained") ? strstr(why, "it was trained") : why);
+    else if (combine == ENS_RULE_SELECT && have_config)
+      snprintf(err, errlen,
+               "--combine select: %s was trained with [ensemble] combine = %s, so it holds no "
+               "selection to apply (train with combine = select, which picks members on the "
+               "validation rows; --combine average or vote work on any result)",
+               model_path, ens_combine_name(c.combine));
     else if (combine == ENS_RULE_SELECT)
       snprintf(err, errlen, "%s: --%s", model_path, why);
     else
@@ -69,20 +115,7 @@ int ens_predict(const char *model_path, const char *input, const char *dataset, 
   }
   /* The rows, in the model's feature order (matched by name), with their
    * truth, ids and source lines when the input has them (io/features.c).
-   * The columns the result knows of are read from it here; libens itself
-   * takes raw rows in the model's order. */
-  mf = H5Fopen(model_path, H5F_ACC_RDONLY, H5P_DEFAULT);
-  if (mf < 0) {
-    snprintf(err, errlen, "%s: cannot open as an HDF5 result file", model_path);
-    ret = ENS_EIO;
-    goto cleanup;
-  }
-  ens_config c;
-  char msg[1024];
-  const char *data_path = NULL;
-  if (ens_h5_get_attr_str(mf, "/", "config", &text) == 0 &&
-      ens_config_load_text(&c, model_path, text, msg, sizeof(msg)) == 0)
-    data_path = c.data_path;
+   * libens itself takes raw rows in the model's order. */
   if (ens_schema_load(&schema, mf, (int)inputs, regress, (int)classes, (int)T, data_path)) {
     ret = ENS_ENOMEM;
     goto cleanup;
@@ -173,6 +206,16 @@ int ens_predict(const char *model_path, const char *input, const char *dataset, 
     }
   }
   ret |= ens_h5_attr_str(of, "/", "model", model_path);
+  if (text) {
+    /* Which model, for tools that compare prediction files (scripts/ood.py):
+     * a result is a deterministic function of its configuration and data. */
+    int64_t dsum = 0;
+    ret |= ens_h5_attr_i64(of, "/", "model_config_adler32",
+                           (int64_t)adler32(adler32(0L, Z_NULL, 0), (const Bytef *)text,
+                                            (uInt)strlen(text)));
+    if (ens_h5_get_attr_i64(mf, "/", "data_checksum", &dsum) == 0)
+      ret |= ens_h5_attr_i64(of, "/", "model_data_checksum", dsum);
+  }
   ret |= ens_h5_attr_str(of, "/", "input", input);
   ret |= ens_h5_attr_str(of, "/", "dataset", ds);
   ret |= ens_h5_attr_str(of, "/", "combine", ens_combine_name((ens_combine_kind)combine));
@@ -224,8 +267,8 @@ int ens_predict(const char *model_path, const char *input, const char *dataset, 
       printf("accuracy against %s: %.2f%%  nll %.4f  ece %.4f\n", ypath, 100.0 * hit / n, m[1],
              m[3]);
     } else {
-      printf("against %s: rmse %.4g  mae %.4g  nll %.4f  90%% coverage %.3f\n", ypath, m[0], m[2],
-             m[1], m[6]);
+      printf("against %s: rmse %.4g  mae %.4g  nll %.4f  coverage_90 %.2f%%\n", ypath, m[0], m[2],
+             m[1], 100.0 * m[6]);
     }
   }
 cleanup:

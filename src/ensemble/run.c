@@ -19,6 +19,7 @@
 #include "ens/model.h"
 #include "ens/train.h"
 #include "ensemble/job.h"
+#include "ensemble/tabular.h"
 #include "io/h5util.h"
 
 static double now(void) { return MPI_Wtime(); }
@@ -89,11 +90,11 @@ static int on_epoch(void *ctx, ens_trainer *t, int epoch, double loss) {
       snprintf(what, sizeof(what), "%s rmse %.4g", split, m0);
     else
       snprintf(what, sizeof(what), "%s acc %.2f%%", split, 100.0 * m0);
-    ens_progress_clear(&j->progress);
-    printf("[%s] epoch %d/%d  loss %.4f  %s  nll %.4f  %.0f samples/s  lr %.4g\n", who,
-           epoch + 1, t->epochs, loss, what, nll, train_time > 0 ? nrows / train_time : 0.0,
-           ens_schedule_lr(&t->sched, t->step > 0 ? t->step - 1 : 0));
-    fflush(stdout);
+    ens_lines_printf(&j->lines,
+                     "[%s] epoch %d/%d  loss %.4f  %s  nll %.4f  %.0f samples/s  lr %.4g", who,
+                     epoch + 1, t->epochs, loss, what, nll,
+                     train_time > 0 ? nrows / train_time : 0.0,
+                     ens_schedule_lr(&t->sched, t->step > 0 ? t->step - 1 : 0));
   }
   u->t_epoch = now();
   return ens_job_checkpoint_epoch(j, t, u->unit, epoch);
@@ -109,10 +110,8 @@ static int on_cycle_end(void *ctx, ens_trainer *t, int index) {
     return 0;
   int ret = emit_member(j, t, k, now() - j->unit_t0);
   if (j->c->verbose) {
-    ens_progress_clear(&j->progress);
-    printf("[chain %d] snapshot %d -> member %d at epoch %d\n", u->unit, index, k,
-           t->epoch + (t->batch_in_epoch > 0 ? 1 : 0));
-    fflush(stdout);
+    ens_lines_printf(&j->lines, "[chain %d] snapshot %d -> member %d at epoch %d", u->unit, index,
+                     k, t->epoch + (t->batch_in_epoch > 0 ? 1 : 0));
   }
   return ret;
 }
@@ -126,6 +125,7 @@ static int should_stop(void *ctx) {
                     t->epochs,
                     t->loss_count ? t->loss_sum / (double)t->loss_count : t->last_loss,
                     el > 0 ? (double)t->step * t->batch / el : 0.0);
+  ens_lines_poll(&j->lines);
   return (j->o->stop && *j->o->stop) || ens_fault_heard(&j->fault);
 }
 
@@ -147,10 +147,8 @@ static int fail_unit(ens_job *j, ens_trainer *t, int unit, int first_k, int S) {
     snprintf(meta.fail_reason, sizeof(meta.fail_reason),
              "training loss became NaN or infinite at epoch %d, step %ld (lr %.3g)",
              t->epoch + 1, t->step, ens_schedule_lr(&t->sched, t->step));
-    ens_progress_clear(&j->progress);
-    printf("[member %d] FAILED: %s; the ensemble goes on without it\n", meta.k,
-           meta.fail_reason);
-    fflush(stdout);
+    ens_lines_printf(&j->lines, "[member %d] FAILED: %s; the ensemble goes on without it", meta.k,
+                     meta.fail_reason);
     int ret = emit(j, t, &meta);
     if (ret)
       return ret;
@@ -242,6 +240,7 @@ int ens_train_job(const ens_config *c, const ens_job_opts *o, MPI_Comm comm, cha
     ens_job_free(j);
     return ret;
   }
+  ens_job_warn_data(j); /* rank 0: task and batch warnings (tabular.c) */
   double t0 = now();
   int u_first = ens_job_unit_of(j, j->first), u_last = ens_job_unit_of(j, j->last - 1) + 1;
   int64_t steps_total = 0;
@@ -258,6 +257,7 @@ int ens_train_job(const ens_config *c, const ens_job_opts *o, MPI_Comm comm, cha
     snprintf(err, errlen, "out of memory setting up the training loop");
     ret = ENS_ENOMEM;
   }
+  ens_lines_init(&j->lines, comm, &j->progress);
   /* Every rank reaches the agreement below, even one that failed here. */
   ret = ens_agree(comm, ret, err, errlen);
   j->progress.quiet = c->verbose == 0; /* quiet: errors, warnings and the summary only */
@@ -276,11 +276,11 @@ int ens_train_job(const ens_config *c, const ens_job_opts *o, MPI_Comm comm, cha
     if (ret && ret != ENS_ESTOPPED)
       ens_fault_raise(&j->fault, ret); /* the others stop after their step */
   }
-  if (!mine && !ret && c->verbose) {
-    printf("rank %d: idle (%d member%s on %d ranks)\n", j->rank, j->last - j->first,
-           j->last - j->first == 1 ? "" : "s", j->size);
-    fflush(stdout);
-  }
+  if (!mine && !ret && c->verbose)
+    ens_lines_printf(&j->lines, "rank %d: idle (%d member%s on %d ranks)", j->rank,
+                     j->last - j->first, j->last - j->first == 1 ? "" : "s", j->size);
+  /* Every rank's lines are printed before the job's last words. */
+  ens_lines_finish(&j->lines);
   if (started) {
     ens_progress_finish(&j->progress);
     ens_progress_free(&j->progress);
@@ -310,6 +310,7 @@ int ens_train_job(const ens_config *c, const ens_job_opts *o, MPI_Comm comm, cha
              j->ckpt.dir);
   }
   ens_fault_free(&j->fault);
+  ens_lines_free(&j->lines);
   free(units);
   ens_job_free(j);
   return ret;

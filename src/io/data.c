@@ -440,6 +440,25 @@ int ens_data_load(ens_data *out, const char *path, char *err, size_t errlen) {
   return ens_data_load_in(out, path, NULL, err, errlen);
 }
 
+/* 1 when the first bytes of path are text with a field delimiter (a CSV or
+ * TSV table given where an HDF5 file is expected). */
+static int looks_like_table(const char *path) {
+  unsigned char buf[512];
+  FILE *fp = fopen(path, "rb");
+  if (!fp)
+    return 0;
+  size_t n = fread(buf, 1, sizeof(buf), fp);
+  fclose(fp);
+  int delim = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (buf[i] == ',' || buf[i] == ';' || buf[i] == '\t')
+      delim = 1;
+    else if (buf[i] < 0x20 && buf[i] != '\n' && buf[i] != '\r')
+      return 0;
+  }
+  return n > 0 && delim;
+}
+
 int ens_data_load_in(ens_data *out, const char *path, ens_data_arena *arena, char *err,
                      size_t errlen) {
   int rc = 0;
@@ -469,7 +488,13 @@ int ens_data_load_in(ens_data *out, const char *path, ens_data_arena *arena, cha
   htri_t is = H5Fis_hdf5(path);
   if (is == 0) {
     rc = ENS_EFORMAT;
-    ens_errorf(err, errlen, "%s: not an HDF5 file", path);
+    if (looks_like_table(path))
+      ens_errorf(err, errlen,
+                 "%s: not an HDF5 file; it looks like a text table: convert it with `ens import "
+                 "csv %s --target COLUMN -o data.h5` and train on data.h5",
+                 path, path);
+    else
+      ens_errorf(err, errlen, "%s: not an HDF5 file", path);
     goto cleanup;
   }
   if (is > 0)

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/types.h>
@@ -265,10 +266,24 @@ int ens_storage_trim(const char *path) {
 
 /* ---- the checkpoint directory lock --------------------------------------- */
 
+/* The lock is a kernel lock (flock) on `<dir>/lock`, held on an open file
+ * description for as long as the job runs: the kernel releases it when the
+ * holder exits however it ends (SIGKILL, a dead node whose NFSv4 lease runs
+ * out), so a requeued job on another host takes it without a person. The
+ * host/PID record in the file only words the message. Where the file system
+ * has no locks (ENOLCK, EOPNOTSUPP), or ENS_LOCK_RECORD_ONLY=1 says its
+ * locks are not to be trusted (NFS mounted `nolock` keeps them local), the
+ * record decides: a live process on this host, or any process on another
+ * host, holds it, unless the same SLURM job id after a requeue (a higher
+ * SLURM_RESTART_COUNT) asks. */
+
 /* Start time of process pid in clock ticks since boot (field 22 of
- * /proc/<pid>/stat), or 0 when unknown. */
-static unsigned long long proc_start(long pid) {
+ * /proc/<pid>/stat), or 0 when unknown; *state (may be NULL) gets field 3
+ * ('Z' for a zombie), or '\0'. */
+static unsigned long long proc_start(long pid, char *state) {
   char p[64], buf[1024];
+  if (state)
+    *state = '\0';
   snprintf(p, sizeof(p), "/proc/%ld/stat", pid);
   FILE *fp = fopen(p, "r");
   if (!fp)
@@ -282,6 +297,8 @@ static unsigned long long proc_start(long pid) {
   if (!s)
     return 0;
   s++;
+  if (state && s[0] == ' ')
+    *state = s[1];
   for (int field = 3; field < 22 && s; field++) {
     s = strchr(s + 1, ' ');
   }
@@ -292,6 +309,8 @@ typedef struct lock_owner {
   char host[256];
   long pid;
   unsigned long long start;
+  char slurm_job[256]; /* "" outside SLURM */
+  long slurm_restart;
 } lock_owner;
 
 static int read_owner(const char *path, lock_owner *o) {
@@ -301,61 +320,113 @@ static int read_owner(const char *path, lock_owner *o) {
     return -1;
   char line[256];
   while (fgets(line, sizeof(line), fp)) {
+    line[strcspn(line, "\r\n")] = '\0';
     if (!strncmp(line, "host ", 5)) {
       snprintf(o->host, sizeof(o->host), "%s", line + 5);
-      o->host[strcspn(o->host, "\r\n")] = '\0';
     } else if (!strncmp(line, "pid ", 4)) {
       o->pid = strtol(line + 4, NULL, 10);
     } else if (!strncmp(line, "start ", 6)) {
       o->start = strtoull(line + 6, NULL, 10);
+    } else if (!strncmp(line, "slurm_job ", 10)) {
+      snprintf(o->slurm_job, sizeof(o->slurm_job), "%s", line + 10);
+    } else if (!strncmp(line, "slurm_restart ", 14)) {
+      o->slurm_restart = strtol(line + 14, NULL, 10);
     }
   }
   fclose(fp);
   return o->host[0] && o->pid > 0 ? 0 : -1;
 }
 
-/* 1 when the owner may still run: another host (cannot tell), or a process
- * with that PID (and, when recorded, that start time) exists here. */
-static int owner_alive(const lock_owner *o, const char *host) {
+static const char *env_or(const char *name, const char *dflt) {
+  const char *v = getenv(name);
+  return v && *v ? v : dflt;
+}
+
+/* 1 when the record's owner may still run (record-only rule): a process of
+ * another host (cannot tell from here) unless this is the same SLURM job
+ * after a requeue, or a live, non-zombie process with that PID (and, when
+ * recorded, that start time) here. *requeued is set when the SLURM rule
+ * released it. */
+static int owner_alive(const lock_owner *o, const char *host, int *requeued) {
+  *requeued = 0;
+  const char *job = env_or("SLURM_JOB_ID", "");
+  if (o->slurm_job[0] && !strcmp(o->slurm_job, job) &&
+      strtol(env_or("SLURM_RESTART_COUNT", "0"), NULL, 10) > o->slurm_restart) {
+    *requeued = 1;
+    return 0;
+  }
   if (strcmp(o->host, host) != 0)
     return 1;
   if (kill((pid_t)o->pid, 0) != 0 && errno == ESRCH)
     return 0;
-  unsigned long long st = proc_start(o->pid);
+  char state;
+  unsigned long long st = proc_start(o->pid, &state);
+  if (state == 'Z' || state == 'X')
+    return 0; /* exited, not reaped yet */
   if (o->start && st && st != o->start)
     return 0; /* the PID was reused by another process */
   return 1;
 }
 
-static int write_lock(const char *path, const char *host) {
-  int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0644);
-  if (fd < 0)
-    return errno;
-  char text[512];
+/* The record: host, PID, start time and the SLURM job (for the messages,
+ * and for the record-only rule). */
+static int format_owner(char *text, size_t len, const char *host) {
   long pid = (long)getpid();
-  int n = snprintf(text, sizeof(text),
-                   "ens checkpoint directory lock: a job is using this directory\n"
-                   "host %s\npid %ld\nstart %llu\n",
-                   host, pid, proc_start(pid));
-  int e = 0;
-  if (write(fd, text, (size_t)n) != n)
-    e = errno ? errno : EIO;
-  if (close(fd) != 0 && !e)
-    e = errno;
-  if (e)
-    unlink(path);
-  return e;
+  return snprintf(text, len,
+                  "ens checkpoint directory lock: a job is using this directory\n"
+                  "host %s\npid %ld\nstart %llu\nslurm_job %s\nslurm_restart %s\n",
+                  host, pid, proc_start(pid, NULL), env_or("SLURM_JOB_ID", ""),
+                  env_or("SLURM_RESTART_COUNT", "0"));
 }
 
-/* The words for a directory whose lock a running job holds. */
+/* Writes the record into fd from offset 0 (truncating). Returns 0 or errno. */
+static int write_owner_fd(int fd, const char *host) {
+  char text[640];
+  int n = format_owner(text, sizeof(text), host);
+  if (ftruncate(fd, 0) != 0)
+    return errno;
+  if (pwrite(fd, text, (size_t)n, 0) != n)
+    return errno ? errno : EIO;
+  return 0;
+}
+
+static int record_only(void) {
+  return !strcmp(env_or("ENS_LOCK_RECORD_ONLY", "0"), "1");
+}
+
+/* errno values of flock that mean "this file system has no locks". */
+static int no_locks(int e) {
+  return e == ENOLCK || e == EOPNOTSUPP || e == ENOSYS || e == EINVAL;
+}
+
+/* The words for a directory whose lock a running job holds; kernel: the
+ * kernel said so (no removal hint: the holder runs). */
 static void in_use(const lock_owner *o, const char *dir, const char *lock, const char *host,
-                   char *err, size_t errlen) {
-  ens_errorf(err, errlen,
-             "checkpoint directory %s is in use by another job (process %ld on host %s, lock "
-             "file %s); wait for it to finish, or give this job another [output] "
-             "checkpoint_dir%s",
-             dir, o->pid, o->host, lock,
-             strcmp(o->host, host) ? " (if no job runs there any more, remove the lock file)" : "");
+                   int kernel, char *err, size_t errlen) {
+  const char *hint = "";
+  if (!kernel && strcmp(o->host, host))
+    hint = " (this file system has no locks: if no job runs there any more, remove the lock "
+           "file; a requeued SLURM job takes over its own lock)";
+  if (o->host[0])
+    ens_errorf(err, errlen,
+               "checkpoint directory %s is in use by another job (process %ld on host %s, lock "
+               "file %s); wait for it to finish, or give this job another [output] "
+               "checkpoint_dir%s",
+               dir, o->pid, o->host, lock, hint);
+  else
+    ens_errorf(err, errlen,
+               "checkpoint directory %s is in use by another job (lock file %s, which does not "
+               "name its owner yet); wait for it to finish, or give this job another [output] "
+               "checkpoint_dir",
+               dir, lock);
+}
+
+/* 1 when fd is still the file at path (not unlinked by a holder's release
+ * between our open and our lock). */
+static int same_file(int fd, const char *path) {
+  struct stat a, b;
+  return fstat(fd, &a) == 0 && stat(path, &b) == 0 && a.st_dev == b.st_dev &&
+         a.st_ino == b.st_ino;
 }
 
 int ens_storage_lock_busy(const char *dir, char *err, size_t errlen) {
@@ -363,39 +434,60 @@ int ens_storage_lock_busy(const char *dir, char *err, size_t errlen) {
   snprintf(path, sizeof(path), "%s/lock", dir);
   gethostname(host, sizeof(host) - 1);
   lock_owner o;
-  if (read_owner(path, &o) != 0 || !owner_alive(&o, host))
-    return 0; /* none, unreadable or stale: ens_storage_lock decides */
-  in_use(&o, dir, path, host, err, errlen);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return 0; /* no lock */
+  if (!record_only()) {
+    int r = -1;
+    for (int attempt = 0; attempt < 5 && r != 0; attempt++) {
+      r = flock(fd, LOCK_SH | LOCK_NB);
+      if (r != 0 && errno != EWOULDBLOCK)
+        break;
+      if (r != 0)
+        usleep(20000); /* a job's own short probe, or a holder exiting */
+    }
+    int e = errno;
+    if (r == 0 || !no_locks(e)) {
+      close(fd);
+      if (r == 0)
+        return 0; /* nobody holds it: stale, ens_storage_lock takes it */
+      read_owner(path, &o);
+      in_use(&o, dir, path, host, 1, err, errlen);
+      return ENS_ELOCKED;
+    }
+  }
+  close(fd);
+  int requeued;
+  if (read_owner(path, &o) != 0 || !owner_alive(&o, host, &requeued))
+    return 0; /* unreadable or stale: ens_storage_lock decides */
+  in_use(&o, dir, path, host, 0, err, errlen);
   return ENS_ELOCKED;
 }
 
-int ens_storage_lock(ens_lock *l, const char *dir, int *created, char *err, size_t errlen) {
-  memset(l, 0, sizeof(*l));
-  struct stat st;
-  int existed = stat(dir, &st) == 0;
-  if (created)
-    *created = 0;
-  if (ens_mkdir_p(dir) != 0) {
-    ens_errorf(err, errlen, "[output] checkpoint_dir: cannot create directory '%s': %s", dir,
-               strerror(errno));
-    return ENS_EIO;
-  }
-  if (created)
-    *created = !existed;
-  char host[256] = "";
-  gethostname(host, sizeof(host) - 1);
-  snprintf(l->path, sizeof(l->path), "%s/lock", dir);
+/* The record-only rule (no kernel locks): create the file exclusively, or
+ * take over a record whose owner no longer runs. */
+static int lock_by_record(ens_lock *l, const char *dir, const char *host, char *err,
+                          size_t errlen) {
   for (int attempt = 0; attempt < 3; attempt++) {
-    int e = write_lock(l->path, host);
-    if (!e) {
+    int fd = open(l->path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd >= 0) {
+      int e = write_owner_fd(fd, host);
+      if (close(fd) != 0 && !e)
+        e = errno;
+      if (e) {
+        unlink(l->path);
+        ens_errorf(err, errlen, "cannot write the lock file %s: %s", l->path, strerror(e));
+        return ENS_EIO;
+      }
       l->held = 1;
       return 0;
     }
-    if (e != EEXIST) {
-      ens_errorf(err, errlen, "cannot create the lock file %s: %s", l->path, strerror(e));
+    if (errno != EEXIST) {
+      ens_errorf(err, errlen, "cannot create the lock file %s: %s", l->path, strerror(errno));
       return ENS_EIO;
     }
     lock_owner o;
+    int requeued = 0;
     if (read_owner(l->path, &o) != 0) {
       if (access(l->path, F_OK) != 0)
         continue; /* released meanwhile: try again */
@@ -405,8 +497,8 @@ int ens_storage_lock(ens_lock *l, const char *dir, int *created, char *err, size
                  dir, l->path, l->path);
       return ENS_ELOCKED;
     }
-    if (owner_alive(&o, host)) {
-      in_use(&o, dir, l->path, host, err, errlen);
+    if (owner_alive(&o, host, &requeued)) {
+      in_use(&o, dir, l->path, host, 0, err, errlen);
       return ENS_ELOCKED;
     }
     /* Stale: move it aside, check that what moved is the lock judged stale
@@ -423,19 +515,111 @@ int ens_storage_lock(ens_lock *l, const char *dir, int *created, char *err, size
       continue;
     }
     unlink(aside);
-    fprintf(stderr,
-            "ens: warning: %s was left by process %ld on host %s, which no longer runs: taking "
-            "it over\n",
-            l->path, o.pid, o.host);
+    if (requeued)
+      fprintf(stderr,
+              "ens: warning: %s was left by process %ld on host %s of this SLURM job (%s) before "
+              "its requeue: taking it over\n",
+              l->path, o.pid, o.host, o.slurm_job);
+    else
+      fprintf(stderr,
+              "ens: warning: %s was left by process %ld on host %s, which no longer runs: "
+              "taking it over\n",
+              l->path, o.pid, o.host);
+  }
+  ens_errorf(err, errlen, "cannot take the lock %s (another job keeps changing it)", l->path);
+  return ENS_ELOCKED;
+}
+
+int ens_storage_lock(ens_lock *l, const char *dir, int *created, char *err, size_t errlen) {
+  memset(l, 0, sizeof(*l));
+  l->fd = -1;
+  struct stat st;
+  int existed = stat(dir, &st) == 0;
+  if (created)
+    *created = 0;
+  if (ens_mkdir_p(dir) != 0) {
+    ens_errorf(err, errlen, "[output] checkpoint_dir: cannot create directory '%s': %s", dir,
+               strerror(errno));
+    return ENS_EIO;
+  }
+  if (created)
+    *created = !existed;
+  char host[256] = "";
+  gethostname(host, sizeof(host) - 1);
+  snprintf(l->path, sizeof(l->path), "%s/lock", dir);
+  if (record_only())
+    return lock_by_record(l, dir, host, err, errlen);
+  for (int attempt = 0; attempt < 5; attempt++) {
+    int fd = open(l->path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) {
+      ens_errorf(err, errlen, "cannot create the lock file %s: %s", l->path, strerror(errno));
+      return ENS_EIO;
+    }
+    int r = -1, e = 0;
+    for (int wait = 0; wait < 5 && r != 0; wait++) {
+      r = flock(fd, LOCK_EX | LOCK_NB);
+      e = errno;
+      if (r != 0 && e != EWOULDBLOCK)
+        break;
+      if (r != 0)
+        usleep(20000); /* a holder that is exiting, or another job's probe */
+    }
+    if (r != 0 && no_locks(e)) {
+      close(fd);
+      /* An empty file is what our open just created: the record rule
+       * needs to create it itself. */
+      if (stat(l->path, &st) == 0 && st.st_size == 0)
+        unlink(l->path);
+      return lock_by_record(l, dir, host, err, errlen);
+    }
+    if (r != 0 && e == EWOULDBLOCK) {
+      lock_owner o;
+      close(fd);
+      read_owner(l->path, &o);
+      in_use(&o, dir, l->path, host, 1, err, errlen);
+      return ENS_ELOCKED;
+    }
+    if (r != 0) {
+      close(fd);
+      ens_errorf(err, errlen, "cannot lock %s: %s", l->path, strerror(e));
+      return ENS_EIO;
+    }
+    if (!same_file(fd, l->path)) {
+      close(fd); /* released and removed by its holder meanwhile: again */
+      continue;
+    }
+    /* Ours. A record left in it is a holder that ended without removing
+     * the file (killed, or its node died): the kernel let go of its lock. */
+    lock_owner o;
+    if (read_owner(l->path, &o) == 0)
+      fprintf(stderr,
+              "ens: warning: %s was left by process %ld on host %s, which no longer holds it: "
+              "taking it over\n",
+              l->path, o.pid, o.host);
+    e = write_owner_fd(fd, host);
+    if (e) {
+      ens_errorf(err, errlen, "cannot write the lock file %s: %s", l->path, strerror(e));
+      unlink(l->path);
+      close(fd);
+      return ENS_EIO;
+    }
+    l->fd = fd;
+    l->held = 1;
+    return 0;
   }
   ens_errorf(err, errlen, "cannot take the lock %s (another job keeps changing it)", l->path);
   return ENS_ELOCKED;
 }
 
 void ens_storage_unlock(ens_lock *l) {
+  /* Remove, then let go: a job that opened the file meanwhile finds it
+   * unlinked (same_file) and starts again. */
   if (l->held)
     unlink(l->path);
+  if (l->held && l->fd >= 0)
+    close(l->fd);
   l->held = 0;
+  l->fd = -1;
 }
 
 int ens_storage_publish_bytes(const char *path, const void *buf, size_t n, const char *what,

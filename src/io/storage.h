@@ -68,25 +68,31 @@ int ens_storage_trim(const char *path);
 /* fsync of path, retried on EINTR; returns 0 or the errno of the failure. */
 int ens_storage_fsync(const char *path);
 
-/* The lock of a checkpoint directory: `<dir>/lock` holds the host name, the
- * PID and the start time of the process that owns the directory. */
+/* The lock of a checkpoint directory: a kernel lock (flock) on `<dir>/lock`,
+ * held on fd while the job runs and released by the kernel when the holder
+ * dies; the file records the host name, the PID, the start time and the
+ * SLURM job of the holder, for messages (and for the record-only rule where
+ * the file system has no locks, see storage.c). */
 typedef struct ens_lock {
   char path[1100];
   int held;
+  int fd; /* the locked file, or -1 (record-only rule) */
 } ens_lock;
 
-/* Creates dir (and its parents) when needed and takes its lock. A lock left
- * by a process that no longer runs on this host is taken over (with a
- * warning on stderr). A lock held by a running process, or by a process on
- * another host (whose liveness cannot be checked from here), is
- * ENS_ELOCKED with the owner and the lock file named in err; nothing is
- * changed then. Other failures: ENS_EIO. *created (may be NULL) is set when
- * dir did not exist before. */
+/* Creates dir (and its parents) when needed and takes its lock. A lock file
+ * whose kernel lock nobody holds (its job was killed, or its node died) is
+ * taken over with a warning on stderr. A held lock is ENS_ELOCKED with the
+ * recorded owner and the lock file named in err; nothing is changed then.
+ * Without kernel locks (or ENS_LOCK_RECORD_ONLY=1): a record of a process
+ * that no longer runs on this host, or of this SLURM job before a requeue,
+ * is taken over; a live process here or any process on another host holds
+ * it. Other failures: ENS_EIO. *created (may be NULL) is set when dir did
+ * not exist before. */
 int ens_storage_lock(ens_lock *l, const char *dir, int *created, char *err, size_t errlen);
-/* Removes the lock file when held. */
+/* Removes the lock file and releases the lock when held. */
 void ens_storage_unlock(ens_lock *l);
 /* ENS_ELOCKED, with ens_storage_lock's words, when a running job holds the
- * lock of dir; 0 otherwise (no lock, or a stale one). Touches nothing: for
+ * lock of dir; 0 otherwise (no lock, or a stale one). Changes nothing: for
  * checks before the lock is taken (what --restart would remove, say). */
 int ens_storage_lock_busy(const char *dir, char *err, size_t errlen);
 

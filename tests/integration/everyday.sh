@@ -164,11 +164,14 @@ set +o pipefail
   echo "exit $c" >../mp-code) | head -n 1 >/dev/null
 set -o pipefail
 for _ in $(seq 1 200); do [ -s mp-code ] && break; sleep 0.1; done
-grep -qx "exit 141" mp-code || fail "mpirun | head: $(cat mp-code) (README says 141)"
+# mpirun's own code: 1 after its abort, or 141 when it writes more output
+# after the pipe closed (with every rank's lines coming through rank 0 it
+# usually writes none); either way the job checkpoints (checked below).
+grep -qxE "exit (1|141)" mp-code || fail "mpirun | head: $(cat mp-code) (README says 1 or 141)"
 ls mp/long/result.h5.ckpt/unit_*.h5 >/dev/null 2>&1 ||
   echo "note: mpirun | head: the ranks were killed before they checkpointed (loaded machine)"
 no_tmp mp/long
-echo "ok: under mpirun, Ctrl-C (exit 1; resumed to an identical result) and a closed pipe (exit 141) leave checkpoints"
+echo "ok: under mpirun, Ctrl-C (exit 1; resumed to an identical result) and a closed pipe (exit 1 or 141) leave checkpoints"
 
 # Stale temporary files of dead processes go; a live process's and another
 # host's stay.

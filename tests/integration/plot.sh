@@ -192,4 +192,79 @@ $PY "$OOD" auroc pred-in.h5 pred-ood.h5 --score maxprob | grep -qE '^AUROC [01]\
 if h5ls pred-in.h5 | grep -q uncertainty; then
   $PY "$OOD" auroc pred-in.h5 pred-ood.h5 | grep -qE '^AUROC [01]\.[0-9]{6} ' || fail "ood.py auroc (mi)"
 fi
+# --- issue 20: one "best member", the select star, vote NLL, log ticks ---
+# A real search with select (default [search] weight_decay range 2e-4..1e-3,
+# under a decade), a vote ensemble and a regression; the figures are
+# inspected through plot.py's own functions.
+for spec in "sel search select" "vot seed vote" "reg seed average"; do
+  set -- $spec
+  data=data.h5
+  [ "$1" = reg ] && { [ -f reg.h5 ] || $PY "$SRC/tests/integration/make_regression.py" reg.h5 400 1 3; data=reg.h5; }
+  run_np 0 "i20-$1" -c "$WORK/job.ini" --set data.path="$WORK/$data" --set ensemble.members=6 \
+    --set ensemble.mode=$2 --set ensemble.combine=$3 --set search.hidden=8 --set output.path=r.h5 ||
+    fail "training $1"
+  "$ENS" info "i20-$1/r.h5" >"i20-$1/info" || fail "ens info $1"
+done
+$PY - "$SRC/scripts" <<'PYEOF' || fail "issue 20 figure checks"
+import re, sys
+sys.path.insert(0, sys.argv[1])
+import numpy as np
+import plot
+figs = {}
+plot.save = lambda fig, outdir, name: figs.__setitem__(name, fig) or name
+
+def info_best(d):
+    m = re.search(r"best single member by validation nll: (\d+)", open(f"{d}/info").read())
+    return int(m.group(1)) if m else None
+
+# select: the star sits at the number of members with a positive weight,
+# and the best member is the one ens info names (validation NLL).
+res = plot.Result("i20-sel/r.h5")
+w = res.ds("/ensemble/weights")
+k = int((w > 0).sum())
+assert k < res.M, f"the selection kept all {res.M} members: the test shows nothing"
+plot.fig_size_curve(res, None, None)
+for ax in figs["size_curve.png"].axes:
+    stars = [l for l in ax.get_lines() if l.get_marker() == "*"]
+    assert stars and list(stars[0].get_xdata()) == [k], f"star at {stars and stars[0].get_xdata()}, expected k = {k}"
+    labels = [l.get_label() for l in ax.get_lines()]
+    best = info_best("i20-sel")
+    assert any(f"best single member by validation NLL (member {best}:" in s for s in labels), labels
+print(f"ok: select star at k = {k} of {res.M}; best member {best} as ens info says")
+plot.fig_reliability(res, None, None)
+labels = [l.get_label() for l in figs["reliability.png"].axes[0].get_lines()]
+assert any(s.startswith(f"best member {best} by validation NLL") for s in labels), labels
+print("ok: reliability names the same best member")
+
+# weight_decay (and every log axis) of search.png: labels do not overlap.
+plot.fig_search(res, None, None)
+fig = figs["search.png"]
+fig.canvas.draw()
+r = fig.canvas.get_renderer()
+for ax in fig.axes:
+    boxes = [t.get_window_extent(r) for t in ax.get_xticklabels() if t.get_visible() and t.get_text()]
+    boxes.sort(key=lambda b: b.x0)
+    for a, b in zip(boxes, boxes[1:]):
+        assert a.x1 <= b.x0, f"{ax.get_xlabel()}: tick labels overlap"
+    if ax.get_xlabel().startswith("weight_decay"):
+        assert len(boxes) >= 2, f"weight_decay: {len(boxes)} labelled ticks"
+print("ok: search.png tick labels do not overlap")
+
+# vote: the NLL panel says vote shares are not probabilities.
+figs.clear()
+plot.fig_size_curve(plot.Result("i20-vot/r.h5"), None, None)
+ax = figs["size_curve.png"].axes[1]
+assert "vote shares" in ax.get_title(), ax.get_title()
+assert any("not probabilities" in t.get_text() for t in ax.texts), "no caveat on the vote NLL"
+print("ok: vote NLL carries its caveat")
+
+# regression: the coverage figure's best member is the validation one.
+res = plot.Result("i20-reg/r.h5")
+plot.fig_reliability(res, None, None)
+val = res.member_ds("member_val_nll")
+want = int(np.argmin(val))
+labels = [l.get_label() for l in figs["reliability.png"].axes[0].get_lines()]
+assert any(s.startswith(f"best member {want} by validation NLL") for s in labels), labels
+print(f"ok: regression coverage: best member {want} by validation NLL")
+PYEOF
 echo "plot: all checks passed"

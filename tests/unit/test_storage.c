@@ -1,8 +1,9 @@
 /* Unit tests of src/io/storage.c and the HDF5 errno capture (issue 11):
  * in-memory HDF5 files are published atomically and a failed publish names
  * the path and the system's reason and leaves nothing; the lock of a
- * checkpoint directory refuses a live owner, takes over a dead one, and
- * respects another host's; write errors are worded with sizes; a failing
+ * checkpoint directory refuses a live owner, takes over a killed one at once
+ * (kernel lock), and without kernel locks respects another host's record
+ * unless a requeued SLURM job owns it; write errors are worded with sizes; a failing
  * HDF5 call's errno is recorded. */
 #include "ens/error.h"
 #include "io/h5util.h"
@@ -11,6 +12,7 @@
 #include "cu_run.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -114,11 +116,45 @@ static void test_write_error_words(void) {
   CU_ASSERT_STRING_EQUAL(h, "5.00 GiB");
 }
 
-static void write_owner(const char *lock, const char *host, long pid) {
+static void write_owner(const char *lock, const char *host, long pid, const char *slurm_job) {
   FILE *fp = fopen(lock, "w");
   CU_ASSERT_FATAL(fp != NULL);
-  fprintf(fp, "ens checkpoint directory lock\nhost %s\npid %ld\nstart 0\n", host, pid);
+  fprintf(fp, "ens checkpoint directory lock\nhost %s\npid %ld\nstart 0\nslurm_job %s\n", host,
+          pid, slurm_job);
   fclose(fp);
+}
+
+/* A child that takes the lock of dir, rewrites the record to name host (a
+ * job of another node on a shared file system), reports on fd and waits to
+ * be killed. */
+static pid_t lock_in_child(const char *dir, const char *host) {
+  int p[2];
+  CU_ASSERT_FATAL(pipe(p) == 0);
+  pid_t child = fork();
+  if (child == 0) {
+    char err[1024];
+    ens_lock l;
+    close(p[0]);
+    char ok = ens_storage_lock(&l, dir, NULL, err, sizeof(err)) == 0 ? 'y' : 'n';
+    if (ok == 'y') {
+      char lock[600];
+      snprintf(lock, sizeof(lock), "%s/lock", dir);
+      FILE *fp = fopen(lock, "w"); /* another descriptor: the lock stays */
+      fprintf(fp, "ens checkpoint directory lock\nhost %s\npid %ld\nstart 0\n", host,
+              (long)getpid());
+      fclose(fp);
+    }
+    if (write(p[1], &ok, 1) != 1)
+      _exit(1);
+    for (;;)
+      pause();
+  }
+  close(p[1]);
+  char ok = 'n';
+  CU_ASSERT_EQUAL(read(p[0], &ok, 1), 1);
+  close(p[0]);
+  CU_ASSERT_EQUAL(ok, 'y');
+  return child;
 }
 
 static void test_lock(void) {
@@ -126,11 +162,13 @@ static void test_lock(void) {
   gethostname(host, sizeof(host) - 1);
   path_in(dir, sizeof(dir), "ckpt/sub");
   snprintf(lock, sizeof(lock), "%s/lock", dir);
+  unsetenv("ENS_LOCK_RECORD_ONLY");
   ens_lock a, b;
   int created = 0;
   CU_ASSERT_EQUAL(ens_storage_lock(&a, dir, &created, err, sizeof(err)), 0);
   CU_ASSERT_TRUE(created);
   CU_ASSERT_TRUE(exists(lock));
+  CU_ASSERT_TRUE(a.fd >= 0);
   /* Held by this (live) process: a second lock is refused, naming it. */
   CU_ASSERT_EQUAL(ens_storage_lock(&b, dir, &created, err, sizeof(err)), ENS_ELOCKED);
   CU_ASSERT_FALSE(created);
@@ -138,22 +176,89 @@ static void test_lock(void) {
   snprintf(pid, sizeof(pid), "process %ld on host %s", (long)getpid(), host);
   CU_ASSERT_PTR_NOT_NULL(strstr(err, pid));
   CU_ASSERT_PTR_NOT_NULL(strstr(err, lock));
+  CU_ASSERT_EQUAL(ens_storage_lock_busy(dir, err, sizeof(err)), ENS_ELOCKED);
   ens_storage_unlock(&a);
   CU_ASSERT_FALSE(exists(lock));
-  /* Left by a process that has exited: taken over. */
-  pid_t child = fork();
-  if (child == 0)
-    _exit(0);
-  waitpid(child, NULL, 0);
-  write_owner(lock, host, (long)child);
+  CU_ASSERT_EQUAL(ens_storage_lock_busy(dir, err, sizeof(err)), 0);
+
+  /* Kernel locks: a holder on "another host" (its record says so) is
+   * respected, without a hint to remove the file: the kernel says it runs. */
+  pid_t child = lock_in_child(dir, "elsewhere.example");
+  err[0] = '\0';
+  CU_ASSERT_EQUAL(ens_storage_lock(&a, dir, NULL, err, sizeof(err)), ENS_ELOCKED);
+  snprintf(pid, sizeof(pid), "process %ld on host elsewhere.example", (long)child);
+  CU_ASSERT_PTR_NOT_NULL(strstr(err, pid));
+  CU_ASSERT_PTR_NULL(strstr(err, "remove the lock file"));
+  CU_ASSERT_EQUAL(ens_storage_lock_busy(dir, err, sizeof(err)), ENS_ELOCKED);
+  /* Killed by SIGKILL and not reaped yet (a zombie, whose PID still answers
+   * kill(pid, 0)): the kernel released its lock, so it is taken over at
+   * once, whichever host the record names. */
+  kill(child, SIGKILL);
+  for (int i = 0; i < 200; i++) {
+    char st[64], buf[256] = "";
+    snprintf(st, sizeof(st), "/proc/%ld/stat", (long)child);
+    FILE *fp = fopen(st, "r");
+    if (fp) {
+      if (!fgets(buf, sizeof(buf), fp))
+        buf[0] = '\0';
+      fclose(fp);
+    }
+    char *z = strrchr(buf, ')');
+    if (z && z[1] == ' ' && z[2] == 'Z')
+      break;
+    usleep(5000);
+  }
+  CU_ASSERT_EQUAL(kill(child, 0), 0); /* still there, as a zombie */
+  CU_ASSERT_EQUAL(ens_storage_lock_busy(dir, err, sizeof(err)), 0);
   CU_ASSERT_EQUAL(ens_storage_lock(&a, dir, NULL, err, sizeof(err)), 0);
   CU_ASSERT_TRUE(a.held);
   ens_storage_unlock(&a);
-  /* Another host: cannot be checked, so it is respected. */
-  write_owner(lock, "elsewhere.example", 1);
+  waitpid(child, NULL, 0);
+  /* A record nobody holds (a job of a node that died): taken over. */
+  write_owner(lock, "elsewhere.example", 1, "");
+  CU_ASSERT_EQUAL(ens_storage_lock(&a, dir, NULL, err, sizeof(err)), 0);
+  ens_storage_unlock(&a);
+
+  /* The record-only rule, for file systems without locks. */
+  setenv("ENS_LOCK_RECORD_ONLY", "1", 1);
+  CU_ASSERT_EQUAL(ens_storage_lock(&a, dir, NULL, err, sizeof(err)), 0);
+  CU_ASSERT_EQUAL(ens_storage_lock(&b, dir, NULL, err, sizeof(err)), ENS_ELOCKED);
+  ens_storage_unlock(&a);
+  CU_ASSERT_FALSE(exists(lock));
+  /* Left by a process that has exited, reaped or not: taken over. */
+  for (int reap = 0; reap < 2; reap++) {
+    child = fork();
+    if (child == 0)
+      _exit(0);
+    if (reap)
+      waitpid(child, NULL, 0);
+    else
+      usleep(100000); /* a zombie until waitpid below */
+    write_owner(lock, host, (long)child, "");
+    CU_ASSERT_EQUAL(ens_storage_lock(&a, dir, NULL, err, sizeof(err)), 0);
+    CU_ASSERT_TRUE(a.held);
+    ens_storage_unlock(&a);
+    if (!reap)
+      waitpid(child, NULL, 0);
+  }
+  /* Another host: cannot be checked, so it is respected... */
+  write_owner(lock, "elsewhere.example", 1, "4242");
   CU_ASSERT_EQUAL(ens_storage_lock(&a, dir, NULL, err, sizeof(err)), ENS_ELOCKED);
   CU_ASSERT_PTR_NOT_NULL(strstr(err, "elsewhere.example"));
-  unlink(lock);
+  CU_ASSERT_PTR_NOT_NULL(strstr(err, "remove the lock file"));
+  /* ...by another SLURM job, or by the same one not requeued... */
+  setenv("SLURM_JOB_ID", "4243", 1);
+  CU_ASSERT_EQUAL(ens_storage_lock(&a, dir, NULL, err, sizeof(err)), ENS_ELOCKED);
+  setenv("SLURM_JOB_ID", "4242", 1);
+  CU_ASSERT_EQUAL(ens_storage_lock(&a, dir, NULL, err, sizeof(err)), ENS_ELOCKED);
+  /* ...but the same job after a requeue takes over its own lock. */
+  setenv("SLURM_RESTART_COUNT", "1", 1);
+  CU_ASSERT_EQUAL(ens_storage_lock_busy(dir, err, sizeof(err)), 0);
+  CU_ASSERT_EQUAL(ens_storage_lock(&a, dir, NULL, err, sizeof(err)), 0);
+  ens_storage_unlock(&a);
+  unsetenv("SLURM_JOB_ID");
+  unsetenv("SLURM_RESTART_COUNT");
+  unsetenv("ENS_LOCK_RECORD_ONLY");
 }
 
 /* A failing HDF5 call's system error is recorded, the first one wins until
