@@ -21,6 +21,11 @@ typedef enum {
   ENS_LAYER_BATCHNORM,
   ENS_LAYER_RELU,
   ENS_LAYER_DROPOUT,
+  ENS_LAYER_CONV,    /* 2-D convolution, k x k, stride, zero padding */
+  ENS_LAYER_MAXPOOL, /* k x k windows every stride pixels */
+  ENS_LAYER_AVGPOOL,
+  ENS_LAYER_GAP,     /* global average pooling: (C,H,W) -> C */
+  ENS_LAYER_FLATTEN, /* (C,H,W) -> C H W */
   ENS_LAYER_KIND_COUNT
 } ens_layer_kind;
 
@@ -40,8 +45,9 @@ static inline size_t ens_shape_size(ens_shape s) { return (size_t)s.c * s.h * s.
 /* One layer as the user asked for it, before shapes are known. */
 typedef struct ens_layer_spec {
   ens_layer_kind kind;
-  int n;              /* dense: units */
+  int n;              /* dense: units; conv: output channels */
   float p;            /* dropout: drop probability */
+  int k, stride, pad; /* conv and pooling windows */
   int block;          /* block index: a block starts at each weight layer */
 } ens_layer_spec;
 

@@ -1,10 +1,13 @@
-/* Rows of the layer table for the dense-shaped kinds: dense, batch norm,
- * ReLU and dropout. Each row wraps its kernels (dense.c, batchnorm.c,
- * activation.c) with shape inference, sizes and init. */
+/* The rows of the layer table: dense, batch norm (per feature, or per
+ * channel of an image), ReLU, dropout, convolution, max/average pooling,
+ * global average pooling and flatten. Each row wraps its kernels (dense.c,
+ * batchnorm.c, batchnorm2d.c, activation.c, conv.c, pool.c) with shape
+ * inference, sizes and init. */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "ens/conv.h"
 #include "ens/error.h"
 #include "ens/nn.h"
 #include "nn/layer.h"
@@ -37,6 +40,9 @@ static int same_shape(ens_layer *l, char *err, size_t errlen) {
 static int describe_width(const ens_model *m, const ens_layer *l, char *buf, size_t len,
                           int first) {
   (void)m;
+  if (l->sout.image)
+    return snprintf(buf, len, "%s%s(%d,%d,%d)", first ? "" : " ", ens_layer_table[l->kind].name,
+                    l->sout.c, l->sout.h, l->sout.w);
   return snprintf(buf, len, "%s%s(%d)", first ? "" : " ", ens_layer_table[l->kind].name, l->out);
 }
 
@@ -144,6 +150,15 @@ static const float *bn_forward(ens_model *m, ens_layer *l, const float *x, int b
   float mom = m->bn_momentum;
   if (pass == ENS_PASS_BN_REESTIMATE)
     mom = 1.0f / (float)(m->bn_batches + 1); /* cumulative average */
+  if (l->sin.image) {
+    const int C = l->sin.c, P = l->sin.h * l->sin.w;
+    if (pass == ENS_PASS_EVAL || pass == ENS_PASS_MC)
+      ens_batchnorm2d_forward_eval(l->y, x, p, p + C, s, s + C, batch, C, P, m->bn_eps);
+    else
+      ens_batchnorm2d_forward_train(l->y, l->aux, l->aux + (size_t)m->batch_max * l->out, s,
+                                    s + C, x, p, p + C, batch, C, P, mom, m->bn_eps);
+    return l->y;
+  }
   if (pass == ENS_PASS_EVAL || pass == ENS_PASS_MC)
     ens_batchnorm_forward_eval(l->y, x, p, p + l->out, s, s + l->out, batch, l->out, m->bn_eps);
   else
@@ -153,6 +168,13 @@ static const float *bn_forward(ens_model *m, ens_layer *l, const float *x, int b
 }
 static void bn_backward(ens_model *m, ens_layer *l, float *dx, float *dy, float *g,
                         const float *p, int batch) {
+  if (l->sin.image) {
+    const int C = l->sin.c;
+    ens_batchnorm2d_backward(dx, g, g + C, dy, l->aux, p,
+                             l->aux + (size_t)m->batch_max * l->out, batch, C,
+                             l->sin.h * l->sin.w);
+    return;
+  }
   ens_batchnorm_backward(dx, g, g + l->out, dy, l->aux, p, l->aux + (size_t)m->batch_max * l->out,
                          batch, l->out);
 }
@@ -218,6 +240,202 @@ static int dropout_describe(const ens_model *m, const ens_layer *l, char *buf, s
   return snprintf(buf, len, "%sdropout(%g)", first ? "" : " ", (double)l->spec.p);
 }
 
+/* ------------------------------------------------------------ image layers */
+
+static int need_image(const ens_layer *l, const char *what, char *err, size_t errlen) {
+  if (l->sin.image)
+    return 0;
+  snprintf(err, errlen, "%s needs an image input (C,H,W), not a flat one", what);
+  return ENS_EINVAL;
+}
+
+/* The window geometry of a conv or pooling layer. */
+static ens_conv_geom layer_geom(const ens_layer *l) {
+  ens_conv_geom g = {.C = l->sin.c, .H = l->sin.h, .W = l->sin.w,
+                     .O = l->kind == ENS_LAYER_CONV ? l->spec.n : l->sin.c, .k = l->spec.k,
+                     .stride = l->spec.stride, .pad = l->spec.pad};
+  ens_conv_geom_init(&g);
+  return g;
+}
+
+/* Shape of a window layer; pooling windows must tile the input exactly. */
+static int window_shape(ens_layer *l, const char *what, int exact, char *err, size_t errlen) {
+  if (need_image(l, what, err, errlen))
+    return ENS_EINVAL;
+  const ens_layer_spec *sp = &l->spec;
+  if (sp->k < 1 || sp->stride < 1 || sp->pad < 0) {
+    snprintf(err, errlen, "%s needs a size >= 1, stride >= 1 and pad >= 0", what);
+    return ENS_EINVAL;
+  }
+  ens_conv_geom g = {.C = l->sin.c, .H = l->sin.h, .W = l->sin.w, .k = sp->k,
+                     .stride = sp->stride, .pad = sp->pad};
+  if (ens_conv_geom_init(&g)) {
+    snprintf(err, errlen, "the %dx%d window is larger than the input's %dx%d%s", sp->k, sp->k,
+             l->sin.h + 2 * sp->pad, l->sin.w + 2 * sp->pad, sp->pad ? " (with padding)" : "");
+    return ENS_EINVAL;
+  }
+  if (exact && ((l->sin.h + 2 * sp->pad - sp->k) % sp->stride ||
+                (l->sin.w + 2 * sp->pad - sp->k) % sp->stride)) {
+    snprintf(err, errlen,
+             "%dx%d windows every %d pixels do not divide the %dx%d input (rows or columns "
+             "would be dropped)",
+             sp->k, sp->k, sp->stride, l->sin.h, l->sin.w);
+    return ENS_EINVAL;
+  }
+  l->sout = (ens_shape){.c = l->kind == ENS_LAYER_CONV ? sp->n : l->sin.c, .h = g.Ho, .w = g.Wo,
+                        .image = 1};
+  return 0;
+}
+
+static int conv_shape(ens_layer *l, char *err, size_t errlen) {
+  if (l->spec.n < 1) {
+    snprintf(err, errlen, "a conv layer needs at least 1 output channel");
+    return ENS_EINVAL;
+  }
+  return window_shape(l, "a conv layer", 0, err, errlen);
+}
+static size_t conv_nweight(const ens_layer *l) {
+  return (size_t)l->spec.n * l->sin.c * l->spec.k * l->spec.k;
+}
+static size_t conv_nparam(const ens_layer *l) { return conv_nweight(l) + (size_t)l->spec.n; }
+static size_t conv_nwork(const ens_layer *l, int batch_max) {
+  ens_conv_geom g = layer_geom(l);
+  return ens_conv2d_nwork(&g, batch_max);
+}
+/* Fan-in C k k, fan-out O k k; orthogonal rows of the (O, C k k) matrix. */
+static int conv_init(const ens_layer *l, float *p, const ens_init_args *a) {
+  int kk = l->spec.k * l->spec.k;
+  return ens_layer_init_weights(l, p, l->spec.n, l->sin.c * kk, l->spec.n * kk, a);
+}
+static const float *conv_forward(ens_model *m, ens_layer *l, const float *x, int batch,
+                                 ens_pass pass, ens_rng *r, int index) {
+  (void)pass;
+  (void)r;
+  (void)index;
+  const float *p = m->params + l->param_off;
+  ens_conv_geom g = layer_geom(l);
+  ens_conv2d_forward(l->y, m->work, x, p, p + conv_nweight(l), &g, batch);
+  return l->y;
+}
+static void conv_backward(ens_model *m, ens_layer *l, float *dx, float *dy, float *g,
+                          const float *p, int batch) {
+  ens_conv_geom geom = layer_geom(l);
+  ens_conv2d_backward(dx, g, g + conv_nweight(l), m->work, dy, l->x, p, &geom, batch);
+}
+static int conv_describe(const ens_model *m, const ens_layer *l, char *buf, size_t len,
+                         int first) {
+  (void)m;
+  return snprintf(buf, len, "%sconv(%d,%d,k%d,s%d,p%d)", first ? "" : " ", l->sin.c, l->spec.n,
+                  l->spec.k, l->spec.stride, l->spec.pad);
+}
+
+static int pool_shape(ens_layer *l, char *err, size_t errlen) {
+  if (l->spec.pad != 0) {
+    snprintf(err, errlen, "pooling takes no padding");
+    return ENS_EINVAL;
+  }
+  return window_shape(l, l->kind == ENS_LAYER_MAXPOOL ? "maxpool" : "avgpool", 1, err, errlen);
+}
+static const float *maxpool_forward(ens_model *m, ens_layer *l, const float *x, int batch,
+                                    ens_pass pass, ens_rng *r, int index) {
+  (void)m;
+  (void)pass;
+  (void)r;
+  (void)index;
+  ens_conv_geom g = layer_geom(l);
+  ens_maxpool_forward(l->y, l->aux, x, &g, batch);
+  return l->y;
+}
+static void maxpool_backward(ens_model *m, ens_layer *l, float *dx, float *dy, float *g,
+                             const float *p, int batch) {
+  (void)m;
+  (void)g;
+  (void)p;
+  if (!dx)
+    return;
+  ens_conv_geom geom = layer_geom(l);
+  ens_maxpool_backward(dx, dy, l->aux, &geom, batch);
+}
+static const float *avgpool_forward(ens_model *m, ens_layer *l, const float *x, int batch,
+                                    ens_pass pass, ens_rng *r, int index) {
+  (void)m;
+  (void)pass;
+  (void)r;
+  (void)index;
+  ens_conv_geom g = layer_geom(l);
+  ens_avgpool_forward(l->y, x, &g, batch);
+  return l->y;
+}
+static void avgpool_backward(ens_model *m, ens_layer *l, float *dx, float *dy, float *g,
+                             const float *p, int batch) {
+  (void)m;
+  (void)g;
+  (void)p;
+  if (!dx)
+    return;
+  ens_conv_geom geom = layer_geom(l);
+  ens_avgpool_backward(dx, dy, &geom, batch);
+}
+static int pool_describe(const ens_model *m, const ens_layer *l, char *buf, size_t len,
+                         int first) {
+  (void)m;
+  return snprintf(buf, len, "%s%s(k%d,s%d)", first ? "" : " ", ens_layer_table[l->kind].name,
+                  l->spec.k, l->spec.stride);
+}
+
+static int gap_shape(ens_layer *l, char *err, size_t errlen) {
+  if (need_image(l, "global average pooling", err, errlen))
+    return ENS_EINVAL;
+  l->sout = (ens_shape){.c = l->sin.c, .h = 1, .w = 1, .image = 0};
+  return 0;
+}
+static const float *gap_forward(ens_model *m, ens_layer *l, const float *x, int batch,
+                                ens_pass pass, ens_rng *r, int index) {
+  (void)m;
+  (void)pass;
+  (void)r;
+  (void)index;
+  ens_gap_forward(l->y, x, batch, l->sin.c, l->sin.h * l->sin.w);
+  return l->y;
+}
+static void gap_backward(ens_model *m, ens_layer *l, float *dx, float *dy, float *g,
+                         const float *p, int batch) {
+  (void)m;
+  (void)g;
+  (void)p;
+  if (dx)
+    ens_gap_backward(dx, dy, batch, l->sin.c, l->sin.h * l->sin.w);
+}
+
+/* Flatten: NCHW rows are already C H W floats in order; only the shape
+ * changes (a flat input stays as it is). */
+static int flatten_shape(ens_layer *l, char *err, size_t errlen) {
+  (void)err;
+  (void)errlen;
+  l->sout = (ens_shape){.c = (int)ens_shape_size(l->sin), .h = 1, .w = 1, .image = 0};
+  return 0;
+}
+static const float *flatten_forward(ens_model *m, ens_layer *l, const float *x, int batch,
+                                    ens_pass pass, ens_rng *r, int index) {
+  (void)m;
+  (void)l;
+  (void)batch;
+  (void)pass;
+  (void)r;
+  (void)index;
+  return x;
+}
+static void flatten_backward(ens_model *m, ens_layer *l, float *dx, float *dy, float *g,
+                             const float *p, int batch) {
+  (void)m;
+  (void)l;
+  (void)dx;
+  (void)dy;
+  (void)g;
+  (void)p;
+  (void)batch;
+}
+
 /* ------------------------------------------------------------------ table */
 
 #define ROW(name_, shape_, nparam_, nstat_, naux_, nwork_, init_, stats_, fwd_, bwd_, inplace_, \
@@ -237,4 +455,15 @@ const ens_layer_ops ens_layer_table[ENS_LAYER_KIND_COUNT] = {
                            no_stats, relu_forward, relu_backward, 1, describe_width),
     [ENS_LAYER_DROPOUT] = ROW("dropout", same_shape, no_size, no_size, mask_naux, no_buf, no_init,
                               no_stats, dropout_forward, dropout_backward, 1, dropout_describe),
+    [ENS_LAYER_CONV] = ROW("conv", conv_shape, conv_nparam, no_size, no_buf, conv_nwork,
+                           conv_init, no_stats, conv_forward, conv_backward, 0, conv_describe),
+    [ENS_LAYER_MAXPOOL] = ROW("maxpool", pool_shape, no_size, no_size, mask_naux, no_buf,
+                              no_init, no_stats, maxpool_forward, maxpool_backward, 0,
+                              pool_describe),
+    [ENS_LAYER_AVGPOOL] = ROW("avgpool", pool_shape, no_size, no_size, no_buf, no_buf, no_init,
+                              no_stats, avgpool_forward, avgpool_backward, 0, pool_describe),
+    [ENS_LAYER_GAP] = ROW("gap", gap_shape, no_size, no_size, no_buf, no_buf, no_init, no_stats,
+                          gap_forward, gap_backward, 0, describe_width),
+    [ENS_LAYER_FLATTEN] = ROW("flatten", flatten_shape, no_size, no_size, no_buf, no_buf, no_init,
+                              no_stats, flatten_forward, flatten_backward, 1, describe_width),
 };
