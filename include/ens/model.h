@@ -203,7 +203,29 @@ void ens_model_describe(const ens_model *m, char *buf, size_t len);
  * the layer (its 1-based position and kind) and both shapes. */
 int ens_arch_check(const ens_arch *a, char *err, size_t errlen);
 
-/* Name of a layer kind as the layer list spells it ("dense", "bn", ...). */
+/* Name of a layer kind ("dense", "batchnorm", "conv", ...). */
 const char *ens_layer_kind_name(ens_layer_kind kind);
+
+/* Parses a layer list ("conv 32 3 pad 1, bn, relu, maxpool 2, flatten,
+ * dense 128, relu"; src/nn/layerlist.c) into a->spec, a->nspec and
+ * a->n_hidden (its blocks: one per weight layer); a may be NULL to check the
+ * syntax only. Returns 0 or ENS_ECONFIG with err naming the layer. */
+int ens_layers_parse(const char *text, ens_arch *a, char *err, size_t errlen);
+/* The config check of `[model] layers` (an empty value is the MLP form). */
+int ens_layers_check(const char *key, const char *value, char *msg, size_t len);
+/* One layer as the layer list spells it ("conv 32 3 stride 1 pad 1");
+ * returns the snprintf count. */
+int ens_layer_spec_text(char *buf, size_t len, const ens_layer_spec *sp);
+/* A table of m's layers, one line each: the layer, its output shape and its
+ * parameter count, then the total (what rank 0 prints at start and ens info
+ * shows). */
+void ens_model_summary(const ens_model *m, char *buf, size_t len);
+/* The canonical text of a's layer list (every number spelled out). */
+void ens_layers_format(char *buf, size_t len, const ens_arch *a);
+
+/* ens_arch_from_config for an input row of the given shape: an image shape
+ * reaches a layer list's first layer; the MLP form flattens it. */
+void ens_arch_from_config_shape(ens_arch *a, const ens_config *c, ens_shape in,
+                                ens_head_kind head, int width);
 
 #endif

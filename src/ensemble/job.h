@@ -56,6 +56,7 @@ typedef struct ens_jobdata {
   float *train_t;        /* (n_train, T) training targets as the networks learn them
                             (in shm, or sets.train.t) */
   int classes, n_train, n_test, n_val, dim;
+  int img[3];            /* image shape (C, H, W) of an input row, all 0 when flat */
   int64_t checksum;      /* adler32 of the loaded data, before standardization */
   int val_from_file;     /* the validation rows are the input's /val */
   const char *scored;    /* where the scored ("test") rows come from: "/test", or,
@@ -198,6 +199,12 @@ int ens_job_rank_of(const ens_job *j, int k);
  * network architecture. */
 void ens_member_config(const ens_job *j, int k, ens_config *mc);
 void ens_member_arch(const ens_job *j, const ens_config *mc, ens_arch *a);
+/* Shape of an input row: the image shape of the data, or its flat width. */
+ens_shape ens_job_input_shape(const ens_job *j);
+/* A layer list must fit the data's rows (every member's, in a search):
+ * returns 0 or ENS_ECONFIG with a message naming config_path:line, the layer
+ * and the shapes. */
+int ens_job_check_arch(const ens_job *j, const char *config_path, char *err, size_t errlen);
 /* Parameters and batch-norm statistics of member k's network on a trunk of
  * trunk_layers blocks (its head; the whole network when 0). */
 void ens_member_sizes(const ens_job *j, int k, int trunk_layers, size_t *np, size_t *ns);

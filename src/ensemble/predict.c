@@ -22,12 +22,18 @@
 /* Reads rows (n, d) of `path` in `f` as float32, any numeric type: a rank
  * >= 2 dataset whose size fits an int count and this node's memory, with
  * finite values. Returns 0 or ENS_EFORMAT with the reason in why. */
-static int read_rows(hid_t f, const char *path, float **x, int *n, int *d, char *why,
+static int read_rows(hid_t f, const char *path, float **x, int *n, int *d, int img[3], char *why,
                      size_t whylen) {
   int rank = 0;
   hsize_t dims[8];
   long long total = ens_h5_size(f, path, &rank, dims);
   *x = NULL;
+  img[0] = img[1] = img[2] = 0;
+  if (total >= 0 && (rank == 3 || rank == 4)) { /* (n, H, W) or (n, C, H, W) */
+    img[0] = rank == 4 ? (int)dims[1] : 1;
+    img[1] = (int)dims[rank - 2];
+    img[2] = (int)dims[rank - 1];
+  }
   if (total < 0) {
     snprintf(why, whylen, "is missing or not a dataset");
     return ENS_EFORMAT;
@@ -160,12 +166,20 @@ int ens_predict(const char *model_path, const char *input, const char *dataset, 
   }
   if (members < 1 || members > (1 << 24) || first < 0 || first > INT32_MAX - members ||
       inputs < 1 || inputs > INT32_MAX || (!regress && (classes < 2 || classes > (1 << 24))) ||
-      (regress && (T < 1 || T > 65536)) || tl < 0 || tl > ENS_MAX_HIDDEN) {
+      (regress && (T < 1 || T > 65536)) || tl < 0 || tl > ENS_MAX_LAYERS) {
     snprintf(err, errlen, "%s: /model attributes out of range (members %lld, inputs %lld)",
              model_path, (long long)members, (long long)inputs);
     ret = ENS_EFORMAT;
     goto cleanup;
   }
+  /* The input shape of a layer list (absent: flat rows). */
+  ens_shape mshape = {.c = (int)inputs, .h = 1, .w = 1, .image = 0};
+  int64_t ich = 0, ih = 0, iw = 0;
+  if (ens_h5_get_attr_i64(mf, "/model", "input_channels", &ich) == 0 &&
+      ens_h5_get_attr_i64(mf, "/model", "input_height", &ih) == 0 &&
+      ens_h5_get_attr_i64(mf, "/model", "input_width", &iw) == 0 && ich > 0 && ih > 0 &&
+      iw > 0 && ich * ih * iw == inputs)
+    mshape = (ens_shape){.c = (int)ich, .h = (int)ih, .w = (int)iw, .image = 1};
   char msg[1024];
   if (ens_config_load_text(&c, model_path, text, msg, sizeof(msg))) {
     snprintf(err, errlen, "%s: stored configuration does not load: %s", model_path, msg);
@@ -201,7 +215,8 @@ int ens_predict(const char *model_path, const char *input, const char *dataset, 
   }
   const char *ds = dataset ? dataset : ens_h5_exists(inf, "/x") ? "/x" : "/test/x";
   char why[256] = "";
-  ret = read_rows(inf, ds, &x, &n, &d, why, sizeof(why));
+  int img[3];
+  ret = read_rows(inf, ds, &x, &n, &d, img, why, sizeof(why));
   if (ret && !dataset && !ens_h5_exists(inf, ds)) {
     snprintf(err, errlen, "%s has neither /x nor /test/x: name the rows to predict with "
              "--dataset (e.g. --dataset /train/x)", input);
@@ -212,6 +227,17 @@ int ens_predict(const char *model_path, const char *input, const char *dataset, 
       snprintf(err, errlen, "%s: out of memory reading dataset %s", input, ds);
     else
       snprintf(err, errlen, "%s: dataset %s %s", input, ds, why);
+    goto cleanup;
+  }
+  /* A layer list trained on images takes images of that shape (or flat rows
+   * of its size, NCHW order). */
+  if (mshape.image && img[0] > 0 &&
+      (img[0] != mshape.c || img[1] != mshape.h || img[2] != mshape.w)) {
+    snprintf(err, errlen,
+             "%s: %s holds images of shape (%d,%d,%d) (C,H,W); the model was trained on "
+             "images of shape (%d,%d,%d)",
+             input, ds, img[0], img[1], img[2], mshape.c, mshape.h, mshape.w);
+    ret = ENS_ESHAPE;
     goto cleanup;
   }
   if (d != inputs || n < 1) {
@@ -275,7 +301,7 @@ int ens_predict(const char *model_path, const char *input, const char *dataset, 
   ens_task K;
   ens_task_init(&K, regress, (int)classes, (int)T, c.loss, ymean, ystd);
   ens_arch arch;
-  ens_arch_from_config(&arch, &c, d, K.head, regress ? (int)T : (int)classes);
+  ens_arch_from_config_shape(&arch, &c, mshape, K.head, regress ? (int)T : (int)classes);
   const float *hx = x;
   if (tl > 0) {
     if (tl > arch.n_hidden) {
@@ -358,7 +384,7 @@ int ens_predict(const char *model_path, const char *input, const char *dataset, 
       ens_config mc;
       ens_arch ma;
       ens_search_member_config(&mc, &c, k);
-      ens_arch_from_config(&ma, &mc, d, K.head, regress ? (int)T : (int)classes);
+      ens_arch_from_config_shape(&ma, &mc, mshape, K.head, regress ? (int)T : (int)classes);
       ens_model_free(&head);
       if ((ret = check_sizes(mf, model_path, &ma, (int)tl, ma.n_hidden, 1, pp, sp, err, errlen)))
         goto cleanup;

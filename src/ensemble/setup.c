@@ -76,8 +76,21 @@ static int write_static(ens_job *j) {
   char desc[2048];
   if (ens_model_create(&full, &j->arch, 0, j->arch.n_hidden, 1, 1) == 0) {
     ens_model_describe(&full, desc, sizeof(desc));
-    ens_model_free(&full);
     ret |= ens_h5_attr_str(f, "/model", "layers", desc);
+    /* A layer list: the input shape its first layer takes (predict refuses
+     * other image shapes) and the table of layers (ens info). */
+    if (j->arch.nspec > 0) {
+      char *table = malloc(8192);
+      if (table) {
+        ens_model_summary(&full, table, 8192);
+        ret |= ens_h5_attr_str(f, "/model", "summary", table);
+        free(table);
+      }
+      ret |= ens_h5_attr_i64(f, "/model", "input_channels", j->arch.in_shape.c);
+      ret |= ens_h5_attr_i64(f, "/model", "input_height", j->arch.in_shape.image ? j->arch.in_shape.h : 0);
+      ret |= ens_h5_attr_i64(f, "/model", "input_width", j->arch.in_shape.image ? j->arch.in_shape.w : 0);
+    }
+    ens_model_free(&full);
   }
   ret |= ens_h5_attr_i64(f, "/model", "standardized", j->data.mean != NULL);
   if (j->data.mean) {
@@ -123,6 +136,26 @@ static int write_static(ens_job *j) {
 /* Rank 0: the temporary result file beside [output] path (its folder is
  * created like mkdir -p), its space reserved, the static parts written.
  * Messages name the output, never the temporary name. */
+/* Rank 0 at start: every layer's output shape and parameter count. */
+static void print_layers(const ens_job *j) {
+  ens_model full;
+  if (ens_model_create(&full, &j->arch, 0, j->arch.n_hidden, 1, 1))
+    return;
+  char *table = malloc(8192);
+  if (table) {
+    ens_model_summary(&full, table, 8192);
+    printf("layers%s:\n%s", j->c->mode == ENS_MODE_SEARCH && j->c->search_layers[0]
+                                ? " (of [model] layers; a search draws each member's)"
+                                : "", table);
+    if (j->trunk.layers > 0)
+      printf("  (the first %d block%s form the trunk)\n", j->trunk.layers,
+             j->trunk.layers == 1 ? "" : "s");
+    fflush(stdout);
+    free(table);
+  }
+  ens_model_free(&full);
+}
+
 static int create_result(ens_job *j, char *err, size_t errlen) {
   const char *out = j->c->output_path;
   char dir[ENS_PATH_MAX + 8];
@@ -220,10 +253,18 @@ int ens_job_setup(ens_job *j, const ens_config *c, const ens_job_opts *o, MPI_Co
     ens_task_init(&j->task, j->data.sets.regress, j->data.classes, j->data.sets.targets, c->loss, j->data.ymean,
                   j->data.ystd);
     ens_member_arch(j, c, &j->arch);
+    ret = ens_job_check_arch(j, o->config_path, err, errlen);
     j->data.ftrain = j->data.sets.train.x;
     j->data.ftest = j->data.sets.test.x;
     j->data.fval = j->data.sets.val.x;
     j->data.fd = j->data.dim;
+  }
+  if (!ret && c->standardize && c->standardize_by == ENS_STD_CHANNEL && j->data.img[0] == 0) {
+    snprintf(err, errlen,
+             "[data] standardize_by = channel needs image rows, and %s: /train/x has flat rows "
+             "of %d features (write it as (n, H, W) or (n, C, H, W))",
+             c->data_path, j->data.dim);
+    ret = ENS_ECONFIG;
   }
   if (!ret) {
     size_t rows = (size_t)(j->data.n_test > j->data.n_val ? j->data.n_test : j->data.n_val);
@@ -263,6 +304,8 @@ int ens_job_setup(ens_job *j, const ens_config *c, const ens_job_opts *o, MPI_Co
   }
   if (j->rank == 0 && c->verbose && (flags & ENS_SETUP_TRAIN))
     print_node_data(j);
+  if (j->rank == 0 && (flags & ENS_SETUP_TRAIN) && j->arch.nspec > 0)
+    print_layers(j);
   size_t np, ns;
   ens_arch_sizes(&j->arch, j->trunk.layers, j->arch.n_hidden, 1, &np, &ns);
   j->nparams = np;

@@ -98,6 +98,30 @@ int ens_trunk_load_file(const char *path, const char *label, const char *which,
   int match = inputs == arch->in && avail_blocks >= layers && (int)bn == arch->batchnorm;
   for (int i = 0; match && i < layers; i++)
     match = hidden[i] == arch->hidden[i];
+  if (match && arch->nspec > 0) {
+    /* A layer list: the file's layers (ens_model_describe of its full
+     * network) must begin with the trunk's, shapes included. */
+    ens_model tm;
+    char *flayers = NULL;
+    char tdesc[2048] = "";
+    if (ens_model_create(&tm, arch, 0, layers, 0, 1) == 0) {
+      ens_model_describe(&tm, tdesc, sizeof tdesc);
+      ens_model_free(&tm);
+    }
+    ens_h5_get_attr_str(f, "/model", "layers", &flayers);
+    size_t tl_ = strlen(tdesc);
+    if (!flayers || !tdesc[0] || strncmp(flayers, tdesc, tl_) != 0 ||
+        (flayers[tl_] != '\0' && flayers[tl_] != ' ')) {
+      snprintf(err, errlen,
+               "%s: trunk layers '%.300s' do not begin with the first %d block%s of [model] "
+               "layers: '%.300s'",
+               label, flayers ? flayers : "(none)", layers, layers == 1 ? "" : "s", tdesc);
+      free(flayers);
+      ret = ENS_ESHAPE;
+      goto cleanup;
+    }
+    free(flayers);
+  }
   if (!match) {
     snprintf(err, errlen,
              "%s: trunk architecture %s%s does not match the config's first %d block%s %s%s", label,

@@ -15,6 +15,12 @@
 
 void ens_arch_from_config(ens_arch *a, const ens_config *c, int in, ens_head_kind head,
                           int width) {
+  ens_arch_from_config_shape(a, c, (ens_shape){.c = in, .h = 1, .w = 1, .image = 0}, head, width);
+}
+
+void ens_arch_from_config_shape(ens_arch *a, const ens_config *c, ens_shape shape,
+                                ens_head_kind head, int width) {
+  int in = (int)ens_shape_size(shape);
   memset(a, 0, sizeof(*a));
   a->in = in;
   a->head = head;
@@ -25,6 +31,17 @@ void ens_arch_from_config(ens_arch *a, const ens_config *c, int in, ens_head_kin
     a->hidden[i] = c->hidden[i];
   a->batchnorm = c->batchnorm;
   a->dropout = (float)c->dropout;
+  if (c->model_layers[0]) {
+    /* A layer list replaces the MLP form (its syntax passed the config
+     * check; a list that fails here leaves nspec 0 and n_hidden -1, which
+     * ens_model_create refuses). */
+    char err[256];
+    a->n_hidden = 0;
+    a->hidden[0] = 0;
+    if (ens_layers_parse(c->model_layers, a, err, sizeof err))
+      a->nspec = 0, a->n_hidden = -1;
+    a->in_shape = shape;
+  }
 }
 
 int ens_arch_pred_width(const ens_arch *a) {
@@ -384,4 +401,28 @@ void ens_model_describe(const ens_model *m, char *buf, size_t len) {
       break;
     used += (size_t)k;
   }
+}
+
+void ens_model_summary(const ens_model *m, char *buf, size_t len) {
+  size_t used = 0;
+  buf[0] = '\0';
+#define PUT(...)                                                                                   \
+  do {                                                                                             \
+    if (used < len) {                                                                              \
+      int k_ = snprintf(buf + used, len - used, __VA_ARGS__);                                      \
+      used += k_ > 0 ? (size_t)k_ : 0;                                                             \
+    }                                                                                              \
+  } while (0)
+  char shape[48];
+  shape_text(shape, sizeof shape, m->layers[0].sin);
+  PUT("  %-3s %-28s %-14s %10s\n", "", "input", shape, "params");
+  for (int i = 0; i < m->nlayers; i++) {
+    const ens_layer *l = &m->layers[i];
+    char what[64];
+    ens_layer_spec_text(what, sizeof what, &l->spec);
+    shape_text(shape, sizeof shape, l->sout);
+    PUT("  %-3d %-28s %-14s %10zu\n", i + 1, what, shape, l->nparam);
+  }
+  PUT("  %-3s %-28s %-14s %10zu\n", "", "total", "", m->nparams);
+#undef PUT
 }
