@@ -86,7 +86,9 @@ void ens_standardize_apply(ens_split *s, const float *mean, const float *std);
 int ens_data_labels_to_targets(ens_data *d);
 
 /* Converts gzip (or plain) IDX image and label files to the input layout.
- * Images of any rank (n, r, c) are flattened; uint8 stays uint8 in the file.
+ * Images (n, rows, cols) keep that shape (a layer list takes them as (1, rows,
+ * cols) images; an MLP flattens them); other ranks are written (n, row
+ * length); uint8 stays uint8 in the file.
  * test_images/test_labels may be NULL (then no /test group). The output is
  * written to a temporary file and renamed, so a failure leaves nothing.
  * Returns 0 or an error with a message naming the offending file. */
