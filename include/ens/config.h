@@ -44,6 +44,8 @@ typedef struct ens_config {
   ens_standardize_kind standardize_by; /* statistics per feature (pixel), per
                                           channel of an image, or global */
   double val_fraction;          /* in [0,1); default 0 */
+  int augment_crop;             /* image rows: random crop with this padding, 0 = off */
+  int augment_flip;             /* bool: image rows: random horizontal flip; default 0 */
   /* [model] */
   ens_task_kind task;           /* default auto */
   ens_loss_kind loss;           /* regression loss; default gaussian */

@@ -106,6 +106,11 @@ static const key_spec key_table[] = {
     K_BOOL("data", "standardize_y", standardize_y, "true",
            "regression: standardize targets with the train split's mean/std (results stay in "
            "the original units)"),
+    K_INT("data", "augment_crop", augment_crop, CLOSED(0, 64), "0",
+          "image rows, training steps only: random crop of the image padded by this many "
+          "pixels (0 = off)"),
+    K_BOOL("data", "augment_flip", augment_flip, "false",
+           "image rows, training steps only: random horizontal flip"),
     K_DBL("data", "val_fraction", val_fraction, CLOSED_OPEN(0, 1), "0",
           "fraction of the train split held out of training when the file has no /val "
           "(scored per member and for the ensemble)"),

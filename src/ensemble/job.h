@@ -120,6 +120,8 @@ typedef struct ens_job {
   ens_merge_parts merge;
   ens_ckpt_state ckpt;
   ens_arch arch;          /* the job's [model] architecture */
+  ens_augment aug;        /* image augmentation of training rows (aug.c = 0: off) */
+  float *aug_pad;         /* (dim) aug.pad: a raw 0 pixel after standardization */
   size_t nparams, nstats; /* of a member of the job's architecture */
   ens_trainer trainer;   /* the current unit's network (its member's architecture) */
   ens_config unit_cfg;   /* the current unit's member configuration */

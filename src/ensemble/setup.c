@@ -136,6 +136,40 @@ static int write_static(ens_job *j) {
 /* Rank 0: the temporary result file beside [output] path (its folder is
  * created like mkdir -p), its space reserved, the static parts written.
  * Messages name the output, never the temporary name. */
+/* Augmentation of image rows (in training steps only): the rows must be
+ * images reaching the trained networks, so not trunk features. A pixel the
+ * crop uncovers gets a raw 0 in the job's standardization. */
+static int setup_augment(ens_job *j, char *err, size_t errlen) {
+  const ens_config *c = j->c;
+  const char *key = c->augment_crop > 0 ? "augment_crop" : "augment_flip";
+  if (j->data.img[0] == 0) {
+    snprintf(err, errlen,
+             "[data] %s needs image rows, and %s: /train/x has flat rows of %d features "
+             "(write it as (n, H, W) or (n, C, H, W))",
+             key, c->data_path, j->data.dim);
+    return ENS_ECONFIG;
+  }
+  if (c->trunk_source != ENS_TRUNK_NONE) {
+    snprintf(err, errlen,
+             "[data] %s with a [trunk]: the trunk's features are computed once per row, so "
+             "the heads cannot see augmented images (augment when pretraining outside this "
+             "job, or train full members)",
+             key);
+    return ENS_ECONFIG;
+  }
+  j->aug = (ens_augment){.crop = c->augment_crop, .flip = c->augment_flip, .c = j->data.img[0],
+                         .h = j->data.img[1], .w = j->data.img[2]};
+  if (j->data.mean) {
+    j->aug_pad = malloc((size_t)j->data.dim * sizeof(float));
+    if (!j->aug_pad)
+      return ENS_ENOMEM;
+    for (int i = 0; i < j->data.dim; i++)
+      j->aug_pad[i] = (0.0f - j->data.mean[i]) / j->data.std[i];
+    j->aug.pad = j->aug_pad;
+  }
+  return 0;
+}
+
 /* Rank 0 at start: every layer's output shape and parameter count. */
 static void print_layers(const ens_job *j) {
   ens_model full;
@@ -266,6 +300,8 @@ int ens_job_setup(ens_job *j, const ens_config *c, const ens_job_opts *o, MPI_Co
              c->data_path, j->data.dim);
     ret = ENS_ECONFIG;
   }
+  if (!ret && (c->augment_crop > 0 || c->augment_flip))
+    ret = setup_augment(j, err, errlen);
   if (!ret) {
     size_t rows = (size_t)(j->data.n_test > j->data.n_val ? j->data.n_test : j->data.n_val);
     j->eval_pred = malloc(rows * j->task.W * sizeof(float));
@@ -336,6 +372,8 @@ int ens_job_setup(ens_job *j, const ens_config *c, const ens_job_opts *o, MPI_Co
 }
 
 void ens_job_free(ens_job *j) {
+  free(j->aug_pad);
+  j->aug_pad = NULL;
   free(j->lost_ranks);
   j->lost_ranks = NULL;
   if (j->file >= 0) {
