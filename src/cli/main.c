@@ -151,6 +151,10 @@ static int cmd_train(int argc, char **argv) {
     ret = ens_config_effective(&cfg, rank == 0 ? print_warning : NULL, NULL, err, sizeof(err));
   if (!ret)
     ret = ens_config_validate(&cfg, err, sizeof(err));
+  const char *layers_set = NULL; /* the last --set of the layer list names it */
+  for (int i = 0; i < nsets; i++)
+    if (!strncmp(sets[i], "model.layers=", 13))
+      layers_set = sets[i];
   free(sets);
   /* Every rank reads the config itself (it may not be readable on every
    * node): agree, so that no rank goes on alone. */
@@ -175,7 +179,8 @@ static int cmd_train(int argc, char **argv) {
    * writes then fail with EPIPE and are dropped. */
   signal(SIGPIPE, SIG_IGN);
   ens_job_opts o = {.config_text = text, .config_path = cfg_path, .stop = &g_stop,
-                    .resume = resume, .restart = restart, .force = force, .guard = 1};
+                    .resume = resume, .restart = restart, .force = force, .guard = 1,
+                    .layers_set = layers_set};
   ret = ens_train_job(&cfg, &o, MPI_COMM_WORLD, err, sizeof(err));
   g_agreed = 1;
   free(text);

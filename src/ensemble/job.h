@@ -204,9 +204,10 @@ void ens_member_arch(const ens_job *j, const ens_config *mc, ens_arch *a);
 /* Shape of an input row: the image shape of the data, or its flat width. */
 ens_shape ens_job_input_shape(const ens_job *j);
 /* A layer list must fit the data's rows (every member's, in a search):
- * returns 0 or ENS_ECONFIG with a message naming config_path:line, the layer
- * and the shapes. */
-int ens_job_check_arch(const ens_job *j, const char *config_path, char *err, size_t errlen);
+ * returns 0 or ENS_ECONFIG with a message naming config_path:line (or the
+ * --set layers_set that gave the list), the layer and the shapes. */
+int ens_job_check_arch(const ens_job *j, const char *config_path, const char *layers_set,
+                       char *err, size_t errlen);
 /* Parameters and batch-norm statistics of member k's network on a trunk of
  * trunk_layers blocks (its head; the whole network when 0). */
 void ens_member_sizes(const ens_job *j, int k, int trunk_layers, size_t *np, size_t *ns);

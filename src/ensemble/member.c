@@ -27,13 +27,16 @@ void ens_member_arch(const ens_job *j, const ens_config *mc, ens_arch *a) {
                              j->task.regress ? j->task.T : j->task.C);
 }
 
-int ens_job_check_arch(const ens_job *j, const char *config_path, char *err, size_t errlen) {
+int ens_job_check_arch(const ens_job *j, const char *config_path, const char *layers_set,
+                       char *err, size_t errlen) {
   const ens_config *c = j->c;
   if (!c->model_layers[0])
     return 0;
   char where[ENS_PATH_MAX + 64], why[512];
   int line = ens_config_key_line(config_path, "model", "layers");
-  if (line > 0)
+  if (layers_set)
+    snprintf(where, sizeof where, "--set %.200s: [model] layers", layers_set);
+  else if (line > 0)
     snprintf(where, sizeof where, "%s:%d: [model] layers", config_path, line);
   else
     snprintf(where, sizeof where, "[model] layers");

@@ -287,7 +287,7 @@ int ens_job_setup(ens_job *j, const ens_config *c, const ens_job_opts *o, MPI_Co
     ens_task_init(&j->task, j->data.sets.regress, j->data.classes, j->data.sets.targets, c->loss, j->data.ymean,
                   j->data.ystd);
     ens_member_arch(j, c, &j->arch);
-    ret = ens_job_check_arch(j, o->config_path, err, errlen);
+    ret = ens_job_check_arch(j, o->config_path, o->layers_set, err, errlen);
     j->data.ftrain = j->data.sets.train.x;
     j->data.ftest = j->data.sets.test.x;
     j->data.fval = j->data.sets.val.x;
