@@ -94,6 +94,28 @@ static void train_usage(FILE *out) {
   ens_config_print_keys(out);
   fputc('\n', out);
   ens_search_print_help(out);
+  fprintf(out,
+          "\n"
+          "Layer lists ([model] layers; [search] layers draws among several, separated by\n"
+          "'|'): layers separated by commas, applied in order to image rows (C,H,W) or\n"
+          "flat rows; ens adds the output layer (dense to the classes or targets).\n"
+          "  conv C K [stride S] [pad P]  2-D convolution, C output channels, K x K kernel,\n"
+          "                               zero padding P (default stride 1, pad 0)\n"
+          "  dense N                      fully connected, N units (needs a flat input)\n"
+          "  bn                           batch norm (per channel of an image, per feature)\n"
+          "  relu | dropout P             element-wise, any shape\n"
+          "  maxpool K [stride S]         K x K windows every S pixels (default S = K);\n"
+          "  avgpool K [stride S]         the windows must tile the input exactly\n"
+          "  gap                          global average pooling: (C,H,W) -> C\n"
+          "  flatten                      (C,H,W) -> C*H*W\n"
+          "Example: conv 32 3 pad 1, bn, relu, maxpool 2, conv 64 3 pad 1, bn, relu,\n"
+          "         maxpool 2, flatten, dense 128, bn, relu\n"
+          "A block starts at each conv or dense layer: [trunk] layers counts blocks. A\n"
+          "layer list replaces hidden, batchnorm and dropout; a stack that does not fit\n"
+          "the data's images is a config error naming the line, the layer and the shape.\n"
+          "Image rows: /train/x of shape (n,H,W) or (n,C,H,W) (ens import idx keeps\n"
+          "28x28); an MLP (hidden = ...) flattens them. Augmentation ([data] augment_crop,\n"
+          "augment_flip) touches training steps only, keyed by (seed, member, epoch, row).\n");
 }
 
 static int cmd_train(int argc, char **argv) {

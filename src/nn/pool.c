@@ -4,10 +4,40 @@
 
 #include "ens/conv.h"
 
+/* 2x2 windows every 2 pixels, the common case: the same comparisons in the
+ * same order as the general loop (first maximum wins). */
+static void maxpool2(float *y, float *argmax, const float *x, const ens_conv_geom *g, int batch) {
+  const int W = g->W, Ho = g->Ho, Wo = g->Wo;
+  const size_t HW = (size_t)g->H * W, P = (size_t)Ho * Wo;
+  for (size_t pl = 0; pl < (size_t)batch * g->C; pl++) {
+    const float *in = x + pl * HW;
+    float *out = y + pl * P, *am = argmax + pl * P;
+    for (int oh = 0; oh < Ho; oh++) {
+      const float *r0 = in + (size_t)(2 * oh) * W, *r1 = r0 + W;
+      for (int ow = 0; ow < Wo; ow++) {
+        int c = 2 * ow, best = 2 * oh * W + c;
+        float m = r0[c];
+        if (r0[c + 1] > m)
+          m = r0[c + 1], best = 2 * oh * W + c + 1;
+        if (r1[c] > m)
+          m = r1[c], best = (2 * oh + 1) * W + c;
+        if (r1[c + 1] > m)
+          m = r1[c + 1], best = (2 * oh + 1) * W + c + 1;
+        out[oh * Wo + ow] = m;
+        am[oh * Wo + ow] = (float)best;
+      }
+    }
+  }
+}
+
 void ens_maxpool_forward(float *y, float *argmax, const float *x, const ens_conv_geom *g,
                          int batch) {
   const int k = g->k, s = g->stride, W = g->W, Ho = g->Ho, Wo = g->Wo;
   const size_t HW = (size_t)g->H * W, P = (size_t)Ho * Wo;
+  if (k == 2 && s == 2) {
+    maxpool2(y, argmax, x, g, batch);
+    return;
+  }
   for (size_t pl = 0; pl < (size_t)batch * g->C; pl++) {
     const float *in = x + pl * HW;
     float *out = y + pl * P, *am = argmax + pl * P;
