@@ -1065,7 +1065,18 @@ int ens_config_validate(const ens_config *c, char *err, size_t errlen) {
               c->trunk_layers, src);
       return ENS_ECONFIG;
     }
-    if (c->trunk_layers > c->n_hidden) {
+    ens_arch la;
+    char why[256];
+    if (c->model_layers[0] && ens_layers_parse(c->model_layers, &la, why, sizeof why) == 0) {
+      /* A layer list: blocks start at each conv or dense layer. */
+      if (c->trunk_layers > la.n_hidden) {
+        ens_errorf(err, errlen,
+                   "[trunk] layers = %d exceeds the %d block(s) of [model] layers (a block "
+                   "starts at each conv or dense layer; source = %s)",
+                   c->trunk_layers, la.n_hidden, src);
+        return ENS_ECONFIG;
+      }
+    } else if (c->trunk_layers > c->n_hidden) {
       ens_errorf(err, errlen,
               "[trunk] layers = %d exceeds the %d hidden layer(s) of [model] hidden (source = %s)",
               c->trunk_layers, c->n_hidden, src);

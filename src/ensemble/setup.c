@@ -56,8 +56,9 @@ static int write_static(ens_job *j) {
   if (ret)
     return ENS_EHDF5;
   /* /model: architecture of the full network and the input transform. */
-  int32_t hidden[ENS_MAX_HIDDEN];
-  for (int i = 0; i < j->arch.n_hidden; i++)
+  /* hidden widths (MLP form); a layer list has none (zeros, one per block) */
+  int32_t hidden[ENS_MAX_LAYERS + 1] = {0};
+  for (int i = 0; i < j->arch.n_hidden && i < ENS_MAX_HIDDEN && j->arch.nspec == 0; i++)
     hidden[i] = j->arch.hidden[i];
   hsize_t nh = (hsize_t)j->arch.n_hidden;
   int32_t dummy = 0;
@@ -86,9 +87,7 @@ static int write_static(ens_job *j) {
         ret |= ens_h5_attr_str(f, "/model", "summary", table);
         free(table);
       }
-      ret |= ens_h5_attr_i64(f, "/model", "input_channels", j->arch.in_shape.c);
-      ret |= ens_h5_attr_i64(f, "/model", "input_height", j->arch.in_shape.image ? j->arch.in_shape.h : 0);
-      ret |= ens_h5_attr_i64(f, "/model", "input_width", j->arch.in_shape.image ? j->arch.in_shape.w : 0);
+      ret |= ens_trunk_write_layer_list(f, &j->arch);
     }
     ens_model_free(&full);
   }

@@ -155,6 +155,63 @@ code=0
   --set data.augment_flip=true --set output.path=out/r.h5 >/dev/null 2>err.txt || code=$?
 [ $code = 1 ] && grep -q "augment_flip needs image rows" err.txt || { cat err.txt; fail "augmentation on flat rows: exit $code"; }
 
+# A PyTorch-trained conv trunk through scripts/export_torch_trunk.py: ens's
+# features equal PyTorch's (max abs diff <= 1e-4), ens heads train on it, and
+# unsupported modules are refused by name.
+TOOL=$(dirname "$ENS")/tests/ens-trunk-forward
+if $PY -c "import torch" 2>/dev/null && [ -x "$TOOL" ]; then
+  $PY - <<'PYEOF'
+import h5py, numpy as np, torch, torch.nn as nn
+torch.manual_seed(5)
+m = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2),
+                  nn.Conv2d(8, 12, 3, stride=1, padding=1, bias=False), nn.BatchNorm2d(12),
+                  nn.ReLU(inplace=True), nn.AvgPool2d(2), nn.Dropout(0.1),
+                  nn.Conv2d(12, 16, 2), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                  nn.Linear(16, 20), nn.BatchNorm1d(20), nn.ReLU())
+with torch.no_grad():
+    for bn in (m[1], m[5], m[14]):
+        bn.weight.uniform_(0.5, 1.5); bn.bias.normal_(0.0, 0.3)
+        bn.running_mean.normal_(0.0, 0.5); bn.running_var.uniform_(0.3, 2.0)
+m.eval()
+torch.save(m, "torch_conv.pt")
+x = np.random.default_rng(2).normal(0, 1.5, size=(200, 1, 12, 12)).astype(np.float32)
+with torch.no_grad():
+    f = m(torch.from_numpy(x)).numpy()
+assert (f > 0).mean() > 0.2, "degenerate trunk"
+with h5py.File("conv_rows.h5", "w") as h:
+    h["x"] = x
+with h5py.File("torch_conv_features.h5", "w") as h:
+    h["features"] = f
+torch.save(nn.Sequential(nn.Conv2d(1, 4, 3), nn.Sigmoid()), "sigmoid.pt")
+torch.save(nn.Sequential(nn.Conv2d(1, 4, 3, dilation=2), nn.ReLU()), "dilated.pt")
+PYEOF
+  $PY "$SRC/scripts/export_torch_trunk.py" torch_conv.pt conv_trunk.h5 --shape 1,12,12 >export.log 2>&1 ||
+    { cat export.log; fail "export of a PyTorch conv trunk"; }
+  "$TOOL" conv_trunk.h5 conv_rows.h5 /x ens_conv_features.h5 >/dev/null || fail "ens-trunk-forward on a conv trunk"
+  d=$($PY -c "
+import h5py, numpy as np
+a = h5py.File('ens_conv_features.h5')['features'][()].astype(np.float64)
+b = h5py.File('torch_conv_features.h5')['features'][()].astype(np.float64)
+assert a.shape == b.shape, (a.shape, b.shape)
+print(np.abs(a - b).max())")
+  echo "PyTorch vs ens conv trunk features: max abs diff $d"
+  $PY -c "import sys; sys.exit(0 if $d <= 1e-4 else 1)" || fail "conv trunk features differ by $d > 1e-4"
+  list=$(sed -n 's/^layers = //p' export.log)
+  run_np 0 torchtrunk -c "$WORK/job.ini" --set data.path="$WORK/img12.h5" --set data.standardize=false \
+    --set "model.layers=$list, dense 8, relu" --set trunk.source=file --set trunk.file="$WORK/conv_trunk.h5" \
+    --set trunk.layers=4 --set output.verbose=0 || fail "ens heads on the PyTorch conv trunk"
+  for bad in sigmoid dilated; do
+    code=0
+    $PY "$SRC/scripts/export_torch_trunk.py" $bad.pt x.h5 --shape 1,12,12 2>err.txt || code=$?
+    [ $code = 1 ] && [ ! -e x.h5 ] || fail "export of $bad.pt: exit $code"
+    echo "ok: $(cat err.txt)"
+  done
+  grep -q "unsupported module 'Sigmoid'" <($PY "$SRC/scripts/export_torch_trunk.py" sigmoid.pt x.h5 --shape 1,12,12 2>&1) ||
+    fail "Sigmoid not refused by name"
+else
+  echo "note: no torch or ens-trunk-forward: PyTorch conv trunk check skipped"
+fi
+
 # The shipped jobs take the keys tests set.
 for job in fashion-cnn fashion-cnn-augment fashion-cnn-trunk; do
   run_np 0 "job-$job" -c "$SRC/jobs/$job.ini" --set data.path="$WORK/img12.h5" \
