@@ -150,6 +150,9 @@ int ens_config_effective(ens_config *c, ens_config_warn_fn warn, void *ctx, char
       c->search_momentum[0] = '\0'; /* the default range is not drawn either */
     }
   }
+  if (!c->standardize)
+    unused(&e, "data", "standardize_by", "it chooses the statistics of standardize, and [data] "
+                                          "standardize = false");
   /* Regression keys of a classification. */
   if (c->task == ENS_TASK_CLASSIFY) {
     unused(&e, "model", "loss", "it applies to regression, and [model] task = classify");
