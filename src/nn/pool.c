@@ -62,28 +62,6 @@ void ens_maxpool_forward(float *y, float *argmax, const float *x, const ens_conv
 void ens_maxpool_backward(float *dx, const float *dy, const float *argmax,
                           const ens_conv_geom *g, int batch) {
   const size_t HW = (size_t)g->H * g->W, P = (size_t)g->Ho * g->Wo;
-  if (g->k == g->stride) {
-    /* Windows tile the input exactly (the shape check requires it): every
-     * pixel is in one window, so it is written once, without a memset. */
-    const int k = g->k, W = g->W, Wo = g->Wo;
-    for (size_t pl = 0; pl < (size_t)batch * g->C; pl++) {
-      float *d = dx + pl * HW;
-      const float *gy = dy + pl * P, *am = argmax + pl * P;
-      for (int oh = 0; oh < g->Ho; oh++)
-        for (int ki = 0; ki < k; ki++) {
-          float *row = d + (size_t)(oh * k + ki) * W;
-          for (int ow = 0; ow < Wo; ow++) {
-            int best = (int)am[oh * Wo + ow];
-            float v = gy[oh * Wo + ow];
-            for (int kj = 0; kj < k; kj++) {
-              int idx = (oh * k + ki) * W + ow * k + kj;
-              row[ow * k + kj] = idx == best ? v : 0.0f;
-            }
-          }
-        }
-    }
-    return;
-  }
   memset(dx, 0, (size_t)batch * g->C * HW * sizeof(float));
   for (size_t pl = 0; pl < (size_t)batch * g->C; pl++) {
     float *d = dx + pl * HW;
