@@ -95,7 +95,7 @@ int main(int argc, char **argv) {
     }
     int first = i == 0;
     if (l->kind == ENS_LAYER_CONV) {
-      g[ng++] = (gemm){.M = M, .N = N, .K = K}; /* y = W col */
+      g[ng++] = (gemm){.M = M, .N = N, .K = K};          /* y = W col */
       g[ng++] = (gemm){.M = M, .N = K, .K = N, .tb = 1}; /* dW = dy col^T */
       if (!first)
         g[ng++] = (gemm){.M = K, .N = N, .K = M, .ta = 1}; /* dcol = W^T dy */

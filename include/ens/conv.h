@@ -12,10 +12,10 @@
  * windows every `stride` pixels over the input padded by `pad` zeros on each
  * side, giving (O, Ho, Wo) with Ho = (H + 2 pad - k) / stride + 1 (floor). */
 typedef struct ens_conv_geom {
-  int C, H, W;   /* input */
-  int O;         /* output channels (convolution; C for pooling) */
+  int C, H, W; /* input */
+  int O;       /* output channels (convolution; C for pooling) */
   int k, stride, pad;
-  int Ho, Wo;    /* output rows and columns */
+  int Ho, Wo; /* output rows and columns */
 } ens_conv_geom;
 
 /* Fills Ho, Wo from the rest; returns 0, or -1 when the window does not fit
@@ -53,14 +53,14 @@ void ens_batchnorm2d_forward_train(float *y, float *xhat, float *invstd, float *
                                    const float *beta, int batch, int C, int P, float momentum,
                                    float eps);
 /* Eval pass with the running statistics. */
-void ens_batchnorm2d_forward_eval(float *y, const float *x, const float *gamma,
-                                  const float *beta, const float *run_mean,
-                                  const float *run_var, int batch, int C, int P, float eps);
+void ens_batchnorm2d_forward_eval(float *y, const float *x, const float *gamma, const float *beta,
+                                  const float *run_mean, const float *run_var, int batch, int C,
+                                  int P, float eps);
 /* Backward through the batch statistics (M = batch P values per channel):
  * dx = invstd/M (M g dy - sum(g dy) - xhat sum(g dy xhat)). dx may alias dy. */
 void ens_batchnorm2d_backward(float *dx, float *dgamma, float *dbeta, const float *dy,
-                              const float *xhat, const float *gamma, const float *invstd,
-                              int batch, int C, int P);
+                              const float *xhat, const float *gamma, const float *invstd, int batch,
+                              int C, int P);
 
 /* Max pooling (g->O == g->C, no padding): y (batch, C, Ho, Wo); argmax
  * (batch, C, Ho, Wo) receives the index ih W + iw of each maximum within its
@@ -68,8 +68,8 @@ void ens_batchnorm2d_backward(float *dx, float *dgamma, float *dbeta, const floa
 void ens_maxpool_forward(float *y, float *argmax, const float *x, const ens_conv_geom *g,
                          int batch);
 /* dx (batch, C, H, W) = dy scattered to the argmax pixels (overwritten). */
-void ens_maxpool_backward(float *dx, const float *dy, const float *argmax,
-                          const ens_conv_geom *g, int batch);
+void ens_maxpool_backward(float *dx, const float *dy, const float *argmax, const ens_conv_geom *g,
+                          int batch);
 /* Average pooling: y = mean of each k x k window (no padding). */
 void ens_avgpool_forward(float *y, const float *x, const ens_conv_geom *g, int batch);
 void ens_avgpool_backward(float *dx, const float *dy, const ens_conv_geom *g, int batch);

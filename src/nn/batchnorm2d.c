@@ -117,9 +117,9 @@ void ens_batchnorm2d_forward_train(float *y, float *xhat, float *invstd, float *
   }
 }
 
-void ens_batchnorm2d_forward_eval(float *y, const float *x, const float *gamma,
-                                  const float *beta, const float *run_mean,
-                                  const float *run_var, int batch, int C, int P, float eps) {
+void ens_batchnorm2d_forward_eval(float *y, const float *x, const float *gamma, const float *beta,
+                                  const float *run_mean, const float *run_var, int batch, int C,
+                                  int P, float eps) {
   for (int c = 0; c < C; c++) {
     const float scale = gamma[c] / sqrtf(run_var[c] + eps);
     const float shift = beta[c] - run_mean[c] * scale;
@@ -131,8 +131,8 @@ void ens_batchnorm2d_forward_eval(float *y, const float *x, const float *gamma,
 }
 
 void ens_batchnorm2d_backward(float *dx, float *dgamma, float *dbeta, const float *dy,
-                              const float *xhat, const float *gamma, const float *invstd,
-                              int batch, int C, int P) {
+                              const float *xhat, const float *gamma, const float *invstd, int batch,
+                              int C, int P) {
   const double M = (double)batch * P;
   for (int c = 0; c < C; c++) {
     double sdy = 0.0, sdyx = 0.0;

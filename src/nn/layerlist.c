@@ -113,8 +113,8 @@ static int parse_item(const char *p, const char *end, ens_layer_spec *sp, int in
              index, kind);
     return -1;
   }
-  if (sp->kind == ENS_LAYER_BATCHNORM || sp->kind == ENS_LAYER_RELU ||
-      sp->kind == ENS_LAYER_GAP || sp->kind == ENS_LAYER_FLATTEN) {
+  if (sp->kind == ENS_LAYER_BATCHNORM || sp->kind == ENS_LAYER_RELU || sp->kind == ENS_LAYER_GAP ||
+      sp->kind == ENS_LAYER_FLATTEN) {
     if (nw != 1)
       BAD("takes no arguments, got '%s'", words[1]);
   }

@@ -59,8 +59,8 @@ void ens_maxpool_forward(float *y, float *argmax, const float *x, const ens_conv
   }
 }
 
-void ens_maxpool_backward(float *dx, const float *dy, const float *argmax,
-                          const ens_conv_geom *g, int batch) {
+void ens_maxpool_backward(float *dx, const float *dy, const float *argmax, const ens_conv_geom *g,
+                          int batch) {
   const size_t HW = (size_t)g->H * g->W, P = (size_t)g->Ho * g->Wo;
   memset(dx, 0, (size_t)batch * g->C * HW * sizeof(float));
   for (size_t pl = 0; pl < (size_t)batch * g->C; pl++) {

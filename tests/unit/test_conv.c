@@ -187,8 +187,8 @@ static double conv_loss(void *ctx) {
 
 /* One conv gradient check; `plant` = 1 runs the backward pass with a wrong
  * padding (a planted error) and returns the error instead of asserting. */
-static double conv_case(int B, int C, int H, int W, int O, int k, int stride, int pad,
-                        uint32_t key, int plant) {
+static double conv_case(int B, int C, int H, int W, int O, int k, int stride, int pad, uint32_t key,
+                        int plant) {
   ens_conv_geom g = {.C = C, .H = H, .W = W, .O = O, .k = k, .stride = stride, .pad = pad};
   CU_ASSERT_FATAL(ens_conv_geom_init(&g) == 0);
   size_t nx = (size_t)B * C * H * W, nw = (size_t)O * C * k * k;
@@ -205,7 +205,12 @@ static double conv_case(int B, int C, int H, int W, int O, int k, int stride, in
   fill_normal(w, nw, 0.0, 1.0, &r);
   fill_normal(b, O, 0.0, 1.0, &r);
   fill_normal(c, ny, 0.0, 1.0, &r);
-  conv_ctx d = {g, B, to_double(x, nx), to_double(w, nw), to_double(b, O), to_double(c, ny),
+  conv_ctx d = {g,
+                B,
+                to_double(x, nx),
+                to_double(w, nw),
+                to_double(b, O),
+                to_double(c, ny),
                 malloc(ny * sizeof(double))};
   CU_ASSERT_FATAL(d.x && d.w && d.b && d.c && d.y);
   ens_conv2d_forward(y, work, x, w, b, &g, B);
@@ -248,12 +253,12 @@ static double conv_case(int B, int C, int H, int W, int O, int k, int stride, in
 }
 
 static void test_conv_grad(void) {
-  conv_case(3, 2, 5, 6, 3, 3, 1, 1, 1, 0);  /* same padding, non-square */
-  conv_case(2, 3, 7, 7, 4, 3, 2, 1, 2, 0);  /* stride 2 */
-  conv_case(2, 2, 6, 5, 2, 2, 2, 0, 3, 0);  /* stride = k, no padding */
-  conv_case(2, 1, 5, 5, 3, 5, 1, 2, 4, 0);  /* kernel as large as the input */
-  conv_case(2, 2, 8, 7, 3, 3, 3, 2, 5, 0);  /* stride 3, pad 2 (floor) */
-  conv_case(1, 1, 4, 4, 1, 1, 1, 0, 6, 0);  /* 1x1 */
+  conv_case(3, 2, 5, 6, 3, 3, 1, 1, 1, 0); /* same padding, non-square */
+  conv_case(2, 3, 7, 7, 4, 3, 2, 1, 2, 0); /* stride 2 */
+  conv_case(2, 2, 6, 5, 2, 2, 2, 0, 3, 0); /* stride = k, no padding */
+  conv_case(2, 1, 5, 5, 3, 5, 1, 2, 4, 0); /* kernel as large as the input */
+  conv_case(2, 2, 8, 7, 3, 3, 3, 2, 5, 0); /* stride 3, pad 2 (floor) */
+  conv_case(1, 1, 4, 4, 1, 1, 1, 0, 6, 0); /* 1x1 */
 }
 
 static void test_conv_planted(void) {
@@ -317,8 +322,8 @@ static void test_batchnorm2d_grad(void) {
   fill_normal(beta, C, 0.0, 1.0, &r);
   fill_normal(c, N, 0.0, 1.0, &r);
   double yd[N];
-  bn2d_ctx d = {B, C, P, eps, to_double(x, N), to_double(gamma, C), to_double(beta, C),
-                to_double(c, N), yd};
+  bn2d_ctx d = {
+      B, C, P, eps, to_double(x, N), to_double(gamma, C), to_double(beta, C), to_double(c, N), yd};
   CU_ASSERT_FATAL(d.x && d.gamma && d.beta && d.c);
   ens_batchnorm2d_forward_train(y, xhat, invstd, rm, rv, x, gamma, beta, B, C, P, 0.1f, eps);
   bn2d_loss(&d);
@@ -467,8 +472,13 @@ static double net_loss(void *ctx) {
     const double *p = d->p + l->param_off;
     double *out = d->buf[which];
     size_t n = (size_t)B * l->out;
-    ens_conv_geom g = {.C = l->sin.c, .H = l->sin.h, .W = l->sin.w, .O = l->sout.c,
-                       .k = l->spec.k, .stride = l->spec.stride, .pad = l->spec.pad};
+    ens_conv_geom g = {.C = l->sin.c,
+                       .H = l->sin.h,
+                       .W = l->sin.w,
+                       .O = l->sout.c,
+                       .k = l->spec.k,
+                       .stride = l->spec.stride,
+                       .pad = l->spec.pad};
     if (l->sin.image)
       ens_conv_geom_init(&g);
     switch (l->kind) {
@@ -536,8 +546,8 @@ static double net_loss(void *ctx) {
 
 static ens_layer_spec L(ens_layer_kind kind, int n, int k, int stride, int pad, float p,
                         int block) {
-  return (ens_layer_spec){.kind = kind, .n = n, .k = k, .stride = stride, .pad = pad, .p = p,
-                          .block = block};
+  return (ens_layer_spec){
+      .kind = kind, .n = n, .k = k, .stride = stride, .pad = pad, .p = p, .block = block};
 }
 
 /* Network 1: conv-bn-relu-maxpool, conv-relu-dropout, flatten, dense-bn-relu,
@@ -623,7 +633,12 @@ static double net_case(int which, uint64_t seed, int plant) {
         memcpy(g, g + C, (size_t)C * sizeof(float));
         break;
       }
-  net_ctx d = {&m, to_double(m.params, m.nparams), to_double(x, (size_t)B * m.in), y, B, masks,
+  net_ctx d = {&m,
+               to_double(m.params, m.nparams),
+               to_double(x, (size_t)B * m.in),
+               y,
+               B,
+               masks,
                {malloc(B * maxw * sizeof(double)), malloc(B * maxw * sizeof(double))}};
   CU_ASSERT_FATAL(d.p && d.x && d.buf[0] && d.buf[1]);
   CU_CHECK_CLOSE(net_loss(&d), loss, 1e-5 * (1.0 + fabs(loss)));
