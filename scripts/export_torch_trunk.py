@@ -1,6 +1,15 @@
 #!/usr/bin/python3
-"""Exports a PyTorch MLP trunk to the HDF5 trunk layout that `ens train` reads
+"""Exports a PyTorch trunk to the HDF5 trunk layout that `ens train` reads
 with `[trunk] source = file` (and tests/tools/ens-trunk-forward).
+
+Conv trunks: a whole pickled module (torch.save(model, ...)) made of Conv2d,
+BatchNorm2d, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d(1), Flatten, ReLU,
+Dropout, Linear (and BatchNorm1d), with --shape C,H,W, becomes a layer list
+(/model layer_list, input_channels/height/width): the ens job's [model]
+layers must begin with the printed list, [trunk] layers = its blocks (one per
+Conv2d/Linear). Any other module is refused by name.
+
+MLP trunks:
 
 The input is what torch.save wrote: the state_dict of an nn.Sequential, or a
 whole pickled nn.Sequential, made of blocks
@@ -104,6 +113,189 @@ def blocks_from_module(module, path):
             raise ExportError(f"{label}: unsupported module; a trunk is made of Linear, "
                               "BatchNorm1d, ReLU and Dropout")
     return blocks
+
+
+IMAGE_TYPES = ("Conv2d", "BatchNorm2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d")
+LIST_KINDS = ("Conv2d, BatchNorm2d, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d(1), Flatten, ReLU, "
+              "Dropout, Linear (and BatchNorm1d)")
+
+
+def is_image_model(module):
+    return any(type(m).__name__ in IMAGE_TYPES for m in module.modules())
+
+
+def pair(v, what, label):
+    """A square kernel/stride/padding: an int or an equal pair."""
+    if isinstance(v, str):
+        raise ExportError(f"{label}: {what} = '{v}': ens needs an explicit number")
+    if isinstance(v, (tuple, list)):
+        if len(v) != 2 or v[0] != v[1]:
+            raise ExportError(f"{label}: {what} = {tuple(v)}: ens takes square windows "
+                              "(equal height and width)")
+        v = v[0]
+    return int(v)
+
+
+def layer_list_from_module(module, path, shape, layers=None):
+    """Walks a conv model's leaf modules in order with the image shape of an
+    input row (C, H, W) and returns (specs, params, stats, blocks, shape): the
+    canonical ens layer-list text of each layer (what src/nn/layerlist.c's
+    ens_layers_format writes), the flat parameters and statistics in ens's
+    layout, and the number of blocks (one per Conv2d/Linear)."""
+    import numpy as np
+    import torch.nn as nn
+    c, h, w = shape
+    image = True
+    specs, params, stats = [], [], []
+    blocks = 0
+    last_weight = None  # index in specs of the last Conv2d/Linear
+    leaves = [(name, m) for name, m in module.named_modules() if len(list(m.children())) == 0]
+
+    def arr(t):
+        return t.detach().cpu().double().numpy()
+
+    for name, m in leaves:
+        kind = type(m).__name__
+        label = f"{path}: module '{name}' ({kind})"
+        where = f"input {(c, h, w) if image else (c,)}"
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            if layers is not None and blocks == layers:
+                break  # the first `layers` blocks only
+            blocks += 1
+            last_weight = len(specs)
+        if isinstance(m, nn.Conv2d):
+            if not image:
+                raise ExportError(f"{label}: on a flat {where}: a Conv2d needs images")
+            k = pair(m.kernel_size, "kernel_size", label)
+            st = pair(m.stride, "stride", label)
+            pd = pair(m.padding, "padding", label)
+            if pair(m.dilation, "dilation", label) != 1 or m.groups != 1:
+                raise ExportError(f"{label}: dilation {m.dilation}, groups {m.groups}: ens "
+                                  "convolutions have dilation 1 and groups 1")
+            if m.padding_mode != "zeros":
+                raise ExportError(f"{label}: padding_mode = '{m.padding_mode}': ens pads with "
+                                  "zeros")
+            if m.in_channels != c:
+                raise ExportError(f"{label}: takes {m.in_channels} channels, {where}")
+            if k > h + 2 * pd or k > w + 2 * pd:
+                raise ExportError(f"{label}: a {k}x{k} kernel is larger than the padded {where}")
+            o = m.out_channels
+            params += [arr(m.weight).reshape(-1),
+                       arr(m.bias) if m.bias is not None else np.zeros(o)]
+            specs.append(f"conv {o} {k} stride {st} pad {pd}")
+            c, h, w = o, (h + 2 * pd - k) // st + 1, (w + 2 * pd - k) // st + 1
+        elif isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d)):
+            want_image = isinstance(m, nn.BatchNorm2d)
+            if want_image != image:
+                raise ExportError(f"{label}: on {'a flat' if image is False else 'an image'} "
+                                  f"{where}")
+            if m.num_features != c:
+                raise ExportError(f"{label}: has {m.num_features} features, {where}")
+            if abs(m.eps - BN_EPS) > 1e-12:
+                raise ExportError(f"{label}: eps = {m.eps:g}, but ens uses {BN_EPS:g}")
+            if not m.track_running_stats or m.running_mean is None:
+                raise ExportError(f"{label}: track_running_stats=False; ens needs running "
+                                  "statistics for a frozen trunk")
+            g = arr(m.weight) if m.affine else np.ones(c)
+            b = arr(m.bias) if m.affine else np.zeros(c)
+            rv = arr(m.running_var)
+            if np.any(rv < 0) or not np.all(np.isfinite(rv)):
+                raise ExportError(f"{label}: running_var has negative or non-finite values")
+            params += [g, b]
+            stats += [arr(m.running_mean), rv]
+            specs.append("bn")
+        elif isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)):
+            if not image:
+                raise ExportError(f"{label}: on a flat {where}")
+            k = pair(m.kernel_size, "kernel_size", label)
+            st = pair(m.stride if m.stride is not None else m.kernel_size, "stride", label)
+            if pair(m.padding, "padding", label) != 0 or m.ceil_mode:
+                raise ExportError(f"{label}: padding {m.padding}, ceil_mode {m.ceil_mode}: ens "
+                                  "pools without padding, windows tiling the input")
+            if isinstance(m, nn.MaxPool2d) and (pair(m.dilation, "dilation", label) != 1 or
+                                                m.return_indices):
+                raise ExportError(f"{label}: dilation or return_indices are not supported")
+            if isinstance(m, nn.AvgPool2d) and m.divisor_override is not None:
+                raise ExportError(f"{label}: divisor_override is not supported")
+            if k > h or k > w or (h - k) % st or (w - k) % st:
+                raise ExportError(f"{label}: {k}x{k} windows every {st} pixels do not tile the "
+                                  f"{where} (ens refuses windows that drop rows or columns)")
+            specs.append(f"{'maxpool' if isinstance(m, nn.MaxPool2d) else 'avgpool'} {k} "
+                         f"stride {st}")
+            h, w = (h - k) // st + 1, (w - k) // st + 1
+        elif isinstance(m, nn.AdaptiveAvgPool2d):
+            out = m.output_size
+            if out not in (1, (1, 1), [1, 1]):
+                raise ExportError(f"{label}: output_size = {out}: ens has global average "
+                                  "pooling, AdaptiveAvgPool2d(1), only")
+            if not image:
+                raise ExportError(f"{label}: on a flat {where}")
+            specs.append("gap")
+            image, h, w = False, 1, 1
+        elif isinstance(m, nn.Flatten):
+            if m.start_dim != 1 or m.end_dim != -1:
+                raise ExportError(f"{label}: start_dim {m.start_dim}, end_dim {m.end_dim}: ens "
+                                  "flattens everything but the batch dimension")
+            specs.append("flatten")
+            c, h, w, image = c * h * w, 1, 1, False
+        elif isinstance(m, nn.ReLU):
+            specs.append("relu")
+        elif isinstance(m, nn.Dropout) and type(m) is nn.Dropout:
+            if not 0 <= m.p < 1:
+                raise ExportError(f"{label}: p = {m.p}")
+            specs.append("dropout %g" % float(np.float32(m.p)))
+        elif isinstance(m, nn.Linear):
+            if image:
+                raise ExportError(f"{label}: on an image {where}: add Flatten before it")
+            if m.in_features != c:
+                raise ExportError(f"{label}: takes {m.in_features} features, {where}")
+            params += [arr(m.weight).reshape(-1),
+                       arr(m.bias) if m.bias is not None else np.zeros(m.out_features)]
+            specs.append(f"dense {m.out_features}")
+            c = m.out_features
+        elif isinstance(m, nn.Identity):
+            continue
+        else:
+            raise ExportError(f"{label}: unsupported module '{kind}'; a conv trunk is made of "
+                              f"{LIST_KINDS}")
+    if blocks == 0:
+        raise ExportError(f"{path}: no Conv2d or Linear layer found")
+    if specs[-1].startswith("dense"):
+        raise ExportError(f"{path}: the last layer is a Linear without a ReLU after it: it looks "
+                          "like a classifier output layer, not a trunk; export the blocks "
+                          f"before it (--layers {blocks - 1})")
+    params = np.concatenate(params).astype(np.float32)
+    stats = (np.concatenate(stats) if stats else np.zeros(0)).astype(np.float32)
+    if not np.all(np.isfinite(params)) or not np.all(np.isfinite(stats)):
+        raise ExportError(f"{path}: parameters contain NaN or infinite values")
+    return specs, params, stats, blocks, (c, h, w, image)
+
+
+def write_layer_list_trunk(out, origin, shape, specs, blocks, params, stats):
+    """The trunk file of a layer-list model: what ens writes for one
+    (src/ensemble/trunk.c ens_trunk_write_layer_list)."""
+    import h5py
+    import numpy as np
+    import os
+    c, h, w = shape
+    tmp = out + ".tmp"
+    with h5py.File(tmp, "w") as f:
+        f.create_dataset("model/hidden", data=np.zeros(blocks, dtype=np.int32))
+        m = f["model"]
+        m.attrs["inputs"] = np.int64(c * h * w)
+        m.attrs["batchnorm"] = np.int64(1)  # the [model] default a layer-list job keeps
+        m.attrs["dropout"] = np.float64(0.0)
+        m.attrs["layer_list"] = np.bytes_(", ".join(specs).encode())
+        m.attrs["input_channels"] = np.int64(c)
+        m.attrs["input_height"] = np.int64(h)
+        m.attrs["input_width"] = np.int64(w)
+        f.create_dataset("trunk/params", data=params, dtype=np.float32)
+        f.create_dataset("trunk/bn_stats", data=stats, dtype=np.float32)
+        t = f["trunk"]
+        t.attrs["layers"] = np.int64(blocks)
+        t.attrs["source"] = np.bytes_(b"pytorch")
+        t.attrs["origin"] = np.bytes_(origin.encode())
+    os.replace(tmp, out)
 
 
 def split_key(key):
@@ -290,6 +482,10 @@ def main(argv=None):
     ap.add_argument("out", help="HDF5 file to write (replaced atomically)")
     ap.add_argument("--inputs", type=int, metavar="D",
                     help="expected input width; fail unless the first Linear takes D inputs")
+    ap.add_argument("--shape", metavar="C,H,W",
+                    help="image shape of an input row; required for a conv trunk (a pickled "
+                    "module with Conv2d, BatchNorm2d, MaxPool2d, AvgPool2d, "
+                    "AdaptiveAvgPool2d(1), Flatten, ReLU, Dropout, Linear)")
     ap.add_argument("--layers", type=int, metavar="L",
                     help="export only the first L blocks (e.g. to drop the blocks after the "
                     "trunk); default: all")
@@ -303,6 +499,29 @@ def main(argv=None):
         return 1
     try:
         obj = load_object(args.state_dict)
+        if isinstance(obj, nn.Module) and is_image_model(obj):
+            if not args.shape:
+                raise ExportError(f"{args.state_dict}: a conv trunk needs the image shape of "
+                                  "an input row: --shape C,H,W (e.g. --shape 1,28,28)")
+            try:
+                shape = tuple(int(v) for v in args.shape.split(","))
+                assert len(shape) == 3 and min(shape) >= 1
+            except (ValueError, AssertionError):
+                raise ExportError(f"--shape {args.shape}: expected C,H,W, three integers >= 1")
+            specs, params, stats, blocks, out_shape = layer_list_from_module(
+                obj, args.state_dict, shape, args.layers)
+            write_layer_list_trunk(args.out, args.state_dict, shape, specs, blocks, params, stats)
+            c, h, w, image = out_shape
+            print(f"{args.out}: conv trunk on {shape} images, {blocks} block(s), "
+                  f"{params.size} parameters, {stats.size} statistics, features "
+                  f"{(c, h, w) if image else (c,)}")
+            print(f"layers = {', '.join(specs)}")
+            return 0
+        if isinstance(obj, dict) and any(getattr(v, "dim", lambda: 0)() == 4 for v in obj.values()):
+            raise ExportError(f"{args.state_dict}: a state dict with 4-d (convolution) weights: "
+                              "a state dict cannot tell the pooling and flatten layers between "
+                              "them; save the whole module (torch.save(model, ...)) and pass "
+                              "--shape C,H,W")
         if isinstance(obj, nn.Module):
             blocks = blocks_from_module(obj, args.state_dict)
         elif isinstance(obj, dict):

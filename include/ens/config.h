@@ -11,6 +11,7 @@
 #define ENS_MAX_HIDDEN 16
 #define ENS_PATH_MAX 1024
 #define ENS_SEARCH_MAX 512 /* characters of one [search] value */
+#define ENS_LAYERS_MAX 2048 /* characters of a layer list */
 
 typedef enum { ENS_INIT_NORMAL, ENS_INIT_XAVIER, ENS_INIT_HE, ENS_INIT_ORTHOGONAL } ens_init_kind;
 typedef enum { ENS_SCHED_CONSTANT, ENS_SCHED_STEP, ENS_SCHED_COSINE, ENS_SCHED_CYCLIC } ens_schedule_kind;
@@ -30,6 +31,7 @@ typedef enum { ENS_LOSS_GAUSSIAN, ENS_LOSS_MSE } ens_loss_kind;
 typedef enum { ENS_OPT_SGD, ENS_OPT_ADAM, ENS_OPT_ADAMW } ens_optimizer_kind;
 typedef enum { ENS_CALIBRATE_NONE, ENS_CALIBRATE_TEMPERATURE } ens_calibrate_kind;
 typedef enum { ENS_TRUNK_NONE, ENS_TRUNK_FILE, ENS_TRUNK_PRETRAIN } ens_trunk_source;
+typedef enum { ENS_STD_FEATURE, ENS_STD_CHANNEL, ENS_STD_GLOBAL } ens_standardize_kind;
 /* share_init: whether all members start from the same initial weights. AUTO
  * means "yes for combine = params, no otherwise". */
 typedef enum { ENS_SHARE_AUTO, ENS_SHARE_YES, ENS_SHARE_NO } ens_share_kind;
@@ -39,7 +41,11 @@ typedef struct ens_config {
   char data_path[ENS_PATH_MAX]; /* input HDF5 file; default "data.h5" */
   int standardize;              /* bool; default 1 */
   int standardize_y;            /* bool: regression targets too; default 1 */
+  ens_standardize_kind standardize_by; /* statistics per feature (pixel), per
+                                          channel of an image, or global */
   double val_fraction;          /* in [0,1); default 0 */
+  int augment_crop;             /* image rows: random crop with this padding, 0 = off */
+  int augment_flip;             /* bool: image rows: random horizontal flip; default 0 */
   /* [model] */
   ens_task_kind task;           /* default auto */
   ens_loss_kind loss;           /* regression loss; default gaussian */
@@ -50,6 +56,8 @@ typedef struct ens_config {
   ens_init_kind init;           /* default he */
   double init_std;              /* std for init = normal; default 0.01 */
   double bias_init;             /* constant bias; default 0 */
+  char model_layers[ENS_LAYERS_MAX]; /* layer list (replaces hidden, batchnorm,
+                                        dropout when set); default "" */
   /* [train] */
   int epochs;                   /* default 10 */
   ens_optimizer_kind optimizer; /* default sgd */
@@ -92,6 +100,7 @@ typedef struct ens_config {
   char search_hidden[ENS_SEARCH_MAX];
   char search_init[ENS_SEARCH_MAX];
   char search_batchnorm[ENS_SEARCH_MAX];
+  char search_layers[ENS_SEARCH_MAX]; /* layer lists separated by '|'; default "" */
   /* [trunk] */
   ens_trunk_source trunk_source;  /* default none */
   char trunk_file[ENS_PATH_MAX];  /* default "" */
@@ -109,6 +118,11 @@ typedef struct ens_config {
   double progress_interval;           /* seconds; default 10 */
   int verbose;                        /* per-epoch lines; default 1 */
 } ens_config;
+
+/* Line of `path` on which [section] key is set, or 0 (not in the file, or
+ * the file cannot be read): for messages about a value that only data can
+ * prove wrong (src/core/config_where.c). */
+int ens_config_key_line(const char *path, const char *section, const char *key);
 
 /* Fills c with every default. */
 void ens_config_defaults(ens_config *c);

@@ -12,6 +12,8 @@ typedef struct ens_split {
   float *x;    /* (n, d) row-major, owned */
   int32_t *y;  /* classification: (n), values in [0, classes), owned; else NULL */
   float *t;    /* regression: (n, targets) real-valued targets, owned; else NULL */
+  int img[3];  /* image shape (C, H, W) of a row when x was (n, H, W) (C = 1) or
+                  (n, C, H, W); all 0 for (n, d) or other ranks */
 } ens_split;
 
 typedef struct ens_data {
@@ -70,6 +72,11 @@ int ens_data_split_val(ens_data *d, double fraction, uint64_t seed);
  * a feature with std < 1e-6... treated as constant gets std 1). mean and std
  * are caller-provided arrays of s->d floats. */
 void ens_standardize_fit(float *mean, float *std, const ens_split *s);
+/* The same with one mean and std per group of `group` consecutive features
+ * (per channel of an image row: group = H W), or for all features at once
+ * (group = d), written to every feature of the group: the arrays keep one
+ * value per feature, so applying them is ens_standardize_apply. */
+void ens_standardize_fit_grouped(float *mean, float *std, const ens_split *s, int group);
 /* x <- (x - mean) / std in place. */
 void ens_standardize_apply(ens_split *s, const float *mean, const float *std);
 
@@ -79,7 +86,9 @@ void ens_standardize_apply(ens_split *s, const float *mean, const float *std);
 int ens_data_labels_to_targets(ens_data *d);
 
 /* Converts gzip (or plain) IDX image and label files to the input layout.
- * Images of any rank (n, r, c) are flattened; uint8 stays uint8 in the file.
+ * Images (n, rows, cols) keep that shape (a layer list takes them as (1, rows,
+ * cols) images; an MLP flattens them); other ranks are written (n, row
+ * length); uint8 stays uint8 in the file.
  * test_images/test_labels may be NULL (then no /test group). The output is
  * written to a temporary file and renamed, so a failure leaves nothing.
  * Returns 0 or an error with a message naming the offending file. */

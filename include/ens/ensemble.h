@@ -22,6 +22,8 @@ typedef struct ens_job_opts {
   int force;                 /* overwrite a result of another configuration (--force) */
   int no_checkpoints;        /* merge: no checkpoint directory (no lock, no
                                 checkpoint space) */
+  const char *layers_set;    /* the --set model.layers=... that gave the layer list
+                                (for messages), or NULL: it came from the file */
 } ens_job_opts;
 
 /* Runs the job on every rank of comm (collective). Rank 0 writes the result

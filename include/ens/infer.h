@@ -93,7 +93,8 @@ void ens_infer_close(ens_infer *model);
 int ens_infer_task(const ens_infer *model);   /* ENS_INFER_CLASSIFY or ENS_INFER_REGRESS */
 int ens_infer_inputs(const ens_infer *model); /* raw features per row */
 /* Shape of one input row: writes up to maxdims extents to dims and returns
- * the rank (1 for feature vectors: dims[0] = ens_infer_inputs). */
+ * the rank: 1 for feature vectors (dims[0] = ens_infer_inputs), 3 for a
+ * model trained on images (C, H, W; rows are passed flat in NCHW order). */
 int ens_infer_input_shape(const ens_infer *model, int *dims, int maxdims);
 int ens_infer_classes(const ens_infer *model);        /* C (classify), 0 for regression */
 int ens_infer_targets(const ens_infer *model);        /* T (regress), 0 for classification */

@@ -13,6 +13,22 @@
 /* Training inputs: x (n, d) features, y (n) labels (classification) or
  * t (n, T) targets (regression, in the units the network learns); rows
  * (nrows) selects the training rows (a bootstrap draw), or NULL for all n. */
+/* Augmentation of image rows (C, H, W) in training steps only: a random
+ * crop of the image padded by `crop` pixels (a shift of -crop..crop rows and
+ * columns, uncovered pixels set to pad) and a horizontal flip with
+ * probability 1/2 when flip is set. Row r's draw in epoch e comes from block
+ * r of the stream (seed, member, ENS_STREAM_AUGMENT, e): it depends on
+ * nothing else (not the batch, the rank or a resume). */
+typedef struct ens_augment {
+  int crop, flip;
+  int c, h, w;
+  const float *pad; /* (c h w) value of an uncovered pixel (a raw 0 after
+                       standardization), or NULL for 0 */
+} ens_augment;
+
+/* Augments one row x (c h w) in place with the draws of r; scratch (c h w). */
+void ens_augment_row(float *x, float *scratch, const ens_augment *a, ens_rng *r);
+
 typedef struct ens_train_set {
   const float *x;
   const int32_t *y;
@@ -21,6 +37,7 @@ typedef struct ens_train_set {
   int n, d;
   const int32_t *rows;
   int nrows;
+  const ens_augment *aug; /* augmentation of training rows, or NULL */
 } ens_train_set;
 
 typedef struct ens_trainer ens_trainer;
@@ -49,6 +66,7 @@ struct ens_trainer {
   float *xb;           /* (batch, d) gathered inputs */
   int32_t *yb;         /* (batch) gathered labels */
   float *tb;           /* (batch, T) gathered targets (regression) */
+  float *aug_row;      /* (d) scratch of the augmentation */
   int32_t *order;      /* (max rows) permutation of the current epoch */
   int order_cap;
   ens_schedule sched;

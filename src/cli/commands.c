@@ -434,6 +434,10 @@ static int info_one(const char *path, int print_config) {
            "hyperparameters below)\n");
   else
     printf("  architecture  %s\n", layers ? layers : "?");
+  char *summary = NULL; /* layer lists: each layer's output shape and parameters */
+  if (ens_h5_get_attr_str(f, "/model", "summary", &summary) == 0 && summary)
+    printf("%s", summary);
+  free(summary);
   if (tl > 0)
     printf("  trunk         first %lld hidden block%s, shared and frozen\n", (long long)tl,
            tl == 1 ? "" : "s");
@@ -558,8 +562,13 @@ static int info_one(const char *path, int print_config) {
         printf("  lr %.3g wd %.2g", lr, wd);
         if (ens_h5_get_attr_f64(f, grp, "momentum", &mo) == 0)
           printf(" mom %.3f", mo);
-        printf(" drop %.2f batch %lld hidden %s %s%s", dr, (long long)bs, hid ? hid : "?",
-               ini ? ini : "?", bn ? " bn" : "");
+        char *lay = NULL;
+        if (ens_h5_get_attr_str(f, grp, "layers", &lay) == 0 && lay)
+          printf(" batch %lld %s layers %s", (long long)bs, ini ? ini : "?", lay);
+        else
+          printf(" drop %.2f batch %lld hidden %s %s%s", dr, (long long)bs, hid ? hid : "?",
+                 ini ? ini : "?", bn ? " bn" : "");
+        free(lay);
       }
       free(hid);
       free(ini);

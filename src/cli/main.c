@@ -97,6 +97,28 @@ static void train_usage(FILE *out) {
   ens_config_print_keys(out);
   fputc('\n', out);
   ens_search_print_help(out);
+  fprintf(out,
+          "\n"
+          "Layer lists ([model] layers; [search] layers draws among several, separated by\n"
+          "'|'): layers separated by commas, applied in order to image rows (C,H,W) or\n"
+          "flat rows; ens adds the output layer (dense to the classes or targets).\n"
+          "  conv C K [stride S] [pad P]  2-D convolution, C output channels, K x K kernel,\n"
+          "                               zero padding P (default stride 1, pad 0)\n"
+          "  dense N                      fully connected, N units (needs a flat input)\n"
+          "  bn                           batch norm (per channel of an image, per feature)\n"
+          "  relu | dropout P             element-wise, any shape\n"
+          "  maxpool K [stride S]         K x K windows every S pixels (default S = K);\n"
+          "  avgpool K [stride S]         the windows must tile the input exactly\n"
+          "  gap                          global average pooling: (C,H,W) -> C\n"
+          "  flatten                      (C,H,W) -> C*H*W\n"
+          "Example: conv 32 3 pad 1, bn, relu, maxpool 2, conv 64 3 pad 1, bn, relu,\n"
+          "         maxpool 2, flatten, dense 128, bn, relu\n"
+          "A block starts at each conv or dense layer: [trunk] layers counts blocks. A\n"
+          "layer list replaces hidden, batchnorm and dropout; a stack that does not fit\n"
+          "the data's images is a config error naming the line, the layer and the shape.\n"
+          "Image rows: /train/x of shape (n,H,W) or (n,C,H,W) (ens import idx keeps\n"
+          "28x28); an MLP (hidden = ...) flattens them. Augmentation ([data] augment_crop,\n"
+          "augment_flip) touches training steps only, keyed by (seed, member, epoch, row).\n");
 }
 
 /* For an option that names a config key (--val_fraction, --epochs=5):
@@ -189,6 +211,10 @@ static int cmd_train(int argc, char **argv) {
     ret = ens_config_effective(&cfg, rank == 0 ? print_warning : NULL, NULL, err, sizeof(err));
   if (!ret)
     ret = ens_config_validate(&cfg, err, sizeof(err));
+  const char *layers_set = NULL; /* the last --set of the layer list names it */
+  for (int i = 0; i < nsets; i++)
+    if (!strncmp(sets[i], "model.layers=", 13))
+      layers_set = sets[i];
   free(sets);
   /* Every rank reads the config itself (it may not be readable on every
    * node): agree, so that no rank goes on alone. */
@@ -213,7 +239,8 @@ static int cmd_train(int argc, char **argv) {
    * writes then fail with EPIPE and are dropped. */
   signal(SIGPIPE, SIG_IGN);
   ens_job_opts o = {.config_text = text, .config_path = cfg_path, .stop = &g_stop,
-                    .resume = resume, .restart = restart, .force = force, .guard = 1};
+                    .resume = resume, .restart = restart, .force = force, .guard = 1,
+                    .layers_set = layers_set};
   ret = ens_train_job(&cfg, &o, MPI_COMM_WORLD, err, sizeof(err));
   g_agreed = 1;
   free(text);

@@ -4,6 +4,7 @@
 #include "ens/config.h"
 
 #include "ens/error.h"
+#include "ens/model.h"
 #include "ens/search.h"
 
 #include <ctype.h>
@@ -33,6 +34,7 @@ _Static_assert(sizeof(ens_task_kind) == sizeof(int), "enum size");
 _Static_assert(sizeof(ens_loss_kind) == sizeof(int), "enum size");
 _Static_assert(sizeof(ens_optimizer_kind) == sizeof(int), "enum size");
 _Static_assert(sizeof(ens_calibrate_kind) == sizeof(int), "enum size");
+_Static_assert(sizeof(ens_standardize_kind) == sizeof(int), "enum size");
 
 /* Value names, indexed by the enum value; NULL-terminated. */
 static const char *const init_names[] = {"normal", "xavier", "he", "orthogonal", NULL};
@@ -45,6 +47,7 @@ static const char *const optimizer_names[] = {"sgd", "adam", "adamw", NULL};
 static const char *const calibrate_names[] = {"none", "temperature", NULL};
 static const char *const trunk_names[] = {"none", "file", "pretrain", NULL};
 static const char *const share_names[] = {"auto", "true", "false", NULL};
+static const char *const standardize_names[] = {"feature", "channel", "global", NULL};
 _Static_assert(ENS_INIT_ORTHOGONAL == 3 && ENS_SCHED_CYCLIC == 3 && ENS_MODE_SEARCH == 3 &&
                    ENS_COMBINE_SELECT == 3 && ENS_TASK_REGRESS == 2 && ENS_LOSS_MSE == 1 &&
                    ENS_OPT_ADAMW == 2 && ENS_CALIBRATE_TEMPERATURE == 1 && ENS_TRUNK_PRETRAIN == 2 && ENS_SHARE_AUTO == 0 &&
@@ -97,9 +100,17 @@ static const key_spec key_table[] = {
     K_STR("data", "path", data_path, "data.h5", "input HDF5 file (/train/x, /train/y, /test/x, ...)"),
     K_BOOL("data", "standardize", standardize, "true",
            "standardize features with the train split's per-feature mean/std"),
+    K_ENUM("data", "standardize_by", standardize_by, standardize_names, "feature",
+           "standardize: statistics per feature (pixel), per channel of image rows, or one "
+           "global mean/std"),
     K_BOOL("data", "standardize_y", standardize_y, "true",
            "regression: standardize targets with the train split's mean/std (results stay in "
            "the original units)"),
+    K_INT("data", "augment_crop", augment_crop, CLOSED(0, 64), "0",
+          "image rows, training steps only: random crop of the image padded by this many "
+          "pixels (0 = off)"),
+    K_BOOL("data", "augment_flip", augment_flip, "false",
+           "image rows, training steps only: random horizontal flip"),
     K_DBL("data", "val_fraction", val_fraction, CLOSED_OPEN(0, 1), "0",
           "fraction of the train split held out of training when the file has no /val "
           "(scored per member and for the ensemble)"),
@@ -116,6 +127,10 @@ static const key_spec key_table[] = {
     K_ENUM("model", "init", init, init_names, "he", "weight initialization"),
     K_DBL("model", "init_std", init_std, GT(0), "0.01", "weight standard deviation for init = normal"),
     K_DBL("model", "bias_init", bias_init, ANY, "0", "initial value of hidden-layer biases (the output bias starts at 0)"),
+    {"model", "layers", KEY_STRING, FIELD(model_layers), .size = sizeof(((ens_config *)0)->model_layers),
+     .def = "", .check = ens_layers_check,
+     .help = "layer list, replacing hidden/batchnorm/dropout when set (see 'Layer lists' below), "
+             "e.g. conv 32 3 pad 1, bn, relu, maxpool 2, flatten, dense 128, bn, relu"},
 
     K_INT("train", "epochs", epochs, GE(1), "10", "epochs per member (per chain in snapshot mode)"),
     K_INT("train", "batch", batch, GE(2), "128", "minibatch size"),
@@ -170,6 +185,8 @@ static const key_spec key_table[] = {
              "architectures to choose from ('|' between width lists)"),
     K_SEARCH("init", search_init, "he,orthogonal", "initializations to choose from"),
     K_SEARCH("batchnorm", search_batchnorm, "true", "batch norm choices (true, false)"),
+    K_SEARCH("layers", search_layers, "",
+             "layer lists to choose from, separated by '|' (with [model] layers)"),
 
     K_ENUM("trunk", "source", trunk_source, trunk_names, "none", "shared frozen feature trunk"),
     K_STR("trunk", "file", trunk_file, "", "result file holding the trunk (source = file)"),
@@ -1048,7 +1065,18 @@ int ens_config_validate(const ens_config *c, char *err, size_t errlen) {
               c->trunk_layers, src);
       return ENS_ECONFIG;
     }
-    if (c->trunk_layers > c->n_hidden) {
+    ens_arch la;
+    char why[256];
+    if (c->model_layers[0] && ens_layers_parse(c->model_layers, &la, why, sizeof why) == 0) {
+      /* A layer list: blocks start at each conv or dense layer. */
+      if (c->trunk_layers > la.n_hidden) {
+        ens_errorf(err, errlen,
+                   "[trunk] layers = %d exceeds the %d block(s) of [model] layers (a block "
+                   "starts at each conv or dense layer; source = %s)",
+                   c->trunk_layers, la.n_hidden, src);
+        return ENS_ECONFIG;
+      }
+    } else if (c->trunk_layers > c->n_hidden) {
       ens_errorf(err, errlen,
               "[trunk] layers = %d exceeds the %d hidden layer(s) of [model] hidden (source = %s)",
               c->trunk_layers, c->n_hidden, src);

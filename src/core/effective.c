@@ -31,6 +31,7 @@ static int drawn(const ens_config *c, const char *key) {
                   : !strcmp(key, "hidden")       ? c->search_hidden
                   : !strcmp(key, "init")         ? c->search_init
                   : !strcmp(key, "batchnorm")    ? c->search_batchnorm
+                  : !strcmp(key, "layers")       ? c->search_layers
                                                  : "";
   return v[0] != '\0';
 }
@@ -74,7 +75,7 @@ static void replaced_by_search(eff *e, const char *section, const char *key) {
 
 static const char *const search_keys[] = {"lr",     "weight_decay", "momentum", "dropout",
                                           "batch",  "hidden",       "init",     "batchnorm",
-                                          NULL};
+                                          "layers", NULL};
 
 int ens_config_effective(ens_config *c, ens_config_warn_fn warn, void *ctx, char *err,
                          size_t errlen) {
@@ -149,6 +150,9 @@ int ens_config_effective(ens_config *c, ens_config_warn_fn warn, void *ctx, char
       c->search_momentum[0] = '\0'; /* the default range is not drawn either */
     }
   }
+  if (!c->standardize)
+    unused(&e, "data", "standardize_by", "it chooses the statistics of standardize, and [data] "
+                                          "standardize = false");
   /* Regression keys of a classification. */
   if (c->task == ENS_TASK_CLASSIFY) {
     unused(&e, "model", "loss", "it applies to regression, and [model] task = classify");
@@ -204,6 +208,21 @@ int ens_config_effective(ens_config *c, ens_config_warn_fn warn, void *ctx, char
     replaced_by_search(&e, "model", "hidden");
     replaced_by_search(&e, "model", "init");
     replaced_by_search(&e, "model", "batchnorm");
+    replaced_by_search(&e, "model", "layers");
+  }
+  /* A layer list replaces the MLP form and its search keys. */
+  if (c->model_layers[0]) {
+    snprintf(why, sizeof why, "[model] layers is set, and its layer list replaces the MLP form");
+    unused(&e, "model", "hidden", why);
+    unused(&e, "model", "batchnorm", why);
+    unused(&e, "model", "dropout", why);
+    unused(&e, "search", "hidden", why);
+    unused(&e, "search", "batchnorm", why);
+    unused(&e, "search", "dropout", why);
+  } else {
+    snprintf(why, sizeof why, "[search] layers draws among layer lists, and [model] layers is "
+                              "not set (the MLP form is used)");
+    unused(&e, "search", "layers", why);
   }
   return 0;
 }

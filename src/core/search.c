@@ -14,11 +14,13 @@
 #include <strings.h>
 
 #include "ens/error.h"
+#include "ens/model.h"
 #include "ens/rng.h"
 
 #define MAX_CHOICES 32
 
-typedef enum { S_LOG_RANGE, S_RANGE, S_INT_CHOICE, S_HIDDEN_CHOICE, S_INIT_CHOICE, S_BOOL_CHOICE } skind;
+typedef enum { S_LOG_RANGE, S_RANGE, S_INT_CHOICE, S_HIDDEN_CHOICE, S_INIT_CHOICE, S_BOOL_CHOICE,
+               S_LAYERS_CHOICE } skind;
 
 typedef struct {
   const char *key;
@@ -47,6 +49,9 @@ static const search_key keys[] = {
      "a comma-separated list of normal, xavier, he, orthogonal"},
     {"batchnorm", S_BOOL_CHOICE, OFF(search_batchnorm), 0, 1,
      "a comma-separated list of true/false to choose from, e.g. true,false"},
+    {"layers", S_LAYERS_CHOICE, OFF(search_layers), 0, 0,
+     "layer lists separated by '|' (needs [model] layers), e.g. conv 16 3 pad 1, relu, "
+     "maxpool 2, flatten | conv 32 5 pad 2, bn, relu, gap"},
 };
 #define N_SKEYS (sizeof keys / sizeof keys[0])
 
@@ -136,7 +141,8 @@ static int parse_value(const search_key *k, const char *value, parsed *p) {
     s++;
   if (!*s)
     return 0;
-  int n = split(s, k->kind == S_HIDDEN_CHOICE ? '|' : ',', parts, MAX_CHOICES);
+  int n = split(s, k->kind == S_HIDDEN_CHOICE || k->kind == S_LAYERS_CHOICE ? '|' : ',', parts,
+                MAX_CHOICES);
   if (n < 1)
     return -1;
   for (int i = 0; i < n; i++) {
@@ -177,6 +183,12 @@ static int parse_value(const search_key *k, const char *value, parsed *p) {
         return -1;
       p->v[i] = b;
       break;
+    case S_LAYERS_CHOICE: {
+      char why[256];
+      if (ens_layers_parse(parts[i], NULL, why, sizeof why))
+        return -1;
+      break;
+    }
     }
   }
   if ((k->kind == S_LOG_RANGE || k->kind == S_RANGE) && n == 2 && p->v[0] > p->v[1])
@@ -238,7 +250,11 @@ void ens_search_member_config(ens_config *out, const ens_config *c, int k) {
       out->init = (ens_init_kind)(int)v;
     else if (!strcmp(s->key, "batchnorm"))
       out->batchnorm = (int)v;
-    else if (!strcmp(s->key, "hidden")) {
+    else if (!strcmp(s->key, "layers")) {
+      char parts[MAX_CHOICES][ENS_SEARCH_MAX];
+      split(text_of(c, s) + strspn(text_of(c, s), " \t"), '|', parts, MAX_CHOICES);
+      snprintf(out->model_layers, sizeof out->model_layers, "%s", parts[pick]);
+    } else if (!strcmp(s->key, "hidden")) {
       out->n_hidden = p.nw[pick];
       memset(out->hidden, 0, sizeof(out->hidden));
       memcpy(out->hidden, p.widths[pick], (size_t)p.nw[pick] * sizeof(int));
@@ -254,7 +270,8 @@ int ens_search_varies_arch(const ens_config *c) {
     return 0;
   parsed p;
   return parse_value(find("hidden"), c->search_hidden, &p) > 1 ||
-         parse_value(find("batchnorm"), c->search_batchnorm, &p) > 1;
+         parse_value(find("batchnorm"), c->search_batchnorm, &p) > 1 ||
+         parse_value(find("layers"), c->search_layers, &p) > 1;
 }
 
 void ens_search_describe(const ens_config *mc, char *buf, size_t len) {
@@ -263,6 +280,12 @@ void ens_search_describe(const ens_config *mc, char *buf, size_t len) {
   h[0] = '\0';
   for (int i = 0; i < mc->n_hidden && used < sizeof(h); i++)
     used += (size_t)snprintf(h + used, sizeof(h) - used, "%s%d", i ? "," : "", mc->hidden[i]);
+  if (mc->model_layers[0]) {
+    snprintf(buf, len, "lr=%.3g wd=%.2g mom=%.3f batch=%d init=%s layers=%s", mc->lr,
+             mc->weight_decay, mc->momentum, mc->batch, ens_init_name(mc->init),
+             mc->model_layers);
+    return;
+  }
   snprintf(buf, len, "lr=%.3g wd=%.2g mom=%.3f drop=%.2f batch=%d hidden=%s init=%s bn=%d",
            mc->lr, mc->weight_decay, mc->momentum, mc->dropout, mc->batch, h,
            ens_init_name(mc->init), mc->batchnorm);

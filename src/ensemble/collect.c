@@ -102,6 +102,8 @@ static int write_hyper(ens_job *j, const char *obj, int k) {
   ret |= ens_h5_attr_str(j->file, obj, "init", ens_init_name(mc.init));
   ret |= ens_h5_attr_i64(j->file, obj, "batchnorm", mc.batchnorm);
   ret |= ens_h5_attr_str(j->file, obj, "optimizer", ens_optimizer_name(mc.optimizer));
+  if (mc.model_layers[0]) /* a layer list replaces hidden, batchnorm and dropout */
+    ret |= ens_h5_attr_str(j->file, obj, "layers", mc.model_layers);
   return ret;
 }
 

@@ -102,6 +102,7 @@ static int load_leader(ens_job *j, ens_data_arena *arena, char *err, size_t errl
     j->data.n_test = j->data.sets.test.n;
     j->data.n_val = j->data.sets.val.n;
     j->data.dim = j->data.sets.train.d;
+    memcpy(j->data.img, j->data.sets.train.img, sizeof(j->data.img));
     if (j->data.n_train < 2) {
       snprintf(err, errlen, "%s: /train has %d rows; at least 2 are needed", c->data_path,
                j->data.n_train);
@@ -116,7 +117,13 @@ static int load_leader(ens_job *j, ens_data_arena *arena, char *err, size_t errl
     if (!j->data.mean || !j->data.std) {
       ret = ENS_ENOMEM;
     } else {
-      ens_standardize_fit(j->data.mean, j->data.std, &j->data.sets.train);
+      if (c->standardize_by == ENS_STD_FEATURE)
+        ens_standardize_fit(j->data.mean, j->data.std, &j->data.sets.train);
+      else
+        ens_standardize_fit_grouped(j->data.mean, j->data.std, &j->data.sets.train,
+                                    c->standardize_by == ENS_STD_GLOBAL
+                                        ? j->data.dim
+                                        : j->data.img[1] * j->data.img[2]);
       ens_standardize_apply(&j->data.sets.train, j->data.mean, j->data.std);
       ens_standardize_apply(&j->data.sets.test, j->data.mean, j->data.std);
       if (j->data.sets.val.n)
@@ -135,7 +142,7 @@ enum { A_TRAIN_X, A_TRAIN_Y, A_TRAIN_T, A_TEST_X, A_TEST_Y, A_TEST_T, A_VAL_X, A
 typedef struct node_header {
   int32_t ret;
   char err[1024];
-  int32_t n[3], dim, classes, regress, targets, has_mean, has_ymean;
+  int32_t n[3], dim, classes, regress, targets, has_mean, has_ymean, img[3];
   int32_t val_from_file, scored; /* scored: 0 "/test", 1 "/val", 2 "val_fraction" */
   int64_t checksum;
   int64_t off[A_COUNT];
@@ -185,6 +192,7 @@ int ens_jobdata_load(ens_job *j, char *err, size_t errlen) {
     }
     h.off[A_TRAIN_TS] = offset_of(&d->shm, d->train_t);
     h.dim = d->sets.train.d;
+    memcpy(h.img, d->img, sizeof(h.img));
     h.classes = d->sets.classes;
     h.regress = d->sets.regress;
     h.targets = d->sets.targets;
@@ -222,6 +230,7 @@ int ens_jobdata_load(ens_job *j, char *err, size_t errlen) {
     d->n_test = h.n[1];
     d->n_val = h.n[2];
     d->dim = h.dim;
+    memcpy(d->img, h.img, sizeof(d->img));
     d->checksum = h.checksum;
     d->val_from_file = h.val_from_file;
     d->scored = h.scored == 0 ? "/test" : h.scored == 1 ? "/val" : "val_fraction";

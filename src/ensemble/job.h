@@ -57,6 +57,7 @@ typedef struct ens_jobdata {
   float *train_t;        /* (n_train, T) training targets as the networks learn them
                             (in shm, or sets.train.t) */
   int classes, n_train, n_test, n_val, dim;
+  int img[3];            /* image shape (C, H, W) of an input row, all 0 when flat */
   int64_t checksum;      /* adler32 of the loaded data, before standardization */
   int val_from_file;     /* the validation rows are the input's /val */
   const char *scored;    /* where the scored ("test") rows come from: "/test", or,
@@ -120,6 +121,8 @@ typedef struct ens_job {
   ens_merge_parts merge;
   ens_ckpt_state ckpt;
   ens_arch arch;          /* the job's [model] architecture */
+  ens_augment aug;        /* image augmentation of training rows (aug.c = 0: off) */
+  float *aug_pad;         /* (dim) aug.pad: a raw 0 pixel after standardization */
   size_t nparams, nstats; /* of a member of the job's architecture */
   ens_trainer trainer;   /* the current unit's network (its member's architecture) */
   ens_config unit_cfg;   /* the current unit's member configuration */
@@ -200,6 +203,13 @@ int ens_job_rank_of(const ens_job *j, int k);
  * network architecture. */
 void ens_member_config(const ens_job *j, int k, ens_config *mc);
 void ens_member_arch(const ens_job *j, const ens_config *mc, ens_arch *a);
+/* Shape of an input row: the image shape of the data, or its flat width. */
+ens_shape ens_job_input_shape(const ens_job *j);
+/* A layer list must fit the data's rows (every member's, in a search):
+ * returns 0 or ENS_ECONFIG with a message naming config_path:line (or the
+ * --set layers_set that gave the list), the layer and the shapes. */
+int ens_job_check_arch(const ens_job *j, const char *config_path, const char *layers_set,
+                       char *err, size_t errlen);
 /* Parameters and batch-norm statistics of member k's network on a trunk of
  * trunk_layers blocks (its head; the whole network when 0). */
 void ens_member_sizes(const ens_job *j, int k, int trunk_layers, size_t *np, size_t *ns);

@@ -16,8 +16,47 @@ void ens_member_config(const ens_job *j, int k, ens_config *mc) {
   ens_search_member_config(mc, j->c, k);
 }
 
+ens_shape ens_job_input_shape(const ens_job *j) {
+  if (j->data.img[0] > 0)
+    return (ens_shape){.c = j->data.img[0], .h = j->data.img[1], .w = j->data.img[2], .image = 1};
+  return (ens_shape){.c = j->data.dim, .h = 1, .w = 1, .image = 0};
+}
+
 void ens_member_arch(const ens_job *j, const ens_config *mc, ens_arch *a) {
-  ens_arch_from_config(a, mc, j->data.dim, j->task.head, j->task.regress ? j->task.T : j->task.C);
+  ens_arch_from_config_shape(a, mc, ens_job_input_shape(j), j->task.head,
+                             j->task.regress ? j->task.T : j->task.C);
+}
+
+int ens_job_check_arch(const ens_job *j, const char *config_path, const char *layers_set,
+                       char *err, size_t errlen) {
+  const ens_config *c = j->c;
+  if (!c->model_layers[0])
+    return 0;
+  char where[ENS_PATH_MAX + 64], why[512];
+  int line = ens_config_key_line(config_path, "model", "layers");
+  if (layers_set)
+    snprintf(where, sizeof where, "--set %.200s: [model] layers", layers_set);
+  else if (line > 0)
+    snprintf(where, sizeof where, "%s:%d: [model] layers", config_path, line);
+  else
+    snprintf(where, sizeof where, "[model] layers");
+  /* A search draws a list per member; every list must fit. */
+  int last = c->mode == ENS_MODE_SEARCH && c->search_layers[0] ? j->last : j->first + 1;
+  for (int k = j->first; k < last; k++) {
+    ens_config mc;
+    ens_arch a;
+    ens_member_config(j, k, &mc);
+    ens_member_arch(j, &mc, &a);
+    if (ens_arch_check(&a, why, sizeof why)) {
+      if (c->mode == ENS_MODE_SEARCH && c->search_layers[0])
+        snprintf(err, errlen, "[search] layers (member %d draws '%.200s'): %s", k, mc.model_layers,
+                 why);
+      else
+        snprintf(err, errlen, "%s: %s", where, why);
+      return ENS_ECONFIG;
+    }
+  }
+  return 0;
 }
 
 void ens_member_sizes(const ens_job *j, int k, int trunk_layers, size_t *np, size_t *ns) {

@@ -177,7 +177,8 @@ static int train_unit(ens_job *j, int unit, char *err, size_t errlen) {
     return ret;
   }
   ens_train_set set = {.x = j->data.ftrain, .y = j->data.sets.train.y, .t = j->data.train_t,
-                       .T = j->task.regress ? j->task.T : 0, .n = j->data.n_train, .d = j->data.fd};
+                       .T = j->task.regress ? j->task.T : 0, .n = j->data.n_train, .d = j->data.fd,
+                       .aug = j->aug.c > 0 ? &j->aug : NULL};
   if (c->mode == ENS_MODE_BOOTSTRAP) {
     ens_job_bootstrap_rows(j->rows, j->data.n_train, c->seed, (uint32_t)unit);
     set.rows = j->rows;

@@ -57,8 +57,9 @@ static int write_static(ens_job *j) {
   if (ret)
     return ENS_EHDF5;
   /* /model: architecture of the full network and the input transform. */
-  int32_t hidden[ENS_MAX_HIDDEN];
-  for (int i = 0; i < j->arch.n_hidden; i++)
+  /* hidden widths (MLP form); a layer list has none (zeros, one per block) */
+  int32_t hidden[ENS_MAX_LAYERS + 1] = {0};
+  for (int i = 0; i < j->arch.n_hidden && i < ENS_MAX_HIDDEN && j->arch.nspec == 0; i++)
     hidden[i] = j->arch.hidden[i];
   hsize_t nh = (hsize_t)j->arch.n_hidden;
   int32_t dummy = 0;
@@ -77,8 +78,19 @@ static int write_static(ens_job *j) {
   char desc[2048];
   if (ens_model_create(&full, &j->arch, 0, j->arch.n_hidden, 1, 1) == 0) {
     ens_model_describe(&full, desc, sizeof(desc));
-    ens_model_free(&full);
     ret |= ens_h5_attr_str(f, "/model", "layers", desc);
+    /* A layer list: the input shape its first layer takes (predict refuses
+     * other image shapes) and the table of layers (ens info). */
+    if (j->arch.nspec > 0) {
+      char *table = malloc(8192);
+      if (table) {
+        ens_model_summary(&full, table, 8192);
+        ret |= ens_h5_attr_str(f, "/model", "summary", table);
+        free(table);
+      }
+      ret |= ens_trunk_write_layer_list(f, &j->arch);
+    }
+    ens_model_free(&full);
   }
   ret |= ens_h5_attr_i64(f, "/model", "standardized", j->data.mean != NULL);
   if (j->data.mean) {
@@ -127,6 +139,60 @@ static int write_static(ens_job *j) {
 /* Rank 0: the temporary result file beside [output] path (its folder is
  * created like mkdir -p), its space reserved, the static parts written.
  * Messages name the output, never the temporary name. */
+/* Augmentation of image rows (in training steps only): the rows must be
+ * images reaching the trained networks, so not trunk features. A pixel the
+ * crop uncovers gets a raw 0 in the job's standardization. */
+static int setup_augment(ens_job *j, char *err, size_t errlen) {
+  const ens_config *c = j->c;
+  const char *key = c->augment_crop > 0 ? "augment_crop" : "augment_flip";
+  if (j->data.img[0] == 0) {
+    snprintf(err, errlen,
+             "[data] %s needs image rows, and %s: /train/x has flat rows of %d features "
+             "(write it as (n, H, W) or (n, C, H, W))",
+             key, c->data_path, j->data.dim);
+    return ENS_ECONFIG;
+  }
+  if (c->trunk_source != ENS_TRUNK_NONE) {
+    snprintf(err, errlen,
+             "[data] %s with a [trunk]: the trunk's features are computed once per row, so "
+             "the heads cannot see augmented images (augment when pretraining outside this "
+             "job, or train full members)",
+             key);
+    return ENS_ECONFIG;
+  }
+  j->aug = (ens_augment){.crop = c->augment_crop, .flip = c->augment_flip, .c = j->data.img[0],
+                         .h = j->data.img[1], .w = j->data.img[2]};
+  if (j->data.mean) {
+    j->aug_pad = malloc((size_t)j->data.dim * sizeof(float));
+    if (!j->aug_pad)
+      return ENS_ENOMEM;
+    for (int i = 0; i < j->data.dim; i++)
+      j->aug_pad[i] = (0.0f - j->data.mean[i]) / j->data.std[i];
+    j->aug.pad = j->aug_pad;
+  }
+  return 0;
+}
+
+/* Rank 0 at start: every layer's output shape and parameter count. */
+static void print_layers(const ens_job *j) {
+  ens_model full;
+  if (ens_model_create(&full, &j->arch, 0, j->arch.n_hidden, 1, 1))
+    return;
+  char *table = malloc(8192);
+  if (table) {
+    ens_model_summary(&full, table, 8192);
+    printf("layers%s:\n%s", j->c->mode == ENS_MODE_SEARCH && j->c->search_layers[0]
+                                ? " (of [model] layers; a search draws each member's)"
+                                : "", table);
+    if (j->trunk.layers > 0)
+      printf("  (the first %d block%s form the trunk)\n", j->trunk.layers,
+             j->trunk.layers == 1 ? "" : "s");
+    fflush(stdout);
+    free(table);
+  }
+  ens_model_free(&full);
+}
+
 static int create_result(ens_job *j, char *err, size_t errlen) {
   const char *out = j->c->output_path;
   char dir[ENS_PATH_MAX + 8];
@@ -224,11 +290,21 @@ int ens_job_setup(ens_job *j, const ens_config *c, const ens_job_opts *o, MPI_Co
     ens_task_init(&j->task, j->data.sets.regress, j->data.classes, j->data.sets.targets, c->loss, j->data.ymean,
                   j->data.ystd);
     ens_member_arch(j, c, &j->arch);
+    ret = ens_job_check_arch(j, o->config_path, o->layers_set, err, errlen);
     j->data.ftrain = j->data.sets.train.x;
     j->data.ftest = j->data.sets.test.x;
     j->data.fval = j->data.sets.val.x;
     j->data.fd = j->data.dim;
   }
+  if (!ret && c->standardize && c->standardize_by == ENS_STD_CHANNEL && j->data.img[0] == 0) {
+    snprintf(err, errlen,
+             "[data] standardize_by = channel needs image rows, and %s: /train/x has flat rows "
+             "of %d features (write it as (n, H, W) or (n, C, H, W))",
+             c->data_path, j->data.dim);
+    ret = ENS_ECONFIG;
+  }
+  if (!ret && (c->augment_crop > 0 || c->augment_flip))
+    ret = setup_augment(j, err, errlen);
   if (!ret) {
     size_t rows = (size_t)(j->data.n_test > j->data.n_val ? j->data.n_test : j->data.n_val);
     j->eval_pred = malloc(rows * j->task.W * sizeof(float));
@@ -267,6 +343,8 @@ int ens_job_setup(ens_job *j, const ens_config *c, const ens_job_opts *o, MPI_Co
   }
   if (j->rank == 0 && c->verbose && (flags & ENS_SETUP_TRAIN))
     print_node_data(j);
+  if (j->rank == 0 && (flags & ENS_SETUP_TRAIN) && j->arch.nspec > 0)
+    print_layers(j);
   size_t np, ns;
   ens_arch_sizes(&j->arch, j->trunk.layers, j->arch.n_hidden, 1, &np, &ns);
   j->nparams = np;
@@ -297,6 +375,8 @@ int ens_job_setup(ens_job *j, const ens_config *c, const ens_job_opts *o, MPI_Co
 }
 
 void ens_job_free(ens_job *j) {
+  free(j->aug_pad);
+  j->aug_pad = NULL;
   free(j->lost_ranks);
   j->lost_ranks = NULL;
   if (j->file >= 0) {

@@ -31,6 +31,18 @@ static void describe_widths(char *buf, size_t len, int in, const int *hidden, in
     used += snprintf(buf + used, len - (size_t)used, "-%d", hidden[i]);
 }
 
+int ens_trunk_write_layer_list(hid_t f, const ens_arch *a) {
+  if (a->nspec == 0)
+    return 0;
+  char list[ENS_LAYERS_MAX + 512];
+  ens_layers_format(list, sizeof list, a);
+  int ret = ens_h5_attr_str(f, "/model", "layer_list", list);
+  ret |= ens_h5_attr_i64(f, "/model", "input_channels", a->in_shape.c);
+  ret |= ens_h5_attr_i64(f, "/model", "input_height", a->in_shape.image ? a->in_shape.h : 0);
+  ret |= ens_h5_attr_i64(f, "/model", "input_width", a->in_shape.image ? a->in_shape.w : 0);
+  return ret;
+}
+
 int ens_trunk_load_file(const char *path, const char *label, const char *which,
                         const ens_arch *arch, int layers, float *params, float *stats, char *err,
                         size_t errlen) {
@@ -41,9 +53,9 @@ int ens_trunk_load_file(const char *path, const char *label, const char *which,
   }
   int ret = 0;
   int64_t inputs = 0, bn = 0, tl = 0;
-  int32_t hidden[ENS_MAX_HIDDEN];
+  int32_t hidden[ENS_MAX_LAYERS + 1];
   long long nh = ens_h5_size(f, "/model/hidden", NULL, NULL);
-  if (nh < 0 || nh > ENS_MAX_HIDDEN || ens_h5_get_attr_i64(f, "/model", "inputs", &inputs) ||
+  if (nh < 0 || nh > ENS_MAX_LAYERS || ens_h5_get_attr_i64(f, "/model", "inputs", &inputs) ||
       ens_h5_get_attr_i64(f, "/model", "batchnorm", &bn) ||
       (nh > 0 && ens_h5_read(f, "/model/hidden", H5T_NATIVE_INT32, hidden, (size_t)nh))) {
     snprintf(err, errlen,
@@ -96,8 +108,44 @@ int ens_trunk_load_file(const char *path, const char *label, const char *which,
   describe_widths(want, sizeof(want), arch->in, arch->hidden, layers);
   describe_widths(have, sizeof(have), (int)inputs, hidden, (int)avail_blocks);
   int match = inputs == arch->in && avail_blocks >= layers && (int)bn == arch->batchnorm;
-  for (int i = 0; match && i < layers; i++)
-    match = hidden[i] == arch->hidden[i];
+  for (int i = 0; match && i < layers && arch->nspec == 0; i++)
+    match = i < ENS_MAX_HIDDEN && hidden[i] == arch->hidden[i];
+  if (match && arch->nspec > 0) {
+    /* A layer list: the file's (canonical text, /model layer_list) must
+     * begin with the trunk's first `layers` blocks, on images of the same
+     * shape. */
+    ens_arch t = *arch;
+    int n = 0;
+    while (n < t.nspec && t.spec[n].block < layers)
+      n++;
+    t.nspec = n;
+    char want_l[ENS_LAYERS_MAX + 512];
+    ens_layers_format(want_l, sizeof want_l, &t);
+    char *flist = NULL;
+    int64_t fc = 0, fh = 0, fw = 0;
+    ens_h5_get_attr_str(f, "/model", "layer_list", &flist);
+    ens_h5_get_attr_i64(f, "/model", "input_channels", &fc);
+    ens_h5_get_attr_i64(f, "/model", "input_height", &fh);
+    ens_h5_get_attr_i64(f, "/model", "input_width", &fw);
+    size_t wl = strlen(want_l);
+    int same_shape = arch->in_shape.image ? fc == arch->in_shape.c && fh == arch->in_shape.h &&
+                                                fw == arch->in_shape.w
+                                          : fh == 0;
+    if (!flist || strncmp(flist, want_l, wl) != 0 || (flist[wl] != '\0' && flist[wl] != ',') ||
+        !same_shape) {
+      snprintf(err, errlen,
+               "%s: trunk layers '%.300s' on (%lld,%lld,%lld) inputs do not begin with the "
+               "first %d block%s of [model] layers: '%.300s' on (%d,%d,%d)",
+               label, flist ? flist : "(none: not a layer-list model)", (long long)fc,
+               (long long)fh, (long long)fw, layers, layers == 1 ? "" : "s", want_l,
+               arch->in_shape.c, arch->in_shape.image ? arch->in_shape.h : 0,
+               arch->in_shape.image ? arch->in_shape.w : 0);
+      free(flist);
+      ret = ENS_ESHAPE;
+      goto cleanup;
+    }
+    free(flist);
+  }
   if (!match) {
     snprintf(err, errlen,
              "%s: trunk architecture %s%s does not match the config's first %d block%s %s%s", label,
@@ -323,8 +371,8 @@ static int save_pretrained(ens_job *j, char *err, size_t errlen) {
     return ENS_EWRITE;
   }
   hsize_t np = j->trunk.nparams, ns = j->trunk.nstats, nh = (hsize_t)j->arch.n_hidden;
-  int32_t hidden[ENS_MAX_HIDDEN];
-  for (int i = 0; i < j->arch.n_hidden; i++)
+  int32_t hidden[ENS_MAX_LAYERS + 1] = {0};
+  for (int i = 0; i < j->arch.n_hidden && i < ENS_MAX_HIDDEN && j->arch.nspec == 0; i++)
     hidden[i] = j->arch.hidden[i];
   int ret = 0;
   ret |= ens_h5_write(f, "/trunk/params", H5T_NATIVE_FLOAT, 1, &np, j->trunk.params, 0);
@@ -333,6 +381,7 @@ static int save_pretrained(ens_job *j, char *err, size_t errlen) {
   ret |= ens_h5_write(f, "/model/hidden", H5T_NATIVE_INT32, 1, &nh, hidden, 0);
   ret |= ens_h5_attr_i64(f, "/model", "inputs", j->data.dim);
   ret |= ens_h5_attr_i64(f, "/model", "batchnorm", j->arch.batchnorm);
+  ret |= ens_trunk_write_layer_list(f, &j->arch);
   char *ident = ens_job_identity_text(j->c);
   ret |= ens_h5_attr_str(f, "/", "config", ident ? ident : "");
   free(ident);

@@ -12,6 +12,11 @@
  * computes a slice of them). Returns 0 or an ENS_E* code with a message. */
 int ens_trunk_prepare(ens_job *j, char *err, size_t errlen);
 
+/* A layer-list architecture's /model attributes in f: layer_list (the
+ * canonical text) and input_channels/height/width; nothing for the MLP
+ * form. Returns 0 or non-zero on an HDF5 failure. */
+int ens_trunk_write_layer_list(hid_t f, const ens_arch *a);
+
 /* Reads the first `layers` blocks of a trunk from `path`: which = "trunk"
  * (/trunk of an ens result or a PyTorch export), "ensemble" (/ensemble/params
  * of a result trained without a trunk) or "member:<k>". The file's /model

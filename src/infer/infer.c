@@ -36,6 +36,7 @@ struct ens_infer {
   ens_config c;
   ens_task K;
   int regress, C, T, d;
+  ens_shape shape; /* input shape: (d,1,1) flat, or an image (C,H,W) */
   int members_stored, members_total, first;
   float *xmean, *xstd; /* (d) input standardization, NULL when none */
   float *ymean, *ystd; /* (T) target standardization, NULL when none */
@@ -186,7 +187,7 @@ static int open_file(ens_infer *m, hid_t f, const char *path) {
   if (members < 1 || members > (1 << 24) || first < 0 || first > INT32_MAX - members ||
       total < members || total > INT32_MAX || inputs < 1 || inputs > INT32_MAX ||
       (!regress && (classes < 2 || classes > (1 << 24))) || (regress && (T < 1 || T > 65536)) ||
-      tl < 0 || tl > ENS_MAX_HIDDEN) {
+      tl < 0 || tl > ENS_MAX_LAYERS) {
     ret = fail(ENS_EFORMAT, "%s: /model attributes out of range (members %lld, inputs %lld)", path,
                (long long)members, (long long)inputs);
     goto done;
@@ -200,6 +201,14 @@ static int open_file(ens_infer *m, hid_t f, const char *path) {
   m->C = regress ? 0 : (int)classes;
   m->T = regress ? (int)T : 0;
   m->d = (int)inputs;
+  /* The input shape of a layer list trained on images (absent: flat rows). */
+  m->shape = (ens_shape){.c = m->d, .h = 1, .w = 1, .image = 0};
+  int64_t ich = 0, ih = 0, iw = 0;
+  if (ens_h5_get_attr_i64(f, "/model", "input_channels", &ich) == 0 &&
+      ens_h5_get_attr_i64(f, "/model", "input_height", &ih) == 0 &&
+      ens_h5_get_attr_i64(f, "/model", "input_width", &iw) == 0 && ich > 0 && ih > 0 && iw > 0 &&
+      ich * ih * iw == inputs)
+    m->shape = (ens_shape){.c = (int)ich, .h = (int)ih, .w = (int)iw, .image = 1};
   m->members_stored = (int)members;
   m->members_total = (int)total;
   m->first = (int)first;
@@ -213,7 +222,7 @@ static int open_file(ens_infer *m, hid_t f, const char *path) {
   ens_task_init(&m->K, regress, m->C, m->T, m->c.loss, m->ymean, m->ystd);
   const int width = regress ? m->T : m->C;
   ens_arch arch;
-  ens_arch_from_config(&arch, &m->c, m->d, m->K.head, width);
+  ens_arch_from_config_shape(&arch, &m->c, m->shape, m->K.head, width);
   long long lcm = 1;
 #define LCM(b) (lcm = lcm / gcd_ll(lcm, (b)) * (b), lcm = lcm > (1 << 16) ? (b) : lcm)
   if (tl > 0) {
@@ -264,7 +273,7 @@ static int open_file(ens_infer *m, hid_t f, const char *path) {
     ens_config mc;
     ens_arch ma;
     ens_search_member_config(&mc, &m->c, k);
-    ens_arch_from_config(&ma, &mc, m->d, m->K.head, width);
+    ens_arch_from_config_shape(&ma, &mc, m->shape, m->K.head, width);
     infer_net *net = &m->nets[m->nnets];
     net->k = k;
     net->sel_w = m->has_select ? (double)lround(weights[k - first] * picks) : 1.0;
@@ -359,9 +368,15 @@ int ens_infer_task(const ens_infer *m) {
 }
 int ens_infer_inputs(const ens_infer *m) { return m->d; }
 int ens_infer_input_shape(const ens_infer *m, int *dims, int maxdims) {
-  if (dims && maxdims >= 1)
-    dims[0] = m->d;
-  return 1;
+  if (!m->shape.image) {
+    if (dims && maxdims >= 1)
+      dims[0] = m->d;
+    return 1;
+  }
+  const int s[3] = {m->shape.c, m->shape.h, m->shape.w};
+  for (int i = 0; dims && i < 3 && i < maxdims; i++)
+    dims[i] = s[i];
+  return 3;
 }
 int ens_infer_classes(const ens_infer *m) { return m->C; }
 int ens_infer_targets(const ens_infer *m) { return m->T; }

@@ -198,6 +198,13 @@ static int read_x(const loader *L, const char *name, ens_split *s) {
   s->x = x;
   s->n = (int)n;
   s->d = (int)d;
+  /* Images keep their shape: (n, H, W) is one channel, (n, C, H, W) C. */
+  memset(s->img, 0, sizeof(s->img));
+  if (rank == 3 || rank == 4) {
+    s->img[0] = rank == 4 ? (int)dims[1] : 1;
+    s->img[1] = (int)dims[rank - 2];
+    s->img[2] = (int)dims[rank - 1];
+  }
   x = NULL;
   rc = 0;
 
@@ -910,5 +917,40 @@ void ens_standardize_apply(ens_split *s, const float *mean, const float *std) {
     float *row = s->x + i * dim;
     for (size_t j = 0; j < dim; j++)
       row[j] = (row[j] - mean[j]) / std[j];
+  }
+}
+
+void ens_standardize_fit_grouped(float *mean, float *std, const ens_split *s, int group) {
+  size_t n = (size_t)(s->n > 0 ? s->n : 0), dim = (size_t)(s->d > 0 ? s->d : 0);
+  size_t g = group > 0 ? (size_t)group : 1;
+  if (n == 0 || dim % g != 0) {
+    for (size_t j = 0; j < dim; j++) {
+      mean[j] = 0.0f;
+      std[j] = 1.0f;
+    }
+    return;
+  }
+  /* Per group, two passes in double over every row's slice of the group. */
+  const double cnt = (double)n * (double)g;
+  for (size_t j0 = 0; j0 < dim; j0 += g) {
+    double sum = 0.0, sq = 0.0;
+    for (size_t i = 0; i < n; i++) {
+      const float *v = s->x + i * dim + j0;
+      for (size_t k = 0; k < g; k++)
+        sum += v[k];
+    }
+    const double m = sum / cnt;
+    for (size_t i = 0; i < n; i++) {
+      const float *v = s->x + i * dim + j0;
+      for (size_t k = 0; k < g; k++) {
+        double c = (double)v[k] - m;
+        sq += c * c;
+      }
+    }
+    double sd = sqrt(sq / cnt);
+    for (size_t k = 0; k < g; k++) {
+      mean[j0 + k] = (float)m;
+      std[j0 + k] = sd < 1e-6 ? 1.0f : (float)sd;
+    }
   }
 }

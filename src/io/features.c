@@ -164,6 +164,15 @@ int ens_schema_load(ens_schema *s, hid_t mf, int d, int regress, int classes, in
   s->classes = regress ? 0 : classes;
   s->T = regress ? T : 0;
   s->feature_names = ens_h5_read_strings(mf, "/model/feature_names", d);
+  int64_t ich = 0, ih = 0, iw = 0; /* layer lists trained on images */
+  if (ens_h5_get_attr_i64(mf, "/model", "input_channels", &ich) == 0 &&
+      ens_h5_get_attr_i64(mf, "/model", "input_height", &ih) == 0 &&
+      ens_h5_get_attr_i64(mf, "/model", "input_width", &iw) == 0 && ich > 0 && ih > 0 && iw > 0 &&
+      ich * ih * iw == d) {
+    s->img[0] = (int)ich;
+    s->img[1] = (int)ih;
+    s->img[2] = (int)iw;
+  }
   if (!regress)
     s->class_names = ens_h5_read_strings(mf, "/model/class_names", classes);
   int ret = load_columns(s, mf, "/model");
@@ -595,6 +604,26 @@ static int read_h5(ens_rows *r, const ens_schema *s, const char *input, const ch
     goto done;
   }
   r->n = n;
+  {
+    int rank = 0;
+    hsize_t dims[8];
+    if (ens_h5_size(inf, ds, &rank, dims) >= 0 && (rank == 3 || rank == 4)) {
+      r->img[0] = rank == 4 ? (int)dims[1] : 1; /* (n, H, W) or (n, C, H, W) */
+      r->img[1] = (int)dims[rank - 2];
+      r->img[2] = (int)dims[rank - 1];
+    }
+  }
+  /* A model trained on images takes images of that shape (or flat rows of
+   * its size, NCHW order). */
+  if (s->img[0] > 0 && r->img[0] > 0 &&
+      (r->img[0] != s->img[0] || r->img[1] != s->img[1] || r->img[2] != s->img[2])) {
+    ens_errorf(err, errlen,
+               "%s: %s holds images of shape (%d,%d,%d) (C,H,W); the model was trained on "
+               "images of shape (%d,%d,%d)",
+               input, ds, r->img[0], r->img[1], r->img[2], s->img[0], s->img[1], s->img[2]);
+    ret = ENS_ESHAPE;
+    goto done;
+  }
   if (n < 1) {
     ens_errorf(err, errlen, "%s: %s has no rows", input, ds);
     ret = ENS_ESHAPE;

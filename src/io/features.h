@@ -29,6 +29,7 @@ typedef struct ens_schema {
   char **dropped;
   char delimiter, decimal; /* of the imported CSV (/model attributes), 0 when unknown */
   int no_header;           /* the imported CSV had no header line (columns 0, 1, ...) */
+  int img[3];              /* a model trained on images: their shape (C, H, W); else 0 */
 } ens_schema;
 
 /* Reads the schema of the result open in mf; d, regress, classes and T come
@@ -59,6 +60,7 @@ typedef struct ens_rows {
   char *id_name;       /* their column name */
   int64_t *lines;      /* (n) line of each row in its source CSV, or NULL */
   char dataset[600];   /* the dataset read, or "csv" */
+  int img[3];          /* HDF5 rows of rank 3 or 4: the image shape (C, H, W); else 0 */
   int matched;         /* features matched by name */
   int reordered;       /* ... and they came in another order than the model's */
   long unseen;         /* values of categories the model did not see (all-zero blocks) */

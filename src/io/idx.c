@@ -335,8 +335,17 @@ static int write_split(hid_t file, const char *grp, const idx_file *x, const idx
     goto cleanup;
   }
 
-  hsize_t dims[2] = {(hsize_t)x->count, (hsize_t)x->rowlen};
-  space = H5Screate_simple(2, dims, NULL);
+  /* Images keep their shape: (n, rows, cols) stays 3-D, so a layer list
+   * sees (1, rows, cols) images; an MLP reads the rows flattened as before.
+   * Other ranks are written (n, row length). */
+  hsize_t dims[3] = {(hsize_t)x->count, (hsize_t)x->rowlen, 1};
+  int xrank = 2;
+  if (x->ndim == 3) {
+    dims[1] = x->dims[1];
+    dims[2] = x->dims[2];
+    xrank = 3;
+  }
+  space = H5Screate_simple(xrank, dims, NULL);
   dcpl = H5Pcreate(H5P_DATASET_CREATE);
   if (space < 0 || dcpl < 0)
     goto fail_x;
@@ -346,8 +355,8 @@ static int write_split(hid_t file, const char *grp, const idx_file *x, const idx
   size_t rowbytes = x->rowlen * x->esize;
   if (x->count > IDX_CHUNK_ROWS && rowbytes <= ((size_t)1 << 31) &&
       H5Zfilter_avail(H5Z_FILTER_DEFLATE) > 0) {
-    hsize_t chunk[2] = {chunk_rows(x->count, rowbytes), dims[1]};
-    if (H5Pset_chunk(dcpl, 2, chunk) < 0 || (x->esize > 1 && H5Pset_shuffle(dcpl) < 0) ||
+    hsize_t chunk[3] = {chunk_rows(x->count, rowbytes), dims[1], dims[2]};
+    if (H5Pset_chunk(dcpl, xrank, chunk) < 0 || (x->esize > 1 && H5Pset_shuffle(dcpl) < 0) ||
         H5Pset_deflate(dcpl, IDX_DEFLATE_LEVEL) < 0)
       goto fail_x;
   }

@@ -25,12 +25,13 @@ int ens_trainer_create(ens_trainer *t, const ens_arch *arch, int first_block,
   t->xb = malloc((size_t)c->batch * t->model.in * sizeof(float));
   t->yb = malloc((size_t)c->batch * sizeof(int32_t));
   t->tb = malloc((size_t)c->batch * T * sizeof(float));
+  t->aug_row = malloc((size_t)t->model.in * sizeof(float));
   t->order = malloc((size_t)(max_rows > 0 ? max_rows : 1) * sizeof(int32_t));
   t->order_cap = max_rows;
   t->curve_loss = malloc((size_t)c->epochs * sizeof(float));
   t->curve_eval = malloc((size_t)c->epochs * sizeof(float));
   if (!t->velocity || (c->optimizer != ENS_OPT_SGD && !t->moment2) || !t->xb || !t->yb ||
-      !t->tb || !t->order || !t->curve_loss || !t->curve_eval) {
+      !t->tb || !t->aug_row || !t->order || !t->curve_loss || !t->curve_eval) {
     ens_trainer_free(t);
     return ENS_ENOMEM;
   }
@@ -46,6 +47,7 @@ void ens_trainer_free(ens_trainer *t) {
   free(t->xb);
   free(t->yb);
   free(t->tb);
+  free(t->aug_row);
   free(t->curve_loss);
   free(t->curve_eval);
   free(t->order);
@@ -117,6 +119,12 @@ static double train_step(ens_trainer *t, const ens_train_set *set, long lo, int 
       t->yb[i] = set->y[r];
     if (set->t)
       memcpy(t->tb + (size_t)i * T, set->t + (size_t)r * T, (size_t)T * sizeof(float));
+    if (set->aug) { /* keyed by (seed, member, epoch, data row) */
+      ens_rng ar;
+      ens_rng_init(&ar, t->seed, t->rng_member, ENS_STREAM_AUGMENT, (uint32_t)t->epoch);
+      ens_rng_seek(&ar, (uint32_t)r);
+      ens_augment_row(t->xb + (size_t)i * d, t->aug_row, set->aug, &ar);
+    }
   }
   ens_rng drop;
   ens_rng_init(&drop, t->seed, t->rng_member, ENS_STREAM_DROPOUT, (uint32_t)t->step);

@@ -59,6 +59,31 @@ for mode in "seed average" "bootstrap vote" "snapshot average" "seed params" "se
   done
   echo "ok: $1/$2 identical on 1, 2, 3, 4 ranks"
 done
+# Convolutional members on small images (tests/integration/conv.sh covers
+# every mode on 1 and 3 ranks): conv layers with batch norm and dropout plus
+# augmentation, a search over layer lists, and a conv trunk from a file.
+$PY "$SRC/tests/integration/make_images.py" img.h5 240 8 0 4
+CONV="conv 6 3 pad 1, bn, relu, maxpool 2, conv 8 3 pad 1, relu, dropout 0.1, flatten, dense 12, bn, relu"
+csets=(--set data.path="$WORK/img.h5" --set "model.layers=$CONV" --set data.standardize_by=global)
+run_np 0 conv-pre -c "$WORK/job.ini" "${csets[@]}" --set trunk.source=pretrain --set trunk.layers=2 \
+  --set trunk.pretrain_epochs=1 --set ensemble.members=1 || fail "pretraining a conv trunk file"
+for mode in conv-augment conv-search conv-trunk; do
+  sets=("${csets[@]}")
+  case $mode in
+  conv-augment) sets+=(--set data.augment_crop=1 --set data.augment_flip=true) ;;
+  conv-search) sets+=(--set ensemble.mode=search --set ensemble.combine=select --set data.val_fraction=0.2
+    --set search.hidden= --set "search.layers=conv 4 3 pad 1, relu, gap | $CONV") ;;
+  conv-trunk) sets+=(--set trunk.source=file --set "trunk.file=$WORK/conv-pre/result.h5" --set trunk.layers=2
+    --set train.batch=24) ;;
+  esac
+  for np in 0 2 3 4; do
+    run_np $np "$mode-np$np" -c "$WORK/job.ini" "${sets[@]}" || fail "$mode on $np ranks"
+  done
+  for np in 2 3 4; do
+    same_result "$mode-np0/result.h5" "$mode-np$np/result.h5" || fail "$mode: 1 and $np ranks differ"
+  done
+  echo "ok: $mode identical on 1, 2, 3, 4 ranks"
+done
 # The check itself must be able to fail: another seed gives another result.
 run_np 0 other -c "$WORK/job.ini" --set ensemble.seed=8
 if same_result seed-average-np0/result.h5 other/result.h5 >/dev/null; then

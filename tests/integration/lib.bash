@@ -40,9 +40,11 @@ same_result() {
     echo "$out" | head -30
     return 1
   fi
-  echo "$out" | grep -qE "^same dataset /ensemble/(probs|mean)$" ||
+  # grep reads a here-string: `echo | grep -q` under pipefail fails when grep
+  # exits at the first match before echo has written a long output (SIGPIPE).
+  grep -qE "^same dataset /ensemble/(probs|mean)$" <<<"$out" ||
     { echo "$out" | tail -3; echo "ens diff compared no /ensemble/probs or /ensemble/mean"; return 1; }
-  echo "$out" | grep -qE "are identical: [1-9][0-9]* datasets" ||
+  grep -qE "are identical: [1-9][0-9]* datasets" <<<"$out" ||
     { echo "$out" | tail -3; echo "ens diff compared no datasets"; return 1; }
 }
 

@@ -8,7 +8,8 @@
 #     line of the log and /ranks of the result;
 #  b. results are bitwise identical to 1 rank and to 1 node x 4 ranks in seed,
 #     bootstrap, snapshot and trunk mode (a trunk file: any rank count; a
-#     pretrained trunk: the same 4 ranks on 1 or 2 nodes);
+#     pretrained trunk: the same 4 ranks on 1 or 2 nodes); conv members with
+#     augmentation and a conv trunk file too;
 #  c. kill -USR1 on mpirun stops all four ranks on both nodes with exit 75, and
 #     --resume on the two nodes finishes with an identical result;
 #  and the layout line at start (nodes, ranks, threads, cores, warning).
@@ -151,6 +152,25 @@ for m in "${modes[@]}"; do
   same_result "$name-1/result.h5" "$name-2x2/result.h5" || fail "$name: 1 rank and 2 nodes x 2 ranks differ"
   same_result "$name-1x4/result.h5" "$name-2x2/result.h5" || fail "$name: 1 node x 4 and 2 nodes x 2 differ"
   echo "ok: $name: 2 nodes x 2 ranks identical to 1 rank and to 1 node x 4 ranks; one data copy per node"
+done
+# Convolutional members on small images: augmentation, and a conv trunk file
+# whose features each node computes in slices.
+$PY "$SRC/tests/integration/make_images.py" img.h5 240 8 0 6
+csets=(--set data.path="$WORK/img.h5" --set data.val_fraction=0 --set data.standardize_by=global
+  --set "model.layers=conv 6 3 pad 1, bn, relu, maxpool 2, conv 8 3 pad 1, relu, dropout 0.1, flatten, dense 12, relu")
+run_np 0 conv-pre -c "$WORK/job.ini" "${csets[@]}" --set trunk.source=pretrain --set trunk.layers=2 \
+  --set trunk.pretrain_epochs=1 --set ensemble.members=1 || fail "pretraining a conv trunk file"
+for name in conv-augment conv-trunk; do
+  sets=("${csets[@]}")
+  if [ $name = conv-augment ]; then
+    sets+=(--set data.augment_crop=1 --set data.augment_flip=true)
+  else
+    sets+=(--set trunk.source=file --set "trunk.file=$WORK/conv-pre/result.h5" --set trunk.layers=2)
+  fi
+  run_np 0 "$name-1" -c "$WORK/job.ini" "${sets[@]}" || fail "$name on 1 rank"
+  run_nodes "$name-2x2" -c "$WORK/job.ini" "${sets[@]}" || fail "$name on 2 nodes x 2 ranks"
+  same_result "$name-1/result.h5" "$name-2x2/result.h5" || fail "$name: 1 rank and 2 nodes x 2 ranks differ"
+  echo "ok: $name: 2 nodes x 2 ranks identical to 1 rank"
 done
 "$ENS" info seed-2x2/result.h5 | grep -q "^  placement     2 nodes (ranks per node: 2 2), data" ||
   { "$ENS" info seed-2x2/result.h5; fail "ens info does not show the 2-node placement"; }

@@ -23,8 +23,36 @@ static int read_arch(const char *path, ens_arch *a, int *layers) {
     return 1;
   }
   int64_t inputs = 0, bn = 0, tl = 0;
-  int32_t hidden[ENS_MAX_HIDDEN];
+  int32_t hidden[ENS_MAX_LAYERS + 1];
   long long nh = ens_h5_size(f, "/model/hidden", NULL, NULL);
+  /* A layer list (conv trunks): /model layer_list and the input shape. */
+  char *list = NULL;
+  int64_t ic = 0, ih = 0, iw = 0;
+  if (ens_h5_get_attr_str(f, "/model", "layer_list", &list) == 0 && list) {
+    char err[256];
+    memset(a, 0, sizeof(*a));
+    int bad = ens_h5_get_attr_i64(f, "/model", "inputs", &inputs) ||
+              ens_h5_get_attr_i64(f, "/trunk", "layers", &tl) ||
+              ens_h5_get_attr_i64(f, "/model", "input_channels", &ic) ||
+              ens_h5_get_attr_i64(f, "/model", "input_height", &ih) ||
+              ens_h5_get_attr_i64(f, "/model", "input_width", &iw) ||
+              ens_h5_get_attr_i64(f, "/model", "batchnorm", &bn) ||
+              ens_layers_parse(list, a, err, sizeof err);
+    H5Fclose(f);
+    free(list);
+    if (bad || tl < 1 || tl > a->n_hidden) {
+      fprintf(stderr, "ens-trunk-forward: %s: bad layer list, input shape or /trunk layers\n",
+              path);
+      return 1;
+    }
+    a->in = (int)inputs;
+    a->in_shape = ih > 0 ? (ens_shape){.c = (int)ic, .h = (int)ih, .w = (int)iw, .image = 1}
+                         : (ens_shape){.c = (int)inputs, .h = 1, .w = 1, .image = 0};
+    a->width = a->outputs = 1;
+    a->batchnorm = bn != 0; /* unused by a layer list, but compared with the file's */
+    *layers = (int)tl;
+    return 0;
+  }
   int bad = nh < 1 || nh > ENS_MAX_HIDDEN ||
             ens_h5_read(f, "/model/hidden", H5T_NATIVE_INT32, hidden, (size_t)nh) ||
             ens_h5_get_attr_i64(f, "/model", "inputs", &inputs) ||
@@ -86,7 +114,10 @@ int main(int argc, char **argv) {
   int rank = 0;
   hsize_t dims[8];
   long long total = ens_h5_size(f, ds, &rank, dims);
-  if (total < 1 || rank != 2 || (long long)dims[1] != a.in) {
+  long long per_row = 1;
+  for (int k = 1; k < rank; k++)
+    per_row *= (long long)dims[k];
+  if (total < 1 || rank < 2 || per_row != a.in) { /* (n, d) or images (n, [C,] H, W) */
     fprintf(stderr, "ens-trunk-forward: %s:%s: expected a dataset (n, %d)\n", ipath, ds, a.in);
     H5Fclose(f);
     goto cleanup;

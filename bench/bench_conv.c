@@ -1,0 +1,166 @@
+/* Convolutional training step against its GEMM floor, in one process:
+ * builds the network of a layer list on (C, H, W) images, then alternates
+ * rounds of (a) only the cblas_sgemm calls that ens makes for one training
+ * step (conv: forward, weight gradient, input gradient as im2col GEMMs;
+ * dense: the same three; no input gradient for the first layer) and (b) the
+ * full ens training step (ens_model_forward, ens_model_loss_backward,
+ * ens_sgd_step), so that a loaded machine slows both alike and their ratio
+ * stays meaningful. Prints seconds per step of each, their ratio, the
+ * GEMM rate and the memory of the model's buffers (im2col scratch
+ * included). Used by scripts/bench-conv. */
+#include <cblas.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "ens/model.h"
+#include "ens/nn.h"
+#include "ens/optim.h"
+
+static double now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+
+static void fill(float *p, size_t n, unsigned *s) {
+  for (size_t i = 0; i < n; i++) {
+    *s = *s * 1664525u + 1013904223u;
+    p[i] = (float)(*s >> 8) / 16777216.0f - 0.5f;
+  }
+}
+
+typedef struct {
+  int M, N, K, ta, tb; /* C (M, N) = op(A) (M, K) op(B) (K, N) */
+  float *a, *b, *c;
+} gemm;
+
+int main(int argc, char **argv) {
+  const char *layers = "conv 32 3 pad 1, bn, relu, maxpool 2, conv 64 3 pad 1, bn, relu, "
+                       "maxpool 2, flatten, dense 128, bn, relu";
+  int C = 1, H = 28, W = 28, classes = 10, batch = 128, steps = 20, rounds = 3;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    if (!strcmp(argv[i], "--layers"))
+      layers = argv[i + 1];
+    else if (!strcmp(argv[i], "--shape") && sscanf(argv[i + 1], "%d,%d,%d", &C, &H, &W) == 3)
+      ;
+    else if (!strcmp(argv[i], "--batch"))
+      batch = atoi(argv[i + 1]);
+    else if (!strcmp(argv[i], "--steps"))
+      steps = atoi(argv[i + 1]);
+    else if (!strcmp(argv[i], "--rounds"))
+      rounds = atoi(argv[i + 1]);
+    else {
+      fprintf(stderr,
+              "usage: ens-bench-conv [--layers LIST] [--shape C,H,W] [--batch B] [--steps S] "
+              "[--rounds R]\n");
+      return 1;
+    }
+  }
+  if (batch < 2 || steps < 1 || rounds < 1)
+    return 1;
+  ens_arch a = {.head = ENS_HEAD_SOFTMAX, .width = classes, .outputs = classes};
+  a.in_shape = (ens_shape){.c = C, .h = H, .w = W, .image = 1};
+  a.in = C * H * W;
+  char err[512];
+  if (ens_layers_parse(layers, &a, err, sizeof err) || ens_arch_check(&a, err, sizeof err)) {
+    fprintf(stderr, "ens-bench-conv: %s\n", err);
+    return 1;
+  }
+  ens_model m;
+  if (ens_model_create(&m, &a, 0, a.n_hidden, 1, batch) ||
+      ens_model_init(&m, ENS_INIT_HE, 0, 0, 1, 0)) {
+    fprintf(stderr, "ens-bench-conv: cannot create the model\n");
+    return 1;
+  }
+  /* The floor's GEMMs, with buffers of their own. */
+  gemm g[3 * ENS_MAX_LAYERS];
+  int ng = 0;
+  double flops = 0.0;
+  for (int i = 0; i < m.nlayers; i++) {
+    const ens_layer *l = &m.layers[i];
+    int M, N, K;
+    if (l->kind == ENS_LAYER_CONV) {
+      int k = l->spec.k;
+      M = l->sout.c;
+      N = batch * l->sout.h * l->sout.w;
+      K = l->sin.c * k * k;
+    } else if (l->kind == ENS_LAYER_DENSE) {
+      M = batch; /* y (B, out) = x (B, in) W^T */
+      N = l->out;
+      K = l->in;
+    } else {
+      continue;
+    }
+    int first = i == 0;
+    if (l->kind == ENS_LAYER_CONV) {
+      g[ng++] = (gemm){.M = M, .N = N, .K = K};          /* y = W col */
+      g[ng++] = (gemm){.M = M, .N = K, .K = N, .tb = 1}; /* dW = dy col^T */
+      if (!first)
+        g[ng++] = (gemm){.M = K, .N = N, .K = M, .ta = 1}; /* dcol = W^T dy */
+    } else {
+      g[ng++] = (gemm){.M = M, .N = N, .K = K, .tb = 1}; /* y = x W^T */
+      g[ng++] = (gemm){.M = N, .N = K, .K = M, .ta = 1}; /* dW = dy^T x */
+      if (!first)
+        g[ng++] = (gemm){.M = M, .N = K, .K = N}; /* dx = dy W */
+    }
+    flops += 2.0 * M * N * K * (first ? 2 : 3);
+  }
+  unsigned s = 7;
+  for (int i = 0; i < ng; i++) {
+    g[i].a = malloc((size_t)g[i].M * g[i].K * sizeof(float));
+    g[i].b = malloc((size_t)g[i].K * g[i].N * sizeof(float));
+    g[i].c = malloc((size_t)g[i].M * g[i].N * sizeof(float));
+    if (!g[i].a || !g[i].b || !g[i].c)
+      return 1;
+    fill(g[i].a, (size_t)g[i].M * g[i].K, &s);
+    fill(g[i].b, (size_t)g[i].K * g[i].N, &s);
+  }
+  float *x = malloc((size_t)batch * m.in * sizeof(float)), *v = calloc(m.nparams, sizeof(float));
+  int32_t *y = malloc((size_t)batch * sizeof(int32_t));
+  if (!x || !v || !y)
+    return 1;
+  fill(x, (size_t)batch * m.in, &s);
+  for (int i = 0; i < batch; i++)
+    y[i] = i % classes;
+  ens_sgd sgd = {.momentum = 0.9, .weight_decay = 5e-4, .nesterov = 1};
+  double tf = 0.0, te = 0.0;
+  for (int r = 0; r < rounds; r++) {
+    double t0 = now();
+    for (int st = 0; st < steps; st++)
+      for (int i = 0; i < ng; i++)
+        cblas_sgemm(CblasRowMajor, g[i].ta ? CblasTrans : CblasNoTrans,
+                    g[i].tb ? CblasTrans : CblasNoTrans, g[i].M, g[i].N, g[i].K, 1.0f, g[i].a,
+                    g[i].ta ? g[i].M : g[i].K, g[i].b, g[i].tb ? g[i].K : g[i].N, 0.0f, g[i].c,
+                    g[i].N);
+    double t1 = now();
+    for (int st = 0; st < steps; st++) {
+      ens_rng dr;
+      ens_rng_init(&dr, 1, 0, ENS_STREAM_DROPOUT, (uint32_t)st);
+      ens_model_forward(&m, x, batch, ENS_PASS_TRAIN, &dr);
+      ens_model_loss_backward(&m, y, NULL, batch, NULL);
+      ens_sgd_step(m.params, v, m.grads, m.nparams, 0.01, &sgd);
+    }
+    double t2 = now();
+    tf += t1 - t0;
+    te += t2 - t1;
+  }
+  double n = (double)steps * rounds;
+  size_t nact = 0;
+  for (int i = 0; i < m.nlayers; i++)
+    nact += (size_t)batch * m.layers[i].out;
+  printf("conv_layers %s\n", layers);
+  printf("conv_shape %d,%d,%d\n", C, H, W);
+  printf("conv_batch %d\n", batch);
+  printf("conv_params %zu\n", m.nparams);
+  printf("conv_step_flops %.0f\n", flops);
+  printf("conv_floor_step_seconds %.6f\n", tf / n);
+  printf("conv_ens_step_seconds %.6f\n", te / n);
+  printf("conv_ratio %.3f\n", te / tf);
+  printf("conv_floor_gflops %.2f\n", flops * n / tf * 1e-9);
+  printf("conv_im2col_bytes %zu\n", m.nwork * sizeof(float));
+  printf("conv_activation_bytes %zu\n", nact * sizeof(float));
+  ens_model_free(&m);
+  return 0;
+}

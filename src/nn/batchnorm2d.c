@@ -1,0 +1,153 @@
+/* Batch norm over the channels of NCHW tensors (Ioffe & Szegedy 2015,
+ * sec. 3.2: one mean and variance per channel over the batch and all pixels).
+ * Each plane (one image's channel, P pixels) is summed in 8 float lanes
+ * (lane j takes pixels j, j + 8, ...: fixed chains the compiler vectorizes
+ * without reassociating, so the bits do not depend on the vector width),
+ * and the planes' sums are accumulated in double, in order. */
+#include <math.h>
+
+#include "core/clones.h"
+#include "ens/conv.h"
+
+enum { LANES = 8 };
+
+/* Sum of x (n) and, when h is not NULL, of (x - c) written to h, squared. */
+ENS_CLONES static double plane_sum(const float *x, int n) {
+  float acc[LANES] = {0};
+  int i = 0;
+  for (; i + LANES <= n; i += LANES)
+    for (int j = 0; j < LANES; j++)
+      acc[j] += x[i + j];
+  double s = 0.0;
+  for (int j = 0; j < LANES; j++)
+    s += acc[j];
+  for (; i < n; i++)
+    s += x[i];
+  return s;
+}
+
+/* h = x - c; returns the sum of h^2. */
+ENS_CLONES static double plane_center(float *h, const float *x, float c, int n) {
+  float acc[LANES] = {0};
+  int i = 0;
+  for (; i + LANES <= n; i += LANES)
+    for (int j = 0; j < LANES; j++) {
+      float d = x[i + j] - c;
+      h[i + j] = d;
+      acc[j] += d * d;
+    }
+  double s = 0.0;
+  for (int j = 0; j < LANES; j++)
+    s += acc[j];
+  for (; i < n; i++) {
+    float d = x[i] - c;
+    h[i] = d;
+    s += (double)d * d;
+  }
+  return s;
+}
+
+/* Sums of g and of g h over n. */
+ENS_CLONES static void plane_dot(double *sg, double *sgh, const float *g, const float *h, int n) {
+  float a[LANES] = {0}, b[LANES] = {0};
+  int i = 0;
+  for (; i + LANES <= n; i += LANES)
+    for (int j = 0; j < LANES; j++) {
+      a[j] += g[i + j];
+      b[j] += g[i + j] * h[i + j];
+    }
+  double s1 = 0.0, s2 = 0.0;
+  for (int j = 0; j < LANES; j++) {
+    s1 += a[j];
+    s2 += b[j];
+  }
+  for (; i < n; i++) {
+    s1 += g[i];
+    s2 += (double)g[i] * h[i];
+  }
+  *sg += s1;
+  *sgh += s2;
+}
+
+ENS_CLONES static void plane_affine(float *y, float *h, float inv, float gm, float bt, int n) {
+  for (int i = 0; i < n; i++) {
+    float v = h[i] * inv;
+    h[i] = v;
+    y[i] = gm * v + bt;
+  }
+}
+
+ENS_CLONES static void plane_scale_shift(float *y, const float *x, float scale, float shift,
+                                         int n) {
+  for (int i = 0; i < n; i++)
+    y[i] = x[i] * scale + shift;
+}
+
+ENS_CLONES static void plane_dx(float *d, const float *g, const float *h, float a, float mdy,
+                                float mdyx, int n) {
+  for (int i = 0; i < n; i++)
+    d[i] = a * (g[i] - mdy - h[i] * mdyx);
+}
+
+void ens_batchnorm2d_forward_train(float *y, float *xhat, float *invstd, float *run_mean,
+                                   float *run_var, const float *x, const float *gamma,
+                                   const float *beta, int batch, int C, int P, float momentum,
+                                   float eps) {
+  const double M = (double)batch * P;
+  for (int c = 0; c < C; c++) {
+    double s = 0.0;
+    for (int n = 0; n < batch; n++)
+      s += plane_sum(x + ((size_t)n * C + c) * P, P);
+    const float mean = (float)(s / M);
+    double s2 = 0.0;
+    for (int n = 0; n < batch; n++) {
+      size_t off = ((size_t)n * C + c) * P;
+      s2 += plane_center(xhat + off, x + off, mean, P);
+    }
+    const double var = s2 / M;
+    const float inv = (float)(1.0 / sqrt(var + (double)eps));
+    invstd[c] = inv;
+    const double unbias = M > 1.0 ? M / (M - 1.0) : 1.0;
+    run_mean[c] = (1.0f - momentum) * run_mean[c] + momentum * mean;
+    run_var[c] = (1.0f - momentum) * run_var[c] + momentum * (float)(var * unbias);
+    for (int n = 0; n < batch; n++) {
+      size_t off = ((size_t)n * C + c) * P;
+      plane_affine(y + off, xhat + off, inv, gamma[c], beta[c], P);
+    }
+  }
+}
+
+void ens_batchnorm2d_forward_eval(float *y, const float *x, const float *gamma, const float *beta,
+                                  const float *run_mean, const float *run_var, int batch, int C,
+                                  int P, float eps) {
+  for (int c = 0; c < C; c++) {
+    const float scale = gamma[c] / sqrtf(run_var[c] + eps);
+    const float shift = beta[c] - run_mean[c] * scale;
+    for (int n = 0; n < batch; n++) {
+      size_t off = ((size_t)n * C + c) * P;
+      plane_scale_shift(y + off, x + off, scale, shift, P);
+    }
+  }
+}
+
+void ens_batchnorm2d_backward(float *dx, float *dgamma, float *dbeta, const float *dy,
+                              const float *xhat, const float *gamma, const float *invstd, int batch,
+                              int C, int P) {
+  const double M = (double)batch * P;
+  for (int c = 0; c < C; c++) {
+    double sdy = 0.0, sdyx = 0.0;
+    for (int n = 0; n < batch; n++) {
+      size_t off = ((size_t)n * C + c) * P;
+      plane_dot(&sdy, &sdyx, dy + off, xhat + off, P);
+    }
+    dbeta[c] = (float)sdy;
+    dgamma[c] = (float)sdyx;
+    /* dx = gamma invstd (dy - mean(dy) - xhat mean(dy xhat)) */
+    const float a = gamma[c] * invstd[c];
+    const float mdy = (float)(sdy / M), mdyx = (float)(sdyx / M);
+    for (int n = 0; n < batch; n++) {
+      size_t off = ((size_t)n * C + c) * P;
+      plane_dx(dx + off, dy + off, xhat + off, a, mdy, mdyx, P);
+    }
+  }
+}
