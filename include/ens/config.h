@@ -11,6 +11,8 @@
 #define ENS_MAX_HIDDEN 16
 #define ENS_PATH_MAX 1024
 #define ENS_SEARCH_MAX 512 /* characters of one [search] value */
+/* A number key given as "auto" ([train] clip_norm = auto). */
+#define ENS_AUTO (-1.0)
 
 typedef enum { ENS_INIT_NORMAL, ENS_INIT_XAVIER, ENS_INIT_HE, ENS_INIT_ORTHOGONAL } ens_init_kind;
 typedef enum { ENS_SCHED_CONSTANT, ENS_SCHED_STEP, ENS_SCHED_COSINE, ENS_SCHED_CYCLIC } ens_schedule_kind;
@@ -65,7 +67,11 @@ typedef struct ens_config {
   double step_gamma;            /* step schedule: factor; default 0.1 */
   int cycles;                   /* cyclic schedule: restarts in the run; default 4 */
   double clip_value;            /* per-element clip, 0 = off; default 0 */
-  double clip_norm;             /* global-norm clip, 0 = off; default 0 */
+  double clip_norm;             /* global-norm clip, 0 = off, ENS_AUTO = AutoClip; default 0 */
+  int clip_warmup;              /* clip_norm = auto: warm-up steps (0 = AutoClip); default 100 */
+  double clip_warmup_lr;        /* lr factor during the warm-up; default 0.1 */
+  double clip_factor;           /* c = factor x median warm-up norm; default 0.5 */
+  double clip_percentile;       /* AutoClip: percentile of the norms so far; default 10 */
   int threads;                  /* OpenBLAS threads per rank; default 1 */
   double bn_momentum;           /* running-stat momentum; default 0.1 */
   /* [ensemble] */
