@@ -28,12 +28,18 @@ void ens_cli_info_grad_norm(hid_t f, long long first, long long members) {
   }
   if (!have)
     return; /* a result of an ens before the record */
-  double pct = 0;
+  double pct = 0, factor = 0, wlr = 0;
+  int64_t warmup = 0;
   ens_h5_get_attr_str(f, path, "clip", &clip);
-  ens_h5_get_attr_f64(f, path, "clip_percentile", &pct);
   printf("\n  gradient norm before clipping, last epoch (clip_norm: ");
-  if (clip && !strcmp(clip, "auto"))
-    printf("auto, the %gth percentile of all norms so far)\n", pct);
+  if (clip && !strcmp(clip, "auto") && ens_h5_get_attr_f64(f, path, "clip_percentile", &pct) == 0)
+    printf("auto, AutoClip: the %gth percentile of all norms so far)\n", pct);
+  else if (clip && !strcmp(clip, "auto") &&
+           ens_h5_get_attr_i64(f, path, "clip_warmup", &warmup) == 0 &&
+           ens_h5_get_attr_f64(f, path, "clip_factor", &factor) == 0 &&
+           ens_h5_get_attr_f64(f, path, "clip_warmup_lr", &wlr) == 0)
+    printf("auto, %g x the median norm of a %lld-step warm-up at %g x lr)\n", factor,
+           (long long)warmup, wlr);
   else
     printf("%s)\n", clip && !strcmp(clip, "fixed") ? "fixed" : "off");
   free(clip);

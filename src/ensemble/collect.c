@@ -117,8 +117,13 @@ static int write_grad_norm(ens_job *j, const char *grp, hsize_t ne, const float 
   ret |= ens_h5_attr_str(j->file, path, "columns", ens_gradnorm_columns);
   ret |= ens_h5_attr_str(j->file, path, "clip",
                          c->clip_norm == ENS_AUTO ? "auto" : c->clip_norm > 0 ? "fixed" : "off");
-  if (c->clip_norm == ENS_AUTO)
+  if (c->clip_norm == ENS_AUTO && c->clip_warmup == 0) {
     ret |= ens_h5_attr_f64(j->file, path, "clip_percentile", c->clip_percentile);
+  } else if (c->clip_norm == ENS_AUTO) {
+    ret |= ens_h5_attr_i64(j->file, path, "clip_warmup", c->clip_warmup);
+    ret |= ens_h5_attr_f64(j->file, path, "clip_warmup_lr", c->clip_warmup_lr);
+    ret |= ens_h5_attr_f64(j->file, path, "clip_factor", c->clip_factor);
+  }
   return ret;
 }
 
