@@ -13,13 +13,43 @@
 #include "ens/config.h"
 #include "ens/rng.h"
 
+/* Layer kinds. Each kind is one row of the layer table (src/nn/layer.h):
+ * shape inference, parameter/statistic/auxiliary sizes, init, forward (train,
+ * eval, MC, BN re-estimation) and backward. model.c only walks the table. */
 typedef enum {
   ENS_LAYER_DENSE,
   ENS_LAYER_BATCHNORM,
   ENS_LAYER_RELU,
   ENS_LAYER_DROPOUT,
+  ENS_LAYER_CONV,    /* 2-D convolution, k x k, stride, zero padding */
+  ENS_LAYER_MAXPOOL, /* k x k windows every stride pixels */
+  ENS_LAYER_AVGPOOL,
+  ENS_LAYER_GAP,     /* global average pooling: (C,H,W) -> C */
+  ENS_LAYER_FLATTEN, /* (C,H,W) -> C H W */
   ENS_LAYER_KIND_COUNT
 } ens_layer_kind;
+
+/* Shape of one row of activations: an image (c, h, w), NCHW in memory, or a
+ * flat width c (h = w = 1, image = 0). */
+typedef struct ens_shape {
+  int c, h, w;
+  int image; /* bool */
+} ens_shape;
+
+/* Elements of one row of that shape. */
+static inline size_t ens_shape_size(ens_shape s) { return (size_t)s.c * s.h * s.w; }
+
+/* Most layers of one network (hidden layers; the output layer is added). */
+#define ENS_MAX_LAYERS 64
+
+/* One layer as the user asked for it, before shapes are known. */
+typedef struct ens_layer_spec {
+  ens_layer_kind kind;
+  int n;              /* dense: units; conv: output channels */
+  float p;            /* dropout: drop probability */
+  int k, stride, pad; /* conv and pooling windows */
+  int block;          /* block index: a block starts at each weight layer */
+} ens_layer_spec;
 
 /* How a forward pass treats batch norm and dropout. */
 typedef enum {
@@ -53,11 +83,20 @@ typedef struct ens_arch {
   int hidden[ENS_MAX_HIDDEN];
   int batchnorm;               /* bool */
   float dropout;               /* drop probability after each hidden block */
+  /* A layer list (nspec > 0) replaces the MLP form above: n_hidden is then
+   * its number of blocks, hidden/batchnorm/dropout are unused, and in_shape
+   * the shape of an input row (in its size). With nspec == 0 the layers are
+   * the MLP form (dense, [batchnorm], relu, [dropout]) per hidden width. */
+  ens_shape in_shape;
+  int nspec;
+  ens_layer_spec spec[ENS_MAX_LAYERS];
 } ens_arch;
 
 typedef struct ens_layer {
   ens_layer_kind kind;
-  int in, out;         /* feature widths (equal except for dense) */
+  int in, out;         /* elements per row of input and output (shape sizes) */
+  ens_shape sin, sout; /* input and output shapes */
+  ens_layer_spec spec; /* what the user asked for */
   int block;           /* hidden block index, n_hidden for the output layer */
   size_t param_off;    /* offset into params/grads */
   size_t nparam;
@@ -65,8 +104,9 @@ typedef struct ens_layer {
   size_t nstat;
   float *y;            /* output activations (batch_max, out) */
   const float *x;      /* input of the last forward pass (not owned) */
-  float *aux;          /* batch norm: xhat (batch_max,out) then invstd (out);
-                          dropout: mask (batch_max,out) */
+  float *aux;          /* per kind (the table's naux): batch norm: xhat
+                          (batch_max,out) then invstd (channels); dropout: mask
+                          (batch_max,out) */
 } ens_layer;
 
 typedef struct ens_model {
@@ -83,6 +123,8 @@ typedef struct ens_model {
   float *stats;    /* (nstats) */
   float *acts;     /* every layer's y and aux */
   float *dbuf[2];  /* gradient ping-pong buffers (batch_max, max width) */
+  float *work;     /* scratch shared by the layers (the table's nwork), or NULL */
+  size_t nwork;
   float *probs;    /* softmax output (batch_max, out) when has_output */
   float bn_eps, bn_momentum;
   long bn_batches; /* batches seen by ENS_PASS_BN_REESTIMATE */
@@ -155,5 +197,13 @@ void ens_model_reestimate_bn(ens_model *m, const float *x, int n);
 
 /* Human-readable layer list, e.g. "dense(784,512) bn(512) relu ...". */
 void ens_model_describe(const ens_model *m, char *buf, size_t len);
+
+/* Shape inference of the whole architecture (blocks [0, n_hidden) plus the
+ * output layer) without allocating: returns 0, or ENS_EINVAL with err naming
+ * the layer (its 1-based position and kind) and both shapes. */
+int ens_arch_check(const ens_arch *a, char *err, size_t errlen);
+
+/* Name of a layer kind as the layer list spells it ("dense", "bn", ...). */
+const char *ens_layer_kind_name(ens_layer_kind kind);
 
 #endif

@@ -1,6 +1,8 @@
-/* The model: builds the layer table for a range of hidden blocks (plus the
- * output layer), points every tensor into flat buffers allocated once, and
- * runs forward, backward, prediction and batch-norm re-estimation. */
+/* The model: lays out the layers of a range of hidden blocks (plus the
+ * output layer), infers their shapes, points every tensor into flat buffers
+ * allocated once, and runs forward, backward, prediction and batch-norm
+ * re-estimation. Everything per kind goes through the layer table
+ * (nn/layer.h); nothing here branches on a kind. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,44 +11,7 @@
 #include "ens/error.h"
 #include "ens/model.h"
 #include "ens/nn.h"
-
-/* Per-kind sizes: parameters, statistics and auxiliary activations. */
-typedef struct {
-  const char *name;
-  size_t (*nparam)(int in, int out);
-  size_t (*nstat)(int out);
-  size_t (*naux)(int out, int batch_max);
-} layer_sizes;
-
-static size_t dense_nparam(int in, int out) { return (size_t)out * in + out; }
-static size_t bn_nparam(int in, int out) {
-  (void)in;
-  return 2 * (size_t)out;
-}
-static size_t no_param(int in, int out) {
-  (void)in;
-  (void)out;
-  return 0;
-}
-static size_t bn_nstat(int out) { return 2 * (size_t)out; }
-static size_t no_stat(int out) {
-  (void)out;
-  return 0;
-}
-static size_t bn_naux(int out, int batch_max) { return (size_t)batch_max * out + out; }
-static size_t mask_naux(int out, int batch_max) { return (size_t)batch_max * out; }
-static size_t no_aux(int out, int batch_max) {
-  (void)out;
-  (void)batch_max;
-  return 0;
-}
-
-static const layer_sizes layer_table[ENS_LAYER_KIND_COUNT] = {
-    [ENS_LAYER_DENSE] = {"dense", dense_nparam, no_stat, no_aux},
-    [ENS_LAYER_BATCHNORM] = {"batchnorm", bn_nparam, bn_nstat, bn_naux},
-    [ENS_LAYER_RELU] = {"relu", no_param, no_stat, no_aux},
-    [ENS_LAYER_DROPOUT] = {"dropout", no_param, no_stat, mask_naux},
-};
+#include "nn/layer.h"
 
 void ens_arch_from_config(ens_arch *a, const ens_config *c, int in, ens_head_kind head,
                           int width) {
@@ -66,35 +31,93 @@ int ens_arch_pred_width(const ens_arch *a) {
   return a->head == ENS_HEAD_SOFTMAX ? a->width : 2 * a->width;
 }
 
-/* Fills layers (may be NULL to count) for blocks [first, last) + output. */
-static int build_layers(ens_layer *layers, const ens_arch *a, int first, int last,
-                        int with_output) {
+/* The hidden layers of the MLP form: per hidden width, dense, [batchnorm],
+ * relu, [dropout]. Fills spec (may be NULL to count); returns the count. */
+static int mlp_specs(ens_layer_spec *spec, const ens_arch *a) {
   int n = 0;
-  int width = first == 0 ? a->in : a->hidden[first - 1];
-#define ADD(kind_, in_, out_, block_)                                                       \
+#define ADD(kind_, n_, p_, block_)                                                          \
   do {                                                                                      \
-    if (layers)                                                                             \
-      layers[n] = (ens_layer){.kind = (kind_), .in = (in_), .out = (out_), .block = (block_)}; \
+    if (spec)                                                                               \
+      spec[n] = (ens_layer_spec){.kind = (kind_), .n = (n_), .p = (p_), .block = (block_)}; \
     n++;                                                                                    \
   } while (0)
-  for (int b = first; b < last; b++) {
-    int h = a->hidden[b];
-    ADD(ENS_LAYER_DENSE, width, h, b);
+  for (int b = 0; b < a->n_hidden; b++) {
+    ADD(ENS_LAYER_DENSE, a->hidden[b], 0.0f, b);
     if (a->batchnorm)
-      ADD(ENS_LAYER_BATCHNORM, h, h, b);
-    ADD(ENS_LAYER_RELU, h, h, b);
+      ADD(ENS_LAYER_BATCHNORM, 0, 0.0f, b);
+    ADD(ENS_LAYER_RELU, 0, 0.0f, b);
     if (a->dropout > 0.0f)
-      ADD(ENS_LAYER_DROPOUT, h, h, b);
-    width = h;
+      ADD(ENS_LAYER_DROPOUT, 0, a->dropout, b);
   }
-  if (with_output)
-    ADD(ENS_LAYER_DENSE, width, a->outputs, a->n_hidden);
 #undef ADD
   return n;
 }
 
+/* The input shape of a network: in_shape when set, else a flat width. */
+static ens_shape arch_input(const ens_arch *a) {
+  if (a->in_shape.c > 0 && ens_shape_size(a->in_shape) == (size_t)a->in)
+    return a->in_shape;
+  return (ens_shape){.c = a->in, .h = 1, .w = 1, .image = 0};
+}
+
+static void shape_text(char *buf, size_t len, ens_shape s) {
+  if (s.image)
+    snprintf(buf, len, "(%d,%d,%d)", s.c, s.h, s.w);
+  else
+    snprintf(buf, len, "(%d)", s.c);
+}
+
+/* Lays out blocks [first, last) + output into layers (may be NULL to count)
+ * with shapes inferred from the network's input; returns the count, or -1
+ * with err (when not NULL) naming the layer that does not fit. Shapes are
+ * always inferred from layer 0 of the full network, so a head knows its
+ * input shape. */
+static int build_layers(ens_layer *layers, const ens_arch *a, int first, int last,
+                        int with_output, char *err, size_t errlen) {
+  ens_layer_spec mlp[4 * ENS_MAX_HIDDEN];
+  const ens_layer_spec *spec = a->spec;
+  int nspec = a->nspec;
+  if (nspec == 0) {
+    nspec = mlp_specs(mlp, a);
+    spec = mlp;
+  }
+  ens_layer_spec out = {.kind = ENS_LAYER_DENSE, .n = a->outputs, .block = a->n_hidden};
+  ens_shape cur = arch_input(a);
+  int n = 0;
+  for (int i = 0; i <= nspec; i++) {
+    const ens_layer_spec *sp = i < nspec ? &spec[i] : &out;
+    if (i == nspec && !with_output)
+      break;
+    ens_layer l = {.kind = sp->kind, .spec = *sp, .block = sp->block, .sin = cur};
+    char why[160] = "";
+    if (ens_layer_table[l.kind].shape(&l, why, sizeof why)) {
+      if (err) {
+        char si[48];
+        shape_text(si, sizeof si, cur);
+        if (i < nspec)
+          snprintf(err, errlen, "layer %d (%s): input shape %s: %s", i + 1,
+                   ens_layer_kind_name(sp->kind), si, why);
+        else
+          snprintf(err, errlen, "output layer (dense %d): input shape %s: %s", a->outputs, si,
+                   why);
+      }
+      return -1;
+    }
+    l.in = (int)ens_shape_size(l.sin);
+    l.out = (int)ens_shape_size(l.sout);
+    cur = l.sout;
+    if (sp->block < first || (sp->block >= last && i < nspec))
+      continue;
+    if (layers)
+      layers[n] = l;
+    n++;
+  }
+  return n;
+}
+
 static int check_range(const ens_arch *a, int first, int last, int with_output) {
-  if (!a || a->in <= 0 || a->width < 1 || a->n_hidden < 0 || a->n_hidden > ENS_MAX_HIDDEN)
+  if (!a || a->in <= 0 || a->width < 1 || a->n_hidden < 0 || a->nspec < 0 ||
+      a->nspec > ENS_MAX_LAYERS || (a->nspec == 0 && a->n_hidden > ENS_MAX_HIDDEN))
     return ENS_EINVAL;
   if (a->outputs != (a->head == ENS_HEAD_GAUSSIAN ? 2 * a->width : a->width))
     return ENS_EINVAL;
@@ -109,15 +132,27 @@ static int check_range(const ens_arch *a, int first, int last, int with_output) 
 
 void ens_arch_sizes(const ens_arch *a, int first_block, int last_block, int with_output,
                     size_t *nparams, size_t *nstats) {
-  ens_layer layers[4 * ENS_MAX_HIDDEN + 1];
-  int n = build_layers(layers, a, first_block, last_block, with_output);
+  ens_layer layers[ENS_MAX_LAYERS + 1];
+  int n = build_layers(layers, a, first_block, last_block, with_output, NULL, 0);
   size_t p = 0, s = 0;
   for (int i = 0; i < n; i++) {
-    p += layer_table[layers[i].kind].nparam(layers[i].in, layers[i].out);
-    s += layer_table[layers[i].kind].nstat(layers[i].out);
+    p += ens_layer_table[layers[i].kind].nparam(&layers[i]);
+    s += ens_layer_table[layers[i].kind].nstat(&layers[i]);
   }
   *nparams = p;
   *nstats = s;
+}
+
+int ens_arch_check(const ens_arch *a, char *err, size_t errlen) {
+  if (check_range(a, 0, a ? a->n_hidden : 0, 1)) {
+    snprintf(err, errlen, "invalid architecture");
+    return ENS_EINVAL;
+  }
+  return build_layers(NULL, a, 0, a->n_hidden, 1, err, errlen) < 0 ? ENS_EINVAL : 0;
+}
+
+const char *ens_layer_kind_name(ens_layer_kind kind) {
+  return kind >= 0 && kind < ENS_LAYER_KIND_COUNT ? ens_layer_table[kind].name : "?";
 }
 
 int ens_model_create(ens_model *m, const ens_arch *a, int first_block, int last_block,
@@ -135,26 +170,31 @@ int ens_model_create(ens_model *m, const ens_arch *a, int first_block, int last_
   m->batch_max = batch_max;
   m->bn_eps = 1e-5f;
   m->bn_momentum = 0.1f;
-  m->nlayers = build_layers(NULL, a, first_block, last_block, with_output);
+  m->nlayers = build_layers(NULL, a, first_block, last_block, with_output, NULL, 0);
+  if (m->nlayers < 1)
+    return ENS_EINVAL;
   m->layers = calloc((size_t)m->nlayers, sizeof(ens_layer));
   if (!m->layers)
     return ENS_ENOMEM;
-  build_layers(m->layers, a, first_block, last_block, with_output);
+  build_layers(m->layers, a, first_block, last_block, with_output, NULL, 0);
 
   /* Sizes first, then one allocation per buffer, then point into them. */
   size_t nact = 0;
   int maxw = m->layers[0].in;
   for (int i = 0; i < m->nlayers; i++) {
     ens_layer *l = &m->layers[i];
-    const layer_sizes *t = &layer_table[l->kind];
+    const ens_layer_ops *t = &ens_layer_table[l->kind];
     l->param_off = m->nparams;
-    l->nparam = t->nparam(l->in, l->out);
+    l->nparam = t->nparam(l);
     m->nparams += l->nparam;
     l->stat_off = m->nstats;
-    l->nstat = t->nstat(l->out);
+    l->nstat = t->nstat(l);
     m->nstats += l->nstat;
-    nact += (size_t)batch_max * l->out + t->naux(l->out, batch_max);
+    nact += (size_t)batch_max * l->out + t->naux(l, batch_max);
+    size_t nw = t->nwork(l, batch_max);
+    m->nwork = nw > m->nwork ? nw : m->nwork;
     maxw = l->out > maxw ? l->out : maxw;
+    maxw = l->in > maxw ? l->in : maxw;
   }
   m->in = m->layers[0].in;
   m->out = m->layers[m->nlayers - 1].out;
@@ -165,7 +205,9 @@ int ens_model_create(ens_model *m, const ens_arch *a, int first_block, int last_
   int pw = with_output ? ens_arch_pred_width(a) : m->out;
   pw = pw > m->out ? pw : m->out;
   m->acts = calloc(nact + 2 * nd + (size_t)batch_max * pw, sizeof(float));
-  if (!m->params || !m->grads || !m->stats || !m->acts) {
+  if (m->nwork)
+    m->work = calloc(m->nwork, sizeof(float));
+  if (!m->params || !m->grads || !m->stats || !m->acts || (m->nwork && !m->work)) {
     ens_model_free(m);
     return ENS_ENOMEM;
   }
@@ -174,7 +216,7 @@ int ens_model_create(ens_model *m, const ens_arch *a, int first_block, int last_
     ens_layer *l = &m->layers[i];
     l->y = p;
     p += (size_t)batch_max * l->out;
-    size_t naux = layer_table[l->kind].naux(l->out, batch_max);
+    size_t naux = ens_layer_table[l->kind].naux(l, batch_max);
     l->aux = naux ? p : NULL;
     p += naux;
   }
@@ -192,6 +234,7 @@ void ens_model_free(ens_model *m) {
   free(m->grads);
   free(m->stats);
   free(m->acts);
+  free(m->work);
   memset(m, 0, sizeof(*m));
 }
 
@@ -199,107 +242,25 @@ int ens_model_init(ens_model *m, ens_init_kind init, double init_std, double bia
                    uint64_t seed, uint32_t member) {
   for (int i = 0; i < m->nlayers; i++) {
     ens_layer *l = &m->layers[i];
-    float *p = m->params + l->param_off;
-    float *s = m->stats + l->stat_off;
-    if (l->kind == ENS_LAYER_BATCHNORM) {
-      for (int j = 0; j < l->out; j++) {
-        p[j] = 1.0f;          /* gamma */
-        p[l->out + j] = 0.0f; /* beta */
-        s[j] = 0.0f;          /* running mean */
-        s[l->out + j] = 1.0f; /* running var */
-      }
-      continue;
-    }
-    if (l->kind != ENS_LAYER_DENSE)
-      continue;
-    ens_rng r;
-    ens_rng_init(&r, seed, member, ENS_STREAM_INIT, (uint32_t)l->block);
-    int is_output = l->block == m->arch.n_hidden;
-    size_t nw = (size_t)l->out * l->in;
-    /* Hidden layers feed a ReLU: He gain sqrt(2); the output layer is linear. */
-    double relu_gain = is_output ? 1.0 : sqrt(2.0);
-    switch (init) {
-    case ENS_INIT_NORMAL:
-      ens_init_normal(p, nw, init_std, &r);
-      break;
-    case ENS_INIT_XAVIER: /* Glorot & Bengio 2010: Var = 2 / (fan_in + fan_out) */
-      ens_init_normal(p, nw, sqrt(2.0 / (l->in + l->out)), &r);
-      break;
-    case ENS_INIT_HE: /* He et al. 2015: Var = 2 / fan_in (gain 1 for the output) */
-      ens_init_normal(p, nw, relu_gain / sqrt((double)l->in), &r);
-      break;
-    case ENS_INIT_ORTHOGONAL: {
-      int ret = ens_init_orthogonal(p, l->out, l->in, relu_gain, &r);
-      if (ret)
-        return ret;
-      break;
-    }
-    }
-    /* bias_init targets ReLU units (a small positive value keeps them alive);
-     * the output layer's bias starts at 0 so no class is favoured. */
-    for (int j = 0; j < l->out; j++)
-      p[nw + j] = is_output ? 0.0f : (float)bias_init;
+    ens_init_args args = {.init = init, .init_std = init_std, .bias_init = bias_init,
+                          .seed = seed, .member = member,
+                          .is_output = l->block == m->arch.n_hidden};
+    const ens_layer_ops *t = &ens_layer_table[l->kind];
+    int ret = t->init(l, m->params + l->param_off, &args);
+    if (ret)
+      return ret;
+    t->init_stats(l, m->stats + l->stat_off);
   }
   return 0;
-}
-
-/* Dropout of an MC pass: row i of the batch is row mc_row0 + i of the data,
- * and its mask is block (row * ceil(width/4)) of the stream keyed by
- * (seed, member, ENS_STREAM_MC, pass * 64 + layer). */
-static void mc_dropout(ens_model *m, ens_layer *l, const float *x, int batch, uint32_t layer) {
-  uint32_t blocks = (uint32_t)((l->out + 3) / 4);
-  for (int i = 0; i < batch; i++) {
-    ens_rng r;
-    ens_rng_init(&r, m->mc_seed, m->mc_member, ENS_STREAM_MC, m->mc_pass * 64u + layer);
-    ens_rng_seek(&r, (uint32_t)(m->mc_row0 + i) * blocks);
-    size_t off = (size_t)i * l->out;
-    ens_dropout_forward(l->y + off, l->aux + off, x + off, m->arch.dropout, (size_t)l->out, &r);
-  }
 }
 
 const float *ens_model_forward(ens_model *m, const float *x, int batch, ens_pass pass,
                                ens_rng *r) {
   const float *cur = x;
-  float bn_mom = m->bn_momentum;
-  if (pass == ENS_PASS_BN_REESTIMATE)
-    bn_mom = 1.0f / (float)(m->bn_batches + 1); /* cumulative average */
   for (int i = 0; i < m->nlayers; i++) {
     ens_layer *l = &m->layers[i];
-    const float *p = m->params + l->param_off;
-    float *s = m->stats + l->stat_off;
-    size_t n = (size_t)batch * l->out;
     l->x = cur;
-    switch (l->kind) {
-    case ENS_LAYER_DENSE:
-      ens_dense_forward(l->y, cur, p, p + (size_t)l->out * l->in, batch, l->in, l->out);
-      cur = l->y;
-      break;
-    case ENS_LAYER_BATCHNORM:
-      if (pass == ENS_PASS_EVAL || pass == ENS_PASS_MC)
-        ens_batchnorm_forward_eval(l->y, cur, p, p + l->out, s, s + l->out, batch, l->out,
-                                   m->bn_eps);
-      else
-        ens_batchnorm_forward_train(l->y, l->aux, l->aux + (size_t)m->batch_max * l->out, s,
-                                    s + l->out, cur, p, p + l->out, batch, l->out, bn_mom,
-                                    m->bn_eps);
-      cur = l->y;
-      break;
-    case ENS_LAYER_RELU:
-      ens_relu_forward(l->y, cur, n);
-      cur = l->y;
-      break;
-    case ENS_LAYER_DROPOUT:
-      if (pass == ENS_PASS_TRAIN) {
-        ens_dropout_forward(l->y, l->aux, cur, m->arch.dropout, n, r);
-        cur = l->y;
-      } else if (pass == ENS_PASS_MC) {
-        mc_dropout(m, l, cur, batch, (uint32_t)i);
-        cur = l->y;
-      } /* else identity: the next layer reads the input directly */
-      break;
-    case ENS_LAYER_KIND_COUNT:
-      break;
-    }
+    cur = ens_layer_table[l->kind].forward(m, l, cur, batch, pass, r, i);
   }
   if (pass == ENS_PASS_BN_REESTIMATE)
     m->bn_batches++;
@@ -308,8 +269,7 @@ const float *ens_model_forward(ens_model *m, const float *x, int batch, ens_pass
 
 double ens_model_loss_backward(ens_model *m, const int32_t *labels, const float *targets,
                                int batch, float *dx_out) {
-  /* Layer inputs were recorded by the forward pass (l->x); every model
-   * starts with a dense layer, so layer 0 writes dx_out directly. */
+  /* Layer inputs were recorded by the forward pass (l->x). */
   ens_layer *last = &m->layers[m->nlayers - 1];
   int which = 0;
   float *d = m->dbuf[which];
@@ -326,33 +286,26 @@ double ens_model_loss_backward(ens_model *m, const int32_t *labels, const float 
     loss = ens_softmax_xent(m->probs, d, last->y, labels, batch, m->out);
     break;
   }
+  /* Layers that work in place keep the current buffer; the others write
+   * the other ping-pong buffer, or dx_out for layer 0. */
   for (int i = m->nlayers - 1; i >= 0; i--) {
     ens_layer *l = &m->layers[i];
+    const ens_layer_ops *t = &ens_layer_table[l->kind];
     float *g = m->grads + l->param_off;
     const float *p = m->params + l->param_off;
-    size_t n = (size_t)batch * l->out;
-    switch (l->kind) {
-    case ENS_LAYER_DENSE: {
-      float *dx = i == 0 ? dx_out : m->dbuf[1 - which];
-      ens_dense_backward(dx, g, g + (size_t)l->out * l->in, d, l->x, p, batch, l->in, l->out);
-      which = 1 - which;
-      d = dx;
-      break;
+    if (t->inplace) {
+      t->backward(m, l, d, d, g, p, batch);
+      continue;
     }
-    case ENS_LAYER_BATCHNORM:
-      ens_batchnorm_backward(d, g, g + l->out, d, l->aux, p,
-                             l->aux + (size_t)m->batch_max * l->out, batch, l->out);
-      break;
-    case ENS_LAYER_RELU:
-      ens_relu_backward(d, d, l->y, n);
-      break;
-    case ENS_LAYER_DROPOUT:
-      ens_dropout_backward(d, d, l->aux, n);
-      break;
-    case ENS_LAYER_KIND_COUNT:
-      break;
-    }
+    float *dx = i == 0 ? dx_out : m->dbuf[1 - which];
+    t->backward(m, l, dx, d, g, p, batch);
+    which = 1 - which;
+    d = dx;
   }
+  /* A model whose first layer works in place leaves the input gradient in
+   * a ping-pong buffer. */
+  if (dx_out && d != dx_out)
+    memcpy(dx_out, d, (size_t)batch * m->in * sizeof(float));
   return loss;
 }
 
@@ -410,13 +363,7 @@ void ens_model_features(ens_model *m, float *out, const float *x, int n) {
 void ens_model_reestimate_bn(ens_model *m, const float *x, int n) {
   for (int i = 0; i < m->nlayers; i++) {
     ens_layer *l = &m->layers[i];
-    if (l->kind != ENS_LAYER_BATCHNORM)
-      continue;
-    float *s = m->stats + l->stat_off;
-    for (int j = 0; j < l->out; j++) {
-      s[j] = 0.0f;
-      s[l->out + j] = 1.0f;
-    }
+    ens_layer_table[l->kind].init_stats(l, m->stats + l->stat_off);
   }
   m->bn_batches = 0;
   for (int i = 0; i < n; i += m->batch_max) {
@@ -432,13 +379,7 @@ void ens_model_describe(const ens_model *m, char *buf, size_t len) {
   buf[0] = '\0';
   for (int i = 0; i < m->nlayers && used < len; i++) {
     const ens_layer *l = &m->layers[i];
-    int k;
-    if (l->kind == ENS_LAYER_DENSE)
-      k = snprintf(buf + used, len - used, "%sdense(%d,%d)", i ? " " : "", l->in, l->out);
-    else if (l->kind == ENS_LAYER_DROPOUT)
-      k = snprintf(buf + used, len - used, " dropout(%g)", (double)m->arch.dropout);
-    else
-      k = snprintf(buf + used, len - used, " %s(%d)", layer_table[l->kind].name, l->out);
+    int k = ens_layer_table[l->kind].describe(m, l, buf + used, len - used, i == 0);
     if (k < 0)
       break;
     used += (size_t)k;

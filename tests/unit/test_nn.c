@@ -461,7 +461,8 @@ static double model_ref_loss(void *ctx) {
       for (int i = 0; i < B * w; i++)
         out[i] = cur[i] * d->masks[li][i];
       break;
-    case ENS_LAYER_KIND_COUNT:
+    default: /* image layers: checked in test_conv.c */
+      CU_FAIL("image layer in an MLP check");
       break;
     }
     cur = out;

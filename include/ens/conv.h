@@ -1,0 +1,82 @@
+/* Kernels of the image layers on NCHW float tensors: 2-D convolution (im2col
+ * + OpenBLAS sgemm), batch norm over channels, max/average pooling and global
+ * average pooling. Outputs first, gradients prefixed d, read-only inputs
+ * const, shapes in the comments. Convolution weights are (O, C, k, k) then
+ * the bias (O), like PyTorch's nn.Conv2d, so trunks can be exchanged. */
+#ifndef ENS_CONV_H
+#define ENS_CONV_H
+
+#include <stddef.h>
+
+/* Geometry of a convolution or pooling window over a (C, H, W) input: k x k
+ * windows every `stride` pixels over the input padded by `pad` zeros on each
+ * side, giving (O, Ho, Wo) with Ho = (H + 2 pad - k) / stride + 1 (floor). */
+typedef struct ens_conv_geom {
+  int C, H, W;   /* input */
+  int O;         /* output channels (convolution; C for pooling) */
+  int k, stride, pad;
+  int Ho, Wo;    /* output rows and columns */
+} ens_conv_geom;
+
+/* Fills Ho, Wo from the rest; returns 0, or -1 when the window does not fit
+ * (k > H + 2 pad or W + 2 pad, stride < 1, pad < 0). */
+int ens_conv_geom_init(ens_conv_geom *g);
+
+/* col (C k k, batch Ho Wo): column n Ho Wo + oh Wo + ow holds the window of
+ * output pixel (oh, ow) of image n, zero where it covers padding; row
+ * (c k + ki) k + kj is input channel c at window offset (ki, kj).
+ * x (batch, C, H, W). */
+void ens_im2col(float *col, const float *x, const ens_conv_geom *g, int batch);
+/* The adjoint of ens_im2col: dx (batch, C, H, W) = sum of the col entries
+ * that read each pixel (dx is overwritten). */
+void ens_col2im(float *dx, const float *col, const ens_conv_geom *g, int batch);
+
+/* Scratch floats of a forward or backward pass over `batch` images:
+ * (C k k + O) batch Ho Wo. */
+size_t ens_conv2d_nwork(const ens_conv_geom *g, int batch);
+/* y (batch, O, Ho, Wo) = conv(x (batch, C, H, W), w (O, C, k, k)) + b (O).
+ * work: ens_conv2d_nwork floats. */
+void ens_conv2d_forward(float *y, float *work, const float *x, const float *w, const float *b,
+                        const ens_conv_geom *g, int batch);
+/* dw (O, C, k, k), db (O) overwritten with the gradient of dy (batch, O, Ho,
+ * Wo); dx (batch, C, H, W), when not NULL, the input gradient. */
+void ens_conv2d_backward(float *dx, float *dw, float *db, float *work, const float *dy,
+                         const float *x, const float *w, const ens_conv_geom *g, int batch);
+
+/* Batch norm over the channels of x (batch, C, P) (P = H W pixels), training
+ * pass: statistics over batch P values per channel (Ioffe & Szegedy 2015,
+ * sec. 3.2), accumulated in double; writes xhat (batch, C, P) and invstd (C);
+ * moves run_mean/run_var toward the batch mean and unbiased variance by
+ * momentum (PyTorch convention). y must not alias x. */
+void ens_batchnorm2d_forward_train(float *y, float *xhat, float *invstd, float *run_mean,
+                                   float *run_var, const float *x, const float *gamma,
+                                   const float *beta, int batch, int C, int P, float momentum,
+                                   float eps);
+/* Eval pass with the running statistics. */
+void ens_batchnorm2d_forward_eval(float *y, const float *x, const float *gamma,
+                                  const float *beta, const float *run_mean,
+                                  const float *run_var, int batch, int C, int P, float eps);
+/* Backward through the batch statistics (M = batch P values per channel):
+ * dx = invstd/M (M g dy - sum(g dy) - xhat sum(g dy xhat)). dx may alias dy. */
+void ens_batchnorm2d_backward(float *dx, float *dgamma, float *dbeta, const float *dy,
+                              const float *xhat, const float *gamma, const float *invstd,
+                              int batch, int C, int P);
+
+/* Max pooling (g->O == g->C, no padding): y (batch, C, Ho, Wo); argmax
+ * (batch, C, Ho, Wo) receives the index ih W + iw of each maximum within its
+ * plane, as a float (exact below 2^24 pixels); the first maximum wins ties. */
+void ens_maxpool_forward(float *y, float *argmax, const float *x, const ens_conv_geom *g,
+                         int batch);
+/* dx (batch, C, H, W) = dy scattered to the argmax pixels (overwritten). */
+void ens_maxpool_backward(float *dx, const float *dy, const float *argmax,
+                          const ens_conv_geom *g, int batch);
+/* Average pooling: y = mean of each k x k window (no padding). */
+void ens_avgpool_forward(float *y, const float *x, const ens_conv_geom *g, int batch);
+void ens_avgpool_backward(float *dx, const float *dy, const ens_conv_geom *g, int batch);
+
+/* Global average pooling: y (batch, C) = mean of each plane of x (batch, C,
+ * P); dx (batch, C, P) = dy / P. */
+void ens_gap_forward(float *y, const float *x, int batch, int C, int P);
+void ens_gap_backward(float *dx, const float *dy, int batch, int C, int P);
+
+#endif

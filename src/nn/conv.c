@@ -1,0 +1,154 @@
+/* 2-D convolution as im2col + one OpenBLAS sgemm per pass over the whole
+ * batch (Chellapilla et al. 2006): the forward pass, the weight gradient and
+ * the input gradient are each one GEMM of shape (O x C k k) against
+ * (C k k x batch Ho Wo); im2col/col2im and the NCHW <-> (O, batch P) moves
+ * around them are memory passes. */
+#include <cblas.h>
+#include <string.h>
+
+#include "ens/conv.h"
+
+int ens_conv_geom_init(ens_conv_geom *g) {
+  if (g->k < 1 || g->stride < 1 || g->pad < 0 || g->C < 1 || g->H < 1 || g->W < 1 ||
+      g->k > g->H + 2 * g->pad || g->k > g->W + 2 * g->pad)
+    return -1;
+  g->Ho = (g->H + 2 * g->pad - g->k) / g->stride + 1;
+  g->Wo = (g->W + 2 * g->pad - g->k) / g->stride + 1;
+  return 0;
+}
+
+/* Output columns ow in [lo, hi) read input column ow*stride - pad + kj inside
+ * [0, W); the rest read padding. */
+static void col_range(int *lo, int *hi, int kj, int W, int Wo, int stride, int pad) {
+  int a = pad - kj; /* ow stride >= a */
+  int l = a > 0 ? (a + stride - 1) / stride : 0;
+  int b = W + pad - kj; /* ow stride < b */
+  int h = b > 0 ? (b + stride - 1) / stride : 0;
+  if (h > Wo)
+    h = Wo;
+  if (l > h)
+    l = h;
+  *lo = l;
+  *hi = h;
+}
+
+void ens_im2col(float *col, const float *x, const ens_conv_geom *g, int batch) {
+  const int k = g->k, s = g->stride, pad = g->pad, H = g->H, W = g->W;
+  const int Ho = g->Ho, Wo = g->Wo, C = g->C;
+  const size_t P = (size_t)Ho * Wo, N = (size_t)batch * P, HW = (size_t)H * W;
+  for (int c = 0; c < C; c++)
+    for (int ki = 0; ki < k; ki++)
+      for (int kj = 0; kj < k; kj++) {
+        float *row = col + ((size_t)(c * k + ki) * k + kj) * N;
+        int lo, hi;
+        col_range(&lo, &hi, kj, W, Wo, s, pad);
+        for (int n = 0; n < batch; n++) {
+          const float *plane = x + ((size_t)n * C + c) * HW;
+          float *dst = row + (size_t)n * P;
+          for (int oh = 0; oh < Ho; oh++, dst += Wo) {
+            int ih = oh * s - pad + ki;
+            if (ih < 0 || ih >= H) {
+              memset(dst, 0, (size_t)Wo * sizeof(float));
+              continue;
+            }
+            const float *src = plane + (size_t)ih * W - pad + kj;
+            for (int ow = 0; ow < lo; ow++)
+              dst[ow] = 0.0f;
+            if (s == 1)
+              memcpy(dst + lo, src + lo, (size_t)(hi - lo) * sizeof(float));
+            else
+              for (int ow = lo; ow < hi; ow++)
+                dst[ow] = src[(size_t)ow * s];
+            for (int ow = hi; ow < Wo; ow++)
+              dst[ow] = 0.0f;
+          }
+        }
+      }
+}
+
+void ens_col2im(float *dx, const float *col, const ens_conv_geom *g, int batch) {
+  const int k = g->k, s = g->stride, pad = g->pad, H = g->H, W = g->W;
+  const int Ho = g->Ho, Wo = g->Wo, C = g->C;
+  const size_t P = (size_t)Ho * Wo, N = (size_t)batch * P, HW = (size_t)H * W;
+  memset(dx, 0, (size_t)batch * C * HW * sizeof(float));
+  /* Per image and channel, the window offsets in a fixed order: every pixel
+   * sums its contributions in the same order whatever the batch. */
+  for (int n = 0; n < batch; n++)
+    for (int c = 0; c < C; c++) {
+      float *plane = dx + ((size_t)n * C + c) * HW;
+      for (int ki = 0; ki < k; ki++)
+        for (int kj = 0; kj < k; kj++) {
+          const float *src = col + ((size_t)(c * k + ki) * k + kj) * N + (size_t)n * P;
+          int lo, hi;
+          col_range(&lo, &hi, kj, W, Wo, s, pad);
+          for (int oh = 0; oh < Ho; oh++, src += Wo) {
+            int ih = oh * s - pad + ki;
+            if (ih < 0 || ih >= H)
+              continue;
+            float *dst = plane + (size_t)ih * W - pad + kj;
+            if (s == 1)
+              for (int ow = lo; ow < hi; ow++)
+                dst[ow] += src[ow];
+            else
+              for (int ow = lo; ow < hi; ow++)
+                dst[(size_t)ow * s] += src[ow];
+          }
+        }
+    }
+}
+
+size_t ens_conv2d_nwork(const ens_conv_geom *g, int batch) {
+  return ((size_t)g->C * g->k * g->k + (size_t)g->O) * batch * g->Ho * g->Wo;
+}
+
+void ens_conv2d_forward(float *y, float *work, const float *x, const float *w, const float *b,
+                        const ens_conv_geom *g, int batch) {
+  const int K = g->C * g->k * g->k, O = g->O;
+  const size_t P = (size_t)g->Ho * g->Wo, N = (size_t)batch * P;
+  float *col = work, *ycol = work + (size_t)K * N;
+  ens_im2col(col, x, g, batch);
+  /* ycol (O, N) = w (O, K) col (K, N) */
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, O, (int)N, K, 1.0f, w, K, col, (int)N,
+              0.0f, ycol, (int)N);
+  /* (O, batch, P) -> (batch, O, P), plus the bias. */
+  for (int n = 0; n < batch; n++)
+    for (int o = 0; o < O; o++) {
+      const float *src = ycol + (size_t)o * N + (size_t)n * P;
+      float *dst = y + ((size_t)n * O + o) * P;
+      const float bo = b[o];
+      for (size_t p = 0; p < P; p++)
+        dst[p] = src[p] + bo;
+    }
+}
+
+void ens_conv2d_backward(float *dx, float *dw, float *db, float *work, const float *dy,
+                         const float *x, const float *w, const ens_conv_geom *g, int batch) {
+  const int K = g->C * g->k * g->k, O = g->O;
+  const size_t P = (size_t)g->Ho * g->Wo, N = (size_t)batch * P;
+  float *col = work, *dycol = work + (size_t)K * N;
+  /* dy (batch, O, P) -> dycol (O, batch P); db sums it per channel, in the
+   * order of the batch rows. */
+  for (int o = 0; o < O; o++)
+    db[o] = 0.0f;
+  for (int n = 0; n < batch; n++)
+    for (int o = 0; o < O; o++) {
+      const float *src = dy + ((size_t)n * O + o) * P;
+      float *dst = dycol + (size_t)o * N + (size_t)n * P;
+      float s = 0.0f;
+      for (size_t p = 0; p < P; p++) {
+        dst[p] = src[p];
+        s += src[p];
+      }
+      db[o] += s;
+    }
+  ens_im2col(col, x, g, batch);
+  /* dw (O, K) = dycol (O, N) col^T (N, K) */
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, O, K, (int)N, 1.0f, dycol, (int)N, col,
+              (int)N, 0.0f, dw, K);
+  if (!dx)
+    return;
+  /* dcol (K, N) = w^T (K, O) dycol (O, N), into col's place; then col2im. */
+  cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, (int)N, O, 1.0f, w, K, dycol, (int)N,
+              0.0f, col, (int)N);
+  ens_col2im(dx, col, g, batch);
+}

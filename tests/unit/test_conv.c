@@ -1,0 +1,818 @@
+/* Unit tests of the image layers (src/nn/conv.c, pool.c, batchnorm2d.c and
+ * their rows in src/nn/layers.c): finite-difference gradient checks in double
+ * of every kernel and of whole conv networks, shape inference and its
+ * errors, conv init statistics, and planted errors that the checks must
+ * catch.
+ *
+ * As in test_nn.c, the library's float analytic gradient is compared with
+ * central differences of a double-precision reference (itself checked against
+ * the library's forward pass); 1e-3 relative separates float rounding from a
+ * wrong formula. ENS_TEST_VERBOSE=1 prints every measured error. */
+#include "ens/conv.h"
+#include "ens/error.h"
+#include "ens/model.h"
+#include "ens/nn.h"
+
+#include "cu_run.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define FD_H 1e-5
+#define GRAD_TOL 1e-3
+
+/* ---------------------------------------------------------------- helpers */
+
+static void fill_normal(float *v, size_t n, double mean, double std, ens_rng *r) {
+  for (size_t i = 0; i < n; i++)
+    v[i] = (float)(mean + std * ens_rng_normal(r));
+}
+
+static double *to_double(const float *v, size_t n) {
+  double *d = malloc((n ? n : 1) * sizeof(double));
+  if (d)
+    for (size_t i = 0; i < n; i++)
+      d[i] = v[i];
+  return d;
+}
+
+typedef double (*loss_fn)(void *ctx);
+
+static void numeric_grad(double *g, double *v, size_t n, loss_fn f, void *ctx) {
+  for (size_t i = 0; i < n; i++) {
+    double save = v[i];
+    v[i] = save + FD_H;
+    double fp = f(ctx);
+    v[i] = save - FD_H;
+    double fm = f(ctx);
+    v[i] = save;
+    g[i] = (fp - fm) / (2.0 * FD_H);
+  }
+}
+
+static double max_abs(const double *v, size_t n) {
+  double m = 0.0;
+  for (size_t i = 0; i < n; i++)
+    m = fabs(v[i]) > m ? fabs(v[i]) : m;
+  return m;
+}
+
+/* The largest relative error of analytic a (n) against numeric g (n), on the
+ * floor 1e-2 scale (scale: the largest |g| of the whole gradient, or of g
+ * when 0); *at receives the worst index. */
+static double grad_error(const float *a, const double *g, size_t n, double scale, size_t *at) {
+  if (scale <= 0.0)
+    scale = max_abs(g, n);
+  double floor_ = 1e-2 * scale > 1e-12 ? 1e-2 * scale : 1e-12;
+  double worst = 0.0;
+  *at = 0;
+  for (size_t i = 0; i < n; i++) {
+    double den = fmax(fmax(fabs((double)a[i]), fabs(g[i])), floor_);
+    double rel = fabs((double)a[i] - g[i]) / den;
+    if (rel > worst || isnan(rel)) {
+      worst = isnan(rel) ? INFINITY : rel;
+      *at = i;
+    }
+  }
+  return worst;
+}
+
+/* Fails the test unless a matches g within tol (see grad_error); prints the
+ * worst entry on failure. */
+static double check_grad(const char *what, const float *a, const double *g, size_t n, double tol,
+                         double scale) {
+  size_t wi;
+  double worst = grad_error(a, g, n, scale, &wi);
+  if (!(worst <= tol))
+    fprintf(stderr,
+            "\n  gradient check %s: max relative error %.3g > %.3g at [%zu]: analytic %.9g, "
+            "numeric %.9g (n = %zu)\n",
+            what, worst, tol, wi, n ? (double)a[wi] : 0.0, n ? g[wi] : 0.0, n);
+  else if (getenv("ENS_TEST_VERBOSE"))
+    fprintf(stderr, "\n  gradient check %s: max relative error %.3g (n = %zu)", what, worst, n);
+  CU_ASSERT(worst <= tol);
+  return worst;
+}
+
+static double max_diff(const float *a, const double *b, size_t n) {
+  double m = 0.0;
+  for (size_t i = 0; i < n; i++) {
+    double d = fabs((double)a[i] - b[i]);
+    if (isnan(d))
+      return INFINITY;
+    m = d > m ? d : m;
+  }
+  return m;
+}
+
+/* ------------------------------------------------ double reference kernels */
+
+/* y (B, O, Ho, Wo) of a convolution, straight from the definition. */
+static void conv_ref(double *y, const double *x, const double *w, const double *b,
+                     const ens_conv_geom *g, int B) {
+  for (int n = 0; n < B; n++)
+    for (int o = 0; o < g->O; o++)
+      for (int oh = 0; oh < g->Ho; oh++)
+        for (int ow = 0; ow < g->Wo; ow++) {
+          double s = b[o];
+          for (int c = 0; c < g->C; c++)
+            for (int ki = 0; ki < g->k; ki++)
+              for (int kj = 0; kj < g->k; kj++) {
+                int ih = oh * g->stride - g->pad + ki, iw = ow * g->stride - g->pad + kj;
+                if (ih < 0 || ih >= g->H || iw < 0 || iw >= g->W)
+                  continue;
+                s += x[((n * g->C + c) * g->H + ih) * g->W + iw] *
+                     w[((o * g->C + c) * g->k + ki) * g->k + kj];
+              }
+          y[((n * g->O + o) * g->Ho + oh) * g->Wo + ow] = s;
+        }
+}
+
+/* Batch norm over channels, batch statistics (biased variance). */
+static void bn2d_ref(double *y, const double *x, const double *gamma, const double *beta, int B,
+                     int C, int P, double eps) {
+  for (int c = 0; c < C; c++) {
+    double mean = 0.0, var = 0.0;
+    for (int n = 0; n < B; n++)
+      for (int p = 0; p < P; p++)
+        mean += x[(n * C + c) * P + p];
+    mean /= (double)B * P;
+    for (int n = 0; n < B; n++)
+      for (int p = 0; p < P; p++) {
+        double e = x[(n * C + c) * P + p] - mean;
+        var += e * e;
+      }
+    var /= (double)B * P;
+    for (int n = 0; n < B; n++)
+      for (int p = 0; p < P; p++)
+        y[(n * C + c) * P + p] =
+            gamma[c] * (x[(n * C + c) * P + p] - mean) / sqrt(var + eps) + beta[c];
+  }
+}
+
+/* Max (is_max) or average pooling of k x k windows every stride pixels. */
+static void pool_ref(double *y, const double *x, const ens_conv_geom *g, int B, int is_max) {
+  for (int pl = 0; pl < B * g->C; pl++)
+    for (int oh = 0; oh < g->Ho; oh++)
+      for (int ow = 0; ow < g->Wo; ow++) {
+        double m = is_max ? -INFINITY : 0.0;
+        for (int ki = 0; ki < g->k; ki++)
+          for (int kj = 0; kj < g->k; kj++) {
+            double v = x[(pl * g->H + oh * g->stride + ki) * g->W + ow * g->stride + kj];
+            m = is_max ? (v > m ? v : m) : m + v;
+          }
+        y[(pl * g->Ho + oh) * g->Wo + ow] = is_max ? m : m / (g->k * g->k);
+      }
+}
+
+/* ------------------------------------------------------------ convolution */
+
+typedef struct {
+  ens_conv_geom g;
+  int B;
+  double *x, *w, *b, *c; /* the loss is sum(c * y) */
+  double *y;
+} conv_ctx;
+
+static double conv_loss(void *ctx) {
+  conv_ctx *d = ctx;
+  conv_ref(d->y, d->x, d->w, d->b, &d->g, d->B);
+  size_t ny = (size_t)d->B * d->g.O * d->g.Ho * d->g.Wo;
+  double s = 0.0;
+  for (size_t i = 0; i < ny; i++)
+    s += d->c[i] * d->y[i];
+  return s;
+}
+
+/* One conv gradient check; `plant` = 1 runs the backward pass with a wrong
+ * padding (a planted error) and returns the error instead of asserting. */
+static double conv_case(int B, int C, int H, int W, int O, int k, int stride, int pad,
+                        uint32_t key, int plant) {
+  ens_conv_geom g = {.C = C, .H = H, .W = W, .O = O, .k = k, .stride = stride, .pad = pad};
+  CU_ASSERT_FATAL(ens_conv_geom_init(&g) == 0);
+  size_t nx = (size_t)B * C * H * W, nw = (size_t)O * C * k * k;
+  size_t ny = (size_t)B * O * g.Ho * g.Wo;
+  ens_rng r;
+  ens_rng_init(&r, 21, 0, ENS_STREAM_TEST, key);
+  float *x = malloc(nx * sizeof(float)), *w = malloc(nw * sizeof(float));
+  float *b = malloc(O * sizeof(float)), *c = malloc(ny * sizeof(float));
+  float *y = malloc(ny * sizeof(float)), *work = malloc(ens_conv2d_nwork(&g, B) * sizeof(float));
+  float *dx = malloc(nx * sizeof(float)), *dw = malloc(nw * sizeof(float));
+  float *db = malloc(O * sizeof(float));
+  CU_ASSERT_FATAL(x && w && b && c && y && work && dx && dw && db);
+  fill_normal(x, nx, 0.0, 1.0, &r);
+  fill_normal(w, nw, 0.0, 1.0, &r);
+  fill_normal(b, O, 0.0, 1.0, &r);
+  fill_normal(c, ny, 0.0, 1.0, &r);
+  conv_ctx d = {g, B, to_double(x, nx), to_double(w, nw), to_double(b, O), to_double(c, ny),
+                malloc(ny * sizeof(double))};
+  CU_ASSERT_FATAL(d.x && d.w && d.b && d.c && d.y);
+  ens_conv2d_forward(y, work, x, w, b, &g, B);
+  conv_loss(&d);
+  CU_CHECK_CLOSE(max_diff(y, d.y, ny), 0.0, 1e-4);
+
+  ens_conv_geom gb = g;
+  if (plant) /* a col2im/im2col that disagrees with the forward pass */
+    gb.pad = g.pad ? g.pad - 1 : 1, ens_conv_geom_init(&gb);
+  memset(dw, 0x7f, nw * sizeof(float)); /* garbage: the backward overwrites */
+  ens_conv2d_backward(dx, dw, db, work, c, x, w, &gb, B);
+  double *gx = malloc(nx * sizeof(double)), *gw = malloc(nw * sizeof(double));
+  double gbias[64];
+  CU_ASSERT_FATAL(gx && gw && O <= 64);
+  numeric_grad(gx, d.x, nx, conv_loss, &d);
+  numeric_grad(gw, d.w, nw, conv_loss, &d);
+  numeric_grad(gbias, d.b, O, conv_loss, &d);
+  double err = 0.0;
+  if (plant) {
+    size_t at;
+    err = fmax(grad_error(dx, gx, nx, 0.0, &at), grad_error(dw, gw, nw, 0.0, &at));
+  } else {
+    char name[96];
+    snprintf(name, sizeof name, "conv dx (C%d %dx%d O%d k%d s%d p%d)", C, H, W, O, k, stride, pad);
+    check_grad(name, dx, gx, nx, GRAD_TOL, 0.0);
+    snprintf(name, sizeof name, "conv dw (C%d %dx%d O%d k%d s%d p%d)", C, H, W, O, k, stride, pad);
+    check_grad(name, dw, gw, nw, GRAD_TOL, 0.0);
+    check_grad("conv db", db, gbias, O, GRAD_TOL, 0.0);
+    /* dx = NULL gives the same dw and db. */
+    float *dw2 = malloc(nw * sizeof(float)), db2[64];
+    CU_ASSERT_FATAL(dw2 != NULL);
+    ens_conv2d_backward(NULL, dw2, db2, work, c, x, w, &g, B);
+    CU_ASSERT(memcmp(dw, dw2, nw * sizeof(float)) == 0);
+    CU_ASSERT(memcmp(db, db2, O * sizeof(float)) == 0);
+    free(dw2);
+  }
+  free(x), free(w), free(b), free(c), free(y), free(work), free(dx), free(dw), free(db);
+  free(d.x), free(d.w), free(d.b), free(d.c), free(d.y), free(gx), free(gw);
+  return err;
+}
+
+static void test_conv_grad(void) {
+  conv_case(3, 2, 5, 6, 3, 3, 1, 1, 1, 0);  /* same padding, non-square */
+  conv_case(2, 3, 7, 7, 4, 3, 2, 1, 2, 0);  /* stride 2 */
+  conv_case(2, 2, 6, 5, 2, 2, 2, 0, 3, 0);  /* stride = k, no padding */
+  conv_case(2, 1, 5, 5, 3, 5, 1, 2, 4, 0);  /* kernel as large as the input */
+  conv_case(2, 2, 8, 7, 3, 3, 3, 2, 5, 0);  /* stride 3, pad 2 (floor) */
+  conv_case(1, 1, 4, 4, 1, 1, 1, 0, 6, 0);  /* 1x1 */
+}
+
+static void test_conv_planted(void) {
+  /* A backward pass that disagrees with the forward's padding must fail. */
+  double err = conv_case(2, 2, 5, 5, 2, 3, 1, 1, 7, 1);
+  if (getenv("ENS_TEST_VERBOSE"))
+    fprintf(stderr, "\n  planted conv error: %.3g", err);
+  CU_ASSERT(err > 100 * GRAD_TOL);
+}
+
+/* im2col then col2im is the adjoint pair: <col2im(c), x> = <c, im2col(x)>. */
+static void test_im2col_adjoint(void) {
+  ens_conv_geom g = {.C = 2, .H = 6, .W = 5, .O = 1, .k = 3, .stride = 2, .pad = 1};
+  CU_ASSERT_FATAL(ens_conv_geom_init(&g) == 0);
+  enum { B = 2 };
+  size_t nx = (size_t)B * 2 * 6 * 5, nc = (size_t)2 * 9 * B * g.Ho * g.Wo;
+  float *x = malloc(nx * sizeof(float)), *col = malloc(nc * sizeof(float));
+  float *c = malloc(nc * sizeof(float)), *dx = malloc(nx * sizeof(float));
+  CU_ASSERT_FATAL(x && col && c && dx);
+  ens_rng r;
+  ens_rng_init(&r, 5, 0, ENS_STREAM_TEST, 99);
+  fill_normal(x, nx, 0.0, 1.0, &r);
+  fill_normal(c, nc, 0.0, 1.0, &r);
+  ens_im2col(col, x, &g, B);
+  ens_col2im(dx, c, &g, B);
+  double a = 0.0, b = 0.0;
+  for (size_t i = 0; i < nc; i++)
+    a += (double)c[i] * col[i];
+  for (size_t i = 0; i < nx; i++)
+    b += (double)dx[i] * x[i];
+  CU_CHECK_CLOSE(a, b, 1e-4 * (1.0 + fabs(a)));
+  free(x), free(col), free(c), free(dx);
+}
+
+/* ---------------------------------------------------- batch norm (channels) */
+
+typedef struct {
+  int B, C, P;
+  double eps;
+  double *x, *gamma, *beta, *c, *y;
+} bn2d_ctx;
+
+static double bn2d_loss(void *ctx) {
+  bn2d_ctx *d = ctx;
+  bn2d_ref(d->y, d->x, d->gamma, d->beta, d->B, d->C, d->P, d->eps);
+  double s = 0.0;
+  for (int i = 0; i < d->B * d->C * d->P; i++)
+    s += d->c[i] * d->y[i];
+  return s;
+}
+
+static void test_batchnorm2d_grad(void) {
+  enum { B = 3, C = 4, P = 6, N = B * C * P };
+  const float eps = 1e-5f;
+  ens_rng r;
+  ens_rng_init(&r, 31, 0, ENS_STREAM_TEST, 31);
+  float x[N], gamma[C], beta[C], c[N], y[N], xhat[N], invstd[C];
+  float rm[C] = {0}, rv[C] = {1, 1, 1, 1};
+  fill_normal(x, N, 2.0, 3.0, &r);
+  fill_normal(gamma, C, 1.0, 0.5, &r);
+  fill_normal(beta, C, 0.0, 1.0, &r);
+  fill_normal(c, N, 0.0, 1.0, &r);
+  double yd[N];
+  bn2d_ctx d = {B, C, P, eps, to_double(x, N), to_double(gamma, C), to_double(beta, C),
+                to_double(c, N), yd};
+  CU_ASSERT_FATAL(d.x && d.gamma && d.beta && d.c);
+  ens_batchnorm2d_forward_train(y, xhat, invstd, rm, rv, x, gamma, beta, B, C, P, 0.1f, eps);
+  bn2d_loss(&d);
+  CU_CHECK_CLOSE(max_diff(y, yd, N), 0.0, 1e-5);
+  /* Running statistics moved toward the channel mean and unbiased var. */
+  for (int ch = 0; ch < C; ch++) {
+    double mean = 0.0, var = 0.0;
+    for (int n = 0; n < B; n++)
+      for (int p = 0; p < P; p++)
+        mean += x[(n * C + ch) * P + p];
+    mean /= B * P;
+    for (int n = 0; n < B; n++)
+      for (int p = 0; p < P; p++)
+        var += (x[(n * C + ch) * P + p] - mean) * (x[(n * C + ch) * P + p] - mean);
+    var /= B * P - 1;
+    CU_CHECK_CLOSE(rm[ch], 0.1 * mean, 1e-5);
+    CU_CHECK_CLOSE(rv[ch], 0.9 + 0.1 * var, 1e-5);
+  }
+  float dx[N], dgamma[C], dbeta[C];
+  ens_batchnorm2d_backward(dx, dgamma, dbeta, c, xhat, gamma, invstd, B, C, P);
+  double gx[N], gg[C], gb[C];
+  numeric_grad(gx, d.x, N, bn2d_loss, &d);
+  numeric_grad(gg, d.gamma, C, bn2d_loss, &d);
+  numeric_grad(gb, d.beta, C, bn2d_loss, &d);
+  check_grad("batchnorm2d dx", dx, gx, N, GRAD_TOL, 0.0);
+  check_grad("batchnorm2d dgamma", dgamma, gg, C, GRAD_TOL, 0.0);
+  check_grad("batchnorm2d dbeta", dbeta, gb, C, GRAD_TOL, 0.0);
+  /* dx may alias dy. */
+  float inplace[N], dg2[C], db2[C];
+  memcpy(inplace, c, sizeof(c));
+  ens_batchnorm2d_backward(inplace, dg2, db2, inplace, xhat, gamma, invstd, B, C, P);
+  CU_ASSERT(memcmp(inplace, dx, sizeof(dx)) == 0);
+  /* Eval with the running statistics. */
+  float ye[N];
+  ens_batchnorm2d_forward_eval(ye, x, gamma, beta, rm, rv, B, C, P, eps);
+  double worst = 0.0;
+  for (int i = 0; i < N; i++) {
+    int ch = (i / P) % C;
+    double want = gamma[ch] * (x[i] - rm[ch]) / sqrt((double)rv[ch] + eps) + beta[ch];
+    worst = fmax(worst, fabs(ye[i] - want));
+  }
+  CU_CHECK_CLOSE(worst, 0.0, 1e-5);
+  free(d.x), free(d.gamma), free(d.beta), free(d.c);
+}
+
+/* ---------------------------------------------------------------- pooling */
+
+typedef struct {
+  ens_conv_geom g;
+  int B, kind; /* 0 max, 1 avg, 2 global average */
+  double *x, *c, *y;
+} pool_ctx;
+
+static double pool_loss(void *ctx) {
+  pool_ctx *d = ctx;
+  size_t ny;
+  if (d->kind == 2) {
+    int P = d->g.H * d->g.W;
+    ny = (size_t)d->B * d->g.C;
+    for (size_t pl = 0; pl < ny; pl++) {
+      double s = 0.0;
+      for (int p = 0; p < P; p++)
+        s += d->x[pl * P + p];
+      d->y[pl] = s / P;
+    }
+  } else {
+    pool_ref(d->y, d->x, &d->g, d->B, d->kind == 0);
+    ny = (size_t)d->B * d->g.C * d->g.Ho * d->g.Wo;
+  }
+  double s = 0.0;
+  for (size_t i = 0; i < ny; i++)
+    s += d->c[i] * d->y[i];
+  return s;
+}
+
+static void pool_case(int kind, int B, int C, int H, int W, int k, int stride, uint32_t key) {
+  ens_conv_geom g = {.C = C, .H = H, .W = W, .O = C, .k = k, .stride = stride, .pad = 0};
+  CU_ASSERT_FATAL(ens_conv_geom_init(&g) == 0);
+  size_t nx = (size_t)B * C * H * W;
+  size_t ny = kind == 2 ? (size_t)B * C : (size_t)B * C * g.Ho * g.Wo;
+  ens_rng r;
+  ens_rng_init(&r, 41, 0, ENS_STREAM_TEST, key);
+  float *x = malloc(nx * sizeof(float)), *c = malloc(ny * sizeof(float));
+  float *y = malloc(ny * sizeof(float)), *am = malloc(ny * sizeof(float));
+  float *dx = malloc(nx * sizeof(float));
+  CU_ASSERT_FATAL(x && c && y && am && dx);
+  /* Distinct values at least 1e-2 apart: no ties within the FD step. */
+  for (size_t i = 0; i < nx; i++)
+    x[i] = (float)(0.01 * (double)((i * 7919) % nx) - 0.3);
+  fill_normal(c, ny, 0.0, 1.0, &r);
+  pool_ctx d = {g, B, kind, to_double(x, nx), to_double(c, ny), malloc(ny * sizeof(double))};
+  CU_ASSERT_FATAL(d.x && d.c && d.y);
+  if (kind == 0)
+    ens_maxpool_forward(y, am, x, &g, B);
+  else if (kind == 1)
+    ens_avgpool_forward(y, x, &g, B);
+  else
+    ens_gap_forward(y, x, B, C, H * W);
+  pool_loss(&d);
+  CU_CHECK_CLOSE(max_diff(y, d.y, ny), 0.0, 1e-5);
+  memset(dx, 0x7f, nx * sizeof(float));
+  if (kind == 0)
+    ens_maxpool_backward(dx, c, am, &g, B);
+  else if (kind == 1)
+    ens_avgpool_backward(dx, c, &g, B);
+  else
+    ens_gap_backward(dx, c, B, C, H * W);
+  double *gx = malloc(nx * sizeof(double));
+  CU_ASSERT_FATAL(gx != NULL);
+  numeric_grad(gx, d.x, nx, pool_loss, &d);
+  static const char *names[] = {"maxpool dx", "avgpool dx", "global average pool dx"};
+  check_grad(names[kind], dx, gx, nx, GRAD_TOL, 0.0);
+  free(x), free(c), free(y), free(am), free(dx), free(d.x), free(d.c), free(d.y), free(gx);
+}
+
+static void test_pool_grad(void) {
+  pool_case(0, 2, 3, 4, 6, 2, 2, 1); /* max 2x2 */
+  pool_case(0, 2, 2, 7, 7, 3, 2, 2); /* max 3x3 every 2 (overlapping) */
+  pool_case(1, 2, 3, 4, 6, 2, 2, 3); /* average 2x2 */
+  pool_case(1, 2, 2, 5, 5, 3, 1, 4); /* average 3x3 every 1 (overlapping) */
+  pool_case(2, 3, 4, 3, 5, 1, 1, 5); /* global average */
+}
+
+/* ---------------------------------------------------------- whole network */
+
+/* A network of image layers in double: the library's layer table walked with
+ * the reference kernels, dropout masks taken from the library's last
+ * training pass. Returns the mean softmax cross-entropy. */
+typedef struct {
+  const ens_model *m;
+  double *p, *x;
+  const int32_t *y;
+  int batch;
+  float **masks; /* per layer, dropout only */
+  double *buf[2];
+} net_ctx;
+
+static double net_loss(void *ctx) {
+  net_ctx *d = ctx;
+  const ens_model *m = d->m;
+  const int B = d->batch;
+  const double *cur = d->x;
+  int which = 0;
+  for (int li = 0; li < m->nlayers; li++) {
+    const ens_layer *l = &m->layers[li];
+    const double *p = d->p + l->param_off;
+    double *out = d->buf[which];
+    size_t n = (size_t)B * l->out;
+    ens_conv_geom g = {.C = l->sin.c, .H = l->sin.h, .W = l->sin.w, .O = l->sout.c,
+                       .k = l->spec.k, .stride = l->spec.stride, .pad = l->spec.pad};
+    if (l->sin.image)
+      ens_conv_geom_init(&g);
+    switch (l->kind) {
+    case ENS_LAYER_DENSE:
+      for (int i = 0; i < B; i++)
+        for (int o = 0; o < l->out; o++) {
+          double s = p[(size_t)l->out * l->in + o];
+          for (int k = 0; k < l->in; k++)
+            s += cur[i * l->in + k] * p[(size_t)o * l->in + k];
+          out[i * l->out + o] = s;
+        }
+      break;
+    case ENS_LAYER_CONV:
+      conv_ref(out, cur, p, p + (size_t)g.O * g.C * g.k * g.k, &g, B);
+      break;
+    case ENS_LAYER_BATCHNORM: {
+      int C = l->sout.c, P = l->sout.h * l->sout.w;
+      bn2d_ref(out, cur, p, p + C, B, C, P, (double)m->bn_eps);
+      break;
+    }
+    case ENS_LAYER_RELU:
+      for (size_t i = 0; i < n; i++)
+        out[i] = cur[i] > 0.0 ? cur[i] : 0.0;
+      break;
+    case ENS_LAYER_DROPOUT:
+      for (size_t i = 0; i < n; i++)
+        out[i] = cur[i] * d->masks[li][i];
+      break;
+    case ENS_LAYER_MAXPOOL:
+    case ENS_LAYER_AVGPOOL:
+      pool_ref(out, cur, &g, B, l->kind == ENS_LAYER_MAXPOOL);
+      break;
+    case ENS_LAYER_GAP: {
+      int P = l->sin.h * l->sin.w;
+      for (size_t pl = 0; pl < n; pl++) {
+        double s = 0.0;
+        for (int q = 0; q < P; q++)
+          s += cur[pl * P + q];
+        out[pl] = s / P;
+      }
+      break;
+    }
+    case ENS_LAYER_FLATTEN:
+      memcpy(out, cur, n * sizeof(double));
+      break;
+    case ENS_LAYER_KIND_COUNT:
+      break;
+    }
+    cur = out;
+    which = 1 - which;
+  }
+  /* Mean softmax cross-entropy (log-sum-exp). */
+  const int C = m->out;
+  double loss = 0.0;
+  for (int i = 0; i < B; i++) {
+    double mx = -INFINITY, s = 0.0;
+    for (int k = 0; k < C; k++)
+      mx = fmax(mx, cur[i * C + k]);
+    for (int k = 0; k < C; k++)
+      s += exp(cur[i * C + k] - mx);
+    loss += mx + log(s) - cur[i * C + d->y[i]];
+  }
+  return loss / B;
+}
+
+static ens_layer_spec L(ens_layer_kind kind, int n, int k, int stride, int pad, float p,
+                        int block) {
+  return (ens_layer_spec){.kind = kind, .n = n, .k = k, .stride = stride, .pad = pad, .p = p,
+                          .block = block};
+}
+
+/* Network 1: conv-bn-relu-maxpool, conv-relu-dropout, flatten, dense-bn-relu,
+ * dense. Network 2: strided conv-bn-relu, avgpool, global average pool,
+ * dense. */
+static void net_arch(ens_arch *a, int which) {
+  memset(a, 0, sizeof(*a));
+  a->head = ENS_HEAD_SOFTMAX;
+  a->width = a->outputs = 3;
+  a->in_shape = (ens_shape){.c = 2, .h = 7, .w = 7, .image = 1};
+  a->in = 2 * 7 * 7;
+  int n = 0;
+  if (which == 0) {
+    a->spec[n++] = L(ENS_LAYER_CONV, 4, 3, 1, 1, 0, 0);
+    a->spec[n++] = L(ENS_LAYER_BATCHNORM, 0, 0, 0, 0, 0, 0);
+    a->spec[n++] = L(ENS_LAYER_RELU, 0, 0, 0, 0, 0, 0);
+    a->spec[n++] = L(ENS_LAYER_MAXPOOL, 0, 3, 2, 0, 0, 0);
+    a->spec[n++] = L(ENS_LAYER_CONV, 5, 2, 1, 0, 0, 1);
+    a->spec[n++] = L(ENS_LAYER_RELU, 0, 0, 0, 0, 0, 1);
+    a->spec[n++] = L(ENS_LAYER_DROPOUT, 0, 0, 0, 0, 0.25f, 1);
+    a->spec[n++] = L(ENS_LAYER_FLATTEN, 0, 0, 0, 0, 0, 1);
+    a->spec[n++] = L(ENS_LAYER_DENSE, 6, 0, 0, 0, 0, 2);
+    a->spec[n++] = L(ENS_LAYER_BATCHNORM, 0, 0, 0, 0, 0, 2);
+    a->spec[n++] = L(ENS_LAYER_RELU, 0, 0, 0, 0, 0, 2);
+    a->n_hidden = 3;
+  } else {
+    a->spec[n++] = L(ENS_LAYER_CONV, 3, 3, 2, 1, 0, 0);
+    a->spec[n++] = L(ENS_LAYER_BATCHNORM, 0, 0, 0, 0, 0, 0);
+    a->spec[n++] = L(ENS_LAYER_RELU, 0, 0, 0, 0, 0, 0);
+    a->spec[n++] = L(ENS_LAYER_AVGPOOL, 0, 2, 2, 0, 0, 0);
+    a->spec[n++] = L(ENS_LAYER_GAP, 0, 0, 0, 0, 0, 0);
+    a->n_hidden = 1;
+  }
+  a->nspec = n;
+}
+
+/* Gradient check of a whole conv network; with plant, the gradient of one
+ * batch-norm gamma is replaced by its beta's (a planted error) and the
+ * worst error is returned instead of asserted. */
+static double net_case(int which, uint64_t seed, int plant) {
+  enum { B = 6 };
+  ens_arch a;
+  net_arch(&a, which);
+  char err[256];
+  CU_ASSERT_FATAL(ens_arch_check(&a, err, sizeof err) == 0);
+  ens_model m;
+  CU_ASSERT_FATAL(ens_model_create(&m, &a, 0, a.n_hidden, 1, B) == 0);
+  CU_ASSERT_FATAL(ens_model_init(&m, ENS_INIT_HE, 0.0, 0.1, seed, 0) == 0);
+  ens_rng r;
+  ens_rng_init(&r, seed, 0, ENS_STREAM_TEST, 60);
+  /* Generic gamma, beta and biases. */
+  for (int i = 0; i < m.nlayers; i++) {
+    ens_layer *l = &m.layers[i];
+    if (l->kind == ENS_LAYER_BATCHNORM)
+      fill_normal(m.params + l->param_off, l->nparam, 0.5, 0.5, &r);
+  }
+  float *x = malloc((size_t)B * m.in * sizeof(float));
+  CU_ASSERT_FATAL(x != NULL);
+  fill_normal(x, (size_t)B * m.in, 0.0, 1.0, &r);
+  const int32_t y[B] = {0, 1, 2, 2, 1, 0};
+  ens_rng drop;
+  ens_rng_init(&drop, seed, 0, ENS_STREAM_DROPOUT, 1);
+  ens_model_forward(&m, x, B, ENS_PASS_TRAIN, &drop);
+  float *dx = malloc((size_t)B * m.in * sizeof(float));
+  CU_ASSERT_FATAL(dx != NULL);
+  double loss = ens_model_loss_backward(&m, y, NULL, B, dx);
+  float *masks[ENS_MAX_LAYERS + 1] = {0};
+  size_t maxw = (size_t)m.in;
+  for (int i = 0; i < m.nlayers; i++) {
+    ens_layer *l = &m.layers[i];
+    maxw = (size_t)l->out > maxw ? (size_t)l->out : maxw;
+    if (l->kind == ENS_LAYER_DROPOUT) {
+      masks[i] = malloc((size_t)B * l->out * sizeof(float));
+      CU_ASSERT_FATAL(masks[i] != NULL);
+      memcpy(masks[i], l->aux, (size_t)B * l->out * sizeof(float));
+    }
+  }
+  if (plant)
+    for (int i = 0; i < m.nlayers; i++)
+      if (m.layers[i].kind == ENS_LAYER_BATCHNORM && m.layers[i].sout.image) {
+        int C = m.layers[i].sout.c;
+        float *g = m.grads + m.layers[i].param_off;
+        memcpy(g, g + C, (size_t)C * sizeof(float));
+        break;
+      }
+  net_ctx d = {&m, to_double(m.params, m.nparams), to_double(x, (size_t)B * m.in), y, B, masks,
+               {malloc(B * maxw * sizeof(double)), malloc(B * maxw * sizeof(double))}};
+  CU_ASSERT_FATAL(d.p && d.x && d.buf[0] && d.buf[1]);
+  CU_CHECK_CLOSE(net_loss(&d), loss, 1e-5 * (1.0 + fabs(loss)));
+  double *gp = malloc(m.nparams * sizeof(double));
+  double *gx = malloc((size_t)B * m.in * sizeof(double));
+  CU_ASSERT_FATAL(gp && gx);
+  numeric_grad(gp, d.p, m.nparams, net_loss, &d);
+  numeric_grad(gx, d.x, (size_t)B * m.in, net_loss, &d);
+  double worst = 0.0;
+  if (plant) {
+    size_t at;
+    worst = grad_error(m.grads, gp, m.nparams, 0.0, &at);
+  } else {
+    const double gscale = max_abs(gp, m.nparams);
+    char name[96];
+    for (int i = 0; i < m.nlayers; i++) {
+      const ens_layer *l = &m.layers[i];
+      if (!l->nparam)
+        continue;
+      snprintf(name, sizeof name, "net %d layer %d (%s)", which, i, ens_layer_kind_name(l->kind));
+      check_grad(name, m.grads + l->param_off, gp + l->param_off, l->nparam, GRAD_TOL, gscale);
+    }
+    snprintf(name, sizeof name, "net %d dx_out", which);
+    check_grad(name, dx, gx, (size_t)B * m.in, GRAD_TOL, 0.0);
+  }
+  for (int i = 0; i <= ENS_MAX_LAYERS; i++)
+    free(masks[i]);
+  free(x), free(dx), free(d.p), free(d.x), free(d.buf[0]), free(d.buf[1]), free(gp), free(gx);
+  ens_model_free(&m);
+  return worst;
+}
+
+static void test_net_grad(void) {
+  for (uint64_t s = 0; s < 3; s++) {
+    net_case(0, 100 + s, 0);
+    net_case(1, 200 + s, 0);
+  }
+}
+
+static void test_net_planted(void) {
+  double err = net_case(0, 100, 1);
+  if (getenv("ENS_TEST_VERBOSE"))
+    fprintf(stderr, "\n  planted network error: %.3g", err);
+  CU_ASSERT(err > 100 * GRAD_TOL);
+}
+
+/* ---------------------------------------------------------------- shapes */
+
+static void test_shapes(void) {
+  ens_arch a;
+  net_arch(&a, 0);
+  ens_model m;
+  CU_ASSERT_FATAL(ens_model_create(&m, &a, 0, a.n_hidden, 1, 4) == 0);
+  /* conv 4 (7x7, pad 1) -> maxpool 3/2 -> 3x3 -> conv 5 k2 -> 2x2 -> 20 */
+  CU_ASSERT(m.layers[0].sout.c == 4 && m.layers[0].sout.h == 7 && m.layers[0].sout.w == 7);
+  CU_ASSERT(m.layers[3].sout.c == 4 && m.layers[3].sout.h == 3 && m.layers[3].sout.w == 3);
+  CU_ASSERT(m.layers[4].sout.c == 5 && m.layers[4].sout.h == 2 && m.layers[4].sout.w == 2);
+  CU_ASSERT(m.layers[7].out == 20 && !m.layers[7].sout.image);
+  /* Parameters: conv 2*4*9+4, bn 2*4, conv 4*5*4+5, dense 20*6+6, bn 12,
+   * dense 6*3+3; statistics: 8 + 12. */
+  CU_ASSERT_EQUAL(m.nparams, (size_t)(76 + 8 + 85 + 126 + 12 + 21));
+  CU_ASSERT_EQUAL(m.nstats, (size_t)20);
+  size_t np, ns;
+  ens_arch_sizes(&a, 0, a.n_hidden, 1, &np, &ns);
+  CU_ASSERT(np == m.nparams && ns == m.nstats);
+  /* A head from block 1 knows its input shape (4, 3, 3). */
+  ens_model h;
+  CU_ASSERT_FATAL(ens_model_create(&h, &a, 1, a.n_hidden, 1, 4) == 0);
+  CU_ASSERT(h.layers[0].kind == ENS_LAYER_CONV && h.layers[0].sin.c == 4 &&
+            h.layers[0].sin.h == 3 && h.in == 36);
+  ens_arch_sizes(&a, 0, 1, 0, &np, &ns);
+  CU_ASSERT_EQUAL(np + h.nparams, m.nparams); /* trunk + head = full */
+  ens_model_free(&h);
+  ens_model_free(&m);
+
+  /* Stacks that do not fit: each error names the layer and both shapes. */
+  struct {
+    int at;
+    ens_layer_spec s;
+    const char *want;
+  } bad[] = {
+      {8, L(ENS_LAYER_DENSE, 6, 0, 0, 0, 0, 2), "layer 8 (dense): input shape (5,2,2)"},
+      {3, L(ENS_LAYER_MAXPOOL, 0, 2, 2, 0, 0, 0), "do not divide the 7x7"},
+      {4, L(ENS_LAYER_CONV, 5, 5, 1, 0, 0, 1), "layer 5 (conv): input shape (4,3,3)"},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    net_arch(&a, 0);
+    if (bad[i].at == 8) /* drop the flatten */
+      a.spec[7] = a.spec[8], a.spec[8] = a.spec[9], a.spec[9] = a.spec[10], a.nspec--;
+    else
+      a.spec[bad[i].at] = bad[i].s;
+    char err[256] = "";
+    CU_ASSERT(ens_arch_check(&a, err, sizeof err) == ENS_EINVAL);
+    CU_ASSERT(ens_model_create(&m, &a, 0, a.n_hidden, 1, 4) == ENS_EINVAL);
+    if (!strstr(err, bad[i].want))
+      fprintf(stderr, "\n  shape error %zu: got \"%s\", want \"%s\"\n", i, err, bad[i].want);
+    CU_ASSERT(strstr(err, bad[i].want) != NULL);
+  }
+  /* A conv on a flat input. */
+  net_arch(&a, 0);
+  a.in_shape = (ens_shape){0};
+  char err[256] = "";
+  CU_ASSERT(ens_arch_check(&a, err, sizeof err) == ENS_EINVAL);
+  CU_ASSERT(strstr(err, "layer 1 (conv): input shape (98)") != NULL);
+}
+
+/* ------------------------------------------------------------------- init */
+
+static void test_conv_init(void) {
+  ens_arch a = {.head = ENS_HEAD_SOFTMAX, .width = 2, .outputs = 2, .n_hidden = 1, .nspec = 3};
+  a.in_shape = (ens_shape){.c = 16, .h = 6, .w = 6, .image = 1};
+  a.in = 16 * 36;
+  a.spec[0] = L(ENS_LAYER_CONV, 64, 3, 1, 1, 0, 0);
+  a.spec[1] = L(ENS_LAYER_RELU, 0, 0, 0, 0, 0, 0);
+  a.spec[2] = L(ENS_LAYER_GAP, 0, 0, 0, 0, 0, 0);
+  ens_model m;
+  CU_ASSERT_FATAL(ens_model_create(&m, &a, 0, 1, 1, 1) == 0);
+  const int O = 64, K = 16 * 9;
+  const size_t nw = (size_t)O * K;
+  /* He: Var = 2 / (C k k); Xavier: 2 / (C k k + O k k). */
+  struct {
+    ens_init_kind kind;
+    double var;
+  } rules[] = {{ENS_INIT_HE, 2.0 / K}, {ENS_INIT_XAVIER, 2.0 / (K + O * 9)}};
+  for (int t = 0; t < 2; t++) {
+    CU_ASSERT_FATAL(ens_model_init(&m, rules[t].kind, 0.0, 0.02, 3, 0) == 0);
+    double s = 0.0, ss = 0.0;
+    for (size_t i = 0; i < nw; i++) {
+      s += m.params[i];
+      ss += (double)m.params[i] * m.params[i];
+    }
+    double mean = s / nw, var = ss / nw - mean * mean;
+    /* 9216 draws: the sample variance is within 5% of the truth (>3 sd). */
+    CU_CHECK_CLOSE(var / rules[t].var, 1.0, 0.05);
+    CU_ASSERT(m.params[nw] == 0.02f && m.params[nw + O - 1] == 0.02f); /* bias_init */
+  }
+  /* Orthogonal: the (O, C k k) = (64, 144) matrix has orthonormal rows times
+   * the ReLU gain sqrt(2). */
+  CU_ASSERT_FATAL(ens_model_init(&m, ENS_INIT_ORTHOGONAL, 0.0, 0.0, 3, 0) == 0);
+  double worst = 0.0;
+  for (int i = 0; i < O; i++)
+    for (int j = 0; j < O; j++) {
+      double dot = 0.0;
+      for (int k = 0; k < K; k++)
+        dot += (double)m.params[(size_t)i * K + k] * m.params[(size_t)j * K + k];
+      worst = fmax(worst, fabs(dot - (i == j ? 2.0 : 0.0)));
+    }
+  CU_CHECK_CLOSE(worst, 0.0, 1e-4);
+  ens_model_free(&m);
+}
+
+/* The eval pass of a conv net does not depend on how rows are batched. */
+static void test_batch_independence(void) {
+  ens_arch a;
+  net_arch(&a, 0);
+  enum { N = 13 };
+  ens_model m5, m13;
+  CU_ASSERT_FATAL(ens_model_create(&m5, &a, 0, a.n_hidden, 1, 5) == 0);
+  CU_ASSERT_FATAL(ens_model_create(&m13, &a, 0, a.n_hidden, 1, N) == 0);
+  CU_ASSERT_FATAL(ens_model_init(&m5, ENS_INIT_HE, 0.0, 0.0, 9, 0) == 0);
+  memcpy(m13.params, m5.params, m5.nparams * sizeof(float));
+  memcpy(m13.stats, m5.stats, m5.nstats * sizeof(float));
+  float *x = malloc((size_t)N * m5.in * sizeof(float));
+  float p5[N * 3], p13[N * 3];
+  CU_ASSERT_FATAL(x != NULL);
+  ens_rng r;
+  ens_rng_init(&r, 9, 0, ENS_STREAM_TEST, 9);
+  fill_normal(x, (size_t)N * m5.in, 0.0, 1.0, &r);
+  ens_model_predict(&m5, p5, x, N);
+  ens_model_predict(&m13, p13, x, N);
+  CU_ASSERT(memcmp(p5, p13, sizeof p5) == 0);
+  free(x);
+  ens_model_free(&m5);
+  ens_model_free(&m13);
+}
+
+int main(void) {
+  static const cu_case cases[] = {
+      {"conv2d gradient (padding, stride, kernel sizes)", test_conv_grad},
+      {"conv2d planted error fails the check", test_conv_planted},
+      {"im2col/col2im adjoint", test_im2col_adjoint},
+      {"batchnorm over channels: gradient, running stats, eval", test_batchnorm2d_grad},
+      {"max/avg/global pooling gradient", test_pool_grad},
+      {"conv networks: gradient (params and inputs)", test_net_grad},
+      {"conv network planted error fails the check", test_net_planted},
+      {"shape inference and misfit errors", test_shapes},
+      {"conv init (he, xavier, orthogonal on (O, C k k))", test_conv_init},
+      {"eval independent of batching", test_batch_independence},
+      {NULL, NULL},
+  };
+  return cu_run_suite("conv", cases);
+}
