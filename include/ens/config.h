@@ -48,6 +48,8 @@ typedef struct ens_config {
   int n_hidden;                 /* number of hidden layers; default 2 */
   int hidden[ENS_MAX_HIDDEN];   /* widths; default 512,256 */
   int batchnorm;                /* bool; default 1 */
+  int weightnorm;               /* bool: weight normalization of dense/conv layers; default 0 */
+  int weightnorm_init;          /* 0 = g = ||v|| (function unchanged), 1 = data-dependent; default 0 */
   double dropout;               /* drop probability in [0,1); default 0 */
   ens_init_kind init;           /* default he */
   double init_std;              /* std for init = normal; default 0.01 */

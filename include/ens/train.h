@@ -58,6 +58,7 @@ struct ens_trainer {
   float clip_value, clip_norm;
   ens_gradnorm gn;     /* every step's gradient norm before clipping, the threshold in force */
   int fail_grad;       /* the failing step's loss was finite, its gradient norm was not */
+  int wn_data_init;    /* weight norm's data-dependent init on the first batch */
   int batch, epochs;
   uint64_t seed;
   uint32_t rng_member; /* key of the shuffle and dropout streams */

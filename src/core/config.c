@@ -45,6 +45,7 @@ static const char *const optimizer_names[] = {"sgd", "adam", "adamw", NULL};
 static const char *const calibrate_names[] = {"none", "temperature", NULL};
 static const char *const trunk_names[] = {"none", "file", "pretrain", NULL};
 static const char *const share_names[] = {"auto", "true", "false", NULL};
+static const char *const wn_init_names[] = {"norm", "data", NULL};
 _Static_assert(ENS_INIT_ORTHOGONAL == 3 && ENS_SCHED_CYCLIC == 3 && ENS_MODE_SEARCH == 3 &&
                    ENS_COMBINE_SELECT == 3 && ENS_TASK_REGRESS == 2 && ENS_LOSS_MSE == 1 &&
                    ENS_OPT_ADAMW == 2 && ENS_CALIBRATE_TEMPERATURE == 1 && ENS_TRUNK_PRETRAIN == 2 && ENS_SHARE_AUTO == 0 &&
@@ -113,6 +114,12 @@ static const key_spec key_table[] = {
     {"model", "hidden", KEY_INTLIST, FIELD(hidden), .count_offset = offsetof(ens_config, n_hidden),
      .def = "512,256", .help = "hidden layer widths, comma-separated (empty = no hidden layer)"},
     K_BOOL("model", "batchnorm", batchnorm, "true", "batch normalization after each hidden layer"),
+    K_BOOL("model", "weightnorm", weightnorm, "false",
+           "weight normalization (Salimans & Kingma 2016) of every dense layer, the output layer "
+           "too: w = g v / ||v|| per unit, trained as v and g"),
+    K_ENUM("model", "weightnorm_init", weightnorm_init, wn_init_names, "norm",
+           "weight norm's g at init: norm = ||v|| (the network starts as without weight norm), "
+           "data = the paper's data-dependent init on the member's first batch"),
     K_DBL("model", "dropout", dropout, CLOSED_OPEN(0, 1), "0",
           "dropout probability after each hidden layer"),
     K_ENUM("model", "init", init, init_names, "he", "weight initialization"),

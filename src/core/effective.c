@@ -162,6 +162,8 @@ int ens_config_effective(ens_config *c, ens_config_warn_fn warn, void *ctx, char
   }
   if (!c->batchnorm && !drawn(c, "batchnorm"))
     unused(&e, "train", "bn_momentum", "the network has no batch norm ([model] batchnorm = false)");
+  if (!c->weightnorm)
+    unused(&e, "model", "weightnorm_init", "it applies to [model] weightnorm = true");
   if (c->clip_norm != ENS_AUTO) {
     unused(&e, "train", "clip_warmup", "it applies to clip_norm = auto");
     unused(&e, "train", "clip_warmup_lr", "it applies to clip_norm = auto");

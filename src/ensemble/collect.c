@@ -101,6 +101,7 @@ static int write_hyper(ens_job *j, const char *obj, int k) {
   ret |= ens_h5_attr_str(j->file, obj, "hidden", h);
   ret |= ens_h5_attr_str(j->file, obj, "init", ens_init_name(mc.init));
   ret |= ens_h5_attr_i64(j->file, obj, "batchnorm", mc.batchnorm);
+  ret |= ens_h5_attr_i64(j->file, obj, "weightnorm", mc.weightnorm);
   ret |= ens_h5_attr_str(j->file, obj, "optimizer", ens_optimizer_name(mc.optimizer));
   return ret;
 }

@@ -88,6 +88,7 @@ int ens_trainer_start(ens_trainer *t, const ens_config *c, uint32_t init_member,
   ens_gradnorm_reset(&t->gn, c->clip_norm == ENS_AUTO ? ENS_AUTO : (double)t->clip_norm,
                      c->clip_percentile, c->clip_warmup, c->clip_warmup_lr, c->clip_factor);
   t->fail_grad = 0;
+  t->wn_data_init = c->weightnorm && c->weightnorm_init == 1;
   t->batch = c->batch;
   t->epochs = c->epochs;
   t->seed = c->seed;
@@ -129,6 +130,10 @@ static double train_step(ens_trainer *t, const ens_train_set *set, long lo, int 
     if (set->t)
       memcpy(t->tb + (size_t)i * T, set->t + (size_t)r * T, (size_t)T * sizeof(float));
   }
+  /* Weight norm's data-dependent init runs on the first batch of the run
+   * (epoch 0's order), before its step; a resumed run is past it. */
+  if (t->wn_data_init && t->step == 0)
+    ens_model_wn_data_init(m, t->xb, b);
   ens_rng drop;
   ens_rng_init(&drop, t->seed, t->rng_member, ENS_STREAM_DROPOUT, (uint32_t)t->step);
   ens_model_forward(m, t->xb, b, ENS_PASS_TRAIN, &drop);
