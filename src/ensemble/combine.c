@@ -390,6 +390,9 @@ static void print_summary(const ens_job *j, const fold *f, const double *em, con
   if (c->combine == ENS_COMBINE_VOTE)
     printf("  (vote: nll and brier are computed on vote shares, which are not probabilities, so "
            "they are large by construction; compare accuracy)\n");
+  if (c->combine == ENS_COMBINE_PARAMS && j->arch.weightnorm)
+    printf("  (params, weight norm: the members' effective weights w = g v / ||v|| are "
+           "averaged, not g and v apart)\n");
   if (c->combine == ENS_COMBINE_PARAMS && !j->shared_init)
     printf("  (params: the members were initialized independently ([ensemble] share_init = "
            "false), so the average of their parameters is rarely a working network; these "
