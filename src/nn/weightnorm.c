@@ -8,30 +8,45 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/clones.h"
 #include "ens/conv.h"
 #include "ens/error.h"
 #include "ens/nn.h"
 #include "nn/weightnorm.h"
 
-static double row_norm(const float *v, int fan) {
-  double ss = 0.0;
-  for (int j = 0; j < fan; j++)
-    ss += (double)v[j] * v[j];
-  return sqrt(ss);
+/* Sums of products in double over four interleaved accumulators, added
+ * in a fixed order: each accumulator is its own chain of IEEE operations,
+ * so the result is the same whether or not the compiler puts the four in
+ * one vector register (and 3-4x faster than one chain). */
+static double dot4(const float *a, const float *b, int n) {
+  double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
+  int j = 0;
+  for (; j + 4 <= n; j += 4) {
+    s0 += (double)a[j] * b[j];
+    s1 += (double)a[j + 1] * b[j + 1];
+    s2 += (double)a[j + 2] * b[j + 2];
+    s3 += (double)a[j + 3] * b[j + 3];
+  }
+  for (; j < n; j++)
+    s0 += (double)a[j] * b[j];
+  return (s0 + s1) + (s2 + s3);
 }
 
-void ens_weightnorm_forward(float *w, const float *v, const float *g, int rows, int fan) {
+static double row_norm(const float *v, int fan) { return sqrt(dot4(v, v, fan)); }
+
+ENS_CLONES void ens_weightnorm_forward(float *w, const float *v, const float *g, int rows, int fan) {
   for (int i = 0; i < rows; i++) {
     const float *vi = v + (size_t)i * fan;
     float *wi = w + (size_t)i * fan;
     double s = row_norm(vi, fan);
-    double scale = s > 0.0 ? (double)g[i] / s : 0.0;
+    /* One float scale per row: the element loop vectorizes. */
+    float scale = s > 0.0 ? (float)((double)g[i] / s) : 0.0f;
     for (int j = 0; j < fan; j++)
-      wi[j] = (float)(scale * vi[j]);
+      wi[j] = scale * vi[j];
   }
 }
 
-void ens_weightnorm_backward(float *dv, float *dg, const float *dw, const float *v,
+ENS_CLONES void ens_weightnorm_backward(float *dv, float *dg, const float *dw, const float *v,
                              const float *g, int rows, int fan) {
   for (int i = 0; i < rows; i++) {
     const float *vi = v + (size_t)i * fan, *dwi = dw + (size_t)i * fan;
@@ -42,13 +57,10 @@ void ens_weightnorm_backward(float *dv, float *dg, const float *dw, const float 
       dg[i] = 0.0f;
       continue;
     }
-    double dot = 0.0;
+    double dgi = dot4(dwi, vi, fan) / s;
+    const float a = (float)((double)g[i] / s), c = (float)((double)g[i] * dgi / (s * s));
     for (int j = 0; j < fan; j++)
-      dot += (double)dwi[j] * vi[j];
-    double dgi = dot / s;
-    double a = (double)g[i] / s, c = (double)g[i] * dgi / (s * s);
-    for (int j = 0; j < fan; j++)
-      dvi[j] = (float)(a * dwi[j] - c * vi[j]);
+      dvi[j] = a * dwi[j] - c * vi[j];
     dg[i] = (float)dgi;
   }
 }

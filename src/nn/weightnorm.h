@@ -8,8 +8,9 @@
 #include "ens/model.h"
 #include "nn/layer.h"
 
-/* w (rows, fan) = g_i v_i / ||v_i|| per row (norm summed in double in index
- * order); a row with v_i = 0 gives w_i = 0. */
+/* w (rows, fan) = g_i v_i / ||v_i|| per row (the norm summed in double over
+ * four interleaved accumulators in a fixed order); a row with v_i = 0 gives
+ * w_i = 0. */
 void ens_weightnorm_forward(float *w, const float *v, const float *g, int rows, int fan);
 /* Gradients of (v, g) from the gradient dw (rows, fan) of w:
  *   dg_i = dw_i . v_i / ||v_i||,
