@@ -22,6 +22,9 @@ figure whose data the result does not hold:
     learning_curves.png  per-member training loss and eval metric per epoch
                          (failed members dashed)
     disagreement.png     fraction of test points on which members i, j differ
+    grad_norm.png        per member, the global gradient norm before clipping
+                         over training (per epoch: min-max band, median, p90,
+                         p99) with the clip threshold c in force
     search.png           member NLL (validation, else test) against each drawn
                          hyperparameter; only for mode = search or members with
                          differing hyperparameters
@@ -626,6 +629,73 @@ def fig_learning_curves(res, outdir, _data):
     return save(fig, outdir, "learning_curves.png")
 
 
+# ----------------------------------------------------------- gradient norms
+
+GRAD_NORM_MAX_PANELS = 16
+
+
+def fig_grad_norm(res, outdir, _data):
+    rows = []
+    rule = None
+    for i, k in enumerate(res.members):
+        if res.member_group(k) is None:
+            continue
+        g = res.ds(f"/members/{k}/grad_norm", (None, 8))
+        if g is None or len(g) == 0:
+            continue
+        if rule is None:
+            a = res.attrs(f"/members/{k}/grad_norm")
+            clip = as_str(a.get("clip", "off"))
+            if clip == "auto" and "clip_percentile" in a:
+                rule = f"clip_norm = auto (AutoClip, p{as_scalar(a['clip_percentile']):g})"
+            elif clip == "auto":
+                rule = (f"clip_norm = auto ({as_scalar(a.get('clip_factor', 0)):g} x median of a "
+                        f"{as_scalar(a.get('clip_warmup', 0))}-step warm-up)")
+            else:
+                rule = f"clip_norm {clip}"
+        rows.append((i, k, np.asarray(g, dtype=np.float64)))
+    if not rows:
+        raise Skip("no /members/<k>/grad_norm (a result of an older ens, or no finished member)")
+    shown = rows[:GRAD_NORM_MAX_PANELS]
+    n = len(shown)
+    ncol = min(n, 4)
+    nrow = -(-n // ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(3.2 * ncol + 1, 2.8 * nrow + 1), squeeze=False,
+                             sharey=True)
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    for ax, (i, k, g) in zip(axes.flat, shown):
+        ep = np.arange(1, len(g) + 1)
+        ax.fill_between(ep, g[:, 0], g[:, 4], color="C0", alpha=0.15, lw=0, label="min-max")
+        ax.plot(ep, g[:, 1], color="C0", lw=1.6, label="median")
+        ax.plot(ep, g[:, 2], color="C0", lw=1, ls="--", label="p90")
+        ax.plot(ep, g[:, 3], color="C0", lw=1, ls=":", label="p99")
+        c = g[:, 7]
+        if np.any(c > 0):
+            cc = np.where(c > 0, c, np.nan)
+            ax.step(ep, cc, where="mid", color="C3", lw=1.6, label="clip threshold c")
+        clipped = int(np.nansum(g[:, 6]))
+        steps = int(np.nansum(g[:, 5]))
+        ax.set_title(f"member {k}: {clipped} of {steps} steps clipped", fontsize=9)
+        ax.set_yscale("log")
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(integer_locator(len(g)))
+        ax.grid(alpha=0.3)
+    for r in range(nrow):
+        axes[r, 0].set_ylabel("gradient norm before clipping")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    for ax in axes.flat[1:n]:
+        for h, l in zip(*ax.get_legend_handles_labels()):
+            if l not in labels:
+                handles.append(h)
+                labels.append(l)
+    fig.legend(handles, labels, loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
+    more = f" (first {n} of {len(rows)} members)" if len(rows) > n else ""
+    fig.suptitle(res.title(f"Gradient norms, {rule}{more}"))
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    return save(fig, outdir, "grad_norm.png")
+
+
 # -------------------------------------------------------------- disagreement
 
 
@@ -859,6 +929,7 @@ FIGURES = [
     ("reliability.png", fig_reliability),
     ("learning_curves.png", fig_learning_curves),
     ("disagreement.png", fig_disagreement),
+    ("grad_norm.png", fig_grad_norm),
     ("search.png", fig_search),
 ]
 

@@ -12,6 +12,8 @@
 #define ENS_PATH_MAX 1024
 #define ENS_SEARCH_MAX 512 /* characters of one [search] value */
 #define ENS_LAYERS_MAX 2048 /* characters of a layer list */
+/* A number key given as "auto" ([train] clip_norm = auto). */
+#define ENS_AUTO (-1.0)
 
 typedef enum { ENS_INIT_NORMAL, ENS_INIT_XAVIER, ENS_INIT_HE, ENS_INIT_ORTHOGONAL } ens_init_kind;
 typedef enum { ENS_SCHED_CONSTANT, ENS_SCHED_STEP, ENS_SCHED_COSINE, ENS_SCHED_CYCLIC } ens_schedule_kind;
@@ -52,6 +54,8 @@ typedef struct ens_config {
   int n_hidden;                 /* number of hidden layers; default 2 */
   int hidden[ENS_MAX_HIDDEN];   /* widths; default 512,256 */
   int batchnorm;                /* bool; default 1 */
+  int weightnorm;               /* bool: weight normalization of dense/conv layers; default 0 */
+  int weightnorm_init;          /* 0 = g = ||v|| (function unchanged), 1 = data-dependent; default 0 */
   double dropout;               /* drop probability in [0,1); default 0 */
   ens_init_kind init;           /* default he */
   double init_std;              /* std for init = normal; default 0.01 */
@@ -73,7 +77,11 @@ typedef struct ens_config {
   double step_gamma;            /* step schedule: factor; default 0.1 */
   int cycles;                   /* cyclic schedule: restarts in the run; default 4 */
   double clip_value;            /* per-element clip, 0 = off; default 0 */
-  double clip_norm;             /* global-norm clip, 0 = off; default 0 */
+  double clip_norm;             /* global-norm clip, 0 = off, ENS_AUTO = AutoClip; default 0 */
+  int clip_warmup;              /* clip_norm = auto: warm-up steps (0 = AutoClip); default 100 */
+  double clip_warmup_lr;        /* lr factor during the warm-up; default 0.1 */
+  double clip_factor;           /* c = factor x median warm-up norm; default 0.5 */
+  double clip_percentile;       /* AutoClip: percentile of the norms so far; default 10 */
   int threads;                  /* OpenBLAS threads per rank; default 1 */
   double bn_momentum;           /* running-stat momentum; default 0.1 */
   /* [ensemble] */

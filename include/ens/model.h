@@ -26,6 +26,8 @@ typedef enum {
   ENS_LAYER_AVGPOOL,
   ENS_LAYER_GAP,     /* global average pooling: (C,H,W) -> C */
   ENS_LAYER_FLATTEN, /* (C,H,W) -> C H W */
+  ENS_LAYER_WNDENSE, /* dense with weight normalization: parameters v, g, b */
+  ENS_LAYER_WNCONV,  /* conv with weight normalization: parameters v, g, b */
   ENS_LAYER_KIND_COUNT
 } ens_layer_kind;
 
@@ -83,6 +85,8 @@ typedef struct ens_arch {
   int hidden[ENS_MAX_HIDDEN];
   int batchnorm;               /* bool */
   float dropout;               /* drop probability after each hidden block */
+  int weightnorm;              /* bool: every dense and conv layer (the output layer
+                                  too) is weight-normalized (v, g, b) */
   /* A layer list (nspec > 0) replaces the MLP form above: n_hidden is then
    * its number of blocks, hidden/batchnorm/dropout are unused, and in_shape
    * the shape of an input row (in its size). With nspec == 0 the layers are
@@ -194,6 +198,23 @@ void ens_model_features(ens_model *m, float *out, const float *x, int n);
  * them and averages batch statistics over x (n, in) in batches of batch_max
  * (SWA's update_bn, Izmailov et al. 2018). */
 void ens_model_reestimate_bn(ens_model *m, const float *x, int n);
+
+/* Weight normalization (src/nn/weightnorm.c). The paper's data-dependent
+ * init (Salimans & Kingma 2016, sec. 3): layer by layer in order, the
+ * pre-activations y of each weight-normalized layer on the rows x (batch,
+ * in) (eval pass) get mean 0 and variance 1 per unit: g /= sd(y),
+ * b = (b - mean(y)) / sd(y) (a unit constant on the batch is left alone).
+ * Returns the number of layers initialized. */
+int ens_model_wn_data_init(ens_model *m, const float *x, int batch);
+/* sum (nparams, double) += params (a flat buffer of m's layout) with each
+ * weight-normalized layer's v replaced by its effective w = g v / ||v||
+ * (its g slot is not added): parameter averaging averages w. */
+void ens_model_wn_add_effective(const ens_model *m, double *sum, const float *params);
+/* Sets every weight-normalized layer's g to ||v||, so that v read as w
+ * (e.g. averaged effective weights) is the layer's weight. */
+void ens_model_wn_renormalize(ens_model *m);
+/* 1 when m has a weight-normalized layer. */
+int ens_model_has_weightnorm(const ens_model *m);
 
 /* Human-readable layer list, e.g. "dense(784,512) bn(512) relu ...". */
 void ens_model_describe(const ens_model *m, char *buf, size_t len);

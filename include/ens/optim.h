@@ -40,6 +40,11 @@ void ens_clip_value(float *g, size_t n, float c);
 /* Scales g (n) by c / ||g||_2 when the norm exceeds c. Returns the norm
  * before clipping (computed in double). */
 double ens_clip_norm(float *g, size_t n, double c);
+/* The L2 norm of g (n), summed in double in index order. */
+double ens_grad_norm(const float *g, size_t n);
+/* Scales g (n), whose norm is `norm` (> c > 0), by c / norm: the step of
+ * ens_clip_norm once the norm is known. */
+void ens_clip_scale(float *g, size_t n, double norm, double c);
 
 typedef struct ens_schedule {
   ens_schedule_kind kind;

@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "ens/config.h"
+#include "ens/gradnorm.h"
 #include "ens/model.h"
 #include "ens/optim.h"
 
@@ -73,6 +74,9 @@ struct ens_trainer {
   ens_sgd sgd;
   ens_adam adam;
   float clip_value, clip_norm;
+  ens_gradnorm gn;     /* every step's gradient norm before clipping, the threshold in force */
+  int fail_grad;       /* the failing step's loss was finite, its gradient norm was not */
+  int wn_data_init;    /* weight norm's data-dependent init on the first batch */
   int batch, epochs;
   uint64_t seed;
   uint32_t rng_member; /* key of the shuffle and dropout streams */
@@ -108,8 +112,8 @@ int ens_trainer_start(ens_trainer *t, const ens_config *c, uint32_t init_member,
 
 /* Runs from the current position to the end of training. Returns 0, the
  * first non-zero hook result, ENS_ESTOPPED, or ENS_ENUMERIC when the loss
- * becomes NaN or infinite (then t->epoch and t->step name the failing step,
- * which was not applied). */
+ * or the gradient norm becomes NaN or infinite (then t->epoch and t->step
+ * name the failing step, which was not applied; t->fail_grad says which). */
 int ens_trainer_run(ens_trainer *t, const ens_train_set *set, const ens_train_hooks *h);
 
 #endif

@@ -642,6 +642,7 @@ static int info_one(const char *path, int print_config) {
     }
   }
 #undef PCT
+  ens_cli_info_grad_norm(f, (long long)first, (long long)members);
   long long nd = ens_h5_size(f, "/metrics/disagreement", NULL, NULL);
   if (members > 1 && members <= (1 << 20) && nd == members * members) {
     double *dis = malloc((size_t)nd * sizeof(double));

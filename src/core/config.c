@@ -48,6 +48,7 @@ static const char *const calibrate_names[] = {"none", "temperature", NULL};
 static const char *const trunk_names[] = {"none", "file", "pretrain", NULL};
 static const char *const share_names[] = {"auto", "true", "false", NULL};
 static const char *const standardize_names[] = {"feature", "channel", "global", NULL};
+static const char *const wn_init_names[] = {"norm", "data", NULL};
 _Static_assert(ENS_INIT_ORTHOGONAL == 3 && ENS_SCHED_CYCLIC == 3 && ENS_MODE_SEARCH == 3 &&
                    ENS_COMBINE_SELECT == 3 && ENS_TASK_REGRESS == 2 && ENS_LOSS_MSE == 1 &&
                    ENS_OPT_ADAMW == 2 && ENS_CALIBRATE_TEMPERATURE == 1 && ENS_TRUNK_PRETRAIN == 2 && ENS_SHARE_AUTO == 0 &&
@@ -80,6 +81,8 @@ typedef struct {
   /* KEY_STRING: optional check of the value's syntax (0 or ENS_ECONFIG
    * with a message that names the key). */
   int (*check)(const char *key, const char *value, char *msg, size_t len);
+  /* KEY_DOUBLE: the word "auto" is accepted too, stored as ENS_AUTO (-1). */
+  bool auto_word;
 } key_spec;
 
 #define FIELD(f) .offset = offsetof(ens_config, f)
@@ -122,6 +125,12 @@ static const key_spec key_table[] = {
     {"model", "hidden", KEY_INTLIST, FIELD(hidden), .count_offset = offsetof(ens_config, n_hidden),
      .def = "512,256", .help = "hidden layer widths, comma-separated (empty = no hidden layer)"},
     K_BOOL("model", "batchnorm", batchnorm, "true", "batch normalization after each hidden layer"),
+    K_BOOL("model", "weightnorm", weightnorm, "false",
+           "weight normalization (Salimans & Kingma 2016) of every dense layer, the output layer "
+           "too: w = g v / ||v|| per unit, trained as v and g"),
+    K_ENUM("model", "weightnorm_init", weightnorm_init, wn_init_names, "norm",
+           "weight norm's g at init: norm = ||v|| (the network starts as without weight norm), "
+           "data = the paper's data-dependent init on the member's first batch"),
     K_DBL("model", "dropout", dropout, CLOSED_OPEN(0, 1), "0",
           "dropout probability after each hidden layer"),
     K_ENUM("model", "init", init, init_names, "he", "weight initialization"),
@@ -149,7 +158,19 @@ static const key_spec key_table[] = {
     K_DBL("train", "step_gamma", step_gamma, OPEN_CLOSED(0, 1), "0.1", "step schedule: decay factor"),
     K_INT("train", "cycles", cycles, GE(1), "4", "cyclic schedule: cosine cycles (restarts) in the run"),
     K_DBL("train", "clip_value", clip_value, GE(0), "0", "clip each gradient element to [-v, v] (0 = off)"),
-    K_DBL("train", "clip_norm", clip_norm, GE(0), "0", "clip the global gradient norm (0 = off)"),
+    {"train", "clip_norm", KEY_DOUBLE, FIELD(clip_norm), GE(0), .def = "0", .auto_word = true,
+     .help = "clip the global gradient norm to c (0 = off; auto = c from the member's own "
+             "gradient norms: see clip_warmup)"},
+    K_INT("train", "clip_warmup", clip_warmup, GE(0), "100",
+          "clip_norm = auto: warm-up steps at clip_warmup_lr times the learning rate, unclipped; "
+          "then c = clip_factor x the median of their gradient norms (0 = AutoClip instead)"),
+    K_DBL("train", "clip_warmup_lr", clip_warmup_lr, OPEN_CLOSED(0, 1), "0.1",
+          "clip_norm = auto: learning-rate factor during the warm-up"),
+    K_DBL("train", "clip_factor", clip_factor, GT(0), "0.5",
+          "clip_norm = auto: c = this x the median gradient norm of the warm-up"),
+    K_DBL("train", "clip_percentile", clip_percentile, OPEN_CLOSED(0, 100), "10",
+          "clip_norm = auto with clip_warmup = 0 (AutoClip): c is this percentile of the "
+          "gradient norms so far"),
     K_INT("train", "threads", threads, CLOSED(1, 256), "1",
           "OpenBLAS threads per rank (results are bitwise reproducible for a fixed value)"),
     K_DBL("train", "bn_momentum", bn_momentum, OPEN_CLOSED(0, 1), "0.1",
@@ -424,7 +445,7 @@ static void describe_expected(const key_spec *k, char *buf, size_t len) {
   case KEY_DOUBLE:
     break;
   }
-  const char *what = k->type == KEY_INT ? "an integer" : "a number";
+  const char *what = k->type == KEY_INT ? "an integer" : k->auto_word ? "auto or a number" : "a number";
   int b = k->bounds;
   if ((b & B_LO) && (b & B_HI))
     snprintf(buf, len, "%s in %c%g, %g%c", what, (b & B_LO_OPEN) ? '(' : '[', k->lo, k->hi,
@@ -480,7 +501,13 @@ static int key_set(ens_config *c, const key_spec *k, const char *value, char *ms
     }
     break;
   case KEY_DOUBLE:
-    if ((ok = parse_double(value, &d) && in_bounds(k, d)))
+    if (k->auto_word && strcasecmp(value, "auto") == 0) {
+      d = ENS_AUTO;
+      ok = true;
+    } else {
+      ok = parse_double(value, &d) && in_bounds(k, d);
+    }
+    if (ok)
       memcpy(field, &d, sizeof d);
     break;
   case KEY_U64:
@@ -652,6 +679,10 @@ static void format_value(const ens_config *c, const key_spec *k, char *buf, size
   case KEY_DOUBLE:
     /* Shortest of %.15g..%.17g that reads back to the same double. */
     memcpy(&d, field, sizeof d);
+    if (k->auto_word && d == ENS_AUTO) {
+      snprintf(buf, len, "auto");
+      return;
+    }
     for (int prec = 15; prec <= 17; prec++) {
       snprintf(buf, len, "%.*g", prec, d);
       if (strtod(buf, NULL) == d)
@@ -986,7 +1017,7 @@ int ens_config_validate(const ens_config *c, char *err, size_t errlen) {
       break;
     case KEY_DOUBLE:
       memcpy(&d, field, sizeof d);
-      ok = isfinite(d) && in_bounds(k, d);
+      ok = isfinite(d) && (in_bounds(k, d) || (k->auto_word && d == ENS_AUTO));
       break;
     case KEY_ENUM:
       memcpy(&v, field, sizeof v);

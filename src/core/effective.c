@@ -166,6 +166,19 @@ int ens_config_effective(ens_config *c, ens_config_warn_fn warn, void *ctx, char
   }
   if (!c->batchnorm && !drawn(c, "batchnorm"))
     unused(&e, "train", "bn_momentum", "the network has no batch norm ([model] batchnorm = false)");
+  if (!c->weightnorm)
+    unused(&e, "model", "weightnorm_init", "it applies to [model] weightnorm = true");
+  if (c->clip_norm != ENS_AUTO) {
+    unused(&e, "train", "clip_warmup", "it applies to clip_norm = auto");
+    unused(&e, "train", "clip_warmup_lr", "it applies to clip_norm = auto");
+    unused(&e, "train", "clip_factor", "it applies to clip_norm = auto");
+    unused(&e, "train", "clip_percentile", "it applies to clip_norm = auto");
+  } else if (c->clip_warmup > 0) {
+    unused(&e, "train", "clip_percentile", "it applies to AutoClip ([train] clip_warmup = 0)");
+  } else {
+    unused(&e, "train", "clip_warmup_lr", "it applies to the warm-up ([train] clip_warmup > 0)");
+    unused(&e, "train", "clip_factor", "it applies to the warm-up ([train] clip_warmup > 0)");
+  }
   /* Ensemble keys of other rules. */
   if (c->combine != ENS_COMBINE_SELECT) {
     snprintf(why, sizeof why, "it applies to combine = select, and [ensemble] combine = %s",

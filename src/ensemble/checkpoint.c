@@ -98,6 +98,17 @@ static int write_trainer_state(const ens_job *j, hid_t f, const ens_trainer *t) 
   return ret;
 }
 
+/* The gradient-norm record: the per-epoch summary, and (for AutoClip and
+ * the summary of an unfinished epoch) every norm so far, in double. */
+static int write_grad_norm(hid_t f, const ens_gradnorm *g, hsize_t ne) {
+  hsize_t dims[2] = {ne, ENS_GN_COLS}, n = (hsize_t)g->n;
+  int ret = ens_h5_write(f, "grad_norm", H5T_NATIVE_FLOAT, 2, dims, g->summary, 0);
+  if (n > 0)
+    ret |= ens_h5_write(f, "grad_norms", H5T_NATIVE_DOUBLE, 1, &n, g->hist, 0);
+  ret |= ens_h5_attr_i64(f, "/", "grad_norm_clipped", g->clipped);
+  return ret;
+}
+
 static int write_unit(ens_job *j, ens_trainer *t, int unit, int done) {
   if (!enabled(j))
     return 0;
@@ -110,6 +121,7 @@ static int write_unit(ens_job *j, ens_trainer *t, int unit, int done) {
   hsize_t ne = (hsize_t)t->epochs;
   ret |= ens_h5_write(f, "curve_train_loss", H5T_NATIVE_FLOAT, 1, &ne, t->curve_loss, 0);
   ret |= ens_h5_write(f, "curve_eval", H5T_NATIVE_FLOAT, 1, &ne, t->curve_eval, 0);
+  ret |= write_grad_norm(f, &t->gn, ne);
   ret |= ens_h5_attr_i64(f, "/", "unit", unit);
   ret |= ens_h5_attr_i64(f, "/", "done", done);
   ret |= ens_h5_attr_i64(f, "/", "epoch", t->epoch);
@@ -140,6 +152,8 @@ int ens_job_checkpoint_member(ens_job *j, const ens_member_meta *meta, const flo
     ret |= ens_h5_write(f, "bn_stats", H5T_NATIVE_FLOAT, 1, &ns, v.stats, 0);
     ret |= ens_h5_write(f, "curve_train_loss", H5T_NATIVE_FLOAT, 1, &ne, v.curve_loss, 0);
     ret |= ens_h5_write(f, "curve_eval", H5T_NATIVE_FLOAT, 1, &ne, v.curve_eval, 0);
+    hsize_t gdims[2] = {ne, ENS_GN_COLS};
+    ret |= ens_h5_write(f, "grad_norm", H5T_NATIVE_FLOAT, 2, gdims, v.grad_norm, 0);
   }
   ret |= ens_h5_attr_i64(f, "/", "k", meta->k);
   ret |= ens_job_meta_write(f, "/", meta);
@@ -190,7 +204,9 @@ static int read_member(ens_trainer *t, const char *path, int k, ens_member_meta 
           ens_h5_read(f, "params", H5T_NATIVE_FLOAT, m->params, m->nparams) ||
           (m->nstats && ens_h5_read(f, "bn_stats", H5T_NATIVE_FLOAT, m->stats, m->nstats)) ||
           ens_h5_read(f, "curve_train_loss", H5T_NATIVE_FLOAT, t->curve_loss, (size_t)t->epochs) ||
-          ens_h5_read(f, "curve_eval", H5T_NATIVE_FLOAT, t->curve_eval, (size_t)t->epochs);
+          ens_h5_read(f, "curve_eval", H5T_NATIVE_FLOAT, t->curve_eval, (size_t)t->epochs) ||
+          ens_h5_read(f, "grad_norm", H5T_NATIVE_FLOAT, t->gn.summary,
+                      (size_t)t->epochs * ENS_GN_COLS);
     if (bad)
       snprintf(why, whylen,
                "does not match this job's network (%zu parameters, %zu batch-norm "
@@ -260,6 +276,24 @@ static int read_unit(ens_job *j, ens_trainer *t, hid_t f, int unit, unit_state *
                m->nparams, m->nstats, t->epochs);
       goto done;
     }
+    /* The gradient-norm record of the s->step steps done (AutoClip's
+     * threshold is rebuilt from it). */
+    int64_t clipped = -1;
+    bad = ens_h5_read(f, "grad_norm", H5T_NATIVE_FLOAT, t->gn.summary,
+                      (size_t)t->epochs * ENS_GN_COLS);
+    bad |= ens_h5_get_attr_i64(f, "/", "grad_norm_clipped", &clipped);
+    if (!bad && s->step > t->gn.cap)
+      bad = 1;
+    if (!bad && s->step > 0)
+      bad = ens_h5_read(f, "grad_norms", H5T_NATIVE_DOUBLE, t->gn.hist, (size_t)s->step);
+    if (!bad)
+      bad = ens_gradnorm_restore(&t->gn, t->gn.hist, (long)s->step, (long)(s->step - s->bie),
+                                 (long)clipped) != 0;
+    if (bad) {
+      snprintf(why, whylen, "has no valid gradient-norm record of its %lld steps",
+               (long long)s->step);
+      goto done;
+    }
   }
   ret = 0;
 done:
@@ -280,7 +314,7 @@ int ens_job_pack_checkpoint(ens_job *j, const ens_member_meta *meta, char *err,
     return ret;
   }
   const size_t E = (size_t)j->c->epochs;
-  float *curves = malloc((2 * E + 1) * sizeof(float));
+  float *curves = malloc(((2 + ENS_GN_COLS) * E + 1) * sizeof(float));
   hid_t f = curves ? H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT) : H5I_INVALID_HID;
   if (!curves) {
     ret = ENS_ENOMEM;
@@ -296,6 +330,7 @@ int ens_job_pack_checkpoint(ens_job *j, const ens_member_meta *meta, char *err,
       ret = ens_h5_read(f, "bn_stats", H5T_NATIVE_FLOAT, m.stats, m.nstats);
     ret = ret ? ret : ens_h5_read(f, "curve_train_loss", H5T_NATIVE_FLOAT, curves, E);
     ret = ret ? ret : ens_h5_read(f, "curve_eval", H5T_NATIVE_FLOAT, curves + E, E);
+    ret = ret ? ret : ens_h5_read(f, "grad_norm", H5T_NATIVE_FLOAT, curves + 2 * E, ENS_GN_COLS * E);
     H5Fclose(f);
     if (ret)
       snprintf(err, errlen, "member %d: checkpoint %s does not match it (sizes differ)", meta->k,
@@ -303,6 +338,8 @@ int ens_job_pack_checkpoint(ens_job *j, const ens_member_meta *meta, char *err,
   }
   if (!ret)
     ret = ens_job_pack_model(j, &m, curves, curves + E, meta, 1, NULL);
+  if (!ret)
+    ens_job_pack_grad_norm(j, meta, curves + 2 * E);
   free(curves);
   ens_model_free(&m);
   return ret;

@@ -101,9 +101,32 @@ static int write_hyper(ens_job *j, const char *obj, int k) {
   ret |= ens_h5_attr_str(j->file, obj, "hidden", h);
   ret |= ens_h5_attr_str(j->file, obj, "init", ens_init_name(mc.init));
   ret |= ens_h5_attr_i64(j->file, obj, "batchnorm", mc.batchnorm);
+  ret |= ens_h5_attr_i64(j->file, obj, "weightnorm", mc.weightnorm);
   ret |= ens_h5_attr_str(j->file, obj, "optimizer", ens_optimizer_name(mc.optimizer));
   if (mc.model_layers[0]) /* a layer list replaces hidden, batchnorm and dropout */
     ret |= ens_h5_attr_str(j->file, obj, "layers", mc.model_layers);
+  return ret;
+}
+
+/* /members/<k>/grad_norm (ne, ENS_GN_COLS): the per-epoch summary of the
+ * member's gradient norms before clipping, and the clipping rule. */
+static int write_grad_norm(ens_job *j, const char *grp, hsize_t ne, const float *gn) {
+  char path[128];
+  const ens_config *c = j->c;
+  hsize_t dims[2] = {ne, ENS_GN_COLS};
+  float dummy[ENS_GN_COLS] = {0};
+  snprintf(path, sizeof(path), "%s/grad_norm", grp);
+  int ret = ens_h5_write(j->file, path, H5T_NATIVE_FLOAT, 2, dims, ne ? gn : dummy, 0);
+  ret |= ens_h5_attr_str(j->file, path, "columns", ens_gradnorm_columns);
+  ret |= ens_h5_attr_str(j->file, path, "clip",
+                         c->clip_norm == ENS_AUTO ? "auto" : c->clip_norm > 0 ? "fixed" : "off");
+  if (c->clip_norm == ENS_AUTO && c->clip_warmup == 0) {
+    ret |= ens_h5_attr_f64(j->file, path, "clip_percentile", c->clip_percentile);
+  } else if (c->clip_norm == ENS_AUTO) {
+    ret |= ens_h5_attr_i64(j->file, path, "clip_warmup", c->clip_warmup);
+    ret |= ens_h5_attr_f64(j->file, path, "clip_warmup_lr", c->clip_warmup_lr);
+    ret |= ens_h5_attr_f64(j->file, path, "clip_factor", c->clip_factor);
+  }
   return ret;
 }
 
@@ -147,6 +170,7 @@ int ens_job_write_member(ens_job *j, const ens_member_meta *meta, const float *p
   ret |= ens_h5_write(f, path, H5T_NATIVE_FLOAT, 1, &ne, ne ? v.curve_eval : &dummy, 0);
   ret |= ens_h5_attr_str(f, path, "metric", ens_task_metric_name(&j->task, 0));
   ret |= ens_h5_attr_str(f, path, "split", j->data.n_val ? "val" : ens_jobdata_scored_name(&j->data));
+  ret |= write_grad_norm(j, grp, ne, v.grad_norm);
   ret |= write_pred_rows(j, "", row, v.test, j->data.n_test);
   if (j->data.n_val)
     ret |= write_pred_rows(j, "val_", row, v.val, j->data.n_val);
@@ -235,6 +259,11 @@ static int read_member(ens_job *j, hid_t f, hsize_t row, int k, ens_member_meta 
   for (int e = 0; e < E; e++)
     ((float *)v.curve_loss)[e] = ((float *)v.curve_eval)[e] = NAN;
   int ne = meta->epochs < E ? meta->epochs : E;
+  for (size_t i = 0; i < (size_t)E * ENS_GN_COLS; i++)
+    ((float *)v.grad_norm)[i] = NAN;
+  snprintf(path, sizeof(path), "/members/%d/grad_norm", k);
+  if (ens_h5_exists(f, path))
+    ret |= ens_h5_read(f, path, H5T_NATIVE_FLOAT, (float *)v.grad_norm, (size_t)ne * ENS_GN_COLS);
   snprintf(path, sizeof(path), "/members/%d/curve_train_loss", k);
   if (ens_h5_exists(f, path)) {
     ret |= ens_h5_read(f, path, H5T_NATIVE_FLOAT, (float *)v.curve_loss, (size_t)ne);

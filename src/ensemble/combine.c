@@ -31,6 +31,8 @@ typedef struct fold {
   int32_t *preds;             /* (M, n_test) class predictions (classify) */
   ens_acc test, val, mc;      /* uniform sums over finished members */
   double *wsum;               /* (nparams) parameter sums (combine = params) */
+  ens_model wn;                /* weight norm + params: the layout whose effective w is summed */
+  int have_wn;
   double *oob_sum;            /* (n_train, W) bootstrap: sums as ens_acc keeps them */
   int32_t *oob_cnt;           /* (n_train) */
   uint8_t *inbag;             /* (n_train) */
@@ -55,6 +57,8 @@ static void fold_free(fold *f) {
   ens_acc_free(&f->val);
   ens_acc_free(&f->mc);
   free(f->wsum);
+  if (f->have_wn)
+    ens_model_free(&f->wn);
   free(f->oob_sum);
   free(f->oob_cnt);
   free(f->inbag);
@@ -97,6 +101,11 @@ static int fold_alloc(fold *f, const ens_job *j, int M) {
   ok = ok && (j->c->mc_samples <= 0 || !ens_acc_init(&f->mc, K, j->data.n_test));
   if (ok && j->c->combine == ENS_COMBINE_PARAMS)
     ok = (f->wsum = calloc(j->nparams ? j->nparams : 1, sizeof(double))) != NULL;
+  /* Weight norm: members are averaged in their effective weights w. */
+  if (ok && j->c->combine == ENS_COMBINE_PARAMS && j->arch.weightnorm) {
+    ok = ens_model_create(&f->wn, &j->arch, j->trunk.layers, j->arch.n_hidden, 1, 1) == 0;
+    f->have_wn = ok;
+  }
   if (ok && j->c->mode == ENS_MODE_BOOTSTRAP) {
     f->oob_sum = calloc(nt * W, sizeof(double));
     f->oob_cnt = calloc(nt, sizeof(int32_t));
@@ -160,7 +169,9 @@ static void fold_member(ens_job *j, fold *f, int i) {
     ens_task_metrics(K, f->mmc + (size_t)i * NM, v.mc, &test);
     ens_acc_add(&f->mc, v.mc, 1.0, NULL);
   }
-  if (f->wsum && (size_t)meta->nparams == j->nparams)
+  if (f->wsum && (size_t)meta->nparams == j->nparams && f->have_wn)
+    ens_model_wn_add_effective(&f->wn, f->wsum, v.params);
+  else if (f->wsum && (size_t)meta->nparams == j->nparams)
     for (size_t p = 0; p < j->nparams; p++)
       f->wsum[p] += v.params[p];
   /* Ensemble-size curve under the configured rule (params and select: the
@@ -254,6 +265,10 @@ static int params_average(ens_job *j, const fold *f, int ndone, float *test_rows
     return ret;
   for (size_t p = 0; p < j->nparams; p++)
     m.params[p] = (float)(f->wsum[p] / ndone);
+  /* Weight norm: v holds the average of the members' w; g = ||v|| makes it
+   * the layer's weight. */
+  if (f->have_wn)
+    ens_model_wn_renormalize(&m);
   ens_model_reestimate_bn(&m, j->data.ftrain, j->data.n_train);
   ens_task_predict(&j->task, &m, test_rows, j->data.ftest, j->data.n_test);
   if (val_rows && j->data.n_val)
@@ -375,6 +390,9 @@ static void print_summary(const ens_job *j, const fold *f, const double *em, con
   if (c->combine == ENS_COMBINE_VOTE)
     printf("  (vote: nll and brier are computed on vote shares, which are not probabilities, so "
            "they are large by construction; compare accuracy)\n");
+  if (c->combine == ENS_COMBINE_PARAMS && j->arch.weightnorm)
+    printf("  (params, weight norm: the members' effective weights w = g v / ||v|| are "
+           "averaged, not g and v apart)\n");
   if (c->combine == ENS_COMBINE_PARAMS && !j->shared_init)
     printf("  (params: the members were initialized independently ([ensemble] share_init = "
            "false), so the average of their parameters is rarely a working network; these "

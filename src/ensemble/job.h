@@ -218,11 +218,12 @@ void ens_member_sizes(const ens_job *j, int k, int trunk_layers, size_t *np, siz
 int ens_member_model(const ens_job *j, int k, ens_model *m);
 /* Floats of a member's packed buffer: params, stats, test rows, val rows,
  * (bootstrap) train rows, the two per-epoch curves, (mc_samples) MC test
- * rows. 0 for a failed member. */
+ * rows, the per-epoch gradient-norm summary. 0 for a failed member. */
 size_t ens_member_packed_len(const ens_job *j, const ens_member_meta *meta);
 /* Offsets into a packed buffer. */
 typedef struct ens_pack_view {
   const float *params, *stats, *test, *val, *train, *curve_loss, *curve_eval, *mc;
+  const float *grad_norm; /* (epochs, ENS_GN_COLS) gradient-norm summary, after the rest */
 } ens_pack_view;
 void ens_member_view(const ens_job *j, const ens_member_meta *meta, const float *packed,
                      ens_pack_view *v);
@@ -245,6 +246,10 @@ int ens_job_store_member(ens_job *j, const ens_member_meta *meta, const float *p
  * ens_job_eval from the same weights: copied, not computed again. */
 int ens_job_pack_model(ens_job *j, ens_model *m, const float *curve_loss, const float *curve_eval,
                        const ens_member_meta *meta, int rows, const float *eval_rows);
+
+/* Copies the gradient-norm summary gn (epochs x ENS_GN_COLS floats) into
+ * j->pack, filled by ens_job_pack_model for the same member. */
+void ens_job_pack_grad_norm(ens_job *j, const ens_member_meta *meta, const float *gn);
 
 /* Rank 0: writes member meta->k from its packed buffer into the result
  * file (its group with metadata and hyperparameters, weights, prediction

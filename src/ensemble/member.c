@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "ens/error.h"
+#include "ens/gradnorm.h"
 #include "ens/search.h"
 #include "ensemble/job.h"
 #include "io/h5util.h"
@@ -88,7 +89,7 @@ size_t ens_member_packed_len(const ens_job *j, const ens_member_meta *meta) {
   if (meta->status != ENS_MEMBER_DONE)
     return 0;
   return (size_t)meta->nparams + (size_t)meta->nstats + pred_rows(j) * (size_t)j->task.W +
-         2 * (size_t)j->c->epochs;
+         (2 + ENS_GN_COLS) * (size_t)j->c->epochs;
 }
 
 void ens_member_view(const ens_job *j, const ens_member_meta *meta, const float *packed,
@@ -112,8 +113,11 @@ void ens_member_view(const ens_job *j, const ens_member_meta *meta, const float 
   p += j->c->epochs;
   v->curve_eval = p;
   p += j->c->epochs;
-  if (j->c->mc_samples > 0)
+  if (j->c->mc_samples > 0) {
     v->mc = p;
+    p += (size_t)j->data.n_test * W;
+  }
+  v->grad_norm = p;
 }
 
 int ens_job_pack_reserve(ens_job *j, size_t n) {
@@ -237,6 +241,12 @@ int ens_job_pack_model(ens_job *j, ens_model *m, const float *curve_loss, const 
   return 0;
 }
 
+void ens_job_pack_grad_norm(ens_job *j, const ens_member_meta *meta, const float *gn) {
+  ens_pack_view v;
+  ens_member_view(j, meta, j->pack, &v);
+  memcpy((float *)v.grad_norm, gn, (size_t)j->c->epochs * ENS_GN_COLS * sizeof(float));
+}
+
 int ens_job_emit_packed(ens_job *j, ens_trainer *t, const ens_member_meta *meta) {
   if (meta->status == ENS_MEMBER_DONE) {
     /* Only rank 0 keeps the prediction rows now (it writes them at once);
@@ -248,6 +258,7 @@ int ens_job_emit_packed(ens_job *j, ens_trainer *t, const ens_member_meta *meta)
                                  eval_rows);
     if (ret)
       return ret;
+    ens_job_pack_grad_norm(j, meta, t->gn.summary);
   }
   return ens_job_store_member(j, meta, j->pack);
 }

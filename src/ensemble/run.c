@@ -145,8 +145,9 @@ static int fail_unit(ens_job *j, ens_trainer *t, int unit, int first_k, int S) {
     meta.fail_step = t->step;
     meta.nparams = meta.nstats = 0;
     snprintf(meta.fail_reason, sizeof(meta.fail_reason),
-             "training loss became NaN or infinite at epoch %d, step %ld (lr %.3g)",
-             t->epoch + 1, t->step, ens_schedule_lr(&t->sched, t->step));
+             "training %s became NaN or infinite at epoch %d, step %ld (lr %.3g)",
+             t->fail_grad ? "gradient norm" : "loss", t->epoch + 1, t->step,
+             ens_schedule_lr(&t->sched, t->step));
     ens_lines_printf(&j->lines, "[member %d] FAILED: %s; the ensemble goes on without it", meta.k,
                      meta.fail_reason);
     int ret = emit(j, t, &meta);

@@ -70,6 +70,7 @@ static int write_static(ens_job *j) {
   ret |= ens_h5_attr_str(f, "/model", "task", ens_task_kind_name(&j->task));
   ret |= ens_h5_attr_i64(f, "/model", "head", (int64_t)j->task.head);
   ret |= ens_h5_attr_i64(f, "/model", "batchnorm", j->arch.batchnorm);
+  ret |= ens_h5_attr_i64(f, "/model", "weightnorm", j->arch.weightnorm);
   ret |= ens_h5_attr_f64(f, "/model", "dropout", j->arch.dropout);
   ret |= ens_h5_attr_i64(f, "/model", "trunk_layers", j->trunk.layers);
   ret |= ens_h5_attr_i64(f, "/model", "member_params", (int64_t)j->nparams);

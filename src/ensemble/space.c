@@ -56,7 +56,8 @@ static void estimate(const ens_job *j, sizes *s, uint64_t *replaced) {
     int k = j->first + i;
     size_t np, ns;
     ens_member_sizes(j, k, tl, &np, &ns);
-    uint64_t w = f4 * ((uint64_t)np + ns + 2 * E); /* weights and curves */
+    /* weights, curves and the gradient-norm summary */
+    uint64_t w = f4 * ((uint64_t)np + ns + (2 + ENS_GN_COLS) * E) + OBJECT_BYTES;
     uint64_t rows = f4 * (nt + nv) * W;
     if (c->mode == ENS_MODE_BOOTSTRAP)
       rows += f4 * ntr * W; /* scratch rows: deleted, but HDF5 keeps their space */
@@ -67,7 +68,12 @@ static void estimate(const ens_job *j, sizes *s, uint64_t *replaced) {
     ck += w + 4 * OBJECT_BYTES;
     int first_of_unit = c->mode != ENS_MODE_SNAPSHOT || k % c->snapshots == 0;
     if (first_of_unit) {
-      uint64_t u = f4 * ((uint64_t)np * opt + ns + 2 * E) + text + 8 * OBJECT_BYTES;
+      /* + every step's gradient norm (double) */
+      ens_config mc;
+      ens_member_config(j, k, &mc);
+      uint64_t steps = E * (uint64_t)ens_steps_per_epoch(j->data.n_train, mc.batch);
+      uint64_t u = f4 * ((uint64_t)np * opt + ns + (2 + ENS_GN_COLS) * E) + 8 * steps + text +
+                   9 * OBJECT_BYTES;
       ck += u;
       units++;
       if (u > unit_max)

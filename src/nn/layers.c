@@ -11,6 +11,7 @@
 #include "ens/error.h"
 #include "ens/nn.h"
 #include "nn/layer.h"
+#include "nn/weightnorm.h"
 
 static size_t no_size(const ens_layer *l) {
   (void)l;
@@ -252,7 +253,7 @@ static int need_image(const ens_layer *l, const char *what, char *err, size_t er
 /* The window geometry of a conv or pooling layer. */
 static ens_conv_geom layer_geom(const ens_layer *l) {
   ens_conv_geom g = {.C = l->sin.c, .H = l->sin.h, .W = l->sin.w,
-                     .O = l->kind == ENS_LAYER_CONV ? l->spec.n : l->sin.c, .k = l->spec.k,
+                     .O = l->spec.kind == ENS_LAYER_CONV ? l->spec.n : l->sin.c, .k = l->spec.k,
                      .stride = l->spec.stride, .pad = l->spec.pad};
   ens_conv_geom_init(&g);
   return g;
@@ -282,7 +283,7 @@ static int window_shape(ens_layer *l, const char *what, int exact, char *err, si
              sp->k, sp->k, sp->stride, l->sin.h, l->sin.w);
     return ENS_EINVAL;
   }
-  l->sout = (ens_shape){.c = l->kind == ENS_LAYER_CONV ? sp->n : l->sin.c, .h = g.Ho, .w = g.Wo,
+  l->sout = (ens_shape){.c = l->spec.kind == ENS_LAYER_CONV ? sp->n : l->sin.c, .h = g.Ho, .w = g.Wo,
                         .image = 1};
   return 0;
 }
@@ -466,4 +467,13 @@ const ens_layer_ops ens_layer_table[ENS_LAYER_KIND_COUNT] = {
                           gap_forward, gap_backward, 0, describe_width),
     [ENS_LAYER_FLATTEN] = ROW("flatten", flatten_shape, no_size, no_size, no_buf, no_buf, no_init,
                               no_stats, flatten_forward, flatten_backward, 1, describe_width),
+    /* Weight-normalized dense and conv (weightnorm.c): the plain layers'
+     * shapes and scratch, parameters v, g, b. */
+    [ENS_LAYER_WNDENSE] = ROW("wndense", dense_shape, ens_wn_dense_nparam, no_size,
+                              ens_wn_dense_naux, no_buf, ens_wn_dense_init, no_stats,
+                              ens_wn_dense_forward, ens_wn_dense_backward, 0,
+                              ens_wn_dense_describe),
+    [ENS_LAYER_WNCONV] = ROW("wnconv", conv_shape, ens_wn_conv_nparam, no_size, ens_wn_conv_naux,
+                             conv_nwork, ens_wn_conv_init, no_stats, ens_wn_conv_forward,
+                             ens_wn_conv_backward, 0, ens_wn_conv_describe),
 };

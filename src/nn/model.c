@@ -12,6 +12,7 @@
 #include "ens/model.h"
 #include "ens/nn.h"
 #include "nn/layer.h"
+#include "nn/weightnorm.h"
 
 void ens_arch_from_config(ens_arch *a, const ens_config *c, int in, ens_head_kind head,
                           int width) {
@@ -31,6 +32,7 @@ void ens_arch_from_config_shape(ens_arch *a, const ens_config *c, ens_shape shap
     a->hidden[i] = c->hidden[i];
   a->batchnorm = c->batchnorm;
   a->dropout = (float)c->dropout;
+  a->weightnorm = c->weightnorm;
   if (c->model_layers[0]) {
     /* A layer list replaces the MLP form (its syntax passed the config
      * check; a list that fails here leaves nspec 0 and n_hidden -1, which
@@ -106,6 +108,8 @@ static int build_layers(ens_layer *layers, const ens_arch *a, int first, int las
     if (i == nspec && !with_output)
       break;
     ens_layer l = {.kind = sp->kind, .spec = *sp, .block = sp->block, .sin = cur};
+    if (a->weightnorm) /* spec.kind keeps what the user asked for */
+      l.kind = ens_weightnorm_kind(l.kind);
     char why[160] = "";
     if (ens_layer_table[l.kind].shape(&l, why, sizeof why)) {
       if (err) {

@@ -29,16 +29,23 @@ void ens_clip_value(float *g, size_t n, float c) {
     g[i] = g[i] > c ? c : (g[i] < -c ? -c : g[i]);
 }
 
-double ens_clip_norm(float *g, size_t n, double c) {
+double ens_grad_norm(const float *g, size_t n) {
   double ss = 0.0;
   for (size_t i = 0; i < n; i++)
     ss += (double)g[i] * g[i];
-  double norm = sqrt(ss);
-  if (norm > c && norm > 0.0) {
-    float scale = (float)(c / norm);
-    for (size_t i = 0; i < n; i++)
-      g[i] *= scale;
-  }
+  return sqrt(ss);
+}
+
+void ens_clip_scale(float *g, size_t n, double norm, double c) {
+  float scale = (float)(c / norm);
+  for (size_t i = 0; i < n; i++)
+    g[i] *= scale;
+}
+
+double ens_clip_norm(float *g, size_t n, double c) {
+  double norm = ens_grad_norm(g, n);
+  if (norm > c && norm > 0.0)
+    ens_clip_scale(g, n, norm, c);
   return norm;
 }
 

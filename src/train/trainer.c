@@ -30,6 +30,12 @@ int ens_trainer_create(ens_trainer *t, const ens_arch *arch, int first_block,
   t->order_cap = max_rows;
   t->curve_loss = malloc((size_t)c->epochs * sizeof(float));
   t->curve_eval = malloc((size_t)c->epochs * sizeof(float));
+  long max_steps = (long)c->epochs * ens_steps_per_epoch(max_rows > 0 ? max_rows : 1, c->batch);
+  if (ens_gradnorm_create(&t->gn, max_steps, c->epochs,
+                          c->clip_norm == ENS_AUTO && c->clip_warmup == 0)) {
+    ens_trainer_free(t);
+    return ENS_ENOMEM;
+  }
   if (!t->velocity || (c->optimizer != ENS_OPT_SGD && !t->moment2) || !t->xb || !t->yb ||
       !t->tb || !t->aug_row || !t->order || !t->curve_loss || !t->curve_eval) {
     ens_trainer_free(t);
@@ -51,6 +57,7 @@ void ens_trainer_free(ens_trainer *t) {
   free(t->curve_loss);
   free(t->curve_eval);
   free(t->order);
+  ens_gradnorm_free(&t->gn);
   memset(t, 0, sizeof(*t));
 }
 
@@ -78,7 +85,12 @@ int ens_trainer_start(ens_trainer *t, const ens_config *c, uint32_t init_member,
                        .weight_decay = c->weight_decay,
                        .decoupled = c->optimizer == ENS_OPT_ADAMW};
   t->clip_value = (float)c->clip_value;
-  t->clip_norm = (float)c->clip_norm;
+  t->clip_norm = c->clip_norm == ENS_AUTO ? 0.0f : (float)c->clip_norm;
+  /* A fixed threshold keeps its float rounding of before (bitwise results). */
+  ens_gradnorm_reset(&t->gn, c->clip_norm == ENS_AUTO ? ENS_AUTO : (double)t->clip_norm,
+                     c->clip_percentile, c->clip_warmup, c->clip_warmup_lr, c->clip_factor);
+  t->fail_grad = 0;
+  t->wn_data_init = c->weightnorm && c->weightnorm_init == 1;
   t->batch = c->batch;
   t->epochs = c->epochs;
   t->seed = c->seed;
@@ -126,17 +138,37 @@ static double train_step(ens_trainer *t, const ens_train_set *set, long lo, int 
       ens_augment_row(t->xb + (size_t)i * d, t->aug_row, set->aug, &ar);
     }
   }
+  /* Weight norm's data-dependent init runs on the first batch of the run
+   * (epoch 0's order), before its step; a resumed run is past it. */
+  if (t->wn_data_init && t->step == 0)
+    ens_model_wn_data_init(m, t->xb, b);
   ens_rng drop;
   ens_rng_init(&drop, t->seed, t->rng_member, ENS_STREAM_DROPOUT, (uint32_t)t->step);
   ens_model_forward(m, t->xb, b, ENS_PASS_TRAIN, &drop);
   double loss = ens_model_loss_backward(m, t->yb, t->tb, b, NULL);
   if (!isfinite(loss))
     return loss; /* nothing applied: the caller records the failing step */
-  if (t->clip_value > 0.0f)
+  /* The global norm before any clipping, recorded at every step. */
+  double norm = ens_grad_norm(m->grads, m->nparams);
+  if (!isfinite(norm)) {
+    t->fail_grad = 1;
+    return NAN;
+  }
+  double c = ens_gradnorm_push(&t->gn, norm);
+  if (c < 0.0)
+    return NAN; /* cannot happen: the record holds every step of the run */
+  if (t->clip_value > 0.0f) {
     ens_clip_value(m->grads, m->nparams, t->clip_value);
-  if (t->clip_norm > 0.0f)
-    ens_clip_norm(m->grads, m->nparams, t->clip_norm);
+    if (c > 0.0)
+      norm = ens_grad_norm(m->grads, m->nparams); /* what the norm clip sees */
+  }
+  if (c > 0.0 && norm > c) {
+    ens_clip_scale(m->grads, m->nparams, norm, c);
+    ens_gradnorm_clipped(&t->gn);
+  }
   double lr = ens_schedule_lr(&t->sched, t->step);
+  if (t->gn.warmup > 0 && t->step < t->gn.warmup) /* clip_norm = auto's warm-up */
+    lr *= ens_gradnorm_lr_factor(&t->gn, t->step);
   if (t->optimizer == ENS_OPT_SGD)
     ens_sgd_step(m->params, t->velocity, m->grads, m->nparams, lr, &t->sgd);
   else
@@ -186,6 +218,7 @@ int ens_trainer_run(ens_trainer *t, const ens_train_set *set, const ens_train_ho
       t->last_loss = t->loss_sum / (double)t->loss_count;
       int finished = t->epoch;
       t->curve_loss[finished] = (float)t->last_loss;
+      ens_gradnorm_end_epoch(&t->gn, finished);
       t->epoch++;
       t->batch_in_epoch = 0;
       t->loss_sum = 0.0;

@@ -267,4 +267,22 @@ labels = [l.get_label() for l in figs["reliability.png"].axes[0].get_lines()]
 assert any(s.startswith(f"best member {want} by validation NLL") for s in labels), labels
 print(f"ok: regression coverage: best member {want} by validation NLL")
 PYEOF
+
+# Gradient norms: drawn for a real result (with a clip threshold), skipped
+# in one line for a result without /members/<k>/grad_norm.
+run_np 0 gn -c "$WORK/job.ini" --set train.clip_norm=auto --set train.clip_warmup=10 \
+  --set output.path=gn.h5 || fail "training with clip_norm = auto"
+$PY "$PLOT" gn/gn.h5 -o gn-plots >gn.log 2>&1 || { cat gn.log; fail "plot.py gn.h5"; }
+check_pngs gn-plots grad_norm.png
+$PY - <<'PY' || fail "result without grad_norm"
+import h5py, shutil
+shutil.copy("gn/gn.h5", "nogn.h5")
+with h5py.File("nogn.h5", "a") as f:
+    for k in f["/members"]:
+        if isinstance(f["/members"][k], h5py.Group) and "grad_norm" in f["/members"][k]:
+            del f["/members"][k]["grad_norm"]
+PY
+$PY "$PLOT" nogn.h5 -o nogn-plots >nogn.log 2>&1 || { cat nogn.log; fail "plot.py nogn.h5"; }
+expect_skip nogn.log grad_norm.png
+echo "ok: grad_norm.png drawn, or skipped without the record"
 echo "plot: all checks passed"

@@ -494,6 +494,33 @@ static double net_loss(void *ctx) {
     case ENS_LAYER_CONV:
       conv_ref(out, cur, p, p + (size_t)g.O * g.C * g.k * g.k, &g, B);
       break;
+    case ENS_LAYER_WNDENSE:
+    case ENS_LAYER_WNCONV: {
+      /* Weight norm: w = g v / ||v|| per output unit (v, g, b), in double. */
+      int rows = l->kind == ENS_LAYER_WNCONV ? g.O : l->out;
+      int fan = l->kind == ENS_LAYER_WNCONV ? g.C * g.k * g.k : l->in;
+      double *w = malloc((size_t)rows * fan * sizeof(double));
+      const double *gg = p + (size_t)rows * fan, *b = gg + rows;
+      for (int o = 0; o < rows; o++) {
+        double ss = 0.0;
+        for (int k = 0; k < fan; k++)
+          ss += p[(size_t)o * fan + k] * p[(size_t)o * fan + k];
+        for (int k = 0; k < fan; k++)
+          w[(size_t)o * fan + k] = gg[o] * p[(size_t)o * fan + k] / sqrt(ss);
+      }
+      if (l->kind == ENS_LAYER_WNCONV)
+        conv_ref(out, cur, w, b, &g, B);
+      else
+        for (int i = 0; i < B; i++)
+          for (int o = 0; o < l->out; o++) {
+            double s = b[o];
+            for (int k = 0; k < l->in; k++)
+              s += cur[i * l->in + k] * w[(size_t)o * l->in + k];
+            out[i * l->out + o] = s;
+          }
+      free(w);
+      break;
+    }
     case ENS_LAYER_BATCHNORM: {
       int C = l->sout.c, P = l->sout.h * l->sout.w;
       bn2d_ref(out, cur, p, p + C, B, C, P, (double)m->bn_eps);
@@ -560,7 +587,7 @@ static void net_arch(ens_arch *a, int which) {
   a->in_shape = (ens_shape){.c = 2, .h = 7, .w = 7, .image = 1};
   a->in = 2 * 7 * 7;
   int n = 0;
-  if (which == 0) {
+  if (which == 0 || which == 2) {
     a->spec[n++] = L(ENS_LAYER_CONV, 4, 3, 1, 1, 0, 0);
     a->spec[n++] = L(ENS_LAYER_BATCHNORM, 0, 0, 0, 0, 0, 0);
     a->spec[n++] = L(ENS_LAYER_RELU, 0, 0, 0, 0, 0, 0);
@@ -582,6 +609,7 @@ static void net_arch(ens_arch *a, int which) {
     a->n_hidden = 1;
   }
   a->nspec = n;
+  a->weightnorm = which == 2; /* network 1 with weight-normalized conv and dense layers */
 }
 
 /* Gradient check of a whole conv network; with plant, the gradient of one
@@ -675,6 +703,7 @@ static void test_net_grad(void) {
   for (uint64_t s = 0; s < 3; s++) {
     net_case(0, 100 + s, 0);
     net_case(1, 200 + s, 0);
+    net_case(2, 300 + s, 0);
   }
 }
 
