@@ -12,7 +12,7 @@ while IFS= read -r f; do
   hits=$(gcc -fpreprocessed -dD -E -P -x c "$f" 2>/dev/null |
     sed -E 's/"([^"\\]|\\.)*"//g' | grep -oE '\bMPI_[A-Z][A-Za-z0-9_]*[[:space:]]*\(' | sort -u)
   if [ -n "$hits" ]; then
-    echo "${f#"$root"/}: calls MPI directly: $(echo $hits | tr -d '(' ) (use ens_comm_* from core/comm.h)"
+    echo "${f#"$root"/}: calls MPI directly: $(echo $hits | tr -d '(' ) (use ens_comm_* from core/comm.h: sed -i -f tests/tools/comm_rename.sed FILE)"
     bad=1
   fi
 done < <(find "$root/src" -name '*.c' -o -name '*.h')
