@@ -23,5 +23,10 @@ int ens_cli_diff(int argc, char **argv);
 int ens_cli_import_csv(int argc, char **argv);
 /* Prints the usage of `ens import csv`. */
 void ens_cli_import_csv_usage(FILE *out);
+/* `ens train`'s start-up line (start.c, rank 0): how the process was started
+ * ("1 process, no MPI launcher", "mpirun, 4 ranks", ...), and a warning when
+ * a SLURM job of several tasks started it without a launcher. */
+struct ens_launch;
+void ens_cli_print_start(const struct ens_launch *l, int rank);
 
 #endif

@@ -9,6 +9,7 @@
 
 #include "cli/cli.h"
 #include "cli/suggest.h"
+#include "core/comm.h"
 #include "ens/config.h"
 #include "ens/data.h"
 #include "ens/ensemble.h"
@@ -149,12 +150,12 @@ static void key_hint(char *buf, size_t len, const char *opt) {
     }
 }
 
-static int cmd_train(int argc, char **argv) {
+static int cmd_train(int argc, char **argv, const ens_launch *launch) {
   const char *cfg_path = NULL;
   int resume = 0, restart = 0, force = 0, nsets = 0;
   const char **sets = calloc((size_t)argc + 1, sizeof(char *));
   int rank = 0, code;
-  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  ens_comm_rank(MPI_COMM_WORLD, &rank);
   if (!sets)
     return EXIT_RUNTIME;
   for (int i = 0; i < argc; i++) {
@@ -227,6 +228,7 @@ static int cmd_train(int argc, char **argv) {
   char *text = ens_config_to_ini(&cfg);
   if (!text)
     return EXIT_RUNTIME;
+  ens_cli_print_start(launch, rank);
   struct sigaction sa;
   memset(&sa, 0, sizeof(sa));
   sa.sa_handler = on_signal;
@@ -357,31 +359,31 @@ int main(int argc, char **argv) {
   if (!strcmp(cmd, "diff"))
     return ens_cli_diff(argc - 2, argv + 2);
   if (!strcmp(cmd, "merge")) {
-    /* merge reuses the job machinery, which speaks MPI: a singleton world. */
-    if (MPI_Init(&argc, &argv) != MPI_SUCCESS)
-      return EXIT_RUNTIME;
-    int code = ens_cli_merge(argc - 2, argv + 2);
-    MPI_Finalize();
-    return code;
+    /* merge reuses the job machinery as a world of one rank: no MPI. */
+    return ens_cli_merge(argc - 2, argv + 2);
   }
   if (strcmp(cmd, "train") != 0) {
     fprintf(stderr, "ens: unknown command '%s'\n", cmd);
     usage(stderr);
     return EXIT_USAGE;
   }
-  if (MPI_Init(&argc, &argv) != MPI_SUCCESS) {
-    fprintf(stderr, "ens: MPI_Init failed\n");
-    return EXIT_RUNTIME;
+  /* MPI only under a launcher (core/comm.h): one process starts at once. */
+  ens_launch launch;
+  char err[512] = "";
+  int ret = ens_comm_start(&argc, &argv, &launch, err, sizeof(err));
+  if (ret) {
+    fprintf(stderr, "ens train: %s\n", err);
+    return ens_cli_exit_code(ret);
   }
-  int code = cmd_train(argc - 2, argv + 2);
+  int code = cmd_train(argc - 2, argv + 2, &launch);
   if (code == EXIT_RUNTIME && !g_agreed) {
     /* Last resort: a failure before the ranks could agree (out of memory
      * in the CLI itself); others may be blocked in communication. */
     int size;
-    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    ens_comm_size(MPI_COMM_WORLD, &size);
     if (size > 1)
-      MPI_Abort(MPI_COMM_WORLD, EXIT_RUNTIME);
+      ens_comm_abort(MPI_COMM_WORLD, EXIT_RUNTIME);
   }
-  MPI_Finalize();
+  ens_comm_finish();
   return code;
 }

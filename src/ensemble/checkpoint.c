@@ -131,7 +131,7 @@ static int write_unit(ens_job *j, ens_trainer *t, int unit, int done) {
   ret |= ens_h5_attr_i64(f, "/", "loss_count", t->loss_count);
   ret |= ens_h5_attr_f64(f, "/", "loss_sum", t->loss_sum);
   ret |= ens_h5_attr_f64(f, "/", "last_loss", t->last_loss);
-  ret |= ens_h5_attr_f64(f, "/", "elapsed", MPI_Wtime() - j->unit_t0);
+  ret |= ens_h5_attr_f64(f, "/", "elapsed", ens_comm_wtime() - j->unit_t0);
   return end_write(j, f, ret ? ENS_EHDF5 : 0, path);
 }
 
@@ -427,7 +427,7 @@ int ens_job_restore_unit(ens_job *j, ens_trainer *t, int unit, int first_k, int 
   t->loss_count = s.lcount;
   t->loss_sum = s.lsum;
   t->last_loss = s.last;
-  j->unit_t0 = MPI_Wtime() - s.elapsed;
+  j->unit_t0 = ens_comm_wtime() - s.elapsed;
   printf("[unit %d] resumed at epoch %d, step %ld\n", unit, t->epoch, t->step);
   fflush(stdout);
   return 0;
@@ -524,7 +524,7 @@ int ens_job_pretrain_restore(ens_job *j, ens_trainer *t, ens_pretrain_pos *pos) 
               "scratch\n",
               path, buf ? why : "cannot be read (out of memory)");
   }
-  MPI_Bcast(&found, 1, MPI_INT, 0, j->comm);
+  ens_comm_bcast(&found, 1, MPI_INT, 0, j->comm);
   if (found) {
     /* Every rank holds the same weights and optimizer state; batch-norm
      * statistics are per rank and only rank 0's are kept in the trunk. */
@@ -535,11 +535,11 @@ int ens_job_pretrain_restore(ens_job *j, ens_trainer *t, ens_pretrain_pos *pos) 
         memcpy(t->moment2, buf + 2 * np, np * sizeof(float));
       memcpy(t->model.stats, buf + 3 * np, ns * sizeof(float));
     }
-    MPI_Bcast(t->model.params, (int)np, MPI_FLOAT, 0, j->comm);
-    MPI_Bcast(t->velocity, (int)np, MPI_FLOAT, 0, j->comm);
+    ens_comm_bcast(t->model.params, (int)np, MPI_FLOAT, 0, j->comm);
+    ens_comm_bcast(t->velocity, (int)np, MPI_FLOAT, 0, j->comm);
     if (t->moment2)
-      MPI_Bcast(t->moment2, (int)np, MPI_FLOAT, 0, j->comm);
-    MPI_Bcast(pos, (int)sizeof(*pos), MPI_BYTE, 0, j->comm);
+      ens_comm_bcast(t->moment2, (int)np, MPI_FLOAT, 0, j->comm);
+    ens_comm_bcast(pos, (int)sizeof(*pos), MPI_BYTE, 0, j->comm);
     if (j->rank == 0) {
       printf("[trunk] pretraining resumed at epoch %d, step %ld\n", pos->epoch + 1,
              pos->step_in_epoch);
@@ -587,7 +587,7 @@ void ens_job_checkpoint_cleanup(ens_job *j, const int *units, int nunits) {
       member_path(j, k, path, sizeof(path));
       unlink(path);
     }
-  MPI_Barrier(j->comm);
+  ens_comm_barrier(j->comm);
   if (j->rank == 0) {
     snprintf(path, sizeof(path), "%s/trunk.h5", j->ckpt.dir); /* a pretrained trunk */
     unlink(path);

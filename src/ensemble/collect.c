@@ -195,7 +195,7 @@ static int send_floats(const float *p, size_t n, int dest, MPI_Comm comm) {
   const size_t piece = (size_t)1 << 30;
   for (size_t off = 0; off < n; off += piece) {
     size_t m = n - off < piece ? n - off : piece;
-    if (MPI_Send(p + off, (int)m, MPI_FLOAT, dest, TAG_DATA, comm) != MPI_SUCCESS)
+    if (ens_comm_send(p + off, (int)m, MPI_FLOAT, dest, TAG_DATA, comm) != MPI_SUCCESS)
       return ENS_EMPI;
   }
   return 0;
@@ -205,7 +205,7 @@ static int recv_floats(float *p, size_t n, int src, MPI_Comm comm) {
   const size_t piece = (size_t)1 << 30;
   for (size_t off = 0; off < n; off += piece) {
     size_t m = n - off < piece ? n - off : piece;
-    if (MPI_Recv(p + off, (int)m, MPI_FLOAT, src, TAG_DATA, comm, MPI_STATUS_IGNORE) !=
+    if (ens_comm_recv(p + off, (int)m, MPI_FLOAT, src, TAG_DATA, comm, MPI_STATUS_IGNORE) !=
         MPI_SUCCESS)
       return ENS_EMPI;
   }
@@ -337,7 +337,7 @@ int ens_job_get_member(ens_job *j, int i, int k, ens_member_meta *meta, char *er
     ret = read_member(j, j->file, (hsize_t)i, k, meta, &missing);
   } else {
     int src = ens_job_rank_of(j, k);
-    if (MPI_Recv(meta, (int)sizeof(*meta), MPI_BYTE, src, TAG_META, j->comm,
+    if (ens_comm_recv(meta, (int)sizeof(*meta), MPI_BYTE, src, TAG_META, j->comm,
                  MPI_STATUS_IGNORE) != MPI_SUCCESS || meta->k != k)
       ret = ENS_EMPI;
     if (!ret && meta->status == ENS_MEMBER_LOST) {
@@ -386,12 +386,12 @@ static void drain(ens_job *j) {
     if (src == 0 || (j->lost_ranks && j->lost_ranks[src]))
       continue;
     ens_member_meta meta;
-    MPI_Recv(&meta, (int)sizeof(meta), MPI_BYTE, src, TAG_META, j->comm, MPI_STATUS_IGNORE);
+    ens_comm_recv(&meta, (int)sizeof(meta), MPI_BYTE, src, TAG_META, j->comm, MPI_STATUS_IGNORE);
     size_t len = ens_member_packed_len(j, &meta);
     /* Last resort: without memory to take the member, the sender would
      * block for ever. */
     if (len && (ens_job_pack_reserve(j, len) || recv_floats(j->pack, len, src, j->comm)))
-      MPI_Abort(j->comm, 2);
+      ens_comm_abort(j->comm, 2);
   }
   j->collect_next = M;
 }
@@ -410,7 +410,7 @@ static int send_held(ens_job *j, char *err, size_t errlen) {
       snprintf(meta.fail_reason, sizeof(meta.fail_reason), "%s", err);
       len = 0;
     }
-    if (MPI_Send(&meta, (int)sizeof(meta), MPI_BYTE, 0, TAG_META, j->comm) != MPI_SUCCESS)
+    if (ens_comm_send(&meta, (int)sizeof(meta), MPI_BYTE, 0, TAG_META, j->comm) != MPI_SUCCESS)
       return ENS_EMPI;
     if (ret)
       return ENS_EMPI; /* as rank 0 reports it */
@@ -440,10 +440,10 @@ int ens_job_gather_ranks(ens_job *j) {
   int ok = 1;
   if (j->rank == 0 && !j->ranks)
     ok = (j->ranks = calloc((size_t)j->size, sizeof(ens_rank_info))) != NULL;
-  MPI_Bcast(&ok, 1, MPI_INT, 0, j->comm);
+  ens_comm_bcast(&ok, 1, MPI_INT, 0, j->comm);
   if (!ok)
     return ENS_ENOMEM;
-  MPI_Gather(&me, (int)sizeof(me), MPI_BYTE, j->ranks, (int)sizeof(me), MPI_BYTE, 0, j->comm);
+  ens_comm_gather(&me, (int)sizeof(me), MPI_BYTE, j->ranks, (int)sizeof(me), MPI_BYTE, 0, j->comm);
   return 0;
 }
 

@@ -204,7 +204,7 @@ int ens_jobdata_load(ens_job *j, char *err, size_t errlen) {
   }
   /* The block is complete before anyone reads it. */
   ens_shm_sync(&d->shm);
-  MPI_Bcast(&h, (int)sizeof(h), MPI_BYTE, 0, nd->comm);
+  ens_comm_bcast(&h, (int)sizeof(h), MPI_BYTE, 0, nd->comm);
   if (h.ret) {
     if (nd->rank != 0)
       snprintf(err, errlen, "%s", h.err);
@@ -246,18 +246,18 @@ int ens_jobdata_load(ens_job *j, char *err, size_t errlen) {
   /* Small per-rank copies of the statistics (the result stores them). */
   int ok = (!h.has_mean || (d->mean && d->std)) && (!h.has_ymean || (d->ymean && d->ystd));
   int all_ok = 0;
-  MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, nd->comm);
+  ens_comm_allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, nd->comm);
   if (!all_ok) {
     snprintf(err, errlen, "out of memory for the standardization statistics");
     return ENS_ENOMEM;
   }
   if (h.has_mean) {
-    MPI_Bcast(d->mean, h.dim, MPI_FLOAT, 0, nd->comm);
-    MPI_Bcast(d->std, h.dim, MPI_FLOAT, 0, nd->comm);
+    ens_comm_bcast(d->mean, h.dim, MPI_FLOAT, 0, nd->comm);
+    ens_comm_bcast(d->std, h.dim, MPI_FLOAT, 0, nd->comm);
   }
   if (h.has_ymean) {
-    MPI_Bcast(d->ymean, h.targets, MPI_FLOAT, 0, nd->comm);
-    MPI_Bcast(d->ystd, h.targets, MPI_FLOAT, 0, nd->comm);
+    ens_comm_bcast(d->ymean, h.targets, MPI_FLOAT, 0, nd->comm);
+    ens_comm_bcast(d->ystd, h.targets, MPI_FLOAT, 0, nd->comm);
   }
   return 0;
 }

@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/comm.h"
+
 /* Collective over comm. ret is this rank's outcome (0, ENS_ESTOPPED or
  * another ENS_E* code) with its message in err. Every rank returns the same
  * code and message: the error of the lowest rank that had one (its message

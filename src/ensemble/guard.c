@@ -392,12 +392,12 @@ int ens_guard_existing(ens_job *j, char *err, size_t errlen) {
       st[0] = check_checkpoints(j, err, errlen);
     fflush(stdout);
   }
-  MPI_Bcast(st, 2, MPI_INT, 0, j->comm);
+  ens_comm_bcast(st, 2, MPI_INT, 0, j->comm);
   if (st[0]) {
     char msg[2048];
     if (j->rank == 0)
       snprintf(msg, sizeof(msg), "%s", err);
-    MPI_Bcast(msg, sizeof(msg), MPI_CHAR, 0, j->comm);
+    ens_comm_bcast(msg, sizeof(msg), MPI_CHAR, 0, j->comm);
     snprintf(err, errlen, "%s", msg);
   }
   j->complete = st[1];

@@ -7,6 +7,7 @@
 #include <mpi.h>
 #include <stdint.h>
 
+#include "core/comm.h"
 #include "ens/config.h"
 #include "ens/data.h"
 #include "ens/ensemble.h"

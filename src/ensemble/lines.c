@@ -16,8 +16,8 @@
 int ens_lines_init(ens_lines *l, MPI_Comm comm, ens_progress *p) {
   memset(l, 0, sizeof(*l));
   l->comm = comm;
-  MPI_Comm_rank(comm, &l->rank);
-  MPI_Comm_size(comm, &l->size);
+  ens_comm_rank(comm, &l->rank);
+  ens_comm_size(comm, &l->size);
   l->progress = p;
   l->active = l->size > 1;
   return 0;
@@ -35,7 +35,7 @@ static int free_slot(ens_lines *l) {
   for (int i = 0; i < l->cap; i++) {
     if (l->req[i] != MPI_REQUEST_NULL) {
       int done = 0;
-      MPI_Test(&l->req[i], &done, MPI_STATUS_IGNORE);
+      ens_comm_test(&l->req[i], &done, MPI_STATUS_IGNORE);
     }
     if (l->req[i] == MPI_REQUEST_NULL)
       return i;
@@ -82,17 +82,17 @@ void ens_lines_printf(ens_lines *l, const char *fmt, ...) {
     return;
   }
   memcpy(l->buf[s], line, (size_t)n + 2);
-  MPI_Isend(l->buf[s], n + 2, MPI_CHAR, 0, TAG_LINE, l->comm, &l->req[s]);
+  ens_comm_isend(l->buf[s], n + 2, MPI_CHAR, 0, TAG_LINE, l->comm, &l->req[s]);
 }
 
 /* Rank 0: receives the message st announced and prints it. */
 static void take(ens_lines *l, const MPI_Status *st) {
   int count = 0;
-  MPI_Get_count(st, MPI_CHAR, &count);
+  ens_comm_get_count(st, MPI_CHAR, &count);
   char line[ENS_LINE_MAX + 1];
   if (count < 0 || count > ENS_LINE_MAX)
     count = ENS_LINE_MAX;
-  MPI_Recv(line, count, MPI_CHAR, st->MPI_SOURCE, TAG_LINE, l->comm, MPI_STATUS_IGNORE);
+  ens_comm_recv(line, count, MPI_CHAR, st->MPI_SOURCE, TAG_LINE, l->comm, MPI_STATUS_IGNORE);
   line[count] = '\0';
   if (count == 0)
     l->ended++;
@@ -106,7 +106,7 @@ void ens_lines_poll(ens_lines *l) {
   for (;;) {
     int flag = 0;
     MPI_Status st;
-    MPI_Iprobe(MPI_ANY_SOURCE, TAG_LINE, l->comm, &flag, &st);
+    ens_comm_iprobe(MPI_ANY_SOURCE, TAG_LINE, l->comm, &flag, &st);
     if (!flag)
       return;
     take(l, &st);
@@ -117,21 +117,21 @@ void ens_lines_finish(ens_lines *l) {
   if (!l->active)
     return;
   if (l->rank != 0) {
-    MPI_Send(NULL, 0, MPI_CHAR, 0, TAG_LINE, l->comm);
+    ens_comm_send(NULL, 0, MPI_CHAR, 0, TAG_LINE, l->comm);
     if (l->cap)
-      MPI_Waitall(l->cap, l->req, MPI_STATUSES_IGNORE);
+      ens_comm_waitall(l->cap, l->req, MPI_STATUSES_IGNORE);
     return;
   }
   while (l->ended < l->size - 1) {
     MPI_Status st;
-    MPI_Probe(MPI_ANY_SOURCE, TAG_LINE, l->comm, &st);
+    ens_comm_probe(MPI_ANY_SOURCE, TAG_LINE, l->comm, &st);
     take(l, &st);
   }
 }
 
 void ens_lines_free(ens_lines *l) {
   if (l->cap && l->rank != 0)
-    MPI_Waitall(l->cap, l->req, MPI_STATUSES_IGNORE);
+    ens_comm_waitall(l->cap, l->req, MPI_STATUSES_IGNORE);
   for (int i = 0; i < l->cap; i++)
     free(l->buf[i]);
   free(l->buf);

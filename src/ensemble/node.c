@@ -19,29 +19,29 @@ int ens_node_init(ens_node *n, MPI_Comm comm, char *err, size_t errlen) {
   memset(n, 0, sizeof(*n));
   n->comm = MPI_COMM_NULL;
   int rank, size, len = 0;
-  MPI_Comm_rank(comm, &rank);
-  MPI_Comm_size(comm, &size);
-  if (MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &n->comm) !=
+  ens_comm_rank(comm, &rank);
+  ens_comm_size(comm, &size);
+  if (ens_comm_split_type(comm, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &n->comm) !=
       MPI_SUCCESS) {
     ens_errorf(err, errlen, "MPI_Comm_split_type(MPI_COMM_TYPE_SHARED) failed");
     return ENS_EMPI;
   }
   /* Window allocation failures come back as codes, to be reported. */
-  MPI_Comm_set_errhandler(n->comm, MPI_ERRORS_RETURN);
-  MPI_Comm_rank(n->comm, &n->rank);
-  MPI_Comm_size(n->comm, &n->size);
-  MPI_Get_processor_name(n->name, &len);
+  ens_comm_set_errhandler(n->comm, MPI_ERRORS_RETURN);
+  ens_comm_rank(n->comm, &n->rank);
+  ens_comm_size(n->comm, &n->size);
+  ens_comm_processor_name(n->name, &len);
   long cores = sysconf(_SC_NPROCESSORS_ONLN);
   n->cores = cores > 0 ? (int)cores : 1;
   /* Node index: nodes are numbered by their lowest job rank (node rank 0,
    * since the split is keyed by job rank). */
   int leader = rank;
-  MPI_Bcast(&leader, 1, MPI_INT, 0, n->comm);
+  ens_comm_bcast(&leader, 1, MPI_INT, 0, n->comm);
   int *leaders = malloc((size_t)size * sizeof(int));
   n->of_rank = malloc((size_t)size * sizeof(int));
   int ok = leaders && n->of_rank;
   if (ok) {
-    MPI_Allgather(&leader, 1, MPI_INT, leaders, 1, MPI_INT, comm);
+    ens_comm_allgather(&leader, 1, MPI_INT, leaders, 1, MPI_INT, comm);
     /* index of leader L = number of leaders below L; leaders[r] == r marks one. */
     int *index_of = malloc((size_t)size * sizeof(int));
     ok = index_of != NULL;
@@ -59,7 +59,7 @@ int ens_node_init(ens_node *n, MPI_Comm comm, char *err, size_t errlen) {
   free(leaders);
   /* Everyone must take part in the gathers below, ok or not. */
   int all_ok;
-  MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, comm);
+  ens_comm_allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, comm);
   if (!all_ok) {
     ens_errorf(err, errlen, "out of memory describing the layout of %d ranks", size);
     return ENS_ENOMEM;
@@ -75,15 +75,15 @@ int ens_node_init(ens_node *n, MPI_Comm comm, char *err, size_t errlen) {
     n->node_ranks = calloc((size_t)n->count, sizeof(int));
     ok = all_names && all_cores && n->names && n->node_cores && n->node_ranks;
   }
-  MPI_Bcast(&ok, 1, MPI_INT, 0, comm);
+  ens_comm_bcast(&ok, 1, MPI_INT, 0, comm);
   if (!ok) {
     free(all_names);
     free(all_cores);
     ens_errorf(err, errlen, "out of memory describing the layout of %d ranks", size);
     return ENS_ENOMEM;
   }
-  MPI_Gather(n->name, NAME_LEN, MPI_CHAR, all_names, NAME_LEN, MPI_CHAR, 0, comm);
-  MPI_Gather(&n->cores, 1, MPI_INT, all_cores, 1, MPI_INT, 0, comm);
+  ens_comm_gather(n->name, NAME_LEN, MPI_CHAR, all_names, NAME_LEN, MPI_CHAR, 0, comm);
+  ens_comm_gather(&n->cores, 1, MPI_INT, all_cores, 1, MPI_INT, 0, comm);
   if (rank == 0) {
     for (int r = 0; r < size; r++) {
       int node = n->of_rank[r];
@@ -101,7 +101,7 @@ int ens_node_init(ens_node *n, MPI_Comm comm, char *err, size_t errlen) {
 
 void ens_node_free(ens_node *n) {
   if (n->size > 0 && n->comm != MPI_COMM_NULL)
-    MPI_Comm_free(&n->comm);
+    ens_comm_free(&n->comm);
   free(n->of_rank);
   free(n->names);
   free(n->node_cores);
@@ -182,7 +182,7 @@ int ens_shm_alloc(ens_shm *s, const ens_node *n, size_t bytes, const char *what,
         hdr[1] = avail + 1;
     }
   }
-  MPI_Bcast(hdr, 2, MPI_UNSIGNED_LONG_LONG, 0, n->comm);
+  ens_comm_bcast(hdr, 2, MPI_UNSIGNED_LONG_LONG, 0, n->comm);
   unsigned long long want = hdr[0];
   if (hdr[1]) {
     ens_errorf(err, errlen,
@@ -207,14 +207,14 @@ int ens_shm_alloc(ens_shm *s, const ens_node *n, size_t bytes, const char *what,
   }
   void *mine = NULL;
   MPI_Win win = MPI_WIN_NULL;
-  int rc = MPI_Win_allocate_shared(n->rank == 0 ? (MPI_Aint)total : 0, 1, MPI_INFO_NULL,
+  int rc = ens_comm_win_allocate_shared(n->rank == 0 ? (MPI_Aint)total : 0, 1, MPI_INFO_NULL,
                                    n->comm, &mine, &win);
   unsigned char *base = NULL;
   if (rc == MPI_SUCCESS) {
     MPI_Aint seg = 0;
     int disp = 0;
     void *p = NULL;
-    rc = MPI_Win_shared_query(win, 0, &seg, &disp, &p);
+    rc = ens_comm_win_shared_query(win, 0, &seg, &disp, &p);
     if (rc == MPI_SUCCESS && (size_t)seg < total)
       rc = MPI_ERR_SIZE;
     /* Every rank maps the segment at a page boundary, so aligning up gives
@@ -224,14 +224,14 @@ int ens_shm_alloc(ens_shm *s, const ens_node *n, size_t bytes, const char *what,
                                ENS_DATA_ALIGN * ENS_DATA_ALIGN);
   }
   int bad = rc != MPI_SUCCESS, any = 0;
-  MPI_Allreduce(&bad, &any, 1, MPI_INT, MPI_MAX, n->comm);
+  ens_comm_allreduce(&bad, &any, 1, MPI_INT, MPI_MAX, n->comm);
   if (any) {
     char msg[MPI_MAX_ERROR_STRING] = "another rank of the node failed";
     int len = 0;
     if (bad)
-      MPI_Error_string(rc, msg, &len);
+      ens_comm_error_string(rc, msg, &len);
     if (win != MPI_WIN_NULL)
-      MPI_Win_free(&win);
+      ens_comm_win_free(&win);
     ens_errorf(err, errlen,
                "cannot allocate %llu bytes of node-shared memory for %s on node %s "
                "(MPI_Win_allocate_shared: %s)",
@@ -242,18 +242,18 @@ int ens_shm_alloc(ens_shm *s, const ens_node *n, size_t bytes, const char *what,
   s->win = win;
   s->base = base;
   s->bytes = (size_t)want;
-  MPI_Win_fence(0, win); /* opens the first epoch */
+  ens_comm_win_fence(0, win); /* opens the first epoch */
   return 0;
 }
 
 void ens_shm_sync(ens_shm *s) {
   if (s->kind == ENS_SHM_WINDOW)
-    MPI_Win_fence(0, s->win);
+    ens_comm_win_fence(0, s->win);
 }
 
 void ens_shm_free(ens_shm *s) {
   if (s->kind == ENS_SHM_WINDOW)
-    MPI_Win_free(&s->win);
+    ens_comm_win_free(&s->win);
   else if (s->kind == ENS_SHM_PRIVATE)
     free(s->base);
   memset(s, 0, sizeof(*s));

@@ -8,6 +8,8 @@
 #include <mpi.h>
 #include <stddef.h>
 
+#include "core/comm.h"
+
 typedef struct ens_node {
   MPI_Comm comm;    /* this node's ranks; owned (MPI_COMM_NULL when not set up) */
   int rank, size;   /* in comm: node rank 0 is the node's lowest job rank */

@@ -14,11 +14,11 @@ int ens_progress_init(ens_progress *p, MPI_Comm comm, int64_t steps_total, int m
                       double interval) {
   memset(p, 0, sizeof(*p));
   p->comm = comm;
-  MPI_Comm_rank(comm, &p->rank);
-  MPI_Comm_size(comm, &p->size);
+  ens_comm_rank(comm, &p->rank);
+  ens_comm_size(comm, &p->size);
   p->tty = p->rank == 0 && isatty(STDERR_FILENO);
   p->interval = interval;
-  p->t0 = p->last_print = p->last_send = MPI_Wtime();
+  p->t0 = p->last_print = p->last_send = ens_comm_wtime();
   p->steps_total = steps_total > 0 ? steps_total : 1;
   p->members_total = members_total;
   p->req = MPI_REQUEST_NULL;
@@ -82,7 +82,7 @@ static void print_line(ens_progress *p, int force_plain) {
       epochs = m->epochs;
     }
   }
-  double el = MPI_Wtime() - p->t0;
+  double el = ens_comm_wtime() - p->t0;
   double frac = (double)steps / (double)p->steps_total;
   char eta[32], elapsed[32];
   fmt_seconds(eta, sizeof(eta), frac > 0 ? el * (1 - frac) / frac : -1);
@@ -135,7 +135,7 @@ static void print_line(ens_progress *p, int force_plain) {
     fprintf(stderr, "%s\n", line);
   }
   fflush(stderr);
-  p->last_print = MPI_Wtime();
+  p->last_print = ens_comm_wtime();
 }
 
 /* Rank 0: takes every report that has arrived, without waiting. */
@@ -143,11 +143,11 @@ static void poll_reports(ens_progress *p) {
   int flag = 1;
   while (flag) {
     MPI_Status st;
-    MPI_Iprobe(MPI_ANY_SOURCE, TAG_PROGRESS, p->comm, &flag, &st);
+    ens_comm_iprobe(MPI_ANY_SOURCE, TAG_PROGRESS, p->comm, &flag, &st);
     if (!flag)
       break;
     ens_progress_msg m;
-    MPI_Recv(&m, (int)sizeof(m), MPI_BYTE, st.MPI_SOURCE, TAG_PROGRESS, p->comm,
+    ens_comm_recv(&m, (int)sizeof(m), MPI_BYTE, st.MPI_SOURCE, TAG_PROGRESS, p->comm,
              MPI_STATUS_IGNORE);
     int before = p->all[st.MPI_SOURCE].members_done;
     p->all[st.MPI_SOURCE] = m;
@@ -160,14 +160,14 @@ static void poll_reports(ens_progress *p) {
 static void send_report(ens_progress *p, int force) {
   int done = 1;
   if (p->req != MPI_REQUEST_NULL)
-    MPI_Test(&p->req, &done, MPI_STATUS_IGNORE);
+    ens_comm_test(&p->req, &done, MPI_STATUS_IGNORE);
   if (!done)
     return; /* never wait: rank 0 will hear the next one */
-  double now = MPI_Wtime();
+  double now = ens_comm_wtime();
   if (!force && now - p->last_send < SEND_EVERY)
     return;
   p->out = p->self;
-  MPI_Isend(&p->out, (int)sizeof(p->out), MPI_BYTE, 0, TAG_PROGRESS, p->comm, &p->req);
+  ens_comm_isend(&p->out, (int)sizeof(p->out), MPI_BYTE, 0, TAG_PROGRESS, p->comm, &p->req);
   p->last_send = now;
 }
 
@@ -177,7 +177,7 @@ static void tick(ens_progress *p, int member_end) {
     return;
   }
   poll_reports(p);
-  double now = MPI_Wtime();
+  double now = ens_comm_wtime();
   if (member_end && !p->tty)
     print_line(p, 1);
   else if (p->tty ? now - p->last_print >= 0.5 : now - p->last_print >= p->interval)
@@ -209,9 +209,9 @@ void ens_progress_finish(ens_progress *p) {
   p->self.samples_per_s = 0;
   if (p->rank != 0) {
     if (p->req != MPI_REQUEST_NULL)
-      MPI_Wait(&p->req, MPI_STATUS_IGNORE);
+      ens_comm_wait(&p->req, MPI_STATUS_IGNORE);
     p->out = p->self;
-    MPI_Send(&p->out, (int)sizeof(p->out), MPI_BYTE, 0, TAG_PROGRESS, p->comm);
+    ens_comm_send(&p->out, (int)sizeof(p->out), MPI_BYTE, 0, TAG_PROGRESS, p->comm);
     return;
   }
   /* Rank 0 waits for the final report of every rank, reporting meanwhile. */
@@ -221,12 +221,12 @@ void ens_progress_finish(ens_progress *p) {
   while (missing > 0) {
     ens_progress_msg m;
     MPI_Status st;
-    MPI_Recv(&m, (int)sizeof(m), MPI_BYTE, MPI_ANY_SOURCE, TAG_PROGRESS, p->comm, &st);
+    ens_comm_recv(&m, (int)sizeof(m), MPI_BYTE, MPI_ANY_SOURCE, TAG_PROGRESS, p->comm, &st);
     int before = p->all[st.MPI_SOURCE].members_done;
     if (m.final && !p->all[st.MPI_SOURCE].final)
       missing--;
     p->all[st.MPI_SOURCE] = m;
-    double now = MPI_Wtime();
+    double now = ens_comm_wtime();
     if ((m.members_done > before && !p->tty) ||
         now - p->last_print >= (p->tty ? 0.5 : p->interval))
       print_line(p, m.members_done > before);
@@ -236,7 +236,7 @@ void ens_progress_finish(ens_progress *p) {
 
 void ens_progress_free(ens_progress *p) {
   if (p->rank != 0 && p->req != MPI_REQUEST_NULL)
-    MPI_Wait(&p->req, MPI_STATUS_IGNORE);
+    ens_comm_wait(&p->req, MPI_STATUS_IGNORE);
   free(p->all);
   p->all = NULL;
 }

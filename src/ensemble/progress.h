@@ -12,6 +12,8 @@
 #include <mpi.h>
 #include <stdint.h>
 
+#include "core/comm.h"
+
 typedef struct ens_progress_msg {
   int32_t rank, members_done, final, epoch, epochs;
   int64_t steps_done;

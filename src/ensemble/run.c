@@ -22,7 +22,7 @@
 #include "ensemble/tabular.h"
 #include "io/h5util.h"
 
-static double now(void) { return MPI_Wtime(); }
+static double now(void) { return ens_comm_wtime(); }
 
 /* ---- member placement ---------------------------------------------------- */
 

@@ -269,8 +269,8 @@ int ens_job_setup(ens_job *j, const ens_config *c, const ens_job_opts *o, MPI_Co
   j->comm = comm;
   j->file = -1;
   err[0] = '\0';
-  MPI_Comm_rank(comm, &j->rank);
-  MPI_Comm_size(comm, &j->size);
+  ens_comm_rank(comm, &j->rank);
+  ens_comm_size(comm, &j->size);
   ens_h5_quiet();
   j->first = c->first_member;
   j->last = c->count > 0 ? c->first_member + c->count : c->members;

@@ -188,8 +188,8 @@ static uint32_t weights_checksum(const float *p, size_t n) {
 /* 1 when every rank's checksum equals rank 0's. */
 static int ranks_agree(MPI_Comm comm, uint32_t sum) {
   uint32_t lo = sum, hi = sum, glo, ghi;
-  MPI_Allreduce(&lo, &glo, 1, MPI_UINT32_T, MPI_MIN, comm);
-  MPI_Allreduce(&hi, &ghi, 1, MPI_UINT32_T, MPI_MAX, comm);
+  ens_comm_allreduce(&lo, &glo, 1, MPI_UINT32_T, MPI_MIN, comm);
+  ens_comm_allreduce(&hi, &ghi, 1, MPI_UINT32_T, MPI_MAX, comm);
   return glo == ghi;
 }
 
@@ -239,7 +239,7 @@ static int pretrain(ens_job *j, char *err, size_t errlen) {
   ens_model *m = &t.model;
   /* With P shards a global batch needs 2 rows per shard for batch norm. */
   long steps = n / B + (n % B >= 2 * P ? 1 : 0);
-  double t0 = MPI_Wtime();
+  double t0 = ens_comm_wtime();
   /* With --resume, continue from the last pretraining checkpoint. */
   ens_pretrain_pos pos = {0};
   int restored = !ret && ens_job_pretrain_restore(j, &t, &pos);
@@ -287,7 +287,7 @@ static int pretrain(ens_job *j, char *err, size_t errlen) {
       } else {
         memset(m->grads, 0, m->nparams * sizeof(float));
       }
-      MPI_Allreduce(MPI_IN_PLACE, m->grads, (int)m->nparams, MPI_FLOAT, MPI_SUM, j->comm);
+      ens_comm_allreduce(MPI_IN_PLACE, m->grads, (int)m->nparams, MPI_FLOAT, MPI_SUM, j->comm);
       if (pc.clip_value > 0)
         ens_clip_value(m->grads, m->nparams, (float)pc.clip_value);
       if (pc.clip_norm > 0)
@@ -306,10 +306,10 @@ static int pretrain(ens_job *j, char *err, size_t errlen) {
       /* A stop request (signal) is agreed after every step: the ranks are
        * in lockstep, so all stop after the same one. */
       int want = j->o->stop && *j->o->stop;
-      MPI_Allreduce(&want, &stop, 1, MPI_INT, MPI_MAX, j->comm);
+      ens_comm_allreduce(&want, &stop, 1, MPI_INT, MPI_MAX, j->comm);
       if (!ret && stop && s + 1 < steps) {
         double part[2] = {loss_sum, (double)loss_n};
-        MPI_Allreduce(MPI_IN_PLACE, part, 2, MPI_DOUBLE, MPI_SUM, j->comm);
+        ens_comm_allreduce(MPI_IN_PLACE, part, 2, MPI_DOUBLE, MPI_SUM, j->comm);
         ens_pretrain_pos at = {epoch, s + 1, t.step, part[0], part[1]};
         ret = pretrain_stop(j, &t, &at, err, errlen);
       }
@@ -317,7 +317,7 @@ static int pretrain(ens_job *j, char *err, size_t errlen) {
     if (ret)
       break;
     double gl[2] = {loss_sum, (double)loss_n};
-    MPI_Allreduce(MPI_IN_PLACE, gl, 2, MPI_DOUBLE, MPI_SUM, j->comm);
+    ens_comm_allreduce(MPI_IN_PLACE, gl, 2, MPI_DOUBLE, MPI_SUM, j->comm);
     if (!ret && j->rank == 0 && j->c->verbose) {
       double mt[ENS_TASK_MAX_METRICS];
       ens_truth tt = {j->data.sets.test.y, j->data.sets.test.t, j->data.n_test};
@@ -326,7 +326,7 @@ static int pretrain(ens_job *j, char *err, size_t errlen) {
       ens_task_metrics(&j->task, mt, j->eval_pred, &tt);
       printf("[trunk] pretrain epoch %d/%d  loss %.4f  test %s %.4g  (%d rank%s, %.1f s)\n",
              epoch + 1, pc.epochs, gl[0] / gl[1], ens_task_metric_name(&j->task, 0),
-             j->task.regress ? mt[0] : 100 * mt[0], P, P == 1 ? "" : "s", MPI_Wtime() - t0);
+             j->task.regress ? mt[0] : 100 * mt[0], P, P == 1 ? "" : "s", ens_comm_wtime() - t0);
       fflush(stdout);
     }
     /* Checkpoint after the epoch (every [output] checkpoint_every epochs,
@@ -453,7 +453,7 @@ int ens_trunk_prepare(ens_job *j, char *err, size_t errlen) {
     return ENS_ENOMEM;
   }
   int ret = 0;
-  double t0 = MPI_Wtime();
+  double t0 = ens_comm_wtime();
   if (j->o->trunk_from || c->trunk_source == ENS_TRUNK_FILE) {
     if (j->rank == 0) {
       const char *path = j->o->trunk_from ? j->o->trunk_from : c->trunk_file;
@@ -467,7 +467,7 @@ int ens_trunk_prepare(ens_job *j, char *err, size_t errlen) {
     int found = 0;
     if (j->rank == 0)
       load_pretrained(j, &found);
-    MPI_Bcast(&found, 1, MPI_INT, 0, j->comm);
+    ens_comm_bcast(&found, 1, MPI_INT, 0, j->comm);
     if (!found) {
       ret = pretrain(j, err, errlen);
       /* A failed save stops the job like any failed checkpoint write. */
@@ -483,7 +483,7 @@ int ens_trunk_prepare(ens_job *j, char *err, size_t errlen) {
     return ret;
   if (j->rank == 0)
     memcpy(flat + j->trunk.nparams, j->trunk.stats, j->trunk.nstats * sizeof(float));
-  MPI_Bcast(flat, (int)total, MPI_FLOAT, 0, j->comm);
+  ens_comm_bcast(flat, (int)total, MPI_FLOAT, 0, j->comm);
   memcpy(j->trunk.stats, flat + j->trunk.nparams, j->trunk.nstats * sizeof(float));
   uint32_t sum = weights_checksum(flat, total);
   if (!ranks_agree(j->comm, sum)) {
@@ -530,7 +530,7 @@ int ens_trunk_prepare(ens_job *j, char *err, size_t errlen) {
   /* feature_seconds: this rank's own computation, from here (the block's
    * allocation above is collective, so it also holds the wait for the
    * node's slowest rank to arrive). */
-  double tf = MPI_Wtime();
+  double tf = ens_comm_wtime();
   long lo = nbatches * j->node.rank / j->node.size;
   long hi = nbatches * (j->node.rank + 1) / j->node.size;
   long base = 0;
@@ -545,7 +545,7 @@ int ens_trunk_prepare(ens_job *j, char *err, size_t errlen) {
     }
     base += nb[s];
   }
-  j->trunk.feature_seconds = MPI_Wtime() - tf;
+  j->trunk.feature_seconds = ens_comm_wtime() - tf;
   ens_model_free(&tm);
   /* Node barrier: every slice is written before any head reads the block. */
   ens_shm_sync(&j->trunk.shm);
@@ -560,7 +560,7 @@ int ens_trunk_prepare(ens_job *j, char *err, size_t errlen) {
            "%d rows computed here (1/%d of node %s) in %.2f s, %.1f s in all\n",
            j->rank, L, L == 1 ? "" : "s", j->trunk.nparams, sum, j->data.n_train, j->data.fd,
            j->trunk.feature_rows, j->node.size, j->node.name, j->trunk.feature_seconds,
-           MPI_Wtime() - t0);
+           ens_comm_wtime() - t0);
   fflush(stdout);
   return 0;
 }

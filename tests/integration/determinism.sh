@@ -1,7 +1,9 @@
 # Determinism contract (DESIGN.md): the same config gives bitwise-identical
 # result datasets on 1 (no mpirun), 2, 3 and 4 ranks, in every mode; with a
 # trunk file too, whose features the ranks of a node compute in slices that
-# change with the rank count.
+# change with the rank count. One process without a launcher runs without
+# MPI (src/core/comm.c): its results equal a 1-rank mpirun run's, and a run
+# stopped in one way resumes in the other.
 source "$(dirname "$0")/lib.bash"
 $PY "$SRC/tests/integration/make_data.py" data.h5 400 12 3
 cat >job.ini <<INI
@@ -49,15 +51,20 @@ for mode in "seed average" "bootstrap vote" "snapshot average" "seed params" "se
     sets=(--set data.path="$WORK/reg.h5" --set train.optimizer=adam --set train.lr=0.005
       "${sets[@]/ensemble.mode=regress/ensemble.mode=seed}") ;;
   esac
-  for np in 0 2 3 4; do
+  for np in 0 1 2 3 4; do
     run_np $np "$1-$2-np$np" -c "$WORK/job.ini" "${sets[@]}" || fail "$1/$2 on $np ranks"
     [ -f "$1-$2-np$np/result.h5" ] || fail "no result for $1/$2 on $np ranks"
   done
-  for np in 2 3 4; do
+  # np0 ran without MPI, np1 under mpirun: the start-up lines say so.
+  grep -qx "start: 1 process, no MPI launcher" "$1-$2-np0/log" ||
+    { cat "$1-$2-np0/log"; fail "$1/$2: no launcher, but the start-up line does not say so"; }
+  grep -qx "start: mpirun, 1 rank" "$1-$2-np1/log" ||
+    { cat "$1-$2-np1/log"; fail "$1/$2: mpirun -np 1, but the start-up line does not say so"; }
+  for np in 1 2 3 4; do
     same_result "$1-$2-np0/result.h5" "$1-$2-np$np/result.h5" ||
       fail "$1/$2: 1 rank and $np ranks differ"
   done
-  echo "ok: $1/$2 identical on 1, 2, 3, 4 ranks"
+  echo "ok: $1/$2 identical without MPI and on 1, 2, 3, 4 ranks"
 done
 # Convolutional members on small images (tests/integration/conv.sh covers
 # every mode on 1 and 3 ranks): conv layers with batch norm and dropout plus
@@ -89,4 +96,36 @@ run_np 0 other -c "$WORK/job.ini" --set ensemble.seed=8
 if same_result seed-average-np0/result.h5 other/result.h5 >/dev/null; then
   fail "same_result did not notice a different seed"
 fi
+
+# Stopped without MPI, resumed under mpirun -np 1, and the other way round:
+# the checkpoints are the same whichever way ens was started.
+cross_resume() {
+  local name=$1 first=$2 then=$3 code attempt
+  shift 3
+  for attempt in 1 2 3; do
+    rm -rf "$name"
+    mkdir -p "$name"
+    if [ "$first" = 0 ]; then
+      (cd "$name" && exec "$ENS" train "$@") >"$name/log" 2>&1 &
+    else
+      (cd "$name" && exec mpirun -np 1 "$ENS" train "$@") >"$name/log" 2>&1 &
+    fi
+    stop_at "epoch 1/" "$name/log" $!
+    code=0
+    wait $! || code=$?
+    [ $code = 0 ] && [ $attempt -lt 3 ] && { echo "$name: finished before USR1; again"; continue; }
+    break
+  done
+  [ $code = 75 ] || { cat "$name/log"; fail "$name: exit $code after USR1, expected 75"; }
+  ls "$name/result.h5.ckpt"/unit_*.h5 >/dev/null 2>&1 || fail "$name: no checkpoints"
+  [ ! -e "$name/result.h5" ] || fail "$name: a result was written despite the stop"
+  run_np "$then" "$name" "$@" --resume || fail "$name: resume"
+  grep -qE "resumed at|not retrained" "$name/log" || { cat "$name/log"; fail "$name: nothing was resumed"; }
+  same_result cross-ref/result.h5 "$name/result.h5" || fail "$name: resumed result differs"
+  echo "ok: $name: stopped ($( [ "$first" = 0 ] && echo "no MPI" || echo "mpirun -np 1")), resumed, identical"
+}
+long=(-c "$WORK/job.ini" --set train.epochs=60 --set output.verbose=1 --set ensemble.members=2)
+run_np 0 cross-ref "${long[@]}" || fail "uninterrupted run for the cross resume"
+cross_resume cross-nompi-mpirun 0 1 "${long[@]}"
+cross_resume cross-mpirun-nompi 1 0 "${long[@]}"
 echo "determinism: all passed"

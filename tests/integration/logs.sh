@@ -27,7 +27,7 @@ INI
 run_np 3 a -c "$WORK/job.ini" || fail "a: training on 3 ranks"
 member='^\[member [0-5]\] epoch [0-9]+/(25|400)  loss [0-9.]+  test acc [0-9.]+%  nll [0-9.]+  [0-9]+ samples/s  lr [0-9.e-]+$'
 progress='^progress: [0-6]/6 members(  epoch [0-9]+/(25|400)  loss [0-9.]+  [0-9]+ samples/s  [0-9.]+%  elapsed [0-9a-z.]+  ETA [0-9a-z.]+| done  elapsed [0-9a-z.]+)$'
-other='^(ens: warning: node [a-z0-9.-]+ is oversubscribed|layout: |  node |node |scores on |member  |[0-5]  |ensemble|result written|$)'
+other='^(start: |ens: warning: node [a-z0-9.-]+ is oversubscribed|layout: |  node |node |scores on |member  |[0-5]  |ensemble|result written|$)'
 bad=$(grep -vE "$member|$progress|$other" a/log || true)
 [ -z "$bad" ] || { echo "$bad" | head; fail "a: lines that are not whole"; }
 for k in 0 1 2 3 4 5; do
