@@ -19,4 +19,21 @@ int ens_cli_import_csv(int argc, char **argv);
 /* Prints the usage of `ens import csv`. */
 void ens_cli_import_csv_usage(FILE *out);
 
+/* stopnote.c: the end of a stopped `ens train` and its outcome file. */
+#include "ens/config.h"
+/* path made absolute against the current folder, into out. */
+void ens_cli_abspath(char *out, size_t len, const char *path);
+/* The job's checkpoint folder ([output] checkpoint_dir or <path>.ckpt), absolute. */
+void ens_cli_checkpoint_dir(char *out, size_t len, const ens_config *c);
+/* One line on what the checkpoint folder holds for this job's members:
+ * "checkpoints in DIR: D of M members finished, P in progress at epoch E of N",
+ * or "nothing to save yet ..." when it holds none. Returns 1 when there are
+ * checkpoints, 0 when none, -1 on a formatting error. */
+int ens_cli_stop_note(char *out, size_t len, const ens_config *c);
+/* Writes the outcome for a batch script (key=value lines: state, code,
+ * result, checkpoints, message) to file atomically; file NULL or "": nothing.
+ * c may be NULL (the config was not read). Returns 0 or -1. */
+int ens_cli_status_write(const char *file, const char *state, int code, const ens_config *c,
+                         const char *message);
+
 #endif

@@ -22,13 +22,50 @@
 /* The only process-wide state: set by the signal handler, read by the
  * training loop between steps. */
 static volatile sig_atomic_t g_stop = 0;
+static volatile sig_atomic_t g_signal = 0; /* the first stop signal, for messages */
 /* Set once ens_train_job returned: its outcome is the same on every rank
  * (agreed collectively), so no rank needs to take the job down. */
 static int g_agreed = 0;
 
 static void on_signal(int sig) {
-  (void)sig;
+  if (!g_stop)
+    g_signal = sig;
   g_stop = 1;
+}
+
+/* The stop handlers go in first thing, before MPI_Init (which can take
+ * seconds, and a batch job's USR1 may come at once): a stop at any moment
+ * ends the run with exit 75, never with a rank killed by the signal.
+ * SA_RESTART: MPI start-up's own system calls must not fail with EINTR. */
+static void install_stop_handlers(void) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof(sa));
+  sa.sa_handler = on_signal;
+  sa.sa_flags = SA_RESTART;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGTERM, &sa, NULL);
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGUSR1, &sa, NULL);
+  sigaction(SIGHUP, &sa, NULL); /* a closed terminal or dropped ssh: stop like SIGTERM */
+}
+
+static const char *signal_name(int sig) {
+  return sig == SIGTERM ? "SIGTERM" : sig == SIGINT ? "SIGINT" : sig == SIGHUP ? "SIGHUP"
+                                                                              : "SIGUSR1";
+}
+
+/* ENS_STATUS_FILE: where rank 0 leaves the outcome for a batch script
+ * (jobs/ens-job.bash), which trusts it over the launcher's exit code. */
+static int g_status_written = 0;
+static void write_status(int rank, const char *state, int code, const ens_config *c,
+                         const char *msg) {
+  if (rank != 0 || g_status_written)
+    return;
+  g_status_written = 1;
+  const char *file = getenv("ENS_STATUS_FILE");
+  if (file && file[0] && ens_cli_status_write(file, state, code, c, msg) != 0)
+    fprintf(stderr, "ens train: warning: cannot write the outcome file %s (ENS_STATUS_FILE)\n",
+            file);
 }
 
 static void usage(FILE *out) {
@@ -163,28 +200,36 @@ static int cmd_train(int argc, char **argv) {
   char *text = ens_config_to_ini(&cfg);
   if (!text)
     return EXIT_RUNTIME;
-  struct sigaction sa;
-  memset(&sa, 0, sizeof(sa));
-  sa.sa_handler = on_signal;
-  sigemptyset(&sa.sa_mask);
-  sigaction(SIGTERM, &sa, NULL);
-  sigaction(SIGINT, &sa, NULL);
-  sigaction(SIGUSR1, &sa, NULL);
-  sigaction(SIGHUP, &sa, NULL); /* a closed terminal or dropped ssh: stop like SIGTERM */
   /* A closed stdout or stderr pipe (ens train | head) must not kill training:
    * writes then fail with EPIPE and are dropped. */
   signal(SIGPIPE, SIG_IGN);
   ens_job_opts o = {.config_text = text, .config_path = cfg_path, .stop = &g_stop,
                     .resume = resume, .restart = restart, .force = force, .guard = 1};
-  ret = ens_train_job(&cfg, &o, MPI_COMM_WORLD, err, sizeof(err));
+  /* A stop that came before training (during MPI_Init, the config): every
+   * rank learns of it here, so none goes into the job alone. */
+  int stop_any = 0, stop_mine = g_stop ? 1 : 0;
+  MPI_Allreduce(&stop_mine, &stop_any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+  ret = stop_any ? ENS_ESTOPPED : ens_train_job(&cfg, &o, MPI_COMM_WORLD, err, sizeof(err));
   g_agreed = 1;
   free(text);
-  if (ret == 0)
+  if (ret == 0) {
+    write_status(rank, "done", 0, &cfg, "");
     return 0;
+  }
   /* Every rank holds the same outcome and message: rank 0 says it once. */
   code = ret == ENS_ESTOPPED ? EXIT_STOPPED : ens_cli_exit_code(ret);
+  if (rank == 0 && ret == ENS_ESTOPPED) {
+    /* One line: what was saved, where, and the command that resumes. */
+    char note[ENS_PATH_MAX + 256];
+    int saved = ens_cli_stop_note(note, sizeof(note), &cfg);
+    snprintf(err, sizeof(err), "stopped by %s: %s; %s", signal_name(g_signal ? g_signal : SIGUSR1),
+             note, saved > 0 ? "resume: the same command with --resume"
+                             : "run the same command to start (with or without --resume)");
+  }
   if (rank == 0)
     fprintf(stderr, "ens train: %s\n", err[0] ? err : ens_strerror(ret));
+  write_status(rank, ret == ENS_ESTOPPED ? "stopped" : "failed", code, &cfg,
+               err[0] ? err : ens_strerror(ret));
   return code;
 }
 
@@ -289,11 +334,17 @@ int main(int argc, char **argv) {
     usage(stderr);
     return EXIT_USAGE;
   }
+  install_stop_handlers();
   if (MPI_Init(&argc, &argv) != MPI_SUCCESS) {
     fprintf(stderr, "ens: MPI_Init failed\n");
     return EXIT_RUNTIME;
   }
   int code = cmd_train(argc - 2, argv + 2);
+  if (code != 0) { /* an error before the job: usage, config */
+    int rank = 0;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    write_status(rank, "failed", code, NULL, "see the error above");
+  }
   if (code == EXIT_RUNTIME && !g_agreed) {
     /* Last resort: a failure before the ranks could agree (out of memory
      * in the CLI itself); others may be blocked in communication. */

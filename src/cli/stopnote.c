@@ -1,0 +1,117 @@
+/* What a stopped `ens train` leaves behind, said in one line: where the
+ * checkpoints are and how far they got (read back from the checkpoint
+ * folder, so the line is true whatever rank wrote what), and the outcome
+ * file a batch script reads (ENS_STATUS_FILE) to decide its own exit code. */
+#include <hdf5.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "io/h5util.h"
+
+/* path made absolute against the current folder (no symlink resolution: the
+ * file may not exist yet). */
+void ens_cli_abspath(char *out, size_t len, const char *path) {
+  char cwd[PATH_MAX];
+  const char *rel = path[0] == '.' && path[1] == '/' ? path + 2 : path;
+  size_t nc, nr = strlen(rel);
+  if (path[0] == '/' || !getcwd(cwd, sizeof(cwd)) || (nc = strlen(cwd)) + nr + 2 > len) {
+    snprintf(out, len, "%s", path);
+    return;
+  }
+  memcpy(out, cwd, nc);
+  out[nc] = '/';
+  memcpy(out + nc + 1, rel, nr + 1);
+}
+
+void ens_cli_checkpoint_dir(char *out, size_t len, const ens_config *c) {
+  char rel[ENS_PATH_MAX + 8];
+  if (c->checkpoint_dir[0])
+    snprintf(rel, sizeof(rel), "%s", c->checkpoint_dir);
+  else
+    snprintf(rel, sizeof(rel), "%s.ckpt", c->output_path);
+  ens_cli_abspath(out, len, rel);
+}
+
+static int exists(const char *path) {
+  struct stat st;
+  return stat(path, &st) == 0;
+}
+
+int ens_cli_stop_note(char *out, size_t len, const ens_config *c) {
+  char dir[ENS_PATH_MAX + 64], path[ENS_PATH_MAX + 96];
+  ens_cli_checkpoint_dir(dir, sizeof(dir), c);
+  int first = c->first_member, last = c->count > 0 ? c->first_member + c->count : c->members;
+  int S = c->mode == ENS_MODE_SNAPSHOT && c->snapshots > 0 ? c->snapshots : 1;
+  int done = 0, partial = 0, saved = 0;
+  int64_t emin = -1, emax = -1;
+  for (int k = first; k < last; k++) {
+    snprintf(path, sizeof(path), "%s/member_%d.h5", dir, k);
+    if (exists(path))
+      done++;
+  }
+  saved = done;
+  H5E_BEGIN_TRY {
+    for (int u = first / S; u <= (last - 1) / S; u++) {
+      snprintf(path, sizeof(path), "%s/unit_%d.h5", dir, u);
+      if (!exists(path))
+        continue;
+      saved++;
+      hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+      int64_t d = 1, e = 0;
+      if (f >= 0 && !ens_h5_get_attr_i64(f, "/", "done", &d) && !d &&
+          !ens_h5_get_attr_i64(f, "/", "epoch", &e)) {
+        partial++;
+        emin = emin < 0 || e < emin ? e : emin;
+        emax = e > emax ? e : emax;
+      }
+      if (f >= 0)
+        H5Fclose(f);
+    }
+  }
+  H5E_END_TRY;
+  if (!saved)
+    return snprintf(out, len, "nothing to save yet (stopped before the first checkpoint; "
+                              "%s holds none)", dir) < 0 ? -1 : 0;
+  char at[96] = "";
+  if (partial && emin == emax)
+    snprintf(at, sizeof(at), ", %d in progress with %lld of %d epochs done", partial * S,
+             (long long)emin, c->epochs);
+  else if (partial)
+    snprintf(at, sizeof(at), ", %d in progress with %lld-%lld of %d epochs done", partial * S,
+             (long long)emin, (long long)emax, c->epochs);
+  snprintf(out, len, "checkpoints in %s: %d of %d members finished%s", dir, done, last - first,
+           at);
+  return 1;
+}
+
+int ens_cli_status_write(const char *file, const char *state, int code, const ens_config *c,
+                         const char *message) {
+  char tmp[PATH_MAX + 8], result[ENS_PATH_MAX + 8], dir[ENS_PATH_MAX + 64];
+  if (!file || !file[0])
+    return 0;
+  snprintf(tmp, sizeof(tmp), "%s.tmp", file);
+  FILE *f = fopen(tmp, "w");
+  if (!f)
+    return -1;
+  fprintf(f, "state=%s\ncode=%d\n", state, code);
+  if (c) {
+    ens_cli_abspath(result, sizeof(result), c->output_path);
+    ens_cli_checkpoint_dir(dir, sizeof(dir), c);
+    fprintf(f, "result=%s\ncheckpoints=%s\n", result, dir);
+  }
+  /* One line: the message's own newlines would end the key. */
+  fputs("message=", f);
+  for (const char *p = message ? message : ""; *p; p++)
+    fputc(*p == '\n' ? ' ' : *p, f);
+  fputc('\n', f);
+  if (fclose(f) != 0 || rename(tmp, file) != 0) {
+    remove(tmp);
+    return -1;
+  }
+  return 0;
+}
