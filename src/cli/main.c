@@ -224,7 +224,7 @@ static int cmd_train(int argc, char **argv) {
     int saved = ens_cli_stop_note(note, sizeof(note), &cfg);
     snprintf(err, sizeof(err), "stopped by %s: %s; %s", signal_name(g_signal ? g_signal : SIGUSR1),
              note, saved > 0 ? "resume: the same command with --resume"
-                             : "run the same command to start (with or without --resume)");
+                             : "resume: the same command (with or without --resume)");
   }
   if (rank == 0)
     fprintf(stderr, "ens train: %s\n", err[0] ? err : ens_strerror(ret));
