@@ -110,9 +110,7 @@ ens_job_filter() {
 # The command that resumes this job, for the stop line.
 ens_job_resume_cmd() {
   local cmd script v
-  script=$(scontrol show job -o "${SLURM_JOB_ID:-0}" 2>/dev/null |
-    sed -n 's/.* Command=\([^ ]*\).*/\1/p' | head -1)
-  [[ -n $script && -f $script ]] || script=$ens_job_script
+  script=$ens_job_script
   cmd="cd $(printf %q "$submit_dir") &&"
   for v in ENS_CONFIG ENS_SET ENS_MEMBERS ENS_OUTPUT ENS_PER ENS_PARTS ENS_BIN ENS_LAUNCHER \
     ENS_MPIRUN_ARGS ENS_SRUN_ARGS ENS_REQUEUE ENS_JOBS_DIR ENS_SIGNAL_LEAD; do
