@@ -737,7 +737,13 @@ int ens_job_finish_root(ens_job *j, double train_wall, char *err, size_t errlen)
   }
   ens_fsync_dir_of(c->output_path);
   j->tmp_path[0] = '\0';
-  printf("result written to %s\n", c->output_path);
+  {
+    /* A relative path also in full: a batch job's log is read elsewhere. */
+    char *full = c->output_path[0] == '/' ? NULL : realpath(c->output_path, NULL);
+    printf("result written to %s%s%s%s\n", c->output_path, full ? " (" : "", full ? full : "",
+           full ? ")" : "");
+    free(full);
+  }
   fflush(stdout);
 cleanup:
   fold_free(&f);

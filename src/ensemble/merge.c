@@ -136,8 +136,16 @@ int ens_merge(const char *const *paths, int nparts, const char *out, int partial
       goto cleanup;
     }
     if (sorted[i].first > end) {
-      snprintf(err, errlen, "members %d-%d are missing between %s and %s", end,
-               sorted[i].first - 1, sorted[i - 1].path, sorted[i].path);
+      char gap[48];
+      if (sorted[i].first - 1 > end)
+        snprintf(gap, sizeof(gap), "members %d-%d are", end, sorted[i].first - 1);
+      else
+        snprintf(gap, sizeof(gap), "member %d is", end);
+      snprintf(err, errlen,
+               "%s missing between %s and %s: give the part that holds them (even with "
+               "--partial, which merges an incomplete set, the members must be contiguous: "
+               "leave out %s or everything after it to merge with --partial)",
+               gap, sorted[i - 1].path, sorted[i].path, sorted[i].path);
       ret = ENS_EINVAL;
       goto cleanup;
     }
