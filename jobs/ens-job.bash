@@ -157,7 +157,11 @@ ens_job_stopped() {
     exit 75
   fi
   ens_job_say "stopped by $ens_job_signal: $note; resume: $(ens_job_resume_cmd)"
-  ens_job_say "exit 75 (stopped; SLURM shows FAILED 75:0), $(ens_job_now)"
+  if [[ $ens_job_signal == SIGUSR1 ]]; then
+    ens_job_say "exit 75 (stopped; SLURM shows FAILED 75:0), $(ens_job_now)"
+  else # TERM from scancel (CANCELLED), scontrol requeue (PENDING) or the limit (TIMEOUT)
+    ens_job_say "exit 75 (stopped by $ens_job_signal; SLURM shows the job CANCELLED, PENDING or TIMEOUT), $(ens_job_now)"
+  fi
   exit 75
 }
 

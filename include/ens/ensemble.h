@@ -22,6 +22,9 @@ typedef struct ens_job_opts {
   int force;                 /* overwrite a result of another configuration (--force) */
   int no_checkpoints;        /* merge: no checkpoint directory (no lock, no
                                 checkpoint space) */
+  const char *history;       /* earlier segments for the result's /history,
+                                one line each (src/ensemble/history.h); may be NULL */
+  double started;            /* this run's start, wall-clock seconds (time()) */
 } ens_job_opts;
 
 /* Runs the job on every rank of comm (collective). Rank 0 writes the result

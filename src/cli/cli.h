@@ -33,6 +33,15 @@ int ens_cli_stop_note(char *out, size_t len, const ens_config *c);
 /* Writes the outcome for a batch script (key=value lines: state, code,
  * result, checkpoints, message) to file atomically; file NULL or "": nothing.
  * c may be NULL (the config was not read). Returns 0 or -1. */
+/* Run history across stops: the segments of earlier stopped runs of this job
+ * (malloc'd text, NULL when none; discard removes them, for --restart), one
+ * more segment, and their removal once a run finished (the result holds them). */
+char *ens_cli_history_load(const ens_config *c, int discard);
+void ens_cli_history_append(const ens_config *c, const char *line);
+void ens_cli_history_done(const ens_config *c);
+/* Collective: the number of nodes (shared-memory domains) of comm. */
+#include <mpi.h>
+int ens_cli_count_nodes(MPI_Comm comm);
 int ens_cli_status_write(const char *file, const char *state, int code, const ens_config *c,
                          const char *message);
 

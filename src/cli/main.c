@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cli/cli.h"
 #include "ens/config.h"
@@ -14,6 +15,7 @@
 #include "ens/error.h"
 #include "ens/search.h"
 #include "ensemble/fault.h"
+#include "ensemble/history.h"
 
 #define EXIT_USAGE 1
 #define EXIT_RUNTIME 2
@@ -209,10 +211,20 @@ static int cmd_train(int argc, char **argv) {
    * rank learns of it here, so none goes into the job alone. */
   int stop_any = 0, stop_mine = g_stop ? 1 : 0;
   MPI_Allreduce(&stop_mine, &stop_any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+  /* This run is one segment of the result's history (src/ensemble/history.h). */
+  int size = 1, nodes = ens_cli_count_nodes(MPI_COMM_WORLD);
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  char *history = rank == 0 ? ens_cli_history_load(&cfg, restart) : NULL;
+  double t_start = MPI_Wtime();
+  o.history = history;
+  o.started = (double)time(NULL);
   ret = stop_any ? ENS_ESTOPPED : ens_train_job(&cfg, &o, MPI_COMM_WORLD, err, sizeof(err));
   g_agreed = 1;
   free(text);
+  free(history);
   if (ret == 0) {
+    if (rank == 0)
+      ens_cli_history_done(&cfg);
     write_status(rank, "done", 0, &cfg, "");
     return 0;
   }
@@ -222,6 +234,14 @@ static int cmd_train(int argc, char **argv) {
     /* One line: what was saved, where, and the command that resumes. */
     char note[ENS_PATH_MAX + 256];
     int saved = ens_cli_stop_note(note, sizeof(note), &cfg);
+    if (saved > 0) {
+      char seg[256];
+      int first = cfg.first_member, last = cfg.count > 0 ? first + cfg.count : cfg.members;
+      ens_history_segment(seg, sizeof(seg), o.started, (double)time(NULL), size, nodes,
+                          MPI_Wtime() - t_start, signal_name(g_signal ? g_signal : SIGUSR1),
+                          first, last);
+      ens_cli_history_append(&cfg, seg);
+    }
     snprintf(err, sizeof(err), "stopped by %s: %s; %s", signal_name(g_signal ? g_signal : SIGUSR1),
              note, saved > 0 ? "resume: the same command with --resume"
                              : "resume: the same command (with or without --resume)");

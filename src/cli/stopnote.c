@@ -3,6 +3,7 @@
  * folder, so the line is true whatever rank wrote what), and the outcome
  * file a batch script reads (ENS_STATUS_FILE) to decide its own exit code. */
 #include <hdf5.h>
+#include <mpi.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -114,4 +115,78 @@ int ens_cli_status_write(const char *file, const char *state, int code, const en
     return -1;
   }
   return 0;
+}
+
+/* ---- run history across stops (see src/ensemble/history.h) -------------- */
+
+/* <checkpoint folder>/history_<first>-<last>.txt: the segments of the runs
+ * that stopped, one line each, until a run finishes and the result takes
+ * them. */
+static void history_path(char *out, size_t len, const ens_config *c) {
+  char dir[ENS_PATH_MAX + 64];
+  int first = c->first_member, last = c->count > 0 ? c->first_member + c->count : c->members;
+  ens_cli_checkpoint_dir(dir, sizeof(dir), c);
+  snprintf(out, len, "%s/history_%d-%d.txt", dir, first, last - 1);
+}
+
+char *ens_cli_history_load(const ens_config *c, int discard) {
+  char path[ENS_PATH_MAX + 128];
+  history_path(path, sizeof(path), c);
+  if (discard) {
+    remove(path);
+    return NULL;
+  }
+  FILE *f = fopen(path, "r");
+  if (!f)
+    return NULL;
+  size_t cap = 4096, n = 0;
+  char *s = malloc(cap);
+  int ch;
+  while (s && (ch = fgetc(f)) != EOF) {
+    if (n + 2 > cap) {
+      char *t = realloc(s, cap *= 2);
+      if (!t) {
+        free(s);
+        s = NULL;
+        break;
+      }
+      s = t;
+    }
+    s[n++] = (char)ch;
+  }
+  if (s)
+    s[n] = '\0';
+  fclose(f);
+  return s;
+}
+
+void ens_cli_history_append(const ens_config *c, const char *line) {
+  char path[ENS_PATH_MAX + 128];
+  history_path(path, sizeof(path), c);
+  FILE *f = fopen(path, "a");
+  if (!f)
+    return; /* the history is a record, not a reason to fail the stop */
+  fprintf(f, "%s\n", line);
+  fclose(f);
+}
+
+void ens_cli_history_done(const ens_config *c) {
+  char path[ENS_PATH_MAX + 128], dir[ENS_PATH_MAX + 64];
+  history_path(path, sizeof(path), c);
+  if (remove(path) == 0) {
+    ens_cli_checkpoint_dir(dir, sizeof(dir), c);
+    rmdir(dir); /* only when empty, as the job's own cleanup */
+  }
+}
+
+int ens_cli_count_nodes(MPI_Comm comm) {
+  MPI_Comm local;
+  int lrank = 0, one, nodes = 1;
+  if (MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &local) != MPI_SUCCESS)
+    return 1;
+  MPI_Comm_rank(local, &lrank);
+  one = lrank == 0;
+  MPI_Allreduce(&one, &nodes, 1, MPI_INT, MPI_SUM, comm);
+  MPI_Comm_free(&local);
+  return nodes;
 }
