@@ -42,6 +42,9 @@ void ens_cli_history_done(const ens_config *c);
 /* Collective: the number of nodes (shared-memory domains) of comm. */
 #include <mpi.h>
 int ens_cli_count_nodes(MPI_Comm comm);
+/* `ens info`: the result's run history (/history), when it has one. */
+#include <hdf5.h>
+void ens_cli_print_history(hid_t f);
 int ens_cli_status_write(const char *file, const char *state, int code, const ens_config *c,
                          const char *message);
 

@@ -51,6 +51,28 @@ static void install_stop_handlers(void) {
   sigaction(SIGHUP, &sa, NULL); /* a closed terminal or dropped ssh: stop like SIGTERM */
 }
 
+/* Before main: the handlers go in as soon as the program's libraries are
+ * loaded, so that a launcher's USR1 that comes right after the exec finds
+ * them (the time from exec to main is spent loading libraries). Commands
+ * other than train get the default actions back in main. */
+__attribute__((constructor)) static void early_stop_handlers(void) { install_stop_handlers(); }
+
+static void default_signals(void) {
+  signal(SIGTERM, SIG_DFL);
+  signal(SIGINT, SIG_DFL);
+  signal(SIGUSR1, SIG_DFL);
+  signal(SIGHUP, SIG_DFL);
+  if (g_stop)
+    raise(g_signal); /* it came before main: act on it now */
+}
+
+/* Wall-clock seconds since the epoch, for the run history. */
+static double wall_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
 static const char *signal_name(int sig) {
   return sig == SIGTERM ? "SIGTERM" : sig == SIGINT ? "SIGINT" : sig == SIGHUP ? "SIGHUP"
                                                                               : "SIGUSR1";
@@ -217,7 +239,7 @@ static int cmd_train(int argc, char **argv) {
   char *history = rank == 0 ? ens_cli_history_load(&cfg, restart) : NULL;
   double t_start = MPI_Wtime();
   o.history = history;
-  o.started = (double)time(NULL);
+  o.started = wall_now();
   ret = stop_any ? ENS_ESTOPPED : ens_train_job(&cfg, &o, MPI_COMM_WORLD, err, sizeof(err));
   g_agreed = 1;
   free(text);
@@ -237,7 +259,7 @@ static int cmd_train(int argc, char **argv) {
     if (saved > 0) {
       char seg[256];
       int first = cfg.first_member, last = cfg.count > 0 ? first + cfg.count : cfg.members;
-      ens_history_segment(seg, sizeof(seg), o.started, (double)time(NULL), size, nodes,
+      ens_history_segment(seg, sizeof(seg), o.started, wall_now(), size, nodes,
                           MPI_Wtime() - t_start, signal_name(g_signal ? g_signal : SIGUSR1),
                           first, last);
       ens_cli_history_append(&cfg, seg);
@@ -324,6 +346,8 @@ static int cmd_import(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
+  if (argc < 2 || strcmp(argv[1], "train") != 0)
+    default_signals();
   if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
     usage(argc < 2 ? stderr : stdout);
     return argc < 2 ? EXIT_USAGE : 0;

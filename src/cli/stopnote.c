@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "ensemble/history.h"
 #include "io/h5util.h"
 
 /* path made absolute against the current folder (no symlink resolution: the
@@ -189,4 +190,74 @@ int ens_cli_count_nodes(MPI_Comm comm) {
   MPI_Allreduce(&one, &nodes, 1, MPI_INT, MPI_SUM, comm);
   MPI_Comm_free(&local);
   return nodes;
+}
+
+/* The value of key=... in a history line (up to the next blank), or "?". */
+static void field(char *out, size_t len, const char *line, const char *key) {
+  char pat[32];
+  snprintf(pat, sizeof(pat), "%s=", key);
+  const char *p = line;
+  size_t kl = strlen(pat);
+  while ((p = strstr(p, pat)) && p != line && p[-1] != ' ')
+    p += kl;
+  if (!p) {
+    snprintf(out, len, "?");
+    return;
+  }
+  p += kl;
+  size_t n = strcspn(p, " ");
+  if (n >= len)
+    n = len - 1;
+  memcpy(out, p, n);
+  out[n] = '\0';
+}
+
+void ens_cli_print_history(hid_t f) {
+  char *text = ens_history_read(f, "");
+  if (!text)
+    return;
+  int64_t parts = 0;
+  double total = 0;
+  int n = 0, stops = 0;
+  if (ens_h5_exists(f, "/history"))
+    ens_h5_get_attr_i64(f, "/history", "parts", &parts);
+  for (char *p = text; *p; p++)
+    n += *p == '\n';
+  char *save = NULL, *copy = text;
+  char a[40], b[40], r[16], nd[16], s[24], e[24], m[32], part[256];
+  for (char *line = strtok_r(copy, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+    field(s, sizeof(s), line, "seconds");
+    total += atof(s);
+    field(e, sizeof(e), line, "end");
+    stops += strcmp(e, "done") != 0;
+  }
+  if (parts > 0)
+    printf("  history       merged from %lld parts: %d run segment%s, %d stopped and resumed, "
+           "%.1f s of training in all\n",
+           (long long)parts, n, n == 1 ? "" : "s", stops, total);
+  else
+    printf("  history       %d run segment%s (%d stopped and resumed), %.1f s in all\n", n,
+           n == 1 ? "" : "s", stops, total);
+  free(text);
+  text = ens_history_read(f, "");
+  save = NULL;
+  int i = 0;
+  for (char *line = text ? strtok_r(text, "\n", &save) : NULL; line;
+       line = strtok_r(NULL, "\n", &save)) {
+    field(part, sizeof(part), line, "part");
+    field(a, sizeof(a), line, "start");
+    field(b, sizeof(b), line, "stop");
+    field(r, sizeof(r), line, "ranks");
+    field(nd, sizeof(nd), line, "nodes");
+    field(s, sizeof(s), line, "seconds");
+    field(e, sizeof(e), line, "end");
+    field(m, sizeof(m), line, "members");
+    /* Same day: the stop as a time only. */
+    const char *bshow = strlen(a) > 11 && !strncmp(a, b, 11) ? b + 11 : b;
+    printf("                %d. %s%s%s - %s  %s rank%s on %s node%s  %s s  %s%s  members %s\n",
+           ++i, parts > 0 ? part : "", parts > 0 ? ": " : "", a, bshow, r,
+           strcmp(r, "1") ? "s" : "", nd, strcmp(nd, "1") ? "s" : "", s,
+           strcmp(e, "done") ? "stopped by " : "", e, m);
+  }
+  free(text);
 }

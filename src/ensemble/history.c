@@ -36,7 +36,9 @@ int ens_history_write_job(hid_t f, const ens_job *j, double train_wall) {
   int merged = j->merge.n > 0;
   char now[256];
   if (!merged) {
-    double stop = (double)time(NULL);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    double stop = (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
     double start = j->o && j->o->started > 0 ? j->o->started : stop - train_wall;
     ens_history_segment(now, sizeof(now), start, stop, j->size, j->node.count > 0 ? j->node.count : 1,
                         stop - start, "done", j->first, j->last);
