@@ -193,11 +193,18 @@ ens_job_main() {
     "${ens_launch[@]}" "$ens" "${ens_args[@]}" &
   fi
   ens_job_child=$!
-  # A trapped signal ends wait early (> 128): wait until the launcher ended.
-  while :; do
-    wait "$ens_job_child"
-    code=$?
-    kill -0 "$ens_job_child" 2>/dev/null || break
+  # Until the launcher ends. A stop that came before ens's ranks were up
+  # (ENS_STATUS_FILE says "running" once they are) may have been dropped by
+  # the launcher, which had no ranks to pass it to: it is sent again then.
+  # Sleeping in the background keeps the traps prompt.
+  local resent=0
+  while kill -0 "$ens_job_child" 2>/dev/null; do
+    if ((ens_job_stop && !resent)) && [[ $(ens_job_status state) == running ]]; then
+      resent=1
+      kill -USR1 "$ens_job_child" 2>/dev/null || true
+    fi
+    sleep 0.2 &
+    wait $! 2>/dev/null
   done
   wait "$ens_job_child"
   code=$?

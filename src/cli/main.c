@@ -383,6 +383,16 @@ int main(int argc, char **argv) {
     fprintf(stderr, "ens: MPI_Init failed\n");
     return EXIT_RUNTIME;
   }
+  {
+    /* "running": every rank is past MPI_Init, so its stop handlers are in
+     * place; a batch script re-sends a stop that came before this, which a
+     * launcher with no ranks yet may have dropped. */
+    int rank0 = 0;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank0);
+    const char *file = getenv("ENS_STATUS_FILE");
+    if (rank0 == 0 && file && file[0])
+      ens_cli_status_write(file, "running", 0, NULL, "");
+  }
   int code = cmd_train(argc - 2, argv + 2);
   if (code != 0) { /* an error before the job: usage, config */
     int rank = 0;
