@@ -72,7 +72,11 @@ ens_job_launcher() {
   ens_launcher=${ENS_LAUNCHER:-mpirun}
   case $ens_launcher in
     mpirun)
-      ens_launch=(mpirun -x OPENBLAS_NUM_THREADS -x OMP_NUM_THREADS -x ENS_STATUS_FILE)
+      # odls_base_sigkill_timeout: after a TERM (scancel, scontrol requeue)
+      # mpirun gives the ranks 10 s, not 1, to finish their checkpoints
+      # before it kills them (SLURM's KillWait is 30 s by default).
+      ens_launch=(mpirun -x OPENBLAS_NUM_THREADS -x OMP_NUM_THREADS -x ENS_STATUS_FILE
+        --mca odls_base_sigkill_timeout 10)
       [[ $(id -u) == 0 ]] && ens_launch+=(--allow-run-as-root)
       # shellcheck disable=SC2206
       ens_launch+=(${ENS_MPIRUN_ARGS:-}) ;;
@@ -215,6 +219,8 @@ ens_job_main() {
 
   local state result msg
   state=$(ens_job_status state)
+  local ran=0
+  [[ $state == running ]] && ran=1
   result=$(ens_job_status result)
   msg=$(ens_job_status message)
   rm -f "$ENS_STATUS_FILE"
@@ -242,7 +248,9 @@ ens_job_main() {
       exit "$code" ;;
   esac
   # No outcome from ens: its ranks never started, or were killed.
-  if ((ens_job_stop)); then
+  if ((ens_job_stop && ran)); then
+    ens_job_stopped "ens was ended before it could say how far it got (the launcher exited $code): its checkpoints, if any, are in [output] checkpoint_dir (default <output path>.ckpt)"
+  elif ((ens_job_stop)); then
     ens_job_stopped "nothing to save yet (the stop came before ens could start; the launcher exited $code)"
   fi
   ((code != 0 && code != 75)) || code=2

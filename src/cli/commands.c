@@ -332,8 +332,8 @@ static int info_one(const char *path, int print_config) {
   if (ens_h5_exists(f, "/history"))
     ens_h5_get_attr_i64(f, "/history", "parts", &merged_parts);
   if (merged_parts > 0) /* ranks and placement are the merge's own: see the history */
-    printf("  trained on    %lld parts, merged by ens merge (history below), %.1f s\n",
-           (long long)merged_parts, secs);
+    printf("  trained on    %lld parts, merged by ens merge (history below: each part's "
+           "runs)\n", (long long)merged_parts);
   else
     printf("  trained on    %lld rank%s, %lld BLAS thread%s each, %.1f s\n", (long long)ranks,
            ranks == 1 ? "" : "s", (long long)threads, threads == 1 ? "" : "s", secs);

@@ -233,10 +233,10 @@ void ens_cli_print_history(hid_t f) {
   }
   if (parts > 0)
     printf("  history       merged from %lld parts: %d run segment%s, %d stopped and resumed, "
-           "%.1f s of training in all\n",
+           "%.1f s of runs in all\n",
            (long long)parts, n, n == 1 ? "" : "s", stops, total);
   else
-    printf("  history       %d run segment%s (%d stopped and resumed), %.1f s in all\n", n,
+    printf("  history       %d run segment%s (%d stopped and resumed), %.1f s of runs in all\n", n,
            n == 1 ? "" : "s", stops, total);
   free(text);
   text = ens_history_read(f, "");

@@ -55,7 +55,7 @@ same_result ref/result.h5 twice/result.h5 || fail "resumed twice: result differs
 [ ! -d twice/result.h5.ckpt ] || fail "checkpoint folder (and its history) left after the result"
 "$ENS" info twice/result.h5 >twice/info || fail "ens info"
 sed -n '/^  history/,/^  task/p' twice/info
-grep -q "^  history       3 run segments (2 stopped and resumed), [0-9.]* s in all$" twice/info ||
+grep -q "^  history       3 run segments (2 stopped and resumed), [0-9.]* s of runs in all$" twice/info ||
   fail "ens info: no history of 3 segments"
 [ "$(grep -cE '^ +[0-9]\. .* 2 ranks on 1 node  [0-9.]+ s  stopped by SIGUSR1  members 0-3$' twice/info)" = 2 ] ||
   fail "ens info: not two stopped segments"
