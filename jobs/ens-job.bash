@@ -72,11 +72,7 @@ ens_job_launcher() {
   ens_launcher=${ENS_LAUNCHER:-mpirun}
   case $ens_launcher in
     mpirun)
-      # odls_base_sigkill_timeout: after a TERM (scancel, scontrol requeue)
-      # mpirun gives the ranks 10 s, not 1, to finish their checkpoints
-      # before it kills them (SLURM's KillWait is 30 s by default).
-      ens_launch=(mpirun -x OPENBLAS_NUM_THREADS -x OMP_NUM_THREADS -x ENS_STATUS_FILE
-        --mca odls_base_sigkill_timeout 10)
+      ens_launch=(mpirun -x OPENBLAS_NUM_THREADS -x OMP_NUM_THREADS -x ENS_STATUS_FILE)
       [[ $(id -u) == 0 ]] && ens_launch+=(--allow-run-as-root)
       # shellcheck disable=SC2206
       ens_launch+=(${ENS_MPIRUN_ARGS:-}) ;;
@@ -190,7 +186,13 @@ ens_job_main() {
     ens_job_stopped "nothing to save yet (the stop came before training started)"
   fi
   if [[ $ens_launcher == mpirun ]]; then
-    exec 3> >(ens_job_filter >&2)
+    # The filter ignores the stop signals (scancel sends TERM to every
+    # process of the job): it must drain mpirun's stderr to the end, or
+    # mpirun blocks writing the ranks' last lines and never exits.
+    exec 3> >(
+      trap '' TERM INT HUP USR1
+      ens_job_filter >&2
+    )
     filt=$!
     "${ens_launch[@]}" "$ens" "${ens_args[@]}" 2>&3 &
   else
