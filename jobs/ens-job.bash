@@ -239,7 +239,7 @@ ens_job_main() {
       exit 2 ;;
     stopped)
       [[ -n $ens_job_signal ]] || ens_job_signal=$(sed -n 's/^stopped by \([A-Z0-9]*\):.*/\1/p' <<<"$msg")
-      msg=${msg#stopped by *: }
+      [[ $msg == "stopped by SIG"* ]] && msg=${msg#stopped by SIG*: }
       ens_job_stopped "${msg%%; resume:*}"
       ;;
     failed)

@@ -28,7 +28,8 @@ void ens_cli_checkpoint_dir(char *out, size_t len, const ens_config *c);
 /* One line on what the checkpoint folder holds for this job's members:
  * "checkpoints in DIR: D of M members finished, P in progress at epoch E of N",
  * or "nothing to save yet ..." when it holds none. Returns 1 when there are
- * checkpoints, 0 when none, -1 on a formatting error. */
+ * member checkpoints, 2 when only trunk pretraining's, 0 when none, -1 on a
+ * formatting error. */
 int ens_cli_stop_note(char *out, size_t len, const ens_config *c);
 /* Writes the outcome for a batch script (key=value lines: state, code,
  * result, checkpoints, message) to file atomically; file NULL or "": nothing.

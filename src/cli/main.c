@@ -264,9 +264,12 @@ static int cmd_train(int argc, char **argv) {
                           first, last);
       ens_cli_history_append(&cfg, seg);
     }
-    snprintf(err, sizeof(err), "stopped by %s: %s; %s", signal_name(g_signal ? g_signal : SIGUSR1),
-             note, saved > 0 ? "resume: the same command with --resume"
-                             : "resume: the same command (with or without --resume)");
+    /* During trunk pretraining, trunk.c's message says where it stopped. */
+    if (saved != 2 || !err[0])
+      snprintf(err, sizeof(err), "stopped by %s: %s; %s",
+               signal_name(g_signal ? g_signal : SIGUSR1), note,
+               saved > 0 ? "resume: the same command with --resume"
+                         : "resume: the same command (with or without --resume)");
   }
   if (rank == 0)
     fprintf(stderr, "ens train: %s\n", err[0] ? err : ens_strerror(ret));

@@ -76,6 +76,14 @@ int ens_cli_stop_note(char *out, size_t len, const ens_config *c) {
     }
   }
   H5E_END_TRY;
+  if (!saved) {
+    /* Stopped during trunk pretraining: its own checkpoint (trunk.c says
+     * where it stopped). */
+    snprintf(path, sizeof(path), "%s/pretrain.h5", dir);
+    if (exists(path))
+      return snprintf(out, len, "checkpoints in %s: trunk pretraining (pretrain.h5), no member "
+                                "started yet", dir) < 0 ? -1 : 2;
+  }
   if (!saved)
     return snprintf(out, len, "nothing to save yet (stopped before the first checkpoint; "
                               "%s holds none)", dir) < 0 ? -1 : 0;
