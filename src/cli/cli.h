@@ -29,4 +29,34 @@ void ens_cli_import_csv_usage(FILE *out);
 struct ens_launch;
 void ens_cli_print_start(const struct ens_launch *l, int rank);
 
+/* stopnote.c: the end of a stopped `ens train` and its outcome file. */
+#include "ens/config.h"
+/* path made absolute against the current folder, into out. */
+void ens_cli_abspath(char *out, size_t len, const char *path);
+/* The job's checkpoint folder ([output] checkpoint_dir or <path>.ckpt), absolute. */
+void ens_cli_checkpoint_dir(char *out, size_t len, const ens_config *c);
+/* One line on what the checkpoint folder holds for this job's members:
+ * "checkpoints in DIR: D of M members finished, P in progress at epoch E of N",
+ * or "nothing to save yet ..." when it holds none. Returns 1 when there are
+ * member checkpoints, 2 when only trunk pretraining's, 0 when none, -1 on a
+ * formatting error. */
+int ens_cli_stop_note(char *out, size_t len, const ens_config *c);
+/* Writes the outcome for a batch script (key=value lines: state, code,
+ * result, checkpoints, message) to file atomically; file NULL or "": nothing.
+ * c may be NULL (the config was not read). Returns 0 or -1. */
+/* Run history across stops: the segments of earlier stopped runs of this job
+ * (malloc'd text, NULL when none; discard removes them, for --restart), one
+ * more segment, and their removal once a run finished (the result holds them). */
+char *ens_cli_history_load(const ens_config *c, int discard);
+void ens_cli_history_append(const ens_config *c, const char *line);
+void ens_cli_history_done(const ens_config *c);
+/* Collective: the number of nodes (shared-memory domains) of comm. */
+#include <mpi.h>
+int ens_cli_count_nodes(MPI_Comm comm);
+/* `ens info`: the result's run history (/history), when it has one. */
+#include <hdf5.h>
+void ens_cli_print_history(hid_t f);
+int ens_cli_status_write(const char *file, const char *state, int code, const ens_config *c,
+                         const char *message);
+
 #endif

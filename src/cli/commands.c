@@ -455,9 +455,21 @@ static int info_one(const char *path, int print_config) {
     printf("  training      %d epoch%s, batch %d, %s lr %g, schedule %s\n", c.epochs,
            c.epochs == 1 ? "" : "s", c.batch, ens_optimizer_name(c.optimizer), c.lr,
            ens_schedule_name(c.schedule));
-  printf("  trained on    %lld rank%s, %lld BLAS thread%s each, %.1f s\n", (long long)ranks,
-         ranks == 1 ? "" : "s", (long long)threads, threads == 1 ? "" : "s", secs);
-  print_placement(f);
+  int64_t merged_parts = 0, segments = 1;
+  if (ens_h5_exists(f, "/history")) {
+    ens_h5_get_attr_i64(f, "/history", "parts", &merged_parts);
+    ens_h5_get_attr_i64(f, "/history", "segments", &segments);
+  }
+  if (merged_parts > 0) /* ranks and placement are the merge's own: see the history */
+    printf("  trained on    %lld parts, merged by ens merge (history below: each part's "
+           "runs)\n", (long long)merged_parts);
+  else
+    printf("  trained on    %lld rank%s, %lld BLAS thread%s each, %.1f s%s\n", (long long)ranks,
+           ranks == 1 ? "" : "s", (long long)threads, threads == 1 ? "" : "s", secs,
+           segments > 1 ? " in the last run (all runs: history)" : "");
+  if (merged_parts <= 0)
+    print_placement(f);
+  ens_cli_print_history(f);
   {
     int64_t nt = 0, classes = 0;
     ens_h5_get_attr_i64(f, "/", "classes", &classes);

@@ -2,7 +2,7 @@
  * compared bitwise (a NaN equals a NaN of the same bit pattern), every
  * attribute by value, and the stored configurations key by key. Timing and
  * placement are exempt: the attributes train_seconds and ranks, attributes
- * named peak_rss*, and everything under /ranks; so are the [output] keys of
+ * named peak_rss*, and everything under /ranks and /history; so are the [output] keys of
  * the configuration, which do not change a result. Exit 0 identical, 1
  * different (with a short report), 2 when an input cannot be read (as
  * diff(1), cmp(1) and h5diff). This is the check of the determinism contract
@@ -85,7 +85,8 @@ static void report(diff_ctx *d, const char *fmt, ...) {
 /* ---- exemptions ---------------------------------------------------------- */
 
 static int exempt_object(const char *path) {
-  return !strcmp(path, "/ranks") || !strncmp(path, "/ranks/", 7);
+  return !strcmp(path, "/ranks") || !strncmp(path, "/ranks/", 7) || !strcmp(path, "/history") ||
+         !strncmp(path, "/history/", 9); /* run history: how it was made, like timing */
 }
 
 static int exempt_attribute(const char *name) {
@@ -483,7 +484,8 @@ static void diff_usage(FILE *out) {
           "  same bits), every attribute by value, and the stored configurations key by\n"
           "  key. Exempt, because they describe timing and placement rather than the\n"
           "  result: the attributes train_seconds, ranks and peak_rss*, everything under\n"
-          "  /ranks, and the configuration's [output] keys (reported as notes).\n"
+          "  /ranks and /history (the run history), and the configuration's [output]\n"
+          "  keys (reported as notes).\n"
           "  --all   report every difference (default: the first %d)\n"
           "  -v      also list every dataset found identical\n"
           "  Exit codes: 0 identical, 1 different, 2 an input cannot be read (or usage).\n",
@@ -590,7 +592,7 @@ int ens_cli_diff(int argc, char **argv) {
     return 1;
   }
   printf("%s and %s are identical: %s (exempt: train_seconds, ranks, peak_rss*, /ranks, "
-         "[output])\n",
+         "/history, [output])\n",
          d.pa, d.pb, counts);
   return 0;
 }

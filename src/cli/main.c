@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cli/cli.h"
 #include "cli/suggest.h"
@@ -18,6 +19,7 @@
 #include "ensemble/fault.h"
 #include "io/h5util.h"
 #include "io/outcheck.h"
+#include "ensemble/history.h"
 
 #define EXIT_USAGE 1
 #define EXIT_RUNTIME 2
@@ -26,13 +28,72 @@
 /* The only process-wide state: set by the signal handler, read by the
  * training loop between steps. */
 static volatile sig_atomic_t g_stop = 0;
+static volatile sig_atomic_t g_signal = 0; /* the first stop signal, for messages */
 /* Set once ens_train_job returned: its outcome is the same on every rank
  * (agreed collectively), so no rank needs to take the job down. */
 static int g_agreed = 0;
 
 static void on_signal(int sig) {
-  (void)sig;
+  if (!g_stop)
+    g_signal = sig;
   g_stop = 1;
+}
+
+/* The stop handlers go in first thing, before MPI_Init (which can take
+ * seconds, and a batch job's USR1 may come at once): a stop at any moment
+ * ends the run with exit 75, never with a rank killed by the signal.
+ * SA_RESTART: MPI start-up's own system calls must not fail with EINTR. */
+static void install_stop_handlers(void) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof(sa));
+  sa.sa_handler = on_signal;
+  sa.sa_flags = SA_RESTART;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGTERM, &sa, NULL);
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGUSR1, &sa, NULL);
+  sigaction(SIGHUP, &sa, NULL); /* a closed terminal or dropped ssh: stop like SIGTERM */
+}
+
+/* Before main: the handlers go in as soon as the program's libraries are
+ * loaded, so that a launcher's USR1 that comes right after the exec finds
+ * them (the time from exec to main is spent loading libraries). Commands
+ * other than train get the default actions back in main. */
+__attribute__((constructor)) static void early_stop_handlers(void) { install_stop_handlers(); }
+
+static void default_signals(void) {
+  signal(SIGTERM, SIG_DFL);
+  signal(SIGINT, SIG_DFL);
+  signal(SIGUSR1, SIG_DFL);
+  signal(SIGHUP, SIG_DFL);
+  if (g_stop)
+    raise(g_signal); /* it came before main: act on it now */
+}
+
+/* Wall-clock seconds since the epoch, for the run history. */
+static double wall_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static const char *signal_name(int sig) {
+  return sig == SIGTERM ? "SIGTERM" : sig == SIGINT ? "SIGINT" : sig == SIGHUP ? "SIGHUP"
+                                                                              : "SIGUSR1";
+}
+
+/* ENS_STATUS_FILE: where rank 0 leaves the outcome for a batch script
+ * (jobs/ens-job.bash), which trusts it over the launcher's exit code. */
+static int g_status_written = 0;
+static void write_status(int rank, const char *state, int code, const ens_config *c,
+                         const char *msg) {
+  if (rank != 0 || g_status_written)
+    return;
+  g_status_written = 1;
+  const char *file = getenv("ENS_STATUS_FILE");
+  if (file && file[0] && ens_cli_status_write(file, state, code, c, msg) != 0)
+    fprintf(stderr, "ens train: warning: cannot write the outcome file %s (ENS_STATUS_FILE)\n",
+            file);
 }
 
 static void usage(FILE *out) {
@@ -229,29 +290,58 @@ static int cmd_train(int argc, char **argv, const ens_launch *launch) {
   if (!text)
     return EXIT_RUNTIME;
   ens_cli_print_start(launch, rank);
-  struct sigaction sa;
-  memset(&sa, 0, sizeof(sa));
-  sa.sa_handler = on_signal;
-  sigemptyset(&sa.sa_mask);
-  sigaction(SIGTERM, &sa, NULL);
-  sigaction(SIGINT, &sa, NULL);
-  sigaction(SIGUSR1, &sa, NULL);
-  sigaction(SIGHUP, &sa, NULL); /* a closed terminal or dropped ssh: stop like SIGTERM */
   /* A closed stdout or stderr pipe (ens train | head) must not kill training:
    * writes then fail with EPIPE and are dropped. */
   signal(SIGPIPE, SIG_IGN);
   ens_job_opts o = {.config_text = text, .config_path = cfg_path, .stop = &g_stop,
                     .resume = resume, .restart = restart, .force = force, .guard = 1,
                     .layers_set = layers_set};
-  ret = ens_train_job(&cfg, &o, MPI_COMM_WORLD, err, sizeof(err));
+  /* A stop that came before training (during MPI_Init, the config): every
+   * rank learns of it here, so none goes into the job alone. */
+  int stop_any = 0, stop_mine = g_stop ? 1 : 0;
+  ens_comm_allreduce(&stop_mine, &stop_any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+  /* This run is one segment of the result's history (src/ensemble/history.h). */
+  int size = 1, nodes = ens_cli_count_nodes(MPI_COMM_WORLD);
+  ens_comm_size(MPI_COMM_WORLD, &size);
+  char *history = rank == 0 ? ens_cli_history_load(&cfg, restart) : NULL;
+  double t_start = ens_comm_wtime();
+  o.history = history;
+  o.started = wall_now();
+  ret = stop_any ? ENS_ESTOPPED : ens_train_job(&cfg, &o, MPI_COMM_WORLD, err, sizeof(err));
   g_agreed = 1;
   free(text);
-  if (ret == 0)
+  free(history);
+  if (ret == 0) {
+    if (rank == 0)
+      ens_cli_history_done(&cfg);
+    write_status(rank, "done", 0, &cfg, "");
     return 0;
+  }
   /* Every rank holds the same outcome and message: rank 0 says it once. */
   code = ret == ENS_ESTOPPED ? EXIT_STOPPED : ens_cli_exit_code(ret);
+  if (rank == 0 && ret == ENS_ESTOPPED) {
+    /* One line: what was saved, where, and the command that resumes. */
+    char note[ENS_PATH_MAX + 256];
+    int saved = ens_cli_stop_note(note, sizeof(note), &cfg);
+    if (saved > 0) {
+      char seg[256];
+      int first = cfg.first_member, last = cfg.count > 0 ? first + cfg.count : cfg.members;
+      ens_history_segment(seg, sizeof(seg), o.started, wall_now(), size, nodes,
+                          ens_comm_wtime() - t_start, signal_name(g_signal ? g_signal : SIGUSR1),
+                          first, last);
+      ens_cli_history_append(&cfg, seg);
+    }
+    /* During trunk pretraining, trunk.c's message says where it stopped. */
+    if (saved != 2 || !err[0])
+      snprintf(err, sizeof(err), "stopped by %s: %s; %s",
+               signal_name(g_signal ? g_signal : SIGUSR1), note,
+               saved > 0 ? "resume: the same command with --resume"
+                         : "resume: the same command (with or without --resume)");
+  }
   if (rank == 0)
     fprintf(stderr, "ens train: %s\n", err[0] ? err : ens_strerror(ret));
+  write_status(rank, ret == ENS_ESTOPPED ? "stopped" : "failed", code, &cfg,
+               err[0] ? err : ens_strerror(ret));
   return code;
 }
 
@@ -341,6 +431,8 @@ static int cmd_import(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
+  if (argc < 2 || strcmp(argv[1], "train") != 0)
+    default_signals();
   if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
     usage(argc < 2 ? stderr : stdout);
     return argc < 2 ? EXIT_USAGE : 0;
@@ -367,6 +459,7 @@ int main(int argc, char **argv) {
     usage(stderr);
     return EXIT_USAGE;
   }
+  install_stop_handlers();
   /* MPI only under a launcher (core/comm.h): one process starts at once. */
   ens_launch launch;
   char err[512] = "";
@@ -375,7 +468,22 @@ int main(int argc, char **argv) {
     fprintf(stderr, "ens train: %s\n", err);
     return ens_cli_exit_code(ret);
   }
+  {
+    /* "running": every rank is past MPI_Init (or runs without MPI), so its
+     * stop handlers are in place; a batch script re-sends a stop that came
+     * before this, which a launcher with no ranks yet may have dropped. */
+    int rank0 = 0;
+    ens_comm_rank(MPI_COMM_WORLD, &rank0);
+    const char *file = getenv("ENS_STATUS_FILE");
+    if (rank0 == 0 && file && file[0])
+      ens_cli_status_write(file, "running", 0, NULL, "");
+  }
   int code = cmd_train(argc - 2, argv + 2, &launch);
+  if (code != 0) { /* an error before the job: usage, config */
+    int rank = 0;
+    ens_comm_rank(MPI_COMM_WORLD, &rank);
+    write_status(rank, "failed", code, NULL, "see the error above");
+  }
   if (code == EXIT_RUNTIME && !g_agreed) {
     /* Last resort: a failure before the ranks could agree (out of memory
      * in the CLI itself); others may be blocked in communication. */

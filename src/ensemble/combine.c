@@ -13,6 +13,7 @@
 #include "ens/error.h"
 #include "ens/metrics.h"
 #include "ens/search.h"
+#include "ensemble/history.h"
 #include "ensemble/job.h"
 #include "io/fsutil.h"
 #include "io/h5util.h"
@@ -725,6 +726,7 @@ int ens_job_finish_root(ens_job *j, double train_wall, char *err, size_t errlen)
     ret |= ens_h5_attr_i64(h, "/metrics/ensemble", "mc_samples", c->mc_samples);
   }
   ret |= ens_h5_attr_f64(h, "/", "train_seconds", train_wall);
+  ret |= ens_history_write_job(h, j, train_wall);
   ret |= ens_job_write_ranks(j);
   if (ens_h5_exists(h, "/scratch") && H5Ldelete(h, "/scratch", H5P_DEFAULT) < 0)
     ret = ENS_EHDF5;
@@ -755,7 +757,13 @@ int ens_job_finish_root(ens_job *j, double train_wall, char *err, size_t errlen)
   }
   ens_fsync_dir_of(c->output_path);
   j->tmp_path[0] = '\0';
-  printf("result written to %s\n", c->output_path);
+  {
+    /* A relative path also in full: a batch job's log is read elsewhere. */
+    char *full = c->output_path[0] == '/' ? NULL : realpath(c->output_path, NULL);
+    printf("result written to %s%s%s%s\n", c->output_path, full ? " (" : "", full ? full : "",
+           full ? ")" : "");
+    free(full);
+  }
   fflush(stdout);
 cleanup:
   fold_free(&f);

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "ens/error.h"
+#include "ensemble/history.h"
 #include "ensemble/job.h"
 #include "io/h5util.h"
 
@@ -93,7 +94,7 @@ int ens_merge(const char *const *paths, int nparts, const char *out, int partial
   ens_part *parts = calloc((size_t)nparts, sizeof(ens_part));
   ens_config *cfgs = calloc((size_t)nparts, sizeof(ens_config));
   int64_t *sums = calloc((size_t)nparts, sizeof(int64_t));
-  char *ident0 = NULL, *text = NULL;
+  char *ident0 = NULL, *text = NULL, *history = NULL;
   ens_job job;
   int have_job = 0, ret = 0;
   if (!parts || !cfgs || !sums) {
@@ -145,8 +146,16 @@ int ens_merge(const char *const *paths, int nparts, const char *out, int partial
       goto cleanup;
     }
     if (sorted[i].first > end) {
-      snprintf(err, errlen, "members %d-%d are missing between %s and %s", end,
-               sorted[i].first - 1, sorted[i - 1].path, sorted[i].path);
+      char gap[48];
+      if (sorted[i].first - 1 > end)
+        snprintf(gap, sizeof(gap), "members %d-%d are", end, sorted[i].first - 1);
+      else
+        snprintf(gap, sizeof(gap), "member %d is", end);
+      snprintf(err, errlen,
+               "%s missing between %s and %s: give the part that holds them (even with "
+               "--partial, which merges an incomplete set, the members must be contiguous: "
+               "leave out %s or everything after it to merge with --partial)",
+               gap, sorted[i - 1].path, sorted[i].path, sorted[i].path);
       ret = ENS_EINVAL;
       goto cleanup;
     }
@@ -207,6 +216,29 @@ int ens_merge(const char *const *paths, int nparts, const char *out, int partial
   }
   job.merge.parts = sorted;
   job.merge.n = nparts;
+  /* Each part's segments, named by the part: the merged result's history. */
+  {
+    size_t hl = 1;
+    char **each = calloc((size_t)nparts, sizeof(char *));
+    for (int i = 0; each && i < nparts; i++) {
+      char prefix[ENS_PATH_MAX + 16];
+      const char *base = strrchr(sorted[i].path, '/');
+      snprintf(prefix, sizeof(prefix), "part=%s ", base ? base + 1 : sorted[i].path);
+      each[i] = ens_history_read(sorted[i].file, prefix);
+      hl += each[i] ? strlen(each[i]) : 0;
+    }
+    history = each ? malloc(hl) : NULL;
+    if (history) {
+      history[0] = '\0';
+      for (int i = 0; i < nparts; i++)
+        if (each[i])
+          strcat(history, each[i]);
+    }
+    for (int i = 0; each && i < nparts; i++)
+      free(each[i]);
+    free(each);
+    o.history = history;
+  }
   double wall = 0;
   for (int i = 0; i < nparts; i++) {
     double w = 0;
@@ -227,5 +259,6 @@ cleanup:
   free(sums);
   free(ident0);
   free(text);
+  free(history);
   return ret;
 }

@@ -23,7 +23,7 @@ int ens_node_init(ens_node *n, MPI_Comm comm, char *err, size_t errlen) {
   ens_comm_size(comm, &size);
   if (ens_comm_split_type(comm, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &n->comm) !=
       MPI_SUCCESS) {
-    ens_errorf(err, errlen, "MPI_Comm_split_type(MPI_COMM_TYPE_SHARED) failed");
+    ens_errorf(err, errlen, "ens_comm_split_type(MPI_COMM_TYPE_SHARED) failed");
     return ENS_EMPI;
   }
   /* Window allocation failures come back as codes, to be reported. */

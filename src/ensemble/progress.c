@@ -66,8 +66,8 @@ static void print_line(ens_progress *p, int force_plain) {
   if (p->quiet)
     return;
   int64_t steps = 0;
-  int done = 0, active = 0, epoch = 0, epochs = 0;
-  double loss = 0, sps = 0;
+  int done = 0, active = 0, epoch = 0, epochs = 0, nfin = 0;
+  double loss = 0, loss_fin = 0, sps = 0;
   p->all[0] = p->self;
   for (int r = 0; r < p->size; r++) {
     const ens_progress_msg *m = &p->all[r];
@@ -75,23 +75,46 @@ static void print_line(ens_progress *p, int force_plain) {
     done += m->members_done;
     sps += m->final ? 0 : m->samples_per_s;
     if (!m->final && m->epochs > 0) {
+      /* loss: a member past its first epoch reports its last finished
+       * epoch's mean loss; one in its first epoch, its running mean. */
       loss += m->loss;
       active++;
-      if (m->epoch > epoch)
-        epoch = m->epoch;
-      epochs = m->epochs;
+      if (m->epoch > 1) {
+        loss_fin += m->loss;
+        nfin++;
+      }
+      epochs = m->epochs > epochs ? m->epochs : epochs;
     }
   }
   double el = ens_comm_wtime() - p->t0;
   double frac = (double)steps / (double)p->steps_total;
+  if (frac > 1)
+    frac = 1;
+  /* epoch: the job's share of all its steps, in epochs of one member: it
+   * never goes back when a rank moves on to its next member. */
+  if (epochs > p->epochs_seen)
+    p->epochs_seen = epochs;
+  epoch = (int)(frac * p->epochs_seen);
+  if (epoch > p->epoch_shown)
+    p->epoch_shown = epoch;
+  epoch = p->epoch_shown;
+  epochs = p->epochs_seen;
+  if (nfin) {
+    loss = loss_fin;
+    active = nfin;
+  }
   char eta[32], elapsed[32];
   fmt_seconds(eta, sizeof(eta), frac > 0 ? el * (1 - frac) / frac : -1);
   fmt_seconds(elapsed, sizeof(elapsed), el);
   char line[512];
   int live = p->tty && !force_plain;
   if (!active) {
-    snprintf(line, sizeof(line), "progress: %d/%d members done  elapsed %s", done,
-             p->members_total, elapsed);
+    /* The last line: fewer members done than the job's means it was stopped
+     * (or failed); the lines after it say which. */
+    snprintf(line, sizeof(line), "progress: %d/%d members done%s  elapsed %s", done,
+             p->members_total,
+             p->ending && done < p->members_total ? ", training ended (stopped or failed)" : "",
+             elapsed);
   } else {
     /* Fields in order of importance: a live line drops the last ones that
      * do not fit the terminal, so that it never wraps. */
@@ -231,6 +254,7 @@ void ens_progress_finish(ens_progress *p) {
         now - p->last_print >= (p->tty ? 0.5 : p->interval))
       print_line(p, m.members_done > before);
   }
+  p->ending = 1;
   print_line(p, 1);
 }
 

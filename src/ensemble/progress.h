@@ -36,6 +36,8 @@ typedef struct ens_progress {
   int64_t steps_before;    /* steps of this rank's finished units */
   int printed_live;        /* a live line is on the terminal now */
   int quiet;               /* [output] verbose = 0: no progress lines at all */
+  int epochs_seen, epoch_shown; /* rank 0: the epoch field never goes back */
+  int ending;              /* rank 0: the final line is being printed */
 } ens_progress;
 
 int ens_progress_init(ens_progress *p, MPI_Comm comm, int64_t steps_total, int members_total,

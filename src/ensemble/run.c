@@ -38,7 +38,10 @@ typedef struct unit_ctx {
   ens_job *j;
   int unit;
   int first_k;      /* first member of this unit */
-  double t_epoch;   /* start of the current epoch */
+  double t_epoch;   /* start of the current epoch (or of the resumed part of it) */
+  int64_t step_epoch; /* the trainer's step at t_epoch */
+  double t_run;     /* start of this run's training of the unit (after a restore) */
+  int64_t step_run; /* the trainer's step at t_run */
 } unit_ctx;
 
 static ens_member_meta member_meta(ens_job *j, ens_trainer *t, int k, double seconds) {
@@ -90,13 +93,19 @@ static int on_epoch(void *ctx, ens_trainer *t, int epoch, double loss) {
       snprintf(what, sizeof(what), "%s rmse %.4g", split, m0);
     else
       snprintf(what, sizeof(what), "%s acc %.2f%%", split, 100.0 * m0);
+    /* Rows of this epoch trained in this run: after a resume mid-epoch, only
+     * the part after the restore. */
+    double rows = (double)(t->step - u->step_epoch) * t->batch;
+    if (rows > nrows || rows <= 0)
+      rows = nrows;
     ens_lines_printf(&j->lines,
                      "[%s] epoch %d/%d  loss %.4f  %s  nll %.4f  %.0f samples/s  lr %.4g", who,
                      epoch + 1, t->epochs, loss, what, nll,
-                     train_time > 0 ? nrows / train_time : 0.0,
+                     train_time > 0 ? rows / train_time : 0.0,
                      ens_schedule_lr(&t->sched, t->step > 0 ? t->step - 1 : 0));
   }
   u->t_epoch = now();
+  u->step_epoch = t->step;
   return ens_job_checkpoint_epoch(j, t, u->unit, epoch);
 }
 
@@ -120,11 +129,15 @@ static int should_stop(void *ctx) {
   unit_ctx *u = ctx;
   ens_job *j = u->j;
   const ens_trainer *t = &j->trainer;
-  double el = now() - j->unit_t0;
+  /* Rate of this run only (not the steps restored from a checkpoint); loss
+   * of the last finished epoch, or the running mean in the first. */
+  double el = now() - u->t_run;
+  double loss = t->epoch > 0 && t->epoch <= t->epochs
+                    ? (double)t->curve_loss[t->epoch - 1]
+                    : t->loss_count ? t->loss_sum / (double)t->loss_count : t->last_loss;
   ens_progress_step(&j->progress, t->step, t->epoch < t->epochs ? t->epoch + 1 : t->epochs,
-                    t->epochs,
-                    t->loss_count ? t->loss_sum / (double)t->loss_count : t->last_loss,
-                    el > 0 ? (double)t->step * t->batch / el : 0.0);
+                    t->epochs, loss,
+                    el > 0 ? (double)(t->step - u->step_run) * t->batch / el : 0.0);
   ens_lines_poll(&j->lines);
   return (j->o->stop && *j->o->stop) || ens_fault_heard(&j->fault);
 }
@@ -197,7 +210,8 @@ static int train_unit(ens_job *j, int unit, char *err, size_t errlen) {
     ret = ens_trainer_start(t, mc, j->init_key, rng_key, j->data.n_train);
   if (ret || done)
     return ret;
-  u.t_epoch = now();
+  u.t_epoch = u.t_run = now();
+  u.step_epoch = u.step_run = t->step;
   ens_train_hooks h = {.ctx = &u, .on_epoch = on_epoch, .on_cycle_end = on_cycle_end,
                        .should_stop = should_stop};
   ret = ens_trainer_run(t, &set, &h);

@@ -13,7 +13,16 @@
 #     uninterrupted run (with mpirun and with srun); with ENS_REQUEUE=1 the job requeues itself instead and
 #     finishes with the same result;
 #   - the --signal=B:USR1 warning before a real time limit stops the job the
-#     same way (exit 75, checkpoints) instead of it being killed at the limit.
+#     same way (exit 75, checkpoints) instead of it being killed at the limit,
+#     and the job warns at its start that the limit is too short;
+#   - a launcher that exits 0 without ens having finished (here a stand-in
+#     binary) does not make the job succeed;
+#   - USR1 within the first second of a job: exit 75, "nothing to save yet"
+#     or checkpoints, and the job submitted again finishes identically;
+#   - a clean USR1 stop shows no Open MPI "non-zero status" box, and every
+#     stop (USR1, plain scancel) ends with one line naming the checkpoint
+#     folder, how far it got and the command that resumes; the ENS_REQUEUE=1
+#     log is in order and ends "exit 0 (requeued".
 # Needs root (or sudo) to start the cluster; stops it again unless it was
 # already running.
 # shellcheck shell=bash source=tests/integration/lib.bash
@@ -56,6 +65,7 @@ id=$JOB
 expect_done one "$id" "fashion-1node.sbatch"
 same_result ref4/result.h5 one/result.h5 || job_fail one "$id" "1-node job result differs from mpirun -np 2"
 grep -q "^ens-job: exit 0" one/job.out || job_fail one "$id" "no exit line in the job output"
+grep -q "^ens-job: done: result $WORK/one/result.h5 (complete" one/job.out || job_fail one "$id" "no checked result line"
 echo "ok: fashion-1node.sbatch result identical to mpirun -np 2 ($((SECONDS - t_start))s)"
 
 # The same job launched by srun --mpi=pmix instead of mpirun: identical result.
@@ -101,6 +111,52 @@ expect_done merge "$mrg" "fashion-merge.sbatch (afterok:$arr)"
 same_result ref4/result.h5 merge/result.h5 || job_fail merge "$mrg" "merged array result differs from one 4-member run"
 echo "ok: fashion-array.sbatch (2 tasks x 2 members) + fashion-merge.sbatch identical to one 4-member run ($((SECONDS - t_start))s)"
 
+# 1b. A launcher that exits 0 although ens did not train: the job fails.
+printf '#!/bin/sh\nexit 0\n' >fake-ens
+chmod +x fake-ens
+ENS_BIN=$WORK/fake-ens submit fake --ntasks=2 "$JOBS/fashion-1node.sbatch" "$WORK/job.ini"
+id=$JOB
+wait_gone "$id" 120 || job_fail fake "$id" "job still in the queue after 120 s"
+[ "$(job_field "$id" JobState)" = FAILED ] && [ "$(job_field "$id" ExitCode)" = 2:0 ] ||
+  job_fail fake "$id" "launcher exit 0 without a result: job ended $(job_field "$id" JobState) $(job_field "$id" ExitCode), expected FAILED 2:0"
+grep -q "reporting no outcome" fake/job.out || job_fail fake "$id" "no 'no outcome' message"
+echo "ok: launcher exit 0 without ens finishing: job FAILED 2:0 ($((SECONDS - t_start))s)"
+
+# 2b. USR1 within the first second of the job: a stop, exit 75, and the job
+# can be submitted again.
+submit early --ntasks=2 "$JOBS/fashion-1node.sbatch" "$WORK/job.ini" "${long[@]}"
+id=$JOB
+# As soon as the batch shell runs (its first line comes after its traps):
+# the launcher and ens's MPI_Init are then still to come.
+for ((i = 0; i < 2000; i++)); do
+  grep -q "^ens-job: job" early/job.out 2>/dev/null && break
+  sleep 0.02
+done
+scancel --batch --signal=USR1 "$id" || fail "scancel --batch --signal=USR1 $id"
+wait_gone "$id" 60 || job_fail early "$id" "job still running 60 s after an early USR1"
+[ "$(job_field "$id" ExitCode)" = 75:0 ] ||
+  job_fail early "$id" "early USR1: exit code $(job_field "$id" ExitCode), expected 75:0"
+grep -qE "^ens-job: stopped by SIGUSR1: (nothing to save yet|checkpoints in $WORK/early/result.h5.ckpt).*; resume: cd $WORK/early && .*sbatch" early/job.out ||
+  job_fail early "$id" "no stop line with the checkpoints and the resume command"
+! grep -q "exited on signal" early/job.out || job_fail early "$id" "a rank was killed by the early signal"
+submit early --ntasks=2 "$JOBS/fashion-1node.sbatch" "$WORK/job.ini" "${long[@]}"
+id=$JOB
+expect_done early "$id" "job submitted again after an early USR1"
+same_result ref-long/result.h5 early/result.h5 || job_fail early "$id" "result after an early stop differs"
+echo "ok: USR1 in the first second: exit 75 ($(grep -o 'stopped by SIGUSR1: [a-z ]*' early/job.out | head -1)), resubmitted to an identical result ($((SECONDS - t_start))s)"
+
+# 2c. A plain scancel (TERM to every process): the job says where the
+# checkpoints are and how to resume.
+submit cancel --ntasks=2 "$JOBS/fashion-1node.sbatch" "$WORK/job.ini" "${long[@]}"
+id=$JOB
+wait_training cancel "$id"
+scancel "$id" || fail "scancel $id"
+wait_gone "$id" 60 || job_fail cancel "$id" "job still running 60 s after scancel"
+for ((i = 0; i < 40; i++)); do grep -q "^ens-job: exit" cancel/job.out && break; sleep 0.25; done
+grep -qE "^ens-job: stopped by SIGTERM: checkpoints in $WORK/cancel/result.h5.ckpt: [0-9]+ of 4 members finished.*; resume: cd $WORK/cancel && .*sbatch" cancel/job.out ||
+  job_fail cancel "$id" "no line saying where the checkpoints are after scancel"
+echo "ok: plain scancel: $(grep -o 'checkpoints in [^;]*' cancel/job.out | tail -1) ($((SECONDS - t_start))s)"
+
 # 3. Stop with the warning signal, then submit again to resume.
 submit stop --ntasks=2 "$JOBS/fashion-1node.sbatch" "$WORK/job.ini" "${long[@]}"
 id=$JOB
@@ -110,6 +166,9 @@ wait_gone "$id" 60 || job_fail stop "$id" "job still running 60 s after USR1"
 [ "$(job_field "$id" ExitCode)" = 75:0 ] ||
   job_fail stop "$id" "exit code $(job_field "$id" ExitCode) after USR1, expected 75:0"
 grep -q "got SIGUSR1" stop/job.out || job_fail stop "$id" "the batch shell did not trap USR1"
+! grep -q "non-zero status" stop/job.out || job_fail stop "$id" "Open MPI's non-zero exit box after a clean stop"
+grep -qE "^ens-job: stopped by SIGUSR1: checkpoints in $WORK/stop/result.h5.ckpt: " stop/job.out ||
+  job_fail stop "$id" "no stop line naming the checkpoints"
 [ ! -e stop/result.h5 ] || job_fail stop "$id" "a result was written despite the stop"
 ls stop/result.h5.ckpt/unit_*.h5 >/dev/null 2>&1 || job_fail stop "$id" "no checkpoints after the stop"
 echo "ok: scancel --batch --signal=USR1: job ended with exit 75, checkpoints, no result ($((SECONDS - t_start))s)"
@@ -164,6 +223,10 @@ sleep 3
 scontrol update jobid="$id" StartTime=now || fail "scontrol update StartTime=now"
 expect_done requeue "$id" "requeued job"
 grep -q "requeueing job $id" requeue/job.out || job_fail requeue "$id" "no requeue line in the output"
+# Whole lines in order: the signal, the stop line, the requeue, its exit 0.
+order=$(grep -nE "^ens-job: (got SIGUSR1|stopped by|requeued job|exit 0 \(requeued)" requeue/job.out | head -4 | cut -d: -f3 | cut -c2-12 | tr '\n' '|')
+[ "$order" = "got SIGUSR1|stopped by |requeued jo|exit 0 (req|" ] ||
+  job_fail requeue "$id" "requeue log out of order: $order"
 grep -qE "resumed at|not retrained" requeue/job.out || job_fail requeue "$id" "the requeued job resumed nothing"
 same_result ref-long/result.h5 requeue/result.h5 || job_fail requeue "$id" "requeued result differs from an uninterrupted run"
 echo "ok: ENS_REQUEUE=1: stopped job requeued itself and resumed to an identical result ($((SECONDS - t_start))s)"
@@ -182,6 +245,7 @@ if [ "$state" != FAILED ] || [ "$code" != 75:0 ]; then
   job_fail limit "$id" "job ended $state with exit $code near its time limit, expected FAILED 75:0"
 fi
 grep -q "got SIGUSR1" limit/job.out || job_fail limit "$id" "the batch shell got no USR1 before the limit"
+grep -qE "^ens-job: warning: time limit [0-9:]+ is shorter than" limit/job.out || job_fail limit "$id" "no warning about the short time limit"
 ls limit/result.h5.ckpt/unit_*.h5 >/dev/null 2>&1 || job_fail limit "$id" "no checkpoints after the warning"
 echo "ok: --time=1 --signal=B:USR1@60: warned before the limit, exit 75 with checkpoints ($((SECONDS - t_start))s)"
 

@@ -5,6 +5,12 @@
 # (through srun) exactly as on a cluster. Checks that
 #   - the multi-node script on 2 nodes x 2 tasks gives a result identical to
 #     1 rank, reads the data once per node and prints the 2-node layout;
+#   - the same with srun --mpi=pmix as the launcher (ENS_LAUNCHER=srun: each
+#     simulated node has its own PMIx TmpFS) gives a result identical to
+#     mpirun's;
+#   - a job whose launch fails (srun's PMIx client directory shared by both
+#     nodes, SLURM_PMIX_TMPDIR=/tmp: "File exists" on the second node, and srun
+#     itself then exits 0) ends non-zero, without "exit 0";
 #   - `scancel --batch --signal=USR1` stops it on both nodes with exit 75 and
 #     checkpoints, and submitting it again resumes to an identical result.
 # Uses its own state directory and ports (ENS_SLURM_DIR, default
@@ -62,6 +68,31 @@ for n in 1 2; do
 done
 same_result ref/result.h5 multi/result.h5 || job_fail multi "$id" "2-node job result differs from 1 rank"
 echo "ok: fashion-multinode.sbatch on 2 nodes x 2 tasks identical to 1 rank ($((SECONDS - t_start))s)"
+
+# 1b. The same with srun --mpi=pmix as the launcher.
+ENS_LAUNCHER=srun ENS_CONFIG=$WORK/job.ini submit multi-srun --nodes=2 --ntasks-per-node=2 "$SRC/jobs/fashion-multinode.sbatch"
+id=$JOB
+expect_done multi-srun "$id" "fashion-multinode.sbatch on 2 nodes with ENS_LAUNCHER=srun"
+grep -q "^ens-job: srun --mpi=pmix" multi-srun/job.out || job_fail multi-srun "$id" "the job did not launch with srun"
+grep -q "^layout: 4 ranks on 2 nodes" multi-srun/job.out || job_fail multi-srun "$id" "srun: no 2-node layout line"
+grep -q "^ens-job: done: result $WORK/multi-srun/result.h5 " multi-srun/job.out ||
+  job_fail multi-srun "$id" "no 'done: result <absolute path>' line"
+same_result multi/result.h5 multi-srun/result.h5 || job_fail multi-srun "$id" "srun and mpirun results differ on 2 nodes"
+echo "ok: ENS_LAUNCHER=srun on 2 nodes x 2 tasks identical to mpirun ($((SECONDS - t_start))s)"
+
+# 1c. A launch that fails: both nodes' PMIx client directories in one /tmp
+# (what each node's own TmpFS prevents). srun reports the failed task launch
+# but may exit 0 itself; the job must not.
+SLURM_PMIX_TMPDIR=/tmp ENS_LAUNCHER=srun ENS_CONFIG=$WORK/job.ini submit launchfail --nodes=2 --ntasks-per-node=2 \
+  "$SRC/jobs/fashion-multinode.sbatch"
+id=$JOB
+wait_gone "$id" 120 || job_fail launchfail "$id" "job still in the queue after 120 s"
+code=$(job_field "$id" ExitCode)
+[ "$code" != 0:0 ] && [ "$(job_field "$id" JobState)" != COMPLETED ] ||
+  job_fail launchfail "$id" "a job whose launch failed ended $(job_field "$id" JobState) $code"
+! grep -q "^ens-job: exit 0" launchfail/job.out || job_fail launchfail "$id" "the failed launch printed exit 0"
+[ ! -e launchfail/result.h5 ] || job_fail launchfail "$id" "a result after a failed launch?"
+echo "ok: a failed srun launch ends the job $(job_field "$id" JobState) $code, not 0 ($((SECONDS - t_start))s)"
 
 # 2. Stop with the warning signal on both nodes, then submit again to resume.
 ENS_CONFIG=$WORK/job.ini submit stop --nodes=2 --ntasks-per-node=2 "$SRC/jobs/fashion-multinode.sbatch" "${long[@]}"
