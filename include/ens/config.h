@@ -79,6 +79,9 @@ typedef struct ens_config {
   int count;                    /* members this job trains, 0 = all from first_member; default 0 */
   int min_members;              /* fewer finished members fail the run; default 1 */
   int select_max;               /* combine = select: most picks; default 50 */
+  int select_bags;              /* combine = select: bagged selections, 0 = none; default 20 */
+  double select_fraction;       /* combine = select: members per bag; default 0.5 */
+  int select_check;             /* bool: held-out check against the average; default 1 */
   ens_calibrate_kind calibrate; /* default none */
   int mc_samples;               /* MC-dropout passes reported by train, 0 = off; default 0 */
   /* [search] (mode = search): ranges member k draws from, as text; an empty

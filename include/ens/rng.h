@@ -19,6 +19,7 @@ enum ens_rng_stream {
   ENS_STREAM_SEARCH = 6,    /* hyperparameter search draws; substream = key */
   ENS_STREAM_MC = 7,        /* MC-dropout masks; substream = pass * 64 + layer,
                                block = row * ceil(width / 4) */
+  ENS_STREAM_SELECT = 8,    /* bagged selection: members of bag b; substream = b */
   ENS_STREAM_TEST = 99      /* reserved for tests */
 };
 

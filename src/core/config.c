@@ -155,6 +155,14 @@ static const key_spec key_table[] = {
           "recorded as failed)"),
     K_INT("ensemble", "select_max", select_max, GE(1), "50",
           "combine = select: most greedy picks (with replacement)"),
+    K_INT("ensemble", "select_bags", select_bags, CLOSED(0, 10000), "20",
+          "combine = select: greedy selections on random halves of the members, whose picks are "
+          "summed (Caruana et al. 2006; 0 = one selection over all members)"),
+    K_DBL("ensemble", "select_fraction", select_fraction, OPEN_CLOSED(0, 1), "0.5",
+          "combine = select: fraction of the members in each bag"),
+    K_BOOL("ensemble", "select_check", select_check, "true",
+           "combine = select: keep the selection only if, fitted on half of the validation rows, "
+           "it beats the plain average on the other half (both ways); else use the average"),
     K_ENUM("ensemble", "calibrate", calibrate, calibrate_names, "none",
            "fit one temperature (regression: variance scale) on the validation rows"),
     K_INT("ensemble", "mc_samples", mc_samples, CLOSED(0, 100000), "0",
