@@ -33,6 +33,8 @@ typedef enum { ENS_TRUNK_NONE, ENS_TRUNK_FILE, ENS_TRUNK_PRETRAIN } ens_trunk_so
 /* share_init: whether all members start from the same initial weights. AUTO
  * means "yes for combine = params, no otherwise". */
 typedef enum { ENS_SHARE_AUTO, ENS_SHARE_YES, ENS_SHARE_NO } ens_share_kind;
+/* [output] placement: values of ens_place_policy (src/ensemble/place.h). */
+typedef enum { ENS_PLACEMENT_QUEUE, ENS_PLACEMENT_COST, ENS_PLACEMENT_MODULO } ens_placement_kind;
 
 typedef struct ens_config {
   /* [data] */
@@ -111,6 +113,7 @@ typedef struct ens_config {
   int checkpoint_every;               /* epochs; 0 = only on a signal; default 1 */
   double progress_interval;           /* seconds; default 10 */
   int verbose;                        /* per-epoch lines; default 1 */
+  ens_placement_kind placement;       /* which rank trains which unit; default queue */
 } ens_config;
 
 /* Fills c with every default. */

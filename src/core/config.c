@@ -45,6 +45,7 @@ static const char *const optimizer_names[] = {"sgd", "adam", "adamw", NULL};
 static const char *const calibrate_names[] = {"none", "temperature", NULL};
 static const char *const trunk_names[] = {"none", "file", "pretrain", NULL};
 static const char *const share_names[] = {"auto", "true", "false", NULL};
+static const char *const placement_names[] = {"queue", "cost", "modulo", NULL};
 _Static_assert(ENS_INIT_ORTHOGONAL == 3 && ENS_SCHED_CYCLIC == 3 && ENS_MODE_SEARCH == 3 &&
                    ENS_COMBINE_SELECT == 3 && ENS_TASK_REGRESS == 2 && ENS_LOSS_MSE == 1 &&
                    ENS_OPT_ADAMW == 2 && ENS_CALIBRATE_TEMPERATURE == 1 && ENS_TRUNK_PRETRAIN == 2 && ENS_SHARE_AUTO == 0 &&
@@ -199,6 +200,10 @@ static const key_spec key_table[] = {
           "epochs between checkpoints (0 = only on a signal)"),
     K_DBL("output", "progress_interval", progress_interval, GT(0), "10", "seconds between progress lines"),
     K_INT("output", "verbose", verbose, GE(0), "1", "verbosity: 0 = quiet, 1 = per-epoch lines"),
+    K_ENUM("output", "placement", placement, placement_names, "queue",
+           "which rank trains which member: queue = rank 0 hands them out, costliest first, as "
+           "ranks free up; cost = a fixed plan from estimated costs; modulo = member k on rank "
+           "k mod P (the result is the same for all three)"),
 };
 #define N_KEYS (sizeof key_table / sizeof key_table[0])
 
