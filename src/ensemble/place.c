@@ -24,6 +24,33 @@ static int by_cost(const void *a, const void *b) {
   return x < y ? -1 : x > y;
 }
 
+int ens_place_plan(int32_t *order, int32_t *plan, ens_place_policy policy, int u_first,
+                   int nunits, int size, const double *cost) {
+  double *load = calloc((size_t)size + 1, sizeof(double));
+  if (!load)
+    return ENS_ENOMEM;
+  for (int i = 0; i < nunits; i++) {
+    order[i] = i;
+    plan[i] = (u_first + i) % size; /* modulo: as before */
+  }
+  if (policy != ENS_PLACE_MODULO) {
+    sort_cost = cost;
+    qsort(order, (size_t)nunits, sizeof(int32_t), by_cost);
+    sort_cost = NULL;
+    if (policy == ENS_PLACE_COST)
+      for (int a = 0; a < nunits; a++) {
+        int u = order[a], best = 0;
+        for (int r = 1; r < size; r++)
+          if (load[r] < load[best])
+            best = r;
+        plan[u] = best;
+        load[best] += cost[u];
+      }
+  }
+  free(load);
+  return 0;
+}
+
 int ens_place_init(ens_place *p, MPI_Comm comm, ens_place_policy policy, int u_first, int nunits,
                    const double *cost) {
   memset(p, 0, sizeof(*p));
@@ -42,39 +69,18 @@ int ens_place_init(ens_place *p, MPI_Comm comm, ens_place_policy policy, int u_f
   p->owner = malloc(n * sizeof(int32_t));
   p->t_start = malloc(n * sizeof(double));
   p->t_end = malloc(n * sizeof(double));
-  double *load = calloc((size_t)p->size, sizeof(double));
   if (p->rank == 0 && policy == ENS_PLACE_QUEUE)
     p->quit = calloc((size_t)p->size, 1);
-  if (!p->order || !p->plan || !p->owner || !p->t_start || !p->t_end || !load ||
-      (p->rank == 0 && policy == ENS_PLACE_QUEUE && !p->quit)) {
-    free(load);
+  if (!p->order || !p->plan || !p->owner || !p->t_start || !p->t_end ||
+      (p->rank == 0 && policy == ENS_PLACE_QUEUE && !p->quit) ||
+      ens_place_plan(p->order, p->plan, policy, u_first, nunits, p->size, cost)) {
     ens_place_free(p);
     return ENS_ENOMEM;
   }
   for (int i = 0; i < nunits; i++) {
-    p->order[i] = i;
     p->owner[i] = -1;
     p->t_start[i] = p->t_end[i] = -1.0;
-    p->plan[i] = i % p->size; /* modulo: (u_first + i) mod P as before */
   }
-  if (policy == ENS_PLACE_MODULO) {
-    for (int i = 0; i < nunits; i++)
-      p->plan[i] = (u_first + i) % p->size;
-  } else {
-    sort_cost = cost;
-    qsort(p->order, (size_t)nunits, sizeof(int32_t), by_cost);
-    sort_cost = NULL;
-    if (policy == ENS_PLACE_COST)
-      for (int a = 0; a < nunits; a++) {
-        int u = p->order[a], best = 0;
-        for (int r = 1; r < p->size; r++)
-          if (load[r] < load[best])
-            best = r;
-        p->plan[u] = best;
-        load[best] += cost[u];
-      }
-  }
-  free(load);
   p->quitting = p->size - 1;
   return 0;
 }

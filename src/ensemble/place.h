@@ -38,6 +38,14 @@ typedef struct ens_place {
  * ENS_EINVAL (the same on every rank: the arguments are). */
 int ens_place_init(ens_place *p, MPI_Comm comm, ens_place_policy policy, int u_first, int nunits,
                    const double *cost);
+/* The plan behind ens_place_init, without MPI: order (nunits) = unit
+ * indexes (0-based) in the order handed out (modulo: 0, 1, ...; else by
+ * cost, highest first, ties to the lower index); plan (nunits) = the rank
+ * of each unit for the static policies (modulo: (u_first + i) mod size;
+ * cost: in that order, each to the rank with the least planned cost, ties
+ * to the lower rank). 0 or ENS_ENOMEM. */
+int ens_place_plan(int32_t *order, int32_t *plan, ens_place_policy policy, int u_first,
+                   int nunits, int size, const double *cost);
 /* The next unit this rank trains (an absolute unit index), or -1 when there
  * is none for it. stop: this rank stops (it takes nothing more; with the
  * queue, it tells rank 0). Queue on a non-root rank: asks rank 0 and waits
