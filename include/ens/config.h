@@ -37,6 +37,8 @@ typedef enum { ENS_STD_FEATURE, ENS_STD_CHANNEL, ENS_STD_GLOBAL } ens_standardiz
 /* share_init: whether all members start from the same initial weights. AUTO
  * means "yes for combine = params, no otherwise". */
 typedef enum { ENS_SHARE_AUTO, ENS_SHARE_YES, ENS_SHARE_NO } ens_share_kind;
+/* [output] placement: values of ens_place_policy (src/ensemble/place.h). */
+typedef enum { ENS_PLACEMENT_QUEUE, ENS_PLACEMENT_COST, ENS_PLACEMENT_MODULO } ens_placement_kind;
 
 typedef struct ens_config {
   /* [data] */
@@ -95,6 +97,9 @@ typedef struct ens_config {
   int count;                    /* members this job trains, 0 = all from first_member; default 0 */
   int min_members;              /* fewer finished members fail the run; default 1 */
   int select_max;               /* combine = select: most picks; default 50 */
+  int select_bags;              /* combine = select: bagged selections, 0 = none; default 20 */
+  double select_fraction;       /* combine = select: members per bag; default 0.5 */
+  int select_check;             /* bool: held-out check against the average; default 1 */
   ens_calibrate_kind calibrate; /* default none */
   int mc_samples;               /* MC-dropout passes reported by train, 0 = off; default 0 */
   /* [search] (mode = search): ranges member k draws from, as text; an empty
@@ -125,6 +130,7 @@ typedef struct ens_config {
   int checkpoint_every;               /* epochs; 0 = only on a signal; default 1 */
   double progress_interval;           /* seconds; default 10 */
   int verbose;                        /* per-epoch lines; default 1 */
+  ens_placement_kind placement;       /* which rank trains which unit; default queue */
 } ens_config;
 
 /* Line of `path` on which [section] key is set, or 0 (not in the file, or

@@ -130,4 +130,65 @@ int ens_select_greedy_probs(int32_t *counts, const float *probs, const uint8_t *
 int ens_select_greedy_gauss(int32_t *counts, const float *pred, const uint8_t *usable,
                             const float *y, int M, int n, int T, int max_picks, int use_var);
 
+/* ------------------------------------------------ robust selection (2006) */
+
+/* Caruana, Munson and Niculescu-Mizil, ICDM 2006, with a fallback. Rules:
+ * - greedy: sorted initialization (the usable members ranked by their own
+ *   loss; start from the best N, one pick each, N in [1, max_picks] the size
+ *   whose plain average has the lowest loss on the rows, ties: smaller N),
+ *   then greedy additions with replacement (the rules of the 2004 greedy);
+ * - bagged (bags > 0): bag b holds ceil(fraction * usable) usable members,
+ *   the first of a permutation drawn from (seed, member 0, ENS_STREAM_SELECT,
+ *   b); each bag runs the greedy rule on its members; counts = the sum of the
+ *   bags' picks (each bag's ensemble weighted by its picks);
+ * - average: counts = 1 per usable member.
+ * Which rule: with fewer than min_rows rows, average. With check, each rule
+ * (bagged only when bags > 0) is fitted on the even rows and scored on the
+ * odd ones and the reverse; the lowest mean held-out loss wins (ties: average,
+ * greedy, bagged), and the winner is fitted again on all rows. Without check,
+ * bagged when bags > 0, else greedy.
+ * Deterministic: a function of the rows, the mask and the options only. */
+typedef struct ens_select_opts {
+  int max_picks;   /* most picks per bag (>= 1), sorted initialization included */
+  int bags;        /* 0 = no bagging */
+  double fraction; /* of the usable members in each bag, (0, 1] */
+  int min_rows;    /* fewer rows: the plain average */
+  int check;       /* run the two-fold held-out check */
+  uint64_t seed;
+} ens_select_opts;
+
+typedef enum {
+  ENS_SELECT_RULE_GREEDY = 0,
+  ENS_SELECT_RULE_BAGGED = 1,
+  ENS_SELECT_RULE_AVERAGE = 2
+} ens_select_rule;
+typedef enum {
+  ENS_SELECT_TRUSTED = 0,
+  ENS_SELECT_FEW_ROWS = 1,       /* n < min_rows */
+  ENS_SELECT_HELDOUT_WORSE = 2   /* the held-out check chose the average */
+} ens_select_reason;
+
+typedef struct ens_select_info {
+  ens_select_rule rule;
+  ens_select_reason reason;
+  int picks;        /* sum of counts */
+  int init_sum;     /* greedy, bagged: sum over bags of the sorted-initialization size */
+  /* check: mean held-out loss of each rule (NaN when not run) */
+  double cv_average, cv_greedy, cv_bagged;
+} ens_select_info;
+
+/* Returns the total picks (> 0) or ENS_EINVAL (bad options, no usable
+ * member), ENS_ENOMEM. counts (M); probs (M, n, C); y (n). */
+int ens_select_robust_probs(int32_t *counts, ens_select_info *info, const float *probs,
+                            const uint8_t *usable, const int32_t *y, int M, int n, int C,
+                            const ens_select_opts *o);
+/* Regression rows as for ens_select_greedy_gauss. */
+int ens_select_robust_gauss(int32_t *counts, ens_select_info *info, const float *pred,
+                            const uint8_t *usable, const float *y, int M, int n, int T,
+                            int use_var, const ens_select_opts *o);
+/* "greedy", "bagged", "average". */
+const char *ens_select_rule_name(ens_select_rule r);
+/* Why the plain average was used, as a phrase ("" when trusted). */
+const char *ens_select_reason_text(ens_select_reason r);
+
 #endif

@@ -20,6 +20,7 @@ enum ens_rng_stream {
   ENS_STREAM_MC = 7,        /* MC-dropout masks; substream = pass * 64 + layer,
                                block = row * ceil(width / 4) */
   ENS_STREAM_AUGMENT = 8,   /* image augmentation; substream = epoch, block = data row */
+  ENS_STREAM_SELECT = 9,    /* bagged selection: members of bag b; substream = b */
   ENS_STREAM_TEST = 99      /* reserved for tests */
 };
 

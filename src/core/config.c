@@ -49,6 +49,7 @@ static const char *const trunk_names[] = {"none", "file", "pretrain", NULL};
 static const char *const share_names[] = {"auto", "true", "false", NULL};
 static const char *const standardize_names[] = {"feature", "channel", "global", NULL};
 static const char *const wn_init_names[] = {"norm", "data", NULL};
+static const char *const placement_names[] = {"queue", "cost", "modulo", NULL};
 _Static_assert(ENS_INIT_ORTHOGONAL == 3 && ENS_SCHED_CYCLIC == 3 && ENS_MODE_SEARCH == 3 &&
                    ENS_COMBINE_SELECT == 3 && ENS_TASK_REGRESS == 2 && ENS_LOSS_MSE == 1 &&
                    ENS_OPT_ADAMW == 2 && ENS_CALIBRATE_TEMPERATURE == 1 && ENS_TRUNK_PRETRAIN == 2 && ENS_SHARE_AUTO == 0 &&
@@ -191,6 +192,14 @@ static const key_spec key_table[] = {
           "recorded as failed)"),
     K_INT("ensemble", "select_max", select_max, GE(1), "50",
           "combine = select: most greedy picks (with replacement)"),
+    K_INT("ensemble", "select_bags", select_bags, CLOSED(0, 10000), "20",
+          "combine = select: greedy selections on random halves of the members, whose picks are "
+          "summed (Caruana et al. 2006; 0 = one selection over all members)"),
+    K_DBL("ensemble", "select_fraction", select_fraction, OPEN_CLOSED(0, 1), "0.5",
+          "combine = select: fraction of the members in each bag"),
+    K_BOOL("ensemble", "select_check", select_check, "true",
+           "combine = select: keep the selection only if, fitted on half of the validation rows, "
+           "it beats the plain average on the other half (both ways); else use the average"),
     K_ENUM("ensemble", "calibrate", calibrate, calibrate_names, "none",
            "fit one temperature (regression: variance scale) on the validation rows"),
     K_INT("ensemble", "mc_samples", mc_samples, CLOSED(0, 100000), "0",
@@ -229,6 +238,10 @@ static const key_spec key_table[] = {
           "epochs between checkpoints (0 = only on a signal)"),
     K_DBL("output", "progress_interval", progress_interval, GT(0), "10", "seconds between progress lines"),
     K_INT("output", "verbose", verbose, GE(0), "1", "verbosity: 0 = quiet, 1 = per-epoch lines"),
+    K_ENUM("output", "placement", placement, placement_names, "queue",
+           "which rank trains which member: queue = rank 0 hands them out, costliest first, as "
+           "ranks free up; cost = a fixed plan from estimated costs; modulo = member k on rank "
+           "k mod P (the result is the same for all three)"),
 };
 #define N_KEYS (sizeof key_table / sizeof key_table[0])
 

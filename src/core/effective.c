@@ -184,6 +184,9 @@ int ens_config_effective(ens_config *c, ens_config_warn_fn warn, void *ctx, char
     snprintf(why, sizeof why, "it applies to combine = select, and [ensemble] combine = %s",
              ens_combine_name(c->combine));
     unused(&e, "ensemble", "select_max", why);
+    unused(&e, "ensemble", "select_bags", why);
+    unused(&e, "ensemble", "select_fraction", why);
+    unused(&e, "ensemble", "select_check", why);
   }
   /* Trunk keys of other sources. */
   const char *src = ens_trunk_source_name(c->trunk_source);

@@ -29,6 +29,7 @@ char *ens_job_identity_text(const ens_config *c) {
   k.checkpoint_every = 0;
   k.progress_interval = 1.0;
   k.verbose = 0;
+  k.placement = ENS_PLACEMENT_QUEUE;
   k.first_member = 0;
   k.count = 0;
   return ens_config_to_ini(&k);

@@ -400,7 +400,15 @@ static void drain(ens_job *j) {
  * in member order (rank 0 asks in the same order, so plain blocking sends
  * cannot deadlock). A member that cannot be rebuilt goes as ENS_MEMBER_LOST
  * with the reason, and the rank stops there. */
+static int by_member(const void *a, const void *b) {
+  int32_t x = ((const ens_member_meta *)a)->k, y = ((const ens_member_meta *)b)->k;
+  return x < y ? -1 : x > y;
+}
+
 static int send_held(ens_job *j, char *err, size_t errlen) {
+  /* Units finish in placement order; rank 0 asks in member order. */
+  if (j->nheld > 1)
+    qsort(j->held, (size_t)j->nheld, sizeof(*j->held), by_member);
   for (int i = 0; i < j->nheld; i++) {
     ens_member_meta meta = j->held[i];
     size_t len = ens_member_packed_len(j, &meta);
@@ -483,6 +491,43 @@ static int write_rank_column(ens_job *j, const struct rank_column *c, void *buf)
   return ens_h5_write(j->file, path, type, 1, &d, buf, 0);
 }
 
+/* Which rank trained which member, and when (place.c's record; a snapshot
+ * chain's members share their unit's rank and times). Nothing when the job
+ * trained nothing (ens merge). */
+static int write_placement(ens_job *j) {
+  const ens_place *p = &j->place;
+  const int M = j->last - j->first;
+  if (!p->owner || M <= 0)
+    return 0;
+  int32_t *rk = malloc((size_t)M * sizeof(int32_t));
+  double *t0 = malloc((size_t)M * sizeof(double)), *t1 = malloc((size_t)M * sizeof(double));
+  int ret = 0;
+  if (!rk || !t0 || !t1) {
+    ret = ENS_ENOMEM;
+    goto cleanup;
+  }
+  for (int i = 0; i < M; i++) {
+    int u = ens_job_unit_of(j, j->first + i) - p->u_first;
+    int ok = u >= 0 && u < p->nunits;
+    rk[i] = ok ? p->owner[u] : -1;
+    t0[i] = ok ? p->t_start[u] : -1.0;
+    t1[i] = ok ? p->t_end[u] : -1.0;
+  }
+  hsize_t dm = (hsize_t)M;
+  ret |= ens_h5_attr_str(j->file, "/ranks", "placement", ens_place_policy_name(p->policy));
+  ret |= ens_h5_attr_str(j->file, "/ranks", "member_times",
+                         "seconds since training started on the member's rank: when its unit "
+                         "started and ended there (a resumed unit: in this run)");
+  ret |= ens_h5_write(j->file, "/ranks/member_rank", H5T_NATIVE_INT32, 1, &dm, rk, 0);
+  ret |= ens_h5_write(j->file, "/ranks/member_start", H5T_NATIVE_DOUBLE, 1, &dm, t0, 0);
+  ret |= ens_h5_write(j->file, "/ranks/member_end", H5T_NATIVE_DOUBLE, 1, &dm, t1, 0);
+cleanup:
+  free(rk);
+  free(t0);
+  free(t1);
+  return ret;
+}
+
 int ens_job_write_ranks(ens_job *j) {
   const ens_node *n = &j->node;
   const int P = j->size, N = n->count;
@@ -511,6 +556,7 @@ int ens_job_write_ranks(ens_job *j) {
   ret |= ens_h5_write_strings(f, "/ranks/node_names", names, (size_t)N);
   ret |= ens_h5_write(f, "/ranks/node_ranks", H5T_NATIVE_INT32, 1, &dn, n->node_ranks, 0);
   ret |= ens_h5_write(f, "/ranks/node_cores", H5T_NATIVE_INT32, 1, &dn, n->node_cores, 0);
+  ret |= write_placement(j);
   free(buf);
   free(names);
   return ret ? ENS_EHDF5 : 0;

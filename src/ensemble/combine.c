@@ -330,6 +330,50 @@ static void print_value(const ens_task *K, int m, double v) {
     printf(" %10.4g", v);
 }
 
+/* The robust selection's record: which rule was used and why, the held-out
+ * check's losses, and the picks per member (/ensemble/weights holds them
+ * divided by select_picks). */
+static int write_select_info(hid_t h, const ens_select_info *si, const int32_t *counts, int M,
+                             const ens_config *c) {
+  int ret = 0;
+  const char *g = "/metrics/ensemble";
+  hsize_t dm = (hsize_t)M;
+  ret |= ens_h5_write(h, "/ensemble/picks", H5T_NATIVE_INT32, 1, &dm, counts, 0);
+  ret |= ens_h5_attr_str(h, g, "select_rule", ens_select_rule_name(si->rule));
+  ret |= ens_h5_attr_str(h, g, "select_reason",
+                         si->rule == ENS_SELECT_RULE_AVERAGE ? ens_select_reason_text(si->reason)
+                         : c->select_check ? "lowest NLL on held-out validation rows"
+                                           : "[ensemble] select_check = false");
+  ret |= ens_h5_attr_i64(h, g, "select_bags", c->select_bags);
+  ret |= ens_h5_attr_i64(h, g, "select_init", si->init_sum);
+  ret |= ens_h5_attr_f64(h, g, "select_check_average_nll", si->cv_average);
+  ret |= ens_h5_attr_f64(h, g, "select_check_greedy_nll", si->cv_greedy);
+  ret |= ens_h5_attr_f64(h, g, "select_check_bagged_nll", si->cv_bagged);
+  return ret;
+}
+
+static void print_select_info(const ens_select_info *si, int nv, int ndone) {
+  if (si->rule == ENS_SELECT_RULE_AVERAGE && si->reason == ENS_SELECT_FEW_ROWS) {
+    printf("selection: plain average of the %d finished members: %d validation rows are fewer "
+           "than %d\n",
+           ndone, nv, ENS_SELECT_MIN_ROWS);
+    return;
+  }
+  if (si->rule == ENS_SELECT_RULE_AVERAGE)
+    printf("selection: plain average of the %d finished members (no selection beat it on "
+           "held-out validation rows)",
+           ndone);
+  else
+    printf("selection: %s, %d picks", ens_select_rule_name(si->rule), si->picks);
+  if (!isnan(si->cv_average)) {
+    printf("; held-out nll on the %d validation rows: average %.4f, greedy %.4f", nv,
+           si->cv_average, si->cv_greedy);
+    if (!isnan(si->cv_bagged))
+      printf(", bagged %.4f", si->cv_bagged);
+  }
+  printf("\n");
+}
+
 static void print_summary(const ens_job *j, const fold *f, const double *em, const char *rule,
                           double oob, const double *sel_best, int best, const double *avg_m,
                           double calib, const double *uncal, const double *ens_mc) {
@@ -524,6 +568,7 @@ int ens_job_finish_root(ens_job *j, double train_wall, char *err, size_t errlen)
   /* Weights: uniform over finished members, or greedy selection. */
   const ens_acc *used = &f.test;
   int best = -1, picks = 0;
+  ens_select_info sinfo = {.cv_average = NAN, .cv_greedy = NAN, .cv_bagged = NAN};
   for (int i = 0; i < M; i++)
     counts[i] = f.done[i];
   if (c->combine == ENS_COMBINE_SELECT) {
@@ -537,7 +582,13 @@ int ens_job_finish_root(ens_job *j, double train_wall, char *err, size_t errlen)
       if (f.done[i])
         ret = ens_job_read_rows(j, "val_", j->first + i, vrows + (size_t)i * nv * W, nv);
     if (!ret) {
-      picks = ens_task_select(K, counts, vrows, f.done, &val, M, c->select_max);
+      ens_select_opts so = {.max_picks = c->select_max,
+                            .bags = c->select_bags,
+                            .fraction = c->select_fraction,
+                            .min_rows = ENS_SELECT_MIN_ROWS,
+                            .check = c->select_check,
+                            .seed = c->seed};
+      picks = ens_task_select(K, counts, &sinfo, vrows, f.done, &val, M, &so);
       ret = picks < 0 ? picks : 0;
     }
     /* Pass 2: the selected members' test rows, weighted by their picks. */
@@ -715,6 +766,7 @@ int ens_job_finish_root(ens_job *j, double train_wall, char *err, size_t errlen)
   }
   if (c->combine == ENS_COMBINE_SELECT) {
     ret |= ens_h5_attr_i64(h, "/metrics/ensemble", "select_picks", picks);
+    ret |= write_select_info(h, &sinfo, counts, M, c);
     ret |= ens_h5_attr_i64(h, "/metrics/ensemble", "best_member", j->first + best);
     ret |= write_ens_metrics(j, best_m, "best_member_");
     ret |= write_ens_metrics(j, avg_m, "average_");
@@ -736,6 +788,8 @@ int ens_job_finish_root(ens_job *j, double train_wall, char *err, size_t errlen)
   }
   print_summary(j, &f, em, ens_combine_name(c->combine), oob, best_m, best >= 0 ? j->first + best : -1,
                 avg_m, calib, uncal, ens_mc);
+  if (c->combine == ENS_COMBINE_SELECT)
+    print_select_info(&sinfo, nv, ndone);
   /* Atomic publication: flush, close, give back the unused reserved
    * space, fsync, rename. */
   ens_h5_take_errno();

@@ -16,6 +16,7 @@
 #include "ensemble/fault.h"
 #include "ensemble/lines.h"
 #include "ensemble/node.h"
+#include "ensemble/place.h"
 #include "ensemble/progress.h"
 #include "ensemble/task.h"
 #include "io/storage.h"
@@ -147,6 +148,7 @@ typedef struct ens_job {
   char tmp_path[ENS_PATH_MAX + 256];
   int complete;          /* guard.c: the result exists already, nothing to do */
   uint8_t *lost_ranks;   /* rank 0, collection: ranks that stopped sending (size) */
+  ens_place place;       /* which rank trains which unit, and the record (place.c) */
 } ens_job;
 
 /* ---- before training (guard.c) ---- */
@@ -197,6 +199,8 @@ int ens_job_gather_ranks(ens_job *j);
 int ens_job_write_ranks(ens_job *j);
 
 int ens_job_unit_of(const ens_job *j, int k);
+/* The rank that trained member k in this run (rank 0: any member after the
+ * placement record was gathered; other ranks: their own), -1 when unknown. */
 int ens_job_rank_of(const ens_job *j, int k);
 
 /* ---- members (member.c) ---- */

@@ -1,6 +1,6 @@
 /* Ensemble training across MPI ranks. Work is split into units: a member
- * (seed and bootstrap modes) or a snapshot chain; unit u runs on rank
- * u mod P. Every rank trains its units; rank 0 writes its own members to the
+ * (seed and bootstrap modes) or a snapshot chain; place.c says which rank
+ * trains which ([output] placement). Every rank trains its units; rank 0 writes its own members to the
  * temporary result file as they finish, then visits members in member order,
  * receiving the others' one at a time, writing them and folding them into
  * running sums, so the result does not depend on the number of ranks. */
@@ -30,7 +30,25 @@ int ens_job_unit_of(const ens_job *j, int k) {
   return j->c->mode == ENS_MODE_SNAPSHOT ? k / j->c->snapshots : k;
 }
 
-int ens_job_rank_of(const ens_job *j, int k) { return ens_job_unit_of(j, k) % j->size; }
+/* The rank that trained member k in this run (placement is recorded by
+ * place.c; rank 0 knows every unit's after ens_place_gather). */
+int ens_job_rank_of(const ens_job *j, int k) {
+  return ens_place_owner(&j->place, ens_job_unit_of(j, k));
+}
+
+/* Estimated cost of a unit, for ordering the queue and the cost plan:
+ * forward and backward passes (about 6 flops per parameter and row) and the
+ * optimizer update (about 10 per parameter and step), per epoch. Only its
+ * order and sums matter; the queue corrects what it gets wrong. */
+static double unit_cost(const ens_job *j, int unit) {
+  const int S = j->c->mode == ENS_MODE_SNAPSHOT ? j->c->snapshots : 1;
+  ens_config mc;
+  size_t np = 0, ns = 0;
+  ens_member_config(j, unit * S, &mc);
+  ens_member_sizes(j, unit * S, j->trunk.layers, &np, &ns);
+  const double steps = (double)ens_steps_per_epoch(j->data.n_train, mc.batch);
+  return (double)mc.epochs * ((double)np + ns + 1.0) * (6.0 * j->data.n_train + 10.0 * steps);
+}
 
 /* ---- hooks of the training loop ------------------------------------------ */
 
@@ -138,6 +156,19 @@ static int should_stop(void *ctx) {
   ens_progress_step(&j->progress, t->step, t->epoch < t->epochs ? t->epoch + 1 : t->epochs,
                     t->epochs, loss,
                     el > 0 ? (double)(t->step - u->step_run) * t->batch / el : 0.0);
+  ens_lines_poll(&j->lines);
+  int stop = (j->o->stop && *j->o->stop) || ens_fault_heard(&j->fault);
+  ens_place_serve(&j->place, stop); /* rank 0: hand out units to ranks that ask */
+  return stop;
+}
+
+/* Rank 0 between its units and after them (queue placement): progress
+ * lines and the other ranks' log lines go on, and a signal or a failure
+ * elsewhere stops the handing out. */
+static int idle_poll(void *ctx) {
+  ens_job *j = ctx;
+  ens_progress *p = &j->progress;
+  ens_progress_step(p, 0, p->self.epoch, p->self.epochs, p->self.loss, 0.0);
   ens_lines_poll(&j->lines);
   return (j->o->stop && *j->o->stop) || ens_fault_heard(&j->fault);
 }
@@ -266,7 +297,12 @@ int ens_train_job(const ens_config *c, const ens_job_opts *o, MPI_Comm comm, cha
     steps_total += (int64_t)c->epochs * ens_steps_per_epoch(j->data.n_train, mc.batch);
   }
   int *units = malloc((size_t)(u_last - u_first + 1) * sizeof(int));
-  if (!units ||
+  double *cost = malloc((size_t)(u_last - u_first + 1) * sizeof(double));
+  for (int u = u_first; cost && u < u_last; u++)
+    cost[u - u_first] = unit_cost(j, u);
+  if (!units || !cost ||
+      ens_place_init(&j->place, comm, (ens_place_policy)c->placement, u_first, u_last - u_first,
+                     cost) ||
       ens_progress_init(&j->progress, comm, steps_total, j->last - j->first,
                         c->progress_interval) ||
       ens_fault_init(&j->fault, comm)) {
@@ -274,24 +310,30 @@ int ens_train_job(const ens_config *c, const ens_job_opts *o, MPI_Comm comm, cha
     ret = ENS_ENOMEM;
   }
   ens_lines_init(&j->lines, comm, &j->progress);
+  free(cost);
   /* Every rank reaches the agreement below, even one that failed here. */
   ret = ens_agree(comm, ret, err, errlen);
   j->progress.quiet = c->verbose == 0; /* quiet: errors, warnings and the summary only */
   const int started = !ret;
   int mine = 0;
-  for (int u = u_first; u < u_last && !ret; u++) {
-    if (u % j->size != j->rank)
-      continue;
-    units[mine++] = u;
-    if ((o->stop && *o->stop) || ens_fault_heard(&j->fault)) {
-      /* stopped between units: the rest start fresh */
-      ret = ENS_ESTOPPED;
+  while (started && !ret) {
+    /* The placement says which unit is next here (see place.c). */
+    int stop = (o->stop && *o->stop) || ens_fault_heard(&j->fault);
+    int u = ens_place_next(&j->place, stop);
+    if (u < 0) {
+      if (stop)
+        ret = ENS_ESTOPPED; /* stopped between units: the rest start fresh */
       break;
     }
+    units[mine++] = u;
+    ens_place_started(&j->place, u);
     ret = train_unit(j, u, err, errlen);
+    ens_place_ended(&j->place, u);
     if (ret && ret != ENS_ESTOPPED)
       ens_fault_raise(&j->fault, ret); /* the others stop after their step */
   }
+  if (started) /* rank 0 answers the others until they are all done */
+    ens_place_finish(&j->place, ret != 0 || (o->stop && *o->stop), idle_poll, j);
   if (!mine && !ret && c->verbose)
     ens_lines_printf(&j->lines, "rank %d: idle (%d member%s on %d ranks)", j->rank,
                      j->last - j->first, j->last - j->first == 1 ? "" : "s", j->size);
@@ -311,6 +353,10 @@ int ens_train_job(const ens_config *c, const ens_job_opts *o, MPI_Comm comm, cha
              "stopped by a signal; checkpoints are in %s: run the same command "
              "with --resume to continue",
              j->ckpt.dir);
+  if (started && ens_place_gather(&j->place) && !ret) {
+    snprintf(err, errlen, "gathering the placement record: %s", ens_strerror(ENS_EMPI));
+    ret = ENS_EMPI;
+  }
   ret = ens_agree(comm, ret, err, errlen);
   if (!ret) {
     ret = ens_job_collect(j, now() - t0, err, errlen); /* agreed inside */
@@ -327,6 +373,7 @@ int ens_train_job(const ens_config *c, const ens_job_opts *o, MPI_Comm comm, cha
   }
   ens_fault_free(&j->fault);
   ens_lines_free(&j->lines);
+  ens_place_free(&j->place);
   free(units);
   ens_job_free(j);
   return ret;

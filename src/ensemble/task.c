@@ -334,12 +334,13 @@ void ens_task_calibration_apply(const ens_task *k, float *rows, int n, double f,
     }
 }
 
-int ens_task_select(const ens_task *k, int32_t *counts, const float *vrows, const uint8_t *usable,
-                    const ens_truth *val, int M, int max_picks) {
+int ens_task_select(const ens_task *k, int32_t *counts, ens_select_info *info, const float *vrows,
+                    const uint8_t *usable, const ens_truth *val, int M,
+                    const ens_select_opts *o) {
   if (!k->regress)
-    return ens_select_greedy_probs(counts, vrows, usable, val->y, M, val->n, k->C, max_picks);
-  return ens_select_greedy_gauss(counts, vrows, usable, val->t, M, val->n, k->T, max_picks,
-                                 k->head == ENS_HEAD_GAUSSIAN);
+    return ens_select_robust_probs(counts, info, vrows, usable, val->y, M, val->n, k->C, o);
+  return ens_select_robust_gauss(counts, info, vrows, usable, val->t, M, val->n, k->T,
+                                 k->head == ENS_HEAD_GAUSSIAN, o);
 }
 
 int ens_task_write_rows(hid_t f, const char *prefix, const ens_task *k, const float *rows,

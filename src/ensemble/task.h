@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "ens/config.h"
+#include "ens/metrics.h"
 #include "ens/model.h"
 
 #define ENS_TASK_MAX_METRICS 11
@@ -107,11 +108,16 @@ double ens_task_calibration_fit(const ens_task *k, const float *val_rows, const 
 void ens_task_calibration_apply(const ens_task *k, float *rows, int n, double f, float *alea,
                                 float *epi);
 
-/* Greedy forward selection with replacement on validation rows vrows
- * (M, n_val, W) (Caruana et al. 2004): counts (M) of picks, usable (M).
+/* combine = select: fewer validation rows than this use the plain average. */
+#define ENS_SELECT_MIN_ROWS 20
+
+/* Robust selection (ens_select_robust_*: sorted initialization, bagging,
+ * the held-out fallback to the plain average) on validation rows vrows
+ * (M, n_val, W): counts (M) of picks, usable (M), info filled.
  * Returns the number of picks or a negative ENS_E* code. */
-int ens_task_select(const ens_task *k, int32_t *counts, const float *vrows, const uint8_t *usable,
-                    const ens_truth *val, int M, int max_picks);
+int ens_task_select(const ens_task *k, int32_t *counts, ens_select_info *info, const float *vrows,
+                    const uint8_t *usable, const ens_truth *val, int M,
+                    const ens_select_opts *o);
 
 /* How a member's prediction rows (n, W) are stored: in the datasets
  * names[0..parts) (classify "probs" (n, C); regress "mean" and "var"

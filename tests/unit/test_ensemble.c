@@ -1,4 +1,4 @@
-/* Ensemble mechanics: bootstrap draws and member placement. */
+/* Ensemble mechanics: bootstrap draws and member placement (place.c). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -43,28 +43,62 @@ static void test_bootstrap_unique_fraction(void) {
 }
 
 static void test_placement(void) {
+  /* Snapshot mode: member k belongs to chain k / S. */
   ens_config c;
   ens_config_defaults(&c);
   ens_job j;
   memset(&j, 0, sizeof(j));
   j.c = &c;
   j.size = 3;
-  c.mode = ENS_MODE_SEED;
-  for (int k = 0; k < 10; k++)
-    CU_ASSERT_EQUAL(ens_job_rank_of(&j, k), k % 3);
-  /* Snapshot mode: member k belongs to chain k / S, chain c to rank c mod P. */
   c.mode = ENS_MODE_SNAPSHOT;
   c.snapshots = 4;
   CU_ASSERT_EQUAL(ens_job_unit_of(&j, 5), 1);
+  c.mode = ENS_MODE_SEED;
+  CU_ASSERT_EQUAL(ens_job_unit_of(&j, 5), 5);
+  /* The rank of a member is the placement record's (units 2..5 here). */
+  int32_t owner[4] = {1, 0, -1, 2};
+  j.place.owner = owner;
+  j.place.u_first = 2;
+  j.place.nunits = 4;
+  CU_ASSERT_EQUAL(ens_job_rank_of(&j, 2), 1);
   CU_ASSERT_EQUAL(ens_job_rank_of(&j, 3), 0);
-  CU_ASSERT_EQUAL(ens_job_rank_of(&j, 4), 1);
-  CU_ASSERT_EQUAL(ens_job_rank_of(&j, 13), 0);
+  CU_ASSERT_EQUAL(ens_job_rank_of(&j, 4), -1);
+  CU_ASSERT_EQUAL(ens_job_rank_of(&j, 5), 2);
+  CU_ASSERT_EQUAL(ens_job_rank_of(&j, 6), -1);
+  CU_ASSERT_EQUAL(ens_job_rank_of(&j, 1), -1);
+}
+
+static void test_place_plan(void) {
+  /* Costs of units 10..15: 1, 5, 5, 2, 9, 1 on 3 ranks. */
+  const double cost[6] = {1, 5, 5, 2, 9, 1};
+  int32_t order[6], plan[6];
+  /* modulo: unit u on rank u mod 3, handed out in index order. */
+  CU_ASSERT_EQUAL(ens_place_plan(order, plan, ENS_PLACE_MODULO, 10, 6, 3, cost), 0);
+  for (int i = 0; i < 6; i++) {
+    CU_ASSERT_EQUAL(order[i], i);
+    CU_ASSERT_EQUAL(plan[i], (10 + i) % 3);
+  }
+  /* queue: costliest first, ties to the lower index: 4, 1, 2, 3, 0, 5. */
+  const int32_t want_order[6] = {4, 1, 2, 3, 0, 5};
+  CU_ASSERT_EQUAL(ens_place_plan(order, plan, ENS_PLACE_QUEUE, 10, 6, 3, cost), 0);
+  CU_ASSERT(memcmp(order, want_order, sizeof(order)) == 0);
+  /* cost (LPT): 4 (9) -> r0; 1 (5) -> r1; 2 (5) -> r2; 3 (2) -> r1 (5 < 9, ties lower);
+   * 0 (1) -> r2 (5 < 7); 5 (1) -> r2 (6 < 7, 9). Loads 9, 7, 7. */
+  const int32_t want_plan[6] = {2, 1, 2, 1, 0, 2};
+  CU_ASSERT_EQUAL(ens_place_plan(order, plan, ENS_PLACE_COST, 10, 6, 3, cost), 0);
+  CU_ASSERT(memcmp(order, want_order, sizeof(order)) == 0);
+  CU_ASSERT(memcmp(plan, want_plan, sizeof(plan)) == 0);
+  /* One rank: everything on rank 0. */
+  ens_place_plan(order, plan, ENS_PLACE_COST, 0, 6, 1, cost);
+  for (int i = 0; i < 6; i++)
+    CU_ASSERT_EQUAL(plan[i], 0);
 }
 
 int main(void) {
   static const cu_case cases[] = {{"bootstrap draws are reproducible per member", test_bootstrap_reproducible},
                                   {"bootstrap keeps ~63.2% unique points", test_bootstrap_unique_fraction},
-                                  {"member k runs on rank k mod P", test_placement},
+                                  {"member k: its unit, and the rank the placement record says", test_placement},
+                                  {"placement plans: modulo, queue order, cost (LPT)", test_place_plan},
                                   {NULL, NULL}};
   return cu_run_suite("ensemble", cases);
 }

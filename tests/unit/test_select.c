@@ -473,6 +473,179 @@ static void test_select_gauss_t2(void) {
                2, want, 2);
 }
 
+/* ------------------------------------------------------ robust selection */
+
+/* Members around a true distribution q: member j = softmax(log q + sd_j z). */
+static void noisy_members(float *probs, const float *q, const double *sd, int M, int n, int C,
+                          ens_rng *r) {
+  for (int j = 0; j < M; j++)
+    for (int i = 0; i < n; i++) {
+      double z[16], mx = -INFINITY, s = 0.0;
+      for (int c = 0; c < C; c++) {
+        z[c] = log(fmax(q[(size_t)i * C + c], 1e-6)) + sd[j] * ens_rng_normal(r);
+        mx = fmax(mx, z[c]);
+      }
+      for (int c = 0; c < C; c++)
+        s += exp(z[c] - mx);
+      for (int c = 0; c < C; c++)
+        probs[((size_t)j * n + i) * C + c] = (float)(exp(z[c] - mx) / s);
+    }
+}
+
+static const ens_select_opts robust_opts = {
+    .max_picks = 50, .bags = 20, .fraction = 0.5, .min_rows = 20, .check = 1, .seed = 5};
+
+static void test_select_robust_few_rows(void) {
+  /* 10 rows < min_rows 20: the plain average of the usable members. */
+  enum { M = 4, N = 10, C = 3 };
+  float probs[M * N * C];
+  int32_t y[N], counts[M];
+  ens_rng r;
+  ens_rng_init(&r, 3, 0, ENS_STREAM_TEST, 0);
+  random_probs(probs, M * N, C, 2.0, &r);
+  for (int i = 0; i < N; i++)
+    y[i] = (int32_t)ens_rng_below(&r, C);
+  const uint8_t usable[M] = {1, 0, 1, 1};
+  const int32_t want[M] = {1, 0, 1, 1};
+  ens_select_info info;
+  check_counts("few rows", ens_select_robust_probs(counts, &info, probs, usable, y, M, N, C,
+                                                   &robust_opts),
+               counts, 3, want, M);
+  CU_ASSERT_EQUAL(info.rule, ENS_SELECT_RULE_AVERAGE);
+  CU_ASSERT_EQUAL(info.reason, ENS_SELECT_FEW_ROWS);
+  CU_ASSERT(isnan(info.cv_average));
+  ens_select_opts bad = robust_opts;
+  bad.fraction = 0;
+  CU_ASSERT_EQUAL(ens_select_robust_probs(counts, &info, probs, NULL, y, M, N, C, &bad),
+                  ENS_EINVAL);
+  bad = robust_opts;
+  bad.max_picks = 0;
+  CU_ASSERT_EQUAL(ens_select_robust_probs(counts, &info, probs, NULL, y, M, N, C, &bad),
+                  ENS_EINVAL);
+}
+
+/* NLL on rows (n) of the count-weighted average of probs (M, n, C). */
+static double counts_nll(const int32_t *counts, const float *probs, const int32_t *y, int M,
+                         int n, int C) {
+  return weighted_nll(counts, probs, y, M, n, C);
+}
+
+/* Two regimes, each on fresh test rows drawn like the validation rows:
+ * exchangeable noisy members (the average is what to do; the selection must
+ * not lose more than 1 % to it) and one good member among bad ones (the
+ * selection must beat the average and not lose to the best single member). */
+static void robust_regime(const char *what, const double *sd, int M, int want_average) {
+  enum { NV = 150, NT = 4000, C = 5, MMAX = 12 };
+  float *q = malloc((size_t)(NV + NT) * C * sizeof(float));
+  float *vp = malloc((size_t)MMAX * NV * C * sizeof(float));
+  float *tp = malloc((size_t)MMAX * NT * C * sizeof(float));
+  int32_t *yv = malloc(NV * sizeof(int32_t)), *yt = malloc(NT * sizeof(int32_t));
+  int32_t counts[MMAX], again[MMAX], ones[MMAX];
+  CU_ASSERT_FATAL(q && vp && tp && yv && yt);
+  ens_rng r;
+  ens_rng_init(&r, 17, 0, ENS_STREAM_TEST, 1);
+  random_probs(q, NV + NT, C, 1.5, &r);
+  sample_labels(yv, q, NV, C, &r);
+  sample_labels(yt, q + (size_t)NV * C, NT, C, &r);
+  noisy_members(vp, q, sd, M, NV, C, &r);
+  noisy_members(tp, q + (size_t)NV * C, sd, M, NT, C, &r);
+  ens_select_info info;
+  int picks = ens_select_robust_probs(counts, &info, vp, NULL, yv, M, NV, C, &robust_opts);
+  CU_ASSERT(picks > 0);
+  CU_ASSERT_EQUAL(ens_select_robust_probs(again, &info, vp, NULL, yv, M, NV, C, &robust_opts),
+                  picks);
+  CU_ASSERT(memcmp(counts, again, (size_t)M * sizeof(int32_t)) == 0);
+  int best = 0;
+  for (int j = 0; j < M; j++) {
+    ones[j] = 1;
+    if (ens_metric_nll(vp + (size_t)j * NV * C, yv, NV, C) <
+        ens_metric_nll(vp + (size_t)best * NV * C, yv, NV, C))
+      best = j;
+  }
+  const double sel = counts_nll(counts, tp, yt, M, NT, C);
+  const double avg = counts_nll(ones, tp, yt, M, NT, C);
+  const double single = ens_metric_nll(tp + (size_t)best * NT * C, yt, NT, C);
+  int ok = sel <= 1.01 * avg && sel <= single &&
+           (want_average < 0 || (info.rule == ENS_SELECT_RULE_AVERAGE) == want_average);
+  if (!ok || getenv("ENS_TEST_VERBOSE"))
+    fprintf(stderr, "\n  %s: rule %s, %d picks: test NLL %.5f, average %.5f, best single %.5f\n",
+            what, ens_select_rule_name(info.rule), picks, sel, avg, single);
+  CU_ASSERT(ok);
+  free(q);
+  free(vp);
+  free(tp);
+  free(yv);
+  free(yt);
+}
+
+static void test_select_robust_regimes(void) {
+  const double same[12] = {1.2, 1.2, 1.2, 1.2, 1.2, 1.2, 1.2, 1.2, 1.2, 1.2, 1.2, 1.2};
+  robust_regime("exchangeable members", same, 12, -1);
+  const double one_good[8] = {3.0, 3.0, 0.3, 3.0, 3.0, 3.0, 3.0, 3.0};
+  robust_regime("one good member", one_good, 8, 0);
+}
+
+static void test_select_robust_rules(void) {
+  /* Without the check: bags > 0 is the bagged rule, 0 the greedy one; the
+   * bags depend on the seed; the greedy rule with one bag of everything
+   * starts from the sorted initialization, so it never does worse on the
+   * rows than the 2004 greedy's start (the best member). */
+  enum { M = 10, N = 200, C = 4 };
+  float *probs = malloc((size_t)M * N * C * sizeof(float));
+  int32_t y[N], a[M], b[M], g[M];
+  CU_ASSERT_FATAL(probs != NULL);
+  ens_rng r;
+  ens_rng_init(&r, 23, 0, ENS_STREAM_TEST, 2);
+  random_probs(probs, M * N, C, 2.0, &r);
+  for (int i = 0; i < N; i++)
+    y[i] = (int32_t)ens_rng_below(&r, C);
+  ens_select_opts o = robust_opts;
+  o.check = 0;
+  ens_select_info info;
+  int pa = ens_select_robust_probs(a, &info, probs, NULL, y, M, N, C, &o);
+  CU_ASSERT(pa > 0 && info.rule == ENS_SELECT_RULE_BAGGED && isnan(info.cv_average));
+  int total = 0;
+  for (int j = 0; j < M; j++)
+    total += a[j];
+  CU_ASSERT_EQUAL(total, pa);
+  o.seed = 6;
+  ens_select_robust_probs(b, &info, probs, NULL, y, M, N, C, &o);
+  CU_ASSERT(memcmp(a, b, sizeof(a)) != 0);
+  o.bags = 0;
+  int pg = ens_select_robust_probs(g, &info, probs, NULL, y, M, N, C, &o);
+  CU_ASSERT(pg > 0 && info.rule == ENS_SELECT_RULE_GREEDY && info.init_sum >= 1);
+  double best = INFINITY;
+  for (int j = 0; j < M; j++)
+    best = fmin(best, ens_metric_nll(probs + (size_t)j * N * C, y, N, C));
+  CU_ASSERT(weighted_nll(g, probs, y, M, N, C) <= best);
+  /* With the check, the three held-out losses are reported. */
+  o = robust_opts;
+  ens_select_robust_probs(a, &info, probs, NULL, y, M, N, C, &o);
+  CU_ASSERT(!isnan(info.cv_average) && !isnan(info.cv_greedy) && !isnan(info.cv_bagged));
+  free(probs);
+}
+
+static void test_select_robust_gauss(void) {
+  /* Regression: one exact member among biased ones is kept, the rule is
+   * not the average, and a failed (unusable) member gets no picks. */
+  enum { M = 5, N = 60, T = 1 };
+  float pred[M * N * 2], y[N];
+  ens_rng r;
+  ens_rng_init(&r, 29, 0, ENS_STREAM_TEST, 3);
+  for (int i = 0; i < N; i++)
+    y[i] = (float)ens_rng_normal(&r);
+  for (int j = 0; j < M; j++)
+    for (int i = 0; i < N; i++) {
+      pred[((size_t)j * N + i) * 2] = y[i] + (j == 1 ? 0.05f : 1.5f) * (float)ens_rng_normal(&r);
+      pred[((size_t)j * N + i) * 2 + 1] = j == 1 ? 0.01f : 2.0f;
+    }
+  const uint8_t usable[M] = {1, 1, 1, 0, 1};
+  int32_t counts[M];
+  ens_select_info info;
+  int p = ens_select_robust_gauss(counts, &info, pred, usable, y, M, N, T, 1, &robust_opts);
+  CU_ASSERT(p > 0 && info.rule != ENS_SELECT_RULE_AVERAGE && counts[3] == 0 && counts[1] > 0);
+}
+
 int main(void) {
   static const cu_case cases[] = {
       {"entropy of uniform, one-hot and mixed rows", test_entropy},
@@ -485,6 +658,12 @@ int main(void) {
       {"greedy selection on random members", test_select_probs_random},
       {"greedy selection (gaussian), nll and mse", test_select_gauss},
       {"greedy selection (gaussian), two targets", test_select_gauss_t2},
+      {"robust selection: too few rows -> plain average", test_select_robust_few_rows},
+      {"robust selection: never loses to the average or the best member",
+       test_select_robust_regimes},
+      {"robust selection: rules, bags keyed by seed, sorted init", test_select_robust_rules},
+      {"robust selection (gaussian): keeps the good member, skips failed",
+       test_select_robust_gauss},
       {NULL, NULL},
   };
   return cu_run_suite("select", cases);
