@@ -11,12 +11,11 @@
 
 #include "ens/error.h"
 #include "ensemble/job.h"
+#include "ensemble/tags.h"
 #include "io/fsutil.h"
 #include "io/h5util.h"
 #include "io/storage.h"
 
-#define TAG_META 11
-#define TAG_DATA 12
 
 /* Room for one member's prediction rows (n, W) in their stored parts
  * (ens_task_parts). Returns the number of parts, or 0 without memory. */
@@ -195,7 +194,7 @@ static int send_floats(const float *p, size_t n, int dest, MPI_Comm comm) {
   const size_t piece = (size_t)1 << 30;
   for (size_t off = 0; off < n; off += piece) {
     size_t m = n - off < piece ? n - off : piece;
-    if (ens_comm_send(p + off, (int)m, MPI_FLOAT, dest, TAG_DATA, comm) != MPI_SUCCESS)
+    if (ens_comm_send(p + off, (int)m, MPI_FLOAT, dest, ENS_TAG_DATA, comm) != MPI_SUCCESS)
       return ENS_EMPI;
   }
   return 0;
@@ -205,7 +204,7 @@ static int recv_floats(float *p, size_t n, int src, MPI_Comm comm) {
   const size_t piece = (size_t)1 << 30;
   for (size_t off = 0; off < n; off += piece) {
     size_t m = n - off < piece ? n - off : piece;
-    if (ens_comm_recv(p + off, (int)m, MPI_FLOAT, src, TAG_DATA, comm, MPI_STATUS_IGNORE) !=
+    if (ens_comm_recv(p + off, (int)m, MPI_FLOAT, src, ENS_TAG_DATA, comm, MPI_STATUS_IGNORE) !=
         MPI_SUCCESS)
       return ENS_EMPI;
   }
@@ -337,7 +336,7 @@ int ens_job_get_member(ens_job *j, int i, int k, ens_member_meta *meta, char *er
     ret = read_member(j, j->file, (hsize_t)i, k, meta, &missing);
   } else {
     int src = ens_job_rank_of(j, k);
-    if (ens_comm_recv(meta, (int)sizeof(*meta), MPI_BYTE, src, TAG_META, j->comm,
+    if (ens_comm_recv(meta, (int)sizeof(*meta), MPI_BYTE, src, ENS_TAG_META, j->comm,
                  MPI_STATUS_IGNORE) != MPI_SUCCESS || meta->k != k)
       ret = ENS_EMPI;
     if (!ret && meta->status == ENS_MEMBER_LOST) {
@@ -386,7 +385,7 @@ static void drain(ens_job *j) {
     if (src == 0 || (j->lost_ranks && j->lost_ranks[src]))
       continue;
     ens_member_meta meta;
-    ens_comm_recv(&meta, (int)sizeof(meta), MPI_BYTE, src, TAG_META, j->comm, MPI_STATUS_IGNORE);
+    ens_comm_recv(&meta, (int)sizeof(meta), MPI_BYTE, src, ENS_TAG_META, j->comm, MPI_STATUS_IGNORE);
     size_t len = ens_member_packed_len(j, &meta);
     /* Last resort: without memory to take the member, the sender would
      * block for ever. */
@@ -418,7 +417,7 @@ static int send_held(ens_job *j, char *err, size_t errlen) {
       snprintf(meta.fail_reason, sizeof(meta.fail_reason), "%s", err);
       len = 0;
     }
-    if (ens_comm_send(&meta, (int)sizeof(meta), MPI_BYTE, 0, TAG_META, j->comm) != MPI_SUCCESS)
+    if (ens_comm_send(&meta, (int)sizeof(meta), MPI_BYTE, 0, ENS_TAG_META, j->comm) != MPI_SUCCESS)
       return ENS_EMPI;
     if (ret)
       return ENS_EMPI; /* as rank 0 reports it */

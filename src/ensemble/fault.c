@@ -1,5 +1,6 @@
 /* Agreement on errors across ranks and the early-stop notice (fault.h). */
 #include "ensemble/fault.h"
+#include "ensemble/tags.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -7,7 +8,6 @@
 
 #include "ens/error.h"
 
-#define TAG_FAULT 31
 #define MSG_LEN 2048
 #define POLL_EVERY 0.05 /* seconds between probes for a notice */
 
@@ -60,7 +60,7 @@ void ens_fault_raise(ens_fault *f, int code) {
   f->payload = (int32_t)code;
   for (int r = 0; r < f->size; r++)
     if (r != f->rank)
-      ens_comm_isend(&f->payload, 1, MPI_INT32_T, r, TAG_FAULT, f->comm, &f->reqs[r]);
+      ens_comm_isend(&f->payload, 1, MPI_INT32_T, r, ENS_TAG_FAULT, f->comm, &f->reqs[r]);
 }
 
 int ens_fault_heard(ens_fault *f) {
@@ -71,7 +71,7 @@ int ens_fault_heard(ens_fault *f) {
     return 0;
   f->last_poll = now;
   int flag = 0;
-  ens_comm_iprobe(MPI_ANY_SOURCE, TAG_FAULT, f->comm, &flag, MPI_STATUS_IGNORE);
+  ens_comm_iprobe(MPI_ANY_SOURCE, ENS_TAG_FAULT, f->comm, &flag, MPI_STATUS_IGNORE);
   f->heard = flag;
   return flag;
 }
@@ -82,7 +82,7 @@ void ens_fault_finish(ens_fault *f) {
   /* Every rank that raised sent one notice to each other rank. */
   for (int i = 0; i < total - raised; i++) {
     int32_t v;
-    ens_comm_recv(&v, 1, MPI_INT32_T, MPI_ANY_SOURCE, TAG_FAULT, f->comm, MPI_STATUS_IGNORE);
+    ens_comm_recv(&v, 1, MPI_INT32_T, MPI_ANY_SOURCE, ENS_TAG_FAULT, f->comm, MPI_STATUS_IGNORE);
   }
   if (f->reqs)
     ens_comm_waitall(f->size, f->reqs, MPI_STATUSES_IGNORE);

@@ -1,8 +1,9 @@
 /* Ranks' log lines routed through rank 0 (see lines.h). Each line is one
- * message with tag TAG_LINE on the job's communicator; an empty message is
+ * message with tag ENS_TAG_LINE on the job's communicator; an empty message is
  * a rank's last. Messages of one sender arrive in order (MPI's
  * non-overtaking rule), so a rank's lines keep their order. */
 #include "ensemble/lines.h"
+#include "ensemble/tags.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -11,7 +12,6 @@
 
 #include "ens/error.h"
 
-#define TAG_LINE 41
 
 int ens_lines_init(ens_lines *l, MPI_Comm comm, ens_progress *p) {
   memset(l, 0, sizeof(*l));
@@ -82,7 +82,7 @@ void ens_lines_printf(ens_lines *l, const char *fmt, ...) {
     return;
   }
   memcpy(l->buf[s], line, (size_t)n + 2);
-  ens_comm_isend(l->buf[s], n + 2, MPI_CHAR, 0, TAG_LINE, l->comm, &l->req[s]);
+  ens_comm_isend(l->buf[s], n + 2, MPI_CHAR, 0, ENS_TAG_LINE, l->comm, &l->req[s]);
 }
 
 /* Rank 0: receives the message st announced and prints it. */
@@ -92,7 +92,7 @@ static void take(ens_lines *l, const MPI_Status *st) {
   char line[ENS_LINE_MAX + 1];
   if (count < 0 || count > ENS_LINE_MAX)
     count = ENS_LINE_MAX;
-  ens_comm_recv(line, count, MPI_CHAR, st->MPI_SOURCE, TAG_LINE, l->comm, MPI_STATUS_IGNORE);
+  ens_comm_recv(line, count, MPI_CHAR, st->MPI_SOURCE, ENS_TAG_LINE, l->comm, MPI_STATUS_IGNORE);
   line[count] = '\0';
   if (count == 0)
     l->ended++;
@@ -106,7 +106,7 @@ void ens_lines_poll(ens_lines *l) {
   for (;;) {
     int flag = 0;
     MPI_Status st;
-    ens_comm_iprobe(MPI_ANY_SOURCE, TAG_LINE, l->comm, &flag, &st);
+    ens_comm_iprobe(MPI_ANY_SOURCE, ENS_TAG_LINE, l->comm, &flag, &st);
     if (!flag)
       return;
     take(l, &st);
@@ -117,14 +117,14 @@ void ens_lines_finish(ens_lines *l) {
   if (!l->active)
     return;
   if (l->rank != 0) {
-    ens_comm_send(NULL, 0, MPI_CHAR, 0, TAG_LINE, l->comm);
+    ens_comm_send(NULL, 0, MPI_CHAR, 0, ENS_TAG_LINE, l->comm);
     if (l->cap)
       ens_comm_waitall(l->cap, l->req, MPI_STATUSES_IGNORE);
     return;
   }
   while (l->ended < l->size - 1) {
     MPI_Status st;
-    ens_comm_probe(MPI_ANY_SOURCE, TAG_LINE, l->comm, &st);
+    ens_comm_probe(MPI_ANY_SOURCE, ENS_TAG_LINE, l->comm, &st);
     take(l, &st);
   }
 }

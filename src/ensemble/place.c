@@ -5,6 +5,7 @@
  * longest-processing-time rule), so the last units handed out are the
  * cheap ones that fill the gaps. */
 #include "ensemble/place.h"
+#include "ensemble/tags.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -12,8 +13,6 @@
 
 #include "ens/error.h"
 
-#define TAG_ASK 41    /* non-root -> 0: int, 0 = give me a unit, 1 = I stop asking */
-#define TAG_ANSWER 42 /* 0 -> non-root: int, a unit index, or -1 = no more */
 
 static const double *sort_cost; /* qsort has no context argument */
 
@@ -110,12 +109,12 @@ int ens_place_next(ens_place *p, int stop) {
   if (p->told_done)
     return -1;
   int ask = stop ? 1 : 0, u = -1;
-  ens_comm_send(&ask, 1, MPI_INT, 0, TAG_ASK, p->comm);
+  ens_comm_send(&ask, 1, MPI_INT, 0, ENS_TAG_ASK, p->comm);
   if (stop) {
     p->told_done = 1;
     return -1;
   }
-  ens_comm_recv(&u, 1, MPI_INT, 0, TAG_ANSWER, p->comm, MPI_STATUS_IGNORE);
+  ens_comm_recv(&u, 1, MPI_INT, 0, ENS_TAG_ANSWER, p->comm, MPI_STATUS_IGNORE);
   if (u < 0) {
     p->told_done = 1;
     return -1;
@@ -126,7 +125,7 @@ int ens_place_next(ens_place *p, int stop) {
 /* Answers one request from rank src. */
 static void answer(ens_place *p, int src, int stop) {
   int ask = 0;
-  ens_comm_recv(&ask, 1, MPI_INT, src, TAG_ASK, p->comm, MPI_STATUS_IGNORE);
+  ens_comm_recv(&ask, 1, MPI_INT, src, ENS_TAG_ASK, p->comm, MPI_STATUS_IGNORE);
   if (p->quit[src])
     return;
   if (ask == 1) {
@@ -135,7 +134,7 @@ static void answer(ens_place *p, int src, int stop) {
     return;
   }
   int u = queue_take(p, stop);
-  ens_comm_send(&u, 1, MPI_INT, src, TAG_ANSWER, p->comm);
+  ens_comm_send(&u, 1, MPI_INT, src, ENS_TAG_ANSWER, p->comm);
   if (u < 0) {
     p->quit[src] = 1;
     p->quitting--;
@@ -148,7 +147,7 @@ void ens_place_serve(ens_place *p, int stop) {
   for (;;) {
     int flag = 0;
     MPI_Status st;
-    ens_comm_iprobe(MPI_ANY_SOURCE, TAG_ASK, p->comm, &flag, &st);
+    ens_comm_iprobe(MPI_ANY_SOURCE, ENS_TAG_ASK, p->comm, &flag, &st);
     if (!flag)
       return;
     answer(p, st.MPI_SOURCE, stop);
@@ -161,7 +160,7 @@ void ens_place_finish(ens_place *p, int stop, int (*poll)(void *), void *ctx) {
   if (p->rank != 0) {
     if (!p->told_done) {
       int ask = 1;
-      ens_comm_send(&ask, 1, MPI_INT, 0, TAG_ASK, p->comm);
+      ens_comm_send(&ask, 1, MPI_INT, 0, ENS_TAG_ASK, p->comm);
       p->told_done = 1;
     }
     return;

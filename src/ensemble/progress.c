@@ -1,5 +1,6 @@
 /* Progress reporting across ranks (see progress.h). */
 #include "ensemble/progress.h"
+#include "ensemble/tags.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -7,7 +8,6 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
-#define TAG_PROGRESS 21
 #define SEND_EVERY 1.0 /* seconds between reports of a non-root rank */
 
 int ens_progress_init(ens_progress *p, MPI_Comm comm, int64_t steps_total, int members_total,
@@ -166,11 +166,11 @@ static void poll_reports(ens_progress *p) {
   int flag = 1;
   while (flag) {
     MPI_Status st;
-    ens_comm_iprobe(MPI_ANY_SOURCE, TAG_PROGRESS, p->comm, &flag, &st);
+    ens_comm_iprobe(MPI_ANY_SOURCE, ENS_TAG_PROGRESS, p->comm, &flag, &st);
     if (!flag)
       break;
     ens_progress_msg m;
-    ens_comm_recv(&m, (int)sizeof(m), MPI_BYTE, st.MPI_SOURCE, TAG_PROGRESS, p->comm,
+    ens_comm_recv(&m, (int)sizeof(m), MPI_BYTE, st.MPI_SOURCE, ENS_TAG_PROGRESS, p->comm,
              MPI_STATUS_IGNORE);
     int before = p->all[st.MPI_SOURCE].members_done;
     p->all[st.MPI_SOURCE] = m;
@@ -190,7 +190,7 @@ static void send_report(ens_progress *p, int force) {
   if (!force && now - p->last_send < SEND_EVERY)
     return;
   p->out = p->self;
-  ens_comm_isend(&p->out, (int)sizeof(p->out), MPI_BYTE, 0, TAG_PROGRESS, p->comm, &p->req);
+  ens_comm_isend(&p->out, (int)sizeof(p->out), MPI_BYTE, 0, ENS_TAG_PROGRESS, p->comm, &p->req);
   p->last_send = now;
 }
 
@@ -234,7 +234,7 @@ void ens_progress_finish(ens_progress *p) {
     if (p->req != MPI_REQUEST_NULL)
       ens_comm_wait(&p->req, MPI_STATUS_IGNORE);
     p->out = p->self;
-    ens_comm_send(&p->out, (int)sizeof(p->out), MPI_BYTE, 0, TAG_PROGRESS, p->comm);
+    ens_comm_send(&p->out, (int)sizeof(p->out), MPI_BYTE, 0, ENS_TAG_PROGRESS, p->comm);
     return;
   }
   /* Rank 0 waits for the final report of every rank, reporting meanwhile. */
@@ -244,7 +244,7 @@ void ens_progress_finish(ens_progress *p) {
   while (missing > 0) {
     ens_progress_msg m;
     MPI_Status st;
-    ens_comm_recv(&m, (int)sizeof(m), MPI_BYTE, MPI_ANY_SOURCE, TAG_PROGRESS, p->comm, &st);
+    ens_comm_recv(&m, (int)sizeof(m), MPI_BYTE, MPI_ANY_SOURCE, ENS_TAG_PROGRESS, p->comm, &st);
     int before = p->all[st.MPI_SOURCE].members_done;
     if (m.final && !p->all[st.MPI_SOURCE].final)
       missing--;

@@ -191,6 +191,25 @@ static int write_atomic(const char *path, const char *tmp, const void *buf, size
   return 0;
 }
 
+/* Writes n bytes to tmp, fsyncs and renames it to path (write_atomic); on
+ * failure names the file the user knows (path), and the temporary one when
+ * that is where it failed; either way the temporary file is gone. */
+static int publish(const char *path, const char *tmp, const void *buf, size_t n, const char *what,
+                   char *err, size_t errlen) {
+  int step = 0;
+  int e = write_atomic(path, tmp, buf, n, &step);
+  if (!e)
+    return 0;
+  char how[9000];
+  if (step == STEP_CREATE)
+    snprintf(how, sizeof(how), "%s %s: cannot create %s", what, path, tmp);
+  else if (step == STEP_RENAME)
+    snprintf(how, sizeof(how), "%s %s: cannot rename %s to it", what, path, tmp);
+  else
+    snprintf(how, sizeof(how), "%s %s", what, path);
+  return word_error(err, errlen, e, path, (uint64_t)n, how);
+}
+
 int ens_storage_h5_publish(hid_t f, const char *path, const char *tmp, const char *what, char *err,
                            size_t errlen) {
   char tbuf[4200];
@@ -215,21 +234,9 @@ int ens_storage_h5_publish(hid_t f, const char *path, const char *tmp, const cha
                n > 0 ? "out of memory" : "HDF5 library error");
     return n > 0 ? ENS_ENOMEM : ENS_EHDF5;
   }
-  int step = 0;
-  int e = write_atomic(path, tmp, img, (size_t)n, &step);
+  int ret = publish(path, tmp, img, (size_t)n, what, err, errlen);
   free(img);
-  if (!e)
-    return 0;
-  /* Name the file the user knows (path), and the temporary one when that
-   * is where it failed; either way the temporary file is gone. */
-  char how[9000];
-  if (step == STEP_CREATE)
-    snprintf(how, sizeof(how), "%s %s: cannot create %s", what, path, tmp);
-  else if (step == STEP_RENAME)
-    snprintf(how, sizeof(how), "%s %s: cannot rename %s to it", what, path, tmp);
-  else
-    snprintf(how, sizeof(how), "%s %s", what, path);
-  return word_error(err, errlen, e, path, (uint64_t)n, how);
+  return ret;
 }
 
 int ens_storage_reserve(const char *path, uint64_t bytes, const char *what, char *err,
@@ -626,15 +633,5 @@ int ens_storage_publish_bytes(const char *path, const void *buf, size_t n, const
                               char *err, size_t errlen) {
   char tmp[4200];
   ens_tmp_path(path, tmp, sizeof(tmp));
-  int step = 0, e = write_atomic(path, tmp, buf, n, &step);
-  if (!e)
-    return 0;
-  char how[9000];
-  if (step == STEP_CREATE)
-    snprintf(how, sizeof(how), "%s %s: cannot create %s", what, path, tmp);
-  else if (step == STEP_RENAME)
-    snprintf(how, sizeof(how), "%s %s: cannot rename %s to it", what, path, tmp);
-  else
-    snprintf(how, sizeof(how), "%s %s", what, path);
-  return word_error(err, errlen, e, path, (uint64_t)n, how);
+  return publish(path, tmp, buf, n, what, err, errlen);
 }

@@ -56,11 +56,11 @@ for np in 2 3; do
   code=0
   wait $pid || code=$?
   [ $code = 75 ] || { cat "b$np/log"; fail "b$np: exit $code after USR1, expected 75"; }
-  stop=$(grep -n "stopped by a signal" "b$np/log" | head -1 | cut -d: -f1)
+  stop=$(grep -nE "stopped by (a signal|SIG[A-Z0-9]+)" "b$np/log" | head -1 | cut -d: -f1)
   [ -n "$stop" ] || { cat "b$np/log"; fail "b$np: no stop message"; }
   last=$(grep -n "^\[member" "b$np/log" | tail -1 | cut -d: -f1)
   [ "$last" -lt "$stop" ] || { tail -20 "b$np/log"; fail "b$np: member lines after the stop message"; }
-  [ "$(grep -vE "$member|$progress|$other|stopped by a signal|^mpirun: Forwarding signal|^-{20,}$|^ens train: |^$" "b$np/log" | grep -cE "^\[member|epoch [0-9]")" = 0 ] ||
+  [ "$(grep -vE "$member|$progress|$other|stopped by (a signal|SIG[A-Z0-9]+)|^mpirun: Forwarding signal|^-{20,}$|^ens train: |^$" "b$np/log" | grep -cE "^\[member|epoch [0-9]")" = 0 ] ||
     fail "b$np: cut member lines"
   echo "ok: b$np: last member line $last, stop message at line $stop"
 done
