@@ -72,8 +72,11 @@ for li, (v, g, b) in enumerate(avg):
 print("ok: /ensemble/params averages the members' effective weights")
 PY
 # Stop and resume (data-dependent init: the resumed run must not redo it).
+# An epoch of this network takes milliseconds: 100 epochs, so that the stop
+# lands mid-run however fast the machine.
 $PY "$SRC/tests/integration/make_data.py" big.h5 8000 16 3
-stop_resume wn -c "$WORK/job.ini" --set data.path="$WORK/big.h5" --set model.weightnorm_init=data
+stop_resume wn -c "$WORK/job.ini" --set data.path="$WORK/big.h5" --set model.weightnorm_init=data \
+  --set train.epochs=100
 # One SGD step against PyTorch: ens's initial parameters come from a run
 # with lr 1e-30 (the step leaves them as they are), the stepped ones from lr
 # 0.1; torch takes the same step from the former with weight_norm layers and
