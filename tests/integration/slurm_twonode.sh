@@ -70,15 +70,21 @@ same_result ref/result.h5 multi/result.h5 || job_fail multi "$id" "2-node job re
 echo "ok: fashion-multinode.sbatch on 2 nodes x 2 tasks identical to 1 rank ($((SECONDS - t_start))s)"
 
 # 1b. The same with srun --mpi=pmix as the launcher.
-ENS_LAUNCHER=srun ENS_CONFIG=$WORK/job.ini submit multi-srun --nodes=2 --ntasks-per-node=2 "$SRC/jobs/fashion-multinode.sbatch"
-id=$JOB
-expect_done multi-srun "$id" "fashion-multinode.sbatch on 2 nodes with ENS_LAUNCHER=srun"
-grep -q "^ens-job: srun --mpi=pmix" multi-srun/job.out || job_fail multi-srun "$id" "the job did not launch with srun"
-grep -q "^layout: 4 ranks on 2 nodes" multi-srun/job.out || job_fail multi-srun "$id" "srun: no 2-node layout line"
-grep -q "^ens-job: done: result $WORK/multi-srun/result.h5 " multi-srun/job.out ||
-  job_fail multi-srun "$id" "no 'done: result <absolute path>' line"
-same_result multi/result.h5 multi-srun/result.h5 || job_fail multi-srun "$id" "srun and mpirun results differ on 2 nodes"
-echo "ok: ENS_LAUNCHER=srun on 2 nodes x 2 tasks identical to mpirun ($((SECONDS - t_start))s)"
+# Without a mount namespace (a chroot) the simulated nodes share one PMIx
+# TmpFS (scripts/slurm-cluster says so), and srun on both nodes would clash.
+if [ -f "${ENS_SLURM_DIR:-/tmp/ens-slurm}/no-private-tmp" ]; then
+  echo "note: no mount namespace here: srun on 2 simulated nodes not tested (mpirun was)"
+else
+  ENS_LAUNCHER=srun ENS_CONFIG=$WORK/job.ini submit multi-srun --nodes=2 --ntasks-per-node=2 "$SRC/jobs/fashion-multinode.sbatch"
+  id=$JOB
+  expect_done multi-srun "$id" "fashion-multinode.sbatch on 2 nodes with ENS_LAUNCHER=srun"
+  grep -q "^ens-job: srun --mpi=pmix" multi-srun/job.out || job_fail multi-srun "$id" "the job did not launch with srun"
+  grep -q "^layout: 4 ranks on 2 nodes" multi-srun/job.out || job_fail multi-srun "$id" "srun: no 2-node layout line"
+  grep -q "^ens-job: done: result $WORK/multi-srun/result.h5 " multi-srun/job.out ||
+    job_fail multi-srun "$id" "no 'done: result <absolute path>' line"
+  same_result multi/result.h5 multi-srun/result.h5 || job_fail multi-srun "$id" "srun and mpirun results differ on 2 nodes"
+  echo "ok: ENS_LAUNCHER=srun on 2 nodes x 2 tasks identical to mpirun ($((SECONDS - t_start))s)"
+fi
 
 # 1c. A launch that fails: both nodes' PMIx client directories in one /tmp
 # (what each node's own TmpFS prevents). srun reports the failed task launch
