@@ -10,8 +10,11 @@ The module takes raw rows, (n, features) or (n, *input shape), and returns the
 probabilities (n, C) for a classification result, or a dict with "mean" and
 "var" (n, T) for a regression result (original units of y), as `ens predict`
 writes them: networks run in float32 like ens, member sums, calibration and
-variance mixtures in float64 like ens. Layers it does not know (anything but
-dense, batchnorm, relu and dropout) are refused by name. MC-dropout is not
+variance mixtures in float64 like ens. Members may be MLPs or layer-list
+networks (conv, batch norm per feature or channel, max/avg/global average
+pooling, flatten, relu, dropout, dense), weight-normalized or not, after a
+shared trunk or not; image results take (n, C*H*W), (n, H, W) or (n, C, H, W)
+rows. Layers it does not know are refused by name. MC-dropout is not
 exported (the module is deterministic: dropout is the identity).
 
 Exit codes: 0 written, 1 input or usage error (the message names the file and
