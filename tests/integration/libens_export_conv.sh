@@ -8,6 +8,7 @@
 #   wnconv   weight-normalized conv and dense, average pooling, global
 #            average pooling; (n,H,W) images standardized globally;
 #   wnmlp    a weight-normalized MLP with batch norm and dropout (flat rows);
+#   wnparams a weight-normalized conv net, combine = params (/ensemble/params);
 #   convreg  an image regression (Gaussian heads, per-feature standardization);
 #   convtrunk a pretrained conv trunk (2 blocks of the layer list) + heads;
 #   convsearch a search over layer lists, combine = select, temperature;
@@ -46,6 +47,8 @@ job conv img2c.h5 "layers = conv 4 3 pad 1, bn, relu, maxpool 2, conv 6 3 stride
 job wnconv img.h5 "layers = conv 4 3, relu, avgpool 2 stride 2, conv 6 3 pad 1, bn, relu, gap, dense 8, relu" \
   "model.weightnorm = true" "data.standardize_by = global"
 job wnmlp data.h5 "hidden = 16,8" "model.weightnorm = true" "model.batchnorm = true" "model.dropout = 0.1"
+job wnparams img.h5 "layers = conv 4 3 pad 1, bn, relu, maxpool 2, flatten, dense 8, relu" \
+  "model.weightnorm = true" "ensemble.combine = params"
 job convreg imgreg.h5 "layers = conv 4 3 pad 1, relu, maxpool 2, flatten, dense 8, relu" \
   "train.optimizer = adam" "train.lr = 0.005"
 job convtrunk img.h5 "layers = conv 4 3 pad 1, bn, relu, maxpool 2, conv 6 3 pad 1, relu, gap, dense 8, relu" \
@@ -57,7 +60,8 @@ MEMBERS=4 job convsearch img.h5 "layers = conv 4 3 pad 1, relu, maxpool 2, flatt
 $PY - <<'PY' || fail "TorchScript differs from ens predict"
 import h5py, numpy as np, torch
 torch.set_num_threads(1)
-for r, data in [("conv", "img2c"), ("wnconv", "img"), ("wnmlp", "data"), ("convreg", "imgreg"),
+for r, data in [("conv", "img2c"), ("wnconv", "img"), ("wnmlp", "data"), ("wnparams", "img"),
+                ("convreg", "imgreg"),
                 ("convtrunk", "img"), ("convsearch", "img")]:
     m = torch.jit.load(f"{r}.pt")
     x = torch.from_numpy(h5py.File(f"{data}.h5", "r")["test/x"][()].astype(np.float64))
