@@ -86,7 +86,7 @@ def _parse_int(word, lo, item, path):
     return v
 
 
-def _parse_layers(text, path):
+def _parse_layers(text, path, where):
     """The layer-list syntax of src/nn/layerlist.c ('conv 32 3 pad 1, bn, relu,
     maxpool 2, flatten, dense 128, relu') -> specs [(kind, n, k, stride, pad, block)];
     a block starts at each weight layer after the first."""
@@ -122,8 +122,9 @@ def _parse_layers(text, path):
         elif kind == "dropout" and len(w) == 2:
             pass  # the identity at inference (MC-dropout is not exported)
         else:
-            raise ExportError(f"{path}: cannot export layer '{w[0]}' (layer list item "
-                              f"'{item.strip()}'): export_torch.py knows {', '.join(LIST_KINDS)}")
+            raise ExportError(f"{path}: cannot export layer '{w[0]}' (item '{item.strip()}' of "
+                              f"{where} = '{text}'): export_torch.py knows "
+                              f"{', '.join(LIST_KINDS)}")
         if kind in ("dense", "conv"):
             if weights > 0:
                 block += 1
@@ -446,7 +447,7 @@ def build(path, rule=None, calibrate=True):
                 text = _as_str(model.attrs.get("layer_list", b"")).strip()
             wn = int(a.attrs.get("weightnorm", model.attrs.get("weightnorm", 0)))
             if text:
-                specs, nh = _parse_layers(text, path)
+                specs, nh = _parse_layers(text, path, where)
                 return _Net(specs, nh, shape, wn)
             hidden = (_hidden_list(g.attrs["hidden"]) if g is not None and "hidden" in g.attrs
                       else _hidden_list(_read(f, path, "/model/hidden")))
