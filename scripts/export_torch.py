@@ -10,8 +10,11 @@ The module takes raw rows, (n, features) or (n, *input shape), and returns the
 probabilities (n, C) for a classification result, or a dict with "mean" and
 "var" (n, T) for a regression result (original units of y), as `ens predict`
 writes them: networks run in float32 like ens, member sums, calibration and
-variance mixtures in float64 like ens. Layers it does not know (anything but
-dense, batchnorm, relu and dropout) are refused by name. MC-dropout is not
+variance mixtures in float64 like ens. Members may be MLPs or layer-list
+networks (conv, batch norm per feature or channel, max/avg/global average
+pooling, flatten, relu, dropout, dense), weight-normalized or not, after a
+shared trunk or not; image results take (n, C*H*W), (n, H, W) or (n, C, H, W)
+rows. Layers it does not know are refused by name. MC-dropout is not
 exported (the module is deterministic: dropout is the identity).
 
 Exit codes: 0 written, 1 input or usage error (the message names the file and
@@ -29,7 +32,10 @@ from typing import Dict, List
 import numpy as np
 
 RULES = ("average", "vote", "params", "select")
-KNOWN_LAYERS = ("dense", "batchnorm", "relu", "dropout")
+# Kinds of /model layers (the description ens writes) and of a layer list.
+KNOWN_LAYERS = ("dense", "wndense", "conv", "wnconv", "batchnorm", "relu", "dropout", "maxpool",
+                "avgpool", "gap", "flatten")
+LIST_KINDS = ("dense", "conv", "bn", "relu", "dropout", "maxpool", "avgpool", "gap", "flatten")
 VAR_FLOOR = 1e-6  # ENS_VAR_FLOOR, in the standardized units of y
 SOFTPLUS_LINEAR = 20.0
 BN_EPS = 1e-5
@@ -58,6 +64,10 @@ def _attr(obj, key, path, where):
     return v.decode() if isinstance(v, bytes) else v
 
 
+def _as_str(v):
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
 def _hidden_list(v):
     if isinstance(v, bytes):
         v = v.decode()
@@ -66,51 +76,195 @@ def _hidden_list(v):
     return [int(t) for t in np.atleast_1d(v)]
 
 
-def _blocks(in_w, hidden, bn, first, last, with_output, outputs):
-    """Layer list of blocks [first, last) (+ output) as in src/nn/model.c:
-    dense, [batchnorm], relu, [dropout] per block, then the output dense."""
-    layers, w = [], in_w if first == 0 else hidden[first - 1]
-    for b in range(first, last):
-        layers.append(("dense", w, hidden[b]))
+def _parse_int(word, lo, item, path):
+    try:
+        v = int(word)
+    except ValueError:
+        v = lo - 1
+    if v < lo:
+        raise ExportError(f"{path}: layer list item '{item}': '{word}' is not an integer >= {lo}")
+    return v
+
+
+def _parse_layers(text, path, where):
+    """The layer-list syntax of src/nn/layerlist.c ('conv 32 3 pad 1, bn, relu,
+    maxpool 2, flatten, dense 128, relu') -> specs [(kind, n, k, stride, pad, block)];
+    a block starts at each weight layer after the first."""
+    specs, weights, block = [], 0, 0
+    for item in text.split(","):
+        w = item.split()
+        if not w:
+            raise ExportError(f"{path}: layer list '{text}' has an empty item")
+        kind, n, k, stride, pad = w[0].lower(), 0, 0, 1, 0
+        if kind in ("dense", "linear") and len(w) == 2:
+            kind, n = "dense", _parse_int(w[1], 1, item, path)
+        elif kind == "conv" and len(w) >= 3 and len(w) % 2 == 1:
+            n, k = _parse_int(w[1], 1, item, path), _parse_int(w[2], 1, item, path)
+            for i in range(3, len(w), 2):
+                if w[i].lower() == "stride":
+                    stride = _parse_int(w[i + 1], 1, item, path)
+                elif w[i].lower() == "pad":
+                    pad = _parse_int(w[i + 1], 0, item, path)
+                else:
+                    raise ExportError(f"{path}: layer list item '{item.strip()}': unknown word '{w[i]}'")
+        elif kind in ("maxpool", "avgpool") and len(w) in (2, 4):
+            k = stride = _parse_int(w[1], 1, item, path)
+            if len(w) == 4:
+                if w[2].lower() != "stride":
+                    raise ExportError(f"{path}: layer list item '{item.strip()}': expected 'stride S'")
+                stride = _parse_int(w[3], 1, item, path)
+        elif kind in ("bn", "batchnorm") and len(w) == 1:
+            kind = "batchnorm"
+        elif kind in ("gap", "globalavgpool") and len(w) == 1:
+            kind = "gap"
+        elif kind in ("relu", "flatten") and len(w) == 1:
+            pass
+        elif kind == "dropout" and len(w) == 2:
+            pass  # the identity at inference (MC-dropout is not exported)
+        else:
+            raise ExportError(f"{path}: cannot export layer '{w[0]}' (item '{item.strip()}' of "
+                              f"{where} = '{text}'): export_torch.py knows "
+                              f"{', '.join(LIST_KINDS)}")
+        if kind in ("dense", "conv"):
+            if weights > 0:
+                block += 1
+            weights += 1
+        specs.append((kind, n, k, stride, pad, block))
+    return specs, block + 1
+
+
+def _mlp_specs(hidden, bn):
+    """The MLP form of src/nn/model.c: dense, [batchnorm], relu per block
+    (dropout is the identity at inference)."""
+    specs = []
+    for b, h in enumerate(hidden):
+        specs.append(("dense", h, 0, 1, 0, b))
         if bn:
-            layers.append(("batchnorm", hidden[b], hidden[b]))
-        layers.append(("relu", hidden[b], hidden[b]))
-        w = hidden[b]
+            specs.append(("batchnorm", 0, 0, 1, 0, b))
+        specs.append(("relu", 0, 0, 1, 0, b))
+    return specs, len(hidden)
+
+
+class _Net:
+    """One network's architecture: specs, block count, input shape, weightnorm."""
+
+    def __init__(self, specs, n_hidden, shape, wn):
+        self.specs, self.n_hidden, self.shape, self.wn = specs, n_hidden, shape, wn
+
+
+def _layers(net, first, last, with_output, outputs, path):
+    """Blocks [first, last) (+ the output dense) as (kind, spec, in shape, out
+    shape), shapes inferred from the network's input like build_layers in
+    src/nn/model.c. A shape is (C, H, W) for an image, (n,) for a flat row."""
+    specs = list(net.specs)
     if with_output:
-        layers.append(("dense", w, outputs))
-    return layers
+        specs.append(("dense", outputs, 0, 1, 0, net.n_hidden))
+    cur, out = net.shape, []
+    for i, sp in enumerate(specs):
+        kind, n, k, stride, pad, block = sp
+        img = len(cur) == 3
+        where = f"{path}: layer {i + 1} ({kind}) on input shape {cur}"
+        if kind == "dense":
+            if img:
+                raise ExportError(f"{where}: a dense layer needs a flat input")
+            nxt = (n,)
+        elif kind in ("conv", "maxpool", "avgpool"):
+            if not img:
+                raise ExportError(f"{where}: needs an image input")
+            C, H, W = cur
+            if k > H + 2 * pad or k > W + 2 * pad:
+                raise ExportError(f"{where}: the window is larger than the input")
+            Ho, Wo = (H + 2 * pad - k) // stride + 1, (W + 2 * pad - k) // stride + 1
+            nxt = (n if kind == "conv" else C, Ho, Wo)
+        elif kind == "gap":
+            if not img:
+                raise ExportError(f"{where}: needs an image input")
+            nxt = (cur[0],)
+        elif kind == "flatten":
+            nxt = (int(np.prod(cur)),)
+        else:
+            nxt = cur
+        if first <= block and (block < last or i == len(net.specs)):
+            out.append((kind, sp, cur, nxt))
+        cur = nxt
+    return out
 
 
-def _sequential(layers, params, stats, path, pname):
-    """nn.Sequential over the flat parameter (and statistics) vectors."""
+def _wn(v, g):
+    """Effective weights of weightnorm.c: per row, one float scale g / ||v||
+    (norm in double), times v in float."""
+    v2 = v.reshape(v.shape[0], -1)
+    s = np.sqrt((v2.astype(np.float64) ** 2).sum(axis=1))
+    scale = np.where(s > 0, g.astype(np.float64) / np.where(s > 0, s, 1.0), 0.0).astype(np.float32)
+    return (scale[:, None] * v2).astype(np.float32).reshape(v.shape)
+
+
+def _sequential(net, first, last, with_output, outputs, params, stats, path, pname):
+    """nn.Sequential of a network's blocks over its flat parameter (and
+    statistics) vectors, in the layouts of src/nn/layers.c and weightnorm.c:
+    dense W (out, in) then b; conv W (O, C, k, k) then b; weight-normalized
+    v, g (per output unit), b; batch norm gamma, beta (params) and running
+    mean, var (stats) per feature or channel."""
     torch = _torch()
     nn = torch.nn
-    need_p = sum(o * i + o if k == "dense" else 2 * o if k == "batchnorm" else 0
-                 for k, i, o in layers)
-    need_s = sum(2 * o for k, i, o in layers if k == "batchnorm")
+    layers = _layers(net, first, last, with_output, outputs, path)
+    need_p = need_s = 0
+    for kind, sp, si, so in layers:
+        if kind == "dense":
+            need_p += so[0] * si[0] + so[0] + (so[0] if net.wn else 0)
+        elif kind == "conv":
+            need_p += sp[1] * si[0] * sp[2] * sp[2] + sp[1] + (sp[1] if net.wn else 0)
+        elif kind == "batchnorm":
+            need_p += 2 * si[0]
+            need_s += 2 * si[0]
     if params.size != need_p or stats.size != need_s:
         raise ExportError(f"{path}: {pname} holds {params.size} parameters and {stats.size} "
                           f"statistics; the stored architecture needs {need_p} and {need_s}")
-    mods, po, so = [], 0, 0
-    for kind, i, o in layers:
+    mods, po, so_ = [], 0, 0
+    if first == 0 and len(net.shape) == 3:
+        mods.append(nn.Unflatten(1, net.shape))  # standardized rows -> NCHW
+    t = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))  # noqa: E731
+
+    def weights(shape):
+        nonlocal po
+        rows, size = shape[0], int(np.prod(shape))
+        w = params[po:po + size].reshape(shape)
+        po += size
+        if net.wn:
+            w = _wn(w, params[po:po + rows])
+            po += rows
+        b = params[po:po + rows]
+        po += rows
+        return t(w), t(b)
+
+    for kind, sp, si, sout in layers:
         if kind == "dense":
-            lin = nn.Linear(i, o)
-            lin.weight.data = torch.from_numpy(params[po:po + o * i].reshape(o, i).copy())
-            po += o * i
-            lin.bias.data = torch.from_numpy(params[po:po + o].copy())
-            po += o
+            lin = nn.Linear(si[0], sout[0])
+            lin.weight.data, lin.bias.data = weights((sout[0], si[0]))
             mods.append(lin)
+        elif kind == "conv":
+            conv = nn.Conv2d(si[0], sp[1], sp[2], stride=sp[3], padding=sp[4])
+            conv.weight.data, conv.bias.data = weights((sp[1], si[0], sp[2], sp[2]))
+            mods.append(conv)
         elif kind == "batchnorm":
-            bn = nn.BatchNorm1d(o, eps=BN_EPS)
-            bn.weight.data = torch.from_numpy(params[po:po + o].copy())
-            bn.bias.data = torch.from_numpy(params[po + o:po + 2 * o].copy())
-            po += 2 * o
-            bn.running_mean = torch.from_numpy(stats[so:so + o].copy())
-            bn.running_var = torch.from_numpy(stats[so + o:so + 2 * o].copy())
-            so += 2 * o
+            c = si[0]
+            bn = (nn.BatchNorm2d if len(si) == 3 else nn.BatchNorm1d)(c, eps=BN_EPS)
+            bn.weight.data, bn.bias.data = t(params[po:po + c]), t(params[po + c:po + 2 * c])
+            po += 2 * c
+            bn.running_mean, bn.running_var = t(stats[so_:so_ + c]), t(stats[so_ + c:so_ + 2 * c])
+            so_ += 2 * c
             mods.append(bn)
         elif kind == "relu":
             mods.append(nn.ReLU())
+        elif kind == "maxpool":
+            mods.append(nn.MaxPool2d(sp[2], stride=sp[3]))
+        elif kind == "avgpool":
+            mods.append(nn.AvgPool2d(sp[2], stride=sp[3]))
+        elif kind == "gap":
+            mods.append(nn.AdaptiveAvgPool2d(1))
+            mods.append(nn.Flatten())
+        elif kind == "flatten":
+            mods.append(nn.Flatten())
     return nn.Sequential(*mods).eval()
 
 
@@ -277,8 +431,35 @@ def build(path, rule=None, calibrate=True):
         tl = int(_attr(model, "trunk_layers", path, "/model"))
         members = int(_attr(f, "members", path, "/"))
         first = int(_attr(f, "first_member", path, "/"))
-        hidden0 = _hidden_list(_read(f, path, "/model/hidden"))
-        bn0 = int(_attr(model, "batchnorm", path, "/model"))
+        shape = (d,)
+        ich, ih, iw = (int(model.attrs.get(a, 0)) for a in
+                       ("input_channels", "input_height", "input_width"))
+        if ich > 0 and ih > 0 and iw > 0 and ich * ih * iw == d:
+            shape = (ich, ih, iw)
+
+        def arch(g, where):
+            """The network of /model (g None) or of member group g: its layer
+            list (on images of the stored shape), else its MLP form."""
+            a = model if g is None else g
+            text = a.attrs.get("layers" if g is not None else "layer_list", b"")
+            text = (text.decode() if isinstance(text, bytes) else str(text)).strip()
+            if g is not None and not text and "hidden" not in g.attrs:
+                text = _as_str(model.attrs.get("layer_list", b"")).strip()
+            wn = int(a.attrs.get("weightnorm", model.attrs.get("weightnorm", 0)))
+            if text:
+                specs, nh = _parse_layers(text, path, where)
+                return _Net(specs, nh, shape, wn)
+            hidden = (_hidden_list(g.attrs["hidden"]) if g is not None and "hidden" in g.attrs
+                      else _hidden_list(_read(f, path, "/model/hidden")))
+            bn = int(a.attrs["batchnorm"]) if "batchnorm" in a.attrs else \
+                int(_attr(model, "batchnorm", path, "/model"))
+            specs, nh = _mlp_specs(hidden, bn)
+            return _Net(specs, nh, (d,), wn)
+
+        net0 = arch(None, "/model layer_list")
+        if tl > net0.n_hidden:
+            raise ExportError(f"{path}: /model trunk_layers = {tl} but the model has "
+                              f"{net0.n_hidden} blocks")
         default_rule = cfg.get("ensemble", "combine", fallback="average")
         rule = rule or default_rule
         if rule not in RULES:
@@ -295,7 +476,7 @@ def build(path, rule=None, calibrate=True):
             raise ExportError(f"{path}: /model/input_mean or input_std does not hold {d} values")
         trunk = nn.Identity()
         if tl > 0:
-            trunk = _sequential(_blocks(d, hidden0, bn0, 0, tl, False, 0),
+            trunk = _sequential(net0, 0, tl, False, 0,
                                 _read(f, path, "/trunk/params").astype(np.float32),
                                 f["trunk/bn_stats"][()].astype(np.float32) if "trunk/bn_stats" in f
                                 else np.zeros(0, np.float32), path, "/trunk/params")
@@ -309,7 +490,7 @@ def build(path, rule=None, calibrate=True):
                                   f"{default_rule} (parameter averaging is stored only for "
                                   f"combine = params)")
             st = f["ensemble/bn_stats"][()] if "ensemble/bn_stats" in f else np.zeros(0)
-            nets.append(_sequential(_blocks(d, hidden0, bn0, tl, len(hidden0), True, outputs),
+            nets.append(_sequential(net0, tl, net0.n_hidden, True, outputs,
                                     f["ensemble/params"][()].astype(np.float32),
                                     st.astype(np.float32), path, "/ensemble/params"))
             weights.append(1.0)
@@ -332,10 +513,9 @@ def build(path, rule=None, calibrate=True):
                 w = sel[k - first] if sel is not None else 1.0
                 if w == 0.0:
                     continue
-                hidden = _hidden_list(g.attrs["hidden"]) if "hidden" in g.attrs else hidden0
-                bn = int(g.attrs["batchnorm"]) if "batchnorm" in g.attrs else bn0
+                net = arch(g, f"/members/{k} layers")
                 st = g["bn_stats"][()] if "bn_stats" in g else np.zeros(0)
-                nets.append(_sequential(_blocks(d, hidden, bn, tl, len(hidden), True, outputs),
+                nets.append(_sequential(net, tl, net.n_hidden, True, outputs,
                                         _read(f, path, f"/members/{k}/params").astype(np.float32),
                                         st.astype(np.float32), path, f"/members/{k}/params"))
                 weights.append(w)
