@@ -221,6 +221,16 @@ ens_job_main() {
 
   local state result msg
   state=$(ens_job_status state)
+  # mpirun given SIGTERM exits 1 at once, while its ranks may still be
+  # writing their checkpoints and the outcome: wait for it (a few seconds,
+  # well within SLURM's KillWait before the SIGKILL).
+  local waited=0
+  while ((ens_job_stop)) && [[ $state == running ]] && ((waited < 50)); do
+    sleep 0.2 &
+    wait $! 2>/dev/null
+    waited=$((waited + 1))
+    state=$(ens_job_status state)
+  done
   local ran=0
   [[ $state == running ]] && ran=1
   result=$(ens_job_status result)
