@@ -488,6 +488,22 @@ static const char *field(const ens_csv *c, int row, int col) {
 }
 
 /* Resolves "name|index[,...]" against the main table's header. */
+/* The header's column names for a message, "a, b, c", cut with "..." when
+ * they do not fit in list (len bytes). */
+static void column_list(char *list, size_t len, const ens_csv *m) {
+  char b[SHOW_BUF];
+  size_t used = 0;
+  list[0] = '\0';
+  for (int k = 0; k < m->cols; k++) {
+    int wr = snprintf(list + used, len - used, "%s%s", k ? ", " : "", show(b, m->names[k]));
+    if (wr < 0 || (size_t)wr >= len - used - 4) {
+      snprintf(list + used, len - used, "%s...", k ? ", " : "");
+      break;
+    }
+    used += (size_t)wr;
+  }
+}
+
 static int resolve_targets(enc *E, ens_csv_data *out) {
   const ens_csv *m = E->m;
   const char *spec = E->o->target;
@@ -533,19 +549,8 @@ static int resolve_targets(enc *E, ens_csv_data *out) {
     if (c < 0) {
       size_t digits = strspn(item, "0123456789");
       if (digits != n) {
-        /* The column list, cut with "..." when it does not fit. */
-        char b[SHOW_BUF], list[256];
-        size_t used = 0;
-        list[0] = '\0';
-        for (int k = 0; k < m->cols; k++) {
-          int wr = snprintf(list + used, sizeof list - used, "%s%s", k ? ", " : "",
-                            show(b, m->names[k]));
-          if (wr < 0 || (size_t)wr >= sizeof list - used - 4) {
-            snprintf(list + used, sizeof list - used, "%s...", k ? ", " : "");
-            break;
-          }
-          used += (size_t)wr;
-        }
+        char list[256];
+        column_list(list, sizeof list, m);
         char hint[96] = "";
         if (m->cols == 1)
           ens_csv_delimiter_hint(hint, sizeof hint, m->names[0], E->delim);
@@ -611,18 +616,8 @@ static int each_column(enc *E, const char *spec, const char *opt, int *cols, int
     if (c < 0 && strspn(item, "0123456789") == len && len < 10 && atoi(item) < m->cols)
       c = atoi(item);
     if (c < 0) {
-      char b[SHOW_BUF], list[256];
-      size_t used = 0;
-      list[0] = '\0';
-      for (int k = 0; k < m->cols; k++) {
-        int wr = snprintf(list + used, sizeof list - used, "%s%s", k ? ", " : "",
-                          show(b, m->names[k]));
-        if (wr < 0 || (size_t)wr >= sizeof list - used - 4) {
-          snprintf(list + used, sizeof list - used, "%s...", k ? ", " : "");
-          break;
-        }
-        used += (size_t)wr;
-      }
+      char list[256];
+      column_list(list, sizeof list, m);
       ens_errorf(E->err, E->errlen, "%s: line %ld: %s '%s': no such column (columns: %s)",
                  m->name, first_line(m), opt, show(a, item), list);
       return ENS_EINVAL;
