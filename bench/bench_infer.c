@@ -77,7 +77,7 @@ int main(int argc, char **argv) {
   }
   ens_infer_ws *big = NULL, *one = NULL;
   if (!a || !b || !pred || !lat || ens_infer_ws_create(&big, m, n, batch) ||
-      ens_infer_ws_create(&one, m, 1, 0)) {
+      ens_infer_ws_create(&one, m, 1, batch)) {
     fprintf(stderr, "setup: %s\n", ens_infer_errmsg());
     return 1;
   }

@@ -193,6 +193,10 @@ void ens_model_predict_mc(ens_model *m, float *pred, const float *x, int n, long
                           uint64_t seed, uint32_t member, uint32_t pass);
 /* Eval-mode outputs (n, out) without softmax (trunk features). */
 void ens_model_features(ens_model *m, float *out, const float *x, int n);
+/* Prediction rows pred (n, pred width) from output-layer rows z (n, out) of a
+ * model with an output layer: softmax, Gaussian head (mean, variance) or mse
+ * (mean, zero variance), as ens_model_predict applies after its forward pass. */
+void ens_model_head(const ens_model *m, float *pred, const float *z, int n);
 
 /* Re-estimates batch-norm running statistics with the current weights: resets
  * them and averages batch statistics over x (n, in) in batches of batch_max

@@ -380,3 +380,5 @@ int ens_task_write_rows(hid_t f, const char *prefix, const ens_task *k, const fl
   free(var);
   return ret;
 }
+
+void ens_task_units(const ens_task *k, float *rows, int n) { to_original_units(k, rows, n); }

@@ -137,4 +137,9 @@ int ens_task_write_rows(hid_t f, const char *prefix, const ens_task *k, const fl
                         const int32_t *pred, const float *unc, const float *alea,
                         const float *epi, int n);
 
+/* Model prediction rows (n, W) in standardized target units into the
+ * original units of y in place (what ens_task_predict applies after
+ * ens_model_predict); nothing for classification. */
+void ens_task_units(const ens_task *k, float *rows, int n);
+
 #endif

@@ -6,6 +6,7 @@
 
 #include <limits.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -17,6 +18,7 @@
 #include "ens/model.h"
 #include "ens/search.h"
 #include "ensemble/task.h"
+#include "infer/fast.h"
 #include "io/h5util.h"
 
 _Static_assert(ENS_RULE_AVERAGE == (int)ENS_COMBINE_AVERAGE &&
@@ -31,6 +33,17 @@ typedef struct infer_net {
   int k;           /* member index (-1: trunk or parameter average) */
   double sel_w;    /* select weight: number of picks */
 } infer_net;
+
+/* The throughput path's compiled networks (src/infer/fast.h), built by the
+ * first workspace that asks for them (batch > 0), under the lock: a handle
+ * used only through the exact path never holds a second copy of its weights. */
+typedef struct fast_cache {
+  pthread_mutex_t lock;
+  int built;              /* 1 once built */
+  int level;              /* kernel level of this CPU */
+  ens_fast_net *nets;     /* (nnets); nlayers 0: not compilable, exact path */
+  ens_fast_net trunk, avg;
+} fast_cache;
 
 struct ens_infer {
   ens_config c;
@@ -50,6 +63,7 @@ struct ens_infer {
   double calib; /* 0: none */
   char **class_names;
   int rows_default;
+  fast_cache *fast; /* mutable behind the read-only handle, under fast->lock */
 };
 
 struct ens_infer_ws {
@@ -67,6 +81,9 @@ struct ens_infer_ws {
   int32_t *pred;     /* (rows_max) */
   float *scratch;    /* MC: (rows_max, W), allocated by the first MC call */
   double *mcsum;     /* MC: (rows_max, W) */
+  int fast;          /* batch > 0: compiled networks where there are */
+  float *fscratch;   /* fast: ens_fast_scratch of the widest network */
+  float *z;          /* fast: (rows_max, widest output) output-layer rows */
 };
 
 static _Thread_local char errbuf[1024];
@@ -321,12 +338,17 @@ int ens_infer_open(ens_infer **model, const char *path) {
     return fail(ENS_EINVAL, "ens_infer_open: path is NULL");
   ens_h5_quiet();
   ens_infer *m = calloc(1, sizeof(*m));
-  if (!m)
+  fast_cache *fc = calloc(1, sizeof(*fc));
+  if (!m || !fc || pthread_mutex_init(&fc->lock, NULL)) {
+    free(m);
+    free(fc);
     return fail(ENS_ENOMEM, "%s: out of memory", path);
+  }
+  m->fast = fc;
   hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
   if (f < 0) {
     H5Eclear2(H5E_DEFAULT);
-    free(m);
+    ens_infer_close(m);
     return fail(ENS_EIO, "%s: cannot open as an HDF5 result file", path);
   }
   int ret = open_file(m, f, path);
@@ -346,6 +368,15 @@ int ens_infer_open(ens_infer **model, const char *path) {
 void ens_infer_close(ens_infer *m) {
   if (!m)
     return;
+  if (m->fast) {
+    for (int i = 0; m->fast->nets && i < m->nnets; i++)
+      ens_fast_net_free(&m->fast->nets[i]);
+    free(m->fast->nets);
+    ens_fast_net_free(&m->fast->trunk);
+    ens_fast_net_free(&m->fast->avg);
+    pthread_mutex_destroy(&m->fast->lock);
+    free(m->fast);
+  }
   ens_model_free(&m->trunk.model);
   for (int i = 0; i < m->nnets; i++)
     ens_model_free(&m->nets[i].model);
@@ -499,7 +530,61 @@ void ens_infer_ws_free(ens_infer_ws *ws) {
   free(ws->pred);
   free(ws->scratch);
   free(ws->mcsum);
+  free(ws->fscratch);
+  free(ws->z);
   free(ws);
+}
+
+/* Compiles every network of m for the fast path, once per handle. A network
+ * the fast path cannot run keeps nlayers = 0. 0 or ENS_ENOMEM. */
+static int fast_build(const ens_infer *m) {
+  fast_cache *fc = m->fast;
+  int ret = 0;
+  pthread_mutex_lock(&fc->lock);
+  if (fc->built)
+    goto done;
+  fc->level = ens_fast_level();
+  fc->nets = calloc((size_t)m->nnets, sizeof(ens_fast_net));
+  if (!fc->nets) {
+    ret = ENS_ENOMEM;
+    goto done;
+  }
+  if (m->has_trunk && (ret = ens_fast_net_build(&fc->trunk, &m->trunk.model)) < 0)
+    goto done;
+  for (int i = 0; i < m->nnets; i++)
+    if ((ret = ens_fast_net_build(&fc->nets[i], &m->nets[i].model)) < 0)
+      goto done;
+  if (m->has_params && (ret = ens_fast_net_build(&fc->avg, &m->avg.model)) < 0)
+    goto done;
+  ret = 0; /* 1 (not compilable) is not an error */
+  fc->built = 1;
+done:
+  if (ret) {
+    for (int i = 0; fc->nets && i < m->nnets; i++)
+      ens_fast_net_free(&fc->nets[i]);
+    free(fc->nets);
+    fc->nets = NULL;
+    ens_fast_net_free(&fc->trunk);
+    ens_fast_net_free(&fc->avg);
+  }
+  pthread_mutex_unlock(&fc->lock);
+  return ret;
+}
+
+/* Scratch floats and output width the fast path needs for rows rows. */
+static void fast_sizes(const ens_infer *m, int rows, size_t *scratch, size_t *zw) {
+  const fast_cache *fc = m->fast;
+  *scratch = 0;
+  *zw = 0;
+  const ens_fast_net *all[2] = {&fc->trunk, &fc->avg};
+  for (int i = 0; i < m->nnets + 2; i++) {
+    const ens_fast_net *f = i < m->nnets ? &fc->nets[i] : all[i - m->nnets];
+    if (!f->nlayers)
+      continue;
+    size_t s = ens_fast_scratch(f, rows);
+    *scratch = s > *scratch ? s : *scratch;
+    *zw = (size_t)f->out > *zw ? (size_t)f->out : *zw;
+  }
 }
 
 int ens_infer_ws_create(ens_infer_ws **out, const ens_infer *m, int rows_max, int batch) {
@@ -526,6 +611,17 @@ int ens_infer_ws_create(ens_infer_ws **out, const ens_infer *m, int rows_max, in
     ret = view_create(&ws->avg, &m->avg.model, B ? B : m->avg.model.batch_max);
   if (!ret)
     ret = ens_acc_init(&ws->acc, &m->K, ws->rows_max);
+  if (!ret && batch > 0 && !(ret = fast_build(m))) {
+    size_t ns = 0, zw = 0;
+    fast_sizes(m, ws->rows_max, &ns, &zw);
+    ws->fast = ns > 0;
+    if (ws->fast) {
+      ws->fscratch = malloc(ns * sizeof(float));
+      ws->z = malloc(R * zw * sizeof(float));
+      if (!ws->fscratch || !ws->z)
+        ret = ENS_ENOMEM;
+    }
+  }
   if (!ret) {
     ws->xs = malloc(R * m->d * sizeof(float));
     ws->feat = m->has_trunk ? malloc(R * m->trunk.model.out * sizeof(float)) : NULL;
@@ -549,6 +645,16 @@ int ens_infer_ws_create(ens_infer_ws **out, const ens_infer *m, int rows_max, in
 
 /* ---- prediction --------------------------------------------------------- */
 
+/* Prediction rows (b, W) of network net (compiled as f) for rows hx (b, ldx):
+ * the fast path's forward, then the head and the original units as
+ * ens_task_predict. */
+static void fast_predict(const ens_infer *m, ens_infer_ws *ws, const ens_fast_net *f,
+                         const ens_model *net, float *rows, const float *hx, int ldx, int b) {
+  ens_fast_forward(f, ws->z, hx, ldx, b, ws->fscratch, m->fast->level);
+  ens_model_head(net, rows, ws->z, b);
+  ens_task_units(&m->K, rows, b);
+}
+
 /* Rows [r0, r0 + b) of x into ws buffers, then into out. */
 static void predict_pass(const ens_infer *m, ens_infer_ws *ws, int rule, int calibrated, int mc,
                          const float *x, int r0, int b, ens_infer_out *out) {
@@ -561,16 +667,25 @@ static void predict_pass(const ens_infer *m, ens_infer_ws *ws, int rule, int cal
     xs = ws->xs;
   }
   const float *hx = xs;
+  int hw = d;
+  const fast_cache *fc = ws->fast ? m->fast : NULL;
   if (m->has_trunk) {
-    ens_model_features(&ws->trunk, ws->feat, xs, b);
+    if (fc && fc->trunk.nlayers)
+      ens_fast_forward(&fc->trunk, ws->feat, xs, d, b, ws->fscratch, fc->level);
+    else
+      ens_model_features(&ws->trunk, ws->feat, xs, b);
     hx = ws->feat;
+    hw = m->trunk.model.out;
   }
   ens_acc *acc = &ws->acc;
   acc->n = b;
   ens_acc_reset(acc);
   float *fin = ws->fin;
   if (rule == ENS_RULE_PARAMS) {
-    ens_task_predict(&m->K, &ws->avg, fin, hx, b);
+    if (fc && fc->avg.nlayers)
+      fast_predict(m, ws, &fc->avg, &m->avg.model, fin, hx, hw, b);
+    else
+      ens_task_predict(&m->K, &ws->avg, fin, hx, b);
     ens_acc_add(acc, fin, 1.0, NULL);
   } else {
     for (int i = 0; i < m->nnets; i++) {
@@ -580,6 +695,8 @@ static void predict_pass(const ens_infer *m, ens_infer_ws *ws, int rule, int cal
       if (mc > 0)
         ens_task_predict_mc_at(&m->K, &ws->nets[i], ws->rows, ws->scratch, ws->mcsum, hx, b, r0,
                                m->c.seed, (uint32_t)m->nets[i].k, mc);
+      else if (fc && fc->nets[i].nlayers)
+        fast_predict(m, ws, &fc->nets[i], &m->nets[i].model, ws->rows, hx, hw, b);
       else
         ens_task_predict(&m->K, &ws->nets[i], ws->rows, hx, b);
       ens_acc_add(acc, ws->rows, w, NULL);

@@ -430,3 +430,7 @@ void ens_model_summary(const ens_model *m, char *buf, size_t len) {
   PUT("  %-3s %-28s %-14s %10zu\n", "", "total", "", m->nparams);
 #undef PUT
 }
+
+void ens_model_head(const ens_model *m, float *pred, const float *z, int n) {
+  head_output(m, pred, z, n);
+}
