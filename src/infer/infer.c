@@ -83,6 +83,7 @@ struct ens_infer_ws {
   double *mcsum;     /* MC: (rows_max, W) */
   int fast;          /* batch > 0: compiled networks where there are */
   float *fscratch;   /* fast: ens_fast_scratch of the widest network */
+  int *iscratch;     /* fast: ens_fast_iscratch of the widest network */
   float *z;          /* fast: (rows_max, widest output) output-layer rows */
 };
 
@@ -531,6 +532,7 @@ void ens_infer_ws_free(ens_infer_ws *ws) {
   free(ws->scratch);
   free(ws->mcsum);
   free(ws->fscratch);
+  free(ws->iscratch);
   free(ws->z);
   free(ws);
 }
@@ -549,12 +551,15 @@ static int fast_build(const ens_infer *m) {
     ret = ENS_ENOMEM;
     goto done;
   }
-  if (m->has_trunk && (ret = ens_fast_net_build(&fc->trunk, &m->trunk.model)) < 0)
+  /* The networks that read the standardized rows may fold it in. */
+  const float *mu = m->has_trunk ? NULL : m->xmean, *sd = m->has_trunk ? NULL : m->xstd;
+  if (m->has_trunk &&
+      (ret = ens_fast_net_build(&fc->trunk, &m->trunk.model, m->xmean, m->xstd)) < 0)
     goto done;
   for (int i = 0; i < m->nnets; i++)
-    if ((ret = ens_fast_net_build(&fc->nets[i], &m->nets[i].model)) < 0)
+    if ((ret = ens_fast_net_build(&fc->nets[i], &m->nets[i].model, mu, sd)) < 0)
       goto done;
-  if (m->has_params && (ret = ens_fast_net_build(&fc->avg, &m->avg.model)) < 0)
+  if (m->has_params && (ret = ens_fast_net_build(&fc->avg, &m->avg.model, mu, sd)) < 0)
     goto done;
   ret = 0; /* 1 (not compilable) is not an error */
   fc->built = 1;
@@ -571,18 +576,21 @@ done:
   return ret;
 }
 
-/* Scratch floats and output width the fast path needs for rows rows. */
-static void fast_sizes(const ens_infer *m, int rows, size_t *scratch, size_t *zw) {
+/* Scratch floats and ints and output width the fast path needs for rows rows. */
+static void fast_sizes(const ens_infer *m, int rows, size_t *scratch, size_t *iscratch,
+                       size_t *zw) {
   const fast_cache *fc = m->fast;
   *scratch = 0;
+  *iscratch = 0;
   *zw = 0;
   const ens_fast_net *all[2] = {&fc->trunk, &fc->avg};
   for (int i = 0; i < m->nnets + 2; i++) {
     const ens_fast_net *f = i < m->nnets ? &fc->nets[i] : all[i - m->nnets];
     if (!f->nlayers)
       continue;
-    size_t s = ens_fast_scratch(f, rows);
+    size_t s = ens_fast_scratch(f, rows), is = ens_fast_iscratch(f, rows);
     *scratch = s > *scratch ? s : *scratch;
+    *iscratch = is > *iscratch ? is : *iscratch;
     *zw = (size_t)f->out > *zw ? (size_t)f->out : *zw;
   }
 }
@@ -612,13 +620,14 @@ int ens_infer_ws_create(ens_infer_ws **out, const ens_infer *m, int rows_max, in
   if (!ret)
     ret = ens_acc_init(&ws->acc, &m->K, ws->rows_max);
   if (!ret && batch > 0 && !(ret = fast_build(m))) {
-    size_t ns = 0, zw = 0;
-    fast_sizes(m, ws->rows_max, &ns, &zw);
+    size_t ns = 0, nis = 0, zw = 0;
+    fast_sizes(m, ws->rows_max, &ns, &nis, &zw);
     ws->fast = ns > 0;
     if (ws->fast) {
       ws->fscratch = malloc(ns * sizeof(float));
+      ws->iscratch = malloc(nis * sizeof(int));
       ws->z = malloc(R * zw * sizeof(float));
-      if (!ws->fscratch || !ws->z)
+      if (!ws->fscratch || !ws->iscratch || !ws->z)
         ret = ENS_ENOMEM;
     }
   }
@@ -650,7 +659,7 @@ int ens_infer_ws_create(ens_infer_ws **out, const ens_infer *m, int rows_max, in
  * ens_task_predict. */
 static void fast_predict(const ens_infer *m, ens_infer_ws *ws, const ens_fast_net *f,
                          const ens_model *net, float *rows, const float *hx, int ldx, int b) {
-  ens_fast_forward(f, ws->z, hx, ldx, b, ws->fscratch, m->fast->level);
+  ens_fast_forward(f, ws->z, hx, ldx, b, ws->fscratch, ws->iscratch, m->fast->level);
   ens_model_head(net, rows, ws->z, b);
   ens_task_units(&m->K, rows, b);
 }
@@ -659,19 +668,32 @@ static void fast_predict(const ens_infer *m, ens_infer_ws *ws, const ens_fast_ne
 static void predict_pass(const ens_infer *m, ens_infer_ws *ws, int rule, int calibrated, int mc,
                          const float *x, int r0, int b, ens_infer_out *out) {
   const int d = m->d, W = m->K.W, T = m->T, C = m->C;
-  const float *xs = x + (size_t)r0 * d;
-  if (m->xmean) {
-    memcpy(ws->xs, xs, (size_t)b * d * sizeof(float));
+  const fast_cache *fc = ws->fast ? m->fast : NULL;
+  /* A compiled network with the standardization folded in takes raw rows;
+   * the others the standardized rows, made only when one needs them. */
+#define RAW(f) (fc && (f)->nlayers && (f)->raw_input)
+  int need = !m->has_trunk || !RAW(&fc->trunk);
+  if (!m->has_trunk && rule == ENS_RULE_PARAMS)
+    need = !RAW(&fc->avg);
+  else if (!m->has_trunk) {
+    need = 0;
+    for (int i = 0; i < m->nnets; i++)
+      need |= (rule != ENS_RULE_SELECT || m->nets[i].sel_w != 0.0) &&
+              (mc > 0 || !RAW(&fc->nets[i]));
+  }
+  const float *raw = x + (size_t)r0 * d, *xs = raw;
+  if (m->xmean && need) {
+    memcpy(ws->xs, raw, (size_t)b * d * sizeof(float));
     ens_split s = {.n = b, .d = d, .x = ws->xs};
     ens_standardize_apply(&s, m->xmean, m->xstd);
     xs = ws->xs;
   }
   const float *hx = xs;
   int hw = d;
-  const fast_cache *fc = ws->fast ? m->fast : NULL;
   if (m->has_trunk) {
     if (fc && fc->trunk.nlayers)
-      ens_fast_forward(&fc->trunk, ws->feat, xs, d, b, ws->fscratch, fc->level);
+      ens_fast_forward(&fc->trunk, ws->feat, RAW(&fc->trunk) ? raw : xs, d, b, ws->fscratch,
+                       ws->iscratch, fc->level);
     else
       ens_model_features(&ws->trunk, ws->feat, xs, b);
     hx = ws->feat;
@@ -683,7 +705,7 @@ static void predict_pass(const ens_infer *m, ens_infer_ws *ws, int rule, int cal
   float *fin = ws->fin;
   if (rule == ENS_RULE_PARAMS) {
     if (fc && fc->avg.nlayers)
-      fast_predict(m, ws, &fc->avg, &m->avg.model, fin, hx, hw, b);
+      fast_predict(m, ws, &fc->avg, &m->avg.model, fin, RAW(&fc->avg) ? raw : hx, hw, b);
     else
       ens_task_predict(&m->K, &ws->avg, fin, hx, b);
     ens_acc_add(acc, fin, 1.0, NULL);
@@ -696,7 +718,8 @@ static void predict_pass(const ens_infer *m, ens_infer_ws *ws, int rule, int cal
         ens_task_predict_mc_at(&m->K, &ws->nets[i], ws->rows, ws->scratch, ws->mcsum, hx, b, r0,
                                m->c.seed, (uint32_t)m->nets[i].k, mc);
       else if (fc && fc->nets[i].nlayers)
-        fast_predict(m, ws, &fc->nets[i], &m->nets[i].model, ws->rows, hx, hw, b);
+        fast_predict(m, ws, &fc->nets[i], &m->nets[i].model, ws->rows,
+                     RAW(&fc->nets[i]) ? raw : hx, hw, b);
       else
         ens_task_predict(&m->K, &ws->nets[i], ws->rows, hx, b);
       ens_acc_add(acc, ws->rows, w, NULL);
@@ -744,6 +767,7 @@ static void predict_pass(const ens_infer *m, ens_infer_ws *ws, int rule, int cal
   if (out->var_epistemic)
     memcpy(out->var_epistemic + (size_t)r0 * T, ws->epi, (size_t)b * T * sizeof(float));
 }
+#undef RAW
 
 int ens_infer_predict(const ens_infer *m, ens_infer_ws *ws, const ens_infer_opts *o, const float *x,
                       int n, int d, ens_infer_out *out) {
