@@ -1,14 +1,16 @@
 /* ens-infer-threads: THREADS threads share one libens model handle, each with
  * its own workspace, and must reproduce the bits of one thread.
  *
- *   ens-infer-threads RESULT.h5 THREADS ROWS CALL_ROWS REPEATS [MC]
+ *   ens-infer-threads RESULT.h5 THREADS ROWS CALL_ROWS REPEATS [MC [BATCH]]
  *
  * ROWS pseudo-random rows (a fixed generator, values in [-2, 2)) are
  * predicted by the main thread alone in calls of CALL_ROWS rows, with the
  * result's own rule (and MC passes when MC > 0); then every thread predicts
  * the same calls REPEATS times into its own buffers, all threads at once.
  * Exit 0 when every output of every thread equals the single-threaded one
- * bit for bit, 1 otherwise (the first difference is printed). Run under
+ * bit for bit, 1 otherwise (the first difference is printed). BATCH is
+ * ens_infer_ws_create's batch (default 0; > 0: the fast path, whose compiled
+ * networks the threads' first workspaces build at once). Run under
  * valgrind --tool=helgrind or a ThreadSanitizer build by
  * tests/integration/libens.sh. */
 #include <pthread.h>
@@ -22,7 +24,7 @@
 typedef struct {
   const ens_infer *m;
   const float *x;
-  int n, call, repeats, mc, fields;
+  int n, call, repeats, mc, fields, batch;
   float *out; /* (fields, n) per-row outputs packed: see run() */
   int32_t *pred;
   int err;
@@ -32,7 +34,7 @@ typedef struct {
 static void *run(void *arg) {
   job *j = arg;
   ens_infer_ws *ws = NULL;
-  if (ens_infer_ws_create(&ws, j->m, 0, 0)) {
+  if (ens_infer_ws_create(&ws, j->m, 0, j->batch)) {
     j->err = 1;
     snprintf(j->msg, sizeof(j->msg), "%s", ens_infer_errmsg());
     return NULL;
@@ -69,12 +71,12 @@ static void *run(void *arg) {
 }
 
 int main(int argc, char **argv) {
-  if (argc != 6 && argc != 7) {
-    fprintf(stderr, "usage: %s RESULT.h5 THREADS ROWS CALL_ROWS REPEATS [MC]\n", argv[0]);
+  if (argc < 6 || argc > 8) {
+    fprintf(stderr, "usage: %s RESULT.h5 THREADS ROWS CALL_ROWS REPEATS [MC [BATCH]]\n", argv[0]);
     return 2;
   }
   const int nt = atoi(argv[2]), n = atoi(argv[3]), call = atoi(argv[4]), rep = atoi(argv[5]);
-  const int mc = argc == 7 ? atoi(argv[6]) : 0;
+  const int mc = argc >= 7 ? atoi(argv[6]) : 0, batch = argc == 8 ? atoi(argv[7]) : 0;
   ens_infer *m = NULL;
   if (nt < 1 || n < 1 || call < 1 || rep < 1 || ens_infer_open(&m, argv[1])) {
     fprintf(stderr, "%s\n", m ? "bad arguments" : ens_infer_errmsg());
@@ -95,7 +97,8 @@ int main(int argc, char **argv) {
     x[i] = (float)((double)(s >> 40) / (double)(1ull << 24) * 4.0 - 2.0);
   }
   for (int t = 0; t <= nt; t++) {
-    jobs[t] = (job){.m = m, .x = x, .n = n, .call = call, .repeats = t ? rep : 1, .mc = mc};
+    jobs[t] = (job){.m = m, .x = x, .n = n, .call = call, .repeats = t ? rep : 1, .mc = mc,
+                   .batch = batch};
     jobs[t].out = calloc(per, sizeof(float));
     jobs[t].pred = calloc((size_t)n, sizeof(int32_t));
     if (!jobs[t].out || !jobs[t].pred)
@@ -128,8 +131,8 @@ int main(int argc, char **argv) {
     }
   }
   if (!bad)
-    printf("%d threads x %d repeats, %d rows in calls of %d%s: identical to 1 thread\n", nt, rep, n,
-           call, mc ? " (MC-dropout)" : "");
+    printf("%d threads x %d repeats, %d rows in calls of %d%s%s: identical to 1 thread\n", nt, rep,
+           n, call, mc ? " (MC-dropout)" : "", batch > 0 ? " (fast path)" : "");
   for (int t = 0; t <= nt; t++) {
     free(jobs[t].out);
     free(jobs[t].pred);
