@@ -10,7 +10,15 @@
  * throughput workspace (0: training batch sizes, as ens predict). One line of
  * JSON on stdout; with "raw", each call's latency in microseconds instead
  * (scripts/bench-infer interleaves rounds of calls with PyTorch's). BLAS threads:
- * OPENBLAS_NUM_THREADS. */
+ * OPENBLAS_NUM_THREADS.
+ *
+ *   ens-bench-infer --floor FLOATS
+ *
+ * The two floors of this machine that bound any implementation: the best time
+ * to read FLOATS floats already in cache (a single-row call reads every
+ * weight once), and OpenBLAS sgemm's rate on a cache-friendly shape (M = 144,
+ * N = 512, K = 784, best of 50). One line of JSON. */
+#include <cblas.h>
 #include <hdf5.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,7 +38,62 @@ static int cmp_double(const void *a, const void *b) {
   return (x > y) - (x < y);
 }
 
+/* Best seconds to sum n floats (vectors into 8 independent sums, so the
+ * reads, not the adds, bound it), over reps passes. */
+typedef float vf4 __attribute__((vector_size(16)));
+static double read_floor(long n, int reps) {
+  float *w = malloc((size_t)n * sizeof(float));
+  if (!w)
+    return -1;
+  for (long i = 0; i < n; i++)
+    w[i] = 1e-3f * (float)(i & 15);
+  double best = 1e30;
+  volatile float sink = 0;
+  for (int r = 0; r < reps; r++) {
+    double t0 = now();
+    vf4 s[8] = {{0}};
+    for (long i = 0; i + 32 <= n; i += 32)
+      for (int j = 0; j < 8; j++) {
+        vf4 v;
+        memcpy(&v, w + i + 4 * j, sizeof(v));
+        s[j] += v;
+      }
+    double t = now() - t0;
+    sink += s[0][0] + s[7][3];
+    best = t < best ? t : best;
+  }
+  free(w);
+  return best;
+}
+
+static double sgemm_rate(void) {
+  enum { M = 144, N = 512, K = 784 };
+  float *a = calloc((size_t)M * K, sizeof(float)), *b = calloc((size_t)N * K, sizeof(float));
+  float *c = calloc((size_t)M * N, sizeof(float));
+  if (!a || !b || !c)
+    return -1;
+  double best = 1e30;
+  for (int r = 0; r < 50; r++) {
+    double t0 = now();
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, a, K, b, K, 0.0f, c, N);
+    double t = now() - t0;
+    best = t < best ? t : best;
+  }
+  free(a);
+  free(b);
+  free(c);
+  return 2.0 * M * N * K / best;
+}
+
 int main(int argc, char **argv) {
+  if (argc == 3 && !strcmp(argv[1], "--floor")) {
+    const long n = atol(argv[2]);
+    double t = read_floor(n, 200);
+    printf("{\"floats\": %ld, \"read_seconds\": %.9f, \"read_bytes_per_second\": %.4g, "
+           "\"sgemm_flops\": %.4g}\n",
+           n, t, 4.0 * n / t, sgemm_rate());
+    return 0;
+  }
   if (argc < 6 || argc > 8) {
     fprintf(stderr, "usage: %s RESULT.h5 INPUT.h5 DATASET REPS CALLS [BATCH [raw]]\n", argv[0]);
     return 1;

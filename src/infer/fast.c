@@ -76,7 +76,7 @@ typedef void (*kernel_fn)(float *y, int ldy, const float *x, int ldx, const floa
 /* Groups of rows run dense (the zeros common to a whole group are too few to
  * pay for the indirection); single rows skip their zero inputs. */
 ENS_FAST_KERNEL(k256_big, ATTR_AVX2, vf8, vi8, 8, 3, 1, 0)
-ENS_FAST_KERNEL(k256_row, ATTR_AVX2, vf8, vi8, 8, 1, 4, 1)
+ENS_FAST_KERNEL(k256_row, ATTR_AVX2, vf8, vi8, 8, 1, 2, 1)
 ENS_FAST_KERNEL(k256_one, ATTR_AVX2, vf8, vi8, 8, 1, 1, 1)
 ENS_FAST_KERNEL(k128_big, , vf4, vi4, 4, 1, 1, 0)
 ENS_FAST_KERNEL(k128_one, , vf4, vi4, 4, 1, 1, 1)
@@ -90,7 +90,7 @@ typedef struct kset {
 
 static const kset ksets[2] = {
     [ENS_FAST_SSE2] = {k128_big, k128_one, k128_one, 1, 1},
-    [ENS_FAST_AVX2] = {k256_big, k256_row, k256_one, 3, 4},
+    [ENS_FAST_AVX2] = {k256_big, k256_row, k256_one, 3, 2},
 };
 
 int ens_fast_level(void) {
