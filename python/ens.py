@@ -236,9 +236,11 @@ class Model:
 def load(path, batch=0):
     """Opens result file `path` (from ens train); raises ens.FormatError when it
     is not a readable ens result. batch = 0 runs every member in batches of
-    its training batch size, which gives `ens predict`'s bits; batch > 0 runs
-    larger batches (up to the workspace's rows per pass, 256 or more), which
-    may differ from them in the last bits (see docs/LIBRARY.md)."""
+    its training batch size, which gives `ens predict`'s bits; batch > 0 takes
+    libens's fast path: MLP members compiled with batch norm folded in, faster
+    for many rows and for single rows, with bits that do not depend on the
+    batch or on how rows are split into calls but may differ from
+    `ens predict`'s in the last bits (see docs/LIBRARY.md)."""
     return Model(path, batch)
 
 

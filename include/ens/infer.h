@@ -129,11 +129,18 @@ int ens_infer_calibrated(const ens_infer *model, const ens_infer_opts *opts);
  * (rows_max <= 0: a default that is a multiple of every member's training
  * batch; larger calls are processed in passes of rows_max rows). One
  * workspace per thread; it belongs to `model`.
- * batch = 0: every network runs in batches of its training batch size, which
- * gives `ens predict`'s bits (see ens_infer_predict). batch > 0: networks run
- * in batches of up to min(batch, rows_max) rows: fewer, larger sgemm calls for
- * throughput, with results that may differ from `ens predict` in the last
- * bits (sgemm rounding depends on the batch size).
+ * batch = 0 (the exact path): every network runs in batches of its training
+ * batch size, which gives `ens predict`'s bits (see ens_infer_predict).
+ * batch > 0 (the fast path): every MLP network (dense, batch norm, ReLU,
+ * dropout) runs compiled: batch norm, and the input standardization where
+ * that is numerically safe, folded into the weights once per handle (by the
+ * first such workspace: a second copy of those weights), register-tiled
+ * kernels with bias and ReLU fused, and single rows skipping their zero
+ * inputs. A row's result then does not depend on the batch, on the other
+ * rows of the call, on the thread count or on the x86-64 CPU, and agrees
+ * with `ens predict` to float rounding (within 1e-5), not bit for bit. Other
+ * networks (conv, weight normalization) and MC-dropout passes run as with
+ * batch = 0 in batches of min(batch, rows_max) rows.
  * Returns 0 or ENS_ENOMEM. */
 int ens_infer_ws_create(ens_infer_ws **ws, const ens_infer *model, int rows_max, int batch);
 void ens_infer_ws_free(ens_infer_ws *ws);
