@@ -5,8 +5,8 @@
  *
  * Bits: every output is bias + x[0] w[0] + x[1] w[1] + ... in this order, one
  * IEEE multiply then one add per term (no FMA; terms whose x[k] is zero are
- * skipped, which leaves the sum's bits as they are), whichever kernel (AVX2
- * or SSE2) runs and however rows are grouped: so a row's result does not
+ * skipped, which leaves the sum's bits as they are), whichever kernel
+ * (AVX-512, AVX2 or SSE2) runs and however rows are grouped: so a row's result does not
  * depend on the other rows of the call, the batch, the thread count or the
  * x86-64 machine. It differs from the exact path (OpenBLAS sgemm over batch
  * norm applied separately) in the last bits. */
@@ -37,7 +37,7 @@ typedef struct ens_fast_net {
 } ens_fast_net;
 
 /* Kernel levels, for tests; ENS_FAST_AUTO picks the best the CPU runs. */
-enum { ENS_FAST_AUTO = -1, ENS_FAST_SSE2 = 0, ENS_FAST_AVX2 = 1 };
+enum { ENS_FAST_AUTO = -1, ENS_FAST_SSE2 = 0, ENS_FAST_AVX2 = 1, ENS_FAST_AVX512 = 2 };
 
 /* Compiles model m (its eval pass) into f. xmean, xstd (m->in): the input
  * standardization m's rows get, folded into the first layer when that is
