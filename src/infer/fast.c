@@ -34,10 +34,10 @@ typedef void (*kernel_fn)(float *y, int ldy, const float *x, int ldx, const floa
  * with x[k] = 0 gives the same bits: the term is a zero, and a sum that
  * starts from a bias other than -0 is never -0, so adding a zero leaves it as
  * it is (weights are finite, see ens_fast_net_build). */
-#define ENS_FAST_KERNEL(NAME, ATTR, V, VI, L, MR, NP, SPARSE)                                            \
+#define ENS_FAST_KERNEL(NAME, ATTR, V, VI, L, MR, NP, SPARSE)                                      \
   ATTR static void NAME(float *y, int ldy, const float *x, int ldx, const float *w,               \
                         size_t pstride, const float *b, const int *idx, int nk, int relu) {        \
-    enum { NV = NR / (L), NA = (NP) * NV };                                                         \
+    enum { NV = NR / (L), NA = (NP) * NV };                                                        \
     V acc[MR][NA];                                                                                 \
     const float *xp[MR];                                                                           \
     _Pragma("GCC unroll 16") for (int r = 0; r < (MR); r++) xp[r] = x + (size_t)r * ldx;           \
