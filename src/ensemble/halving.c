@@ -325,8 +325,6 @@ int ens_halving_end_round(ens_halving *h, ens_job *j, char *err, size_t errlen) 
         }
       }
       h->decided = r + 1;
-      if (!ret && j->rank == 0)
-        ret = write_table(h, j, err, errlen);
       if (!ret && j->rank == 0 && j->c->verbose) {
         printf("successive halving: rung %d (epoch %d): %d member%s ranked on validation nll, "
                "%d go on to epoch %d:",
@@ -339,6 +337,8 @@ int ens_halving_end_round(ens_halving *h, ens_job *j, char *err, size_t errlen) 
         printf("\n");
         fflush(stdout);
       }
+      if (!ret && j->rank == 0)
+        ret = write_table(h, j, err, errlen);
     }
     h->round = r + 1;
     for (int u = 0; u < n; u++)

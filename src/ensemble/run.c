@@ -359,8 +359,21 @@ static int train_rungs(ens_job *j, ens_halving *hv, int *units, int *mine, char 
     ret = ens_agree(j->comm, ret, err, errlen);
     if (!ret)
       ret = ens_halving_end_round(hv, j, err, errlen);
+    /* A stop between rungs: every rank stops here, before any unit of the
+     * next rung starts (its ranking is checkpointed: --resume starts there). */
+    if (!ret && r + 1 < hv->R) {
+      int stop = (j->o->stop && *j->o->stop) || ens_fault_heard(&j->fault);
+      ret = ens_agree(j->comm, stop ? ENS_ESTOPPED : 0, err, errlen);
+      if (ret && j->rank == 0) {
+        printf("successive halving: stopped between rung %d (epoch %d, ranked) and rung %d\n", r,
+               hv->rungs[r], r + 1);
+        fflush(stdout);
+      }
+    }
   }
   j->rung_restore = 0;
+  if (ret == ENS_ESTOPPED)
+    err[0] = '\0'; /* the caller words the stop (and where the checkpoints are) */
   if (!ret)
     ret = ens_halving_store_stopped(hv, j);
   return ret;
