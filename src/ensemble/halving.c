@@ -375,6 +375,7 @@ int ens_halving_store_stopped(ens_halving *h, ens_job *j) {
     int ret = ens_job_store_member(j, &meta, NULL);
     if (ret)
       return ret;
+    ens_progress_member(&j->progress); /* it ended: counted like a finished one */
   }
   return 0;
 }

@@ -63,6 +63,7 @@ typedef struct unit_ctx {
   int64_t step_run; /* the trainer's step at t_run */
   int target;       /* successive halving: stop after this many epochs (its rung) */
   int rung_hit;     /* should_stop stopped the loop at the rung */
+  int64_t step_base; /* a later halving rung: the steps its earlier rungs counted */
 } unit_ctx;
 
 static ens_member_meta member_meta(ens_job *j, ens_trainer *t, int k, double seconds) {
@@ -156,7 +157,8 @@ static int should_stop(void *ctx) {
   double loss = t->epoch > 0 && t->epoch <= t->epochs
                     ? (double)t->curve_loss[t->epoch - 1]
                     : t->loss_count ? t->loss_sum / (double)t->loss_count : t->last_loss;
-  ens_progress_step(&j->progress, t->step, t->epoch < t->epochs ? t->epoch + 1 : t->epochs,
+  ens_progress_step(&j->progress, t->step - u->step_base,
+                    t->epoch < t->epochs ? t->epoch + 1 : t->epochs,
                     t->epochs, loss,
                     el > 0 ? (double)(t->step - u->step_run) * t->batch / el : 0.0);
   ens_lines_poll(&j->lines);
@@ -274,13 +276,14 @@ static int train_unit(ens_job *j, int unit, int target, char *err, size_t errlen
   }
   u.t_epoch = u.t_run = now();
   u.step_epoch = u.step_run = t->step;
+  u.step_base = j->rung_restore ? t->step : 0;
   ens_train_hooks h = {.ctx = &u, .on_epoch = on_epoch, .on_cycle_end = on_cycle_end,
                        .should_stop = should_stop};
   if (at_rung && t->epoch == target) /* resumed at the rung itself */
     ret = ENS_ESTOPPED, u.rung_hit = 1;
   else
     ret = ens_trainer_run(t, &set, &h);
-  ens_progress_unit_end(&j->progress, t->step);
+  ens_progress_unit_end(&j->progress, t->step - u.step_base);
   if (ret == ENS_ESTOPPED && u.rung_hit && hv) {
     /* The rung: keep the state for the next rung and report the nll. */
     ret = ens_job_checkpoint_stop(j, t, unit);
@@ -404,10 +407,22 @@ int ens_train_job(const ens_config *c, const ens_job_opts *o, MPI_Comm comm, cha
   double t0 = now();
   int u_first = ens_job_unit_of(j, j->first), u_last = ens_job_unit_of(j, j->last - 1) + 1;
   int64_t steps_total = 0;
+  /* With successive halving a member trains, on average, the job's
+   * member-epochs (all rungs, no failure) divided by the members. */
+  double epochs_each = c->epochs;
+  if (c->mode == ENS_MODE_SEARCH && c->search_halving && u_last > u_first) {
+    int rungs[ENS_HALVING_MAX_RUNGS], R = ens_halving_rungs(c, rungs), n = u_last - u_first;
+    double me = 0;
+    for (int r = 0, prev = 0; r < R; prev = rungs[r], r++) {
+      me += (double)n * (rungs[r] - prev);
+      n = ens_halving_keep(n, c->search_halving_factor);
+    }
+    epochs_each = me / (u_last - u_first);
+  }
   for (int u = u_first; u < u_last; u++) {
     ens_config mc;
     ens_member_config(j, u * (c->mode == ENS_MODE_SNAPSHOT ? c->snapshots : 1), &mc);
-    steps_total += (int64_t)c->epochs * ens_steps_per_epoch(j->data.n_train, mc.batch);
+    steps_total += (int64_t)(epochs_each * ens_steps_per_epoch(j->data.n_train, mc.batch));
   }
   ens_halving hv;
   memset(&hv, 0, sizeof(hv));
