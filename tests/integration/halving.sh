@@ -185,6 +185,30 @@ run_np 3 mid -c "$WORK/job.ini" --set train.epochs=40 --set search.halving_min_e
 same_result full40/result.h5 mid/result.h5 || fail "resumed inside rung 1: result differs"
 echo "ok: stop inside rung 1 + --resume on 3 ranks identical"
 
+# ens predict rebuilds the finished members only and reproduces the ensemble.
+"$ENS" predict -m one/result.h5 -i data.h5 -o pred.h5 >/dev/null || fail "predict on a halving result"
+h5diff --exclude-attribute /ensemble/probs one/result.h5 pred.h5 /ensemble/probs /probs ||
+  fail "predict /probs differs from the halving result's ensemble"
+echo "ok: ens predict reproduces the halving ensemble"
+
+# Regression: members ranked on the Gaussian NLL; 1 and 2 ranks identical.
+$PY "$SRC/tests/integration/make_regression.py" reg.h5 900 2 3
+for np in 0 2; do
+  run_np $np "reg$np" -c "$WORK/job.ini" --set data.path="$WORK/reg.h5" --set search.halving_factor=3 \
+    --set search.halving_min_epochs=1 --set train.epochs=9 --set search.lr=0.001,0.03 ||
+    fail "regression halving on $np ranks"
+done
+same_result reg0/result.h5 reg2/result.h5 || fail "regression halving: 1 and 2 ranks differ"
+$PY - reg0/result.h5 <<'PY' || fail "regression halving record"
+import sys, h5py, numpy as np
+with h5py.File(sys.argv[1], "r") as f:
+    assert f["/search/rung_epochs"][...].tolist() == [1, 3, 9]
+    assert f["/search/rung_members"][...].tolist() == [8, 2, 1]
+    assert np.isfinite(f["/search/rung_nll"][:, 0]).all()
+    assert (f["/search/member_status"][...] == 0).sum() == 1
+PY
+echo "ok: regression halving (Gaussian nll) identical on 1 and 2 ranks"
+
 # Bad halving keys: one error naming job.ini:line and the key, exit 1.
 bad() {
   local want=$1
