@@ -32,6 +32,7 @@ void ens_halving_free(ens_halving *h) {
   free(h->entered);
   free(h->active);
   free(h->rep);
+  free(h->ident);
   memset(h, 0, sizeof(*h));
 }
 
@@ -42,13 +43,14 @@ static void clear_reports(ens_halving *h) {
 
 /* Rank 0: reads halving.h5 into the table; 0 when restored, else a reason
  * in why. */
-static int read_table(ens_halving *h, const ens_job *j, const char *path, char *why, size_t len) {
+static int read_table(ens_halving *h, const char *path, char *why, size_t len) {
   hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
   if (f < 0) {
     snprintf(why, len, "is not an HDF5 file (or is truncated)");
     return 1;
   }
-  char *saved = NULL, *ident = ens_job_identity_text(j->c);
+  char *saved = NULL;
+  const char *ident = h->ident;
   int64_t R = 0, n = 0, decided = 0;
   int bad = ens_h5_get_attr_str(f, "/", "config", &saved);
   bad |= ens_h5_get_attr_i64(f, "/", "rungs", &R);
@@ -86,7 +88,6 @@ static int read_table(ens_halving *h, const ens_job *j, const char *path, char *
   }
   h->decided = bad ? 0 : (int)decided;
   free(saved);
-  free(ident);
   H5Fclose(f);
   return bad ? 1 : 0;
 }
@@ -115,8 +116,9 @@ static void set_active(ens_halving *h, int resumed) {
     h->active[u] = h->state[u] == ENS_RUNG_ALIVE || (resumed && h->state[u] == ENS_RUNG_FAILED);
 }
 
-int ens_halving_init(ens_halving *h, ens_job *j, char *err, size_t errlen) {
+int ens_halving_init(ens_halving *h, ens_job *j, const char *ident, char *err, size_t errlen) {
   memset(h, 0, sizeof(*h));
+  h->ident = ident ? strdup(ident) : NULL;
   const ens_config *c = j->c;
   h->R = ens_halving_rungs(c, h->rungs);
   h->factor = c->search_halving_factor;
@@ -135,7 +137,7 @@ int ens_halving_init(ens_halving *h, ens_job *j, char *err, size_t errlen) {
   h->rep = malloc(n * ENS_RUNG_REP_N * sizeof(double));
   int ret = 0;
   if (!h->nll || !h->loss || !h->steps || !h->seconds || !h->rank || !h->state ||
-      !h->last_rung || !h->place || !h->entered || !h->active || !h->rep) {
+      !h->last_rung || !h->place || !h->entered || !h->active || !h->rep || !h->ident) {
     snprintf(err, errlen, "out of memory for the successive-halving table");
     ret = ENS_ENOMEM;
   } else if (j->data.n_val <= 0) {
@@ -155,7 +157,7 @@ int ens_halving_init(ens_halving *h, ens_job *j, char *err, size_t errlen) {
     char path[ENS_PATH_MAX + 64], why[256] = "";
     halving_path(j, path, sizeof(path));
     if (access(path, F_OK) == 0) {
-      if (read_table(h, j, path, why, sizeof(why)) != 0) {
+      if (read_table(h, path, why, sizeof(why)) != 0) {
         fprintf(stderr,
                 "ens: warning: successive-halving checkpoint %s %s: ignored (members whose "
                 "checkpoints lie beyond the first rung cannot go back and will fail)\n",
@@ -232,7 +234,7 @@ static int write_table(const ens_halving *h, ens_job *j, char *err, size_t errle
     snprintf(err, errlen, "cannot write checkpoint %s: %s", path, ens_strerror(ENS_EHDF5));
     return ENS_EHDF5;
   }
-  char *ident = ens_job_identity_text(j->c);
+  const char *ident = h->ident;
   hsize_t d2[2] = {(hsize_t)h->n, (hsize_t)h->R}, dn = (hsize_t)h->n, dr = (hsize_t)h->R;
   int ret = ident ? 0 : ENS_ENOMEM;
   ret |= ens_h5_attr_str(f, "/", "config", ident ? ident : "");
@@ -248,7 +250,6 @@ static int write_table(const ens_halving *h, ens_job *j, char *err, size_t errle
   ret |= ens_h5_write(f, "last_rung", H5T_NATIVE_INT32, 1, &dn, h->last_rung, 0);
   ret |= ens_h5_write(f, "place", H5T_NATIVE_INT32, 1, &dn, h->place, 0);
   ret |= ens_h5_write(f, "entered", H5T_NATIVE_INT32, 1, &dr, h->entered, 0);
-  free(ident);
   if (ret) {
     H5Fclose(f);
     snprintf(err, errlen, "cannot build checkpoint %s in memory: %s", path, ens_strerror(ret));
@@ -350,34 +351,28 @@ int ens_halving_end_round(ens_halving *h, ens_job *j, char *err, size_t errlen) 
   return ens_agree(j->comm, ret, err, errlen);
 }
 
-int ens_halving_store_stopped(ens_halving *h, ens_job *j) {
-  if (j->rank != 0)
+int ens_halving_stopped_meta(const ens_halving *h, const ens_job *j, int u,
+                             ens_member_meta *meta) {
+  if (u < 0 || u >= h->n || h->state[u] != ENS_RUNG_STOPPED)
     return 0;
-  for (int u = 0; u < h->n; u++) {
-    if (h->state[u] != ENS_RUNG_STOPPED)
-      continue;
-    int r = h->last_rung[u];
-    size_t at = (size_t)u * h->R + r;
-    ens_member_meta meta = {.k = j->first + u,
-                            .status = ENS_MEMBER_STOPPED,
-                            .epochs = h->rungs[r],
-                            .steps = (int64_t)h->steps[at],
-                            .init_key = j->shared_init ? 0 : (int32_t)(j->first + u),
-                            .rng_key = (int32_t)(j->first + u),
-                            .fail_epoch = h->rungs[r],
-                            .fail_step = (int64_t)h->steps[at],
-                            .final_loss = h->loss[at],
-                            .train_seconds = h->seconds[at]};
-    snprintf(meta.fail_reason, sizeof(meta.fail_reason),
-             "stopped by successive halving at rung %d (epoch %d): validation nll %.4f, "
-             "place %d of %d",
-             r, h->rungs[r], h->nll[at], h->place[u], h->entered[r]);
-    int ret = ens_job_store_member(j, &meta, NULL);
-    if (ret)
-      return ret;
-    ens_progress_member(&j->progress); /* it ended: counted like a finished one */
-  }
-  return 0;
+  int r = h->last_rung[u];
+  size_t at = (size_t)u * h->R + r;
+  memset(meta, 0, sizeof(*meta));
+  meta->k = j->first + u;
+  meta->status = ENS_MEMBER_STOPPED;
+  meta->epochs = h->rungs[r];
+  meta->steps = (int64_t)h->steps[at];
+  meta->init_key = j->shared_init ? 0 : (int32_t)(j->first + u);
+  meta->rng_key = (int32_t)(j->first + u);
+  meta->fail_epoch = h->rungs[r];
+  meta->fail_step = (int64_t)h->steps[at];
+  meta->final_loss = h->loss[at];
+  meta->train_seconds = h->seconds[at];
+  snprintf(meta->fail_reason, sizeof(meta->fail_reason),
+           "stopped by successive halving at rung %d (epoch %d): validation nll %.4f, "
+           "place %d of %d",
+           r, h->rungs[r], h->nll[at], h->place[u], h->entered[r]);
+  return 1;
 }
 
 int ens_halving_write(const ens_halving *h, ens_job *j, const double *val_nll) {

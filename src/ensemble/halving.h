@@ -2,7 +2,9 @@
  * rung table, the decisions, their checkpoint (<checkpoint_dir>/halving.h5)
  * and their record in the result (/search). The training loop (run.c)
  * trains each rung as a placement round and reports each unit's outcome
- * here; nothing here trains or combines. */
+ * here; nothing here trains or combines, and nothing here calls the
+ * training loop, the checkpoints, the members or the collection: a leaf
+ * that run.c (the rounds) and combine.c (the record) ask. */
 #ifndef ENS_ENSEMBLE_HALVING_H
 #define ENS_ENSEMBLE_HALVING_H
 
@@ -40,13 +42,16 @@ typedef struct ens_halving {
   uint8_t *active;         /* (n) units of the current round */
   double *rep;             /* (n, ENS_RUNG_REP_N) this round's reports, -INF = none here */
   int restored;            /* 1: the table came from halving.h5 (--resume) */
+  char *ident;             /* the job's configuration text (halving.h5 must match it) */
 } ens_halving;
 
-/* Collective: the rungs and an empty table; with --resume rank 0 reads the
+/* Collective: the rungs and an empty table for job j (its configuration
+ * text `ident`, as checkpoints hold it); with --resume rank 0 reads the
  * decided rungs from halving.h5 (a foreign or damaged file is named in a
  * warning and ignored) and every rank gets them. Sets the first round's
  * units. Returns 0 or an ENS_E* code with err (the same on every rank). */
-int ens_halving_init(ens_halving *h, struct ens_job *j, char *err, size_t errlen);
+int ens_halving_init(ens_halving *h, struct ens_job *j, const char *ident, char *err,
+                     size_t errlen);
 void ens_halving_free(ens_halving *h);
 /* The first round to train (rungs before it were decided in an earlier run). */
 static inline int ens_halving_first_round(const ens_halving *h) { return h->decided; }
@@ -58,10 +63,11 @@ void ens_halving_report(ens_halving *h, int u, double nll, double loss, int64_t 
  * round's units, and rank 0 checkpoints the table. 0 or an ENS_E* code
  * with err (agreed). */
 int ens_halving_end_round(ens_halving *h, struct ens_job *j, char *err, size_t errlen);
-/* Rank 0, after the last round: stores every stopped member (status
- * stopped, no weights or rows) into the result file (the caller records
- * rank 0 as where they are, after the placement record is gathered). */
-int ens_halving_store_stopped(ens_halving *h, struct ens_job *j);
+/* The metadata of unit u as a stopped member (status stopped, the rung's
+ * epochs and steps, no weights or rows): 1 when u was stopped, else 0. */
+struct ens_member_meta;
+int ens_halving_stopped_meta(const ens_halving *h, const struct ens_job *j, int u,
+                             struct ens_member_meta *meta);
 /* Rank 0: writes /search (rung epochs, the table, each member's rung and
  * status) into the result file; val_nll (M) is each member's validation
  * nll of its stored rows (the last rung's column). */

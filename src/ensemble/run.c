@@ -377,8 +377,16 @@ static int train_rungs(ens_job *j, ens_halving *hv, int *units, int *mine, char 
   j->rung_restore = 0;
   if (ret == ENS_ESTOPPED)
     err[0] = '\0'; /* the caller words the stop (and where the checkpoints are) */
-  if (!ret)
-    ret = ens_halving_store_stopped(hv, j);
+  /* Rank 0 keeps the stopped members (no weights or rows to fetch). */
+  for (int u = 0; !ret && j->rank == 0 && u < hv->n; u++) {
+    ens_member_meta meta;
+    if (!ens_halving_stopped_meta(hv, j, u, &meta))
+      continue;
+    ret = ens_job_store_member(j, &meta, NULL);
+    if (ret && !err[0])
+      snprintf(err, errlen, "%s", j->ckpt.err[0] ? j->ckpt.err : ens_strerror(ret));
+    ens_progress_member(&j->progress); /* it ended: counted like a finished one */
+  }
   return ret;
 }
 
@@ -448,7 +456,9 @@ int ens_train_job(const ens_config *c, const ens_job_opts *o, MPI_Comm comm, cha
   j->progress.quiet = c->verbose == 0; /* quiet: errors, warnings and the summary only */
   const int started = !ret;
   if (started && rounds > 1) {
-    ret = ens_halving_init(&hv, j, err, errlen);
+    char *ident = ens_job_identity_text(c);
+    ret = ens_halving_init(&hv, j, ident, err, errlen);
+    free(ident);
     if (!ret)
       j->halving = &hv;
   }
