@@ -38,7 +38,11 @@ for np in 2 3; do
   run_np $np "np$np" -c "$WORK/job.ini" || fail "halving on $np ranks"
   same_result one/result.h5 "np$np/result.h5" || fail "halving: 1 and $np ranks differ"
 done
-echo "ok: halving identical on 1, 2 and 3 ranks"
+for pol in cost modulo; do
+  run_np 3 "$pol" -c "$WORK/job.ini" --set output.placement=$pol || fail "halving, placement $pol"
+  same_result one/result.h5 "$pol/result.h5" || fail "halving: placement $pol on 3 ranks differs"
+done
+echo "ok: halving identical on 1, 2 and 3 ranks (queue), and under the cost and modulo placements"
 grep -q "successive halving: rung 0 (epoch 2): 8 members ranked" one/log ||
   { cat one/log; fail "no ranking line for rung 0"; }
 
