@@ -114,6 +114,10 @@ typedef struct ens_config {
   char search_init[ENS_SEARCH_MAX];
   char search_batchnorm[ENS_SEARCH_MAX];
   char search_layers[ENS_SEARCH_MAX]; /* layer lists separated by '|'; default "" */
+  /* [search] budget (ens/halving.h): successive halving. */
+  int search_halving;             /* bool: successive halving of the members; default 0 */
+  int search_halving_min_epochs;  /* epochs of the first rung; default 1 */
+  int search_halving_factor;      /* eta: rungs grow and members shrink by it; default 3 */
   /* [trunk] */
   ens_trunk_source trunk_source;  /* default none */
   char trunk_file[ENS_PATH_MAX];  /* default "" */

@@ -15,6 +15,9 @@ int ens_cli_info(int argc, char **argv);
 /* `ens info`'s table of the members' gradient norms (info_gradnorm.c);
  * prints nothing for a result without /members/<k>/grad_norm. */
 void ens_cli_info_grad_norm(hid_t f, long long first, long long members);
+/* ens info: the successive-halving record (/search) of a result, if any
+ * (info_search.c). */
+void ens_cli_info_search(hid_t f, long long first, long long members);
 int ens_cli_predict(int argc, char **argv);
 int ens_cli_merge(int argc, char **argv);
 /* `ens diff A.h5 B.h5` (diff.c): 0 identical, 1 different, 2 unreadable. */

@@ -542,7 +542,10 @@ static int info_one(const char *path, int print_config) {
         int64_t fe = 0;
         ens_h5_get_attr_i64(f, grp, "fail_epoch", &fe);
         ens_h5_get_attr_str(f, grp, "fail_reason", &why);
-        printf(" FAILED at epoch %lld: %s\n", (long long)fe, why ? why : "?");
+        if (!strcmp(status, "stopped")) /* successive halving ranked it out */
+          printf(" stopped at epoch %lld: %s\n", (long long)fe, why ? why : "?");
+        else
+          printf(" FAILED at epoch %lld: %s\n", (long long)fe, why ? why : "?");
         free(status);
         free(why);
         continue;
@@ -655,15 +658,19 @@ static int info_one(const char *path, int print_config) {
   }
 #undef PCT
   ens_cli_info_grad_norm(f, (long long)first, (long long)members);
+  ens_cli_info_search(f, (long long)first, (long long)members);
   long long nd = ens_h5_size(f, "/metrics/disagreement", NULL, NULL);
   if (members > 1 && members <= (1 << 20) && nd == members * members) {
     double *dis = malloc((size_t)nd * sizeof(double));
     if (dis && !ens_h5_read(f, "/metrics/disagreement", H5T_NATIVE_DOUBLE, dis, (size_t)nd)) {
       double s = 0;
+      long pairs = 0; /* pairs of finished members (NaN: failed or stopped) */
       for (int a = 0; a < members; a++)
         for (int b = 0; b < members; b++)
-          s += a != b ? dis[a * members + b] : 0;
-      printf("\n  mean pairwise disagreement: %.2f%%\n", 100 * s / (members * (members - 1)));
+          if (a != b && !isnan(dis[a * members + b]))
+            s += dis[a * members + b], pairs++;
+      if (pairs)
+        printf("\n  mean pairwise disagreement: %.2f%%\n", 100 * s / pairs);
     }
     free(dis);
   }

@@ -15,6 +15,7 @@
 #include "ens/data.h"
 #include "ens/ensemble.h"
 #include "ens/error.h"
+#include "ens/halving.h"
 #include "ens/search.h"
 #include "ensemble/fault.h"
 #include "io/h5util.h"
@@ -273,6 +274,8 @@ static int cmd_train(int argc, char **argv, const ens_launch *launch) {
     ret = ens_config_effective(&cfg, rank == 0 ? print_warning : NULL, NULL, err, sizeof(err));
   if (!ret)
     ret = ens_config_validate(&cfg, err, sizeof(err));
+  if (!ret)
+    ret = ens_halving_check(&cfg, cfg_path, err, sizeof(err));
   const char *layers_set = NULL; /* the last --set of the layer list names it */
   for (int i = 0; i < nsets; i++)
     if (!strncmp(sets[i], "model.layers=", 13))

@@ -217,6 +217,13 @@ static const key_spec key_table[] = {
     K_SEARCH("batchnorm", search_batchnorm, "true", "batch norm choices (true, false)"),
     K_SEARCH("layers", search_layers, "",
              "layer lists to choose from, separated by '|' (with [model] layers)"),
+    K_BOOL("search", "halving", search_halving, "false",
+           "successive halving: train every member to rung 1, keep the best 1/halving_factor "
+           "on validation nll, train those to the next rung, ... up to [train] epochs"),
+    K_INT("search", "halving_min_epochs", search_halving_min_epochs, GE(1), "1",
+          "halving: epochs of the first rung (rungs: m, m*f, m*f^2, ..., [train] epochs)"),
+    K_INT("search", "halving_factor", search_halving_factor, GE(2), "3",
+          "halving: rungs grow by this factor and the members kept shrink by it"),
 
     K_ENUM("trunk", "source", trunk_source, trunk_names, "none", "shared frozen feature trunk"),
     K_STR("trunk", "file", trunk_file, "", "result file holding the trunk (source = file)"),

@@ -349,7 +349,7 @@ int ens_job_pack_checkpoint(ens_job *j, const ens_member_meta *meta, char *err,
 int ens_job_restore_unit(ens_job *j, ens_trainer *t, int unit, int first_k, int nmembers,
                          int *done, char *err, size_t errlen) {
   *done = 0;
-  if (!j->o->resume || !enabled(j))
+  if ((!j->o->resume && !j->rung_restore) || !enabled(j))
     return 0;
   char path[ENS_PATH_MAX + 64], mpath[ENS_PATH_MAX + 64], why[512] = "";
   const char *bad_file = path;
@@ -429,8 +429,11 @@ int ens_job_restore_unit(ens_job *j, ens_trainer *t, int unit, int first_k, int 
   t->loss_sum = s.lsum;
   t->last_loss = s.last;
   j->unit_t0 = ens_comm_wtime() - s.elapsed;
-  printf("[unit %d] resumed at epoch %d, step %ld\n", unit, t->epoch, t->step);
-  fflush(stdout);
+  if (!j->rung_restore || j->c->verbose) { /* a halving rung: continuing is routine */
+    printf("[unit %d] %s at epoch %d, step %ld\n", unit,
+           j->rung_restore ? "continues" : "resumed", t->epoch, t->step);
+    fflush(stdout);
+  }
   return 0;
 }
 

@@ -14,6 +14,8 @@
 #include "ens/metrics.h"
 #include "ens/search.h"
 #include "ensemble/history.h"
+#include "ens/halving.h"
+#include "ensemble/halving.h"
 #include "ensemble/job.h"
 #include "io/fsutil.h"
 #include "io/h5util.h"
@@ -401,7 +403,10 @@ static void print_summary(const ens_job *j, const fold *f, const double *em, con
   for (int i = 0; i < f->M; i++) {
     printf("%-8d", j->first + i);
     if (!f->done[i]) {
-      printf(" failed at epoch %d: %s\n", f->meta[i].fail_epoch, f->meta[i].fail_reason);
+      if (f->meta[i].status == ENS_MEMBER_STOPPED)
+        printf(" %s\n", f->meta[i].fail_reason);
+      else
+        printf(" failed at epoch %d: %s\n", f->meta[i].fail_epoch, f->meta[i].fail_reason);
       continue;
     }
     for (int s = 0; s < ns; s++)
@@ -522,16 +527,24 @@ int ens_job_finish_root(ens_job *j, double train_wall, char *err, size_t errlen)
     ndone++;
     fold_member(j, &f, i);
   }
-  if (ndone < c->min_members) {
+  int nstopped = 0;
+  for (int i = 0; i < M; i++)
+    nstopped += f.meta[i].status == ENS_MEMBER_STOPPED;
+  /* Successive halving stops members on purpose: only the members that
+   * reach the last rung can finish. */
+  int need = c->min_members;
+  if (j->halving && need > ens_halving_final_count(c))
+    need = ens_halving_final_count(c);
+  if (ndone < need || ndone == 0) {
     ret = ENS_ENUMERIC;
     int first_failed = -1;
     for (int i = 0; i < M && first_failed < 0; i++)
-      if (!f.done[i])
+      if (!f.done[i] && f.meta[i].status != ENS_MEMBER_STOPPED)
         first_failed = i;
     snprintf(err, errlen,
              "only %d of %d members finished, fewer than [ensemble] min_members = %d "
              "(member %d: %s; try a lower [train] lr or [search] lr range, or set clip_norm)",
-             ndone, M, c->min_members, j->first + first_failed,
+             ndone, M - nstopped, need, j->first + first_failed,
              first_failed >= 0 ? f.meta[first_failed].fail_reason : "");
     goto cleanup;
   }
@@ -727,7 +740,9 @@ int ens_job_finish_root(ens_job *j, double train_wall, char *err, size_t errlen)
   ret |= ens_h5_group(h, "/metrics/ensemble");
   ret |= write_ens_metrics(j, em, "");
   ret |= ens_h5_attr_i64(h, "/metrics/ensemble", "members_done", ndone);
-  ret |= ens_h5_attr_i64(h, "/metrics/ensemble", "members_failed", M - ndone);
+  ret |= ens_h5_attr_i64(h, "/metrics/ensemble", "members_failed", M - ndone - nstopped);
+  if (j->halving)
+    ret |= ens_h5_attr_i64(h, "/metrics/ensemble", "members_stopped", nstopped);
   snprintf(name, sizeof(name), "%s_average", m0);
   ret |= ens_h5_attr_f64(h, "/metrics/ensemble", name, rule_m[0]);
   if (!K->regress) {
@@ -780,6 +795,16 @@ int ens_job_finish_root(ens_job *j, double train_wall, char *err, size_t errlen)
   ret |= ens_h5_attr_f64(h, "/", "train_seconds", train_wall);
   ret |= ens_history_write_job(h, j, train_wall);
   ret |= ens_job_write_ranks(j);
+  if (j->halving) {
+    double *vn = malloc(((size_t)M + 1) * sizeof(double));
+    if (!vn)
+      ret |= ENS_ENOMEM;
+    for (int i = 0; vn && i < M; i++)
+      vn[i] = nv && f.done[i] ? f.mval[(size_t)i * NM + 1] : NAN;
+    if (vn)
+      ret |= ens_halving_write(j->halving, j, vn);
+    free(vn);
+  }
   if (ens_h5_exists(h, "/scratch") && H5Ldelete(h, "/scratch", H5P_DEFAULT) < 0)
     ret = ENS_EHDF5;
   if (ret) {

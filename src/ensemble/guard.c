@@ -285,9 +285,11 @@ static int scan_checkpoints(const ens_job *j, ckpt_scan *s, int remove, int *rem
       tmp = 1;
     else if (!strcmp(e->d_name, "trunk.h5"))
       trunk = 1;
-    else if (!strcmp(e->d_name, "trunk.h5.tmp"))
+    else if (!strcmp(e->d_name, "trunk.h5.tmp") || !strcmp(e->d_name, "halving.h5.tmp"))
       tmp = 1;
-    else
+    else if (!strcmp(e->d_name, "halving.h5") && !remove)
+      continue; /* successive halving's rankings: read with --resume only */
+    else if (strcmp(e->d_name, "halving.h5") != 0)
       continue;
     snprintf(path, sizeof(path), "%s/%s", j->ckpt.dir, e->d_name);
     if (tmp) {

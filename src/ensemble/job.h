@@ -23,7 +23,9 @@
 
 /* ENS_MEMBER_LOST only travels to rank 0 at collection: the rank that
  * trained the member could not rebuild it (fail_reason says why). */
-enum { ENS_MEMBER_DONE = 0, ENS_MEMBER_FAILED = 1, ENS_MEMBER_LOST = 2 };
+/* ENS_MEMBER_STOPPED: ranked out by successive halving (halving.h); like a
+ * failed member it has no weights or rows and is never combined. */
+enum { ENS_MEMBER_DONE = 0, ENS_MEMBER_FAILED = 1, ENS_MEMBER_LOST = 2, ENS_MEMBER_STOPPED = 3 };
 
 /* Metadata of a finished (or failed) member, sent with its packed buffer. */
 typedef struct ens_member_meta {
@@ -149,6 +151,10 @@ typedef struct ens_job {
   int complete;          /* guard.c: the result exists already, nothing to do */
   uint8_t *lost_ranks;   /* rank 0, collection: ranks that stopped sending (size) */
   ens_place place;       /* which rank trains which unit, and the record (place.c) */
+  struct ens_halving *halving; /* successive halving's table (halving.c), NULL = off */
+  int rung_restore;      /* a halving round after the first: units continue from their
+                            checkpoints even without --resume */
+  int last_status;       /* status of the member last stored on this rank */
 } ens_job;
 
 /* ---- before training (guard.c) ---- */

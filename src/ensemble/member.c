@@ -135,7 +135,10 @@ int ens_job_pack_reserve(ens_job *j, size_t n) {
 
 int ens_job_meta_write(hid_t f, const char *obj, const ens_member_meta *meta) {
   int ret = 0;
-  ret |= ens_h5_attr_str(f, obj, "status", meta->status == ENS_MEMBER_DONE ? "done" : "failed");
+  ret |= ens_h5_attr_str(f, obj, "status",
+                         meta->status == ENS_MEMBER_DONE      ? "done"
+                         : meta->status == ENS_MEMBER_STOPPED ? "stopped"
+                                                              : "failed");
   ret |= ens_h5_attr_i64(f, obj, "init_key", meta->init_key);
   ret |= ens_h5_attr_i64(f, obj, "rng_key", meta->rng_key);
   ret |= ens_h5_attr_i64(f, obj, "epochs", meta->epochs);
@@ -167,8 +170,11 @@ int ens_job_meta_read(hid_t f, const char *obj, int k, ens_member_meta *meta) {
   ret |= ens_h5_get_attr_i64(f, obj, "nstats", &v[5]);
   ret |= ens_h5_get_attr_f64(f, obj, "final_train_loss", &meta->final_loss);
   ret |= ens_h5_get_attr_f64(f, obj, "train_seconds", &meta->train_seconds);
-  meta->status = status && strcmp(status, "done") == 0 ? ENS_MEMBER_DONE : ENS_MEMBER_FAILED;
-  if (!ret && status && strcmp(status, "done") != 0 && strcmp(status, "failed") != 0)
+  meta->status = status && strcmp(status, "done") == 0      ? ENS_MEMBER_DONE
+                 : status && strcmp(status, "stopped") == 0 ? ENS_MEMBER_STOPPED
+                                                            : ENS_MEMBER_FAILED;
+  if (!ret && status && strcmp(status, "done") != 0 && strcmp(status, "failed") != 0 &&
+      strcmp(status, "stopped") != 0)
     ret = ENS_EFORMAT;
   free(status);
   meta->init_key = (int32_t)v[0];
@@ -265,6 +271,7 @@ int ens_job_emit_packed(ens_job *j, ens_trainer *t, const ens_member_meta *meta)
 
 int ens_job_store_member(ens_job *j, const ens_member_meta *meta, const float *packed) {
   (void)packed;
+  j->last_status = meta->status;
   if (j->rank == 0) {
     int ret = ens_job_write_member(j, meta, packed);
     if (ret) /* words for the training loop's caller */

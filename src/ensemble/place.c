@@ -84,11 +84,30 @@ int ens_place_init(ens_place *p, MPI_Comm comm, ens_place_policy policy, int u_f
   return 0;
 }
 
-/* Rank 0's own next unit from the queue. */
+/* Rank 0's own next unit from the queue (skipping units not in the round). */
 static int queue_take(ens_place *p, int stop) {
-  if (stop || p->next >= p->nunits)
+  if (stop)
     return -1;
-  return p->order[p->next++];
+  while (p->next < p->nunits) {
+    int u = p->order[p->next++];
+    if (!p->active || p->active[u])
+      return u;
+  }
+  return -1;
+}
+
+void ens_place_round(ens_place *p, const uint8_t *active) {
+  p->active = active;
+  p->next = 0;
+  p->told_done = 0;
+  p->quitting = p->size - 1;
+  if (p->quit)
+    memset(p->quit, 0, (size_t)p->size);
+  for (int i = 0; i < p->nunits; i++)
+    if (active[i]) {
+      p->owner[i] = -1;
+      p->t_start[i] = p->t_end[i] = -1.0;
+    }
 }
 
 int ens_place_next(ens_place *p, int stop) {
@@ -97,7 +116,7 @@ int ens_place_next(ens_place *p, int stop) {
       return -1;
     while (p->next < p->nunits) {
       int u = p->order[p->next++];
-      if (p->plan[u] == p->rank)
+      if (p->plan[u] == p->rank && (!p->active || p->active[u]))
         return p->u_first + u;
     }
     return -1;

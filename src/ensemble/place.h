@@ -33,6 +33,7 @@ typedef struct ens_place {
   int told_done;         /* non-root, queue: rank 0 answered "no more units" */
   uint8_t *quit;         /* rank 0, queue: (size) rank r has finished asking */
   int quitting;          /* rank 0, queue: ranks still asking */
+  const uint8_t *active; /* (nunits) the current round's units (ens_place_round), NULL = all */
 } ens_place;
 
 /* Collective. cost (nunits): estimated cost of each unit (any positive
@@ -62,6 +63,13 @@ void ens_place_serve(ens_place *p, int stop);
  * answered "no more units"); a non-root rank tells rank 0 it stops asking
  * unless rank 0 told it first. */
 void ens_place_finish(ens_place *p, int stop, int (*poll)(void *), void *ctx);
+/* Collective: a new round over the units with active[i] set (i = unit -
+ * u_first), handed out as by ens_place_init's policy (the queue: costliest
+ * first, as ranks free up). Call after ens_place_finish of the previous
+ * round. The record of an active unit is cleared on every rank, so it
+ * names the rank of the unit's last round. Successive halving trains each
+ * rung as a round. */
+void ens_place_round(ens_place *p, const uint8_t *active);
 /* This rank's unit u started / ended (for the record). */
 void ens_place_started(ens_place *p, int unit);
 void ens_place_ended(ens_place *p, int unit);

@@ -18,6 +18,7 @@
 #include "ens/metrics.h"
 #include "ens/model.h"
 #include "ens/train.h"
+#include "ensemble/halving.h"
 #include "ensemble/job.h"
 #include "ensemble/tabular.h"
 #include "io/h5util.h"
@@ -60,6 +61,9 @@ typedef struct unit_ctx {
   int64_t step_epoch; /* the trainer's step at t_epoch */
   double t_run;     /* start of this run's training of the unit (after a restore) */
   int64_t step_run; /* the trainer's step at t_run */
+  int target;       /* successive halving: stop after this many epochs (its rung) */
+  int rung_hit;     /* should_stop stopped the loop at the rung */
+  int64_t step_base; /* a later halving rung: the steps its earlier rungs counted */
 } unit_ctx;
 
 static ens_member_meta member_meta(ens_job *j, ens_trainer *t, int k, double seconds) {
@@ -153,12 +157,20 @@ static int should_stop(void *ctx) {
   double loss = t->epoch > 0 && t->epoch <= t->epochs
                     ? (double)t->curve_loss[t->epoch - 1]
                     : t->loss_count ? t->loss_sum / (double)t->loss_count : t->last_loss;
-  ens_progress_step(&j->progress, t->step, t->epoch < t->epochs ? t->epoch + 1 : t->epochs,
+  ens_progress_step(&j->progress, t->step - u->step_base,
+                    t->epoch < t->epochs ? t->epoch + 1 : t->epochs,
                     t->epochs, loss,
                     el > 0 ? (double)(t->step - u->step_run) * t->batch / el : 0.0);
   ens_lines_poll(&j->lines);
   int stop = (j->o->stop && *j->o->stop) || ens_fault_heard(&j->fault);
   ens_place_serve(&j->place, stop); /* rank 0: hand out units to ranks that ask */
+  /* A halving rung ends with the last step of epoch `target`: the loop
+   * stops after that epoch's bookkeeping, like a stop by a signal. */
+  if (!stop && u->target < t->epochs && t->epoch + 1 >= u->target &&
+      t->batch_in_epoch >= t->sched.steps_per_epoch) {
+    u->rung_hit = 1;
+    return 1;
+  }
   return stop;
 }
 
@@ -201,7 +213,9 @@ static int fail_unit(ens_job *j, ens_trainer *t, int unit, int first_k, int S) {
   return ens_job_checkpoint_done(j, t, unit);
 }
 
-static int train_unit(ens_job *j, int unit, char *err, size_t errlen) {
+/* Trains unit `unit` to epoch `target` ([train] epochs: to the end; a
+ * halving rung: checkpointed there, and its validation nll reported). */
+static int train_unit(ens_job *j, int unit, int target, char *err, size_t errlen) {
   const ens_config *c = j->c;
   int S = c->mode == ENS_MODE_SNAPSHOT ? c->snapshots : 1;
   int first_k = unit * S;
@@ -233,29 +247,69 @@ static int train_unit(ens_job *j, int unit, char *err, size_t errlen) {
   if (ret)
     return ret;
   j->eval_of = NULL; /* eval_pred holds no rows of this unit yet */
-  unit_ctx u = {.j = j, .unit = unit, .first_k = first_k};
+  unit_ctx u = {.j = j, .unit = unit, .first_k = first_k, .target = target};
   int done = 0;
   j->unit_t0 = now();
+  j->last_status = -1;
   ret = ens_job_restore_unit(j, t, unit, first_k, S, &done, err, errlen);
   if (ret == 1) /* a damaged checkpoint: from scratch, as if there were none */
     ret = ens_trainer_start(t, mc, j->init_key, rng_key, j->data.n_train);
-  if (ret || done)
+  if (ret)
     return ret;
+  ens_halving *hv = j->halving;
+  if (done) {
+    if (hv) /* restored: failed before, or finished the last rung */
+      ens_halving_report(hv, unit - j->first, NAN, NAN, 0, 0.0,
+                         j->last_status == ENS_MEMBER_DONE ? ENS_RUNG_FINISHED : ENS_RUNG_FAILED,
+                         j->rank);
+    return 0;
+  }
+  const int at_rung = target < t->epochs;
+  if (at_rung && (t->epoch > target || (t->epoch == target && t->batch_in_epoch > 0))) {
+    snprintf(err, errlen,
+             "member %d: its checkpoint is at epoch %d, past rung %d of successive halving "
+             "(epoch %d), and halving.h5 in %s does not hold the ranking that let it go on; "
+             "run with --restart",
+             first_k, t->epoch + (t->batch_in_epoch > 0), hv ? hv->round : -1, target,
+             j->ckpt.dir);
+    return ENS_EFORMAT;
+  }
   u.t_epoch = u.t_run = now();
   u.step_epoch = u.step_run = t->step;
+  u.step_base = j->rung_restore ? t->step : 0;
   ens_train_hooks h = {.ctx = &u, .on_epoch = on_epoch, .on_cycle_end = on_cycle_end,
                        .should_stop = should_stop};
-  ret = ens_trainer_run(t, &set, &h);
-  ens_progress_unit_end(&j->progress, t->step);
-  if (ret == ENS_ESTOPPED)
+  if (at_rung && t->epoch == target) /* resumed at the rung itself */
+    ret = ENS_ESTOPPED, u.rung_hit = 1;
+  else
+    ret = ens_trainer_run(t, &set, &h);
+  ens_progress_unit_end(&j->progress, t->step - u.step_base);
+  if (ret == ENS_ESTOPPED && u.rung_hit && hv) {
+    /* The rung: keep the state for the next rung and report the nll. */
     ret = ens_job_checkpoint_stop(j, t, unit);
-  else if (ret == ENS_ENUMERIC)
+    if (ret == ENS_ESTOPPED)
+      ret = 0;
+    if (!ret) {
+      double nll = NAN;
+      ens_job_eval(j, t, &nll);
+      ens_halving_report(hv, unit - j->first, nll, t->last_loss, t->step, now() - j->unit_t0,
+                         ENS_RUNG_ALIVE, j->rank);
+    }
+  } else if (ret == ENS_ESTOPPED)
+    ret = ens_job_checkpoint_stop(j, t, unit);
+  else if (ret == ENS_ENUMERIC) {
     ret = fail_unit(j, t, unit, first_k, S);
-  else if (!ret) {
+    if (hv)
+      ens_halving_report(hv, unit - j->first, NAN, NAN, t->step, now() - j->unit_t0,
+                         ENS_RUNG_FAILED, j->rank);
+  } else if (!ret) {
     if (c->mode != ENS_MODE_SNAPSHOT)
       ret = emit_member(j, t, first_k, now() - j->unit_t0);
     if (!ret)
       ret = ens_job_checkpoint_done(j, t, unit);
+    if (!ret && hv)
+      ens_halving_report(hv, unit - j->first, NAN, t->last_loss, t->step, now() - j->unit_t0,
+                         ENS_RUNG_FINISHED, j->rank);
   }
   /* Failures inside the loop's hooks (a checkpoint or result write) left
    * their words in j->ckpt.err. */
@@ -265,6 +319,76 @@ static int train_unit(ens_job *j, int unit, char *err, size_t errlen) {
 }
 
 /* ---- the job ------------------------------------------------------------- */
+
+/* One placement round: this rank trains the units the placement gives it
+ * (each to epoch `target`), appending them to units[*mine]; rank 0 then
+ * answers the others until they are all done. */
+static int train_round(ens_job *j, int target, int *units, int *mine, char *err,
+                       size_t errlen) {
+  const ens_job_opts *o = j->o;
+  int ret = 0;
+  while (!ret) {
+    /* The placement says which unit is next here (see place.c). */
+    int stop = (o->stop && *o->stop) || ens_fault_heard(&j->fault);
+    int u = ens_place_next(&j->place, stop);
+    if (u < 0) {
+      if (stop)
+        ret = ENS_ESTOPPED; /* stopped between units: the rest start fresh */
+      break;
+    }
+    units[(*mine)++] = u;
+    ens_place_started(&j->place, u);
+    ret = train_unit(j, u, target, err, errlen);
+    ens_place_ended(&j->place, u);
+    if (ret && ret != ENS_ESTOPPED)
+      ens_fault_raise(&j->fault, ret); /* the others stop after their step */
+  }
+  /* rank 0 answers the others until they are all done */
+  ens_place_finish(&j->place, ret != 0 || (o->stop && *o->stop), idle_poll, j);
+  return ret;
+}
+
+/* Successive halving: one round per rung (halving.c ranks the units
+ * between them); the stopped members are stored by rank 0 at the end. */
+static int train_rungs(ens_job *j, ens_halving *hv, int *units, int *mine, char *err,
+                       size_t errlen) {
+  int ret = 0;
+  for (int r = ens_halving_first_round(hv); r < hv->R && !ret; r++) {
+    ens_place_round(&j->place, hv->active);
+    j->rung_restore = r > 0;
+    ret = train_round(j, hv->rungs[r], units, mine, err, errlen);
+    /* Every rank ends the round here; a stop or failure anywhere ends the
+     * rungs everywhere (the fault notices told the others to stop). */
+    ret = ens_agree(j->comm, ret, err, errlen);
+    if (!ret)
+      ret = ens_halving_end_round(hv, j, err, errlen);
+    /* A stop between rungs: every rank stops here, before any unit of the
+     * next rung starts (its ranking is checkpointed: --resume starts there). */
+    if (!ret && r + 1 < hv->R) {
+      int stop = (j->o->stop && *j->o->stop) || ens_fault_heard(&j->fault);
+      ret = ens_agree(j->comm, stop ? ENS_ESTOPPED : 0, err, errlen);
+      if (ret && j->rank == 0) {
+        printf("successive halving: stopped between rung %d (epoch %d, ranked) and rung %d\n", r,
+               hv->rungs[r], r + 1);
+        fflush(stdout);
+      }
+    }
+  }
+  j->rung_restore = 0;
+  if (ret == ENS_ESTOPPED)
+    err[0] = '\0'; /* the caller words the stop (and where the checkpoints are) */
+  /* Rank 0 keeps the stopped members (no weights or rows to fetch). */
+  for (int u = 0; !ret && j->rank == 0 && u < hv->n; u++) {
+    ens_member_meta meta;
+    if (!ens_halving_stopped_meta(hv, j, u, &meta))
+      continue;
+    ret = ens_job_store_member(j, &meta, NULL);
+    if (ret && !err[0])
+      snprintf(err, errlen, "%s", j->ckpt.err[0] ? j->ckpt.err : ens_strerror(ret));
+    ens_progress_member(&j->progress); /* it ended: counted like a finished one */
+  }
+  return ret;
+}
 
 int ens_train_job(const ens_config *c, const ens_job_opts *o, MPI_Comm comm, char *err,
                   size_t errlen) {
@@ -291,12 +415,28 @@ int ens_train_job(const ens_config *c, const ens_job_opts *o, MPI_Comm comm, cha
   double t0 = now();
   int u_first = ens_job_unit_of(j, j->first), u_last = ens_job_unit_of(j, j->last - 1) + 1;
   int64_t steps_total = 0;
+  /* With successive halving a member trains, on average, the job's
+   * member-epochs (all rungs, no failure) divided by the members. */
+  double epochs_each = c->epochs;
+  if (c->mode == ENS_MODE_SEARCH && c->search_halving && u_last > u_first) {
+    int rungs[ENS_HALVING_MAX_RUNGS], R = ens_halving_rungs(c, rungs), n = u_last - u_first;
+    double me = 0;
+    for (int r = 0, prev = 0; r < R; prev = rungs[r], r++) {
+      me += (double)n * (rungs[r] - prev);
+      n = ens_halving_keep(n, c->search_halving_factor);
+    }
+    epochs_each = me / (u_last - u_first);
+  }
   for (int u = u_first; u < u_last; u++) {
     ens_config mc;
     ens_member_config(j, u * (c->mode == ENS_MODE_SNAPSHOT ? c->snapshots : 1), &mc);
-    steps_total += (int64_t)c->epochs * ens_steps_per_epoch(j->data.n_train, mc.batch);
+    steps_total += (int64_t)(epochs_each * ens_steps_per_epoch(j->data.n_train, mc.batch));
   }
-  int *units = malloc((size_t)(u_last - u_first + 1) * sizeof(int));
+  ens_halving hv;
+  memset(&hv, 0, sizeof(hv));
+  /* Units trained by this rank: with halving a unit may come back each rung. */
+  const int rounds = c->mode == ENS_MODE_SEARCH && c->search_halving ? ENS_HALVING_MAX_RUNGS : 1;
+  int *units = malloc((size_t)(u_last - u_first + 1) * (size_t)rounds * sizeof(int));
   double *cost = malloc((size_t)(u_last - u_first + 1) * sizeof(double));
   for (int u = u_first; cost && u < u_last; u++)
     cost[u - u_first] = unit_cost(j, u);
@@ -315,25 +455,17 @@ int ens_train_job(const ens_config *c, const ens_job_opts *o, MPI_Comm comm, cha
   ret = ens_agree(comm, ret, err, errlen);
   j->progress.quiet = c->verbose == 0; /* quiet: errors, warnings and the summary only */
   const int started = !ret;
-  int mine = 0;
-  while (started && !ret) {
-    /* The placement says which unit is next here (see place.c). */
-    int stop = (o->stop && *o->stop) || ens_fault_heard(&j->fault);
-    int u = ens_place_next(&j->place, stop);
-    if (u < 0) {
-      if (stop)
-        ret = ENS_ESTOPPED; /* stopped between units: the rest start fresh */
-      break;
-    }
-    units[mine++] = u;
-    ens_place_started(&j->place, u);
-    ret = train_unit(j, u, err, errlen);
-    ens_place_ended(&j->place, u);
-    if (ret && ret != ENS_ESTOPPED)
-      ens_fault_raise(&j->fault, ret); /* the others stop after their step */
+  if (started && rounds > 1) {
+    char *ident = ens_job_identity_text(c);
+    ret = ens_halving_init(&hv, j, ident, err, errlen);
+    free(ident);
+    if (!ret)
+      j->halving = &hv;
   }
-  if (started) /* rank 0 answers the others until they are all done */
-    ens_place_finish(&j->place, ret != 0 || (o->stop && *o->stop), idle_poll, j);
+  int mine = 0;
+  if (started && !ret)
+    ret = j->halving ? train_rungs(j, &hv, units, &mine, err, errlen)
+                     : train_round(j, c->epochs, units, &mine, err, errlen);
   if (!mine && !ret && c->verbose)
     ens_lines_printf(&j->lines, "rank %d: idle (%d member%s on %d ranks)", j->rank,
                      j->last - j->first, j->last - j->first == 1 ? "" : "s", j->size);
@@ -357,11 +489,17 @@ int ens_train_job(const ens_config *c, const ens_job_opts *o, MPI_Comm comm, cha
     snprintf(err, errlen, "gathering the placement record: %s", ens_strerror(ENS_EMPI));
     ret = ENS_EMPI;
   }
+  if (j->halving && j->rank == 0) /* stopped members are kept by rank 0 */
+    for (int u = 0; u < hv.n; u++)
+      if (hv.state[u] == ENS_RUNG_STOPPED && j->place.owner)
+        j->place.owner[u] = 0;
   ret = ens_agree(comm, ret, err, errlen);
   if (!ret) {
     ret = ens_job_collect(j, now() - t0, err, errlen); /* agreed inside */
     /* Too few members finished: the run is deterministic, so its
      * checkpoints would only reproduce the failure; remove them too. */
+    if ((!ret || ret == ENS_ENUMERIC) && j->halving)
+      ens_halving_cleanup(&hv, j);
     if (!ret || ret == ENS_ENUMERIC)
       ens_job_checkpoint_cleanup(j, units, mine);
   } else if (ret == ENS_ENOSPACE || ret == ENS_EWRITE) {
@@ -374,6 +512,8 @@ int ens_train_job(const ens_config *c, const ens_job_opts *o, MPI_Comm comm, cha
   ens_fault_free(&j->fault);
   ens_lines_free(&j->lines);
   ens_place_free(&j->place);
+  j->halving = NULL;
+  ens_halving_free(&hv);
   free(units);
   ens_job_free(j);
   return ret;
