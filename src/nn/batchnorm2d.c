@@ -39,8 +39,8 @@ ENS_CLONES static double plane_sum(const float *x, int n) {
   return s;
 }
 
-/* h = x - c; returns the sum of h^2. */
-ENS_CLONES static double plane_center(float *h, const float *x, float c, int n) {
+/* Sum of (x - c)^2 over n. */
+ENS_CLONES static double plane_center(const float *x, float c, int n) {
   v8f acc = {0};
   const v8f cv = {c, c, c, c, c, c, c, c};
   int i = 0;
@@ -48,7 +48,6 @@ ENS_CLONES static double plane_center(float *h, const float *x, float c, int n) 
     v8f d;
     LOAD8(d, x + i);
     d -= cv;
-    memcpy(h + i, &d, sizeof d);
     acc += d * d;
   }
   double s = 0.0;
@@ -56,7 +55,6 @@ ENS_CLONES static double plane_center(float *h, const float *x, float c, int n) 
     s += acc[j];
   for (; i < n; i++) {
     float d = x[i] - c;
-    h[i] = d;
     s += (double)d * d;
   }
   return s;
@@ -86,9 +84,11 @@ ENS_CLONES static void plane_dot(double *sg, double *sgh, const float *g, const 
   *sgh += s2;
 }
 
-ENS_CLONES static void plane_affine(float *y, float *h, float inv, float gm, float bt, int n) {
+/* h = (x - c) inv (xhat), y = gm h + bt. */
+ENS_CLONES static void plane_affine(float *y, float *h, const float *x, float c, float inv,
+                                    float gm, float bt, int n) {
   for (int i = 0; i < n; i++) {
-    float v = h[i] * inv;
+    float v = (x[i] - c) * inv;
     h[i] = v;
     y[i] = gm * v + bt;
   }
@@ -117,10 +117,8 @@ void ens_batchnorm2d_forward_train(float *y, float *xhat, float *invstd, float *
       s += plane_sum(x + ((size_t)n * C + c) * P, P);
     const float mean = (float)(s / M);
     double s2 = 0.0;
-    for (int n = 0; n < batch; n++) {
-      size_t off = ((size_t)n * C + c) * P;
-      s2 += plane_center(xhat + off, x + off, mean, P);
-    }
+    for (int n = 0; n < batch; n++)
+      s2 += plane_center(x + ((size_t)n * C + c) * P, mean, P);
     const double var = s2 / M;
     const float inv = (float)(1.0 / sqrt(var + (double)eps));
     invstd[c] = inv;
@@ -129,7 +127,7 @@ void ens_batchnorm2d_forward_train(float *y, float *xhat, float *invstd, float *
     run_var[c] = (1.0f - momentum) * run_var[c] + momentum * (float)(var * unbias);
     for (int n = 0; n < batch; n++) {
       size_t off = ((size_t)n * C + c) * P;
-      plane_affine(y + off, xhat + off, inv, gamma[c], beta[c], P);
+      plane_affine(y + off, xhat + off, x + off, mean, inv, gamma[c], beta[c], P);
     }
   }
 }

@@ -786,6 +786,38 @@ static void test_conv_groups(void) {
   CU_ASSERT(ens_conv2d_nwork(&g1, 128) == (size_t)(9 + 32) * G1 * 28 * 28);
 }
 
+/* Max pooling whose windows tile the plane (size = stride) writes dx in one
+ * pass without clearing it first: gradient-checked for 2x2 and 3x3 windows,
+ * and a wrong argmax (a planted error) makes the check fail. */
+static void test_maxpool_tiling(void) {
+  pool_case(0, 2, 2, 9, 6, 3, 3, 6); /* max 3x3 every 3 */
+  pool_case(0, 3, 1, 2, 2, 2, 2, 7); /* one window per plane */
+  ens_conv_geom g = {.C = 2, .H = 4, .W = 6, .O = 2, .k = 2, .stride = 2, .pad = 0};
+  CU_ASSERT_FATAL(ens_conv_geom_init(&g) == 0);
+  enum { B = 2 };
+  size_t nx = (size_t)B * 2 * 4 * 6, ny = (size_t)B * 2 * g.Ho * g.Wo;
+  float x[B * 2 * 4 * 6], c[B * 2 * 2 * 3], y[B * 2 * 2 * 3], am[B * 2 * 2 * 3], dx[B * 2 * 4 * 6];
+  for (size_t i = 0; i < nx; i++)
+    x[i] = (float)(0.01 * (double)((i * 7919) % nx) - 0.3);
+  ens_rng r;
+  ens_rng_init(&r, 43, 0, ENS_STREAM_TEST, 8);
+  fill_normal(c, ny, 0.0, 1.0, &r);
+  ens_maxpool_forward(y, am, x, &g, B);
+  pool_ctx d = {g, B, 0, to_double(x, nx), to_double(c, ny), malloc(ny * sizeof(double))};
+  double *gx = malloc(nx * sizeof(double));
+  CU_ASSERT_FATAL(d.x && d.c && d.y && gx);
+  numeric_grad(gx, d.x, nx, pool_loss, &d);
+  /* Plant: window 1 of plane 0 points at the other pixel of its top row. */
+  am[1] = am[1] == 2.0f ? 3.0f : 2.0f;
+  ens_maxpool_backward(dx, c, am, &g, B);
+  size_t at;
+  double err = grad_error(dx, gx, nx, 0.0, &at);
+  if (getenv("ENS_TEST_VERBOSE"))
+    fprintf(stderr, "\n  planted maxpool error: %.3g", err);
+  CU_ASSERT(err > 100 * GRAD_TOL);
+  free(d.x), free(d.c), free(d.y), free(gx);
+}
+
 int main(void) {
   static const cu_case cases[] = {
       {"conv2d gradient (padding, stride, kernel sizes)", test_conv_grad},
@@ -799,6 +831,7 @@ int main(void) {
       {"conv init (he, xavier, orthogonal on (O, C k k))", test_conv_init},
       {"eval independent of batching", test_batch_independence},
       {"conv2d in groups of images: gradient, planted error, group size", test_conv_groups},
+      {"maxpool whose windows tile the plane: gradient, planted error", test_maxpool_tiling},
       {NULL, NULL},
   };
   return cu_run_suite("conv", cases);
