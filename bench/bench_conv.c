@@ -14,14 +14,21 @@
 #include <string.h>
 #include <time.h>
 
+#include "ens/conv.h"
 #include "ens/model.h"
 #include "ens/nn.h"
 #include "ens/optim.h"
 
-static double now(void) {
+static double clock_s(clockid_t id) {
   struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
+  clock_gettime(id, &ts);
   return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+/* Wall and CPU time: on a loaded machine the process's CPU time leaves out
+ * the time it waited for a core. */
+static void now(double t[2]) {
+  t[0] = clock_s(CLOCK_MONOTONIC);
+  t[1] = clock_s(CLOCK_PROCESS_CPUTIME_ID);
 }
 
 static void fill(float *p, size_t n, unsigned *s) {
@@ -33,6 +40,7 @@ static void fill(float *p, size_t n, unsigned *s) {
 
 typedef struct {
   int M, N, K, ta, tb; /* C (M, N) = op(A) (M, K) op(B) (K, N) */
+  int reps, acc;       /* calls per step; acc: beta 1 after the first */
   float *a, *b, *c;
 } gemm;
 
@@ -74,39 +82,45 @@ int main(int argc, char **argv) {
     fprintf(stderr, "ens-bench-conv: cannot create the model\n");
     return 1;
   }
-  /* The floor's GEMMs, with buffers of their own. */
-  gemm g[3 * ENS_MAX_LAYERS];
+  /* The floor's GEMMs, with buffers of their own: the calls ens makes, in
+   * the same shapes and numbers. A convolution runs per group of images
+   * (ens_conv2d_group; a last partial group is one more call of its own
+   * shape), reusing one im2col buffer and one output buffer per pass as
+   * ens does. */
+  gemm g[6 * ENS_MAX_LAYERS];
   int ng = 0;
   double flops = 0.0;
   for (int i = 0; i < m.nlayers; i++) {
     const ens_layer *l = &m.layers[i];
-    int M, N, K;
-    if (l->kind == ENS_LAYER_CONV) {
-      int k = l->spec.k;
-      M = l->sout.c;
-      N = batch * l->sout.h * l->sout.w;
-      K = l->sin.c * k * k;
-    } else if (l->kind == ENS_LAYER_DENSE) {
-      M = batch; /* y (B, out) = x (B, in) W^T */
-      N = l->out;
-      K = l->in;
-    } else {
-      continue;
-    }
     int first = i == 0;
     if (l->kind == ENS_LAYER_CONV) {
-      g[ng++] = (gemm){.M = M, .N = N, .K = K};          /* y = W col */
-      g[ng++] = (gemm){.M = M, .N = K, .K = N, .tb = 1}; /* dW = dy col^T */
+      ens_conv_geom cg = {.C = l->sin.c, .H = l->sin.h, .W = l->sin.w, .O = l->spec.n,
+                          .k = l->spec.k, .stride = l->spec.stride, .pad = l->spec.pad};
+      ens_conv_geom_init(&cg);
+      int G = ens_conv2d_group(&cg, batch), P = cg.Ho * cg.Wo, M = cg.O, K = cg.C * cg.k * cg.k;
+      int full = batch / G, rest = batch % G;
+      for (int part = 0; part < 2; part++) {
+        int reps = part ? (rest ? 1 : 0) : full, N = (part ? rest : G) * P;
+        if (!reps)
+          continue;
+        g[ng++] = (gemm){.M = M, .N = N, .K = K, .reps = reps};                  /* y = W col */
+        g[ng++] = (gemm){.M = M, .N = K, .K = N, .tb = 1, .reps = reps, .acc = 1}; /* dW += */
+        if (!first)
+          g[ng++] = (gemm){.M = K, .N = N, .K = M, .ta = 1, .reps = reps}; /* dcol = W^T dy */
+        flops += 2.0 * M * N * K * (first ? 2 : 3) * reps;
+      }
+    } else if (l->kind == ENS_LAYER_DENSE) {
+      int M = batch, N = l->out, K = l->in; /* y (B, out) = x (B, in) W^T */
+      g[ng++] = (gemm){.M = M, .N = N, .K = K, .tb = 1, .reps = 1};
+      g[ng++] = (gemm){.M = N, .N = K, .K = M, .ta = 1, .reps = 1}; /* dW = dy^T x */
       if (!first)
-        g[ng++] = (gemm){.M = K, .N = N, .K = M, .ta = 1}; /* dcol = W^T dy */
-    } else {
-      g[ng++] = (gemm){.M = M, .N = N, .K = K, .tb = 1}; /* y = x W^T */
-      g[ng++] = (gemm){.M = N, .N = K, .K = M, .ta = 1}; /* dW = dy^T x */
-      if (!first)
-        g[ng++] = (gemm){.M = M, .N = K, .K = N}; /* dx = dy W */
+        g[ng++] = (gemm){.M = M, .N = K, .K = N, .reps = 1}; /* dx = dy W */
+      flops += 2.0 * M * N * K * (first ? 2 : 3);
     }
-    flops += 2.0 * M * N * K * (first ? 2 : 3);
   }
+  int ncalls = 0;
+  for (int i = 0; i < ng; i++)
+    ncalls += g[i].reps;
   unsigned s = 7;
   for (int i = 0; i < ng; i++) {
     g[i].a = malloc((size_t)g[i].M * g[i].K * sizeof(float));
@@ -125,26 +139,35 @@ int main(int argc, char **argv) {
   for (int i = 0; i < batch; i++)
     y[i] = i % classes;
   ens_sgd sgd = {.momentum = 0.9, .weight_decay = 5e-4, .nesterov = 1};
-  double tf = 0.0, te = 0.0;
-  for (int r = 0; r < rounds; r++) {
-    double t0 = now();
-    for (int st = 0; st < steps; st++)
+  double tf[2] = {0, 0}, te[2] = {0, 0};
+  /* One untimed step of each first: the first touch of the buffers' pages
+   * happens once per training run, not per step. */
+  for (int r = -1; r < rounds; r++) {
+    int ns = r < 0 ? 1 : steps;
+    double t0[2], t1[2], t2[2];
+    now(t0);
+    for (int st = 0; st < ns; st++)
       for (int i = 0; i < ng; i++)
-        cblas_sgemm(CblasRowMajor, g[i].ta ? CblasTrans : CblasNoTrans,
-                    g[i].tb ? CblasTrans : CblasNoTrans, g[i].M, g[i].N, g[i].K, 1.0f, g[i].a,
-                    g[i].ta ? g[i].M : g[i].K, g[i].b, g[i].tb ? g[i].K : g[i].N, 0.0f, g[i].c,
-                    g[i].N);
-    double t1 = now();
-    for (int st = 0; st < steps; st++) {
+        for (int k = 0; k < g[i].reps; k++)
+          cblas_sgemm(CblasRowMajor, g[i].ta ? CblasTrans : CblasNoTrans,
+                      g[i].tb ? CblasTrans : CblasNoTrans, g[i].M, g[i].N, g[i].K, 1.0f, g[i].a,
+                      g[i].ta ? g[i].M : g[i].K, g[i].b, g[i].tb ? g[i].K : g[i].N,
+                      g[i].acc && k ? 1.0f : 0.0f, g[i].c, g[i].N);
+    now(t1);
+    for (int st = 0; st < ns; st++) {
       ens_rng dr;
       ens_rng_init(&dr, 1, 0, ENS_STREAM_DROPOUT, (uint32_t)st);
       ens_model_forward(&m, x, batch, ENS_PASS_TRAIN, &dr);
       ens_model_loss_backward(&m, y, NULL, batch, NULL);
       ens_sgd_step(m.params, v, m.grads, m.nparams, 0.01, &sgd);
     }
-    double t2 = now();
-    tf += t1 - t0;
-    te += t2 - t1;
+    now(t2);
+    if (r < 0)
+      continue;
+    for (int c = 0; c < 2; c++) {
+      tf[c] += t1[c] - t0[c];
+      te[c] += t2[c] - t1[c];
+    }
   }
   double n = (double)steps * rounds;
   size_t nact = 0;
@@ -155,10 +178,14 @@ int main(int argc, char **argv) {
   printf("conv_batch %d\n", batch);
   printf("conv_params %zu\n", m.nparams);
   printf("conv_step_flops %.0f\n", flops);
-  printf("conv_floor_step_seconds %.6f\n", tf / n);
-  printf("conv_ens_step_seconds %.6f\n", te / n);
-  printf("conv_ratio %.3f\n", te / tf);
-  printf("conv_floor_gflops %.2f\n", flops * n / tf * 1e-9);
+  printf("conv_floor_step_seconds %.6f\n", tf[0] / n);
+  printf("conv_ens_step_seconds %.6f\n", te[0] / n);
+  printf("conv_floor_step_cpu_seconds %.6f\n", tf[1] / n);
+  printf("conv_ens_step_cpu_seconds %.6f\n", te[1] / n);
+  printf("conv_ratio %.3f\n", te[0] / tf[0]);
+  printf("conv_floor_gflops %.2f\n", flops * n / tf[0] * 1e-9);
+  printf("conv_floor_cpu_gflops %.2f\n", flops * n / tf[1] * 1e-9);
+  printf("conv_gemm_calls %d\n", ncalls);
   printf("conv_im2col_bytes %zu\n", m.nwork * sizeof(float));
   printf("conv_activation_bytes %zu\n", nact * sizeof(float));
   ens_model_free(&m);

@@ -16,6 +16,7 @@ typedef struct ens_conv_geom {
   int O;       /* output channels (convolution; C for pooling) */
   int k, stride, pad;
   int Ho, Wo; /* output rows and columns */
+  int group;  /* convolution: images per GEMM; 0 = sized to the cache */
 } ens_conv_geom;
 
 /* Fills Ho, Wo from the rest; returns 0, or -1 when the window does not fit
@@ -31,8 +32,12 @@ void ens_im2col(float *col, const float *x, const ens_conv_geom *g, int batch);
  * that read each pixel (dx is overwritten). */
 void ens_col2im(float *dx, const float *col, const ens_conv_geom *g, int batch);
 
-/* Scratch floats of a forward or backward pass over `batch` images:
- * (C k k + O) batch Ho Wo. */
+/* Images per GEMM of a convolution over `batch` images: g->group, or when
+ * it is 0 as many as fit a cache budget (at least 1, at most batch). The
+ * weight gradient sums the groups in batch order. */
+int ens_conv2d_group(const ens_conv_geom *g, int batch);
+/* Scratch floats of a forward or backward pass over up to `batch` images:
+ * (C k k + O) group Ho Wo. */
 size_t ens_conv2d_nwork(const ens_conv_geom *g, int batch);
 /* y (batch, O, Ho, Wo) = conv(x (batch, C, H, W), w (O, C, k, k)) + b (O).
  * work: ens_conv2d_nwork floats. */

@@ -5,19 +5,32 @@
  * without reassociating, so the bits do not depend on the vector width),
  * and the planes' sums are accumulated in double, in order. */
 #include <math.h>
+#include <string.h>
 
 #include "core/clones.h"
 #include "ens/conv.h"
 
 enum { LANES = 8 };
 
-/* Sum of x (n) and, when h is not NULL, of (x - c) written to h, squared. */
+/* The 8 lanes as one vector (GCC/clang vector extension: two SSE registers
+ * in the baseline clone, one AVX register in the avx2 one). Lane j does
+ * exactly what the scalar loop over j would, so the bits are the same; the
+ * explicit vector keeps the compiler from the shuffling code it produced for
+ * the j loops (plane_dot was 5 % of a training step of the reference CNN). */
+typedef float v8f __attribute__((vector_size(LANES * sizeof(float))));
+
+/* v = the 8 floats at p (unaligned). */
+#define LOAD8(v, p) memcpy(&(v), (p), sizeof(v8f))
+
+/* Sum of x (n). */
 ENS_CLONES static double plane_sum(const float *x, int n) {
-  float acc[LANES] = {0};
+  v8f acc = {0};
   int i = 0;
-  for (; i + LANES <= n; i += LANES)
-    for (int j = 0; j < LANES; j++)
-      acc[j] += x[i + j];
+  for (; i + LANES <= n; i += LANES) {
+    v8f v;
+    LOAD8(v, x + i);
+    acc += v;
+  }
   double s = 0.0;
   for (int j = 0; j < LANES; j++)
     s += acc[j];
@@ -26,22 +39,22 @@ ENS_CLONES static double plane_sum(const float *x, int n) {
   return s;
 }
 
-/* h = x - c; returns the sum of h^2. */
-ENS_CLONES static double plane_center(float *h, const float *x, float c, int n) {
-  float acc[LANES] = {0};
+/* Sum of (x - c)^2 over n. */
+ENS_CLONES static double plane_center(const float *x, float c, int n) {
+  v8f acc = {0};
+  const v8f cv = {c, c, c, c, c, c, c, c};
   int i = 0;
-  for (; i + LANES <= n; i += LANES)
-    for (int j = 0; j < LANES; j++) {
-      float d = x[i + j] - c;
-      h[i + j] = d;
-      acc[j] += d * d;
-    }
+  for (; i + LANES <= n; i += LANES) {
+    v8f d;
+    LOAD8(d, x + i);
+    d -= cv;
+    acc += d * d;
+  }
   double s = 0.0;
   for (int j = 0; j < LANES; j++)
     s += acc[j];
   for (; i < n; i++) {
     float d = x[i] - c;
-    h[i] = d;
     s += (double)d * d;
   }
   return s;
@@ -49,13 +62,15 @@ ENS_CLONES static double plane_center(float *h, const float *x, float c, int n) 
 
 /* Sums of g and of g h over n. */
 ENS_CLONES static void plane_dot(double *sg, double *sgh, const float *g, const float *h, int n) {
-  float a[LANES] = {0}, b[LANES] = {0};
+  v8f a = {0}, b = {0};
   int i = 0;
-  for (; i + LANES <= n; i += LANES)
-    for (int j = 0; j < LANES; j++) {
-      a[j] += g[i + j];
-      b[j] += g[i + j] * h[i + j];
-    }
+  for (; i + LANES <= n; i += LANES) {
+    v8f gv, hv;
+    LOAD8(gv, g + i);
+    LOAD8(hv, h + i);
+    a += gv;
+    b += gv * hv;
+  }
   double s1 = 0.0, s2 = 0.0;
   for (int j = 0; j < LANES; j++) {
     s1 += a[j];
@@ -69,9 +84,11 @@ ENS_CLONES static void plane_dot(double *sg, double *sgh, const float *g, const 
   *sgh += s2;
 }
 
-ENS_CLONES static void plane_affine(float *y, float *h, float inv, float gm, float bt, int n) {
+/* h = (x - c) inv (xhat), y = gm h + bt. */
+ENS_CLONES static void plane_affine(float *y, float *h, const float *x, float c, float inv,
+                                    float gm, float bt, int n) {
   for (int i = 0; i < n; i++) {
-    float v = h[i] * inv;
+    float v = (x[i] - c) * inv;
     h[i] = v;
     y[i] = gm * v + bt;
   }
@@ -100,10 +117,8 @@ void ens_batchnorm2d_forward_train(float *y, float *xhat, float *invstd, float *
       s += plane_sum(x + ((size_t)n * C + c) * P, P);
     const float mean = (float)(s / M);
     double s2 = 0.0;
-    for (int n = 0; n < batch; n++) {
-      size_t off = ((size_t)n * C + c) * P;
-      s2 += plane_center(xhat + off, x + off, mean, P);
-    }
+    for (int n = 0; n < batch; n++)
+      s2 += plane_center(x + ((size_t)n * C + c) * P, mean, P);
     const double var = s2 / M;
     const float inv = (float)(1.0 / sqrt(var + (double)eps));
     invstd[c] = inv;
@@ -112,7 +127,7 @@ void ens_batchnorm2d_forward_train(float *y, float *xhat, float *invstd, float *
     run_var[c] = (1.0f - momentum) * run_var[c] + momentum * (float)(var * unbias);
     for (int n = 0; n < batch; n++) {
       size_t off = ((size_t)n * C + c) * P;
-      plane_affine(y + off, xhat + off, inv, gamma[c], beta[c], P);
+      plane_affine(y + off, xhat + off, x + off, mean, inv, gamma[c], beta[c], P);
     }
   }
 }

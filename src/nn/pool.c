@@ -62,6 +62,47 @@ void ens_maxpool_forward(float *y, float *argmax, const float *x, const ens_conv
 void ens_maxpool_backward(float *dx, const float *dy, const float *argmax, const ens_conv_geom *g,
                           int batch) {
   const size_t HW = (size_t)g->H * g->W, P = (size_t)g->Ho * g->Wo;
+  const int k = g->k, W = g->W, Wo = g->Wo;
+  if (k == 2 && g->stride == 2 && g->Ho * 2 == g->H && Wo * 2 == W) {
+    /* 2x2 windows tiling the plane, the common case: each window's four
+     * pixels written at once. */
+    for (size_t pl = 0; pl < (size_t)batch * g->C; pl++) {
+      float *d = dx + pl * HW;
+      const float *gy = dy + pl * P, *am = argmax + pl * P;
+      for (int oh = 0; oh < g->Ho; oh++) {
+        float *r0 = d + (size_t)(2 * oh) * W, *r1 = r0 + W;
+        const float *gr = gy + (size_t)oh * Wo, *ar = am + (size_t)oh * Wo;
+        for (int ow = 0; ow < Wo; ow++) {
+          const int best = (int)ar[ow] - 2 * oh * W, c = 2 * ow;
+          const float v = gr[ow];
+          r0[c] = best == c ? v : 0.0f;
+          r0[c + 1] = best == c + 1 ? v : 0.0f;
+          r1[c] = best == W + c ? v : 0.0f;
+          r1[c + 1] = best == W + c + 1 ? v : 0.0f;
+        }
+      }
+    }
+    return;
+  }
+  if (k == g->stride && g->Ho * k == g->H && Wo * k == W) {
+    /* Windows that tile the plane: each pixel is in exactly one window, so
+     * every pixel is written once (its window's gradient at the maximum, 0
+     * elsewhere) with no clearing pass first. */
+    for (size_t pl = 0; pl < (size_t)batch * g->C; pl++) {
+      float *d = dx + pl * HW;
+      const float *gy = dy + pl * P, *am = argmax + pl * P;
+      for (int oh = 0; oh < g->Ho; oh++)
+        for (int ki = 0; ki < k; ki++) {
+          float *row = d + (size_t)(oh * k + ki) * W;
+          for (int ow = 0; ow < Wo; ow++) {
+            const int best = (int)am[oh * Wo + ow], base = (oh * k + ki) * W + ow * k;
+            for (int kj = 0; kj < k; kj++)
+              row[ow * k + kj] = base + kj == best ? gy[oh * Wo + ow] : 0.0f;
+          }
+        }
+    }
+    return;
+  }
   memset(dx, 0, (size_t)batch * g->C * HW * sizeof(float));
   for (size_t pl = 0; pl < (size_t)batch * g->C; pl++) {
     float *d = dx + pl * HW;

@@ -100,11 +100,15 @@ static double conv_loss(void *ctx) {
   return s;
 }
 
+/* Images per GEMM in conv_case (0: the kernel's own choice). */
+static int conv_group;
+
 /* One conv gradient check; `plant` = 1 runs the backward pass with a wrong
  * padding (a planted error) and returns the error instead of asserting. */
 static double conv_case(int B, int C, int H, int W, int O, int k, int stride, int pad, uint32_t key,
                         int plant) {
-  ens_conv_geom g = {.C = C, .H = H, .W = W, .O = O, .k = k, .stride = stride, .pad = pad};
+  ens_conv_geom g = {.C = C, .H = H, .W = W, .O = O, .k = k, .stride = stride, .pad = pad,
+                     .group = conv_group};
   CU_ASSERT_FATAL(ens_conv_geom_init(&g) == 0);
   size_t nx = (size_t)B * C * H * W, nw = (size_t)O * C * k * k;
   size_t ny = (size_t)B * O * g.Ho * g.Wo;
@@ -759,6 +763,61 @@ static void test_batch_independence(void) {
   ens_model_free(&m13);
 }
 
+/* The convolution in groups of images (a partial last group, and groups of
+ * one whose GEMM writes the NCHW output directly): the same gradient checks,
+ * and a planted error still fails. The cache-sized choice takes whole groups
+ * of the reference CNN's layers and never more than the batch. */
+static void test_conv_groups(void) {
+  conv_group = 2;
+  conv_case(5, 2, 5, 6, 3, 3, 1, 1, 11, 0); /* groups 2, 2, 1 */
+  conv_case(3, 3, 7, 7, 4, 3, 2, 1, 12, 0); /* stride 2: groups 2, 1 */
+  conv_group = 1;
+  conv_case(3, 2, 6, 5, 2, 2, 2, 0, 13, 0); /* one image per GEMM */
+  conv_group = 2;
+  double err = conv_case(5, 2, 5, 5, 2, 3, 1, 1, 14, 1);
+  conv_group = 0;
+  CU_ASSERT(err > 100 * GRAD_TOL);
+  ens_conv_geom g1 = {.C = 1, .H = 28, .W = 28, .O = 32, .k = 3, .stride = 1, .pad = 1};
+  ens_conv_geom g2 = {.C = 32, .H = 14, .W = 14, .O = 64, .k = 3, .stride = 1, .pad = 1};
+  CU_ASSERT_FATAL(ens_conv_geom_init(&g1) == 0 && ens_conv_geom_init(&g2) == 0);
+  int G1 = ens_conv2d_group(&g1, 128), G2 = ens_conv2d_group(&g2, 128);
+  CU_ASSERT(G1 > 1 && G1 < 128 && G2 >= 1 && G2 < G1);
+  CU_ASSERT(ens_conv2d_group(&g1, 3) == 3);
+  CU_ASSERT(ens_conv2d_nwork(&g1, 128) == (size_t)(9 + 32) * G1 * 28 * 28);
+}
+
+/* Max pooling whose windows tile the plane (size = stride) writes dx in one
+ * pass without clearing it first: gradient-checked for 2x2 and 3x3 windows,
+ * and a wrong argmax (a planted error) makes the check fail. */
+static void test_maxpool_tiling(void) {
+  pool_case(0, 2, 2, 9, 6, 3, 3, 6); /* max 3x3 every 3 */
+  pool_case(0, 3, 1, 2, 2, 2, 2, 7); /* one window per plane */
+  ens_conv_geom g = {.C = 2, .H = 4, .W = 6, .O = 2, .k = 2, .stride = 2, .pad = 0};
+  CU_ASSERT_FATAL(ens_conv_geom_init(&g) == 0);
+  enum { B = 2 };
+  size_t nx = (size_t)B * 2 * 4 * 6, ny = (size_t)B * 2 * g.Ho * g.Wo;
+  float x[B * 2 * 4 * 6], c[B * 2 * 2 * 3], y[B * 2 * 2 * 3], am[B * 2 * 2 * 3], dx[B * 2 * 4 * 6];
+  for (size_t i = 0; i < nx; i++)
+    x[i] = (float)(0.01 * (double)((i * 7919) % nx) - 0.3);
+  ens_rng r;
+  ens_rng_init(&r, 43, 0, ENS_STREAM_TEST, 8);
+  fill_normal(c, ny, 0.0, 1.0, &r);
+  ens_maxpool_forward(y, am, x, &g, B);
+  pool_ctx d = {g, B, 0, to_double(x, nx), to_double(c, ny), malloc(ny * sizeof(double))};
+  double *gx = malloc(nx * sizeof(double));
+  CU_ASSERT_FATAL(d.x && d.c && d.y && gx);
+  numeric_grad(gx, d.x, nx, pool_loss, &d);
+  /* Plant: window 1 of plane 0 points at the other pixel of its top row. */
+  am[1] = am[1] == 2.0f ? 3.0f : 2.0f;
+  ens_maxpool_backward(dx, c, am, &g, B);
+  size_t at;
+  double err = grad_error(dx, gx, nx, 0.0, &at);
+  if (getenv("ENS_TEST_VERBOSE"))
+    fprintf(stderr, "\n  planted maxpool error: %.3g", err);
+  CU_ASSERT(err > 100 * GRAD_TOL);
+  free(d.x), free(d.c), free(d.y), free(gx);
+}
+
 int main(void) {
   static const cu_case cases[] = {
       {"conv2d gradient (padding, stride, kernel sizes)", test_conv_grad},
@@ -771,6 +830,8 @@ int main(void) {
       {"shape inference and misfit errors", test_shapes},
       {"conv init (he, xavier, orthogonal on (O, C k k))", test_conv_init},
       {"eval independent of batching", test_batch_independence},
+      {"conv2d in groups of images: gradient, planted error, group size", test_conv_groups},
+      {"maxpool whose windows tile the plane: gradient, planted error", test_maxpool_tiling},
       {NULL, NULL},
   };
   return cu_run_suite("conv", cases);
