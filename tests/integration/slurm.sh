@@ -155,6 +155,10 @@ wait_gone "$id" 60 || job_fail cancel "$id" "job still running 60 s after scance
 for ((i = 0; i < 40; i++)); do grep -q "^ens-job: exit" cancel/job.out && break; sleep 0.25; done
 grep -qE "^ens-job: stopped by SIGTERM: checkpoints in $WORK/cancel/result.h5.ckpt: [0-9]+ of 4 members finished.*; resume: cd $WORK/cancel && .*sbatch" cancel/job.out ||
   job_fail cancel "$id" "no line saying where the checkpoints are after scancel"
+# ens itself said how far it got: its ranks were not killed (mpirun's own
+# SIGKILL, 2 x odls_base_sigkill_timeout after its TERM) while writing.
+! grep -q "ens was ended before it said" cancel/job.out ||
+  job_fail cancel "$id" "the ranks were killed before writing their outcome"
 echo "ok: plain scancel: $(grep -o 'checkpoints in [^;]*' cancel/job.out | tail -1) ($((SECONDS - t_start))s)"
 
 # 3. Stop with the warning signal, then submit again to resume.
