@@ -69,7 +69,11 @@ ens_job_check_time() {
 
 # Seconds mpirun waits after a TERM before passing it on to its ranks, and
 # again before SIGKILL: (KillWait - 4) / 2, so that its SIGKILL comes 4 s
-# before SLURM's (KillWait, default 30 s; ENS_KILL_WAIT outside SLURM).
+# before SLURM's (KillWait, default 30 s; ENS_KILL_WAIT outside SLURM), but
+# at most 5: mpirun also runs this sequence when its ranks exit non-zero
+# (75 after a USR1 stop), so it ends 2 x that later (measured: 1 s with 1,
+# 9 s with 5). orte_abort_on_non_zero_status=0 would avoid that wait, but
+# then a rank killed by a signal leaves mpirun waiting for the others.
 ens_job_kill_grace() {
   local kw=${ENS_KILL_WAIT:-}
   if [[ -z $kw && -n ${SLURM_JOB_ID:-} ]]; then
@@ -78,6 +82,7 @@ ens_job_kill_grace() {
   [[ $kw =~ ^[0-9]+$ ]] || kw=30
   local g=$(((kw - 4) / 2))
   ((g >= 1)) || g=1
+  ((g <= 5)) || g=5
   echo "$g"
 }
 
