@@ -52,18 +52,18 @@ PY
 grep -q "placement" <("$ENS" train --help 2>&1) || fail "--help lacks [output] placement"
 echo "ok: /ranks records member_rank, member_start, member_end and the policy"
 # Stop + resume with the queue on 2 ranks.
-stop_resume queue -c "$WORK/job.ini" --set output.placement=queue --set train.epochs=24
+stop_resume queue -c "$WORK/job.ini" --set output.placement=queue --set train.epochs=12
 # A job stopped under the queue on 2 ranks resumes on 3 ranks under another
 # policy (units are independent of placement) with the same result.
 mkdir -p mixed
-(cd mixed && exec mpirun -np 2 "$ENS" train -c "$WORK/job.ini" --set train.epochs=24 \
+(cd mixed && exec mpirun -np 2 "$ENS" train -c "$WORK/job.ini" --set train.epochs=12 \
   --set output.placement=queue) >mixed/log 2>&1 &
 pid=$!
 stop_at "epoch 2/" mixed/log $pid
 code=0
 wait $pid || code=$?
 [ $code = 75 ] || { cat mixed/log; fail "queue stop: exit $code, expected 75"; }
-run_np 3 mixed -c "$WORK/job.ini" --set train.epochs=24 --set output.placement=modulo --resume ||
+run_np 3 mixed -c "$WORK/job.ini" --set train.epochs=12 --set output.placement=modulo --resume ||
   fail "resume on 3 ranks with modulo"
 same_result full-queue/result.h5 mixed/result.h5 || fail "stop (queue, 2 ranks) + resume (modulo, 3 ranks) differs"
 echo "ok: stopped with the queue on 2 ranks, resumed with modulo on 3: identical"
