@@ -74,12 +74,17 @@ ens_job_check_time() {
 # (75 after a USR1 stop), so it ends 2 x that later (measured: 1 s with 1,
 # 9 s with 5). orte_abort_on_non_zero_status=0 would avoid that wait, but
 # then a rank killed by a signal leaves mpirun waiting for the others.
-ens_job_kill_grace() {
+ens_job_kill_wait() {
   local kw=${ENS_KILL_WAIT:-}
   if [[ -z $kw && -n ${SLURM_JOB_ID:-} ]]; then
     kw=$(scontrol show config 2>/dev/null | sed -n 's/^KillWait *= *\([0-9]*\).*/\1/p' | head -1)
   fi
   [[ $kw =~ ^[0-9]+$ ]] || kw=30
+  echo "$kw"
+}
+ens_job_kill_grace() {
+  local kw
+  kw=$(ens_job_kill_wait)
   local g=$(((kw - 4) / 2))
   ((g >= 1)) || g=1
   ((g <= 5)) || g=5
@@ -251,8 +256,9 @@ ens_job_main() {
   # (ENS_STATUS_FILE says "running" once they are) may have been dropped by
   # the launcher, which had no ranks to pass it to: it is sent again then.
   # Sleeping in the background keeps the traps prompt.
-  local resent=0
+  local resent=0 stop_at=-1
   while kill -0 "$ens_job_child" 2>/dev/null; do
+    ((ens_job_stop && stop_at < 0)) && stop_at=$SECONDS
     if ((ens_job_stop && !resent)) && [[ $(ens_job_status state) == running ]]; then
       resent=1
       kill -USR1 "$ens_job_child" 2>/dev/null || true
@@ -269,11 +275,17 @@ ens_job_main() {
 
   local state result msg
   state=$(ens_job_status state)
-  # mpirun given SIGTERM exits 1 at once, while its ranks may still be
-  # writing their checkpoints and the outcome: wait for it (a few seconds,
-  # well within SLURM's KillWait before the SIGKILL).
-  local waited=0
-  while ((ens_job_stop)) && [[ $state == running ]] && ((waited < 50)); do
+  # The launcher may exit while its ranks are still writing their
+  # checkpoints and the outcome: wait for it, up to 10 s but only until 3 s
+  # before SLURM's SIGKILL (KillWait after the TERM), so that the stop line
+  # below, read from the checkpoint folder if need be, is still said.
+  local waited=0 limit=50
+  if ((ens_job_stop)); then
+    ((stop_at >= 0)) || stop_at=$SECONDS
+    limit=$(((stop_at + $(ens_job_kill_wait) - 3 - SECONDS) * 5))
+    ((limit <= 50)) || limit=50
+  fi
+  while ((ens_job_stop)) && [[ $state == running ]] && ((waited < limit)); do
     sleep 0.2 &
     wait $! 2>/dev/null
     waited=$((waited + 1))
