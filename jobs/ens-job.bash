@@ -67,12 +67,61 @@ ens_job_check_time() {
   fi
 }
 
+# Seconds mpirun waits after a TERM before passing it on to its ranks, and
+# again before SIGKILL: (KillWait - 4) / 2, so that its SIGKILL comes 4 s
+# before SLURM's (KillWait, default 30 s; ENS_KILL_WAIT outside SLURM), but
+# at most 5: mpirun also runs this sequence when its ranks exit non-zero
+# (75 after a USR1 stop), so it ends 2 x that later (measured: 1 s with 1,
+# 9 s with 5). orte_abort_on_non_zero_status=0 would avoid that wait, but
+# then a rank killed by a signal leaves mpirun waiting for the others.
+ens_job_kill_wait() {
+  local kw=${ENS_KILL_WAIT:-}
+  if [[ -z $kw && -n ${SLURM_JOB_ID:-} ]]; then
+    kw=$(scontrol show config 2>/dev/null | sed -n 's/^KillWait *= *\([0-9]*\).*/\1/p' | head -1)
+  fi
+  [[ $kw =~ ^[0-9]+$ ]] || kw=30
+  echo "$kw"
+}
+ens_job_kill_grace() {
+  local kw
+  kw=$(ens_job_kill_wait)
+  local g=$(((kw - 4) / 2))
+  ((g >= 1)) || g=1
+  ((g <= 5)) || g=5
+  echo "$g"
+}
+
+# The stop line when ens was ended before it wrote its outcome: read from
+# the checkpoint folder ens named when it started (ENS_STATUS_FILE's
+# checkpoints= and members=).
+ens_job_ckpt_note() {
+  local dir=$1 members=$2 f done=0 units=0
+  if [[ -z $dir ]]; then
+    echo "ens was ended before it could say where its checkpoints go (the launcher exited $3): see [output] checkpoint_dir (default <output path>.ckpt)"
+    return
+  fi
+  for f in "$dir"/member_*.h5; do [[ -e $f ]] && done=$((done + 1)); done
+  for f in "$dir"/unit_*.h5; do [[ -e $f ]] && units=$((units + 1)); done
+  if ((done + units == 0)); then
+    echo "nothing to save yet ($dir holds no checkpoint; ens was ended before it said how far it got, the launcher exited $3)"
+    return
+  fi
+  echo "checkpoints in $dir: $done of ${members:-?} members finished, $units in-progress checkpoint file(s) (ens was ended before it said how far it got; the launcher exited $3)"
+}
+
 # The launcher (ENS_LAUNCHER) into the array ens_launch.
 ens_job_launcher() {
   ens_launcher=${ENS_LAUNCHER:-mpirun}
   case $ens_launcher in
     mpirun)
       ens_launch=(mpirun -x OPENBLAS_NUM_THREADS -x OMP_NUM_THREADS -x ENS_STATUS_FILE)
+      # mpirun given TERM (scancel sends it to every process of the job)
+      # sends its ranks TERM after odls_base_sigkill_timeout seconds and
+      # SIGKILL after twice that: with the default of 1 s the ranks, which
+      # got TERM from SLURM at once, had 2 s to agree on the stop, write
+      # their checkpoints and the outcome. Give them most of SLURM's
+      # KillWait instead, leaving this script time for its stop line.
+      ens_launch+=(--mca odls_base_sigkill_timeout "$(ens_job_kill_grace)")
       [[ $(id -u) == 0 ]] && ens_launch+=(--allow-run-as-root)
       # shellcheck disable=SC2206
       ens_launch+=(${ENS_MPIRUN_ARGS:-}) ;;
@@ -133,8 +182,12 @@ ens_job_resume_cmd() {
 # status KEY: a value of the outcome file ens wrote.
 ens_job_status() { sed -n "s/^$1=//p" "$ENS_STATUS_FILE" 2>/dev/null | head -1; }
 
+# Called when scontrol requeue returns and, as a trap, by the TERM that the
+# requeue sends this shell, which may come in the middle of the first call:
+# the trap then returns, and the first call finishes its two lines (an exit
+# from the trap ended the log before its "exit 0" line).
 ens_job_requeued_exit() {
-  ((ens_job_requeue_said)) && exit 0
+  ((ens_job_requeue_said)) && return 0
   ens_job_requeue_said=1
   ens_job_say "requeued job $SLURM_JOB_ID: it resumes from the checkpoints when it starts again"
   ens_job_say "exit 0 (requeued; SLURM shows it PENDING again), $(ens_job_now)"
@@ -203,8 +256,9 @@ ens_job_main() {
   # (ENS_STATUS_FILE says "running" once they are) may have been dropped by
   # the launcher, which had no ranks to pass it to: it is sent again then.
   # Sleeping in the background keeps the traps prompt.
-  local resent=0
+  local resent=0 stop_at=-1
   while kill -0 "$ens_job_child" 2>/dev/null; do
+    ((ens_job_stop && stop_at < 0)) && stop_at=$SECONDS
     if ((ens_job_stop && !resent)) && [[ $(ens_job_status state) == running ]]; then
       resent=1
       kill -USR1 "$ens_job_child" 2>/dev/null || true
@@ -221,18 +275,26 @@ ens_job_main() {
 
   local state result msg
   state=$(ens_job_status state)
-  # mpirun given SIGTERM exits 1 at once, while its ranks may still be
-  # writing their checkpoints and the outcome: wait for it (a few seconds,
-  # well within SLURM's KillWait before the SIGKILL).
-  local waited=0
-  while ((ens_job_stop)) && [[ $state == running ]] && ((waited < 50)); do
+  # The launcher may exit while its ranks are still writing their
+  # checkpoints and the outcome: wait for it, up to 10 s but only until 3 s
+  # before SLURM's SIGKILL (KillWait after the TERM), so that the stop line
+  # below, read from the checkpoint folder if need be, is still said.
+  local waited=0 limit=50
+  if ((ens_job_stop)); then
+    ((stop_at >= 0)) || stop_at=$SECONDS
+    limit=$(((stop_at + $(ens_job_kill_wait) - 3 - SECONDS) * 5))
+    ((limit <= 50)) || limit=50
+  fi
+  while ((ens_job_stop)) && [[ $state == running ]] && ((waited < limit)); do
     sleep 0.2 &
     wait $! 2>/dev/null
     waited=$((waited + 1))
     state=$(ens_job_status state)
   done
-  local ran=0
+  local ran=0 ckdir members
   [[ $state == running ]] && ran=1
+  ckdir=$(ens_job_status checkpoints)
+  members=$(ens_job_status members)
   result=$(ens_job_status result)
   msg=$(ens_job_status message)
   rm -f "$ENS_STATUS_FILE"
@@ -261,7 +323,7 @@ ens_job_main() {
   esac
   # No outcome from ens: its ranks never started, or were killed.
   if ((ens_job_stop && ran)); then
-    ens_job_stopped "ens was ended before it could say how far it got (the launcher exited $code): its checkpoints, if any, are in [output] checkpoint_dir (default <output path>.ckpt)"
+    ens_job_stopped "$(ens_job_ckpt_note "$ckdir" "$members" "$code")"
   elif ((ens_job_stop)); then
     ens_job_stopped "nothing to save yet (the stop came before ens could start; the launcher exited $code)"
   fi

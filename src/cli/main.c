@@ -293,6 +293,14 @@ static int cmd_train(int argc, char **argv, const ens_launch *launch) {
   if (!text)
     return EXIT_RUNTIME;
   ens_cli_print_start(launch, rank);
+  {
+    /* Still "running", now with where the checkpoints go and how many
+     * members: a batch script whose ranks are killed before they can say how
+     * far they got reads the checkpoint folder itself. */
+    const char *file = getenv("ENS_STATUS_FILE");
+    if (rank == 0 && file && file[0])
+      ens_cli_status_write(file, "running", 0, &cfg, "");
+  }
   /* A closed stdout or stderr pipe (ens train | head) must not kill training:
    * writes then fail with EPIPE and are dropped. */
   signal(SIGPIPE, SIG_IGN);

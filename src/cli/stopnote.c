@@ -112,7 +112,8 @@ int ens_cli_status_write(const char *file, const char *state, int code, const en
   if (c) {
     ens_cli_abspath(result, sizeof(result), c->output_path);
     ens_cli_checkpoint_dir(dir, sizeof(dir), c);
-    fprintf(f, "result=%s\ncheckpoints=%s\n", result, dir);
+    fprintf(f, "result=%s\ncheckpoints=%s\nmembers=%d\n", result, dir,
+            c->count > 0 ? c->count : c->members - c->first_member);
   }
   /* One line: the message's own newlines would end the key. */
   fputs("message=", f);

@@ -115,7 +115,7 @@ same_result seed-np0/result.h5 merged.h5 || fail "merged conv result differs fro
 
 # Stop and resume with augmentation (2 ranks, larger images).
 stop_resume conv-augment -c "$WORK/job.ini" --set data.path="$WORK/img12.h5" --set data.augment_crop=2 \
-  --set data.augment_flip=true --set ensemble.members=2 --set train.epochs=4
+  --set data.augment_flip=true --set ensemble.members=2 --set train.epochs=12
 
 # Each kind of layer-list mistake: one clear error naming file:line, the layer
 # and the shapes; exit 1, nothing written.

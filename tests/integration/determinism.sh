@@ -124,7 +124,7 @@ cross_resume() {
   same_result cross-ref/result.h5 "$name/result.h5" || fail "$name: resumed result differs"
   echo "ok: $name: stopped ($( [ "$first" = 0 ] && echo "no MPI" || echo "mpirun -np 1")), resumed, identical"
 }
-long=(-c "$WORK/job.ini" --set train.epochs=60 --set output.verbose=1 --set ensemble.members=2)
+long=(-c "$WORK/job.ini" --set train.epochs=150 --set output.verbose=1 --set ensemble.members=2)
 run_np 0 cross-ref "${long[@]}" || fail "uninterrupted run for the cross resume"
 cross_resume cross-nompi-mpirun 0 1 "${long[@]}"
 cross_resume cross-mpirun-nompi 1 0 "${long[@]}"

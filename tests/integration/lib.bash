@@ -66,11 +66,10 @@ stop_resume() {
     mkdir -p "stop-$name"
     (cd "stop-$name" && exec mpirun -np 2 "$ENS" train "$@") >"stop-$name/log" 2>&1 &
     pid=$!
-    for _ in $(seq 1 600); do
-      grep -q "epoch 1/" "stop-$name/log" 2>/dev/null && break
-      sleep 0.05
-    done
-    kill -USR1 $pid
+    # The ranks frozen as soon as the first epoch line shows, the signal
+    # sent, then let go: the stop lands in training unless the whole job
+    # took less than the polling (20 ms); callers size jobs well above that.
+    stop_at "epoch 1/" "stop-$name/log" $pid
     code=0
     wait $pid || code=$?
     [ $code = 0 ] && [ $attempt -lt 3 ] && { echo "$name: finished before USR1 arrived; again"; continue; }

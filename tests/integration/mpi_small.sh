@@ -12,7 +12,7 @@ path = $WORK/data.h5
 hidden = 256,128
 dropout = 0.1
 [train]
-epochs = 3
+epochs = 6
 batch = 16
 optimizer = adam
 [ensemble]
@@ -34,6 +34,7 @@ code=0
 wait $pid || code=$?
 [ $code = 75 ] || { cat stop/log; fail "exit $code after USR1, expected 75"; }
 ls stop/result.h5.ckpt/unit_*.h5 >/dev/null 2>&1 || { cat stop/log; fail "no unit checkpoints"; }
+[ -f stop/result.h5.ckpt/unit_1.h5 ] || { ls stop/result.h5.ckpt; fail "the stop came after member 1 finished: no unit_1.h5 to damage"; }
 # Rank 1's unit checkpoint damaged: it restarts with a warning.
 printf 'damaged\n' >stop/result.h5.ckpt/unit_1.h5
 run_np 2 stop -c "$WORK/job.ini" --resume || fail "resume"

@@ -68,7 +68,7 @@ assert abs(m["curve_nll"][-1] - m["ensemble"].attrs["nll"]) < 1e-5
 assert abs(m["ensemble"].attrs["val_nll"] - m["ensemble"].attrs["val_mae"]) > 1e-3 if "val_mae" in m["ensemble"].attrs else True
 PY
 # Stop + resume with Adam's state.
-stop_resume adam -c "$WORK/job.ini" --set output.verbose=1 --set train.epochs=12
+stop_resume adam -c "$WORK/job.ini" --set output.verbose=1 --set train.epochs=40
 # MSE head: epistemic variance only.
 run_np 2 mse -c "$WORK/job.ini" --set model.loss=mse --set train.epochs=10 || fail "mse"
 $PY - mse/result.h5 <<'PY' || fail "mse variances"

@@ -84,9 +84,10 @@ expect_done() {
 # wait_training dir jobid: until the job's output shows a finished epoch.
 wait_training() {
   local i
-  for ((i = 0; i < 400; i++)); do
+  # Generous: a loaded machine may take long to schedule and start the job.
+  for ((i = 0; i < 1200; i++)); do
     grep -q "epoch 1/" "$1"/job*.out 2>/dev/null && return 0
     sleep 0.1
   done
-  job_fail "$1" "$2" "no training progress in $1 after 40 s"
+  job_fail "$1" "$2" "no training progress in $1 after 120 s"
 }

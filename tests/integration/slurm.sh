@@ -122,6 +122,31 @@ wait_gone "$id" 120 || job_fail fake "$id" "job still in the queue after 120 s"
 grep -q "reporting no outcome" fake/job.out || job_fail fake "$id" "no 'no outcome' message"
 echo "ok: launcher exit 0 without ens finishing: job FAILED 2:0 ($((SECONDS - t_start))s)"
 
+# 1c. Ranks killed after a scancel before they said how far they got (a
+# stand-in that reports "running" with its checkpoint folder, as ens does
+# once its config is agreed, and dies on TERM): the stop line is read from
+# the checkpoint folder.
+cat >killed-ens <<'SH'
+#!/bin/sh
+[ "${OMPI_COMM_WORLD_RANK:-0}" = 0 ] || exec sleep 600
+d=$PWD/result.h5.ckpt
+mkdir -p "$d" && : >"$d/member_1.h5" && : >"$d/unit_0.h5"
+printf 'state=running\ncode=0\nresult=%s\ncheckpoints=%s\nmembers=4\nmessage=\n' "$PWD/result.h5" "$d" >"$ENS_STATUS_FILE"
+echo "[member 0] epoch 1/40"
+exec sleep 600
+SH
+chmod +x killed-ens
+ENS_BIN=$WORK/killed-ens submit killed --ntasks=2 "$JOBS/fashion-1node.sbatch" "$WORK/job.ini"
+id=$JOB
+wait_training killed "$id"
+scancel "$id" || fail "scancel $id"
+wait_gone "$id" 60 || job_fail killed "$id" "job still running 60 s after scancel"
+for ((i = 0; i < 40; i++)); do grep -q "^ens-job: exit" killed/job.out && break; sleep 0.25; done
+grep -qE "^ens-job: stopped by SIGTERM: checkpoints in $WORK/killed/result.h5.ckpt: 1 of 4 members finished, 1 in-progress checkpoint file\(s\) \(ens was ended before it said how far it got.*; resume: cd $WORK/killed && .*sbatch" killed/job.out ||
+  job_fail killed "$id" "no stop line read from the checkpoint folder when the ranks said nothing"
+grep -q "^ens-job: exit 75" killed/job.out || job_fail killed "$id" "no exit 75 after the stop"
+echo "ok: ranks killed before their outcome: the stop line read from the checkpoint folder ($((SECONDS - t_start))s)"
+
 # 2b. USR1 within the first second of the job: a stop, exit 75, and the job
 # can be submitted again.
 submit early --ntasks=2 "$JOBS/fashion-1node.sbatch" "$WORK/job.ini" "${long[@]}"
@@ -155,6 +180,10 @@ wait_gone "$id" 60 || job_fail cancel "$id" "job still running 60 s after scance
 for ((i = 0; i < 40; i++)); do grep -q "^ens-job: exit" cancel/job.out && break; sleep 0.25; done
 grep -qE "^ens-job: stopped by SIGTERM: checkpoints in $WORK/cancel/result.h5.ckpt: [0-9]+ of 4 members finished.*; resume: cd $WORK/cancel && .*sbatch" cancel/job.out ||
   job_fail cancel "$id" "no line saying where the checkpoints are after scancel"
+# ens itself said how far it got: its ranks were not killed (mpirun's own
+# SIGKILL, 2 x odls_base_sigkill_timeout after its TERM) while writing.
+! grep -q "ens was ended before it said" cancel/job.out ||
+  job_fail cancel "$id" "the ranks were killed before writing their outcome"
 echo "ok: plain scancel: $(grep -o 'checkpoints in [^;]*' cancel/job.out | tail -1) ($((SECONDS - t_start))s)"
 
 # 3. Stop with the warning signal, then submit again to resume.
