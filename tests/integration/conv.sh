@@ -124,7 +124,7 @@ run_np 0 trunklistbad1 -c "$WORK/job.ini" --set trunk.source=pretrain --set "tru
 code=0
 run_np 0 trunklistbad2 -c "$WORK/job.ini" --set trunk.source=pretrain --set "trunk.layers=conv 6 3 pad 1, relu" \
   --set "model.layers=$HEADS" >/dev/null || code=$?
-[ $code = 1 ] && grep -q "dense" trunklistbad2/log && grep -q "flatten" trunklistbad2/log || fail "a trunk list not fitting its heads was taken"
+[ $code = 1 ] && grep -q "layer 3 (dense): input shape (6,8,8)" trunklistbad2/log && grep -q "flatten" trunklistbad2/log || fail "a trunk list not fitting its heads was taken"
 
 # merge of two halves equals the whole.
 run_np 0 half0 -c "$WORK/job.ini" --set ensemble.first_member=0 --set ensemble.count=2 --set output.path=a.h5 --set output.verbose=0
@@ -157,6 +157,14 @@ bad "bad.ini:5: \[model\] layers: layer 4 \(conv\): input shape \(8,2,2\): the 3
 bad "bad.ini:5: \[model\] layers: output layer \(dense 3\): input shape \(8,8,8\): a dense layer needs a flat input: add flatten" \
   "conv 8 3 pad 1, relu"
 bad "bad.ini:5: \[model\] layers: layer 2: unknown kind 'pool'" "conv 8 3, pool 2"
+# A [trunk] layer list whose output does not fit the heads: both lines named.
+mkdir -p out
+{ sed "s|^layers = .*|layers = dense 12, relu|" "$WORK/job.ini"; printf '[trunk]\nsource = pretrain\nlayers = conv 6 3 pad 1, relu\n'; } >badtrunk.ini
+code=0
+"$ENS" train -c badtrunk.ini --set output.path=out/r.h5 >out.txt 2>err.txt || code=$?
+[ $code = 1 ] && grep -qE "badtrunk.ini:[0-9]+: \[trunk\] layers and badtrunk.ini:5: \[model\] layers .*layer 3 \(dense\): input shape \(6,8,8\)" err.txt ||
+  { cat err.txt; fail "a [trunk] list not fitting its heads: exit $code"; }
+[ -z "$(ls -A out)" ] || fail "a [trunk] list not fitting its heads: output left behind"
 bad "bad.ini:5: \[model\] layers: layer 1 \(conv\): expected 'conv CHANNELS KERNEL" "conv 8"
 bad "bad.ini:5: \[model\] layers: layer 2 \(dropout\): expected 'dropout P' with 0 <= P < 1" "flatten, dropout 1.5"
 # A layer list from --set is named as such.
