@@ -124,6 +124,8 @@ typedef struct ens_config {
   char trunk_dataset[256];        /* which params in trunk_file: "trunk" (default),
                                      "ensemble" or "member:<k>" */
   int trunk_layers;               /* default 0 */
+  char trunk_layers_text[ENS_LAYERS_MAX]; /* [trunk] layers as written: a block count or a
+                                     layer list (folded into model_layers at load) */
   int pretrain_epochs;            /* default 5 */
   int pretrain_batch;             /* global pretraining batch, 0 = [train] batch; default 0 */
   double pretrain_lr;             /* pretraining peak lr, 0 = [train] lr; default 0 */

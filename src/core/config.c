@@ -86,6 +86,8 @@ typedef struct {
   bool auto_word;
 } key_spec;
 
+static int trunk_layers_check(const char *key, const char *value, char *msg, size_t len);
+
 #define FIELD(f) .offset = offsetof(ens_config, f)
 #define K_BOOL(s, k, f, d, h) {s, k, KEY_BOOL, FIELD(f), .def = d, .help = h}
 #define K_INT(s, k, f, b, d, h) {s, k, KEY_INT, FIELD(f), b, .def = d, .help = h}
@@ -229,7 +231,10 @@ static const key_spec key_table[] = {
     K_STR("trunk", "file", trunk_file, "", "result file holding the trunk (source = file)"),
     K_STR("trunk", "dataset", trunk_dataset, "trunk",
           "parameters of the trunk file to use: trunk, ensemble or member:<k>"),
-    K_INT("trunk", "layers", trunk_layers, GE(0), "0", "hidden layers in the trunk"),
+    {"trunk", "layers", KEY_STRING, FIELD(trunk_layers_text),
+     .size = sizeof(((ens_config *)0)->trunk_layers_text), .def = "0", .check = trunk_layers_check,
+     .help = "trunk: how many leading blocks (hidden layers), or its own layer list "
+             "([model] layers = the heads)"},
     K_INT("trunk", "pretrain_epochs", pretrain_epochs, GE(0), "5",
           "epochs to pretrain the trunk (source = pretrain)"),
     K_INT("trunk", "pretrain_batch", pretrain_batch, GE(0), "0",
@@ -565,6 +570,10 @@ static int key_set(ens_config *c, const key_spec *k, const char *value, char *ms
       return ENS_ECONFIG;
     memset(field, 0, k->size);
     memcpy(field, value, n);
+    /* [trunk] layers as a count sets trunk_layers at once (a list is folded
+     * into [model] layers once the whole configuration is read). */
+    if (k->offset == offsetof(ens_config, trunk_layers_text) && parse_long(value, &l))
+      c->trunk_layers = (int)l;
     return 0;
   }
   }
@@ -930,6 +939,70 @@ static int load_file(ens_config *c, const char *path, char *err, size_t errlen) 
 
 /* ---- public API --------------------------------------------------------- */
 
+
+/* [trunk] layers: a non-negative block count or a layer list. */
+static int trunk_layers_check(const char *key, const char *value, char *msg, size_t len) {
+  long n;
+  if (isdigit((unsigned char)value[0]) || value[0] == '-' || value[0] == '+') {
+    if (parse_long(value, &n) && n >= 0 && n <= INT_MAX)
+      return 0;
+    snprintf(msg, len, "[trunk] %s: expected a block count (an integer >= 0) or a layer list, got '%.80s'",
+             key, value);
+    return ENS_ECONFIG;
+  }
+  char why[256];
+  if (!value[0] || ens_layers_parse(value, NULL, why, sizeof why)) {
+    snprintf(msg, len, "[trunk] %s: %s", key,
+             value[0] ? why : "expected a block count (an integer >= 0) or a layer list, got ''");
+    return ENS_ECONFIG;
+  }
+  return 0;
+}
+
+/* Folds a [trunk] layer list into [model] layers (trunk, then heads) and sets
+ * trunk_layers to the trunk's block count; afterwards the config reads as the
+ * count form, so its echo reloads to the same config. */
+static int trunk_layers_fold(ens_config *c, const char *name, char *err, size_t errlen) {
+  long n;
+  const char *t = c->trunk_layers_text;
+  if (isdigit((unsigned char)t[0]) && parse_long(t, &n)) {
+    c->trunk_layers = (int)n;
+    return 0;
+  }
+  char why[256];
+  ens_arch ta, ha;
+  if (ens_layers_parse(t, &ta, why, sizeof why) != 0) {
+    ens_errorf(err, errlen, "%s: [trunk] layers: %s", name, why);
+    return ENS_ECONFIG;
+  }
+  if (!c->model_layers[0] || ens_layers_parse(c->model_layers, &ha, why, sizeof why) != 0) {
+    ens_errorf(err, errlen,
+               "%s: [trunk] layers is a layer list, so [model] layers must list the heads on "
+               "top of its features (e.g. dense 128, bn, relu)%s%s",
+               name, c->model_layers[0] ? ": " : "", c->model_layers[0] ? why : "");
+    return ENS_ECONFIG;
+  }
+  if (ha.spec[0].kind != ENS_LAYER_DENSE && ha.spec[0].kind != ENS_LAYER_CONV) {
+    ens_errorf(err, errlen,
+               "%s: [model] layers = %.200s: with a [trunk] layer list the heads must begin "
+               "with a conv or dense layer (end the trunk list with the layers that finish its "
+               "last block)",
+               name, c->model_layers);
+    return ENS_ECONFIG;
+  }
+  char both[ENS_LAYERS_MAX];
+  int w = snprintf(both, sizeof both, "%s, %s", t, c->model_layers);
+  if (w < 0 || (size_t)w >= sizeof both) {
+    ens_errorf(err, errlen, "%s: [trunk] layers and [model] layers together exceed %d characters",
+               name, (int)sizeof both - 1);
+    return ENS_ECONFIG;
+  }
+  memcpy(c->model_layers, both, sizeof both);
+  c->trunk_layers = ta.n_hidden;
+  snprintf(c->trunk_layers_text, sizeof c->trunk_layers_text, "%d", ta.n_hidden);
+  return 0;
+}
+
 int ens_config_load_text(ens_config *c, const char *name, const char *text, char *err,
                          size_t errlen) {
   ens_config_defaults(c);
@@ -950,6 +1023,8 @@ int ens_config_load_text(ens_config *c, const char *name, const char *text, char
   }
   int ret = load_stream(c, fp, name, err, errlen);
   free(copy);
+  if (ret == 0)
+    ret = trunk_layers_fold(c, name, err, errlen);
   return ret;
 }
 
@@ -1008,7 +1083,7 @@ int ens_config_load(ens_config *c, const char *path, const char *const *sets, in
     if (rc)
       return rc;
   }
-  return 0;
+  return trunk_layers_fold(c, path ? path : "--set", err, errlen);
 }
 
 /* Accepts "trunk", "ensemble" or "member:<k>" with k a non-negative integer. */

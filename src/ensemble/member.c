@@ -41,6 +41,17 @@ int ens_job_check_arch(const ens_job *j, const char *config_path, const char *la
     snprintf(where, sizeof where, "%s:%d: [model] layers", config_path, line);
   else
     snprintf(where, sizeof where, "[model] layers");
+  /* A [trunk] layer list was folded in front of the heads: name both lines and
+   * the whole list the layer numbers count in. */
+  int tline = c->trunk_source != ENS_TRUNK_NONE && c->trunk_layers > 0
+                  ? ens_config_key_line(config_path, "trunk", "layers")
+                  : 0;
+  if (!layers_set && tline > 0 && line > 0) {
+    char where2[sizeof where];
+    snprintf(where2, sizeof where2, "%s:%d: [trunk] layers and %s:%d: [model] layers ('%.200s')",
+             config_path, tline, config_path, line, c->model_layers);
+    memcpy(where, where2, sizeof where);
+  }
   /* A search draws a list per member; every list must fit. */
   int last = c->mode == ENS_MODE_SEARCH && c->search_layers[0] ? j->last : j->first + 1;
   for (int k = j->first; k < last; k++) {

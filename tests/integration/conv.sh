@@ -106,6 +106,25 @@ code=0
 run_np 0 trunkbad -c "$WORK/job.ini" --set trunk.source=file --set "trunk.file=$WORK/pre/result.h5" \
   --set trunk.layers=2 --set "model.layers=conv 5 3 pad 1, bn, relu, maxpool 2, conv 8 3 stride 2 pad 1, relu, flatten, dense 12, relu" >/dev/null || code=$?
 [ $code != 0 ] && grep -q "do not begin with the first 2 blocks" trunkbad/log || fail "a mismatched conv trunk was taken"
+# [trunk] layers as its own list, [model] layers the heads: the same network
+# as the count form, so the same result bitwise (pretrain and from the file).
+TRUNK_LIST="conv 6 3 pad 1, bn, relu, maxpool 2, conv 8 3 stride 2 pad 1, relu, dropout 0.1, flatten"
+HEADS="dense 12, bn, relu"
+run_np 0 prelist -c "$WORK/job.ini" --set trunk.source=pretrain --set "trunk.layers=$TRUNK_LIST" \
+  --set "model.layers=$HEADS" --set trunk.pretrain_epochs=1 --set ensemble.members=1 || fail "conv trunk list pretraining"
+same_result pre/result.h5 prelist/result.h5 || fail "conv trunk list: pretrain differs from the count form"
+run_np 2 trunklist -c "$WORK/job.ini" --set trunk.source=file --set "trunk.file=$WORK/pre/result.h5" \
+  --set "trunk.layers=$TRUNK_LIST" --set "model.layers=$HEADS" || fail "conv trunk list from a file"
+same_result trunk-np0/result.h5 trunklist/result.h5 || fail "conv trunk list from a file differs from the count form"
+# Heads that do not begin a block, and a trunk whose output does not fit them.
+code=0
+run_np 0 trunklistbad1 -c "$WORK/job.ini" --set trunk.source=pretrain --set "trunk.layers=$TRUNK_LIST" \
+  --set "model.layers=bn, dense 12, relu" >/dev/null || code=$?
+[ $code = 1 ] && grep -q "heads must begin with a conv or dense layer" trunklistbad1/log || fail "heads starting with bn were taken"
+code=0
+run_np 0 trunklistbad2 -c "$WORK/job.ini" --set trunk.source=pretrain --set "trunk.layers=conv 6 3 pad 1, relu" \
+  --set "model.layers=$HEADS" >/dev/null || code=$?
+[ $code = 1 ] && grep -q "layer 3 (dense): input shape (6,8,8)" trunklistbad2/log && grep -q "flatten" trunklistbad2/log || fail "a trunk list not fitting its heads was taken"
 
 # merge of two halves equals the whole.
 run_np 0 half0 -c "$WORK/job.ini" --set ensemble.first_member=0 --set ensemble.count=2 --set output.path=a.h5 --set output.verbose=0
@@ -138,6 +157,14 @@ bad "bad.ini:5: \[model\] layers: layer 4 \(conv\): input shape \(8,2,2\): the 3
 bad "bad.ini:5: \[model\] layers: output layer \(dense 3\): input shape \(8,8,8\): a dense layer needs a flat input: add flatten" \
   "conv 8 3 pad 1, relu"
 bad "bad.ini:5: \[model\] layers: layer 2: unknown kind 'pool'" "conv 8 3, pool 2"
+# A [trunk] layer list whose output does not fit the heads: both lines named.
+mkdir -p out
+{ sed "s|^layers = .*|layers = dense 12, relu|" "$WORK/job.ini"; printf '[trunk]\nsource = pretrain\nlayers = conv 6 3 pad 1, relu\n'; } >badtrunk.ini
+code=0
+"$ENS" train -c badtrunk.ini --set output.path=out/r.h5 >out.txt 2>err.txt || code=$?
+[ $code = 1 ] && grep -qE "badtrunk.ini:[0-9]+: \[trunk\] layers and badtrunk.ini:5: \[model\] layers .*layer 3 \(dense\): input shape \(6,8,8\)" err.txt ||
+  { cat err.txt; fail "a [trunk] list not fitting its heads: exit $code"; }
+[ -z "$(ls -A out)" ] || fail "a [trunk] list not fitting its heads: output left behind"
 bad "bad.ini:5: \[model\] layers: layer 1 \(conv\): expected 'conv CHANNELS KERNEL" "conv 8"
 bad "bad.ini:5: \[model\] layers: layer 2 \(dropout\): expected 'dropout P' with 0 <= P < 1" "flatten, dropout 1.5"
 # A layer list from --set is named as such.

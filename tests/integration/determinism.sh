@@ -74,7 +74,7 @@ CONV="conv 6 3 pad 1, bn, relu, maxpool 2, conv 8 3 pad 1, relu, dropout 0.1, fl
 csets=(--set data.path="$WORK/img.h5" --set "model.layers=$CONV" --set data.standardize_by=global)
 run_np 0 conv-pre -c "$WORK/job.ini" "${csets[@]}" --set trunk.source=pretrain --set trunk.layers=2 \
   --set trunk.pretrain_epochs=1 --set ensemble.members=1 || fail "pretraining a conv trunk file"
-for mode in conv-augment conv-search conv-trunk; do
+for mode in conv-augment conv-search conv-trunk conv-trunklist; do
   sets=("${csets[@]}")
   case $mode in
   conv-augment) sets+=(--set data.augment_crop=1 --set data.augment_flip=true) ;;
@@ -82,6 +82,8 @@ for mode in conv-augment conv-search conv-trunk; do
     --set search.hidden= --set "search.layers=conv 4 3 pad 1, relu, gap | $CONV") ;;
   conv-trunk) sets+=(--set trunk.source=file --set "trunk.file=$WORK/conv-pre/result.h5" --set trunk.layers=2
     --set train.batch=24) ;;
+  conv-trunklist) sets+=(--set trunk.source=file --set "trunk.file=$WORK/conv-pre/result.h5" --set train.batch=24
+    --set "trunk.layers=${CONV%, dense 12, bn, relu}" --set "model.layers=dense 12, bn, relu") ;;
   esac
   for np in 0 2 3 4; do
     run_np $np "$mode-np$np" -c "$WORK/job.ini" "${sets[@]}" || fail "$mode on $np ranks"
@@ -91,6 +93,8 @@ for mode in conv-augment conv-search conv-trunk; do
   done
   echo "ok: $mode identical on 1, 2, 3, 4 ranks"
 done
+# A [trunk] layer list is the count form written apart: the same result.
+same_result conv-trunk-np0/result.h5 conv-trunklist-np0/result.h5 || fail "conv trunk list differs from the count form"
 # The check itself must be able to fail: another seed gives another result.
 run_np 0 other -c "$WORK/job.ini" --set ensemble.seed=8
 if same_result seed-average-np0/result.h5 other/result.h5 >/dev/null; then
