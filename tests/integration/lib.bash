@@ -133,6 +133,38 @@ stop_at() {
   return 0
 }
 
+# descendants PID: the PIDs of every process below PID.
+descendants() {
+  local c
+  for c in $(pgrep -P "$1" || true); do
+    echo "$c"
+    descendants "$c"
+  done
+}
+
+# stop_ranks_at PATTERN LOG PID: like stop_at, but freezes every ens process
+# below mpirun PID (on simulated nodes the ranks sit under the rsh agent and
+# orted, not directly under mpirun) and sends USR1 to each rank itself, as
+# SLURM signals every process of a step, instead of relying on mpirun's
+# forwarding through the remote daemons.
+stop_ranks_at() {
+  local pattern=$1 log=$2 pid=$3 ranks p
+  for _ in $(seq 1 1200); do
+    grep -qE "$pattern" "$log" 2>/dev/null && break
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.02
+  done
+  ranks=$(for p in $(descendants "$pid"); do
+    [ "$(cat "/proc/$p/comm" 2>/dev/null)" = ens ] && echo "$p"
+  done)
+  [ -n "$ranks" ] || return 0
+  kill -STOP $ranks 2>/dev/null || true
+  kill -USR1 $ranks 2>/dev/null || true
+  sleep 0.2
+  kill -CONT $ranks 2>/dev/null || true
+  return 0
+}
+
 # ens_lines FILE: the lines ens itself wrote to a stderr log (mpirun's own
 # framed notices about non-zero exit codes left out).
 ens_lines() {
