@@ -51,7 +51,7 @@ with h5py.File(sys.argv[1], "r") as f:
     assert set(rr[:, 0].tolist()) == {0, 1, 2, 3}, rr[:, 0]   # rung 0 on all four ranks
 PY
 echo "ok: halving on 2 nodes x 2 ranks identical to 1 rank; rung 0 trained on all 4 ranks"
-# Stop inside rung 1 and resume on the two nodes.
+# Stop inside rung 0 and resume on the two nodes.
 # stop_ranks_at freezes the ranks on both nodes at the line (in rung 0: a
 # stop inside rung 1 on two nodes is not honoured yet, an open defect of
 # issue 18) and signals each; a job that still
