@@ -114,17 +114,23 @@ need_simnodes() {
     skip "cannot create a UTS namespace and set its host name (unshare --uts needs root or CAP_SYS_ADMIN)"
 }
 
+# wait_line PATTERN LOG PID: waits (up to 24 s, polling every 20 ms) until
+# LOG matches PATTERN or process PID has ended.
+wait_line() {
+  for _ in $(seq 1 1200); do
+    grep -qE "$1" "$2" 2>/dev/null && return 0
+    kill -0 "$3" 2>/dev/null || return 0
+    sleep 0.02
+  done
+}
+
 # stop_at PATTERN LOG PID: waits until LOG (of `mpirun` PID) matches PATTERN,
 # then freezes the ranks (mpirun's children), sends USR1 to mpirun (it
 # forwards it to every rank) and lets the ranks go on: the signal is pending
 # before they take another step, however fast this machine trains.
 stop_at() {
   local pattern=$1 log=$2 pid=$3 kids
-  for _ in $(seq 1 1200); do
-    grep -qE "$pattern" "$log" 2>/dev/null && break
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.02
-  done
+  wait_line "$pattern" "$log" "$pid"
   kids=$(pgrep -P "$pid" || true)
   [ -n "$kids" ] && kill -STOP $kids
   kill -USR1 "$pid"
@@ -149,11 +155,7 @@ descendants() {
 # forwarding through the remote daemons.
 stop_ranks_at() {
   local pattern=$1 log=$2 pid=$3 ranks p
-  for _ in $(seq 1 1200); do
-    grep -qE "$pattern" "$log" 2>/dev/null && break
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.02
-  done
+  wait_line "$pattern" "$log" "$pid"
   ranks=$(for p in $(descendants "$pid"); do
     [ "$(cat "/proc/$p/comm" 2>/dev/null)" = ens ] && echo "$p"
   done)

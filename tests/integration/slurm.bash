@@ -65,6 +65,15 @@ wait_gone() {
   return 1
 }
 
+# cancel_job dir jobid: a plain scancel (TERM to every process of the job);
+# waits until the job left the queue and its script wrote its exit line.
+cancel_job() {
+  local i
+  scancel "$2" || fail "scancel $2"
+  wait_gone "$2" 60 || job_fail "$1" "$2" "job still running 60 s after scancel"
+  for ((i = 0; i < 40; i++)); do grep -q "^ens-job: exit" "$1/job.out" && break; sleep 0.25; done
+}
+
 # job_field jobid Field: a field of `scontrol show job` (first task of an array).
 job_field() {
   scontrol show job "$1" 2>/dev/null | tr ' ' '\n' | sed -n "s/^$2=//p" | head -1

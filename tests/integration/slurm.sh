@@ -139,9 +139,7 @@ chmod +x killed-ens
 ENS_BIN=$WORK/killed-ens submit killed --ntasks=2 "$JOBS/fashion-1node.sbatch" "$WORK/job.ini"
 id=$JOB
 wait_training killed "$id"
-scancel "$id" || fail "scancel $id"
-wait_gone "$id" 60 || job_fail killed "$id" "job still running 60 s after scancel"
-for ((i = 0; i < 40; i++)); do grep -q "^ens-job: exit" killed/job.out && break; sleep 0.25; done
+cancel_job killed "$id"
 grep -qE "^ens-job: stopped by SIGTERM: checkpoints in $WORK/killed/result.h5.ckpt: 1 of 4 members finished, 1 in-progress checkpoint file\(s\) \(ens was ended before it said how far it got.*; resume: cd $WORK/killed && .*sbatch" killed/job.out ||
   job_fail killed "$id" "no stop line read from the checkpoint folder when the ranks said nothing"
 grep -q "^ens-job: exit 75" killed/job.out || job_fail killed "$id" "no exit 75 after the stop"
@@ -175,9 +173,7 @@ echo "ok: USR1 in the first second: exit 75 ($(grep -o 'stopped by SIGUSR1: [a-z
 submit cancel --ntasks=2 "$JOBS/fashion-1node.sbatch" "$WORK/job.ini" "${long[@]}"
 id=$JOB
 wait_training cancel "$id"
-scancel "$id" || fail "scancel $id"
-wait_gone "$id" 60 || job_fail cancel "$id" "job still running 60 s after scancel"
-for ((i = 0; i < 40; i++)); do grep -q "^ens-job: exit" cancel/job.out && break; sleep 0.25; done
+cancel_job cancel "$id"
 grep -qE "^ens-job: stopped by SIGTERM: checkpoints in $WORK/cancel/result.h5.ckpt: [0-9]+ of 4 members finished.*; resume: cd $WORK/cancel && .*sbatch" cancel/job.out ||
   job_fail cancel "$id" "no line saying where the checkpoints are after scancel"
 # ens itself said how far it got: its ranks were not killed (mpirun's own
