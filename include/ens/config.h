@@ -15,7 +15,13 @@
 /* A number key given as "auto" ([train] clip_norm = auto). */
 #define ENS_AUTO (-1.0)
 
-typedef enum { ENS_INIT_NORMAL, ENS_INIT_XAVIER, ENS_INIT_HE, ENS_INIT_ORTHOGONAL } ens_init_kind;
+typedef enum {
+  ENS_INIT_NORMAL,
+  ENS_INIT_XAVIER,
+  ENS_INIT_HE,
+  ENS_INIT_ORTHOGONAL,
+  ENS_INIT_TORCH
+} ens_init_kind;
 typedef enum { ENS_SCHED_CONSTANT, ENS_SCHED_STEP, ENS_SCHED_COSINE, ENS_SCHED_CYCLIC } ens_schedule_kind;
 typedef enum { ENS_MODE_SEED, ENS_MODE_BOOTSTRAP, ENS_MODE_SNAPSHOT, ENS_MODE_SEARCH } ens_mode_kind;
 typedef enum {

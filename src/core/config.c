@@ -37,7 +37,7 @@ _Static_assert(sizeof(ens_calibrate_kind) == sizeof(int), "enum size");
 _Static_assert(sizeof(ens_standardize_kind) == sizeof(int), "enum size");
 
 /* Value names, indexed by the enum value; NULL-terminated. */
-static const char *const init_names[] = {"normal", "xavier", "he", "orthogonal", NULL};
+static const char *const init_names[] = {"normal", "xavier", "he", "orthogonal", "torch", NULL};
 static const char *const schedule_names[] = {"constant", "step", "cosine", "cyclic", NULL};
 static const char *const mode_names[] = {"seed", "bootstrap", "snapshot", "search", NULL};
 static const char *const combine_names[] = {"average", "vote", "params", "select", NULL};
@@ -50,7 +50,7 @@ static const char *const share_names[] = {"auto", "true", "false", NULL};
 static const char *const standardize_names[] = {"feature", "channel", "global", NULL};
 static const char *const wn_init_names[] = {"norm", "data", NULL};
 static const char *const placement_names[] = {"queue", "cost", "modulo", NULL};
-_Static_assert(ENS_INIT_ORTHOGONAL == 3 && ENS_SCHED_CYCLIC == 3 && ENS_MODE_SEARCH == 3 &&
+_Static_assert(ENS_INIT_ORTHOGONAL == 3 && ENS_INIT_TORCH == 4 && ENS_SCHED_CYCLIC == 3 && ENS_MODE_SEARCH == 3 &&
                    ENS_COMBINE_SELECT == 3 && ENS_TASK_REGRESS == 2 && ENS_LOSS_MSE == 1 &&
                    ENS_OPT_ADAMW == 2 && ENS_CALIBRATE_TEMPERATURE == 1 && ENS_TRUNK_PRETRAIN == 2 && ENS_SHARE_AUTO == 0 &&
                    ENS_SHARE_YES == 1 && ENS_SHARE_NO == 2,

@@ -164,6 +164,9 @@ int ens_config_effective(ens_config *c, ens_config_warn_fn warn, void *ctx, char
              ens_init_name(c->init));
     unused(&e, "model", "init_std", why);
   }
+  if (c->init == ENS_INIT_TORCH && !drawn(c, "init"))
+    unused(&e, "model", "bias_init",
+           "init = torch draws the biases too (uniform in +-1/sqrt(fan_in), as PyTorch does)");
   if (!c->batchnorm && !drawn(c, "batchnorm"))
     unused(&e, "train", "bn_momentum", "the network has no batch norm ([model] batchnorm = false)");
   if (!c->weightnorm)

@@ -46,7 +46,7 @@ static const search_key keys[] = {
     {"hidden", S_HIDDEN_CHOICE, OFF(search_hidden), 1, INT_MAX,
      "width lists separated by '|', e.g. 512,256 | 1024,512 | 512,256,128"},
     {"init", S_INIT_CHOICE, OFF(search_init), 0, 0,
-     "a comma-separated list of normal, xavier, he, orthogonal"},
+     "a comma-separated list of normal, xavier, he, orthogonal, torch"},
     {"batchnorm", S_BOOL_CHOICE, OFF(search_batchnorm), 0, 1,
      "a comma-separated list of true/false to choose from, e.g. true,false"},
     {"layers", S_LAYERS_CHOICE, OFF(search_layers), 0, 0,
@@ -55,7 +55,7 @@ static const search_key keys[] = {
 };
 #define N_SKEYS (sizeof keys / sizeof keys[0])
 
-static const char *const init_names[] = {"normal", "xavier", "he", "orthogonal"};
+static const char *const init_names[] = {"normal", "xavier", "he", "orthogonal", "torch"};
 
 static const search_key *find(const char *key) {
   for (size_t i = 0; i < N_SKEYS; i++)
@@ -171,7 +171,7 @@ static int parse_value(const search_key *k, const char *value, parsed *p) {
       break;
     case S_INIT_CHOICE:
       b = -1;
-      for (int j = 0; j < 4; j++)
+      for (int j = 0; j < (int)(sizeof init_names / sizeof init_names[0]); j++)
         if (strcasecmp(parts[i], init_names[j]) == 0)
           b = j;
       if (b < 0)

@@ -88,6 +88,16 @@ int ens_layer_init_weights(const ens_layer *l, float *p, int rows, int fan_in, i
       return ret;
     break;
   }
+  case ENS_INIT_TORCH: {
+    /* PyTorch's default for nn.Linear and nn.Conv2d (kaiming_uniform_ with
+     * a = sqrt(5)): weights and biases uniform in +-1/sqrt(fan_in), every
+     * layer alike, the output layer included. The weights are drawn first,
+     * then the biases, from the same stream. */
+    const double bound = 1.0 / sqrt((double)fan_in);
+    for (size_t i = 0; i < nw + (size_t)rows; i++)
+      p[i] = (float)(bound * (2.0 * ens_rng_uniform(&r) - 1.0));
+    return 0;
+  }
   }
   /* bias_init targets ReLU units (a small positive value keeps them alive);
    * the output layer's bias starts at 0 so no class is favoured. */

@@ -364,7 +364,7 @@ static void test_bad_values(void) {
   expect_file_error("[train]\nepochs = 0\n", 2, "[train] epochs: expected an integer >= 1, got '0'");
   expect_file_error("[model]\nhidden = 512,,2\n", 2, "[model] hidden: expected a comma-separated list");
   expect_file_error("[model]\n\ninit = foo\n", 3,
-                    "[model] init: expected one of normal|xavier|he|orthogonal, got 'foo'");
+                    "[model] init: expected one of normal|xavier|he|orthogonal|torch, got 'foo'");
   expect_file_error("[model]\nhidden = 512,\n", 2, "[model] hidden");
   expect_file_error("[model]\nhidden = 512,0\n", 2, "[model] hidden");
   expect_file_error("[model]\nhidden = 1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17\n", 2, "[model] hidden");
@@ -702,6 +702,7 @@ static void test_print_keys(void) {
 static void test_names(void) {
   CU_ASSERT_STRING_EQUAL(ens_init_name(ENS_INIT_NORMAL), "normal");
   CU_ASSERT_STRING_EQUAL(ens_init_name(ENS_INIT_ORTHOGONAL), "orthogonal");
+  CU_ASSERT_STRING_EQUAL(ens_init_name(ENS_INIT_TORCH), "torch");
   CU_ASSERT_STRING_EQUAL(ens_schedule_name(ENS_SCHED_STEP), "step");
   CU_ASSERT_STRING_EQUAL(ens_schedule_name(ENS_SCHED_CYCLIC), "cyclic");
   CU_ASSERT_STRING_EQUAL(ens_mode_name(ENS_MODE_BOOTSTRAP), "bootstrap");

@@ -723,6 +723,27 @@ static void test_conv_init(void) {
     CU_CHECK_CLOSE(var / rules[t].var, 1.0, 0.05);
     CU_ASSERT(m.params[nw] == 0.02f && m.params[nw + O - 1] == 0.02f); /* bias_init */
   }
+  /* torch (PyTorch's default): weights and biases uniform in +-1/sqrt(C k k),
+   * so Var = 1 / (3 C k k); bias_init does not apply. */
+  CU_ASSERT_FATAL(ens_model_init(&m, ENS_INIT_TORCH, 0.0, 0.02, 3, 0) == 0);
+  {
+    const double bound = 1.0 / sqrt((double)K);
+    double s = 0.0, ss = 0.0, top = 0.0;
+    for (size_t i = 0; i < nw + O; i++) {
+      top = fmax(top, fabs(m.params[i]));
+      if (i < nw) {
+        s += m.params[i];
+        ss += (double)m.params[i] * m.params[i];
+      }
+    }
+    double mean = s / nw, var = ss / nw - mean * mean;
+    CU_CHECK_CLOSE(var / (1.0 / (3.0 * K)), 1.0, 0.05);
+    CU_ASSERT(top <= bound && top > 0.9 * bound);
+    int distinct = 0;
+    for (int j = 1; j < O; j++)
+      distinct += m.params[nw + j] != m.params[nw];
+    CU_ASSERT(distinct == O - 1 && m.params[nw] != 0.02f);
+  }
   /* Orthogonal: the (O, C k k) = (64, 144) matrix has orthonormal rows times
    * the ReLU gain sqrt(2). */
   CU_ASSERT_FATAL(ens_model_init(&m, ENS_INIT_ORTHOGONAL, 0.0, 0.0, 3, 0) == 0);
