@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "ens/error.h"
+#include "ens/search.h"
 
 typedef struct eff {
   ens_config *c;
@@ -75,7 +76,9 @@ static void replaced_by_search(eff *e, const char *section, const char *key) {
 
 static const char *const search_keys[] = {"lr",     "weight_decay", "momentum", "dropout",
                                           "batch",  "hidden",       "init",     "batchnorm",
-                                          "layers", NULL};
+                                          "layers", "conv_blocks", "conv_width", "conv_grow",
+                                          "conv_kernel", "conv_per_block", "conv_bn", "pool",
+                                          "conv_end", "dense", NULL};
 
 int ens_config_effective(ens_config *c, ens_config_warn_fn warn, void *ctx, char *err,
                          size_t errlen) {
@@ -225,6 +228,24 @@ int ens_config_effective(ens_config *c, ens_config_warn_fn warn, void *ctx, char
     replaced_by_search(&e, "model", "init");
     replaced_by_search(&e, "model", "batchnorm");
     replaced_by_search(&e, "model", "layers");
+  }
+  /* The conv generator builds every member's layer list: the MLP form's
+   * keys and the other architecture draws are not used (dropout is: it
+   * goes before the output layer). */
+  if (ens_search_conv_on(c)) {
+    snprintf(why, sizeof why, "[search] conv_blocks builds each member's layer list");
+    unused(&e, "model", "hidden", why);
+    unused(&e, "model", "batchnorm", why);
+    unused(&e, "search", "hidden", why);
+    unused(&e, "search", "batchnorm", why);
+    unused(&e, "search", "layers", why);
+  } else if (c->mode == ENS_MODE_SEARCH) {
+    snprintf(why, sizeof why, "it applies to the conv generator, which [search] conv_blocks "
+                              "(empty) leaves off");
+    static const char *const gen[] = {"conv_width", "conv_grow", "conv_kernel", "conv_per_block",
+                                      "conv_bn",    "pool",      "conv_end",    "dense"};
+    for (size_t i = 0; i < sizeof gen / sizeof gen[0]; i++)
+      unused(&e, "search", gen[i], why);
   }
   /* A layer list replaces the MLP form and its search keys. */
   if (c->model_layers[0]) {
