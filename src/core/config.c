@@ -1248,17 +1248,6 @@ int ens_config_validate(const ens_config *c, char *err, size_t errlen) {
                c->search_hidden, c->trunk_layers);
     return ENS_ECONFIG;
   }
-  if (ens_search_conv_on(c) && (c->trunk_source != ENS_TRUNK_NONE || c->model_layers[0])) {
-    ens_errorf(err, errlen,
-               "[search] conv_blocks = %.40s builds each member's whole layer list, so %s (set "
-               "[search] conv_blocks = to an empty value, or remove %s)",
-               c->search_conv_blocks,
-               c->trunk_source != ENS_TRUNK_NONE
-                   ? "a [trunk] cannot fix its first layers"
-                   : "[model] layers cannot be used as well",
-               c->trunk_source != ENS_TRUNK_NONE ? "the [trunk]" : "[model] layers");
-    return ENS_ECONFIG;
-  }
   if (c->calibrate != ENS_CALIBRATE_NONE && c->combine == ENS_COMBINE_VOTE) {
     ens_errorf(err, errlen,
                "[ensemble] calibrate = %s with combine = vote: vote shares are not "

@@ -87,6 +87,18 @@ int ens_config_effective(ens_config *c, ens_config_warn_fn warn, void *ctx, char
   const char *sched = ens_schedule_name(c->schedule);
 
   /* Contradictions: the user asked for a kind of run this is not. */
+  /* The conv generator builds the whole layer list of every member. */
+  if (ens_search_conv_on(c) && (c->trunk_source != ENS_TRUNK_NONE || c->model_layers[0])) {
+    ens_errorf(err, errlen,
+               "[search] conv_blocks = %.40s builds each member's whole layer list, so %s (set "
+               "[search] conv_blocks = to an empty value, or remove %s)",
+               c->search_conv_blocks,
+               c->trunk_source != ENS_TRUNK_NONE
+                   ? "a [trunk] cannot fix its first layers"
+                   : "[model] layers cannot be used as well",
+               c->trunk_source != ENS_TRUNK_NONE ? "the [trunk]" : "[model] layers");
+    return ENS_ECONFIG;
+  }
   if (c->mode == ENS_MODE_SNAPSHOT) {
     if (c->schedule != ENS_SCHED_CYCLIC && ens_config_key_changed(c, "train", "schedule")) {
       ens_errorf(err, errlen,
