@@ -236,9 +236,11 @@ int ens_config_effective(ens_config *c, ens_config_warn_fn warn, void *ctx, char
     replaced_by_search(&e, "train", "weight_decay");
     replaced_by_search(&e, "train", "momentum");
     replaced_by_search(&e, "model", "dropout");
-    replaced_by_search(&e, "model", "hidden");
+    if (!ens_search_conv_on(c)) { /* else unused: the generator's block below */
+      replaced_by_search(&e, "model", "hidden");
+      replaced_by_search(&e, "model", "batchnorm");
+    }
     replaced_by_search(&e, "model", "init");
-    replaced_by_search(&e, "model", "batchnorm");
     replaced_by_search(&e, "model", "layers");
   }
   /* The conv generator builds every member's layer list: the MLP form's
