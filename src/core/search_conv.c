@@ -357,6 +357,12 @@ int ens_search_conv_format(char *buf, size_t len, const ens_search_conv_arch *a,
 void ens_search_conv_print_help(FILE *out) {
   for (size_t i = 0; i < N_CKEYS; i++)
     fprintf(out, "  %-14s %s\n", ckeys[i].key, ckeys[i].what);
+  fprintf(out,
+          "  Depth rule: an H x W image takes as many blocks as H and W can both be halved "
+          "exactly\n  (28x28: 2, 32x32: 5); larger conv_blocks values are dropped before the "
+          "draw, and a\n  lowest value above that is a config error. The member's dropout "
+          "([search] dropout, else\n  [model] dropout) goes before the output layer. Each "
+          "member's list is printed at start and\n  recorded as /members/<k> layers.\n");
 }
 
 void ens_search_conv_describe(const ens_config *c, char *buf, size_t len) {
