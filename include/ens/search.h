@@ -18,7 +18,9 @@ int ens_search_check(const char *key, const char *value, char *msg, size_t len);
 
 /* *out = *c with member k's drawn hyperparameters in place of the [model] and
  * [train] values (mode = search); for other modes *out = *c. The [search]
- * values must have passed ens_search_check. */
+ * values must have passed ens_search_check. It knows no input shape: with
+ * the conv generator on, a caller that builds member k's network must use
+ * ens_search_member_config_in (the depth rule needs the image's size). */
 void ens_search_member_config(ens_config *out, const ens_config *c, int k);
 
 /* 1 when members of a search can differ in architecture (hidden widths,
