@@ -120,6 +120,17 @@ typedef struct ens_config {
   char search_init[ENS_SEARCH_MAX];
   char search_batchnorm[ENS_SEARCH_MAX];
   char search_layers[ENS_SEARCH_MAX]; /* layer lists separated by '|'; default "" */
+  /* [search] conv architecture generator (ens/search.h): off while
+   * conv_blocks is empty (the default). */
+  char search_conv_blocks[ENS_SEARCH_MAX];
+  char search_conv_width[ENS_SEARCH_MAX];
+  char search_conv_grow[ENS_SEARCH_MAX];
+  char search_conv_kernel[ENS_SEARCH_MAX];
+  char search_conv_per_block[ENS_SEARCH_MAX];
+  char search_conv_bn[ENS_SEARCH_MAX];
+  char search_pool[ENS_SEARCH_MAX];
+  char search_conv_end[ENS_SEARCH_MAX];
+  char search_dense[ENS_SEARCH_MAX];
   /* [search] budget (ens/halving.h): successive halving. */
   int search_halving;             /* bool: successive halving of the members; default 0 */
   int search_halving_min_epochs;  /* epochs of the first rung; default 1 */

@@ -24,6 +24,7 @@ typedef struct ens_job_opts {
                                 checkpoint space) */
   const char *layers_set;    /* the --set model.layers=... that gave the layer list
                                 (for messages), or NULL: it came from the file */
+  const char *conv_blocks_set; /* the --set search.conv_blocks=... likewise */
   const char *history;       /* earlier segments for the result's /history,
                                 one line each (src/ensemble/history.h); may be NULL */
   double started;            /* this run's start, wall-clock seconds (time()) */

@@ -14,6 +14,7 @@
 #include "ens/data.h"
 #include "ens/ensemble.h"
 #include "ens/error.h"
+#include "ens/search.h"
 #include "io/h5util.h"
 #include "io/outcheck.h"
 
@@ -330,9 +331,12 @@ static void print_search(const ens_config *c) {
     printf(", lr %g", c->lr);
   printf("\n  search        each member drew from these [search] ranges (its draws: "
          "hyperparameters below)\n");
+  const int conv = ens_search_conv_on(c);
   for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
     if (!keys[i].value[0])
       continue;
+    if (conv && (!strcmp(keys[i].key, "hidden") || !strcmp(keys[i].key, "batchnorm")))
+      continue; /* the conv generator builds the layer list */
     if (keys[i].kind) {
       const char *comma = strchr(keys[i].value, ',');
       if (comma)
@@ -343,6 +347,11 @@ static void print_search(const ens_config *c) {
     } else {
       printf("                  %-13s one of %s\n", keys[i].key, keys[i].value);
     }
+  }
+  if (conv) {
+    char desc[4096];
+    ens_search_conv_describe(c, desc, sizeof desc);
+    printf("                  conv generator: %s\n", desc);
   }
 }
 
@@ -429,7 +438,10 @@ static int info_one(const char *path, int print_config) {
     printf(" %lld test, %lld validation rows\n", (long long)ntest, (long long)nval);
   free(split);
   const int search = have_cfg && !strcmp(mode, "search");
-  if (search && c.search_hidden[0])
+  if (search && ens_search_conv_on(&c))
+    printf("  architecture  drawn per member by the [search] conv generator (each member's: "
+           "hyperparameters below; the table is member 0's)\n");
+  else if (search && c.search_hidden[0])
     printf("  architecture  drawn per member from [search] hidden (each member's: "
            "hyperparameters below)\n");
   else

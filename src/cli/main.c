@@ -282,6 +282,10 @@ static int cmd_train(int argc, char **argv, const ens_launch *launch) {
   for (int i = 0; i < nsets; i++)
     if (!strncmp(sets[i], "model.layers=", 13))
       layers_set = sets[i];
+  const char *conv_blocks_set = NULL;
+  for (int i = 0; i < nsets; i++)
+    if (!strncmp(sets[i], "search.conv_blocks=", 19))
+      conv_blocks_set = sets[i];
   free(sets);
   /* Every rank reads the config itself (it may not be readable on every
    * node): agree, so that no rank goes on alone. */
@@ -308,7 +312,7 @@ static int cmd_train(int argc, char **argv, const ens_launch *launch) {
   signal(SIGPIPE, SIG_IGN);
   ens_job_opts o = {.config_text = text, .config_path = cfg_path, .stop = &g_stop,
                     .resume = resume, .restart = restart, .force = force, .guard = 1,
-                    .layers_set = layers_set};
+                    .layers_set = layers_set, .conv_blocks_set = conv_blocks_set};
   /* A stop that came before training (during MPI_Init, the config): every
    * rank learns of it here, so none goes into the job alone. */
   int stop_any = 0, stop_mine = g_stop ? 1 : 0;

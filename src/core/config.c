@@ -99,6 +99,9 @@ static int trunk_layers_check(const char *key, const char *value, char *msg, siz
 #define K_SEARCH(k, f, d, h)                                                               \
   {"search", k, KEY_STRING, FIELD(f), .size = sizeof(((ens_config *)0)->f), .def = d, .help = h, \
    .check = ens_search_check}
+#define K_CONV(k, f, d, h)                                                                 \
+  {"search", k, KEY_STRING, FIELD(f), .size = sizeof(((ens_config *)0)->f), .def = d, .help = h, \
+   .check = ens_search_conv_check}
 
 /* Every key, grouped by section in output order. Field names are those of
  * ens_config; key names are what users write in the INI file. */
@@ -219,6 +222,26 @@ static const key_spec key_table[] = {
     K_SEARCH("batchnorm", search_batchnorm, "true", "batch norm choices (true, false)"),
     K_SEARCH("layers", search_layers, "",
              "layer lists to choose from, separated by '|' (with [model] layers)"),
+    K_CONV("conv_blocks", search_conv_blocks, "",
+           "conv generator: blocks per member, 'lo,hi' or one value (empty = off; each block: "
+           "conv_per_block convs, [bn], relu, then a 2x2 pooling)"),
+    K_CONV("conv_width", search_conv_width, "16,64",
+           "conv generator: first block's channels, 'lo,hi' = powers of two from lo "
+           "(log-uniform), or 'a | b | c'"),
+    K_CONV("conv_grow", search_conv_grow, "true",
+           "conv generator: channels double per block (true, false choices)"),
+    K_CONV("conv_kernel", search_conv_kernel, "3",
+           "conv generator: odd kernel sizes to choose from, drawn per block"),
+    K_CONV("conv_per_block", search_conv_per_block, "1",
+           "conv generator: conv layers per block, 'lo,hi' or one value (1 or 2)"),
+    K_CONV("conv_bn", search_conv_bn, "true",
+           "conv generator: batch norm after each conv and the dense layer (true, false choices)"),
+    K_CONV("pool", search_pool, "max", "conv generator: pooling per block (max, avg choices)"),
+    K_CONV("conv_end", search_conv_end, "flatten",
+           "conv generator: how the conv blocks end (flatten, gap choices)"),
+    K_CONV("dense", search_dense, "64,256",
+           "conv generator: dense width before the output, 'lo,hi' = powers of two, 'a | b', "
+           "or 0 = none"),
     K_BOOL("search", "halving", search_halving, "false",
            "successive halving: train every member to rung 1, keep the best 1/halving_factor "
            "on validation nll, train those to the next rung, ... up to [train] epochs"),

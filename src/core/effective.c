@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "ens/error.h"
+#include "ens/search.h"
 
 typedef struct eff {
   ens_config *c;
@@ -75,7 +76,9 @@ static void replaced_by_search(eff *e, const char *section, const char *key) {
 
 static const char *const search_keys[] = {"lr",     "weight_decay", "momentum", "dropout",
                                           "batch",  "hidden",       "init",     "batchnorm",
-                                          "layers", NULL};
+                                          "layers", "conv_blocks", "conv_width", "conv_grow",
+                                          "conv_kernel", "conv_per_block", "conv_bn", "pool",
+                                          "conv_end", "dense", NULL};
 
 int ens_config_effective(ens_config *c, ens_config_warn_fn warn, void *ctx, char *err,
                          size_t errlen) {
@@ -84,6 +87,18 @@ int ens_config_effective(ens_config *c, ens_config_warn_fn warn, void *ctx, char
   const char *sched = ens_schedule_name(c->schedule);
 
   /* Contradictions: the user asked for a kind of run this is not. */
+  /* The conv generator builds the whole layer list of every member. */
+  if (ens_search_conv_on(c) && (c->trunk_source != ENS_TRUNK_NONE || c->model_layers[0])) {
+    ens_errorf(err, errlen,
+               "[search] conv_blocks = %.40s builds each member's whole layer list, so %s (set "
+               "[search] conv_blocks = to an empty value, or remove %s)",
+               c->search_conv_blocks,
+               c->trunk_source != ENS_TRUNK_NONE
+                   ? "a [trunk] cannot fix its first layers"
+                   : "[model] layers cannot be used as well",
+               c->trunk_source != ENS_TRUNK_NONE ? "the [trunk]" : "[model] layers");
+    return ENS_ECONFIG;
+  }
   if (c->mode == ENS_MODE_SNAPSHOT) {
     if (c->schedule != ENS_SCHED_CYCLIC && ens_config_key_changed(c, "train", "schedule")) {
       ens_errorf(err, errlen,
@@ -224,10 +239,30 @@ int ens_config_effective(ens_config *c, ens_config_warn_fn warn, void *ctx, char
     replaced_by_search(&e, "train", "weight_decay");
     replaced_by_search(&e, "train", "momentum");
     replaced_by_search(&e, "model", "dropout");
-    replaced_by_search(&e, "model", "hidden");
+    if (!ens_search_conv_on(c)) { /* else unused: the generator's block below */
+      replaced_by_search(&e, "model", "hidden");
+      replaced_by_search(&e, "model", "batchnorm");
+    }
     replaced_by_search(&e, "model", "init");
-    replaced_by_search(&e, "model", "batchnorm");
     replaced_by_search(&e, "model", "layers");
+  }
+  /* The conv generator builds every member's layer list: the MLP form's
+   * keys and the other architecture draws are not used (dropout is: it
+   * goes before the output layer). */
+  if (ens_search_conv_on(c)) {
+    snprintf(why, sizeof why, "[search] conv_blocks builds each member's layer list");
+    unused(&e, "model", "hidden", why);
+    unused(&e, "model", "batchnorm", why);
+    unused(&e, "search", "hidden", why);
+    unused(&e, "search", "batchnorm", why);
+    unused(&e, "search", "layers", why);
+  } else if (c->mode == ENS_MODE_SEARCH) {
+    snprintf(why, sizeof why, "it applies to the conv generator, which [search] conv_blocks "
+                              "(empty) leaves off");
+    static const char *const gen[] = {"conv_width", "conv_grow", "conv_kernel", "conv_per_block",
+                                      "conv_bn",    "pool",      "conv_end",    "dense"};
+    for (size_t i = 0; i < sizeof gen / sizeof gen[0]; i++)
+      unused(&e, "search", gen[i], why);
   }
   /* A layer list replaces the MLP form and its search keys. */
   if (c->model_layers[0]) {

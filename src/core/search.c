@@ -217,6 +217,10 @@ static const char *text_of(const ens_config *c, const search_key *k) {
 }
 
 void ens_search_member_config(ens_config *out, const ens_config *c, int k) {
+  ens_search_member_config_in(out, c, k, 0, 0);
+}
+
+void ens_search_member_config_in(ens_config *out, const ens_config *c, int k, int h, int w) {
   *out = *c;
   if (c->mode != ENS_MODE_SEARCH)
     return;
@@ -260,6 +264,12 @@ void ens_search_member_config(ens_config *out, const ens_config *c, int k) {
       memcpy(out->hidden, p.widths[pick], (size_t)p.nw[pick] * sizeof(int));
     }
   }
+  /* The conv generator (search_conv.c): member k's own layer list, with its
+   * drawn (or [model]) dropout before the output layer. */
+  ens_search_conv_arch ca;
+  if (ens_search_conv_draw(&ca, c, k, h, w) == 0 &&
+      ens_search_conv_format(out->model_layers, sizeof out->model_layers, &ca, out->dropout))
+    out->model_layers[0] = '\0'; /* cannot happen within the keys' bounds */
   /* A cosine floor above a drawn peak would invert the schedule. */
   if (out->lr_min > out->lr)
     out->lr_min = out->lr;
@@ -271,7 +281,7 @@ int ens_search_varies_arch(const ens_config *c) {
   parsed p;
   return parse_value(find("hidden"), c->search_hidden, &p) > 1 ||
          parse_value(find("batchnorm"), c->search_batchnorm, &p) > 1 ||
-         parse_value(find("layers"), c->search_layers, &p) > 1;
+         parse_value(find("layers"), c->search_layers, &p) > 1 || ens_search_conv_on(c);
 }
 
 void ens_search_describe(const ens_config *mc, char *buf, size_t len) {
@@ -296,4 +306,8 @@ void ens_search_print_help(FILE *out) {
   for (size_t i = 0; i < N_SKEYS; i++)
     fprintf(out, "  %-13s %s\n", keys[i].key, keys[i].what);
   fprintf(out, "  An empty value is not drawn: the [model] or [train] value is used.\n");
+  fprintf(out, "[search] conv architecture generator (on when conv_blocks is set; member k builds "
+               "its own layer list:\n  blocks of conv(s), [bn], relu and a 2x2 pooling, then "
+               "flatten or gap, [dense, [bn], relu], [dropout]):\n");
+  ens_search_conv_print_help(out);
 }

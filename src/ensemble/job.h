@@ -216,6 +216,11 @@ void ens_member_config(const ens_job *j, int k, ens_config *mc);
 void ens_member_arch(const ens_job *j, const ens_config *mc, ens_arch *a);
 /* Shape of an input row: the image shape of the data, or its flat width. */
 ens_shape ens_job_input_shape(const ens_job *j);
+/* The job's architecture (j->arch, /model in the result): [model]'s, or with
+ * the conv generator of a search member 0's (the same in every slice). */
+void ens_job_arch(const ens_job *j, ens_arch *a);
+/* Rank 0 at start, conv generator on: each member's drawn layer list. */
+void ens_job_print_conv_draws(const ens_job *j);
 /* A layer list must fit the data's rows (every member's, in a search):
  * returns 0 or ENS_ECONFIG with a message naming config_path:line (or the
  * --set layers_set that gave the list), the layer and the shapes. */

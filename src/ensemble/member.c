@@ -14,7 +14,9 @@
 #include "io/h5util.h"
 
 void ens_member_config(const ens_job *j, int k, ens_config *mc) {
-  ens_search_member_config(mc, j->c, k);
+  /* The conv generator limits a member's depth by the image's size. */
+  ens_search_member_config_in(mc, j->c, k, j->data.img[0] > 0 ? j->data.img[1] : 0,
+                              j->data.img[0] > 0 ? j->data.img[2] : 0);
 }
 
 ens_shape ens_job_input_shape(const ens_job *j) {
@@ -28,9 +30,77 @@ void ens_member_arch(const ens_job *j, const ens_config *mc, ens_arch *a) {
                              j->task.regress ? j->task.T : j->task.C);
 }
 
+/* The conv generator: the image must allow the lowest depth (a config error
+ * naming conv_blocks' line), and every member's list must fit. */
+static int check_conv_search(const ens_job *j, const char *config_path, char *err,
+                             size_t errlen) {
+  const ens_config *c = j->c;
+  char where[ENS_PATH_MAX + 64], why[512];
+  int line = config_path ? ens_config_key_line(config_path, "search", "conv_blocks") : 0;
+  if (j->o && j->o->conv_blocks_set)
+    snprintf(where, sizeof where, "--set %.200s: ", j->o->conv_blocks_set);
+  else if (line > 0)
+    snprintf(where, sizeof where, "%s:%d: ", config_path, line);
+  else
+    where[0] = '\0';
+  if (ens_search_conv_fit(c, j->data.img[0] > 0, j->data.img[1], j->data.img[2], why,
+                          sizeof why)) {
+    snprintf(err, errlen, "%s%s", where, why);
+    return ENS_ECONFIG;
+  }
+  for (int k = j->first; k < j->last; k++) {
+    ens_config mc;
+    ens_arch a;
+    ens_member_config(j, k, &mc);
+    ens_member_arch(j, &mc, &a);
+    if (!mc.model_layers[0] || ens_arch_check(&a, why, sizeof why)) {
+      snprintf(err, errlen, "%s[search] conv_blocks: member %d draws '%.300s': %s", where, k,
+               mc.model_layers, mc.model_layers[0] ? why : "too long a layer list");
+      return ENS_ECONFIG;
+    }
+  }
+  return 0;
+}
+
+void ens_job_arch(const ens_job *j, ens_arch *a) {
+  ens_config mc;
+  if (ens_search_conv_on(j->c)) {
+    ens_member_config(j, 0, &mc); /* the same whatever slice this job trains */
+    ens_member_arch(j, &mc, a);
+  } else {
+    ens_member_arch(j, j->c, a);
+  }
+}
+
+void ens_job_print_conv_draws(const ens_job *j) {
+  const ens_config *c = j->c;
+  if (!ens_search_conv_on(c))
+    return;
+  int h = j->data.img[1], w = j->data.img[2];
+  ens_search_conv_arch ca;
+  ens_search_conv_draw(&ca, c, j->first, h, w);
+  if (ca.clamped)
+    printf("[search] conv_blocks = %s: the %dx%d input allows at most %d block%s (each halves "
+           "it), so deeper draws are not made\n",
+           c->search_conv_blocks, h, w, ens_search_conv_depth_limit(h, w),
+           ens_search_conv_depth_limit(h, w) == 1 ? "" : "s");
+  for (int k = j->first; k < j->last; k++) {
+    ens_config mc;
+    ens_arch a;
+    size_t np = 0, ns = 0;
+    ens_member_config(j, k, &mc);
+    ens_member_arch(j, &mc, &a);
+    ens_arch_sizes(&a, 0, a.n_hidden, 1, &np, &ns);
+    printf("member %d draws: %s (%zu parameters)\n", k, mc.model_layers, np);
+  }
+  fflush(stdout);
+}
+
 int ens_job_check_arch(const ens_job *j, const char *config_path, const char *layers_set,
                        char *err, size_t errlen) {
   const ens_config *c = j->c;
+  if (ens_search_conv_on(c))
+    return check_conv_search(j, config_path, err, errlen);
   if (!c->model_layers[0])
     return 0;
   char where[ENS_PATH_MAX + 64], why[512];

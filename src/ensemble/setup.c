@@ -10,6 +10,7 @@
 
 #include "ens/error.h"
 #include "ens/rng.h"
+#include "ens/search.h"
 #include "ensemble/job.h"
 #include "ensemble/trunk.h"
 #include "io/fsutil.h"
@@ -182,9 +183,12 @@ static void print_layers(const ens_job *j) {
   char *table = malloc(8192);
   if (table) {
     ens_model_summary(&full, table, 8192);
-    printf("layers%s:\n%s", j->c->mode == ENS_MODE_SEARCH && j->c->search_layers[0]
-                                ? " (of [model] layers; a search draws each member's)"
-                                : "", table);
+    printf("layers%s:\n%s",
+           ens_search_conv_on(j->c) ? " (of member 0; [search] conv_blocks draws each member's)"
+           : j->c->mode == ENS_MODE_SEARCH && j->c->search_layers[0]
+               ? " (of [model] layers; a search draws each member's)"
+               : "",
+           table);
     if (j->trunk.layers > 0)
       printf("  (the first %d block%s form the trunk)\n", j->trunk.layers,
              j->trunk.layers == 1 ? "" : "s");
@@ -290,7 +294,7 @@ int ens_job_setup(ens_job *j, const ens_config *c, const ens_job_opts *o, MPI_Co
   if (!ret) {
     ens_task_init(&j->task, j->data.sets.regress, j->data.classes, j->data.sets.targets, c->loss, j->data.ymean,
                   j->data.ystd);
-    ens_member_arch(j, c, &j->arch);
+    ens_job_arch(j, &j->arch);
     ret = ens_job_check_arch(j, o->config_path, o->layers_set, err, errlen);
     j->data.ftrain = j->data.sets.train.x;
     j->data.ftest = j->data.sets.test.x;
@@ -346,6 +350,8 @@ int ens_job_setup(ens_job *j, const ens_config *c, const ens_job_opts *o, MPI_Co
     print_node_data(j);
   if (j->rank == 0 && (flags & ENS_SETUP_TRAIN) && j->arch.nspec > 0)
     print_layers(j);
+  if (j->rank == 0 && (flags & ENS_SETUP_TRAIN) && c->verbose)
+    ens_job_print_conv_draws(j);
   size_t np, ns;
   ens_arch_sizes(&j->arch, j->trunk.layers, j->arch.n_hidden, 1, &np, &ns);
   j->nparams = np;

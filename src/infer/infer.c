@@ -290,7 +290,8 @@ static int open_file(ens_infer *m, hid_t f, const char *path) {
       continue;
     ens_config mc;
     ens_arch ma;
-    ens_search_member_config(&mc, &m->c, k);
+    ens_search_member_config_in(&mc, &m->c, k, m->shape.image ? m->shape.h : 0,
+                                m->shape.image ? m->shape.w : 0);
     ens_arch_from_config_shape(&ma, &mc, m->shape, m->K.head, width);
     infer_net *net = &m->nets[m->nnets];
     net->k = k;

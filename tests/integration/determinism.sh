@@ -74,12 +74,19 @@ CONV="conv 6 3 pad 1, bn, relu, maxpool 2, conv 8 3 pad 1, relu, dropout 0.1, fl
 csets=(--set data.path="$WORK/img.h5" --set "model.layers=$CONV" --set data.standardize_by=global)
 run_np 0 conv-pre -c "$WORK/job.ini" "${csets[@]}" --set trunk.source=pretrain --set trunk.layers=2 \
   --set trunk.pretrain_epochs=1 --set ensemble.members=1 || fail "pretraining a conv trunk file"
-for mode in conv-augment conv-search conv-trunk conv-trunklist; do
+for mode in conv-augment conv-search conv-gen conv-trunk conv-trunklist; do
   sets=("${csets[@]}")
   case $mode in
   conv-augment) sets+=(--set data.augment_crop=1 --set data.augment_flip=true) ;;
   conv-search) sets+=(--set ensemble.mode=search --set ensemble.combine=select --set data.val_fraction=0.2
     --set search.hidden= --set "search.layers=conv 4 3 pad 1, relu, gap | $CONV") ;;
+  # The conv generator: each member's depth (at most 3 on 8x8), widths,
+  # kernels, batch norm, pooling, end and dense head drawn from (seed, k).
+  conv-gen) sets+=(--set ensemble.mode=search --set ensemble.combine=select --set data.val_fraction=0.2
+    --set ensemble.calibrate=temperature --set model.layers= --set search.conv_blocks=1,4
+    --set search.conv_width=4,8 --set search.conv_kernel=3,5 --set search.conv_per_block=1,2
+    --set search.conv_bn=true,false --set search.pool=max,avg --set search.conv_end=flatten,gap
+    --set "search.dense=0 | 12" --set search.dropout=0,0.2) ;;
   conv-trunk) sets+=(--set trunk.source=file --set "trunk.file=$WORK/conv-pre/result.h5" --set trunk.layers=2
     --set train.batch=24) ;;
   conv-trunklist) sets+=(--set trunk.source=file --set "trunk.file=$WORK/conv-pre/result.h5" --set train.batch=24

@@ -160,10 +160,15 @@ csets=(--set data.path="$WORK/img.h5" --set data.val_fraction=0 --set data.stand
   --set "model.layers=conv 6 3 pad 1, bn, relu, maxpool 2, conv 8 3 pad 1, relu, dropout 0.1, flatten, dense 12, relu")
 run_np 0 conv-pre -c "$WORK/job.ini" "${csets[@]}" --set trunk.source=pretrain --set trunk.layers=2 \
   --set trunk.pretrain_epochs=1 --set ensemble.members=1 || fail "pretraining a conv trunk file"
-for name in conv-augment conv-trunk; do
+for name in conv-augment conv-gen conv-trunk; do
   sets=("${csets[@]}")
   if [ $name = conv-augment ]; then
     sets+=(--set data.augment_crop=1 --set data.augment_flip=true)
+  elif [ $name = conv-gen ]; then # the conv generator of a search
+    sets+=(--set ensemble.mode=search --set ensemble.combine=select --set data.val_fraction=0.2
+      --set model.layers= --set search.conv_blocks=1,3 --set search.conv_width=4,8
+      --set search.conv_kernel=3,5 --set search.conv_bn=true,false --set search.pool=max,avg
+      --set "search.dense=0 | 12")
   else
     sets+=(--set trunk.source=file --set "trunk.file=$WORK/conv-pre/result.h5" --set trunk.layers=2)
   fi
