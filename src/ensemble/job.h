@@ -19,6 +19,7 @@
 #include "ensemble/place.h"
 #include "ensemble/progress.h"
 #include "ensemble/task.h"
+#include "ensemble/units.h"
 #include "io/storage.h"
 
 /* ENS_MEMBER_LOST only travels to rank 0 at collection: the rank that
@@ -204,10 +205,7 @@ int ens_job_gather_ranks(ens_job *j);
  * contract) into the result file; its own peak_rss is measured again now. */
 int ens_job_write_ranks(ens_job *j);
 
-int ens_job_unit_of(const ens_job *j, int k);
-/* The rank that trained member k in this run (rank 0: any member after the
- * placement record was gathered; other ranks: their own), -1 when unknown. */
-int ens_job_rank_of(const ens_job *j, int k);
+/* ens_job_unit_of, ens_job_rank_of: units.h */
 
 /* ---- members (member.c) ---- */
 /* Member k's configuration (its drawn hyperparameters in a search) and

@@ -9,6 +9,7 @@
 
 #include "ens/error.h"
 #include "ens/gradnorm.h"
+#include "ens/rng.h"
 #include "ens/search.h"
 #include "ensemble/job.h"
 #include "io/h5util.h"
@@ -85,6 +86,13 @@ int ens_member_model(const ens_job *j, int k, ens_model *m) {
   ens_member_config(j, k, &mc);
   ens_member_arch(j, &mc, &a);
   return ens_model_create(m, &a, j->trunk.layers, a.n_hidden, 1, mc.batch);
+}
+
+void ens_job_bootstrap_rows(int32_t *rows, int n, uint64_t seed, uint32_t member) {
+  ens_rng r;
+  ens_rng_init(&r, seed, member, ENS_STREAM_BOOTSTRAP, 0);
+  for (int i = 0; i < n; i++)
+    rows[i] = (int32_t)ens_rng_below(&r, (uint32_t)n);
 }
 
 static size_t pred_rows(const ens_job *j) {

@@ -25,18 +25,6 @@
 
 static double now(void) { return ens_comm_wtime(); }
 
-/* ---- member placement ---------------------------------------------------- */
-
-int ens_job_unit_of(const ens_job *j, int k) {
-  return j->c->mode == ENS_MODE_SNAPSHOT ? k / j->c->snapshots : k;
-}
-
-/* The rank that trained member k in this run (placement is recorded by
- * place.c; rank 0 knows every unit's after ens_place_gather). */
-int ens_job_rank_of(const ens_job *j, int k) {
-  return ens_place_owner(&j->place, ens_job_unit_of(j, k));
-}
-
 /* Estimated cost of a unit, for ordering the queue and the cost plan:
  * forward and backward passes (about 6 flops per parameter and row) and the
  * optimizer update (about 10 per parameter and step), per epoch. Only its
