@@ -19,7 +19,9 @@
 #include "ens/model.h"
 #include "ens/train.h"
 #include "ensemble/halving.h"
+#include "ensemble/collect.h"
 #include "ensemble/job.h"
+#include "ensemble/store.h"
 #include "ensemble/tabular.h"
 #include "io/h5util.h"
 

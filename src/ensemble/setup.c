@@ -10,6 +10,8 @@
 
 #include "ens/error.h"
 #include "ensemble/job.h"
+#include "ensemble/ranks.h"
+#include "ensemble/result.h"
 #include "ensemble/trunk.h"
 #include "io/fsutil.h"
 #include "io/features.h"
