@@ -7,9 +7,11 @@ layer (the length of its longest chain of callees; 0 = calls no other file
 of the folder) with the files it calls, then the strongly connected
 components of more than one file (cycles). Exits 1 when there is a cycle
 that is not in the allowed list (--allow "a.c,b.c" per allowed component,
-exact set), else 0. Python standard library only; no ctags.
+exact set), or when a file reaches one it must not (--forbid a.c:b.c: no
+chain of calls from a.c to b.c), else 0. Python standard library only; no
+ctags.
 
-usage: ensemble_layers.py [--dir DIR] [--allow a.c,b.c ...] [--quiet]
+usage: ensemble_layers.py [--dir DIR] [--allow a.c,b.c ...] [--forbid a.c:b.c ...] [--quiet]
 """
 import argparse
 import os
@@ -162,12 +164,33 @@ def layers(files, edges, comps):
     return {f: level[comp_of[f]] for f in files}
 
 
+def chain(edges, a, b):
+    """A shortest chain of calls from a to b ([a, ..., b]), or None."""
+    prev, todo = {a: None}, [a]
+    while todo:
+        nxt = []
+        for f in todo:
+            for g in sorted(edges.get(f, {})):
+                if g not in prev:
+                    prev[g] = f
+                    nxt.append(g)
+        todo = nxt
+    if b not in prev or a == b:
+        return None
+    path = [b]
+    while path[-1] != a:
+        path.append(prev[path[-1]])
+    return path[::-1]
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     here = os.path.dirname(os.path.abspath(__file__))
     ap.add_argument("--dir", default=os.path.join(here, "..", "..", "src", "ensemble"))
     ap.add_argument("--allow", action="append", default=[],
                     help="comma-separated files of one allowed cycle (exact set)")
+    ap.add_argument("--forbid", action="append", default=[],
+                    help="a.c:b.c: no chain of calls may lead from a.c to b.c")
     ap.add_argument("--quiet", action="store_true", help="print only the cycles")
     a = ap.parse_args()
     files, edges = graph(a.dir)
@@ -191,6 +214,18 @@ def main():
                     print(f"    {f} -> {g}: {', '.join(sorted(edges[f][g]))}")
     if not cycles:
         print("no cycles: the files form layers")
+    for rule in a.forbid:
+        src, _, dst = rule.partition(":")
+        if src not in edges or dst not in edges:
+            print(f"--forbid {rule}: no such file in {a.dir}")
+            bad.append(rule)
+            continue
+        path = chain(edges, src, dst)
+        if path:
+            print(f"forbidden: {src} reaches {dst}: {' -> '.join(path)}")
+            bad.append(rule)
+        else:
+            print(f"ok: {src} does not reach {dst}")
     return 1 if bad else 0
 
 
