@@ -1,7 +1,8 @@
 /* Ensemble members: each member's own configuration and architecture (a
  * search draws them per member), the layout of its packed buffer (weights,
- * prediction rows, learning curves), its metadata attributes, and keeping a
- * finished member until the collection phase. */
+ * prediction rows, learning curves), its metadata attributes, its bootstrap
+ * rows and its per-epoch evaluation. Where a finished member goes is
+ * store.c's business. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,7 +1,7 @@
 /* Where a finished member goes (the scheduler's hand-off to the
  * collection): rank 0 writes it into the temporary result file at once
  * (result.c); the other ranks keep its metadata, and collect.c rebuilds it
- * from its checkpoint when rank 0 asks. The training loop (run.c) and a
+ * from its checkpoint when rank 0 asks. The training loop (sched.c) and a
  * resumed unit (checkpoint.c) store members here and know nothing of how
  * they are collected or combined. */
 #include <stdlib.h>
