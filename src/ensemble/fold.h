@@ -12,8 +12,7 @@
  * j->pack with its metadata in *meta, and makes sure the result file holds
  * it (ens_job_write_member). Returns 0, or an error with a message in err. */
 typedef struct ens_member_reader {
-  int (*get)(void *ctx, ens_job *j, int i, int k, ens_member_meta *meta, char *err,
-             size_t errlen);
+  int (*get)(void *ctx, ens_job *j, int i, int k, ens_member_meta *meta, char *err, size_t errlen);
   void *ctx;
 } ens_member_reader;
 
