@@ -9,6 +9,7 @@
 #include <zlib.h>
 
 #include "ens/error.h"
+#include "ens/rng.h"
 #include "ensemble/job.h"
 #include "ensemble/ranks.h"
 #include "ensemble/result.h"
