@@ -14,6 +14,7 @@
 
 #include "ens/error.h"
 #include "ensemble/job.h"
+#include "ensemble/store.h"
 #include "io/fsutil.h"
 #include "io/h5util.h"
 #include "io/storage.h"

@@ -16,7 +16,10 @@
 #include "ensemble/history.h"
 #include "ens/halving.h"
 #include "ensemble/halving.h"
+#include "ensemble/fold.h"
 #include "ensemble/job.h"
+#include "ensemble/ranks.h"
+#include "ensemble/result.h"
 #include "io/fsutil.h"
 #include "io/h5util.h"
 #include "io/storage.h"
@@ -479,7 +482,8 @@ static void print_summary(const ens_job *j, const fold *f, const double *em, con
 
 /* ---- the collection ------------------------------------------------------ */
 
-int ens_job_finish_root(ens_job *j, double train_wall, char *err, size_t errlen) {
+int ens_job_finish_root(ens_job *j, const ens_member_reader *rd, double train_wall, char *err,
+                        size_t errlen) {
   const ens_config *c = j->c;
   const ens_task *K = &j->task;
   const int M = j->last - j->first, n = j->data.n_test, nv = j->data.n_val;
@@ -514,7 +518,7 @@ int ens_job_finish_root(ens_job *j, double train_wall, char *err, size_t errlen)
   int ndone = 0;
   for (int i = 0; i < M; i++) {
     int k = j->first + i;
-    if ((ret = ens_job_get_member(j, i, k, &f.meta[i], err, errlen)))
+    if ((ret = rd->get(rd->ctx, j, i, k, &f.meta[i], err, errlen)))
       goto cleanup;
     if (f.meta[i].status != ENS_MEMBER_DONE) {
       f.curve0[i] = i ? f.curve0[i - 1] : NAN;

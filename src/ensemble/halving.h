@@ -1,10 +1,10 @@
 /* Successive halving of a search (ens/halving.h says what it does): the
  * rung table, the decisions, their checkpoint (<checkpoint_dir>/halving.h5)
- * and their record in the result (/search). The training loop (run.c)
+ * and their record in the result (/search). The training loop (sched.c)
  * trains each rung as a placement round and reports each unit's outcome
  * here; nothing here trains or combines, and nothing here calls the
  * training loop, the checkpoints, the members or the collection: a leaf
- * that run.c (the rounds) and combine.c (the record) ask. */
+ * that sched.c (the rounds) and combine.c (the record) ask. */
 #ifndef ENS_ENSEMBLE_HALVING_H
 #define ENS_ENSEMBLE_HALVING_H
 

@@ -19,6 +19,7 @@
 #include "ensemble/place.h"
 #include "ensemble/progress.h"
 #include "ensemble/task.h"
+#include "ensemble/units.h"
 #include "io/storage.h"
 
 /* ENS_MEMBER_LOST only travels to rank 0 at collection: the rank that
@@ -197,17 +198,8 @@ int ens_job_setup(ens_job *j, const ens_config *c, const ens_job_opts *o, MPI_Co
 /* Collective (node-shared blocks are freed with the node's ranks). */
 void ens_job_free(ens_job *j);
 
-/* Collective: rank 0 gathers every rank's ens_rank_info into j->ranks
- * (peak_rss measured now). */
-int ens_job_gather_ranks(ens_job *j);
-/* Rank 0: writes /ranks (placement and memory, exempt from the determinism
- * contract) into the result file; its own peak_rss is measured again now. */
-int ens_job_write_ranks(ens_job *j);
 
-int ens_job_unit_of(const ens_job *j, int k);
-/* The rank that trained member k in this run (rank 0: any member after the
- * placement record was gathered; other ranks: their own), -1 when unknown. */
-int ens_job_rank_of(const ens_job *j, int k);
+/* ens_job_unit_of, ens_job_rank_of: units.h */
 
 /* ---- members (member.c) ---- */
 /* Member k's configuration (its drawn hyperparameters in a search) and
@@ -249,10 +241,6 @@ int ens_job_pack_reserve(ens_job *j, size_t n);
 /* rows (n) = n draws with replacement from [0, n), keyed by (seed, member). */
 void ens_job_bootstrap_rows(int32_t *rows, int n, uint64_t seed, uint32_t member);
 
-/* Keeps a finished member: rank 0 writes it to the result file; other ranks
- * keep its metadata and rebuild it from its checkpoint at collection
- * (ens_job_pack_checkpoint). */
-int ens_job_store_member(ens_job *j, const ens_member_meta *meta, const float *packed);
 
 /* Fills j->pack from model m (the member's network) and its curves (epochs
  * floats each): weights, curves and, when rows is set, the prediction rows
@@ -267,32 +255,9 @@ int ens_job_pack_model(ens_job *j, ens_model *m, const float *curve_loss, const 
  * j->pack, filled by ens_job_pack_model for the same member. */
 void ens_job_pack_grad_norm(ens_job *j, const ens_member_meta *meta, const float *gn);
 
-/* Rank 0: writes member meta->k from its packed buffer into the result
- * file (its group with metadata and hyperparameters, weights, prediction
- * rows; a failed member gets NaN rows). */
-int ens_job_write_member(ens_job *j, const ens_member_meta *meta, const float *packed);
 
-/* Rank 0: brings member k (index i in this job) into j->pack with its
- * metadata, from its own file, the rank that trained it, or a merge part,
- * and writes it into the result file (collect.c). */
-int ens_job_get_member(ens_job *j, int i, int k, ens_member_meta *meta, char *err,
-                       size_t errlen);
-/* Rank 0: reads member k's prediction rows (n, W) of split base ("" test,
- * "val_") back from the result file. */
-int ens_job_read_rows(const ens_job *j, const char *base, int k, float *rows, int n);
 
-/* Rank 0: words a failed write into the result file (the system's reason
- * when HDF5 recorded one) as "<doing> [k]: cannot write the result file
- * <path>: <reason>"; k < 0 omits it. Returns the code to report. */
-int ens_job_result_error(ens_job *j, int ret, char *err, size_t errlen, const char *doing, int k);
-/* Collection (collective): rank 0 combines members in order and writes and
- * renames the result file; all ranks return its outcome. */
-int ens_job_collect(ens_job *j, double train_wall, char *err, size_t errlen);
 
-/* Packs the trainer's current model (predictions included) and stores it
- * as member meta->k (see ens_job_store_member); a failed member is stored
- * without data. */
-int ens_job_emit_packed(ens_job *j, ens_trainer *t, const ens_member_meta *meta);
 /* Per-epoch evaluation of t's network: accuracy (classify) or RMSE
  * (regress) on the validation rows when there are any, else the test rows. */
 double ens_job_eval(ens_job *j, ens_trainer *t, double *nll);
@@ -302,9 +267,6 @@ double ens_job_eval(ens_job *j, ens_trainer *t, double *nll);
 int ens_job_meta_write(hid_t f, const char *obj, const ens_member_meta *meta);
 int ens_job_meta_read(hid_t f, const char *obj, int k, ens_member_meta *meta);
 
-/* Rank 0's half of the collection: fold members in order, write the
- * metrics, publish the result. Also used by `ens merge`. */
-int ens_job_finish_root(ens_job *j, double train_wall, char *err, size_t errlen);
 /* The merge part holding member k. */
 const ens_part *ens_job_part_of(const ens_job *j, int k);
 /* The configuration text that checkpoints and merge parts must share:

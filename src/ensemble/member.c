@@ -1,7 +1,8 @@
 /* Ensemble members: each member's own configuration and architecture (a
  * search draws them per member), the layout of its packed buffer (weights,
- * prediction rows, learning curves), its metadata attributes, and keeping a
- * finished member until the collection phase. */
+ * prediction rows, learning curves), its metadata attributes, its bootstrap
+ * rows and its per-epoch evaluation. Where a finished member goes is
+ * store.c's business. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +10,7 @@
 
 #include "ens/error.h"
 #include "ens/gradnorm.h"
+#include "ens/rng.h"
 #include "ens/search.h"
 #include "ensemble/job.h"
 #include "io/h5util.h"
@@ -155,6 +157,13 @@ int ens_member_model(const ens_job *j, int k, ens_model *m) {
   ens_member_config(j, k, &mc);
   ens_member_arch(j, &mc, &a);
   return ens_model_create(m, &a, j->trunk.layers, a.n_hidden, 1, mc.batch);
+}
+
+void ens_job_bootstrap_rows(int32_t *rows, int n, uint64_t seed, uint32_t member) {
+  ens_rng r;
+  ens_rng_init(&r, seed, member, ENS_STREAM_BOOTSTRAP, 0);
+  for (int i = 0; i < n; i++)
+    rows[i] = (int32_t)ens_rng_below(&r, (uint32_t)n);
 }
 
 static size_t pred_rows(const ens_job *j) {
@@ -332,40 +341,4 @@ void ens_job_pack_grad_norm(ens_job *j, const ens_member_meta *meta, const float
   ens_pack_view v;
   ens_member_view(j, meta, j->pack, &v);
   memcpy((float *)v.grad_norm, gn, (size_t)j->c->epochs * ENS_GN_COLS * sizeof(float));
-}
-
-int ens_job_emit_packed(ens_job *j, ens_trainer *t, const ens_member_meta *meta) {
-  if (meta->status == ENS_MEMBER_DONE) {
-    /* Only rank 0 keeps the prediction rows now (it writes them at once);
-     * the other ranks rebuild them at collection (ens_job_store_member). */
-    /* The last evaluation's rows are this member's, when no step came since. */
-    const float *eval_rows =
-        j->eval_of == t && j->eval_step == t->step && t->step > 0 ? j->eval_pred : NULL;
-    int ret = ens_job_pack_model(j, &t->model, t->curve_loss, t->curve_eval, meta, j->rank == 0,
-                                 eval_rows);
-    if (ret)
-      return ret;
-    ens_job_pack_grad_norm(j, meta, t->gn.summary);
-  }
-  return ens_job_store_member(j, meta, j->pack);
-}
-
-int ens_job_store_member(ens_job *j, const ens_member_meta *meta, const float *packed) {
-  (void)packed;
-  j->last_status = meta->status;
-  if (j->rank == 0) {
-    int ret = ens_job_write_member(j, meta, packed);
-    if (ret) /* words for the training loop's caller */
-      ret = ens_job_result_error(j, ret, j->ckpt.err, sizeof(j->ckpt.err), "member", meta->k);
-    return ret;
-  }
-  /* Other ranks keep the metadata only: the weights are in the member's
-   * checkpoint, written next, and the member is rebuilt from it when rank 0
-   * asks, so a rank's memory does not grow with the members it trained. */
-  ens_member_meta *h = realloc(j->held, (size_t)(j->nheld + 1) * sizeof(*h));
-  if (!h)
-    return ENS_ENOMEM;
-  j->held = h;
-  h[j->nheld++] = *meta;
-  return 0;
 }

@@ -12,7 +12,9 @@
 
 #include "ens/error.h"
 #include "ensemble/history.h"
+#include "ensemble/fold.h"
 #include "ensemble/job.h"
+#include "ensemble/result.h"
 #include "io/h5util.h"
 
 const ens_part *ens_job_part_of(const ens_job *j, int k) {
@@ -20,6 +22,56 @@ const ens_part *ens_job_part_of(const ens_job *j, int k) {
     if (k >= j->merge.parts[i].first && k < j->merge.parts[i].first + j->merge.parts[i].count)
       return &j->merge.parts[i];
   return NULL;
+}
+
+/* Recomputes the rows a part file does not keep (out-of-bag training rows,
+ * MC passes) from member k's weights in j->pack. */
+static int recompute_rows(ens_job *j, const ens_member_meta *meta) {
+  ens_model m;
+  int ret = ens_member_model(j, meta->k, &m);
+  if (ret)
+    return ret;
+  ens_pack_view v;
+  ens_member_view(j, meta, j->pack, &v);
+  if ((size_t)meta->nparams != m.nparams || (size_t)meta->nstats != m.nstats) {
+    ens_model_free(&m);
+    return ENS_EFORMAT;
+  }
+  memcpy(m.params, v.params, m.nparams * sizeof(float));
+  memcpy(m.stats, v.stats, m.nstats * sizeof(float));
+  if (v.train)
+    ens_task_predict(&j->task, &m, (float *)v.train, j->data.ftrain, j->data.n_train);
+  if (v.mc)
+    ens_task_predict_mc(&j->task, &m, (float *)v.mc, j->scratch, j->data.ftest, j->data.n_test,
+                        j->c->seed, (uint32_t)meta->k, j->c->mc_samples);
+  ens_model_free(&m);
+  return 0;
+}
+
+/* `ens merge`'s reader of members (fold.h): brings member k into j->pack
+ * from the part file that holds it, and writes it into the result file. */
+static int get_part_member(void *ctx, ens_job *j, int i, int k, ens_member_meta *meta, char *err,
+                           size_t errlen) {
+  (void)ctx;
+  (void)i;
+  int ret = 0, missing = 0;
+  const ens_part *p = ens_job_part_of(j, k);
+  ret = ens_job_read_member(j, p->file, (hsize_t)(k - p->first), k, meta, &missing);
+  if (ret) {
+    snprintf(err, errlen,
+             "%s: member %d is missing, damaged or of the wrong size for its "
+             "architecture (/members/%d, its params and prediction rows)",
+             p->path, k, k);
+    return ret == ENS_ENOMEM ? ret : ENS_EFORMAT;
+  }
+  if (missing && (ret = recompute_rows(j, meta))) {
+    snprintf(err, errlen, "%s: member %d does not match its architecture", p->path, k);
+    return ret;
+  }
+  ret = ens_job_write_member(j, meta, j->pack);
+  if (ret)
+    ret = ens_job_result_error(j, ret, err, errlen, "collecting member", k);
+  return ret;
 }
 
 static int by_first(const void *a, const void *b) {
@@ -245,7 +297,8 @@ int ens_merge(const char *const *paths, int nparts, const char *out, int partial
     if (ens_h5_get_attr_f64(sorted[i].file, "/", "train_seconds", &w) == 0)
       wall += w;
   }
-  ret = ens_job_finish_root(&job, wall, err, errlen);
+  const ens_member_reader rd = {get_part_member, NULL};
+  ret = ens_job_finish_root(&job, &rd, wall, err, errlen);
 cleanup:
   if (have_job) {
     job.merge.parts = NULL;

@@ -12,18 +12,13 @@
 #include "ens/rng.h"
 #include "ens/search.h"
 #include "ensemble/job.h"
+#include "ensemble/ranks.h"
+#include "ensemble/result.h"
 #include "ensemble/trunk.h"
 #include "io/fsutil.h"
 #include "io/features.h"
 #include "io/h5util.h"
 #include "io/storage.h"
-
-void ens_job_bootstrap_rows(int32_t *rows, int n, uint64_t seed, uint32_t member) {
-  ens_rng r;
-  ens_rng_init(&r, seed, member, ENS_STREAM_BOOTSTRAP, 0);
-  for (int i = 0; i < n; i++)
-    rows[i] = (int32_t)ens_rng_below(&r, (uint32_t)n);
-}
 
 /* Writes what is known before training: root attributes and /model. */
 static int write_static(ens_job *j) {
