@@ -120,12 +120,29 @@ later_stop() {
   [ "$got" = "$ranked" ] || { cat "$name/log"; fail "$name: stopped after $got ranked rungs, expected $ranked"; }
   [ ! -e "$name/result.h5" ] || fail "$name: a result was written despite the stop"
   [ -f "$name/result.h5.ckpt/halving.h5" ] || fail "$name: no halving checkpoint"
+  nstop=$(wc -l <"$name/log")
   (cd "$name" && mpirun "${TWO[@]}" "$ENS" train -c "$WORK/job2.ini" --resume </dev/null) \
     >>"$name/log" 2>&1 || { cat "$name/log"; fail "$name: resume on two nodes"; }
+  # No work lost: every member the resume trains starts after the last
+  # epoch it printed before the stop (none is trained again).
+  $PY - "$name/log" "$nstop" <<'PY' || { cat "$name/log"; fail "$name: the resume retrained epochs"; }
+import re, sys
+lines = open(sys.argv[1]).read().splitlines()
+stop = int(sys.argv[2])
+pat = re.compile(r"^\[member (\d+)\] epoch (\d+)/")
+before, after = {}, {}
+for i, line in enumerate(lines):
+    m = pat.match(line)
+    if m:
+        (before if i < stop else after).setdefault(int(m[1]), []).append(int(m[2]))
+assert after, "no epoch lines after the resume"
+again = [(k, max(v), min(after[k])) for k, v in before.items() if k in after and min(after[k]) <= max(v)]
+assert not again, "member, last epoch before the stop, first after: %s" % again
+PY
   grep -q "rungs 0..$((ranked - 1)) were ranked before the stop" "$name/log" ||
     { cat "$name/log"; fail "$name: the resume did not start from the checkpointed ranking"; }
   same_result one2/result.h5 "$name/result.h5" || fail "$name: stopped + resumed differs from 1 rank"
-  echo "ok: $name: stopped inside rung $ranked on 2 nodes (exit 75), resumed, identical to 1 rank"
+  echo "ok: $name: stopped inside rung $ranked on 2 nodes (exit 75), resumed without retraining an epoch, identical to 1 rank"
 }
 later_stop stop-rung1 "epoch 7/36" ranks 1
 later_stop stop-rung2 "epoch 18/36" mpirun 2
