@@ -215,6 +215,7 @@ cleanup:
 
 #include "ens/rng.h"
 
+#include <limits.h>
 #include <string.h>
 
 /* One data set for the robust selection: the rows of s restricted to a list,
@@ -289,10 +290,25 @@ static double counts_loss(sel_ctx *s, const int32_t *counts) {
   return s->loss(s, -1, total);
 }
 
+/* The sorted initialization's members start with ENS_SELECT_INIT_MASS picks
+ * between them (ceil(mass / N) each, at least 1), so the first greedy
+ * addition weighs about 1 / (mass + 1), not 1 / (N + 1). With N = 1 the
+ * plain greedy can only add a member at weight 1/2: where one member is
+ * much better than the rest, every addition at 1/2 hurts, the selection
+ * stops at that one member and cannot do better than it, although mixing a
+ * tenth of a second member usually lowers the NLL (a convex loss of the
+ * mixture). The weights the greedy can reach from N >= mass are unchanged. */
+#define ENS_SELECT_INIT_MASS 10
+
+static int init_copies(int nn) {
+  return nn >= ENS_SELECT_INIT_MASS ? 1 : (ENS_SELECT_INIT_MASS + nn - 1) / nn;
+}
+
 /* Sorted initialization (Caruana et al. 2006, section 2.1): the usable
- * members ranked by their own loss (ties: lower index), counts = 1 for the
- * best N, N in [1, min(usable, max_picks)] with the lowest loss of the plain
- * average of the N (ties: smaller N). Returns N. order: scratch (M). */
+ * members ranked by their own loss (ties: lower index), the best N, N in
+ * [1, min(usable, max_picks)] with the lowest loss of the plain average of
+ * the N (ties: smaller N), each counted init_copies(N) times. Returns N.
+ * order: scratch (M). */
 static int sorted_init(int32_t *counts, int32_t *order, double *own, const uint8_t *usable,
                        int max_picks, sel_ctx *s) {
   const int M = s->M;
@@ -326,6 +342,8 @@ static int sorted_init(int32_t *counts, int32_t *order, double *own, const uint8
   }
   for (int nn = best_n; nn < top; nn++)
     counts[order[nn]] = 0;
+  for (int nn = 0; nn < best_n; nn++)
+    counts[order[nn]] = init_copies(best_n);
   return best_n;
 }
 
@@ -405,7 +423,10 @@ static int bagged(int32_t *counts, int *init_sum, const uint8_t *usable, const e
     s->rebuild(s, bc);
     int nn = sorted_init(bc, order, own, mask, o->max_picks, s);
     *init_sum += nn;
-    int picks = greedy_from(bc, nn, mask, o->max_picks, s);
+    /* max_picks greedy additions after the initialization's picks. */
+    const int ip = nn * init_copies(nn);
+    int picks = greedy_from(bc, ip, mask, o->max_picks > INT_MAX - ip ? INT_MAX : ip + o->max_picks,
+                            s);
     for (int j = 0; j < M; j++)
       counts[j] += bc[j];
     total += picks;

@@ -54,10 +54,10 @@ echo "ok: halving on 2 nodes x 2 ranks identical to 1 rank; rung 0 trained on al
 # Stop inside rung 0 and resume on the two nodes.
 # stop_ranks_at freezes the ranks on both nodes at the line and signals each.
 # The stop is in rung 0: after a rung-1 line this job has under 0.1 s left,
-# less than the line takes to reach the log from node2, and the stop came
-# too late every time (exit 0). Whether ens also misses a stop inside a later
-# rung on two nodes is not yet established (issue 18). A job that still
-# finished first (exit 0) tested nothing, so it is tried again (3 times).
+# less than the line takes to reach the log from node2 (a stop there came
+# too late: exit 0). The later rungs are stopped in a longer job below.
+# A job that still finished first (exit 0) tested nothing, so it is tried
+# again (3 times).
 for attempt in 1 2 3; do
   rm -rf stop
   mkdir -p stop
@@ -74,3 +74,75 @@ done
   { cat stop/log; fail "resume on two nodes"; }
 same_result one/result.h5 stop/result.h5 || fail "halving: stopped + resumed on two nodes differs"
 echo "ok: halving stop + --resume on 2 nodes identical"
+
+# Stops inside the later rungs (issue 18): a longer job (rungs at epochs 4,
+# 12, 36; rung 1 trains 3 members for 8 epochs, the last rung 1 member for
+# 24), stopped inside rung 1 (every rank signalled, as SLURM does) and inside
+# the last rung (USR1 to mpirun only, which forwards it through the remote
+# daemons). Each must exit 75 with the ranking of the rungs before it
+# checkpointed, and --resume on the two nodes must give the unstopped result.
+$PY "$SRC/tests/integration/make_data.py" data2.h5 40000 16 4
+sed -e "s|/data.h5|/data2.h5|" -e "s|^epochs = 12|epochs = 36|" \
+  -e "s|^halving_min_epochs = 2|halving_min_epochs = 4|" job.ini >job2.ini
+grep -q "^epochs = 36" job2.ini && grep -q "^halving_min_epochs = 4" job2.ini || fail "job2.ini"
+run_np 0 one2 -c "$WORK/job2.ini" || fail "the longer halving job on 1 rank"
+$PY - one2/result.h5 <<'PY' || fail "rungs of the longer job"
+import h5py, sys
+with h5py.File(sys.argv[1], "r") as f:
+    assert f["/search/rung_epochs"][...].tolist() == [4, 12, 36]
+    assert f["/search/rung_members"][...].tolist() == [9, 3, 1]
+PY
+# later_stop NAME PATTERN HOW RANKED: stops the longer job at the first log
+# line matching PATTERN (HOW: ranks = stop_ranks_at, mpirun = USR1 to mpirun
+# only), expects exit 75 with exactly RANKED rungs ranked before the stop
+# (else the stop landed elsewhere: tried again, 3 times), resumes, compares.
+later_stop() {
+  local name=$1 pattern=$2 how=$3 ranked=$4 attempt pid code got
+  for attempt in 1 2 3; do
+    rm -rf "$name"
+    mkdir -p "$name"
+    (cd "$name" && exec mpirun "${TWO[@]}" "$ENS" train -c "$WORK/job2.ini" </dev/null) \
+      >"$name/log" 2>&1 &
+    pid=$!
+    if [ "$how" = ranks ]; then
+      stop_ranks_at "$pattern" "$name/log" $pid
+    else
+      wait_line "$pattern" "$name/log" $pid
+      kill -USR1 $pid 2>/dev/null || true
+    fi
+    code=0
+    wait $pid || code=$?
+    got=$(grep -c "^successive halving: rung [0-9]* (epoch" "$name/log" || true)
+    [ $code = 75 ] && [ "$got" = "$ranked" ] && break
+    [ $attempt -lt 3 ] && echo "$name: exit $code, $got rungs ranked (the stop missed); again"
+  done
+  [ $code = 75 ] || { cat "$name/log"; fail "$name: exit $code after USR1 on two nodes, expected 75"; }
+  [ "$got" = "$ranked" ] || { cat "$name/log"; fail "$name: stopped after $got ranked rungs, expected $ranked"; }
+  [ ! -e "$name/result.h5" ] || fail "$name: a result was written despite the stop"
+  [ -f "$name/result.h5.ckpt/halving.h5" ] || fail "$name: no halving checkpoint"
+  nstop=$(wc -l <"$name/log")
+  (cd "$name" && mpirun "${TWO[@]}" "$ENS" train -c "$WORK/job2.ini" --resume </dev/null) \
+    >>"$name/log" 2>&1 || { cat "$name/log"; fail "$name: resume on two nodes"; }
+  # No work lost: every member the resume trains starts after the last
+  # epoch it printed before the stop (none is trained again).
+  $PY - "$name/log" "$nstop" <<'PY' || { cat "$name/log"; fail "$name: the resume retrained epochs"; }
+import re, sys
+lines = open(sys.argv[1]).read().splitlines()
+stop = int(sys.argv[2])
+pat = re.compile(r"^\[member (\d+)\] epoch (\d+)/")
+before, after = {}, {}
+for i, line in enumerate(lines):
+    m = pat.match(line)
+    if m:
+        (before if i < stop else after).setdefault(int(m[1]), []).append(int(m[2]))
+assert after, "no epoch lines after the resume"
+again = [(k, max(v), min(after[k])) for k, v in before.items() if k in after and min(after[k]) <= max(v)]
+assert not again, "member, last epoch before the stop, first after: %s" % again
+PY
+  grep -q "rungs 0..$((ranked - 1)) were ranked before the stop" "$name/log" ||
+    { cat "$name/log"; fail "$name: the resume did not start from the checkpointed ranking"; }
+  same_result one2/result.h5 "$name/result.h5" || fail "$name: stopped + resumed differs from 1 rank"
+  echo "ok: $name: stopped inside rung $ranked on 2 nodes (exit 75), resumed without retraining an epoch, identical to 1 rank"
+}
+later_stop stop-rung1 "epoch 7/36" ranks 1
+later_stop stop-rung2 "epoch 18/36" mpirun 2

@@ -646,6 +646,70 @@ static void test_select_robust_gauss(void) {
   CU_ASSERT(p > 0 && info.rule != ENS_SELECT_RULE_AVERAGE && counts[3] == 0 && counts[1] > 0);
 }
 
+/* Must select (issue 18): member 0 is confident and right on 19 rows of 20,
+ * confidently wrong (p 0.01) on the 20th; member 1 gives the label 0.4
+ * everywhere. Mixed 1:1 the NLL rises (0.453 against 0.279 alone), so the
+ * 2004 greedy keeps member 0 only; mixed 10:1 it falls (0.255). The robust
+ * rule starts the best member at ENS_SELECT_INIT_MASS picks (10), so it can
+ * add member 1 at weight 1/11, and the held-out check keeps that selection
+ * (the average of the two is far worse). */
+static void test_select_robust_small_weight(void) {
+  enum { M = 2, N = 200, C = 2 };
+  float probs[M * N * C];
+  int32_t y[N], counts[M], old[M];
+  for (int i = 0; i < N; i++) {
+    y[i] = i % 3 == 0; /* both labels */
+    const float p0 = i % 20 == 7 || i % 20 == 12 ? 0.01f : 0.95f, p1 = 0.4f;
+    const float p[M] = {p0, p1};
+    for (int j = 0; j < M; j++) {
+      probs[((size_t)j * N + i) * C + y[i]] = p[j];
+      probs[((size_t)j * N + i) * C + 1 - y[i]] = 1.0f - p[j];
+    }
+  }
+  CU_ASSERT_EQUAL(ens_select_greedy_probs(old, probs, NULL, y, M, N, C, 50), 1);
+  CU_ASSERT(old[0] == 1 && old[1] == 0);
+  ens_select_info info;
+  int picks = ens_select_robust_probs(counts, &info, probs, NULL, y, M, N, C, &robust_opts);
+  const double single = ens_metric_nll(probs, y, N, C);
+  const double sel = weighted_nll(counts, probs, y, M, N, C);
+  if (getenv("ENS_TEST_VERBOSE") || info.rule == ENS_SELECT_RULE_AVERAGE || counts[1] == 0)
+    fprintf(stderr, "\n  small weight: rule %s, counts (%d, %d), nll %.5f, member 0 %.5f\n",
+            ens_select_rule_name(info.rule), counts[0], counts[1], sel, single);
+  CU_ASSERT(picks > 0 && info.rule != ENS_SELECT_RULE_AVERAGE);
+  CU_ASSERT(counts[1] > 0 && counts[0] >= 5 * counts[1]);
+  CU_ASSERT(sel < single - 0.01);
+  CU_ASSERT(info.cv_greedy < info.cv_average);
+}
+
+/* Must fall back (issue 18): 12 exchangeable members (the same noise level
+ * around the truth) on 60 validation rows: any selection fits the rows'
+ * noise, and the held-out check must see that and take the plain average,
+ * saying why. */
+static void test_select_robust_falls_back(void) {
+  enum { M = 12, N = 60, C = 5 };
+  const double sd[M] = {1.5, 1.5, 1.5, 1.5, 1.5, 1.5, 1.5, 1.5, 1.5, 1.5, 1.5, 1.5};
+  float q[N * C], *vp = malloc((size_t)M * N * C * sizeof(float));
+  int32_t y[N], counts[M];
+  CU_ASSERT_FATAL(vp != NULL);
+  ens_rng r;
+  ens_rng_init(&r, 41, 0, ENS_STREAM_TEST, 4);
+  random_probs(q, N, C, 1.5, &r);
+  sample_labels(y, q, N, C, &r);
+  noisy_members(vp, q, sd, M, N, C, &r);
+  ens_select_info info;
+  int picks = ens_select_robust_probs(counts, &info, vp, NULL, y, M, N, C, &robust_opts);
+  if (getenv("ENS_TEST_VERBOSE") || info.rule != ENS_SELECT_RULE_AVERAGE)
+    fprintf(stderr, "\n  falls back: rule %s, held-out average %.5f greedy %.5f bagged %.5f\n",
+            ens_select_rule_name(info.rule), info.cv_average, info.cv_greedy, info.cv_bagged);
+  CU_ASSERT_EQUAL(picks, M);
+  CU_ASSERT_EQUAL(info.rule, ENS_SELECT_RULE_AVERAGE);
+  CU_ASSERT_EQUAL(info.reason, ENS_SELECT_HELDOUT_WORSE);
+  for (int j = 0; j < M; j++)
+    CU_ASSERT_EQUAL(counts[j], 1);
+  CU_ASSERT(info.cv_average <= info.cv_greedy && info.cv_average <= info.cv_bagged);
+  free(vp);
+}
+
 int main(void) {
   static const cu_case cases[] = {
       {"entropy of uniform, one-hot and mixed rows", test_entropy},
@@ -664,6 +728,9 @@ int main(void) {
       {"robust selection: rules, bags keyed by seed, sorted init", test_select_robust_rules},
       {"robust selection (gaussian): keeps the good member, skips failed",
        test_select_robust_gauss},
+      {"robust selection: adds a member at a small weight the 2004 greedy cannot",
+       test_select_robust_small_weight},
+      {"robust selection: exchangeable members -> plain average", test_select_robust_falls_back},
       {NULL, NULL},
   };
   return cu_run_suite("select", cases);
