@@ -11,6 +11,7 @@
 #include "ens/conv.h"
 #include "ens/error.h"
 #include "ens/model.h"
+#include "ens/optim.h"
 #include "ens/nn.h"
 
 #include "cu_run.h"
@@ -818,6 +819,87 @@ static void test_maxpool_tiling(void) {
   free(d.x), free(d.c), free(d.y), free(gx);
 }
 
+/* The fused training runs (bn -> relu -> maxpool, nn/fuse.c) against the
+ * layers run one by one (nofuse): the same output, loss, parameter and
+ * input gradients and running statistics, to the bit, over three steps of
+ * SGD, on net 0 (3x3 windows every 2, overlapping) and a net with 2x2
+ * windows tiling the planes; the fused plan covers exactly those runs. */
+static void test_fused_runs(void) {
+  for (int which = 0; which < 2; which++) {
+    ens_arch a;
+    net_arch(&a, 0);
+    if (which == 1) {
+      int n = 0;
+      a.in_shape = (ens_shape){.c = 1, .h = 8, .w = 8, .image = 1};
+      a.in = 64;
+      a.spec[n++] = L(ENS_LAYER_CONV, 4, 3, 1, 1, 0, 0);
+      a.spec[n++] = L(ENS_LAYER_BATCHNORM, 0, 0, 0, 0, 0, 0);
+      a.spec[n++] = L(ENS_LAYER_RELU, 0, 0, 0, 0, 0, 0);
+      a.spec[n++] = L(ENS_LAYER_MAXPOOL, 0, 2, 2, 0, 0, 0);
+      a.spec[n++] = L(ENS_LAYER_CONV, 3, 3, 1, 1, 0, 1);
+      a.spec[n++] = L(ENS_LAYER_BATCHNORM, 0, 0, 0, 0, 0, 1);
+      a.spec[n++] = L(ENS_LAYER_RELU, 0, 0, 0, 0, 0, 1);
+      a.spec[n++] = L(ENS_LAYER_MAXPOOL, 0, 2, 2, 0, 0, 1);
+      a.spec[n++] = L(ENS_LAYER_FLATTEN, 0, 0, 0, 0, 0, 1);
+      a.nspec = n;
+      a.n_hidden = 2;
+    }
+    enum { B = 5 };
+    ens_model mf, mu;
+    CU_ASSERT_FATAL(ens_model_create(&mf, &a, 0, a.n_hidden, 1, B) == 0);
+    CU_ASSERT_FATAL(ens_model_create(&mu, &a, 0, a.n_hidden, 1, B) == 0);
+    int runs = 0;
+    for (int i = 0; i < mf.nlayers; i++)
+      if (mf.layers[i].fuse) {
+        runs++;
+        CU_ASSERT(mf.layers[i].fuse == 3 && mf.layers[i].kind == ENS_LAYER_BATCHNORM &&
+                  mf.layers[i + 2].kind == ENS_LAYER_MAXPOOL);
+      }
+    CU_ASSERT(runs == (which == 0 ? 1 : 2));
+    mu.nofuse = 1;
+    CU_ASSERT_FATAL(ens_model_init(&mf, ENS_INIT_HE, 0.0, 0.1, 70 + which, 0) == 0);
+    ens_rng r;
+    ens_rng_init(&r, 70 + which, 0, ENS_STREAM_TEST, 70);
+    for (int i = 0; i < mf.nlayers; i++)
+      if (mf.layers[i].kind == ENS_LAYER_BATCHNORM)
+        fill_normal(mf.params + mf.layers[i].param_off, mf.layers[i].nparam, 0.3, 0.5, &r);
+    memcpy(mu.params, mf.params, mf.nparams * sizeof(float));
+    memcpy(mu.stats, mf.stats, mf.nstats * sizeof(float));
+    float *x = malloc((size_t)B * mf.in * sizeof(float));
+    float *dxf = malloc((size_t)B * mf.in * sizeof(float));
+    float *dxu = malloc((size_t)B * mf.in * sizeof(float));
+    float *vf = calloc(mf.nparams, sizeof(float)), *vu = calloc(mf.nparams, sizeof(float));
+    CU_ASSERT_FATAL(x && dxf && dxu && vf && vu);
+    const int32_t y[B] = {0, 1, 2, 2, 1};
+    ens_sgd sgd = {.momentum = 0.9, .weight_decay = 5e-4, .nesterov = 1};
+    for (int step = 0; step < 3; step++) {
+      fill_normal(x, (size_t)B * mf.in, 0.0, 1.0, &r);
+      /* Ties in the pooling windows too: a plateau of equal pixels. */
+      for (int i = 0; i < 6; i++)
+        x[i] = 0.5f;
+      ens_rng df, du;
+      ens_rng_init(&df, 70, 0, ENS_STREAM_DROPOUT, (uint32_t)step);
+      ens_rng_init(&du, 70, 0, ENS_STREAM_DROPOUT, (uint32_t)step);
+      const float *zf = ens_model_forward(&mf, x, B, ENS_PASS_TRAIN, &df);
+      const float *zu = ens_model_forward(&mu, x, B, ENS_PASS_TRAIN, &du);
+      CU_ASSERT(mf.fused_pass == 1 && mu.fused_pass == 0);
+      CU_ASSERT(memcmp(zf, zu, (size_t)B * mf.out * sizeof(float)) == 0);
+      double lf = ens_model_loss_backward(&mf, y, NULL, B, dxf);
+      double lu = ens_model_loss_backward(&mu, y, NULL, B, dxu);
+      CU_ASSERT(lf == lu);
+      CU_ASSERT(memcmp(mf.grads, mu.grads, mf.nparams * sizeof(float)) == 0);
+      CU_ASSERT(memcmp(dxf, dxu, (size_t)B * mf.in * sizeof(float)) == 0);
+      CU_ASSERT(memcmp(mf.stats, mu.stats, mf.nstats * sizeof(float)) == 0);
+      ens_sgd_step(mf.params, vf, mf.grads, mf.nparams, 0.05, &sgd);
+      ens_sgd_step(mu.params, vu, mu.grads, mu.nparams, 0.05, &sgd);
+    }
+    CU_ASSERT(memcmp(mf.params, mu.params, mf.nparams * sizeof(float)) == 0);
+    free(x), free(dxf), free(dxu), free(vf), free(vu);
+    ens_model_free(&mf);
+    ens_model_free(&mu);
+  }
+}
+
 int main(void) {
   static const cu_case cases[] = {
       {"conv2d gradient (padding, stride, kernel sizes)", test_conv_grad},
@@ -832,6 +914,7 @@ int main(void) {
       {"eval independent of batching", test_batch_independence},
       {"conv2d in groups of images: gradient, planted error, group size", test_conv_groups},
       {"maxpool whose windows tile the plane: gradient, planted error", test_maxpool_tiling},
+      {"fused bn+relu+maxpool runs equal the layers one by one", test_fused_runs},
       {NULL, NULL},
   };
   return cu_run_suite("conv", cases);
