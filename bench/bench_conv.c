@@ -5,7 +5,9 @@
  * dense: the same three; no input gradient for the first layer) and (b) the
  * full ens training step (ens_model_forward, ens_model_loss_backward,
  * ens_sgd_step), so that a loaded machine slows both alike and their ratio
- * stays meaningful. Prints seconds per step of each, their ratio, the
+ * stays meaningful; and (c) the same step with the model's fused runs
+ * off (ens_model.nofuse), so the fusion's gain is measured in the same
+ * conditions. Prints seconds per step of each, their ratio, the
  * GEMM rate and the memory of the model's buffers (im2col scratch
  * included). Used by scripts/bench-conv. */
 #include <cblas.h>
@@ -139,7 +141,7 @@ int main(int argc, char **argv) {
   for (int i = 0; i < batch; i++)
     y[i] = i % classes;
   ens_sgd sgd = {.momentum = 0.9, .weight_decay = 5e-4, .nesterov = 1};
-  double tf[2] = {0, 0}, te[2] = {0, 0};
+  double tf[2] = {0, 0}, te[2] = {0, 0}, tu[2] = {0, 0};
   /* One untimed step of each first: the first touch of the buffers' pages
    * happens once per training run, not per step. */
   for (int r = -1; r < rounds; r++) {
@@ -162,11 +164,24 @@ int main(int argc, char **argv) {
       ens_sgd_step(m.params, v, m.grads, m.nparams, 0.01, &sgd);
     }
     now(t2);
+    /* (c) the same step with every layer run alone (no fused runs). */
+    m.nofuse = 1;
+    for (int st = 0; st < ns; st++) {
+      ens_rng dr;
+      ens_rng_init(&dr, 1, 0, ENS_STREAM_DROPOUT, (uint32_t)st);
+      ens_model_forward(&m, x, batch, ENS_PASS_TRAIN, &dr);
+      ens_model_loss_backward(&m, y, NULL, batch, NULL);
+      ens_sgd_step(m.params, v, m.grads, m.nparams, 0.01, &sgd);
+    }
+    m.nofuse = 0;
+    double t3[2];
+    now(t3);
     if (r < 0)
       continue;
     for (int c = 0; c < 2; c++) {
       tf[c] += t1[c] - t0[c];
       te[c] += t2[c] - t1[c];
+      tu[c] += t3[c] - t2[c];
     }
   }
   double n = (double)steps * rounds;
@@ -182,6 +197,8 @@ int main(int argc, char **argv) {
   printf("conv_ens_step_seconds %.6f\n", te[0] / n);
   printf("conv_floor_step_cpu_seconds %.6f\n", tf[1] / n);
   printf("conv_ens_step_cpu_seconds %.6f\n", te[1] / n);
+  printf("conv_unfused_step_seconds %.6f\n", tu[0] / n);
+  printf("conv_unfused_step_cpu_seconds %.6f\n", tu[1] / n);
   printf("conv_ratio %.3f\n", te[0] / tf[0]);
   printf("conv_floor_gflops %.2f\n", flops * n / tf[0] * 1e-9);
   printf("conv_floor_cpu_gflops %.2f\n", flops * n / tf[1] * 1e-9);

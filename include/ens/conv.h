@@ -39,6 +39,10 @@ int ens_conv2d_group(const ens_conv_geom *g, int batch);
 /* Scratch floats of a forward or backward pass over up to `batch` images:
  * (C k k + O) group Ho Wo. */
 size_t ens_conv2d_nwork(const ens_conv_geom *g, int batch);
+/* 1 when the convolution runs direct loops instead of im2col GEMMs: few
+ * input values per window (C k k <= 27) and g->group 0; the input gradient
+ * always uses the im2col path. */
+int ens_conv2d_direct(const ens_conv_geom *g);
 /* y (batch, O, Ho, Wo) = conv(x (batch, C, H, W), w (O, C, k, k)) + b (O).
  * work: ens_conv2d_nwork floats. */
 void ens_conv2d_forward(float *y, float *work, const float *x, const float *w, const float *b,
@@ -67,6 +71,25 @@ void ens_batchnorm2d_backward(float *dx, float *dgamma, float *dbeta, const floa
                               const float *xhat, const float *gamma, const float *invstd, int batch,
                               int C, int P);
 
+/* Batch norm (training pass) + ReLU + max pooling fused, plane by plane:
+ * the same results to the bit as ens_batchnorm2d_forward_train, ReLU and
+ * ens_maxpool_forward in turn. x (batch, C, H, W) with pool's C, H, W (pool:
+ * the max pooling's geometry); writes the pooled y (batch, C, Ho, Wo), its
+ * argmax, xhat (batch, C, H W) and invstd (C), and moves the running
+ * statistics; plane is scratch of H W floats. The ReLU output is not kept:
+ * backward rebuilds its mask from xhat. */
+void ens_bn_relu_maxpool_forward_train(float *y, float *argmax, float *xhat, float *invstd,
+                                       float *run_mean, float *run_var, float *plane,
+                                       const float *x, const float *gamma, const float *beta,
+                                       const ens_conv_geom *pool, int batch, float momentum,
+                                       float eps);
+/* Its backward: dgamma, dbeta (C) and, when dx is not NULL, dx (batch, C, H,
+ * W) from the pooled gradient dy (batch, C, Ho, Wo), bitwise what the three
+ * layers' backward passes give; plane is scratch of H W floats. */
+void ens_bn_relu_maxpool_backward(float *dx, float *dgamma, float *dbeta, float *plane,
+                                  const float *dy, const float *argmax, const float *xhat,
+                                  const float *gamma, const float *beta, const float *invstd,
+                                  const ens_conv_geom *pool, int batch);
 /* Max pooling (g->O == g->C, no padding): y (batch, C, Ho, Wo); argmax
  * (batch, C, Ho, Wo) receives the index ih W + iw of each maximum within its
  * plane, as a float (exact below 2^24 pixels); the first maximum wins ties. */

@@ -111,6 +111,9 @@ typedef struct ens_layer {
   float *aux;          /* per kind (the table's naux): batch norm: xhat
                           (batch_max,out) then invstd (channels); dropout: mask
                           (batch_max,out) */
+  int fuse;            /* >0 on the first layer of a run that a training pass
+                          executes as one fused kernel (nn/fuse.c): the run's
+                          length; 0 otherwise */
 } ens_layer;
 
 typedef struct ens_model {
@@ -137,6 +140,10 @@ typedef struct ens_model {
   uint64_t mc_seed;
   uint32_t mc_member, mc_pass;
   long mc_row0;
+  /* Fused runs (ens_layer.fuse): nofuse set runs every layer alone (the
+   * reference path of the tests); fused_pass records that the last forward
+   * pass ran the fused kernels, so backward must too. */
+  int nofuse, fused_pass;
 } ens_model;
 
 /* Fills arch from a config and data dimensions: `width` is the number of

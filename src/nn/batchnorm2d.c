@@ -106,25 +106,33 @@ ENS_CLONES static void plane_dx(float *d, const float *g, const float *h, float 
     d[i] = a * (g[i] - mdy - h[i] * mdyx);
 }
 
+/* Batch statistics of channel c of x (batch, C, P): returns the mean, sets
+ * invstd[c] and moves the running statistics. */
+static float channel_stats(float *invstd, float *run_mean, float *run_var, const float *x,
+                           int batch, int C, int P, int c, float momentum, float eps) {
+  const double M = (double)batch * P;
+  double s = 0.0;
+  for (int n = 0; n < batch; n++)
+    s += plane_sum(x + ((size_t)n * C + c) * P, P);
+  const float mean = (float)(s / M);
+  double s2 = 0.0;
+  for (int n = 0; n < batch; n++)
+    s2 += plane_center(x + ((size_t)n * C + c) * P, mean, P);
+  const double var = s2 / M;
+  invstd[c] = (float)(1.0 / sqrt(var + (double)eps));
+  const double unbias = M > 1.0 ? M / (M - 1.0) : 1.0;
+  run_mean[c] = (1.0f - momentum) * run_mean[c] + momentum * mean;
+  run_var[c] = (1.0f - momentum) * run_var[c] + momentum * (float)(var * unbias);
+  return mean;
+}
+
 void ens_batchnorm2d_forward_train(float *y, float *xhat, float *invstd, float *run_mean,
                                    float *run_var, const float *x, const float *gamma,
                                    const float *beta, int batch, int C, int P, float momentum,
                                    float eps) {
-  const double M = (double)batch * P;
   for (int c = 0; c < C; c++) {
-    double s = 0.0;
-    for (int n = 0; n < batch; n++)
-      s += plane_sum(x + ((size_t)n * C + c) * P, P);
-    const float mean = (float)(s / M);
-    double s2 = 0.0;
-    for (int n = 0; n < batch; n++)
-      s2 += plane_center(x + ((size_t)n * C + c) * P, mean, P);
-    const double var = s2 / M;
-    const float inv = (float)(1.0 / sqrt(var + (double)eps));
-    invstd[c] = inv;
-    const double unbias = M > 1.0 ? M / (M - 1.0) : 1.0;
-    run_mean[c] = (1.0f - momentum) * run_mean[c] + momentum * mean;
-    run_var[c] = (1.0f - momentum) * run_var[c] + momentum * (float)(var * unbias);
+    const float mean = channel_stats(invstd, run_mean, run_var, x, batch, C, P, c, momentum, eps);
+    const float inv = invstd[c];
     for (int n = 0; n < batch; n++) {
       size_t off = ((size_t)n * C + c) * P;
       plane_affine(y + off, xhat + off, x + off, mean, inv, gamma[c], beta[c], P);
@@ -163,6 +171,96 @@ void ens_batchnorm2d_backward(float *dx, float *dgamma, float *dbeta, const floa
     for (int n = 0; n < batch; n++) {
       size_t off = ((size_t)n * C + c) * P;
       plane_dx(dx + off, dy + off, xhat + off, a, mdy, mdyx, P);
+    }
+  }
+}
+
+/* ------------------------------------------- batch norm + ReLU + max pool */
+
+/* The fused run conv -> [bn, relu, maxpool] of a training pass: per plane,
+ * normalize, ReLU and pool while the plane is in the cache, instead of one
+ * pass over the whole batch per layer. Every element goes through the same
+ * float operations in the same order as the separate layers (plane_affine,
+ * ens_relu_forward, ens_maxpool_forward on the ReLU output; in backward
+ * ens_maxpool_backward, the ReLU mask of ens_relu_backward, plane_dot and
+ * plane_dx), so the results are the same to the bit. */
+
+/* h = (x - c) inv (xhat); z = max(gm h + bt, 0) (ReLU of the BN output). */
+ENS_CLONES static void plane_affine_relu(float *z, float *h, const float *x, float c, float inv,
+                                         float gm, float bt, int n) {
+  for (int i = 0; i < n; i++) {
+    float v = (x[i] - c) * inv;
+    h[i] = v;
+    float t = gm * v + bt;
+    z[i] = t > 0.0f ? t : 0.0f;
+  }
+}
+
+/* d = d where the BN output gm h + bt was > 0 (the ReLU passed it), else 0. */
+ENS_CLONES static void plane_relu_mask(float *d, const float *h, float gm, float bt, int n) {
+  for (int i = 0; i < n; i++) {
+    float g = d[i];
+    float t = gm * h[i] + bt;
+    d[i] = t > 0.0f ? g : 0.0f;
+  }
+}
+
+/* The geometry of one plane of the pooling. */
+static ens_conv_geom plane_geom(const ens_conv_geom *pool) {
+  ens_conv_geom g = *pool;
+  g.C = g.O = 1;
+  return g;
+}
+
+void ens_bn_relu_maxpool_forward_train(float *y, float *argmax, float *xhat, float *invstd,
+                                       float *run_mean, float *run_var, float *plane,
+                                       const float *x, const float *gamma, const float *beta,
+                                       const ens_conv_geom *pool, int batch, float momentum,
+                                       float eps) {
+  const int C = pool->C, P = pool->H * pool->W;
+  const size_t Po = (size_t)pool->Ho * pool->Wo;
+  const ens_conv_geom g1 = plane_geom(pool);
+  for (int c = 0; c < C; c++) {
+    const float mean = channel_stats(invstd, run_mean, run_var, x, batch, C, P, c, momentum, eps);
+    for (int n = 0; n < batch; n++) {
+      const size_t pl = (size_t)n * C + c;
+      plane_affine_relu(plane, xhat + pl * P, x + pl * P, mean, invstd[c], gamma[c], beta[c], P);
+      ens_maxpool_forward(y + pl * Po, argmax + pl * Po, plane, &g1, 1);
+    }
+  }
+}
+
+void ens_bn_relu_maxpool_backward(float *dx, float *dgamma, float *dbeta, float *plane,
+                                  const float *dy, const float *argmax, const float *xhat,
+                                  const float *gamma, const float *beta, const float *invstd,
+                                  const ens_conv_geom *pool, int batch) {
+  const int C = pool->C, P = pool->H * pool->W;
+  const size_t Po = (size_t)pool->Ho * pool->Wo;
+  const double M = (double)batch * P;
+  const ens_conv_geom g1 = plane_geom(pool);
+  for (int c = 0; c < C; c++) {
+    double sdy = 0.0, sdyx = 0.0;
+    /* Pass 1: the BN output gradient of each plane (pooling then ReLU
+     * backward) into dx (or the plane buffer when no dx is wanted), and the
+     * channel's sums. */
+    for (int n = 0; n < batch; n++) {
+      const size_t pl = (size_t)n * C + c;
+      float *d = dx ? dx + pl * P : plane;
+      ens_maxpool_backward(d, dy + pl * Po, argmax + pl * Po, &g1, 1);
+      plane_relu_mask(d, xhat + pl * P, gamma[c], beta[c], P);
+      plane_dot(&sdy, &sdyx, d, xhat + pl * P, P);
+    }
+    dbeta[c] = (float)sdy;
+    dgamma[c] = (float)sdyx;
+    if (!dx)
+      continue;
+    /* Pass 2: dx from it in place (the channel's planes were just
+     * written, so they are still in the cache). */
+    const float a = gamma[c] * invstd[c];
+    const float mdy = (float)(sdy / M), mdyx = (float)(sdyx / M);
+    for (int n = 0; n < batch; n++) {
+      const size_t pl = (size_t)n * C + c;
+      plane_dx(dx + pl * P, dx + pl * P, xhat + pl * P, a, mdy, mdyx, P);
     }
   }
 }

@@ -11,6 +11,7 @@
 #include "ens/error.h"
 #include "ens/model.h"
 #include "ens/nn.h"
+#include "nn/fuse.h"
 #include "nn/layer.h"
 #include "nn/weightnorm.h"
 
@@ -217,6 +218,7 @@ int ens_model_create(ens_model *m, const ens_arch *a, int first_block, int last_
     maxw = l->out > maxw ? l->out : maxw;
     maxw = l->in > maxw ? l->in : maxw;
   }
+  ens_fuse_plan(m);
   m->in = m->layers[0].in;
   m->out = m->layers[m->nlayers - 1].out;
   size_t nd = (size_t)batch_max * maxw;
@@ -278,14 +280,29 @@ int ens_model_init(ens_model *m, ens_init_kind init, double init_std, double bia
 const float *ens_model_forward(ens_model *m, const float *x, int batch, ens_pass pass,
                                ens_rng *r) {
   const float *cur = x;
+  /* Training passes run the fused runs of the plan (fuse.c). */
+  m->fused_pass = pass == ENS_PASS_TRAIN && !m->nofuse;
   for (int i = 0; i < m->nlayers; i++) {
     ens_layer *l = &m->layers[i];
+    if (m->fused_pass && l->fuse) {
+      cur = ens_fuse_forward(m, i, cur, batch);
+      i += l->fuse - 1;
+      continue;
+    }
     l->x = cur;
     cur = ens_layer_table[l->kind].forward(m, l, cur, batch, pass, r, i);
   }
   if (pass == ENS_PASS_BN_REESTIMATE)
     m->bn_batches++;
   return cur;
+}
+
+/* The first layer of the fused run that ends at layer i, or -1. */
+static int fused_run_start(const ens_model *m, int i) {
+  for (int j = i; j >= 0 && j > i - 8; j--)
+    if (m->layers[j].fuse)
+      return j + m->layers[j].fuse - 1 == i ? j : -1;
+  return -1;
 }
 
 double ens_model_loss_backward(ens_model *m, const int32_t *labels, const float *targets,
@@ -314,6 +331,15 @@ double ens_model_loss_backward(ens_model *m, const int32_t *labels, const float 
     const ens_layer_ops *t = &ens_layer_table[l->kind];
     float *g = m->grads + l->param_off;
     const float *p = m->params + l->param_off;
+    const int run0 = m->fused_pass ? fused_run_start(m, i) : -1;
+    if (run0 >= 0) { /* a fused run [run0, i]: one input gradient buffer */
+      float *dx = run0 == 0 ? dx_out : m->dbuf[1 - which];
+      ens_fuse_backward(m, run0, dx, d, batch);
+      which = 1 - which;
+      d = dx;
+      i = run0;
+      continue;
+    }
     if (t->inplace) {
       t->backward(m, l, d, d, g, p, batch);
       continue;

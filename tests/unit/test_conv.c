@@ -11,6 +11,7 @@
 #include "ens/conv.h"
 #include "ens/error.h"
 #include "ens/model.h"
+#include "ens/optim.h"
 #include "ens/nn.h"
 
 #include "cu_run.h"
@@ -804,7 +805,11 @@ static void test_conv_groups(void) {
   int G1 = ens_conv2d_group(&g1, 128), G2 = ens_conv2d_group(&g2, 128);
   CU_ASSERT(G1 > 1 && G1 < 128 && G2 >= 1 && G2 < G1);
   CU_ASSERT(ens_conv2d_group(&g1, 3) == 3);
-  CU_ASSERT(ens_conv2d_nwork(&g1, 128) == (size_t)(9 + 32) * G1 * 28 * 28);
+  /* im2col columns and GEMM output of a group, then (conv 1->32 runs the
+   * direct path) its scratch: the image padded to 30 rows of 32 + 2
+   * columns, and 28 + 1 rows of 32 (output columns rounded up to 8). */
+  CU_ASSERT(ens_conv2d_direct(&g1) && !ens_conv2d_direct(&g2));
+  CU_ASSERT(ens_conv2d_nwork(&g1, 128) == (size_t)(9 + 32) * G1 * 28 * 28 + 30 * 34 + 29 * 32);
 }
 
 /* Max pooling whose windows tile the plane (size = stride) writes dx in one
@@ -839,6 +844,159 @@ static void test_maxpool_tiling(void) {
   free(d.x), free(d.c), free(d.y), free(gx);
 }
 
+/* The fused training runs (bn -> relu -> maxpool, nn/fuse.c) against the
+ * layers run one by one (nofuse): the same output, loss, parameter and
+ * input gradients and running statistics, to the bit, over three steps of
+ * SGD, on net 0 (3x3 windows every 2, overlapping) and a net with 2x2
+ * windows tiling the planes; the fused plan covers exactly those runs. */
+static void test_fused_runs(void) {
+  for (int which = 0; which < 2; which++) {
+    ens_arch a;
+    net_arch(&a, 0);
+    if (which == 1) {
+      int n = 0;
+      a.in_shape = (ens_shape){.c = 1, .h = 8, .w = 8, .image = 1};
+      a.in = 64;
+      a.spec[n++] = L(ENS_LAYER_CONV, 4, 3, 1, 1, 0, 0);
+      a.spec[n++] = L(ENS_LAYER_BATCHNORM, 0, 0, 0, 0, 0, 0);
+      a.spec[n++] = L(ENS_LAYER_RELU, 0, 0, 0, 0, 0, 0);
+      a.spec[n++] = L(ENS_LAYER_MAXPOOL, 0, 2, 2, 0, 0, 0);
+      a.spec[n++] = L(ENS_LAYER_CONV, 3, 3, 1, 1, 0, 1);
+      a.spec[n++] = L(ENS_LAYER_BATCHNORM, 0, 0, 0, 0, 0, 1);
+      a.spec[n++] = L(ENS_LAYER_RELU, 0, 0, 0, 0, 0, 1);
+      a.spec[n++] = L(ENS_LAYER_MAXPOOL, 0, 2, 2, 0, 0, 1);
+      a.spec[n++] = L(ENS_LAYER_FLATTEN, 0, 0, 0, 0, 0, 1);
+      a.nspec = n;
+      a.n_hidden = 2;
+    }
+    enum { B = 5 };
+    ens_model mf, mu;
+    CU_ASSERT_FATAL(ens_model_create(&mf, &a, 0, a.n_hidden, 1, B) == 0);
+    CU_ASSERT_FATAL(ens_model_create(&mu, &a, 0, a.n_hidden, 1, B) == 0);
+    int runs = 0;
+    for (int i = 0; i < mf.nlayers; i++)
+      if (mf.layers[i].fuse) {
+        runs++;
+        CU_ASSERT(mf.layers[i].fuse == 3 && mf.layers[i].kind == ENS_LAYER_BATCHNORM &&
+                  mf.layers[i + 2].kind == ENS_LAYER_MAXPOOL);
+      }
+    CU_ASSERT(runs == (which == 0 ? 1 : 2));
+    mu.nofuse = 1;
+    CU_ASSERT_FATAL(ens_model_init(&mf, ENS_INIT_HE, 0.0, 0.1, 70 + which, 0) == 0);
+    ens_rng r;
+    ens_rng_init(&r, 70 + which, 0, ENS_STREAM_TEST, 70);
+    for (int i = 0; i < mf.nlayers; i++)
+      if (mf.layers[i].kind == ENS_LAYER_BATCHNORM)
+        fill_normal(mf.params + mf.layers[i].param_off, mf.layers[i].nparam, 0.3, 0.5, &r);
+    memcpy(mu.params, mf.params, mf.nparams * sizeof(float));
+    memcpy(mu.stats, mf.stats, mf.nstats * sizeof(float));
+    float *x = malloc((size_t)B * mf.in * sizeof(float));
+    float *dxf = malloc((size_t)B * mf.in * sizeof(float));
+    float *dxu = malloc((size_t)B * mf.in * sizeof(float));
+    float *vf = calloc(mf.nparams, sizeof(float)), *vu = calloc(mf.nparams, sizeof(float));
+    CU_ASSERT_FATAL(x && dxf && dxu && vf && vu);
+    const int32_t y[B] = {0, 1, 2, 2, 1};
+    ens_sgd sgd = {.momentum = 0.9, .weight_decay = 5e-4, .nesterov = 1};
+    for (int step = 0; step < 3; step++) {
+      fill_normal(x, (size_t)B * mf.in, 0.0, 1.0, &r);
+      /* Ties in the pooling windows too: a plateau of equal pixels. */
+      for (int i = 0; i < 6; i++)
+        x[i] = 0.5f;
+      ens_rng df, du;
+      ens_rng_init(&df, 70, 0, ENS_STREAM_DROPOUT, (uint32_t)step);
+      ens_rng_init(&du, 70, 0, ENS_STREAM_DROPOUT, (uint32_t)step);
+      const float *zf = ens_model_forward(&mf, x, B, ENS_PASS_TRAIN, &df);
+      const float *zu = ens_model_forward(&mu, x, B, ENS_PASS_TRAIN, &du);
+      CU_ASSERT(mf.fused_pass == 1 && mu.fused_pass == 0);
+      CU_ASSERT(memcmp(zf, zu, (size_t)B * mf.out * sizeof(float)) == 0);
+      double lf = ens_model_loss_backward(&mf, y, NULL, B, dxf);
+      double lu = ens_model_loss_backward(&mu, y, NULL, B, dxu);
+      CU_ASSERT(lf == lu);
+      CU_ASSERT(memcmp(mf.grads, mu.grads, mf.nparams * sizeof(float)) == 0);
+      CU_ASSERT(memcmp(dxf, dxu, (size_t)B * mf.in * sizeof(float)) == 0);
+      CU_ASSERT(memcmp(mf.stats, mu.stats, mf.nstats * sizeof(float)) == 0);
+      ens_sgd_step(mf.params, vf, mf.grads, mf.nparams, 0.05, &sgd);
+      ens_sgd_step(mu.params, vu, mu.grads, mu.nparams, 0.05, &sgd);
+    }
+    CU_ASSERT(memcmp(mf.params, mu.params, mf.nparams * sizeof(float)) == 0);
+    free(x), free(dxf), free(dxu), free(vf), free(vu);
+    ens_model_free(&mf);
+    ens_model_free(&mu);
+  }
+}
+
+/* The direct convolution (few input values per window, nn/conv.c) against
+ * the im2col GEMM path (a set group): output, weight, bias and input
+ * gradients agree to float rounding (relative 1e-5 of the largest value),
+ * on widths with and without a 32-column block, strides 1 and 2, and 1 and
+ * 3 input channels. Its gradient checks are the conv2d cases above (group
+ * 0 and C k k <= 27 there run it). */
+static void test_conv_direct(void) {
+  static const int cases[][8] = {
+      /* B, C, H, W, O, k, stride, pad */
+      {3, 1, 9, 9, 4, 3, 1, 1},   {2, 1, 6, 45, 3, 3, 1, 1}, {2, 3, 7, 8, 5, 3, 2, 1},
+      {2, 1, 12, 40, 2, 5, 1, 2}, {2, 2, 5, 6, 3, 2, 1, 0},
+  };
+  for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+    const int *c = cases[ci];
+    const int B = c[0];
+    ens_conv_geom gd = {.C = c[1], .H = c[2], .W = c[3], .O = c[4], .k = c[5], .stride = c[6],
+                        .pad = c[7]};
+    CU_ASSERT_FATAL(ens_conv_geom_init(&gd) == 0);
+    ens_conv_geom gi = gd;
+    gi.group = B;
+    CU_ASSERT(ens_conv2d_direct(&gd) && !ens_conv2d_direct(&gi));
+    size_t nx = (size_t)B * gd.C * gd.H * gd.W, nw = (size_t)gd.O * gd.C * gd.k * gd.k;
+    size_t ny = (size_t)B * gd.O * gd.Ho * gd.Wo;
+    float *x = malloc(nx * sizeof(float)), *w = malloc(nw * sizeof(float));
+    float *dy = malloc(ny * sizeof(float)), *b = malloc(gd.O * sizeof(float));
+    float *y[2], *dx[2], *dw[2], *db[2], *work[2];
+    ens_conv_geom *gg[2] = {&gd, &gi};
+    for (int v = 0; v < 2; v++) {
+      y[v] = malloc(ny * sizeof(float));
+      dx[v] = malloc(nx * sizeof(float));
+      dw[v] = malloc(nw * sizeof(float));
+      db[v] = malloc(gd.O * sizeof(float));
+      work[v] = malloc(ens_conv2d_nwork(gg[v], B) * sizeof(float));
+      CU_ASSERT_FATAL(y[v] && dx[v] && dw[v] && db[v] && work[v]);
+    }
+    CU_ASSERT_FATAL(x && w && dy && b);
+    ens_rng r;
+    ens_rng_init(&r, 80, 0, ENS_STREAM_TEST, (uint32_t)ci);
+    fill_normal(x, nx, 0.0, 1.0, &r);
+    fill_normal(w, nw, 0.0, 1.0, &r);
+    fill_normal(b, gd.O, 0.0, 1.0, &r);
+    fill_normal(dy, ny, 0.0, 1.0, &r);
+    for (int v = 0; v < 2; v++) {
+      ens_conv2d_forward(y[v], work[v], x, w, b, gg[v], B);
+      ens_conv2d_backward(dx[v], dw[v], db[v], work[v], dy, x, w, gg[v], B);
+    }
+    struct {
+      const char *what;
+      float **a;
+      size_t n;
+    } cmp[] = {{"y", y, ny}, {"dx", dx, nx}, {"dw", dw, nw}, {"db", db, (size_t)gd.O}};
+    for (int j = 0; j < 4; j++) {
+      double scale = 0.0, worst = 0.0;
+      for (size_t i = 0; i < cmp[j].n; i++)
+        scale = fmax(scale, fabs(cmp[j].a[1][i]));
+      for (size_t i = 0; i < cmp[j].n; i++)
+        worst = fmax(worst, fabs((double)cmp[j].a[0][i] - cmp[j].a[1][i]));
+      if (worst > 1e-5 * scale)
+        fprintf(stderr, "\n  direct conv case %zu %s: max diff %.3g of %.3g", ci, cmp[j].what,
+                worst, scale);
+      CU_ASSERT(worst <= 1e-5 * scale);
+    }
+    /* dx = NULL: the same dw and db. */
+    ens_conv2d_backward(NULL, dw[1], db[1], work[0], dy, x, w, &gd, B);
+    CU_ASSERT(memcmp(dw[0], dw[1], nw * sizeof(float)) == 0);
+    CU_ASSERT(memcmp(db[0], db[1], gd.O * sizeof(float)) == 0);
+    for (int v = 0; v < 2; v++)
+      free(y[v]), free(dx[v]), free(dw[v]), free(db[v]), free(work[v]);
+    free(x), free(w), free(dy), free(b);
+  }
+}
+
 int main(void) {
   static const cu_case cases[] = {
       {"conv2d gradient (padding, stride, kernel sizes)", test_conv_grad},
@@ -853,6 +1011,8 @@ int main(void) {
       {"eval independent of batching", test_batch_independence},
       {"conv2d in groups of images: gradient, planted error, group size", test_conv_groups},
       {"maxpool whose windows tile the plane: gradient, planted error", test_maxpool_tiling},
+      {"fused bn+relu+maxpool runs equal the layers one by one", test_fused_runs},
+      {"direct convolution against the im2col GEMM path", test_conv_direct},
       {NULL, NULL},
   };
   return cu_run_suite("conv", cases);
