@@ -39,10 +39,6 @@ int ens_conv2d_group(const ens_conv_geom *g, int batch);
 /* Scratch floats of a forward or backward pass over up to `batch` images:
  * (C k k + O) group Ho Wo. */
 size_t ens_conv2d_nwork(const ens_conv_geom *g, int batch);
-/* 1 when the convolution runs direct loops instead of im2col GEMMs: few
- * input values per window (C k k <= 27) and g->group 0; the input gradient
- * always uses the im2col path. */
-int ens_conv2d_direct(const ens_conv_geom *g);
 /* y (batch, O, Ho, Wo) = conv(x (batch, C, H, W), w (O, C, k, k)) + b (O).
  * work: ens_conv2d_nwork floats. */
 void ens_conv2d_forward(float *y, float *work, const float *x, const float *w, const float *b,

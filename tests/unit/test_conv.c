@@ -805,11 +805,7 @@ static void test_conv_groups(void) {
   int G1 = ens_conv2d_group(&g1, 128), G2 = ens_conv2d_group(&g2, 128);
   CU_ASSERT(G1 > 1 && G1 < 128 && G2 >= 1 && G2 < G1);
   CU_ASSERT(ens_conv2d_group(&g1, 3) == 3);
-  /* im2col columns and GEMM output of a group, then (conv 1->32 runs the
-   * direct path) its scratch: the image padded to 30 rows of 32 + 2
-   * columns, and 28 + 1 rows of 32 (output columns rounded up to 8). */
-  CU_ASSERT(ens_conv2d_direct(&g1) && !ens_conv2d_direct(&g2));
-  CU_ASSERT(ens_conv2d_nwork(&g1, 128) == (size_t)(9 + 32) * G1 * 28 * 28 + 30 * 34 + 29 * 32);
+  CU_ASSERT(ens_conv2d_nwork(&g1, 128) == (size_t)(9 + 32) * G1 * 28 * 28);
 }
 
 /* Max pooling whose windows tile the plane (size = stride) writes dx in one
@@ -925,78 +921,6 @@ static void test_fused_runs(void) {
   }
 }
 
-/* The direct convolution (few input values per window, nn/conv.c) against
- * the im2col GEMM path (a set group): output, weight, bias and input
- * gradients agree to float rounding (relative 1e-5 of the largest value),
- * on widths with and without a 32-column block, strides 1 and 2, and 1 and
- * 3 input channels. Its gradient checks are the conv2d cases above (group
- * 0 and C k k <= 27 there run it). */
-static void test_conv_direct(void) {
-  static const int cases[][8] = {
-      /* B, C, H, W, O, k, stride, pad */
-      {3, 1, 9, 9, 4, 3, 1, 1},   {2, 1, 6, 45, 3, 3, 1, 1}, {2, 3, 7, 8, 5, 3, 2, 1},
-      {2, 1, 12, 40, 2, 5, 1, 2}, {2, 2, 5, 6, 3, 2, 1, 0},
-  };
-  for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
-    const int *c = cases[ci];
-    const int B = c[0];
-    ens_conv_geom gd = {.C = c[1], .H = c[2], .W = c[3], .O = c[4], .k = c[5], .stride = c[6],
-                        .pad = c[7]};
-    CU_ASSERT_FATAL(ens_conv_geom_init(&gd) == 0);
-    ens_conv_geom gi = gd;
-    gi.group = B;
-    CU_ASSERT(ens_conv2d_direct(&gd) && !ens_conv2d_direct(&gi));
-    size_t nx = (size_t)B * gd.C * gd.H * gd.W, nw = (size_t)gd.O * gd.C * gd.k * gd.k;
-    size_t ny = (size_t)B * gd.O * gd.Ho * gd.Wo;
-    float *x = malloc(nx * sizeof(float)), *w = malloc(nw * sizeof(float));
-    float *dy = malloc(ny * sizeof(float)), *b = malloc(gd.O * sizeof(float));
-    float *y[2], *dx[2], *dw[2], *db[2], *work[2];
-    ens_conv_geom *gg[2] = {&gd, &gi};
-    for (int v = 0; v < 2; v++) {
-      y[v] = malloc(ny * sizeof(float));
-      dx[v] = malloc(nx * sizeof(float));
-      dw[v] = malloc(nw * sizeof(float));
-      db[v] = malloc(gd.O * sizeof(float));
-      work[v] = malloc(ens_conv2d_nwork(gg[v], B) * sizeof(float));
-      CU_ASSERT_FATAL(y[v] && dx[v] && dw[v] && db[v] && work[v]);
-    }
-    CU_ASSERT_FATAL(x && w && dy && b);
-    ens_rng r;
-    ens_rng_init(&r, 80, 0, ENS_STREAM_TEST, (uint32_t)ci);
-    fill_normal(x, nx, 0.0, 1.0, &r);
-    fill_normal(w, nw, 0.0, 1.0, &r);
-    fill_normal(b, gd.O, 0.0, 1.0, &r);
-    fill_normal(dy, ny, 0.0, 1.0, &r);
-    for (int v = 0; v < 2; v++) {
-      ens_conv2d_forward(y[v], work[v], x, w, b, gg[v], B);
-      ens_conv2d_backward(dx[v], dw[v], db[v], work[v], dy, x, w, gg[v], B);
-    }
-    struct {
-      const char *what;
-      float **a;
-      size_t n;
-    } cmp[] = {{"y", y, ny}, {"dx", dx, nx}, {"dw", dw, nw}, {"db", db, (size_t)gd.O}};
-    for (int j = 0; j < 4; j++) {
-      double scale = 0.0, worst = 0.0;
-      for (size_t i = 0; i < cmp[j].n; i++)
-        scale = fmax(scale, fabs(cmp[j].a[1][i]));
-      for (size_t i = 0; i < cmp[j].n; i++)
-        worst = fmax(worst, fabs((double)cmp[j].a[0][i] - cmp[j].a[1][i]));
-      if (worst > 1e-5 * scale)
-        fprintf(stderr, "\n  direct conv case %zu %s: max diff %.3g of %.3g", ci, cmp[j].what,
-                worst, scale);
-      CU_ASSERT(worst <= 1e-5 * scale);
-    }
-    /* dx = NULL: the same dw and db. */
-    ens_conv2d_backward(NULL, dw[1], db[1], work[0], dy, x, w, &gd, B);
-    CU_ASSERT(memcmp(dw[0], dw[1], nw * sizeof(float)) == 0);
-    CU_ASSERT(memcmp(db[0], db[1], gd.O * sizeof(float)) == 0);
-    for (int v = 0; v < 2; v++)
-      free(y[v]), free(dx[v]), free(dw[v]), free(db[v]), free(work[v]);
-    free(x), free(w), free(dy), free(b);
-  }
-}
-
 int main(void) {
   static const cu_case cases[] = {
       {"conv2d gradient (padding, stride, kernel sizes)", test_conv_grad},
@@ -1012,7 +936,6 @@ int main(void) {
       {"conv2d in groups of images: gradient, planted error, group size", test_conv_groups},
       {"maxpool whose windows tile the plane: gradient, planted error", test_maxpool_tiling},
       {"fused bn+relu+maxpool runs equal the layers one by one", test_fused_runs},
-      {"direct convolution against the im2col GEMM path", test_conv_direct},
       {NULL, NULL},
   };
   return cu_run_suite("conv", cases);
