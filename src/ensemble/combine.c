@@ -16,6 +16,7 @@
 #include "ensemble/history.h"
 #include "ens/halving.h"
 #include "ensemble/halving.h"
+#include "ensemble/hyperdeep.h"
 #include "ensemble/job.h"
 #include "io/fsutil.h"
 #include "io/h5util.h"
@@ -601,7 +602,11 @@ int ens_job_finish_root(ens_job *j, double train_wall, char *err, size_t errlen)
                             .min_rows = ENS_SELECT_MIN_ROWS,
                             .check = c->select_check,
                             .seed = c->seed};
-      picks = ens_task_select(K, counts, &sinfo, vrows, f.done, &val, M, &so);
+      /* Hyper-deep: the selection among the search's members, each
+       * configuration's weight spread over its seeds (hyperdeep.c). */
+      picks = j->hyperdeep
+                  ? ens_hyperdeep_select(j->hyperdeep, K, counts, &sinfo, vrows, f.done, &val, &so)
+                  : ens_task_select(K, counts, &sinfo, vrows, f.done, &val, M, &so);
       ret = picks < 0 ? picks : 0;
     }
     /* Pass 2: the selected members' test rows, weighted by their picks. */

@@ -10,11 +10,12 @@
 #include "ens/error.h"
 #include "ens/gradnorm.h"
 #include "ens/search.h"
+#include "ensemble/hyperdeep.h"
 #include "ensemble/job.h"
 #include "io/h5util.h"
 
 void ens_member_config(const ens_job *j, int k, ens_config *mc) {
-  ens_search_member_config(mc, j->c, k);
+  ens_search_member_config(mc, j->c, ens_hyperdeep_source(j->hyperdeep, k));
 }
 
 ens_shape ens_job_input_shape(const ens_job *j) {
