@@ -105,6 +105,27 @@ h5diff --exclude-attribute /ensemble/probs one/result.h5 pred.h5 /ensemble/probs
 same_result one/result.h5 merged.h5 || fail "merged hyper-deep result differs"
 echo "ok: ens info, predict and merge on a hyper-deep result"
 
+# Regression: the selection on the Gaussian NLL; 1 and 2 ranks identical;
+# ens predict reproduces the ensemble's mean.
+$PY "$SRC/tests/integration/make_regression.py" reg.h5 900 2 3
+for np in 0 2; do
+  run_np $np "reg$np" -c "$WORK/job.ini" --set data.path="$WORK/reg.h5" --set search.lr=0.001,0.03 ||
+    fail "regression hyper-deep on $np ranks"
+done
+same_result reg0/result.h5 reg2/result.h5 || fail "regression hyper-deep: 1 and 2 ranks differ"
+$PY - reg0/result.h5 <<'PY' || fail "regression hyper-deep record"
+import sys, h5py, numpy as np
+with h5py.File(sys.argv[1], "r") as f:
+    src = f["/search/hyper_deep_source"][...]
+    assert len(src) == 10 and src[:6].tolist() == list(range(6)), src
+    w = f["/ensemble/weights"][...]
+    assert (w[6:] > 0).all(), w
+PY
+"$ENS" predict -m reg0/result.h5 -i reg.h5 -o regpred.h5 >/dev/null || fail "predict on a regression hyper-deep result"
+h5diff --exclude-attribute /ensemble/mean reg0/result.h5 regpred.h5 /ensemble/mean /mean ||
+  fail "predict /mean differs from the regression hyper-deep result's ensemble"
+echo "ok: regression hyper-deep identical on 1 and 2 ranks; predict reproduces it"
+
 # A stop inside the retraining phase (member 8 part-way), resumed on 1 rank.
 run_np 2 full -c "$WORK/job.ini" --set train.epochs=30 || fail "uninterrupted 30-epoch run"
 rm -rf stop
