@@ -167,8 +167,8 @@ static int rank_configs(ens_job *j, ens_hyperdeep *h, const float *rows, const i
     int b = a - 1;
     while (b >= 0) {
       int32_t y = order[b];
-      int after = h->counts[y] < h->counts[x] ||
-                  (h->counts[y] == h->counts[x] && (nll[y] > nll[x] || (nll[y] == nll[x] && y > x)));
+      int after = h->counts[y] < h->counts[x] || (h->counts[y] == h->counts[x] &&
+                                                  (nll[y] > nll[x] || (nll[y] == nll[x] && y > x)));
       if (!after)
         break;
       order[b + 1] = y;
@@ -255,8 +255,8 @@ int ens_hyperdeep_choose(ens_job *j, ens_hyperdeep *h, char *err, size_t errlen)
       h->source[k] = chosen[(k - M) / h->K];
     h->known = 1;
     if (j->rank == 0 && j->c->verbose) {
-      printf("hyper-deep: selection %s; retraining configuration%s", ens_select_rule_name(h->info.rule),
-             h->S == 1 ? "" : "s");
+      printf("hyper-deep: selection %s; retraining configuration%s",
+             ens_select_rule_name(h->info.rule), h->S == 1 ? "" : "s");
       for (int s = 0; s < h->S; s++)
         printf("%s %d (%d pick%s)", s ? "," : "", chosen[s], h->counts[chosen[s]],
                h->counts[chosen[s]] == 1 ? "" : "s");

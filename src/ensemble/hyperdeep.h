@@ -13,11 +13,11 @@
 struct ens_job;
 
 typedef struct ens_hyperdeep {
-  int M, S, K, N;      /* search members, configurations retrained, seeds each, all members */
-  int32_t *source;     /* (N) configuration (drawn member index) each member trains */
-  int known;           /* the selection has chosen: source[M..N) are final */
-  int32_t *counts;     /* (M) the selection's picks of the search's members */
-  uint8_t *active;     /* (N) the placement round's units (borrowed by ens_place_round) */
+  int M, S, K, N;  /* search members, configurations retrained, seeds each, all members */
+  int32_t *source; /* (N) configuration (drawn member index) each member trains */
+  int known;       /* the selection has chosen: source[M..N) are final */
+  int32_t *counts; /* (M) the selection's picks of the search's members */
+  uint8_t *active; /* (N) the placement round's units (borrowed by ens_place_round) */
   ens_select_info info;
 } ens_hyperdeep;
 
