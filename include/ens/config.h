@@ -135,6 +135,9 @@ typedef struct ens_config {
   int search_halving;             /* bool: successive halving of the members; default 0 */
   int search_halving_min_epochs;  /* epochs of the first rung; default 1 */
   int search_halving_factor;      /* eta: rungs grow and members shrink by it; default 3 */
+  /* [search] hyper-deep (ens/hyperdeep.h). */
+  int search_hyper_deep;          /* new seeds per selected configuration; default 0 (off) */
+  int search_hyper_deep_configs;  /* selected configurations retrained; default 1 */
   /* [trunk] */
   ens_trunk_source trunk_source;  /* default none */
   char trunk_file[ENS_PATH_MAX];  /* default "" */

@@ -16,6 +16,7 @@
 #include "ens/ensemble.h"
 #include "ens/error.h"
 #include "ens/halving.h"
+#include "ens/hyperdeep.h"
 #include "ens/search.h"
 #include "ensemble/fault.h"
 #include "io/h5util.h"
@@ -278,6 +279,8 @@ static int cmd_train(int argc, char **argv, const ens_launch *launch) {
     ret = ens_config_validate(&cfg, err, sizeof(err));
   if (!ret)
     ret = ens_halving_check(&cfg, cfg_path, err, sizeof(err));
+  if (!ret)
+    ret = ens_hyperdeep_check(&cfg, cfg_path, err, sizeof(err));
   const char *layers_set = NULL; /* the last --set of the layer list names it */
   for (int i = 0; i < nsets; i++)
     if (!strncmp(sets[i], "model.layers=", 13))
@@ -342,7 +345,10 @@ static int cmd_train(int argc, char **argv, const ens_launch *launch) {
     int saved = ens_cli_stop_note(note, sizeof(note), &cfg);
     if (saved > 0) {
       char seg[256];
-      int first = cfg.first_member, last = cfg.count > 0 ? first + cfg.count : cfg.members;
+      int first = cfg.first_member,
+          last = ens_hyperdeep_on(&cfg) ? ens_hyperdeep_total(&cfg)
+                 : cfg.count > 0         ? first + cfg.count
+                                         : cfg.members;
       ens_history_segment(seg, sizeof(seg), o.started, wall_now(), size, nodes,
                           ens_comm_wtime() - t_start, signal_name(g_signal ? g_signal : SIGUSR1),
                           first, last);

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "ens/hyperdeep.h"
 #include "ensemble/history.h"
 #include "io/h5util.h"
 
@@ -47,7 +48,10 @@ static int exists(const char *path) {
 int ens_cli_stop_note(char *out, size_t len, const ens_config *c) {
   char dir[ENS_PATH_MAX + 64], path[ENS_PATH_MAX + 96];
   ens_cli_checkpoint_dir(dir, sizeof(dir), c);
-  int first = c->first_member, last = c->count > 0 ? c->first_member + c->count : c->members;
+  int first = c->first_member,
+      last = ens_hyperdeep_on(c) ? ens_hyperdeep_total(c)
+             : c->count > 0  ? c->first_member + c->count
+                             : c->members;
   int S = c->mode == ENS_MODE_SNAPSHOT && c->snapshots > 0 ? c->snapshots : 1;
   int done = 0, partial = 0, saved = 0;
   int64_t emin = -1, emax = -1;
@@ -113,7 +117,9 @@ int ens_cli_status_write(const char *file, const char *state, int code, const en
     ens_cli_abspath(result, sizeof(result), c->output_path);
     ens_cli_checkpoint_dir(dir, sizeof(dir), c);
     fprintf(f, "result=%s\ncheckpoints=%s\nmembers=%d\n", result, dir,
-            c->count > 0 ? c->count : c->members - c->first_member);
+            ens_hyperdeep_on(c) ? ens_hyperdeep_total(c)
+            : c->count > 0  ? c->count
+                            : c->members - c->first_member);
   }
   /* One line: the message's own newlines would end the key. */
   fputs("message=", f);
@@ -134,7 +140,10 @@ int ens_cli_status_write(const char *file, const char *state, int code, const en
  * them. */
 static void history_path(char *out, size_t len, const ens_config *c) {
   char dir[ENS_PATH_MAX + 64];
-  int first = c->first_member, last = c->count > 0 ? c->first_member + c->count : c->members;
+  int first = c->first_member,
+      last = ens_hyperdeep_on(c) ? ens_hyperdeep_total(c)
+             : c->count > 0  ? c->first_member + c->count
+                             : c->members;
   ens_cli_checkpoint_dir(dir, sizeof(dir), c);
   snprintf(out, len, "%s/history_%d-%d.txt", dir, first, last - 1);
 }

@@ -249,6 +249,12 @@ static const key_spec key_table[] = {
           "halving: epochs of the first rung (rungs: m, m*f, m*f^2, ..., [train] epochs)"),
     K_INT("search", "halving_factor", search_halving_factor, GE(2), "3",
           "halving: rungs grow by this factor and the members kept shrink by it"),
+    K_INT("search", "hyper_deep", search_hyper_deep, GE(0), "0",
+          "hyper-deep ensemble: new seeds for each selected configuration, trained after "
+          "the selection in the same job (0 = off; needs combine = select)"),
+    K_INT("search", "hyper_deep_configs", search_hyper_deep_configs, GE(1), "1",
+          "hyper-deep: how many selected configurations to retrain (ranked by selection "
+          "picks, then validation nll)"),
 
     K_ENUM("trunk", "source", trunk_source, trunk_names, "none", "shared frozen feature trunk"),
     K_STR("trunk", "file", trunk_file, "", "result file holding the trunk (source = file)"),

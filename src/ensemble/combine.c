@@ -17,6 +17,7 @@
 #include "ens/halving.h"
 #include "ensemble/halving.h"
 #include "ensemble/fold.h"
+#include "ensemble/hyperdeep.h"
 #include "ensemble/job.h"
 #include "ensemble/ranks.h"
 #include "ensemble/result.h"
@@ -605,7 +606,11 @@ int ens_job_finish_root(ens_job *j, const ens_member_reader *rd, double train_wa
                             .min_rows = ENS_SELECT_MIN_ROWS,
                             .check = c->select_check,
                             .seed = c->seed};
-      picks = ens_task_select(K, counts, &sinfo, vrows, f.done, &val, M, &so);
+      /* Hyper-deep: the selection among the search's members, each
+       * configuration's weight spread over its seeds (hyperdeep.c). */
+      picks = j->hyperdeep
+                  ? ens_hyperdeep_select(j->hyperdeep, K, counts, &sinfo, vrows, f.done, &val, &so)
+                  : ens_task_select(K, counts, &sinfo, vrows, f.done, &val, M, &so);
       ret = picks < 0 ? picks : 0;
     }
     /* Pass 2: the selected members' test rows, weighted by their picks. */

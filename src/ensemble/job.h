@@ -153,6 +153,7 @@ typedef struct ens_job {
   uint8_t *lost_ranks;   /* rank 0, collection: ranks that stopped sending (size) */
   ens_place place;       /* which rank trains which unit, and the record (place.c) */
   struct ens_halving *halving; /* successive halving's table (halving.c), NULL = off */
+  struct ens_hyperdeep *hyperdeep; /* member -> configuration map (hyperdeep.c), NULL = off */
   int rung_restore;      /* a halving round after the first: units continue from their
                             checkpoints even without --resume */
   int last_status;       /* status of the member last stored on this rank */

@@ -12,12 +12,15 @@
 #include "ens/gradnorm.h"
 #include "ens/rng.h"
 #include "ens/search.h"
+#include "ensemble/hyperdeep.h"
 #include "ensemble/job.h"
 #include "io/h5util.h"
 
 void ens_member_config(const ens_job *j, int k, ens_config *mc) {
-  /* The conv generator limits a member's depth by the image's size. */
-  ens_search_member_config_in(mc, j->c, k, j->data.img[0] > 0 ? j->data.img[1] : 0,
+  /* The conv generator limits a member's depth by the image's size; a
+   * hyper-deep member trains the configuration it retrains. */
+  ens_search_member_config_in(mc, j->c, ens_hyperdeep_source(j->hyperdeep, k),
+                              j->data.img[0] > 0 ? j->data.img[1] : 0,
                               j->data.img[0] > 0 ? j->data.img[2] : 0);
 }
 

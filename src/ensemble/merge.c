@@ -13,6 +13,8 @@
 #include "ens/error.h"
 #include "ensemble/history.h"
 #include "ensemble/fold.h"
+#include "ens/hyperdeep.h"
+#include "ensemble/hyperdeep.h"
 #include "ensemble/job.h"
 #include "ensemble/result.h"
 #include "io/h5util.h"
@@ -113,12 +115,13 @@ static int open_part(ens_part *p, const char *path, ens_config *c, int64_t *chec
     snprintf(err, errlen, "%s: its stored configuration does not load: %s", path, msg);
     return ENS_EFORMAT;
   }
-  if (first < 0 || count < 1 || first >= c->members || count > c->members - first) {
+  const int total = ens_hyperdeep_total(c); /* hyper-deep: the retrained members too */
+  if (first < 0 || count < 1 || first >= total || count > total - first) {
     snprintf(err, errlen,
              "%s: members %lld-%lld (attributes first_member = %lld, members = "
              "%lld) are not a slice of its job's %d members",
              path, (long long)first, (long long)(first + count - 1), (long long)first,
-             (long long)count, c->members);
+             (long long)count, total);
     return ENS_EFORMAT;
   }
   /* The per-member datasets must hold that many rows. */
@@ -226,6 +229,18 @@ int ens_merge(const char *const *paths, int nparts, const char *out, int partial
   }
   c.first_member = sorted[0].first;
   c.count = sorted[nparts - 1].first + sorted[nparts - 1].count - c.first_member;
+  if (ens_hyperdeep_on(&c)) {
+    /* A hyper-deep job trains all its members (no slices): one whole result. */
+    if (nparts != 1 || c.first_member != 0 || c.count != ens_hyperdeep_total(&c)) {
+      snprintf(err, errlen,
+               "%s: a hyper-deep result ([search] hyper_deep = %d) is merged whole: expected "
+               "one part holding all %d members",
+               sorted[0].path, c.search_hyper_deep, ens_hyperdeep_total(&c));
+      ret = ENS_EINVAL;
+      goto cleanup;
+    }
+    c.count = c.members;
+  }
   if (!partial && (c.first_member != 0 || c.count != c.members)) {
     int end = c.first_member + c.count;
     char missing[96];
@@ -268,6 +283,11 @@ int ens_merge(const char *const *paths, int nparts, const char *out, int partial
   }
   job.merge.parts = sorted;
   job.merge.n = nparts;
+  if (job.hyperdeep) { /* which configuration each retrained member trains */
+    ens_hyperdeep_load(job.hyperdeep, sorted[0].file);
+    if ((ret = ens_hyperdeep_record(&job, job.hyperdeep, err, errlen)))
+      goto cleanup;
+  }
   /* Each part's segments, named by the part: the merged result's history. */
   {
     size_t hl = 1;

@@ -13,6 +13,7 @@
 #include "ens/metrics.h"
 #include "ens/model.h"
 #include "ens/search.h"
+#include "ensemble/hyperdeep.h"
 #include "ensemble/job.h"
 #include "io/features.h"
 #include "io/fsutil.h"
@@ -78,7 +79,7 @@ int ens_predict(const char *model_path, const char *input, const char *dataset, 
     int any = 0;
     for (int64_t k = first; k < first + members && !any; k++) {
       ens_config mcfg;
-      ens_search_member_config(&mcfg, &c, (int)k);
+      ens_search_member_config(&mcfg, &c, ens_hyperdeep_read_source(mf, (int)k));
       any = mcfg.dropout > 0;
     }
     if (!any) {

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "ens/error.h"
+#include "ensemble/hyperdeep.h"
 #include "ensemble/job.h"
 #include "ensemble/result.h"
 #include "io/h5util.h"
@@ -86,6 +87,8 @@ static int write_hyper(ens_job *j, const char *obj, int k) {
   for (int i = 0; i < mc.n_hidden && used < sizeof(h); i++)
     used += (size_t)snprintf(h + used, sizeof(h) - used, "%s%d", i ? "," : "", mc.hidden[i]);
   int ret = 0;
+  if (j->hyperdeep) /* the configuration it trains (member index that drew it) */
+    ret |= ens_h5_attr_i64(j->file, obj, "source", ens_hyperdeep_source(j->hyperdeep, k));
   ret |= ens_h5_attr_f64(j->file, obj, "lr", mc.lr);
   ret |= ens_h5_attr_f64(j->file, obj, "weight_decay", mc.weight_decay);
   if (mc.optimizer == ENS_OPT_SGD) /* Adam has no momentum (beta1 instead) */

@@ -18,6 +18,7 @@
 #include "ens/train.h"
 #include "ensemble/halving.h"
 #include "ensemble/collect.h"
+#include "ensemble/hyperdeep.h"
 #include "ensemble/job.h"
 #include "ensemble/sched.h"
 #include "ensemble/tabular.h"
@@ -40,6 +41,31 @@ static double unit_cost(const ens_job *j, int unit) {
 }
 
 /* ---- the job ------------------------------------------------------------- */
+
+/* Hyper-deep: the search's members as one round, the selection among
+ * them, then their best configurations with new seeds as a second round
+ * (hyperdeep.c). A stop in either round resumes from the checkpoints: the
+ * first round's members restore as finished and the selection is made
+ * again from them (the same choice: it depends on their rows only). */
+static int train_hyperdeep(ens_job *j, ens_hyperdeep *h, int *units, int *mine, char *err,
+                           size_t errlen) {
+  for (int u = 0; u < h->N; u++)
+    h->active[u] = u < h->M;
+  ens_place_round(&j->place, h->active);
+  int ret = ens_job_train_round(j, j->c->epochs, units, mine, err, errlen);
+  ret = ens_agree(j->comm, ret, err, errlen);
+  if (!ret)
+    ret = ens_hyperdeep_choose(j, h, err, errlen);
+  if (!ret) {
+    for (int u = 0; u < h->N; u++)
+      h->active[u] = u >= h->M;
+    ens_place_round(&j->place, h->active);
+    ret = ens_job_train_round(j, j->c->epochs, units, mine, err, errlen);
+  }
+  if (ret == ENS_ESTOPPED)
+    err[0] = '\0'; /* the caller words the stop (and where the checkpoints are) */
+  return ret;
+}
 
 int ens_train_job(const ens_config *c, const ens_job_opts *o, MPI_Comm comm, char *err,
                   size_t errlen) {
@@ -115,8 +141,9 @@ int ens_train_job(const ens_config *c, const ens_job_opts *o, MPI_Comm comm, cha
   }
   int mine = 0;
   if (started && !ret)
-    ret = j->halving ? ens_job_train_rungs(j, &hv, units, &mine, err, errlen)
-                     : ens_job_train_round(j, c->epochs, units, &mine, err, errlen);
+    ret = j->halving     ? ens_job_train_rungs(j, &hv, units, &mine, err, errlen)
+          : j->hyperdeep ? train_hyperdeep(j, j->hyperdeep, units, &mine, err, errlen)
+                         : ens_job_train_round(j, c->epochs, units, &mine, err, errlen);
   if (!mine && !ret && c->verbose)
     ens_lines_printf(&j->lines, "rank %d: idle (%d member%s on %d ranks)", j->rank,
                      j->last - j->first, j->last - j->first == 1 ? "" : "s", j->size);

@@ -11,6 +11,8 @@
 #include "ens/error.h"
 #include "ens/rng.h"
 #include "ens/search.h"
+#include "ens/hyperdeep.h"
+#include "ensemble/hyperdeep.h"
 #include "ensemble/job.h"
 #include "ensemble/ranks.h"
 #include "ensemble/result.h"
@@ -30,7 +32,7 @@ static int write_static(ens_job *j) {
   ret |= ens_h5_attr_i64(f, "/", "ranks", j->size);
   ret |= ens_h5_attr_i64(f, "/", "members", j->last - j->first);
   ret |= ens_h5_attr_i64(f, "/", "first_member", j->first);
-  ret |= ens_h5_attr_i64(f, "/", "members_total", c->members);
+  ret |= ens_h5_attr_i64(f, "/", "members_total", ens_hyperdeep_total(c));
   ret |= ens_h5_attr_str(f, "/", "mode", ens_mode_name(c->mode));
   ret |= ens_h5_attr_str(f, "/", "combine", ens_combine_name(c->combine));
   ret |= ens_h5_attr_i64(f, "/", "seed", (int64_t)c->seed);
@@ -273,6 +275,16 @@ int ens_job_setup(ens_job *j, const ens_config *c, const ens_job_opts *o, MPI_Co
   ens_h5_quiet();
   j->first = c->first_member;
   j->last = c->count > 0 ? c->first_member + c->count : c->members;
+  if (ens_hyperdeep_on(c)) { /* the search, then its retrained configurations */
+    j->last = ens_hyperdeep_total(c);
+    j->hyperdeep = malloc(sizeof(*j->hyperdeep));
+    if (!j->hyperdeep || ens_hyperdeep_init(j->hyperdeep, j)) {
+      free(j->hyperdeep);
+      j->hyperdeep = NULL;
+      snprintf(err, errlen, "out of memory for the hyper-deep member map");
+      return ENS_ENOMEM;
+    }
+  }
   j->shared_init = c->share_init == ENS_SHARE_YES ||
                    (c->share_init == ENS_SHARE_AUTO && c->combine == ENS_COMBINE_PARAMS);
   if (c->checkpoint_dir[0])
@@ -403,6 +415,9 @@ void ens_job_free(ens_job *j) {
   free(j->scratch);
 
   free(j->held);
+  if (j->hyperdeep)
+    ens_hyperdeep_free(j->hyperdeep);
+  free(j->hyperdeep);
   memset(j, 0, sizeof(*j));
   j->file = -1;
 }
