@@ -9,6 +9,7 @@
 #ifndef ENS_HYPERDEEP_H
 #define ENS_HYPERDEEP_H
 
+#include <hdf5.h>
 #include <stddef.h>
 
 #include "ens/config.h"
@@ -27,5 +28,9 @@ int ens_hyperdeep_on(const ens_config *c);
  * message naming config_path:line of the key, the key and what was
  * expected. */
 int ens_hyperdeep_check(const ens_config *c, const char *config_path, char *err, size_t errlen);
+
+/* Reads the configuration of member k from a result file's /members/<k>
+ * "source" attribute; k for results without one (before hyper-deep). */
+int ens_hyperdeep_read_source(hid_t f, int k);
 
 #endif

@@ -2,9 +2,11 @@
  * (ens/hyperdeep.h). */
 #include "ens/hyperdeep.h"
 
+#include <stdint.h>
 #include <stdio.h>
 
 #include "ens/error.h"
+#include "io/h5util.h"
 
 int ens_hyperdeep_on(const ens_config *c) {
   return c->mode == ENS_MODE_SEARCH && c->search_hyper_deep > 0;
@@ -76,4 +78,14 @@ int ens_hyperdeep_check(const ens_config *c, const char *config_path, char *err,
     return ENS_ECONFIG;
   }
   return 0;
+}
+
+int ens_hyperdeep_read_source(hid_t f, int k) {
+  char grp[64];
+  int64_t v = k;
+  snprintf(grp, sizeof(grp), "/members/%d", k);
+  if (H5Aexists_by_name(f, grp, "source", H5P_DEFAULT) > 0 &&
+      ens_h5_get_attr_i64(f, grp, "source", &v) == 0 && v >= 0 && v <= k)
+    return (int)v;
+  return k;
 }

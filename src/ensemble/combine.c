@@ -600,12 +600,7 @@ int ens_job_finish_root(ens_job *j, const ens_member_reader *rd, double train_wa
       if (f.done[i])
         ret = ens_job_read_rows(j, "val_", j->first + i, vrows + (size_t)i * nv * W, nv);
     if (!ret) {
-      ens_select_opts so = {.max_picks = c->select_max,
-                            .bags = c->select_bags,
-                            .fraction = c->select_fraction,
-                            .min_rows = ENS_SELECT_MIN_ROWS,
-                            .check = c->select_check,
-                            .seed = c->seed};
+      ens_select_opts so = ens_task_select_opts(c);
       /* Hyper-deep: the selection among the search's members, each
        * configuration's weight spread over its seeds (hyperdeep.c). */
       picks = j->hyperdeep

@@ -45,16 +45,6 @@ void ens_hyperdeep_free(ens_hyperdeep *h) {
   memset(h, 0, sizeof(*h));
 }
 
-int ens_hyperdeep_read_source(hid_t f, int k) {
-  char grp[64];
-  int64_t v = k;
-  snprintf(grp, sizeof(grp), "/members/%d", k);
-  if (H5Aexists_by_name(f, grp, "source", H5P_DEFAULT) > 0 &&
-      ens_h5_get_attr_i64(f, grp, "source", &v) == 0 && v >= 0 && v <= k)
-    return (int)v;
-  return k;
-}
-
 /* Sums n floats (or ints) of every rank into rank 0, in chunks that fit an int count. */
 static int reduce_sum(const void *send, void *recv, size_t n, MPI_Datatype type, size_t size,
                       MPI_Comm comm) {
@@ -138,12 +128,7 @@ static int rank_configs(ens_job *j, ens_hyperdeep *h, const float *rows, const i
   memset(&h->info, 0, sizeof(h->info));
   h->info.cv_average = h->info.cv_greedy = h->info.cv_bagged = NAN;
   if (nuse > 0) {
-    ens_select_opts so = {.max_picks = c->select_max,
-                          .bags = c->select_bags,
-                          .fraction = c->select_fraction,
-                          .min_rows = ENS_SELECT_MIN_ROWS,
-                          .check = c->select_check,
-                          .seed = c->seed};
+    ens_select_opts so = ens_task_select_opts(c);
     int picks = ens_task_select(&j->task, h->counts, &h->info, rows, usable, &val, M, &so);
     if (picks < 0) {
       ret = picks;

@@ -63,8 +63,5 @@ void ens_hyperdeep_load(ens_hyperdeep *h, hid_t f);
  * a message. */
 int ens_hyperdeep_record(struct ens_job *j, const ens_hyperdeep *h, char *err, size_t errlen);
 
-/* Reads the configuration of member k from a result file's /members/<k>
- * "source" attribute; k for results without one (before hyper-deep). */
-int ens_hyperdeep_read_source(hid_t f, int k);
 
 #endif

@@ -13,6 +13,7 @@
 #include "ens/metrics.h"
 #include "ens/model.h"
 #include "ens/search.h"
+#include "ens/hyperdeep.h"
 #include "ensemble/hyperdeep.h"
 #include "ensemble/job.h"
 #include "io/features.h"

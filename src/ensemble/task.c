@@ -334,6 +334,15 @@ void ens_task_calibration_apply(const ens_task *k, float *rows, int n, double f,
     }
 }
 
+ens_select_opts ens_task_select_opts(const ens_config *c) {
+  return (ens_select_opts){.max_picks = c->select_max,
+                           .bags = c->select_bags,
+                           .fraction = c->select_fraction,
+                           .min_rows = ENS_SELECT_MIN_ROWS,
+                           .check = c->select_check,
+                           .seed = c->seed};
+}
+
 int ens_task_select(const ens_task *k, int32_t *counts, ens_select_info *info, const float *vrows,
                     const uint8_t *usable, const ens_truth *val, int M,
                     const ens_select_opts *o) {

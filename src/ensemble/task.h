@@ -118,6 +118,9 @@ void ens_task_calibration_apply(const ens_task *k, float *rows, int n, double f,
 int ens_task_select(const ens_task *k, int32_t *counts, ens_select_info *info, const float *vrows,
                     const uint8_t *usable, const ens_truth *val, int M,
                     const ens_select_opts *o);
+/* The selection's options as the job's [ensemble] select_* keys set them
+ * (the collection's and hyper-deep's selections are the same one). */
+ens_select_opts ens_task_select_opts(const ens_config *c);
 
 /* How a member's prediction rows (n, W) are stored: in the datasets
  * names[0..parts) (classify "probs" (n, C); regress "mean" and "var"

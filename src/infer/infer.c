@@ -15,6 +15,7 @@
 
 #include "ens/config.h"
 #include "ens/data.h"
+#include "ens/hyperdeep.h"
 #include "ens/model.h"
 #include "ens/search.h"
 #include "ensemble/task.h"
@@ -86,19 +87,6 @@ struct ens_infer_ws {
   int *iscratch;     /* fast: ens_fast_iscratch of the widest network */
   float *z;          /* fast: (rows_max, widest output) output-layer rows */
 };
-
-/* The configuration member k trains: its /members/<k> "source" attribute
- * (a hyper-deep member retrains the configuration member source drew), or k
- * itself in results without one. */
-static int member_source(hid_t f, int k) {
-  char grp[64];
-  int64_t v = k;
-  snprintf(grp, sizeof(grp), "/members/%d", k);
-  if (H5Aexists_by_name(f, grp, "source", H5P_DEFAULT) > 0 &&
-      ens_h5_get_attr_i64(f, grp, "source", &v) == 0 && v >= 0 && v <= k)
-    return (int)v;
-  return k;
-}
 
 static _Thread_local char errbuf[1024];
 
@@ -303,7 +291,7 @@ static int open_file(ens_infer *m, hid_t f, const char *path) {
       continue;
     ens_config mc;
     ens_arch ma;
-    ens_search_member_config_in(&mc, &m->c, member_source(f, k), m->shape.image ? m->shape.h : 0,
+    ens_search_member_config_in(&mc, &m->c, ens_hyperdeep_read_source(f, k), m->shape.image ? m->shape.h : 0,
                                 m->shape.image ? m->shape.w : 0);
     ens_arch_from_config_shape(&ma, &mc, m->shape, m->K.head, width);
     infer_net *net = &m->nets[m->nnets];
