@@ -19,7 +19,10 @@ path = $WORK/data.h5
 hidden = 128,64
 dropout = 0.1
 [train]
-epochs = 6
+; 40 epochs: the job must still be running when kill9 has walked the
+; process tree after the first checkpoint (with 6 it could finish first on
+; a loaded machine, and the resume found a complete result)
+epochs = 40
 batch = 32
 [ensemble]
 members = 2
