@@ -163,6 +163,10 @@ typedef struct ens_config {
  * the file cannot be read): for messages about a value that only data can
  * prove wrong (src/core/config_where.c). */
 int ens_config_key_line(const char *path, const char *section, const char *key);
+/* The prefix of a message about [section] key: "path:line: " when the key is
+ * set in the file, else "" (buf gets it either way). */
+void ens_config_key_where(char *buf, size_t len, const char *path, const char *section,
+                          const char *key);
 
 /* Fills c with every default. */
 void ens_config_defaults(ens_config *c);

@@ -40,3 +40,12 @@ int ens_config_key_line(const char *path, const char *section, const char *key) 
   fclose(fp);
   return found;
 }
+
+void ens_config_key_where(char *buf, size_t len, const char *path, const char *section,
+                          const char *key) {
+  int line = path ? ens_config_key_line(path, section, key) : 0;
+  if (line > 0)
+    snprintf(buf, len, "%s:%d: ", path, line);
+  else if (len)
+    buf[0] = '\0';
+}

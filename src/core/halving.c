@@ -23,20 +23,11 @@ int ens_halving_keep(int n, int factor) {
   return k < 1 ? 1 : k;
 }
 
-/* "job.ini:12: " when the key is in the file, else "". */
-static void where(char *buf, size_t len, const char *path, const char *section, const char *key) {
-  int line = path ? ens_config_key_line(path, section, key) : 0;
-  if (line > 0)
-    snprintf(buf, len, "%s:%d: ", path, line);
-  else
-    buf[0] = '\0';
-}
-
 int ens_halving_check(const ens_config *c, const char *config_path, char *err, size_t errlen) {
   char at[ENS_PATH_MAX + 32];
   if (!c->search_halving)
     return 0;
-  where(at, sizeof(at), config_path, "search", "halving");
+  ens_config_key_where(at, sizeof(at), config_path, "search", "halving");
   if (c->mode != ENS_MODE_SEARCH) {
     ens_errorf(err, errlen,
                "%s[search] halving = true needs [ensemble] mode = search (this job has mode = "
@@ -45,7 +36,7 @@ int ens_halving_check(const ens_config *c, const char *config_path, char *err, s
     return ENS_ECONFIG;
   }
   if (c->search_halving_min_epochs > c->epochs) {
-    where(at, sizeof(at), config_path, "search", "halving_min_epochs");
+    ens_config_key_where(at, sizeof(at), config_path, "search", "halving_min_epochs");
     ens_errorf(err, errlen,
                "%s[search] halving_min_epochs = %d exceeds [train] epochs = %d: expected the "
                "first rung within the training budget (1 .. %d)",
@@ -53,14 +44,14 @@ int ens_halving_check(const ens_config *c, const char *config_path, char *err, s
     return ENS_ECONFIG;
   }
   if (c->search_halving_factor < 2) {
-    where(at, sizeof(at), config_path, "search", "halving_factor");
+    ens_config_key_where(at, sizeof(at), config_path, "search", "halving_factor");
     ens_errorf(err, errlen, "%s[search] halving_factor = %d: expected an integer of at least 2",
                at, c->search_halving_factor);
     return ENS_ECONFIG;
   }
   int jm = c->count > 0 ? c->count : c->members - c->first_member;
   if (jm != c->members) {
-    where(at, sizeof(at), config_path, "search", "halving");
+    ens_config_key_where(at, sizeof(at), config_path, "search", "halving");
     ens_errorf(err, errlen,
                "%s[search] halving = true with a slice of the members ([ensemble] first_member "
                "= %d, count = %d): halving ranks all %d members together, so a job must train "
@@ -69,7 +60,7 @@ int ens_halving_check(const ens_config *c, const char *config_path, char *err, s
     return ENS_ECONFIG;
   }
   if (c->members < 2) {
-    where(at, sizeof(at), config_path, "ensemble", "members");
+    ens_config_key_where(at, sizeof(at), config_path, "ensemble", "members");
     ens_errorf(err, errlen,
                "%s[search] halving = true with [ensemble] members = %d: expected at least 2 "
                "members to rank",

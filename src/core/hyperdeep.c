@@ -18,20 +18,11 @@ int ens_hyperdeep_total(const ens_config *c) {
   return c->members + c->search_hyper_deep * c->search_hyper_deep_configs;
 }
 
-/* "job.ini:12: " when the key is in the file, else "". */
-static void where(char *buf, size_t len, const char *path, const char *section, const char *key) {
-  int line = path ? ens_config_key_line(path, section, key) : 0;
-  if (line > 0)
-    snprintf(buf, len, "%s:%d: ", path, line);
-  else
-    buf[0] = '\0';
-}
-
 int ens_hyperdeep_check(const ens_config *c, const char *config_path, char *err, size_t errlen) {
   char at[1200];
   if (c->search_hyper_deep == 0)
     return 0;
-  where(at, sizeof(at), config_path, "search", "hyper_deep");
+  ens_config_key_where(at, sizeof(at), config_path, "search", "hyper_deep");
   if (c->search_hyper_deep < 0 || c->search_hyper_deep > ENS_HYPERDEEP_MAX_SEEDS) {
     ens_errorf(err, errlen,
                "%s[search] hyper_deep = %d: expected the number of new seeds per selected "
@@ -70,7 +61,7 @@ int ens_hyperdeep_check(const ens_config *c, const char *config_path, char *err,
     return ENS_ECONFIG;
   }
   if (c->search_hyper_deep_configs < 1 || c->search_hyper_deep_configs > c->members) {
-    where(at, sizeof(at), config_path, "search", "hyper_deep_configs");
+    ens_config_key_where(at, sizeof(at), config_path, "search", "hyper_deep_configs");
     ens_errorf(err, errlen,
                "%s[search] hyper_deep_configs = %d: expected the number of selected "
                "configurations to retrain, 1 .. [ensemble] members = %d",

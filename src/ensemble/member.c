@@ -41,13 +41,10 @@ static int check_conv_search(const ens_job *j, const char *config_path, char *er
                              size_t errlen) {
   const ens_config *c = j->c;
   char where[ENS_PATH_MAX + 64], why[512];
-  int line = config_path ? ens_config_key_line(config_path, "search", "conv_blocks") : 0;
   if (j->o && j->o->conv_blocks_set)
     snprintf(where, sizeof where, "--set %.200s: ", j->o->conv_blocks_set);
-  else if (line > 0)
-    snprintf(where, sizeof where, "%s:%d: ", config_path, line);
   else
-    where[0] = '\0';
+    ens_config_key_where(where, sizeof where, config_path, "search", "conv_blocks");
   if (ens_search_conv_fit(c, j->data.img[0] > 0, j->data.img[1], j->data.img[2], why,
                           sizeof why)) {
     snprintf(err, errlen, "%s%s", where, why);
