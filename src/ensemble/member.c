@@ -86,10 +86,16 @@ void ens_job_print_conv_draws(const ens_job *j) {
            "it), so deeper draws are not made\n",
            c->search_conv_blocks, h, w, ens_search_conv_depth_limit(h, w),
            ens_search_conv_depth_limit(h, w) == 1 ? "" : "s");
+  const ens_hyperdeep *hd = j->hyperdeep;
   for (int k = j->first; k < j->last; k++) {
     ens_config mc;
     ens_arch a;
     size_t np = 0, ns = 0;
+    if (hd && k >= hd->M && !hd->known) { /* its configuration is not chosen yet */
+      printf("member %d: retrains the configuration the selection ranks #%d, with a new seed\n",
+             k, (k - hd->M) / hd->K + 1);
+      continue;
+    }
     ens_member_config(j, k, &mc);
     ens_member_arch(j, &mc, &a);
     ens_arch_sizes(&a, 0, a.n_hidden, 1, &np, &ns);
