@@ -58,17 +58,7 @@ echo "ok: halving on 2 nodes x 2 ranks identical to 1 rank; rung 0 trained on al
 # too late: exit 0). The later rungs are stopped in a longer job below.
 # A job that still finished first (exit 0) tested nothing, so it is tried
 # again (3 times).
-for attempt in 1 2 3; do
-  rm -rf stop
-  mkdir -p stop
-  (cd stop && exec mpirun "${TWO[@]}" "$ENS" train -c "$WORK/job.ini" </dev/null) >stop/log 2>&1 &
-  pid=$!
-  stop_ranks_at "epoch 1/12" stop/log $pid
-  code=0
-  wait $pid || code=$?
-  [ $code = 0 ] && [ $attempt -lt 3 ] && { echo "finished before USR1 arrived; again"; continue; }
-  break
-done
+stop_ranks_retry stop "epoch 1/12" mpirun "${TWO[@]}" "$ENS" train -c "$WORK/job.ini"
 [ $code = 75 ] || { cat stop/log; fail "exit $code after USR1 on two nodes, expected 75"; }
 (cd stop && mpirun "${TWO[@]}" "$ENS" train -c "$WORK/job.ini" --resume </dev/null) >>stop/log 2>&1 ||
   { cat stop/log; fail "resume on two nodes"; }

@@ -50,17 +50,7 @@ PY
 echo "ok: hyper-deep on 2 nodes x 2 ranks identical to 1 rank"
 # Stop inside the retraining phase on the two nodes, resume there. A job
 # that finished first (exit 0) tested nothing: tried again (3 times).
-for attempt in 1 2 3; do
-  rm -rf stop
-  mkdir -p stop
-  (cd stop && exec mpirun "${TWO[@]}" "$ENS" train -c "$WORK/job.ini" </dev/null) >stop/log 2>&1 &
-  pid=$!
-  stop_ranks_at "^\[member ([6-9]|1[01])\] epoch 2/16" stop/log $pid
-  code=0
-  wait $pid || code=$?
-  [ $code = 0 ] && [ $attempt -lt 3 ] && { echo "finished before USR1 arrived; again"; continue; }
-  break
-done
+stop_ranks_retry stop "^\[member ([6-9]|1[01])\] epoch 2/16" mpirun "${TWO[@]}" "$ENS" train -c "$WORK/job.ini"
 [ $code = 75 ] || { cat stop/log; fail "exit $code after USR1 on two nodes, expected 75"; }
 grep -q "^hyper-deep: selection" stop/log || { cat stop/log; fail "the stop was not in the retraining phase"; }
 (cd stop && mpirun "${TWO[@]}" "$ENS" train -c "$WORK/job.ini" --resume </dev/null) >>stop/log 2>&1 ||

@@ -167,6 +167,28 @@ stop_ranks_at() {
   return 0
 }
 
+# stop_ranks_retry DIR PATTERN CMD...: runs CMD in the fresh folder DIR
+# (output to DIR/log) in the background, stops its ranks with stop_ranks_at
+# at the first line matching PATTERN and sets `code` to CMD's exit status. A
+# job that finished before the signal arrived (exit 0) tested nothing: it is
+# run again, 3 times in all.
+stop_ranks_retry() {
+  local dir=$1 pattern=$2 attempt pid
+  shift 2
+  for attempt in 1 2 3; do
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    (cd "$dir" && exec "$@" </dev/null) >"$dir/log" 2>&1 &
+    pid=$!
+    stop_ranks_at "$pattern" "$dir/log" $pid
+    code=0
+    wait $pid || code=$?
+    [ $code = 0 ] && [ $attempt -lt 3 ] && { echo "finished before USR1 arrived; again"; continue; }
+    break
+  done
+  return 0
+}
+
 # ens_lines FILE: the lines ens itself wrote to a stderr log (mpirun's own
 # framed notices about non-zero exit codes left out).
 ens_lines() {
