@@ -142,12 +142,10 @@ int ens_select_greedy_gauss(int32_t *counts, const float *pred, const uint8_t *u
  *   b); each bag runs the greedy rule on its members; counts = the sum of the
  *   bags' picks (each bag's ensemble weighted by its picks);
  * - average: counts = 1 per usable member.
- * Which rule: with fewer than min_rows rows, average. With check, 10-fold
- * cross-fitting: the rows go to 10 folds by a permutation drawn from (seed,
- * member 0, ENS_STREAM_SELECT_FOLDS, 0); each rule (bagged only when bags >
- * 0) is fitted on 9 folds and scored on the 10th, for every fold; the lowest
- * mean held-out loss over all rows wins (ties: average, greedy, bagged), and
- * the winner is fitted again on all rows. Without check,
+ * Which rule: with fewer than min_rows rows, average. With check, each rule
+ * (bagged only when bags > 0) is fitted on the even rows and scored on the
+ * odd ones and the reverse; the lowest mean held-out loss wins (ties: average,
+ * greedy, bagged), and the winner is fitted again on all rows. Without check,
  * bagged when bags > 0, else greedy.
  * Deterministic: a function of the rows, the mask and the options only. */
 typedef struct ens_select_opts {
@@ -155,7 +153,7 @@ typedef struct ens_select_opts {
   int bags;        /* 0 = no bagging */
   double fraction; /* of the usable members in each bag, (0, 1] */
   int min_rows;    /* fewer rows: the plain average */
-  int check;       /* run the 10-fold held-out check */
+  int check;       /* run the two-fold held-out check */
   uint64_t seed;
 } ens_select_opts;
 

@@ -21,7 +21,6 @@ enum ens_rng_stream {
                                block = row * ceil(width / 4) */
   ENS_STREAM_AUGMENT = 8,   /* image augmentation; substream = epoch, block = data row */
   ENS_STREAM_SELECT = 9,    /* bagged selection: members of bag b; substream = b */
-  ENS_STREAM_SELECT_FOLDS = 10, /* selection check: validation rows to folds; substream = 0 */
   ENS_STREAM_TEST = 99      /* reserved for tests */
 };
 

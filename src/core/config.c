@@ -203,8 +203,8 @@ static const key_spec key_table[] = {
     K_DBL("ensemble", "select_fraction", select_fraction, OPEN_CLOSED(0, 1), "0.5",
           "combine = select: fraction of the members in each bag"),
     K_BOOL("ensemble", "select_check", select_check, "true",
-           "combine = select: keep the selection only if, in 10-fold cross-fitting on the "
-           "validation rows, it beats the plain average on the held-out rows; else use the average"),
+           "combine = select: keep the selection only if, fitted on half of the validation rows, "
+           "it beats the plain average on the other half (both ways); else use the average"),
     K_ENUM("ensemble", "calibrate", calibrate, calibrate_names, "none",
            "fit one temperature (regression: variance scale) on the validation rows"),
     K_INT("ensemble", "mc_samples", mc_samples, CLOSED(0, 100000), "0",

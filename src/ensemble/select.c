@@ -441,16 +441,6 @@ cleanup:
   return ret;
 }
 
-/* Folds of the held-out check. Two halves (the first version) fit each
- * candidate on half the rows, where the greedy fits noise more than on all of
- * them: on Fashion-MNIST (3000 validation rows, 16 members) the greedy
- * fitted on halves scored 0.0030 above the average on the other half (paired
- * standard error 0.0018) although, fitted on all rows, it was 0.0015 below
- * the average on the test rows; fitted on 4/5 of the rows it scored 0.0003
- * below (docs/SEARCH.md). Five folds fit on 80 % of the rows, closer to the
- * final fit on all of them, at 2.5 times the cost of two. */
-#define ENS_SELECT_FOLDS 10
-
 /* Candidate rules of the held-out check, in the order ties go. */
 enum { CAND_AVERAGE, CAND_GREEDY, CAND_BAGGED, NCAND };
 
@@ -468,11 +458,10 @@ static int robust(int32_t *counts, ens_select_info *info, const sel_src *src,
   memset(info, 0, sizeof(*info));
   info->cv_average = info->cv_greedy = info->cv_bagged = NAN;
   int32_t *rows = malloc(((size_t)n + 1) * sizeof(int32_t));
-  uint8_t *fold = malloc((size_t)n + 1);
   int32_t *cc = malloc((size_t)M * sizeof(int32_t)), *ones = malloc((size_t)M * sizeof(int32_t));
   sel_ctx fit = {0}, held = {0};
   int ret = 0;
-  if (!rows || !fold || !cc || !ones) {
+  if (!rows || !cc || !ones) {
     ret = ENS_ENOMEM;
     goto cleanup;
   }
@@ -483,28 +472,18 @@ static int robust(int32_t *counts, ens_select_info *info, const sel_src *src,
     rule = CAND_AVERAGE;
     info->reason = ENS_SELECT_FEW_ROWS;
   } else if (o->check) {
-    /* K-fold cross-fitting (K = ENS_SELECT_FOLDS): row perm[a] of a
-     * permutation of the n rows drawn from (seed, 0, ENS_STREAM_SELECT_FOLDS,
-     * 0) goes to fold a % K (random folds: interleaved ones, i % K, put every
-     * K-th row together, and rows in a periodic order then land in one fold).
-     * Each candidate rule is fitted on the other K - 1 folds and scored on
-     * fold f, for every f (rows in index order within both); the lowest mean
-     * held-out loss over all rows wins (ties: average, then greedy, then
-     * bagged). */
+    /* Two-fold check: even and odd validation rows. Each candidate rule is
+     * fitted on one half and scored on the other, both ways; the lowest mean
+     * held-out loss wins (ties: average, then greedy, then bagged). */
     double loss[NCAND] = {0, 0, 0};
     const int ncand = o->bags > 0 ? NCAND : CAND_BAGGED;
-    ens_rng fr;
-    ens_rng_init(&fr, o->seed, 0, ENS_STREAM_SELECT_FOLDS, 0);
-    ens_rng_permutation(&fr, rows, n);
-    for (int a = 0; a < n; a++)
-      fold[rows[a]] = (uint8_t)(a % ENS_SELECT_FOLDS);
-    for (int f = 0; f < ENS_SELECT_FOLDS && !ret; f++) {
+    for (int f = 0; f < 2 && !ret; f++) {
       int nf = 0, nh = 0;
       for (int i = 0; i < n; i++)
-        if (fold[i] != f)
+        if (i % 2 == f)
           rows[nf++] = i;
       for (int i = 0; i < n; i++)
-        if (fold[i] == f)
+        if (i % 2 != f)
           rows[nf + nh++] = i;
       if ((ret = ctx_init(&fit, src, rows, nf)) || (ret = ctx_init(&held, src, rows + nf, nh)))
         break;
@@ -552,7 +531,6 @@ cleanup:
   ctx_free(&fit);
   ctx_free(&held);
   free(rows);
-  free(fold);
   free(cc);
   free(ones);
   return ret;
