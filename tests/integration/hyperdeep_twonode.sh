@@ -12,8 +12,8 @@ need_simnodes 2
 [ -x "$RSH" ] || fail "$RSH is missing or not executable"
 TWO=(--host "node1:2,node2:2" -np 4 --mca plm_rsh_agent "$RSH" --mca btl "self,tcp")
 # 20000 rows: with 3000 the retraining phase took under a second and the stop
-# below missed it in 4 of 6 attempts (the job failed once in a clean-clone
-# suite after 3 misses); with 20000 it missed none of 21.
+# below missed it in 4 of 8 attempts (the job failed once in a clean-clone
+# suite after 3 misses); with 20000 it missed none in 7 runs.
 $PY "$SRC/tests/integration/make_data.py" data.h5 20000 16 4
 cat >job.ini <<INI
 [data]
