@@ -256,14 +256,16 @@ grep -qE "resumed at|not retrained" requeue/job.out || job_fail requeue "$id" "t
 same_result ref-long/result.h5 requeue/result.h5 || job_fail requeue "$id" "requeued result differs from an uninterrupted run"
 echo "ok: ENS_REQUEUE=1: stopped job requeued itself and resumed to an identical result ($((SECONDS - t_start))s)"
 
-# 5. The real warning before the time limit: with --time=1 and
-# --signal=B:USR1@60 the signal is due at once, and slurmctld sends it at its
-# next time-limit check (within about a minute). The job must stop with exit
-# 75 and checkpoints, not run into the limit (TIMEOUT).
-submit limit --ntasks=2 --time=1 --signal=B:USR1@60 "$JOBS/fashion-1node.sbatch" "$WORK/job.ini" \
+# 5. The real warning before the time limit: with --time=2 and
+# --signal=B:USR1@60 the signal is due after 60 s, and slurmctld sends it at
+# its first time-limit check after that (within about a minute). The job must
+# stop with exit 75 and checkpoints, not run into the limit (TIMEOUT). (With
+# --time=1 the signal was due at once and came 10 s after the start: on a
+# loaded machine the job had no checkpoint yet, and the test failed.)
+submit limit --ntasks=2 --time=2 --signal=B:USR1@60 "$JOBS/fashion-1node.sbatch" "$WORK/job.ini" \
   "${long[@]}" --set train.epochs=100000
 id=$JOB
-wait_gone "$id" 150 || job_fail limit "$id" "job still running after 150 s"
+wait_gone "$id" 210 || job_fail limit "$id" "job still running after 210 s"
 state=$(job_field "$id" JobState)
 code=$(job_field "$id" ExitCode)
 if [ "$state" != FAILED ] || [ "$code" != 75:0 ]; then
@@ -272,6 +274,6 @@ fi
 grep -q "got SIGUSR1" limit/job.out || job_fail limit "$id" "the batch shell got no USR1 before the limit"
 grep -qE "^ens-job: warning: time limit [0-9:]+ is shorter than" limit/job.out || job_fail limit "$id" "no warning about the short time limit"
 ls limit/result.h5.ckpt/unit_*.h5 >/dev/null 2>&1 || job_fail limit "$id" "no checkpoints after the warning"
-echo "ok: --time=1 --signal=B:USR1@60: warned before the limit, exit 75 with checkpoints ($((SECONDS - t_start))s)"
+echo "ok: --time=2 --signal=B:USR1@60: warned before the limit, exit 75 with checkpoints ($((SECONDS - t_start))s)"
 
 echo "slurm: all passed in $((SECONDS - t_start))s"
