@@ -18,7 +18,6 @@
 #include "ens/metrics.h"
 
 #include <hdf5.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,15 +71,6 @@ static int member_done(hid_t f, int k) {
   H5Tclose(t);
   H5Aclose(a);
   return strcmp(buf, "done") == 0;
-}
-
-static double nll(const float *p, const int32_t *y, int n, int C) {
-  double s = 0.0;
-  for (int i = 0; i < n; i++) {
-    double q = p[(size_t)i * C + y[i]];
-    s -= log(q < 1e-12 ? 1e-12 : q);
-  }
-  return s / n;
 }
 
 /* out (n, C) = the counts-weighted average of probs (M, n, C). */
@@ -166,16 +156,9 @@ int main(int argc, char **argv) {
     mix(t, tp, which[k], M, nt, C);
     double T = ens_temperature_fit(v, d.val.y, n, C);
     ens_temperature_apply(tc, t, nt, C, T);
-    int ok = 0, okc = 0;
-    for (int i = 0; i < nt; i++) {
-      int a = 0;
-      for (int c = 1; c < C; c++)
-        a = t[(size_t)i * C + c] > t[(size_t)i * C + a] ? c : a;
-      ok += a == d.test.y[i];
-    }
-    (void)okc;
     printf("%s test NLL %.4f, calibrated %.4f (T %.4f), accuracy %.2f %%\n", label[k],
-           nll(t, d.test.y, nt, C), nll(tc, d.test.y, nt, C), T, 100.0 * ok / nt);
+           ens_metric_nll(t, d.test.y, nt, C), ens_metric_nll(tc, d.test.y, nt, C), T,
+           100.0 * ens_metric_accuracy(t, d.test.y, nt, C));
   }
   free(v);
   free(t);
