@@ -50,6 +50,8 @@ int main(int argc, char **argv) {
   const char *layers = "conv 32 3 pad 1, bn, relu, maxpool 2, conv 64 3 pad 1, bn, relu, "
                        "maxpool 2, flatten, dense 128, bn, relu";
   int C = 1, H = 28, W = 28, classes = 10, batch = 128, steps = 20, rounds = 3;
+  /* --only floor|ens|unfused: run that part alone (for perf record). */
+  const char *only = NULL;
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!strcmp(argv[i], "--layers"))
       layers = argv[i + 1];
@@ -61,6 +63,8 @@ int main(int argc, char **argv) {
       steps = atoi(argv[i + 1]);
     else if (!strcmp(argv[i], "--rounds"))
       rounds = atoi(argv[i + 1]);
+    else if (!strcmp(argv[i], "--only"))
+      only = argv[i + 1];
     else {
       fprintf(stderr,
               "usage: ens-bench-conv [--layers LIST] [--shape C,H,W] [--batch B] [--steps S] "
@@ -153,7 +157,7 @@ int main(int argc, char **argv) {
     int ns = r < 0 ? 1 : steps;
     double t0[2], t1[2], t2[2];
     now(t0);
-    for (int st = 0; st < ns; st++)
+    for (int st = 0; st < (only && strcmp(only, "floor") ? 0 : ns); st++)
       for (int i = 0; i < ng; i++)
         for (int k = 0; k < g[i].reps; k++)
           cblas_sgemm(CblasRowMajor, g[i].ta ? CblasTrans : CblasNoTrans,
@@ -161,7 +165,7 @@ int main(int argc, char **argv) {
                       g[i].ta ? g[i].M : g[i].K, g[i].b, g[i].tb ? g[i].K : g[i].N,
                       g[i].acc && k ? 1.0f : 0.0f, g[i].c, g[i].N);
     now(t1);
-    for (int st = 0; st < ns; st++) {
+    for (int st = 0; st < (only && strcmp(only, "ens") ? 0 : ns); st++) {
       ens_rng dr;
       ens_rng_init(&dr, 1, 0, ENS_STREAM_DROPOUT, (uint32_t)st);
       ens_model_forward(&m, x, batch, ENS_PASS_TRAIN, &dr);
@@ -171,7 +175,7 @@ int main(int argc, char **argv) {
     now(t2);
     /* (c) the same step with every layer run alone (no fused runs). */
     m.nofuse = 1;
-    for (int st = 0; st < ns; st++) {
+    for (int st = 0; st < (only && strcmp(only, "unfused") ? 0 : ns); st++) {
       ens_rng dr;
       ens_rng_init(&dr, 1, 0, ENS_STREAM_DROPOUT, (uint32_t)st);
       ens_model_forward(&m, x, batch, ENS_PASS_TRAIN, &dr);

@@ -31,6 +31,11 @@ void ens_im2col(float *col, const float *x, const ens_conv_geom *g, int batch);
 /* The adjoint of ens_im2col: dx (batch, C, H, W) = sum of the col entries
  * that read each pixel (dx is overwritten). */
 void ens_col2im(float *dx, const float *col, const ens_conv_geom *g, int batch);
+/* The same, bitwise, for a col that may be overwritten (the backward
+ * pass's scratch): "same" convolutions (stride 1, k = 2 pad + 1) add each
+ * window offset's valid rows as one run after zeroing col's padding
+ * entries. */
+void ens_col2im_scratch(float *dx, float *col, const ens_conv_geom *g, int batch);
 
 /* Images per GEMM of a convolution over `batch` images: g->group, or when
  * it is 0 as many as fit a cache budget (at least 1, at most batch). The
@@ -43,10 +48,31 @@ size_t ens_conv2d_nwork(const ens_conv_geom *g, int batch);
  * work: ens_conv2d_nwork floats. */
 void ens_conv2d_forward(float *y, float *work, const float *x, const float *w, const float *b,
                         const ens_conv_geom *g, int batch);
+/* The same, adding each output plane's 8-lane sum (ens_plane_sum8) to
+ * sums[o] (O, zeroed first) in image order: the first statistics pass of a
+ * batch norm that follows, bitwise what it would compute itself. */
+void ens_conv2d_forward_sums(float *y, double *sums, float *work, const float *x, const float *w,
+                             const float *b, const ens_conv_geom *g, int batch);
 /* dw (O, C, k, k), db (O) overwritten with the gradient of dy (batch, O, Ho,
  * Wo); dx (batch, C, H, W), when not NULL, the input gradient. */
 void ens_conv2d_backward(float *dx, float *dw, float *db, float *work, const float *dy,
                          const float *x, const float *w, const ens_conv_geom *g, int batch);
+
+/* Backward whose output gradient is produced group by group: fill(ctx,
+ * dycol, n0, gb, g) returns the gradient of images [n0, n0 + gb) as an
+ * (O, gb Ho Wo) matrix, written into dycol (that many floats of the
+ * scratch) or found elsewhere. ens_conv2d_backward is this with a copy of
+ * dy's planes. */
+typedef const float *(*ens_conv_dy_fill)(void *ctx, float *dycol, int n0, int gb,
+                                         const ens_conv_geom *g);
+void ens_conv2d_backward_fill(float *dx, float *dw, float *db, float *work, ens_conv_dy_fill fill,
+                              void *ctx, const float *x, const float *w, const ens_conv_geom *g,
+                              int batch);
+
+/* Sum of x (n) in 8 float lanes (lane j takes x[j], x[j + 8], ...), the
+ * lanes then the tail added in double, in order: batch norm's per-plane
+ * sum; the same bits on every CPU. */
+double ens_plane_sum8(const float *x, int n);
 
 /* Batch norm over the channels of x (batch, C, P) (P = H W pixels), training
  * pass: statistics over batch P values per channel (Ioffe & Szegedy 2015,
@@ -86,6 +112,33 @@ void ens_bn_relu_maxpool_backward(float *dx, float *dgamma, float *dbeta, float 
                                   const float *dy, const float *argmax, const float *xhat,
                                   const float *gamma, const float *beta, const float *invstd,
                                   const ens_conv_geom *pool, int batch);
+/* The run conv -> bn -> relu -> maxpool whose pooling windows tile the
+ * plane (k == stride, H and W multiples of k), fused around the
+ * convolution (batchnorm2d.c explains; the same bits as the layers one by
+ * one). Forward, after ens_conv2d_forward_sums wrote x and its plane sums:
+ * x (batch, C, H, W) becomes xhat in place; y, argmax, invstd and the
+ * running statistics as ens_bn_relu_maxpool_forward_train; plane is
+ * scratch of H W floats. */
+void ens_bn_relu_maxpool_forward_inplace(float *y, float *argmax, float *invstd,
+                                         float *run_mean, float *run_var, float *plane, float *x,
+                                         const double *sums, const float *gamma,
+                                         const float *beta, const ens_conv_geom *pool, int batch,
+                                         float momentum, float eps);
+/* Backward, first: dgamma, dbeta (C) and coef (3 C: gamma invstd, the mean
+ * of the BN output gradient and of it times xhat, per channel) from the
+ * pooled gradient dy; plane is scratch of H W floats. */
+void ens_bn_relu_maxpool_coefs(float *dgamma, float *dbeta, float *coef, float *plane,
+                               const float *dy,
+                               const float *argmax, const float *xhat, const float *gamma,
+                               const float *beta, const float *invstd,
+                               const ens_conv_geom *pool, int batch);
+/* Then, for images [n0, n0 + gb): the BN input gradient, plane (n, c) at
+ * dcol + c ld + n H W (the convolution's (C, gb H W) output gradient);
+ * plane is scratch of H W floats. */
+void ens_bn_relu_maxpool_dx_planes(float *dcol, size_t ld, float *plane, const float *dy,
+                                   const float *argmax, const float *xhat, const float *gamma,
+                                   const float *beta, const float *coef,
+                                   const ens_conv_geom *pool, int n0, int gb);
 /* Max pooling (g->O == g->C, no padding): y (batch, C, Ho, Wo); argmax
  * (batch, C, Ho, Wo) receives the index ih W + iw of each maximum within its
  * plane, as a float (exact below 2^24 pixels); the first maximum wins ties. */

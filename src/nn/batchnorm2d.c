@@ -106,14 +106,15 @@ ENS_CLONES static void plane_dx(float *d, const float *g, const float *h, float 
     d[i] = a * (g[i] - mdy - h[i] * mdyx);
 }
 
-/* Batch statistics of channel c of x (batch, C, P): returns the mean, sets
- * invstd[c] and moves the running statistics. */
-static float channel_stats(float *invstd, float *run_mean, float *run_var, const float *x,
-                           int batch, int C, int P, int c, float momentum, float eps) {
+double ens_plane_sum8(const float *x, int n) { return plane_sum(x, n); }
+
+/* Batch statistics of channel c of x (batch, C, P) whose planes sum to s
+ * (plane_sum in image order): returns the mean, sets invstd[c] and moves
+ * the running statistics. */
+static float channel_stats_from(float *invstd, float *run_mean, float *run_var, const float *x,
+                                double s, int batch, int C, int P, int c, float momentum,
+                                float eps) {
   const double M = (double)batch * P;
-  double s = 0.0;
-  for (int n = 0; n < batch; n++)
-    s += plane_sum(x + ((size_t)n * C + c) * P, P);
   const float mean = (float)(s / M);
   double s2 = 0.0;
   for (int n = 0; n < batch; n++)
@@ -124,6 +125,15 @@ static float channel_stats(float *invstd, float *run_mean, float *run_var, const
   run_mean[c] = (1.0f - momentum) * run_mean[c] + momentum * mean;
   run_var[c] = (1.0f - momentum) * run_var[c] + momentum * (float)(var * unbias);
   return mean;
+}
+
+/* The same, summing the planes first. */
+static float channel_stats(float *invstd, float *run_mean, float *run_var, const float *x,
+                           int batch, int C, int P, int c, float momentum, float eps) {
+  double s = 0.0;
+  for (int n = 0; n < batch; n++)
+    s += plane_sum(x + ((size_t)n * C + c) * P, P);
+  return channel_stats_from(invstd, run_mean, run_var, x, s, batch, C, P, c, momentum, eps);
 }
 
 void ens_batchnorm2d_forward_train(float *y, float *xhat, float *invstd, float *run_mean,
@@ -263,4 +273,87 @@ void ens_bn_relu_maxpool_backward(float *dx, float *dgamma, float *dbeta, float 
       plane_dx(dx + pl * P, dx + pl * P, xhat + pl * P, a, mdy, mdyx, P);
     }
   }
+}
+
+/* ------------------------- convolution + batch norm + ReLU + max pool */
+
+/* The fused run conv -> [bn, relu, maxpool] with pooling windows that tile
+ * the plane (k == stride, no padding, H and W multiples of k): the
+ * convolution's output is never copied. Forward: the convolution adds its
+ * planes' sums (ens_conv2d_forward_sums), the variance pass follows, and
+ * each plane is normalized in place (x becomes xhat), ReLU'd and pooled.
+ * Backward: the BN output gradient of each plane is rebuilt in a scratch
+ * plane from the pooled gradient (twice: for the channel sums, then for
+ * the input gradient), never stored whole, and the BN input gradient, that
+ * is the convolution's output gradient, is written group by group straight
+ * into the convolution's (O, group P) matrix (ens_conv2d_backward_fill),
+ * never as an NCHW tensor. Every value goes through the float operations
+ * of the separate layers in the same order, so results are the same to
+ * the bit. */
+
+void ens_bn_relu_maxpool_forward_inplace(float *y, float *argmax, float *invstd,
+                                         float *run_mean, float *run_var, float *plane, float *x,
+                                         const double *sums, const float *gamma,
+                                         const float *beta, const ens_conv_geom *pool, int batch,
+                                         float momentum, float eps) {
+  const int C = pool->C, P = pool->H * pool->W;
+  const size_t Po = (size_t)pool->Ho * pool->Wo;
+  const ens_conv_geom g1 = plane_geom(pool);
+  for (int c = 0; c < C; c++) {
+    const float mean =
+        channel_stats_from(invstd, run_mean, run_var, x, sums[c], batch, C, P, c, momentum, eps);
+    for (int n = 0; n < batch; n++) {
+      const size_t pl = (size_t)n * C + c;
+      /* h aliases x: each element is read before it is written. */
+      plane_affine_relu(plane, x + pl * P, x + pl * P, mean, invstd[c], gamma[c], beta[c], P);
+      ens_maxpool_forward(y + pl * Po, argmax + pl * Po, plane, &g1, 1);
+    }
+  }
+}
+
+/* The BN output gradient of plane pl, d (P), from the pooled gradient:
+ * max pooling's backward, then the ReLU's mask rebuilt from xhat, as in
+ * ens_bn_relu_maxpool_backward. */
+static void plane_bn_grad(float *d, size_t pl, const float *dy, const float *argmax,
+                          const float *xhat, float gm, float bt, const ens_conv_geom *g1) {
+  const size_t P = (size_t)g1->H * g1->W, Po = (size_t)g1->Ho * g1->Wo;
+  ens_maxpool_backward(d, dy + pl * Po, argmax + pl * Po, g1, 1);
+  plane_relu_mask(d, xhat + pl * P, gm, bt, (int)P);
+}
+
+void ens_bn_relu_maxpool_coefs(float *dgamma, float *dbeta, float *coef, float *plane,
+                               const float *dy, const float *argmax, const float *xhat,
+                               const float *gamma, const float *beta, const float *invstd,
+                               const ens_conv_geom *pool, int batch) {
+  const int C = pool->C, P = pool->H * pool->W;
+  const double M = (double)batch * P;
+  const ens_conv_geom g1 = plane_geom(pool);
+  for (int c = 0; c < C; c++) {
+    double sdy = 0.0, sdyx = 0.0;
+    for (int n = 0; n < batch; n++) {
+      const size_t pl = (size_t)n * C + c;
+      plane_bn_grad(plane, pl, dy, argmax, xhat, gamma[c], beta[c], &g1);
+      plane_dot(&sdy, &sdyx, plane, xhat + pl * P, P);
+    }
+    dbeta[c] = (float)sdy;
+    dgamma[c] = (float)sdyx;
+    coef[3 * c] = gamma[c] * invstd[c];
+    coef[3 * c + 1] = (float)(sdy / M);
+    coef[3 * c + 2] = (float)(sdyx / M);
+  }
+}
+
+void ens_bn_relu_maxpool_dx_planes(float *dcol, size_t ld, float *plane, const float *dy,
+                                   const float *argmax, const float *xhat, const float *gamma,
+                                   const float *beta, const float *coef,
+                                   const ens_conv_geom *pool, int n0, int gb) {
+  const int C = pool->C, P = pool->H * pool->W;
+  const ens_conv_geom g1 = plane_geom(pool);
+  for (int n = 0; n < gb; n++)
+    for (int c = 0; c < C; c++) {
+      const size_t pl = (size_t)(n0 + n) * C + c;
+      plane_bn_grad(plane, pl, dy, argmax, xhat, gamma[c], beta[c], &g1);
+      plane_dx(dcol + (size_t)c * ld + (size_t)n * P, plane, xhat + pl * P, coef[3 * c],
+               coef[3 * c + 1], coef[3 * c + 2], P);
+    }
 }

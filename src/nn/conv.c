@@ -6,6 +6,7 @@
 #include <cblas.h>
 #include <string.h>
 
+#include "core/clones.h"
 #include "ens/conv.h"
 
 int ens_conv_geom_init(ens_conv_geom *g) {
@@ -32,7 +33,116 @@ static void col_range(int *lo, int *hi, int kj, int W, int Wo, int stride, int p
   *hi = h;
 }
 
-void ens_im2col(float *col, const float *x, const ens_conv_geom *g, int batch) {
+/* Short-row moves for im2col without library calls: its rows are a few
+ * dozen floats (14 in conv 32->64 on 14x14), and a memcpy/memset call per
+ * row was about 10 % of a training step of the reference CNN. Vectors of 8
+ * floats with the last one overlapping its predecessor; plain moves, so the
+ * bits are those of any copy. */
+typedef float v8f __attribute__((vector_size(8 * sizeof(float))));
+typedef float v4f __attribute__((vector_size(4 * sizeof(float))));
+
+static inline void copy_row(float *d, const float *s, int n) {
+  if (n >= 8) {
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+      v8f v;
+      memcpy(&v, s + i, sizeof v);
+      memcpy(d + i, &v, sizeof v);
+    }
+    if (i < n) {
+      v8f v;
+      memcpy(&v, s + n - 8, sizeof v);
+      memcpy(d + n - 8, &v, sizeof v);
+    }
+  } else if (n >= 4) {
+    v4f a, b;
+    memcpy(&a, s, sizeof a);
+    memcpy(&b, s + n - 4, sizeof b);
+    memcpy(d, &a, sizeof a);
+    memcpy(d + n - 4, &b, sizeof b);
+  } else {
+    for (int i = 0; i < n; i++)
+      d[i] = s[i];
+  }
+}
+
+static inline void zero_row(float *d, int n) {
+  const v8f z8 = {0};
+  const v4f z4 = {0};
+  if (n >= 8) {
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+      memcpy(d + i, &z8, sizeof z8);
+    if (i < n)
+      memcpy(d + n - 8, &z8, sizeof z8);
+  } else if (n >= 4) {
+    memcpy(d, &z4, sizeof z4);
+    memcpy(d + n - 4, &z4, sizeof z4);
+  } else {
+    for (int i = 0; i < n; i++)
+      d[i] = 0.0f;
+  }
+}
+
+/* "Same" convolutions (stride 1, k = 2 pad + 1: Ho = H, Wo = W) read, for a
+ * window offset (ki, kj), the input plane shifted by (ki - pad) W + kj - pad
+ * floats: the valid rows' pixels form one contiguous run of the plane,
+ * moved at once; only the few pixels whose column falls in the padding
+ * (which the run picks up from the neighbouring row) are set apart. */
+static int same_conv(const ens_conv_geom *g) {
+  return g->stride == 1 && g->k == 2 * g->pad + 1 && g->Ho == g->H && g->Wo == g->W;
+}
+
+/* Rows [r0, r1) and columns [c0, c1) of an H x W plane whose pixel (oh, ow)
+ * reads input (oh + dy, ow + dx) inside the plane. */
+static void same_range(int *r0, int *r1, int *c0, int *c1, int dy, int dx, int H, int W) {
+  *r0 = dy < 0 ? -dy : 0;
+  *r1 = dy > 0 ? H - dy : H;
+  *c0 = dx < 0 ? -dx : 0;
+  *c1 = dx > 0 ? W - dx : W;
+  if (*r1 < *r0)
+    *r1 = *r0;
+}
+
+__attribute__((optimize("no-tree-loop-distribute-patterns"))) static void
+im2col_same(float *col, const float *x, const ens_conv_geom *g, int batch) {
+  const int k = g->k, pad = g->pad, H = g->H, W = g->W, C = g->C;
+  const size_t P = (size_t)H * W, N = (size_t)batch * P;
+  for (int c = 0; c < C; c++)
+    for (int ki = 0; ki < k; ki++)
+      for (int kj = 0; kj < k; kj++) {
+        float *row = col + ((size_t)(c * k + ki) * k + kj) * N;
+        const int dy = ki - pad, dx = kj - pad;
+        int r0, r1, c0, c1;
+        same_range(&r0, &r1, &c0, &c1, dy, dx, H, W);
+        const long shift = (long)dy * W + dx;
+        for (int n = 0; n < batch; n++) {
+          const float *plane = x + ((size_t)n * C + c) * P;
+          float *dst = row + (size_t)n * P;
+          if (r0 == r1 || c0 >= c1) {
+            zero_row(dst, (int)P);
+            continue;
+          }
+          const int p0 = r0 * W + c0, p1 = (r1 - 1) * W + c1;
+          zero_row(dst, p0);
+          copy_row(dst + p0, plane + p0 + shift, p1 - p0);
+          zero_row(dst + p1, (int)P - p1);
+          /* The padding columns of the valid rows. */
+          for (int r = r0; r < r1; r++) {
+            for (int j = 0; j < c0; j++)
+              dst[r * W + j] = 0.0f;
+            for (int j = c1; j < W; j++)
+              dst[r * W + j] = 0.0f;
+          }
+        }
+      }
+}
+
+ENS_CLONES void ens_im2col(float *col, const float *x, const ens_conv_geom *g, int batch) {
+  if (same_conv(g)) {
+    im2col_same(col, x, g, batch);
+    return;
+  }
   const int k = g->k, s = g->stride, pad = g->pad, H = g->H, W = g->W;
   const int Ho = g->Ho, Wo = g->Wo, C = g->C;
   const size_t P = (size_t)Ho * Wo, N = (size_t)batch * P, HW = (size_t)H * W;
@@ -48,22 +158,64 @@ void ens_im2col(float *col, const float *x, const ens_conv_geom *g, int batch) {
           for (int oh = 0; oh < Ho; oh++, dst += Wo) {
             int ih = oh * s - pad + ki;
             if (ih < 0 || ih >= H) {
-              memset(dst, 0, (size_t)Wo * sizeof(float));
+              zero_row(dst, Wo);
               continue;
             }
             const float *src = plane + (size_t)ih * W - pad + kj;
-            for (int ow = 0; ow < lo; ow++)
-              dst[ow] = 0.0f;
-            if (s == 1)
-              memcpy(dst + lo, src + lo, (size_t)(hi - lo) * sizeof(float));
-            else
+            if (s == 1) {
+              /* The padding columns, then the input's: the row's zeros
+               * are written first and the copy may overwrite them. */
+              if (lo > 0 || hi < Wo)
+                zero_row(dst, Wo);
+              copy_row(dst + lo, src + lo, hi - lo);
+            } else {
+              for (int ow = 0; ow < lo; ow++)
+                dst[ow] = 0.0f;
               for (int ow = lo; ow < hi; ow++)
                 dst[ow] = src[(size_t)ow * s];
-            for (int ow = hi; ow < Wo; ow++)
-              dst[ow] = 0.0f;
+              for (int ow = hi; ow < Wo; ow++)
+                dst[ow] = 0.0f;
+            }
           }
         }
       }
+}
+
+/* col2im of a "same" convolution, plane by plane: each window offset's
+ * entries whose column falls in the padding are set to 0 in col (scratch
+ * of the backward pass), then the valid rows are added as one contiguous
+ * run. Each pixel gets its contributions in the window-offset order of the
+ * general loop, and the added zeros change no bit (a sum started at +0
+ * never becomes -0), so the result is the same to the bit. */
+ENS_CLONES static void col2im_same(float *dx, float *col, const ens_conv_geom *g, int batch) {
+  const int k = g->k, pad = g->pad, H = g->H, W = g->W, C = g->C;
+  const size_t P = (size_t)H * W, N = (size_t)batch * P;
+  for (int n = 0; n < batch; n++)
+    for (int c = 0; c < C; c++) {
+      float *plane = dx + ((size_t)n * C + c) * P;
+      for (size_t i = 0; i < P; i++)
+        plane[i] = 0.0f;
+      for (int ki = 0; ki < k; ki++)
+        for (int kj = 0; kj < k; kj++) {
+          float *src = col + ((size_t)(c * k + ki) * k + kj) * N + (size_t)n * P;
+          const int dy = ki - pad, dxo = kj - pad;
+          int r0, r1, c0, c1;
+          same_range(&r0, &r1, &c0, &c1, dy, dxo, H, W);
+          if (r0 == r1 || c0 >= c1)
+            continue;
+          for (int r = r0; r < r1; r++) {
+            for (int j = 0; j < c0; j++)
+              src[r * W + j] = 0.0f;
+            for (int j = c1; j < W; j++)
+              src[r * W + j] = 0.0f;
+          }
+          const int p0 = r0 * W + c0, p1 = (r1 - 1) * W + c1;
+          float *dst = plane + p0 + (long)dy * W + dxo;
+          const float *sp = src + p0;
+          for (int i = 0; i < p1 - p0; i++)
+            dst[i] += sp[i];
+        }
+    }
 }
 
 void ens_col2im(float *dx, const float *col, const ens_conv_geom *g, int batch) {
@@ -97,6 +249,13 @@ void ens_col2im(float *dx, const float *col, const ens_conv_geom *g, int batch) 
     }
 }
 
+void ens_col2im_scratch(float *dx, float *col, const ens_conv_geom *g, int batch) {
+  if (same_conv(g))
+    col2im_same(dx, col, g, batch);
+  else
+    ens_col2im(dx, col, g, batch);
+}
+
 /* Images per GEMM when g->group is 0: as many as keep one group's im2col
  * columns and GEMM output, (C k k + O) Ho Wo floats per image, within this
  * many bytes, so that the GEMM reads what im2col has just written from the
@@ -122,8 +281,6 @@ int ens_conv2d_group(const ens_conv_geom *g, int batch) {
  * then the tail added in order): one serial chain of float additions was
  * latency-bound (the bias gradient of conv 1->32 on 28x28 images was about
  * 5 % of a training step). A fixed order, so the same bits on every CPU. */
-typedef float v8f __attribute__((vector_size(8 * sizeof(float))));
-
 static float sum_lanes(const float *x, size_t n) {
   v8f acc = {0};
   size_t i = 0;
@@ -145,8 +302,11 @@ size_t ens_conv2d_nwork(const ens_conv_geom *g, int batch) {
   return ((size_t)g->C * g->k * g->k + (size_t)g->O) * (size_t)(G > 1 ? G : 1) * g->Ho * g->Wo;
 }
 
-void ens_conv2d_forward(float *y, float *work, const float *x, const float *w, const float *b,
-                        const ens_conv_geom *g, int batch) {
+/* The forward pass; with sums not NULL, sums[o] += the 8-lane sum of each
+ * output plane of channel o (ens_plane_sum8) in image order: batch norm's
+ * first statistics pass, taken while the group's output is in the cache. */
+static void conv2d_forward(float *y, float *work, const float *x, const float *w, const float *b,
+                           const ens_conv_geom *g, int batch, double *sums) {
   const int K = g->C * g->k * g->k, O = g->O, G = ens_conv2d_group(g, batch);
   const size_t P = (size_t)g->Ho * g->Wo, CHW = (size_t)g->C * g->H * g->W;
   float *col = work, *ycol = work + (size_t)K * G * P;
@@ -168,12 +328,46 @@ void ens_conv2d_forward(float *y, float *work, const float *x, const float *w, c
         const float bo = b[o];
         for (size_t p = 0; p < P; p++)
           dst[p] = src[p] + bo;
+        if (sums)
+          sums[o] += ens_plane_sum8(dst, (int)P);
       }
   }
 }
 
-void ens_conv2d_backward(float *dx, float *dw, float *db, float *work, const float *dy,
-                         const float *x, const float *w, const ens_conv_geom *g, int batch) {
+void ens_conv2d_forward(float *y, float *work, const float *x, const float *w, const float *b,
+                        const ens_conv_geom *g, int batch) {
+  conv2d_forward(y, work, x, w, b, g, batch, NULL);
+}
+
+void ens_conv2d_forward_sums(float *y, double *sums, float *work, const float *x, const float *w,
+                             const float *b, const ens_conv_geom *g, int batch) {
+  for (int o = 0; o < g->O; o++)
+    sums[o] = 0.0;
+  conv2d_forward(y, work, x, w, b, g, batch, sums);
+}
+
+/* The output gradient of images [n0, n0 + gb) as (O, gb P): dy's planes
+ * copied (or, for one image, dy's slice as it is). */
+typedef struct {
+  const float *dy;
+} copy_src;
+
+static const float *fill_copy(void *ctx, float *dycol, int n0, int gb, const ens_conv_geom *g) {
+  const float *dy = ((const copy_src *)ctx)->dy;
+  const size_t P = (size_t)g->Ho * g->Wo, N = (size_t)gb * P;
+  const float *dyn = dy + (size_t)n0 * g->O * P;
+  if (gb == 1)
+    return dyn;
+  for (int n = 0; n < gb; n++)
+    for (int o = 0; o < g->O; o++)
+      memcpy(dycol + (size_t)o * N + (size_t)n * P, dyn + ((size_t)n * g->O + o) * P,
+             P * sizeof(float));
+  return dycol;
+}
+
+void ens_conv2d_backward_fill(float *dx, float *dw, float *db, float *work, ens_conv_dy_fill fill,
+                              void *ctx, const float *x, const float *w, const ens_conv_geom *g,
+                              int batch) {
   const int K = g->C * g->k * g->k, O = g->O, G = ens_conv2d_group(g, batch);
   const size_t P = (size_t)g->Ho * g->Wo, CHW = (size_t)g->C * g->H * g->W;
   float *col = work, *dycol = work + (size_t)K * G * P;
@@ -184,17 +378,11 @@ void ens_conv2d_backward(float *dx, float *dw, float *db, float *work, const flo
   for (int n0 = 0; n0 < batch; n0 += G) {
     const int gb = batch - n0 < G ? batch - n0 : G;
     const size_t N = (size_t)gb * P;
-    const float *dyn = dy + (size_t)n0 * O * P;
-    /* dy (gb, O, P) -> dycol (O, gb P) (one image: dy's slice as it is);
-     * db sums it per channel, in the order of the batch rows. */
-    const float *dyg = gb == 1 ? dyn : dycol;
+    const float *dyg = fill(ctx, dycol, n0, gb, g);
+    /* db sums each plane, in the order of the batch rows. */
     for (int n = 0; n < gb; n++)
-      for (int o = 0; o < O; o++) {
-        const float *src = dyn + ((size_t)n * O + o) * P;
-        if (gb > 1)
-          memcpy(dycol + (size_t)o * N + (size_t)n * P, src, P * sizeof(float));
-        db[o] += sum_lanes(src, P);
-      }
+      for (int o = 0; o < O; o++)
+        db[o] += sum_lanes(dyg + (size_t)o * N + (size_t)n * P, P);
     ens_im2col(col, x + (size_t)n0 * CHW, g, gb);
     /* dw (O, K) (+)= dycol (O, N) col^T (N, K) */
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, O, K, (int)N, 1.0f, dyg, (int)N, col,
@@ -204,6 +392,12 @@ void ens_conv2d_backward(float *dx, float *dw, float *db, float *work, const flo
     /* dcol (K, N) = w^T (K, O) dycol (O, N), into col's place; then col2im. */
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, (int)N, O, 1.0f, w, K, dyg, (int)N,
                 0.0f, col, (int)N);
-    ens_col2im(dx + (size_t)n0 * CHW, col, g, gb);
+    ens_col2im_scratch(dx + (size_t)n0 * CHW, col, g, gb);
   }
+}
+
+void ens_conv2d_backward(float *dx, float *dw, float *db, float *work, const float *dy,
+                         const float *x, const float *w, const ens_conv_geom *g, int batch) {
+  copy_src c = {dy};
+  ens_conv2d_backward_fill(dx, dw, db, work, fill_copy, &c, x, w, g, batch);
 }

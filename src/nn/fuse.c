@@ -1,8 +1,14 @@
 /* The model's execution plan for training passes: runs of layers that one
- * fused kernel executes while the data is in the cache. Today one run kind,
- * batch norm over channels -> ReLU -> max pooling (the block after each
- * convolution of the usual CNN), executed by ens_bn_relu_maxpool_* with
- * results identical to the bit to the separate layers'. The layers stay in
+ * fused kernel executes while the data is in the cache. Two run kinds, both
+ * with results identical to the bit to the separate layers':
+ * - conv -> batch norm over channels -> ReLU -> max pooling whose windows
+ *   tile the plane (the block of the usual CNN): the convolution hands
+ *   batch norm its planes' sums, batch norm normalizes the convolution's
+ *   output in place, and backward writes the convolution's output gradient
+ *   straight into its GEMM operand, group by group
+ *   (ens_conv2d_forward_sums, ens_bn_relu_maxpool_forward_inplace,
+ *   ens_bn_relu_maxpool_coefs/_dx_planes, ens_conv2d_backward_fill);
+ * - batch norm -> ReLU -> max pooling otherwise (ens_bn_relu_maxpool_*). The layers stay in
  * the table (layers.c) with their own kernels: evaluation, MC and
  * batch-norm re-estimation passes, and models with nofuse set (the tests'
  * reference), run them one by one. */
@@ -17,10 +23,52 @@ static ens_conv_geom pool_geom(const ens_layer *l) {
   return g;
 }
 
+/* Geometry of convolution layer l. */
+static ens_conv_geom conv_geom(const ens_layer *l) {
+  ens_conv_geom g = {.C = l->sin.c, .H = l->sin.h, .W = l->sin.w, .O = l->spec.n,
+                     .k = l->spec.k, .stride = l->spec.stride, .pad = l->spec.pad};
+  ens_conv_geom_init(&g);
+  return g;
+}
+
+/* Floats of the scratch before the run's own: the convolution's, rounded
+ * up to a whole double. */
+static size_t conv_scratch(const ens_model *m, const ens_layer *cv) {
+  ens_conv_geom g = conv_geom(cv);
+  size_t n = ens_conv2d_nwork(&g, m->batch_max);
+  return n + (n & 1);
+}
+
+/* A conv -> bn -> relu -> maxpool run at layer i whose windows tile the
+ * plane. */
+static int conv_run(const ens_model *m, int i) {
+  if (i + 3 >= m->nlayers)
+    return 0;
+  const ens_layer *cv = &m->layers[i], *bn = &m->layers[i + 1], *relu = &m->layers[i + 2],
+                  *mp = &m->layers[i + 3];
+  return cv->kind == ENS_LAYER_CONV && bn->kind == ENS_LAYER_BATCHNORM && bn->sin.image &&
+         relu->kind == ENS_LAYER_RELU && mp->kind == ENS_LAYER_MAXPOOL && mp->spec.pad == 0 &&
+         mp->spec.k == mp->spec.stride && mp->sin.h % mp->spec.k == 0 &&
+         mp->sin.w % mp->spec.k == 0;
+}
+
 void ens_fuse_plan(ens_model *m) {
   for (int i = 0; i < m->nlayers; i++)
     m->layers[i].fuse = 0;
   for (int i = 0; i + 2 < m->nlayers; i++) {
+    if (conv_run(m, i)) {
+      ens_layer *cv = &m->layers[i];
+      const ens_layer *bn = &m->layers[i + 1];
+      cv->fuse = 4;
+      /* After the convolution's scratch: the channel sums (C doubles) in
+       * forward, the coefficients (3 C floats) and a plane in backward;
+       * forward's plane at the start once the convolution is done. */
+      const size_t plane = (size_t)bn->sin.h * bn->sin.w;
+      size_t need = conv_scratch(m, cv) + 3 * (size_t)bn->sin.c + plane;
+      m->nwork = need > m->nwork ? need : m->nwork;
+      i += 3;
+      continue;
+    }
     ens_layer *bn = &m->layers[i];
     const ens_layer *relu = &m->layers[i + 1], *mp = &m->layers[i + 2];
     if (bn->kind != ENS_LAYER_BATCHNORM || !bn->sin.image || relu->kind != ENS_LAYER_RELU ||
@@ -34,7 +82,65 @@ void ens_fuse_plan(ens_model *m) {
   }
 }
 
+/* conv -> bn -> relu -> maxpool: forward. */
+static const float *conv_run_forward(ens_model *m, int i, const float *x, int batch) {
+  ens_layer *cv = &m->layers[i], *bn = &m->layers[i + 1], *relu = &m->layers[i + 2],
+            *mp = &m->layers[i + 3];
+  const float *pc = m->params + cv->param_off, *p = m->params + bn->param_off;
+  float *s = m->stats + bn->stat_off;
+  const int C = bn->sin.c;
+  const ens_conv_geom gc = conv_geom(cv), g = pool_geom(mp);
+  double *sums = (double *)(m->work + conv_scratch(m, cv));
+  cv->x = x;
+  bn->x = cv->y; /* holds xhat after this pass */
+  relu->x = bn->y; /* not written by the fused pass (nor relu->y) */
+  mp->x = relu->y;
+  ens_conv2d_forward_sums(cv->y, sums, m->work, x, pc, pc + (size_t)gc.O * gc.C * gc.k * gc.k,
+                          &gc, batch);
+  ens_bn_relu_maxpool_forward_inplace(mp->y, mp->aux, bn->aux + (size_t)m->batch_max * bn->out,
+                                      s, s + C, m->work, cv->y, sums, p, p + C, &g, batch,
+                                      m->bn_momentum, m->bn_eps);
+  return mp->y;
+}
+
+/* Its backward: the convolution's output gradient comes from the pooled
+ * gradient, group by group. */
+typedef struct {
+  const ens_model *m;
+  const ens_layer *bn, *mp;
+  const float *dy, *coef;
+  float *plane;
+  ens_conv_geom pool;
+} conv_run_ctx;
+
+static const float *conv_run_fill(void *ctx, float *dycol, int n0, int gb,
+                                  const ens_conv_geom *g) {
+  const conv_run_ctx *c = ctx;
+  const float *p = c->m->params + c->bn->param_off;
+  ens_bn_relu_maxpool_dx_planes(dycol, (size_t)gb * g->Ho * g->Wo, c->plane, c->dy, c->mp->aux,
+                                c->bn->x, p, p + c->bn->sin.c, c->coef, &c->pool, n0, gb);
+  return dycol;
+}
+
+static void conv_run_backward(ens_model *m, int i, float *dx, const float *dy, int batch) {
+  const ens_layer *cv = &m->layers[i], *bn = &m->layers[i + 1], *mp = &m->layers[i + 3];
+  const float *p = m->params + bn->param_off, *pc = m->params + cv->param_off;
+  float *g = m->grads + bn->param_off, *gc = m->grads + cv->param_off;
+  const int C = bn->sin.c;
+  const ens_conv_geom geom = conv_geom(cv);
+  float *coef = m->work + conv_scratch(m, cv), *plane = coef + 3 * (size_t)C;
+  conv_run_ctx ctx = {.m = m, .bn = bn, .mp = mp, .dy = dy, .coef = coef, .plane = plane,
+                      .pool = pool_geom(mp)};
+  ens_bn_relu_maxpool_coefs(g, g + C, coef, plane, dy, mp->aux, bn->x, p, p + C,
+                            bn->aux + (size_t)m->batch_max * bn->out, &ctx.pool, batch);
+  const size_t nw = (size_t)geom.O * geom.C * geom.k * geom.k;
+  ens_conv2d_backward_fill(dx, gc, gc + nw, m->work, conv_run_fill, &ctx, cv->x, pc, &geom,
+                           batch);
+}
+
 const float *ens_fuse_forward(ens_model *m, int i, const float *x, int batch) {
+  if (m->layers[i].fuse == 4)
+    return conv_run_forward(m, i, x, batch);
   ens_layer *bn = &m->layers[i], *relu = &m->layers[i + 1], *mp = &m->layers[i + 2];
   const float *p = m->params + bn->param_off;
   float *s = m->stats + bn->stat_off;
@@ -50,6 +156,10 @@ const float *ens_fuse_forward(ens_model *m, int i, const float *x, int batch) {
 }
 
 void ens_fuse_backward(ens_model *m, int i, float *dx, const float *dy, int batch) {
+  if (m->layers[i].fuse == 4) {
+    conv_run_backward(m, i, dx, dy, batch);
+    return;
+  }
   const ens_layer *bn = &m->layers[i], *mp = &m->layers[i + 2];
   const float *p = m->params + bn->param_off;
   float *g = m->grads + bn->param_off;

@@ -2,19 +2,60 @@
  * windows (no padding), and global average pooling. */
 #include <string.h>
 
+#include "core/clones.h"
 #include "ens/conv.h"
 
-/* 2x2 windows every 2 pixels, the common case: the same comparisons in the
- * same order as the general loop (first maximum wins). */
-static void maxpool2(float *y, float *argmax, const float *x, const ens_conv_geom *g, int batch) {
+/* 2x2 windows every 2 pixels, the common case, 4 windows at a time (GCC
+ * vector extensions: the even and odd columns of two input rows
+ * deinterleaved by shuffles): the same comparisons in the same order as the
+ * general loop (first maximum wins; a NaN never replaces), so the same bits.
+ * The scalar loop was about 4 % of a training step of the reference CNN. */
+typedef float v4f __attribute__((vector_size(4 * sizeof(float))));
+typedef int v4i __attribute__((vector_size(4 * sizeof(int))));
+
+static inline v4f blend(v4i sel, v4f a, v4f b) { /* sel ? a : b, lane by lane */
+  return (v4f)(((v4i)a & sel) | ((v4i)b & ~sel));
+}
+
+ENS_CLONES static void maxpool2(float *y, float *argmax, const float *x, const ens_conv_geom *g,
+                                int batch) {
   const int W = g->W, Ho = g->Ho, Wo = g->Wo;
   const size_t HW = (size_t)g->H * W, P = (size_t)Ho * Wo;
+  const v4i lane2 = {0, 2, 4, 6};
   for (size_t pl = 0; pl < (size_t)batch * g->C; pl++) {
     const float *in = x + pl * HW;
     float *out = y + pl * P, *am = argmax + pl * P;
     for (int oh = 0; oh < Ho; oh++) {
       const float *r0 = in + (size_t)(2 * oh) * W, *r1 = r0 + W;
-      for (int ow = 0; ow < Wo; ow++) {
+      int ow = 0;
+      for (; ow + 4 <= Wo; ow += 4) {
+        const int c = 2 * ow;
+        v4f a0, a1, b0, b1;
+        memcpy(&a0, r0 + c, sizeof a0);
+        memcpy(&a1, r0 + c + 4, sizeof a1);
+        memcpy(&b0, r1 + c, sizeof b0);
+        memcpy(&b1, r1 + c + 4, sizeof b1);
+        const v4f e0 = __builtin_shufflevector(a0, a1, 0, 2, 4, 6);
+        const v4f o0 = __builtin_shufflevector(a0, a1, 1, 3, 5, 7);
+        const v4f e1 = __builtin_shufflevector(b0, b1, 0, 2, 4, 6);
+        const v4f o1 = __builtin_shufflevector(b0, b1, 1, 3, 5, 7);
+        const v4i i0 = lane2 + (2 * oh * W + c);
+        v4f m = e0;
+        v4i best = i0, sel;
+        sel = o0 > m;
+        m = blend(sel, o0, m);
+        best = ((i0 + 1) & sel) | (best & ~sel);
+        sel = e1 > m;
+        m = blend(sel, e1, m);
+        best = ((i0 + W) & sel) | (best & ~sel);
+        sel = o1 > m;
+        m = blend(sel, o1, m);
+        best = ((i0 + (W + 1)) & sel) | (best & ~sel);
+        const v4f bf = __builtin_convertvector(best, v4f);
+        memcpy(out + oh * Wo + ow, &m, sizeof m);
+        memcpy(am + oh * Wo + ow, &bf, sizeof bf);
+      }
+      for (; ow < Wo; ow++) {
         int c = 2 * ow, best = 2 * oh * W + c;
         float m = r0[c];
         if (r0[c + 1] > m)
@@ -25,6 +66,51 @@ static void maxpool2(float *y, float *argmax, const float *x, const ens_conv_geo
           m = r1[c + 1], best = (2 * oh + 1) * W + c + 1;
         out[oh * Wo + ow] = m;
         am[oh * Wo + ow] = (float)best;
+      }
+    }
+  }
+}
+
+/* Backward of 2x2 windows tiling the plane: each window's four pixels
+ * written at once (the window's gradient at its maximum, 0 elsewhere), 4
+ * windows at a time. */
+ENS_CLONES static void maxpool2_backward(float *dx, const float *dy, const float *argmax,
+                                         const ens_conv_geom *g, int batch) {
+  const size_t HW = (size_t)g->H * g->W, P = (size_t)g->Ho * g->Wo;
+  const int W = g->W, Wo = g->Wo;
+  const v4i lane2 = {0, 2, 4, 6};
+  for (size_t pl = 0; pl < (size_t)batch * g->C; pl++) {
+    float *d = dx + pl * HW;
+    const float *gy = dy + pl * P, *am = argmax + pl * P;
+    for (int oh = 0; oh < g->Ho; oh++) {
+      float *r0 = d + (size_t)(2 * oh) * W, *r1 = r0 + W;
+      const float *gr = gy + (size_t)oh * Wo, *ar = am + (size_t)oh * Wo;
+      int ow = 0;
+      for (; ow + 4 <= Wo; ow += 4) {
+        const int c = 2 * ow;
+        v4f v, a;
+        memcpy(&v, gr + ow, sizeof v);
+        memcpy(&a, ar + ow, sizeof a);
+        const v4i off = __builtin_convertvector(a, v4i) - (lane2 + (2 * oh * W + c));
+        const v4i vi = (v4i)v;
+        const v4f e0 = (v4f)(vi & (off == 0)), o0 = (v4f)(vi & (off == 1));
+        const v4f e1 = (v4f)(vi & (off == W)), o1 = (v4f)(vi & (off == W + 1));
+        const v4f p0 = __builtin_shufflevector(e0, o0, 0, 4, 1, 5);
+        const v4f p1 = __builtin_shufflevector(e0, o0, 2, 6, 3, 7);
+        const v4f q0 = __builtin_shufflevector(e1, o1, 0, 4, 1, 5);
+        const v4f q1 = __builtin_shufflevector(e1, o1, 2, 6, 3, 7);
+        memcpy(r0 + c, &p0, sizeof p0);
+        memcpy(r0 + c + 4, &p1, sizeof p1);
+        memcpy(r1 + c, &q0, sizeof q0);
+        memcpy(r1 + c + 4, &q1, sizeof q1);
+      }
+      for (; ow < Wo; ow++) {
+        const int best = (int)ar[ow] - 2 * oh * W, c = 2 * ow;
+        const float v = gr[ow];
+        r0[c] = best == c ? v : 0.0f;
+        r0[c + 1] = best == c + 1 ? v : 0.0f;
+        r1[c] = best == W + c ? v : 0.0f;
+        r1[c + 1] = best == W + c + 1 ? v : 0.0f;
       }
     }
   }
@@ -64,24 +150,7 @@ void ens_maxpool_backward(float *dx, const float *dy, const float *argmax, const
   const size_t HW = (size_t)g->H * g->W, P = (size_t)g->Ho * g->Wo;
   const int k = g->k, W = g->W, Wo = g->Wo;
   if (k == 2 && g->stride == 2 && g->Ho * 2 == g->H && Wo * 2 == W) {
-    /* 2x2 windows tiling the plane, the common case: each window's four
-     * pixels written at once. */
-    for (size_t pl = 0; pl < (size_t)batch * g->C; pl++) {
-      float *d = dx + pl * HW;
-      const float *gy = dy + pl * P, *am = argmax + pl * P;
-      for (int oh = 0; oh < g->Ho; oh++) {
-        float *r0 = d + (size_t)(2 * oh) * W, *r1 = r0 + W;
-        const float *gr = gy + (size_t)oh * Wo, *ar = am + (size_t)oh * Wo;
-        for (int ow = 0; ow < Wo; ow++) {
-          const int best = (int)ar[ow] - 2 * oh * W, c = 2 * ow;
-          const float v = gr[ow];
-          r0[c] = best == c ? v : 0.0f;
-          r0[c + 1] = best == c + 1 ? v : 0.0f;
-          r1[c] = best == W + c ? v : 0.0f;
-          r1[c + 1] = best == W + c + 1 ? v : 0.0f;
-        }
-      }
-    }
+    maxpool2_backward(dx, dy, argmax, g, batch);
     return;
   }
   if (k == g->stride && g->Ho * k == g->H && Wo * k == W) {

@@ -213,6 +213,56 @@ static void test_im2col_adjoint(void) {
   free(x), free(col), free(c), free(dx);
 }
 
+/* im2col against its definition, entry by entry, and ens_col2im_scratch
+ * against ens_col2im to the bit, on "same" convolutions (the contiguous-run
+ * path: 3x3 pad 1, 5x5 pad 2 on non-square planes, 1x1) and others (the
+ * row path: stride 2, pad 0, a 2x2 kernel). */
+static void test_im2col_paths(void) {
+  const int geo[][5] = {/* H, W, k, stride, pad */
+                        {7, 5, 3, 1, 1}, {6, 9, 5, 1, 2}, {4, 3, 1, 1, 0}, {3, 2, 3, 1, 1},
+                        {7, 6, 3, 2, 1}, {6, 6, 3, 1, 0}, {5, 4, 2, 1, 1}};
+  for (size_t t = 0; t < sizeof geo / sizeof geo[0]; t++) {
+    ens_conv_geom g = {.C = 2, .H = geo[t][0], .W = geo[t][1], .O = 1, .k = geo[t][2],
+                       .stride = geo[t][3], .pad = geo[t][4]};
+    CU_ASSERT_FATAL(ens_conv_geom_init(&g) == 0);
+    enum { B = 3 };
+    const int k = g.k, P = g.Ho * g.Wo;
+    size_t nx = (size_t)B * g.C * g.H * g.W, nc = (size_t)g.C * k * k * B * P;
+    float *x = malloc(nx * sizeof(float)), *col = malloc(nc * sizeof(float));
+    float *c = malloc(nc * sizeof(float)), *c2 = malloc(nc * sizeof(float));
+    float *d1 = malloc(nx * sizeof(float)), *d2 = malloc(nx * sizeof(float));
+    CU_ASSERT_FATAL(x && col && c && c2 && d1 && d2);
+    ens_rng r;
+    ens_rng_init(&r, 6, 0, ENS_STREAM_TEST, (uint32_t)t);
+    fill_normal(x, nx, 0.0, 1.0, &r);
+    fill_normal(c, nc, 0.0, 1.0, &r);
+    for (size_t i = 0; i < nc; i++)
+      col[i] = NAN;
+    ens_im2col(col, x, &g, B);
+    int bad = 0;
+    for (int ch = 0; ch < g.C; ch++)
+      for (int ki = 0; ki < k; ki++)
+        for (int kj = 0; kj < k; kj++)
+          for (int n = 0; n < B; n++)
+            for (int oh = 0; oh < g.Ho; oh++)
+              for (int ow = 0; ow < g.Wo; ow++) {
+                int ih = oh * g.stride - g.pad + ki, iw = ow * g.stride - g.pad + kj;
+                float want = ih < 0 || ih >= g.H || iw < 0 || iw >= g.W
+                                 ? 0.0f
+                                 : x[(((size_t)n * g.C + ch) * g.H + ih) * g.W + iw];
+                size_t at = ((size_t)(ch * k + ki) * k + kj) * B * P + (size_t)n * P +
+                            (size_t)oh * g.Wo + ow;
+                bad += memcmp(&col[at], &want, sizeof want) != 0;
+              }
+    CU_ASSERT(bad == 0);
+    memcpy(c2, c, nc * sizeof(float));
+    ens_col2im(d1, c, &g, B);
+    ens_col2im_scratch(d2, c2, &g, B);
+    CU_ASSERT(memcmp(d1, d2, nx * sizeof(float)) == 0);
+    free(x), free(col), free(c), free(c2), free(d1), free(d2);
+  }
+}
+
 /* ---------------------------------------------------- batch norm (channels) */
 
 typedef struct {
@@ -840,15 +890,34 @@ static void test_maxpool_tiling(void) {
   free(d.x), free(d.c), free(d.y), free(gx);
 }
 
-/* The fused training runs (bn -> relu -> maxpool, nn/fuse.c) against the
+/* The fused training runs (bn -> relu -> maxpool and conv -> bn -> relu ->
+ * maxpool, nn/fuse.c) against the
  * layers run one by one (nofuse): the same output, loss, parameter and
  * input gradients and running statistics, to the bit, over three steps of
  * SGD, on net 0 (3x3 windows every 2, overlapping) and a net with 2x2
  * windows tiling the planes; the fused plan covers exactly those runs. */
 static void test_fused_runs(void) {
-  for (int which = 0; which < 2; which++) {
+  for (int which = 0; which < 3; which++) {
     ens_arch a;
     net_arch(&a, 0);
+    if (which == 2) {
+      /* Planes whose pixel counts are not multiples of 8 (36 and 9: the
+       * sums' tails), two input channels, 3x3 windows tiling a 3x3 plane. */
+      int n = 0;
+      a.in_shape = (ens_shape){.c = 2, .h = 6, .w = 6, .image = 1};
+      a.in = 72;
+      a.spec[n++] = L(ENS_LAYER_CONV, 4, 3, 1, 1, 0, 0);
+      a.spec[n++] = L(ENS_LAYER_BATCHNORM, 0, 0, 0, 0, 0, 0);
+      a.spec[n++] = L(ENS_LAYER_RELU, 0, 0, 0, 0, 0, 0);
+      a.spec[n++] = L(ENS_LAYER_MAXPOOL, 0, 2, 2, 0, 0, 0);
+      a.spec[n++] = L(ENS_LAYER_CONV, 3, 3, 1, 1, 0, 1);
+      a.spec[n++] = L(ENS_LAYER_BATCHNORM, 0, 0, 0, 0, 0, 1);
+      a.spec[n++] = L(ENS_LAYER_RELU, 0, 0, 0, 0, 0, 1);
+      a.spec[n++] = L(ENS_LAYER_MAXPOOL, 0, 3, 3, 0, 0, 1);
+      a.spec[n++] = L(ENS_LAYER_FLATTEN, 0, 0, 0, 0, 0, 1);
+      a.nspec = n;
+      a.n_hidden = 2;
+    }
     if (which == 1) {
       int n = 0;
       a.in_shape = (ens_shape){.c = 1, .h = 8, .w = 8, .image = 1};
@@ -869,14 +938,23 @@ static void test_fused_runs(void) {
     ens_model mf, mu;
     CU_ASSERT_FATAL(ens_model_create(&mf, &a, 0, a.n_hidden, 1, B) == 0);
     CU_ASSERT_FATAL(ens_model_create(&mu, &a, 0, a.n_hidden, 1, B) == 0);
+    /* Net 0: a bn+relu+maxpool run (its windows overlap); net 1: two
+     * conv+bn+relu+maxpool runs (windows tiling the planes), the first
+     * one at the input, whose gradient is wanted too. */
     int runs = 0;
     for (int i = 0; i < mf.nlayers; i++)
       if (mf.layers[i].fuse) {
         runs++;
-        CU_ASSERT(mf.layers[i].fuse == 3 && mf.layers[i].kind == ENS_LAYER_BATCHNORM &&
-                  mf.layers[i + 2].kind == ENS_LAYER_MAXPOOL);
+        if (which == 0) {
+          CU_ASSERT(mf.layers[i].fuse == 3 && mf.layers[i].kind == ENS_LAYER_BATCHNORM &&
+                    mf.layers[i + 2].kind == ENS_LAYER_MAXPOOL);
+        } else {
+          CU_ASSERT(mf.layers[i].fuse == 4 && mf.layers[i].kind == ENS_LAYER_CONV &&
+                    mf.layers[i + 3].kind == ENS_LAYER_MAXPOOL);
+        }
       }
     CU_ASSERT(runs == (which == 0 ? 1 : 2));
+    CU_ASSERT(which == 0 || mf.layers[0].fuse == 4);
     mu.nofuse = 1;
     CU_ASSERT_FATAL(ens_model_init(&mf, ENS_INIT_HE, 0.0, 0.1, 70 + which, 0) == 0);
     ens_rng r;
@@ -924,6 +1002,7 @@ static void test_fused_runs(void) {
 int main(void) {
   static const cu_case cases[] = {
       {"conv2d gradient (padding, stride, kernel sizes)", test_conv_grad},
+      {"im2col by its definition, col2im paths to the bit", test_im2col_paths},
       {"conv2d planted error fails the check", test_conv_planted},
       {"im2col/col2im adjoint", test_im2col_adjoint},
       {"batchnorm over channels: gradient, running stats, eval", test_batchnorm2d_grad},
@@ -935,7 +1014,7 @@ int main(void) {
       {"eval independent of batching", test_batch_independence},
       {"conv2d in groups of images: gradient, planted error, group size", test_conv_groups},
       {"maxpool whose windows tile the plane: gradient, planted error", test_maxpool_tiling},
-      {"fused bn+relu+maxpool runs equal the layers one by one", test_fused_runs},
+      {"fused (conv+)bn+relu+maxpool runs equal the layers one by one", test_fused_runs},
       {NULL, NULL},
   };
   return cu_run_suite("conv", cases);
