@@ -115,23 +115,23 @@ void ens_bn_relu_maxpool_backward(float *dx, float *dgamma, float *dbeta, float 
 /* The run conv -> bn -> relu -> maxpool whose pooling windows tile the
  * plane (k == stride, H and W multiples of k), fused around the
  * convolution (batchnorm2d.c explains; the same bits as the layers one by
- * one). Forward, after ens_conv2d_forward_sums wrote x and its plane sums:
- * x (batch, C, H, W) becomes xhat in place; y, argmax, invstd and the
- * running statistics as ens_bn_relu_maxpool_forward_train; plane is
- * scratch of H W floats. */
+ * one). Forward, after ens_conv2d_forward_sums wrote x and its channels'
+ * plane sums into acc[0, C): x (batch, C, H, W) becomes xhat in place; y,
+ * argmax, invstd and the running statistics as
+ * ens_bn_relu_maxpool_forward_train. Scratch: plane (H W floats), mean (C
+ * floats), acc[C, 2 C). */
 void ens_bn_relu_maxpool_forward_inplace(float *y, float *argmax, float *invstd,
-                                         float *run_mean, float *run_var, float *plane, float *x,
-                                         const double *sums, const float *gamma,
+                                         float *run_mean, float *run_var, float *plane,
+                                         float *mean, double *acc, float *x, const float *gamma,
                                          const float *beta, const ens_conv_geom *pool, int batch,
                                          float momentum, float eps);
 /* Backward, first: dgamma, dbeta (C) and coef (3 C: gamma invstd, the mean
  * of the BN output gradient and of it times xhat, per channel) from the
- * pooled gradient dy; plane is scratch of H W floats. */
+ * pooled gradient dy. Scratch: plane (H W floats), acc (2 C doubles). */
 void ens_bn_relu_maxpool_coefs(float *dgamma, float *dbeta, float *coef, float *plane,
-                               const float *dy,
-                               const float *argmax, const float *xhat, const float *gamma,
-                               const float *beta, const float *invstd,
-                               const ens_conv_geom *pool, int batch);
+                               double *acc, const float *dy, const float *argmax,
+                               const float *xhat, const float *gamma, const float *beta,
+                               const float *invstd, const ens_conv_geom *pool, int batch);
 /* Then, for images [n0, n0 + gb): the BN input gradient, plane (n, c) at
  * dcol + c ld + n H W (the convolution's (C, gb H W) output gradient);
  * plane is scratch of H W floats. */

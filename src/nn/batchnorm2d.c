@@ -292,23 +292,39 @@ void ens_bn_relu_maxpool_backward(float *dx, float *dgamma, float *dbeta, float 
  * the bit. */
 
 void ens_bn_relu_maxpool_forward_inplace(float *y, float *argmax, float *invstd,
-                                         float *run_mean, float *run_var, float *plane, float *x,
-                                         const double *sums, const float *gamma,
+                                         float *run_mean, float *run_var, float *plane,
+                                         float *mean, double *acc, float *x, const float *gamma,
                                          const float *beta, const ens_conv_geom *pool, int batch,
                                          float momentum, float eps) {
   const int C = pool->C, P = pool->H * pool->W;
   const size_t Po = (size_t)pool->Ho * pool->Wo;
+  const double M = (double)batch * P;
   const ens_conv_geom g1 = plane_geom(pool);
+  double *s2 = acc + C;
+  /* The passes go through x in memory order (image, then channel), each
+   * channel's sums still accumulating over the images in order, as
+   * channel_stats does. */
   for (int c = 0; c < C; c++) {
-    const float mean =
-        channel_stats_from(invstd, run_mean, run_var, x, sums[c], batch, C, P, c, momentum, eps);
-    for (int n = 0; n < batch; n++) {
+    mean[c] = (float)(acc[c] / M);
+    s2[c] = 0.0;
+  }
+  for (int n = 0; n < batch; n++)
+    for (int c = 0; c < C; c++)
+      s2[c] += plane_center(x + ((size_t)n * C + c) * P, mean[c], P);
+  for (int c = 0; c < C; c++) {
+    const double var = s2[c] / M;
+    invstd[c] = (float)(1.0 / sqrt(var + (double)eps));
+    const double unbias = M > 1.0 ? M / (M - 1.0) : 1.0;
+    run_mean[c] = (1.0f - momentum) * run_mean[c] + momentum * mean[c];
+    run_var[c] = (1.0f - momentum) * run_var[c] + momentum * (float)(var * unbias);
+  }
+  for (int n = 0; n < batch; n++)
+    for (int c = 0; c < C; c++) {
       const size_t pl = (size_t)n * C + c;
       /* h aliases x: each element is read before it is written. */
-      plane_affine_relu(plane, x + pl * P, x + pl * P, mean, invstd[c], gamma[c], beta[c], P);
+      plane_affine_relu(plane, x + pl * P, x + pl * P, mean[c], invstd[c], gamma[c], beta[c], P);
       ens_maxpool_forward(y + pl * Po, argmax + pl * Po, plane, &g1, 1);
     }
-  }
 }
 
 /* The BN output gradient of plane pl, d (P), from the pooled gradient:
@@ -322,24 +338,28 @@ static void plane_bn_grad(float *d, size_t pl, const float *dy, const float *arg
 }
 
 void ens_bn_relu_maxpool_coefs(float *dgamma, float *dbeta, float *coef, float *plane,
-                               const float *dy, const float *argmax, const float *xhat,
-                               const float *gamma, const float *beta, const float *invstd,
-                               const ens_conv_geom *pool, int batch) {
+                               double *acc, const float *dy, const float *argmax,
+                               const float *xhat, const float *gamma, const float *beta,
+                               const float *invstd, const ens_conv_geom *pool, int batch) {
   const int C = pool->C, P = pool->H * pool->W;
   const double M = (double)batch * P;
   const ens_conv_geom g1 = plane_geom(pool);
-  for (int c = 0; c < C; c++) {
-    double sdy = 0.0, sdyx = 0.0;
-    for (int n = 0; n < batch; n++) {
+  double *sdy = acc, *sdyx = acc + C;
+  for (int c = 0; c < C; c++)
+    sdy[c] = sdyx[c] = 0.0;
+  /* In memory order; each channel's sums over the images in order. */
+  for (int n = 0; n < batch; n++)
+    for (int c = 0; c < C; c++) {
       const size_t pl = (size_t)n * C + c;
       plane_bn_grad(plane, pl, dy, argmax, xhat, gamma[c], beta[c], &g1);
-      plane_dot(&sdy, &sdyx, plane, xhat + pl * P, P);
+      plane_dot(&sdy[c], &sdyx[c], plane, xhat + pl * P, P);
     }
-    dbeta[c] = (float)sdy;
-    dgamma[c] = (float)sdyx;
+  for (int c = 0; c < C; c++) {
+    dbeta[c] = (float)sdy[c];
+    dgamma[c] = (float)sdyx[c];
     coef[3 * c] = gamma[c] * invstd[c];
-    coef[3 * c + 1] = (float)(sdy / M);
-    coef[3 * c + 2] = (float)(sdyx / M);
+    coef[3 * c + 1] = (float)(sdy[c] / M);
+    coef[3 * c + 2] = (float)(sdyx[c] / M);
   }
 }
 

@@ -60,11 +60,11 @@ void ens_fuse_plan(ens_model *m) {
       ens_layer *cv = &m->layers[i];
       const ens_layer *bn = &m->layers[i + 1];
       cv->fuse = 4;
-      /* After the convolution's scratch: the channel sums (C doubles) in
-       * forward, the coefficients (3 C floats) and a plane in backward;
-       * forward's plane at the start once the convolution is done. */
+      /* After the convolution's scratch (conv_scratch): 2 C doubles of
+       * sums, C floats of means (forward) or 3 C of coefficients
+       * (backward), a plane. */
       const size_t plane = (size_t)bn->sin.h * bn->sin.w;
-      size_t need = conv_scratch(m, cv) + 3 * (size_t)bn->sin.c + plane;
+      size_t need = conv_scratch(m, cv) + 7 * (size_t)bn->sin.c + plane;
       m->nwork = need > m->nwork ? need : m->nwork;
       i += 3;
       continue;
@@ -90,15 +90,16 @@ static const float *conv_run_forward(ens_model *m, int i, const float *x, int ba
   float *s = m->stats + bn->stat_off;
   const int C = bn->sin.c;
   const ens_conv_geom gc = conv_geom(cv), g = pool_geom(mp);
-  double *sums = (double *)(m->work + conv_scratch(m, cv));
+  double *acc = (double *)(m->work + conv_scratch(m, cv));
+  float *mean = (float *)(acc + 2 * C), *plane = mean + 3 * (size_t)C;
   cv->x = x;
   bn->x = cv->y; /* holds xhat after this pass */
   relu->x = bn->y; /* not written by the fused pass (nor relu->y) */
   mp->x = relu->y;
-  ens_conv2d_forward_sums(cv->y, sums, m->work, x, pc, pc + (size_t)gc.O * gc.C * gc.k * gc.k,
+  ens_conv2d_forward_sums(cv->y, acc, m->work, x, pc, pc + (size_t)gc.O * gc.C * gc.k * gc.k,
                           &gc, batch);
   ens_bn_relu_maxpool_forward_inplace(mp->y, mp->aux, bn->aux + (size_t)m->batch_max * bn->out,
-                                      s, s + C, m->work, cv->y, sums, p, p + C, &g, batch,
+                                      s, s + C, plane, mean, acc, cv->y, p, p + C, &g, batch,
                                       m->bn_momentum, m->bn_eps);
   return mp->y;
 }
@@ -128,10 +129,11 @@ static void conv_run_backward(ens_model *m, int i, float *dx, const float *dy, i
   float *g = m->grads + bn->param_off, *gc = m->grads + cv->param_off;
   const int C = bn->sin.c;
   const ens_conv_geom geom = conv_geom(cv);
-  float *coef = m->work + conv_scratch(m, cv), *plane = coef + 3 * (size_t)C;
+  double *acc = (double *)(m->work + conv_scratch(m, cv));
+  float *coef = (float *)(acc + 2 * C), *plane = coef + 3 * (size_t)C;
   conv_run_ctx ctx = {.m = m, .bn = bn, .mp = mp, .dy = dy, .coef = coef, .plane = plane,
                       .pool = pool_geom(mp)};
-  ens_bn_relu_maxpool_coefs(g, g + C, coef, plane, dy, mp->aux, bn->x, p, p + C,
+  ens_bn_relu_maxpool_coefs(g, g + C, coef, plane, acc, dy, mp->aux, bn->x, p, p + C,
                             bn->aux + (size_t)m->batch_max * bn->out, &ctx.pool, batch);
   const size_t nw = (size_t)geom.O * geom.C * geom.k * geom.k;
   ens_conv2d_backward_fill(dx, gc, gc + nw, m->work, conv_run_fill, &ctx, cv->x, pc, &geom,

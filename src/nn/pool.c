@@ -27,8 +27,11 @@ ENS_CLONES static void maxpool2(float *y, float *argmax, const float *x, const e
     float *out = y + pl * P, *am = argmax + pl * P;
     for (int oh = 0; oh < Ho; oh++) {
       const float *r0 = in + (size_t)(2 * oh) * W, *r1 = r0 + W;
+      /* Chunks of 4 windows; the last one overlaps its predecessor when
+       * Wo is not a multiple of 4 (the same values written twice). */
       int ow = 0;
-      for (; ow + 4 <= Wo; ow += 4) {
+      for (int ow4 = 0; Wo >= 4 && ow4 < Wo; ow4 += 4) {
+        ow = ow4 + 4 <= Wo ? ow4 : Wo - 4;
         const int c = 2 * ow;
         v4f a0, a1, b0, b1;
         memcpy(&a0, r0 + c, sizeof a0);
@@ -54,6 +57,7 @@ ENS_CLONES static void maxpool2(float *y, float *argmax, const float *x, const e
         const v4f bf = __builtin_convertvector(best, v4f);
         memcpy(out + oh * Wo + ow, &m, sizeof m);
         memcpy(am + oh * Wo + ow, &bf, sizeof bf);
+        ow += 4;
       }
       for (; ow < Wo; ow++) {
         int c = 2 * ow, best = 2 * oh * W + c;
@@ -86,7 +90,8 @@ ENS_CLONES static void maxpool2_backward(float *dx, const float *dy, const float
       float *r0 = d + (size_t)(2 * oh) * W, *r1 = r0 + W;
       const float *gr = gy + (size_t)oh * Wo, *ar = am + (size_t)oh * Wo;
       int ow = 0;
-      for (; ow + 4 <= Wo; ow += 4) {
+      for (int ow4 = 0; Wo >= 4 && ow4 < Wo; ow4 += 4) {
+        ow = ow4 + 4 <= Wo ? ow4 : Wo - 4;
         const int c = 2 * ow;
         v4f v, a;
         memcpy(&v, gr + ow, sizeof v);
@@ -103,6 +108,7 @@ ENS_CLONES static void maxpool2_backward(float *dx, const float *dy, const float
         memcpy(r0 + c + 4, &p1, sizeof p1);
         memcpy(r1 + c, &q0, sizeof q0);
         memcpy(r1 + c + 4, &q1, sizeof q1);
+        ow += 4;
       }
       for (; ow < Wo; ow++) {
         const int best = (int)ar[ow] - 2 * oh * W, c = 2 * ow;

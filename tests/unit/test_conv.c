@@ -890,6 +890,67 @@ static void test_maxpool_tiling(void) {
   free(d.x), free(d.c), free(d.y), free(gx);
 }
 
+/* 2x2 max pooling every 2 pixels (4 windows at a time, the last chunk of a
+ * row overlapping when Wo is not a multiple of 4) against its definition,
+ * to the bit: output and argmax (first maximum wins; ties and a NaN
+ * included), and backward scattering to the argmax; plane widths 2 to 28,
+ * odd heights (the last row left out). Gradient-checked too at Wo = 5 and 7. */
+static void test_maxpool2_paths(void) {
+  pool_case(0, 2, 2, 4, 10, 2, 2, 11);
+  pool_case(0, 1, 3, 6, 14, 2, 2, 12);
+  const int dims[][2] = {{2, 2}, {4, 6}, {4, 8}, {5, 10}, {6, 14}, {2, 16}, {28, 28}, {3, 26}};
+  for (size_t t = 0; t < sizeof dims / sizeof dims[0]; t++) {
+    ens_conv_geom g = {.C = 3, .H = dims[t][0], .W = dims[t][1], .O = 3, .k = 2, .stride = 2};
+    CU_ASSERT_FATAL(ens_conv_geom_init(&g) == 0);
+    enum { B = 2 };
+    const size_t HW = (size_t)g.H * g.W, P = (size_t)g.Ho * g.Wo;
+    const size_t nx = B * 3 * HW, ny = B * 3 * P;
+    float *x = malloc(nx * sizeof(float)), *y = malloc(ny * sizeof(float));
+    float *am = malloc(ny * sizeof(float)), *dy = malloc(ny * sizeof(float));
+    float *dx = malloc(nx * sizeof(float));
+    CU_ASSERT_FATAL(x && y && am && dy && dx);
+    ens_rng r;
+    ens_rng_init(&r, 44, 0, ENS_STREAM_TEST, (uint32_t)t);
+    fill_normal(x, nx, 0.0, 1.0, &r);
+    fill_normal(dy, ny, 0.0, 1.0, &r);
+    for (size_t i = 0; i < nx; i++) /* ties: values on a coarse grid */
+      x[i] = roundf(x[i] * 2.0f) / 2.0f;
+    x[nx / 2] = NAN;
+    ens_maxpool_forward(y, am, x, &g, B);
+    ens_maxpool_backward(dx, dy, am, &g, B);
+    int bad = 0;
+    for (size_t pl = 0; pl < (size_t)B * 3; pl++)
+      for (int oh = 0; oh < g.Ho; oh++)
+        for (int ow = 0; ow < g.Wo; ow++) {
+          const float *in = x + pl * HW;
+          int best = 2 * oh * g.W + 2 * ow;
+          for (int ki = 0; ki < 2; ki++)
+            for (int kj = 0; kj < 2; kj++) {
+              int i = (2 * oh + ki) * g.W + 2 * ow + kj;
+              if (in[i] > in[best])
+                best = i;
+            }
+          size_t j = pl * P + (size_t)oh * g.Wo + ow;
+          bad += memcmp(&y[j], &in[best], sizeof(float)) != 0 || am[j] != (float)best;
+        }
+    CU_ASSERT(bad == 0);
+    /* Backward: dy at each argmax, 0 elsewhere (windows do not overlap). */
+    bad = 0;
+    for (size_t pl = 0; pl < (size_t)B * 3; pl++) {
+      float want[28 * 28];
+      for (size_t i = 0; i < HW; i++)
+        want[i] = 0.0f;
+      for (size_t j = 0; j < P; j++)
+        want[(size_t)am[pl * P + j]] = dy[pl * P + j];
+      for (int h = 0; h < 2 * g.Ho; h++) /* rows past the last window are not written */
+        for (int w = 0; w < g.W; w++)
+          bad += memcmp(&dx[pl * HW + (size_t)h * g.W + w], &want[h * g.W + w], sizeof(float)) != 0;
+    }
+    CU_ASSERT(bad == 0);
+    free(x), free(y), free(am), free(dy), free(dx);
+  }
+}
+
 /* The fused training runs (bn -> relu -> maxpool and conv -> bn -> relu ->
  * maxpool, nn/fuse.c) against the
  * layers run one by one (nofuse): the same output, loss, parameter and
@@ -1003,6 +1064,7 @@ int main(void) {
   static const cu_case cases[] = {
       {"conv2d gradient (padding, stride, kernel sizes)", test_conv_grad},
       {"im2col by its definition, col2im paths to the bit", test_im2col_paths},
+      {"2x2 max pooling by its definition, to the bit", test_maxpool2_paths},
       {"conv2d planted error fails the check", test_conv_planted},
       {"im2col/col2im adjoint", test_im2col_adjoint},
       {"batchnorm over channels: gradient, running stats, eval", test_batchnorm2d_grad},
