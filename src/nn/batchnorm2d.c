@@ -327,12 +327,73 @@ void ens_bn_relu_maxpool_forward_inplace(float *y, float *argmax, float *invstd,
     }
 }
 
+typedef float v4f __attribute__((vector_size(4 * sizeof(float))));
+typedef int v4i __attribute__((vector_size(4 * sizeof(int))));
+
+/* plane_bn_grad for 2x2 windows every 2 pixels tiling the plane, 4 windows
+ * at a time (the last chunk of a row overlapping when Wo is not a multiple
+ * of 4): each pixel is dy of its window where it is the window's argmax and
+ * the ReLU passed (gm h + bt > 0), +0 elsewhere, as max pooling's backward
+ * then plane_relu_mask give it. */
+ENS_CLONES static void plane_bn_grad2(float *d, const float *dy, const float *am,
+                                      const float *h, float gm, float bt, int W, int Ho,
+                                      int Wo) {
+  const v4i lane2 = {0, 2, 4, 6};
+  const v4f gv = {gm, gm, gm, gm}, bv = {bt, bt, bt, bt}, zero = {0};
+  for (int oh = 0; oh < Ho; oh++) {
+    const int r0 = 2 * oh * W;
+    int ow = 0;
+    for (int ow4 = 0; Wo >= 4 && ow4 < Wo; ow4 += 4) {
+      ow = ow4 + 4 <= Wo ? ow4 : Wo - 4;
+      const int c = r0 + 2 * ow;
+      v4f v, a, h00, h01, h10, h11;
+      memcpy(&v, dy + oh * Wo + ow, sizeof v);
+      memcpy(&a, am + oh * Wo + ow, sizeof a);
+      memcpy(&h00, h + c, sizeof h00);
+      memcpy(&h01, h + c + 4, sizeof h01);
+      memcpy(&h10, h + c + W, sizeof h10);
+      memcpy(&h11, h + c + W + 4, sizeof h11);
+      const v4i off = __builtin_convertvector(a, v4i) - (lane2 + c);
+      const v4i vi = (v4i)v;
+      const v4f e0 = (v4f)(vi & (off == 0)), o0 = (v4f)(vi & (off == 1));
+      const v4f e1 = (v4f)(vi & (off == W)), o1 = (v4f)(vi & (off == W + 1));
+      const v4f p0 = __builtin_shufflevector(e0, o0, 0, 4, 1, 5);
+      const v4f p1 = __builtin_shufflevector(e0, o0, 2, 6, 3, 7);
+      const v4f q0 = __builtin_shufflevector(e1, o1, 0, 4, 1, 5);
+      const v4f q1 = __builtin_shufflevector(e1, o1, 2, 6, 3, 7);
+      const v4f m00 = (v4f)((v4i)p0 & (gv * h00 + bv > zero));
+      const v4f m01 = (v4f)((v4i)p1 & (gv * h01 + bv > zero));
+      const v4f m10 = (v4f)((v4i)q0 & (gv * h10 + bv > zero));
+      const v4f m11 = (v4f)((v4i)q1 & (gv * h11 + bv > zero));
+      memcpy(d + c, &m00, sizeof m00);
+      memcpy(d + c + 4, &m01, sizeof m01);
+      memcpy(d + c + W, &m10, sizeof m10);
+      memcpy(d + c + W + 4, &m11, sizeof m11);
+      ow += 4;
+    }
+    for (; ow < Wo; ow++) {
+      const int c = r0 + 2 * ow, best = (int)am[oh * Wo + ow];
+      const float g = dy[oh * Wo + ow];
+      const int at[4] = {c, c + 1, c + W, c + W + 1};
+      for (int q = 0; q < 4; q++) {
+        const float t = gm * h[at[q]] + bt;
+        d[at[q]] = at[q] == best && t > 0.0f ? g : 0.0f;
+      }
+    }
+  }
+}
+
 /* The BN output gradient of plane pl, d (P), from the pooled gradient:
  * max pooling's backward, then the ReLU's mask rebuilt from xhat, as in
  * ens_bn_relu_maxpool_backward. */
 static void plane_bn_grad(float *d, size_t pl, const float *dy, const float *argmax,
                           const float *xhat, float gm, float bt, const ens_conv_geom *g1) {
   const size_t P = (size_t)g1->H * g1->W, Po = (size_t)g1->Ho * g1->Wo;
+  if (g1->k == 2 && g1->stride == 2 && g1->Ho * 2 == g1->H && g1->Wo * 2 == g1->W) {
+    plane_bn_grad2(d, dy + pl * Po, argmax + pl * Po, xhat + pl * P, gm, bt, g1->W, g1->Ho,
+                   g1->Wo);
+    return;
+  }
   ens_maxpool_backward(d, dy + pl * Po, argmax + pl * Po, g1, 1);
   plane_relu_mask(d, xhat + pl * P, gm, bt, (int)P);
 }

@@ -104,7 +104,7 @@ static void same_range(int *r0, int *r1, int *c0, int *c1, int dy, int dx, int H
     *r1 = *r0;
 }
 
-__attribute__((optimize("no-tree-loop-distribute-patterns"))) static void
+ENS_CLONES __attribute__((optimize("no-tree-loop-distribute-patterns"))) static void
 im2col_same(float *col, const float *x, const ens_conv_geom *g, int batch) {
   const int k = g->k, pad = g->pad, H = g->H, W = g->W, C = g->C;
   const size_t P = (size_t)H * W, N = (size_t)batch * P;

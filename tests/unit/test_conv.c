@@ -955,12 +955,31 @@ static void test_maxpool2_paths(void) {
  * maxpool, nn/fuse.c) against the
  * layers run one by one (nofuse): the same output, loss, parameter and
  * input gradients and running statistics, to the bit, over three steps of
- * SGD, on net 0 (3x3 windows every 2, overlapping) and a net with 2x2
- * windows tiling the planes; the fused plan covers exactly those runs. */
+ * SGD, on net 0 (3x3 windows every 2, overlapping) and nets with 2x2 and
+ * 3x3 windows tiling the planes; the fused plan covers exactly those runs. */
 static void test_fused_runs(void) {
-  for (int which = 0; which < 3; which++) {
+  for (int which = 0; which < 4; which++) {
     ens_arch a;
     net_arch(&a, 0);
+    if (which == 3) {
+      /* 14x14 planes: 2x2 pooling to 7x7 (the vector path with its
+       * overlapping last chunk), then 3x3 windows every 2 on 7x7, which
+       * overlap (a bn+relu+maxpool run). */
+      int n = 0;
+      a.in_shape = (ens_shape){.c = 1, .h = 14, .w = 14, .image = 1};
+      a.in = 196;
+      a.spec[n++] = L(ENS_LAYER_CONV, 3, 3, 1, 1, 0, 0);
+      a.spec[n++] = L(ENS_LAYER_BATCHNORM, 0, 0, 0, 0, 0, 0);
+      a.spec[n++] = L(ENS_LAYER_RELU, 0, 0, 0, 0, 0, 0);
+      a.spec[n++] = L(ENS_LAYER_MAXPOOL, 0, 2, 2, 0, 0, 0);
+      a.spec[n++] = L(ENS_LAYER_CONV, 2, 3, 1, 1, 0, 1);
+      a.spec[n++] = L(ENS_LAYER_BATCHNORM, 0, 0, 0, 0, 0, 1);
+      a.spec[n++] = L(ENS_LAYER_RELU, 0, 0, 0, 0, 0, 1);
+      a.spec[n++] = L(ENS_LAYER_MAXPOOL, 0, 3, 2, 0, 0, 1);
+      a.spec[n++] = L(ENS_LAYER_FLATTEN, 0, 0, 0, 0, 0, 1);
+      a.nspec = n;
+      a.n_hidden = 2;
+    }
     if (which == 2) {
       /* Planes whose pixel counts are not multiples of 8 (36 and 9: the
        * sums' tails), two input channels, 3x3 windows tiling a 3x3 plane. */
@@ -1006,7 +1025,7 @@ static void test_fused_runs(void) {
     for (int i = 0; i < mf.nlayers; i++)
       if (mf.layers[i].fuse) {
         runs++;
-        if (which == 0) {
+        if (which == 0 || (which == 3 && i > 0)) {
           CU_ASSERT(mf.layers[i].fuse == 3 && mf.layers[i].kind == ENS_LAYER_BATCHNORM &&
                     mf.layers[i + 2].kind == ENS_LAYER_MAXPOOL);
         } else {
