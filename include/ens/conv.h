@@ -59,15 +59,20 @@ void ens_conv2d_backward(float *dx, float *dw, float *db, float *work, const flo
                          const float *x, const float *w, const ens_conv_geom *g, int batch);
 
 /* Backward whose output gradient is produced group by group: fill(ctx,
- * dycol, n0, gb, g) returns the gradient of images [n0, n0 + gb) as an
+ * dycol, db, n0, gb, g) returns the gradient of images [n0, n0 + gb) as an
  * (O, gb Ho Wo) matrix, written into dycol (that many floats of the
- * scratch) or found elsewhere. ens_conv2d_backward is this with a copy of
- * dy's planes. */
-typedef const float *(*ens_conv_dy_fill)(void *ctx, float *dycol, int n0, int gb,
+ * scratch) or found elsewhere, and adds each of its planes' ens_sum8 to
+ * db[o], image by image (the bias gradient). ens_conv2d_backward is this
+ * with a copy of dy's planes. */
+typedef const float *(*ens_conv_dy_fill)(void *ctx, float *dycol, float *db, int n0, int gb,
                                          const ens_conv_geom *g);
 void ens_conv2d_backward_fill(float *dx, float *dw, float *db, float *work, ens_conv_dy_fill fill,
                               void *ctx, const float *x, const float *w, const ens_conv_geom *g,
                               int batch);
+/* Sum of x (n) in 8 float lanes (lane j takes x[j], x[j + 8], ...), the
+ * lanes added in order, then the tail: a convolution's bias gradient per
+ * plane. */
+float ens_sum8(const float *x, size_t n);
 
 /* Sum of x (n) in 8 float lanes (lane j takes x[j], x[j + 8], ...), the
  * lanes then the tail added in double, in order: batch norm's per-plane
@@ -133,11 +138,12 @@ void ens_bn_relu_maxpool_coefs(float *dgamma, float *dbeta, float *coef, float *
                                const float *xhat, const float *gamma, const float *beta,
                                const float *invstd, const ens_conv_geom *pool, int batch);
 /* Then, for images [n0, n0 + gb): the BN input gradient, plane (n, c) at
- * dcol + c ld + n H W (the convolution's (C, gb H W) output gradient);
+ * dcol + c ld + n H W (the convolution's (C, gb H W) output gradient),
+ * each plane's ens_sum8 added to db[c] (the convolution's bias gradient);
  * plane is scratch of H W floats. */
-void ens_bn_relu_maxpool_dx_planes(float *dcol, size_t ld, float *plane, const float *dy,
-                                   const float *argmax, const float *xhat, const float *gamma,
-                                   const float *beta, const float *coef,
+void ens_bn_relu_maxpool_dx_planes(float *dcol, size_t ld, float *db, float *plane,
+                                   const float *dy, const float *argmax, const float *xhat,
+                                   const float *gamma, const float *beta, const float *coef,
                                    const ens_conv_geom *pool, int n0, int gb);
 /* Max pooling (g->O == g->C, no padding): y (batch, C, Ho, Wo); argmax
  * (batch, C, Ho, Wo) receives the index ih W + iw of each maximum within its

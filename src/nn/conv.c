@@ -281,7 +281,7 @@ int ens_conv2d_group(const ens_conv_geom *g, int batch) {
  * then the tail added in order): one serial chain of float additions was
  * latency-bound (the bias gradient of conv 1->32 on 28x28 images was about
  * 5 % of a training step). A fixed order, so the same bits on every CPU. */
-static float sum_lanes(const float *x, size_t n) {
+float ens_sum8(const float *x, size_t n) {
   v8f acc = {0};
   size_t i = 0;
   for (; i + 8 <= n; i += 8) {
@@ -352,17 +352,19 @@ typedef struct {
   const float *dy;
 } copy_src;
 
-static const float *fill_copy(void *ctx, float *dycol, int n0, int gb, const ens_conv_geom *g) {
+static const float *fill_copy(void *ctx, float *dycol, float *db, int n0, int gb,
+                             const ens_conv_geom *g) {
   const float *dy = ((const copy_src *)ctx)->dy;
   const size_t P = (size_t)g->Ho * g->Wo, N = (size_t)gb * P;
   const float *dyn = dy + (size_t)n0 * g->O * P;
-  if (gb == 1)
-    return dyn;
   for (int n = 0; n < gb; n++)
-    for (int o = 0; o < g->O; o++)
-      memcpy(dycol + (size_t)o * N + (size_t)n * P, dyn + ((size_t)n * g->O + o) * P,
-             P * sizeof(float));
-  return dycol;
+    for (int o = 0; o < g->O; o++) {
+      const float *src = dyn + ((size_t)n * g->O + o) * P;
+      db[o] += ens_sum8(src, P);
+      if (gb > 1)
+        memcpy(dycol + (size_t)o * N + (size_t)n * P, src, P * sizeof(float));
+    }
+  return gb == 1 ? dyn : dycol;
 }
 
 void ens_conv2d_backward_fill(float *dx, float *dw, float *db, float *work, ens_conv_dy_fill fill,
@@ -378,11 +380,7 @@ void ens_conv2d_backward_fill(float *dx, float *dw, float *db, float *work, ens_
   for (int n0 = 0; n0 < batch; n0 += G) {
     const int gb = batch - n0 < G ? batch - n0 : G;
     const size_t N = (size_t)gb * P;
-    const float *dyg = fill(ctx, dycol, n0, gb, g);
-    /* db sums each plane, in the order of the batch rows. */
-    for (int n = 0; n < gb; n++)
-      for (int o = 0; o < O; o++)
-        db[o] += sum_lanes(dyg + (size_t)o * N + (size_t)n * P, P);
+    const float *dyg = fill(ctx, dycol, db, n0, gb, g);
     ens_im2col(col, x + (size_t)n0 * CHW, g, gb);
     /* dw (O, K) (+)= dycol (O, N) col^T (N, K) */
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, O, K, (int)N, 1.0f, dyg, (int)N, col,

@@ -114,11 +114,11 @@ typedef struct {
   ens_conv_geom pool;
 } conv_run_ctx;
 
-static const float *conv_run_fill(void *ctx, float *dycol, int n0, int gb,
+static const float *conv_run_fill(void *ctx, float *dycol, float *db, int n0, int gb,
                                   const ens_conv_geom *g) {
   const conv_run_ctx *c = ctx;
   const float *p = c->m->params + c->bn->param_off;
-  ens_bn_relu_maxpool_dx_planes(dycol, (size_t)gb * g->Ho * g->Wo, c->plane, c->dy, c->mp->aux,
+  ens_bn_relu_maxpool_dx_planes(dycol, (size_t)gb * g->Ho * g->Wo, db, c->plane, c->dy, c->mp->aux,
                                 c->bn->x, p, p + c->bn->sin.c, c->coef, &c->pool, n0, gb);
   return dycol;
 }
