@@ -281,17 +281,24 @@ int ens_conv2d_group(const ens_conv_geom *g, int batch) {
  * then the tail added in order): one serial chain of float additions was
  * latency-bound (the bias gradient of conv 1->32 on 28x28 images was about
  * 5 % of a training step). A fixed order, so the same bits on every CPU. */
-float ens_sum8(const float *x, size_t n) {
-  v8f acc = {0};
+ENS_CLONES float ens_sum8(const float *x, size_t n) {
+  /* Lanes 0-3 and 4-7 as two 4-float vectors: the same lane-by-lane sums as
+   * one 8-float vector, kept in registers in the baseline (SSE2) build too,
+   * where an 8-float accumulator went through the stack on every add. */
+  v4f lo = {0}, hi = {0};
   size_t i = 0;
   for (; i + 8 <= n; i += 8) {
-    v8f v;
-    memcpy(&v, x + i, sizeof v);
-    acc += v;
+    v4f a, b;
+    memcpy(&a, x + i, sizeof a);
+    memcpy(&b, x + i + 4, sizeof b);
+    lo += a;
+    hi += b;
   }
   float s = 0.0f;
-  for (int j = 0; j < 8; j++)
-    s += acc[j];
+  for (int j = 0; j < 4; j++)
+    s += lo[j];
+  for (int j = 0; j < 4; j++)
+    s += hi[j];
   for (; i < n; i++)
     s += x[i];
   return s;
