@@ -48,9 +48,10 @@ size_t ens_conv2d_nwork(const ens_conv_geom *g, int batch);
  * work: ens_conv2d_nwork floats. */
 void ens_conv2d_forward(float *y, float *work, const float *x, const float *w, const float *b,
                         const ens_conv_geom *g, int batch);
-/* The same, adding each output plane's 8-lane sum (ens_plane_sum8) to
- * sums[o] (O, zeroed first) in image order: the first statistics pass of a
- * batch norm that follows, bitwise what it would compute itself. */
+/* The same, adding each output plane's sum to sums[o] (O, zeroed first) in
+ * image order, as batch norm over channels sums a plane (8 float lanes,
+ * added in double): its first statistics pass, bitwise what it would
+ * compute itself. */
 void ens_conv2d_forward_sums(float *y, double *sums, float *work, const float *x, const float *w,
                              const float *b, const ens_conv_geom *g, int batch);
 /* dw (O, C, k, k), db (O) overwritten with the gradient of dy (batch, O, Ho,
@@ -73,11 +74,6 @@ void ens_conv2d_backward_fill(float *dx, float *dw, float *db, float *work, ens_
  * lanes added in order, then the tail: a convolution's bias gradient per
  * plane. */
 float ens_sum8(const float *x, size_t n);
-
-/* Sum of x (n) in 8 float lanes (lane j takes x[j], x[j + 8], ...), the
- * lanes then the tail added in double, in order: batch norm's per-plane
- * sum; the same bits on every CPU. */
-double ens_plane_sum8(const float *x, int n);
 
 /* Batch norm over the channels of x (batch, C, P) (P = H W pixels), training
  * pass: statistics over batch P values per channel (Ioffe & Szegedy 2015,

@@ -106,8 +106,6 @@ ENS_CLONES static void plane_dx(float *d, const float *g, const float *h, float 
     d[i] = a * (g[i] - mdy - h[i] * mdyx);
 }
 
-double ens_plane_sum8(const float *x, int n) { return plane_sum(x, n); }
-
 /* Batch statistics of channel c of x (batch, C, P) whose planes sum to s
  * (plane_sum in image order): returns the mean, sets invstd[c] and moves
  * the running statistics. */

@@ -309,8 +309,45 @@ size_t ens_conv2d_nwork(const ens_conv_geom *g, int batch) {
   return ((size_t)g->C * g->k * g->k + (size_t)g->O) * (size_t)(G > 1 ? G : 1) * g->Ho * g->Wo;
 }
 
+/* dst = src + bo (n). */
+ENS_CLONES static void bias_copy(float *dst, const float *src, float bo, size_t n) {
+  for (size_t p = 0; p < n; p++)
+    dst[p] = src[p] + bo;
+}
+
+/* The same, returning the sum of dst as batch norm over channels sums a
+ * plane (plane_sum in batchnorm2d.c: 8 float lanes over whole chunks, added
+ * in double in lane order, then the tail in double): one pass over the
+ * plane instead of a copy then a sum. */
+ENS_CLONES static double bias_copy_sum(float *dst, const float *src, float bo, size_t n) {
+  const v4f bv = {bo, bo, bo, bo};
+  v4f lo = {0}, hi = {0};
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    v4f a, b;
+    memcpy(&a, src + i, sizeof a);
+    memcpy(&b, src + i + 4, sizeof b);
+    a += bv;
+    b += bv;
+    memcpy(dst + i, &a, sizeof a);
+    memcpy(dst + i + 4, &b, sizeof b);
+    lo += a;
+    hi += b;
+  }
+  double s = 0.0;
+  for (int j = 0; j < 4; j++)
+    s += lo[j];
+  for (int j = 0; j < 4; j++)
+    s += hi[j];
+  for (; i < n; i++) {
+    dst[i] = src[i] + bo;
+    s += dst[i];
+  }
+  return s;
+}
+
 /* The forward pass; with sums not NULL, sums[o] += the 8-lane sum of each
- * output plane of channel o (ens_plane_sum8) in image order: batch norm's
+ * output plane of channel o (bias_copy_sum) in image order: batch norm's
  * first statistics pass, taken while the group's output is in the cache. */
 static void conv2d_forward(float *y, float *work, const float *x, const float *w, const float *b,
                            const ens_conv_geom *g, int batch, double *sums) {
@@ -332,11 +369,10 @@ static void conv2d_forward(float *y, float *work, const float *x, const float *w
       for (int o = 0; o < O; o++) {
         const float *src = dst0 + (size_t)o * N + (size_t)n * P;
         float *dst = yn + ((size_t)n * O + o) * P;
-        const float bo = b[o];
-        for (size_t p = 0; p < P; p++)
-          dst[p] = src[p] + bo;
         if (sums)
-          sums[o] += ens_plane_sum8(dst, (int)P);
+          sums[o] += bias_copy_sum(dst, src, b[o], P);
+        else
+          bias_copy(dst, src, b[o], P);
       }
   }
 }
