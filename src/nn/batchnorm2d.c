@@ -9,6 +9,7 @@
 
 #include "core/clones.h"
 #include "ens/conv.h"
+#include "nn/pool2.h"
 
 enum { LANES = 8 };
 
@@ -325,8 +326,6 @@ void ens_bn_relu_maxpool_forward_inplace(float *y, float *argmax, float *invstd,
     }
 }
 
-typedef float v4f __attribute__((vector_size(4 * sizeof(float))));
-typedef int v4i __attribute__((vector_size(4 * sizeof(int))));
 
 /* plane_bn_grad for 2x2 windows every 2 pixels tiling the plane, 4 windows
  * at a time (the last chunk of a row overlapping when Wo is not a multiple
@@ -336,7 +335,6 @@ typedef int v4i __attribute__((vector_size(4 * sizeof(int))));
 ENS_CLONES static void plane_bn_grad2(float *d, const float *dy, const float *am,
                                       const float *h, float gm, float bt, int W, int Ho,
                                       int Wo) {
-  const v4i lane2 = {0, 2, 4, 6};
   const v4f gv = {gm, gm, gm, gm}, bv = {bt, bt, bt, bt}, zero = {0};
   for (int oh = 0; oh < Ho; oh++) {
     const int r0 = 2 * oh * W;
@@ -344,29 +342,16 @@ ENS_CLONES static void plane_bn_grad2(float *d, const float *dy, const float *am
     for (int ow4 = 0; Wo >= 4 && ow4 < Wo; ow4 += 4) {
       ow = ow4 + 4 <= Wo ? ow4 : Wo - 4;
       const int c = r0 + 2 * ow;
-      v4f v, a, h00, h01, h10, h11;
+      v4f v, a, hv[4], p[4];
       memcpy(&v, dy + oh * Wo + ow, sizeof v);
       memcpy(&a, am + oh * Wo + ow, sizeof a);
-      memcpy(&h00, h + c, sizeof h00);
-      memcpy(&h01, h + c + 4, sizeof h01);
-      memcpy(&h10, h + c + W, sizeof h10);
-      memcpy(&h11, h + c + W + 4, sizeof h11);
-      const v4i off = __builtin_convertvector(a, v4i) - (lane2 + c);
-      const v4i vi = (v4i)v;
-      const v4f e0 = (v4f)(vi & (off == 0)), o0 = (v4f)(vi & (off == 1));
-      const v4f e1 = (v4f)(vi & (off == W)), o1 = (v4f)(vi & (off == W + 1));
-      const v4f p0 = __builtin_shufflevector(e0, o0, 0, 4, 1, 5);
-      const v4f p1 = __builtin_shufflevector(e0, o0, 2, 6, 3, 7);
-      const v4f q0 = __builtin_shufflevector(e1, o1, 0, 4, 1, 5);
-      const v4f q1 = __builtin_shufflevector(e1, o1, 2, 6, 3, 7);
-      const v4f m00 = (v4f)((v4i)p0 & (gv * h00 + bv > zero));
-      const v4f m01 = (v4f)((v4i)p1 & (gv * h01 + bv > zero));
-      const v4f m10 = (v4f)((v4i)q0 & (gv * h10 + bv > zero));
-      const v4f m11 = (v4f)((v4i)q1 & (gv * h11 + bv > zero));
-      memcpy(d + c, &m00, sizeof m00);
-      memcpy(d + c + 4, &m01, sizeof m01);
-      memcpy(d + c + W, &m10, sizeof m10);
-      memcpy(d + c + W + 4, &m11, sizeof m11);
+      pool2_scatter4(p, v, a, c, W);
+      const int at[4] = {c, c + 4, c + W, c + W + 4};
+      for (int q = 0; q < 4; q++) {
+        memcpy(&hv[q], h + at[q], sizeof hv[q]);
+        const v4f m = (v4f)((v4i)p[q] & (gv * hv[q] + bv > zero));
+        memcpy(d + at[q], &m, sizeof m);
+      }
       ow += 4;
     }
     for (; ow < Wo; ow++) {

@@ -4,14 +4,13 @@
 
 #include "core/clones.h"
 #include "ens/conv.h"
+#include "nn/pool2.h"
 
 /* 2x2 windows every 2 pixels, the common case, 4 windows at a time (GCC
  * vector extensions: the even and odd columns of two input rows
  * deinterleaved by shuffles): the same comparisons in the same order as the
  * general loop (first maximum wins; a NaN never replaces), so the same bits.
  * The scalar loop was about 4 % of a training step of the reference CNN. */
-typedef float v4f __attribute__((vector_size(4 * sizeof(float))));
-typedef int v4i __attribute__((vector_size(4 * sizeof(int))));
 
 static inline v4f blend(v4i sel, v4f a, v4f b) { /* sel ? a : b, lane by lane */
   return (v4f)(((v4i)a & sel) | ((v4i)b & ~sel));
@@ -82,7 +81,6 @@ ENS_CLONES static void maxpool2_backward(float *dx, const float *dy, const float
                                          const ens_conv_geom *g, int batch) {
   const size_t HW = (size_t)g->H * g->W, P = (size_t)g->Ho * g->Wo;
   const int W = g->W, Wo = g->Wo;
-  const v4i lane2 = {0, 2, 4, 6};
   for (size_t pl = 0; pl < (size_t)batch * g->C; pl++) {
     float *d = dx + pl * HW;
     const float *gy = dy + pl * P, *am = argmax + pl * P;
@@ -93,21 +91,14 @@ ENS_CLONES static void maxpool2_backward(float *dx, const float *dy, const float
       for (int ow4 = 0; Wo >= 4 && ow4 < Wo; ow4 += 4) {
         ow = ow4 + 4 <= Wo ? ow4 : Wo - 4;
         const int c = 2 * ow;
-        v4f v, a;
+        v4f v, a, p[4];
         memcpy(&v, gr + ow, sizeof v);
         memcpy(&a, ar + ow, sizeof a);
-        const v4i off = __builtin_convertvector(a, v4i) - (lane2 + (2 * oh * W + c));
-        const v4i vi = (v4i)v;
-        const v4f e0 = (v4f)(vi & (off == 0)), o0 = (v4f)(vi & (off == 1));
-        const v4f e1 = (v4f)(vi & (off == W)), o1 = (v4f)(vi & (off == W + 1));
-        const v4f p0 = __builtin_shufflevector(e0, o0, 0, 4, 1, 5);
-        const v4f p1 = __builtin_shufflevector(e0, o0, 2, 6, 3, 7);
-        const v4f q0 = __builtin_shufflevector(e1, o1, 0, 4, 1, 5);
-        const v4f q1 = __builtin_shufflevector(e1, o1, 2, 6, 3, 7);
-        memcpy(r0 + c, &p0, sizeof p0);
-        memcpy(r0 + c + 4, &p1, sizeof p1);
-        memcpy(r1 + c, &q0, sizeof q0);
-        memcpy(r1 + c + 4, &q1, sizeof q1);
+        pool2_scatter4(p, v, a, 2 * oh * W + c, W);
+        memcpy(r0 + c, &p[0], sizeof p[0]);
+        memcpy(r0 + c + 4, &p[1], sizeof p[1]);
+        memcpy(r1 + c, &p[2], sizeof p[2]);
+        memcpy(r1 + c + 4, &p[3], sizeof p[3]);
         ow += 4;
       }
       for (; ow < Wo; ow++) {

@@ -961,55 +961,26 @@ static void test_fused_runs(void) {
   for (int which = 0; which < 4; which++) {
     ens_arch a;
     net_arch(&a, 0);
-    if (which == 3) {
-      /* 14x14 planes: 2x2 pooling to 7x7 (the vector path with its
-       * overlapping last chunk), then 3x3 windows every 2 on 7x7, which
-       * overlap (a bn+relu+maxpool run). */
+    /* Nets 1-3: conv, bn, relu, maxpool twice on (c, h, w) images, with
+     * these channels and windows (size, stride) per block. Net 1: 2x2
+     * windows tiling 8x8 planes. Net 2: planes whose pixel counts are not
+     * multiples of 8 (36 and 9: the sums' tails), two input channels, 3x3
+     * windows tiling a 3x3 plane. Net 3: 14x14 planes, 2x2 pooling to 7x7
+     * (the vector path with its overlapping last chunk), then 3x3 windows
+     * every 2 on 7x7, which overlap (a bn+relu+maxpool run). */
+    static const int nets[4][9] = {
+        {0}, {1, 8, 8, 4, 2, 2, 3, 2, 2}, {2, 6, 6, 4, 2, 2, 3, 3, 3}, {1, 14, 14, 3, 2, 2, 2, 3, 2}};
+    if (which > 0) {
+      const int *d = nets[which];
       int n = 0;
-      a.in_shape = (ens_shape){.c = 1, .h = 14, .w = 14, .image = 1};
-      a.in = 196;
-      a.spec[n++] = L(ENS_LAYER_CONV, 3, 3, 1, 1, 0, 0);
-      a.spec[n++] = L(ENS_LAYER_BATCHNORM, 0, 0, 0, 0, 0, 0);
-      a.spec[n++] = L(ENS_LAYER_RELU, 0, 0, 0, 0, 0, 0);
-      a.spec[n++] = L(ENS_LAYER_MAXPOOL, 0, 2, 2, 0, 0, 0);
-      a.spec[n++] = L(ENS_LAYER_CONV, 2, 3, 1, 1, 0, 1);
-      a.spec[n++] = L(ENS_LAYER_BATCHNORM, 0, 0, 0, 0, 0, 1);
-      a.spec[n++] = L(ENS_LAYER_RELU, 0, 0, 0, 0, 0, 1);
-      a.spec[n++] = L(ENS_LAYER_MAXPOOL, 0, 3, 2, 0, 0, 1);
-      a.spec[n++] = L(ENS_LAYER_FLATTEN, 0, 0, 0, 0, 0, 1);
-      a.nspec = n;
-      a.n_hidden = 2;
-    }
-    if (which == 2) {
-      /* Planes whose pixel counts are not multiples of 8 (36 and 9: the
-       * sums' tails), two input channels, 3x3 windows tiling a 3x3 plane. */
-      int n = 0;
-      a.in_shape = (ens_shape){.c = 2, .h = 6, .w = 6, .image = 1};
-      a.in = 72;
-      a.spec[n++] = L(ENS_LAYER_CONV, 4, 3, 1, 1, 0, 0);
-      a.spec[n++] = L(ENS_LAYER_BATCHNORM, 0, 0, 0, 0, 0, 0);
-      a.spec[n++] = L(ENS_LAYER_RELU, 0, 0, 0, 0, 0, 0);
-      a.spec[n++] = L(ENS_LAYER_MAXPOOL, 0, 2, 2, 0, 0, 0);
-      a.spec[n++] = L(ENS_LAYER_CONV, 3, 3, 1, 1, 0, 1);
-      a.spec[n++] = L(ENS_LAYER_BATCHNORM, 0, 0, 0, 0, 0, 1);
-      a.spec[n++] = L(ENS_LAYER_RELU, 0, 0, 0, 0, 0, 1);
-      a.spec[n++] = L(ENS_LAYER_MAXPOOL, 0, 3, 3, 0, 0, 1);
-      a.spec[n++] = L(ENS_LAYER_FLATTEN, 0, 0, 0, 0, 0, 1);
-      a.nspec = n;
-      a.n_hidden = 2;
-    }
-    if (which == 1) {
-      int n = 0;
-      a.in_shape = (ens_shape){.c = 1, .h = 8, .w = 8, .image = 1};
-      a.in = 64;
-      a.spec[n++] = L(ENS_LAYER_CONV, 4, 3, 1, 1, 0, 0);
-      a.spec[n++] = L(ENS_LAYER_BATCHNORM, 0, 0, 0, 0, 0, 0);
-      a.spec[n++] = L(ENS_LAYER_RELU, 0, 0, 0, 0, 0, 0);
-      a.spec[n++] = L(ENS_LAYER_MAXPOOL, 0, 2, 2, 0, 0, 0);
-      a.spec[n++] = L(ENS_LAYER_CONV, 3, 3, 1, 1, 0, 1);
-      a.spec[n++] = L(ENS_LAYER_BATCHNORM, 0, 0, 0, 0, 0, 1);
-      a.spec[n++] = L(ENS_LAYER_RELU, 0, 0, 0, 0, 0, 1);
-      a.spec[n++] = L(ENS_LAYER_MAXPOOL, 0, 2, 2, 0, 0, 1);
+      a.in_shape = (ens_shape){.c = d[0], .h = d[1], .w = d[2], .image = 1};
+      a.in = d[0] * d[1] * d[2];
+      for (int blk = 0; blk < 2; blk++) {
+        a.spec[n++] = L(ENS_LAYER_CONV, d[3 + 3 * blk], 3, 1, 1, 0, blk);
+        a.spec[n++] = L(ENS_LAYER_BATCHNORM, 0, 0, 0, 0, 0, blk);
+        a.spec[n++] = L(ENS_LAYER_RELU, 0, 0, 0, 0, 0, blk);
+        a.spec[n++] = L(ENS_LAYER_MAXPOOL, 0, d[4 + 3 * blk], d[5 + 3 * blk], 0, 0, blk);
+      }
       a.spec[n++] = L(ENS_LAYER_FLATTEN, 0, 0, 0, 0, 0, 1);
       a.nspec = n;
       a.n_hidden = 2;
