@@ -8,10 +8,10 @@
  *   straight into its GEMM operand, group by group
  *   (ens_conv2d_forward_sums, ens_bn_relu_maxpool_forward_inplace,
  *   ens_bn_relu_maxpool_coefs/_dx_planes, ens_conv2d_backward_fill);
- * - batch norm -> ReLU -> max pooling otherwise (ens_bn_relu_maxpool_*). The layers stay in
- * the table (layers.c) with their own kernels: evaluation, MC and
- * batch-norm re-estimation passes, and models with nofuse set (the tests'
- * reference), run them one by one. */
+ * - batch norm -> ReLU -> max pooling otherwise (ens_bn_relu_maxpool_*).
+ * The layers stay in the table (layers.c) with their own kernels:
+ * evaluation, MC and batch-norm re-estimation passes, and models with
+ * nofuse set (the tests' reference), run them one by one. */
 #include "ens/conv.h"
 #include "nn/fuse.h"
 
@@ -61,8 +61,8 @@ void ens_fuse_plan(ens_model *m) {
       const ens_layer *bn = &m->layers[i + 1];
       cv->fuse = 4;
       /* After the convolution's scratch (conv_scratch): 2 C doubles of
-       * sums, C floats of means (forward) or 3 C of coefficients
-       * (backward), a plane. */
+       * sums, 3 C floats (forward: C means; backward: 3 C coefficients),
+       * a plane. */
       const size_t plane = (size_t)bn->sin.h * bn->sin.w;
       size_t need = conv_scratch(m, cv) + 7 * (size_t)bn->sin.c + plane;
       m->nwork = need > m->nwork ? need : m->nwork;
