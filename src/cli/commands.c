@@ -657,16 +657,32 @@ static int info_one(const char *path, int print_config) {
   if (ens_h5_get_attr_f64(f, "/metrics/ensemble", p, &v1) == 0)
     printf("  out-of-bag ensemble %s: %s\n", m0, m0_text(t1, regress, v1));
   if (ca && cn) {
-    printf("\n  ensemble-size curve\n  %-*s", LABEL_W, "size");
+    /* One row per finished member, numbered by how many are combined: the
+     * slots of stopped or failed members only repeat the row before (NaN
+     * before the first finished member). */
+    uint8_t *fin = malloc(members > 0 ? (size_t)members : 1);
+    int all = 1;
+    for (int i = 0; fin && i < members; i++) {
+      char grp[64], *status = NULL;
+      snprintf(grp, sizeof(grp), "/members/%lld", (long long)(first + i));
+      fin[i] = ens_h5_get_attr_str(f, grp, "status", &status) != 0 || !strcmp(status, "done");
+      all &= fin[i];
+      free(status);
+    }
+    printf("\n  ensemble-size curve%s\n  %-*s",
+           all ? "" : " (finished members, in member order)", LABEL_W, "size");
     cell_head(m0);
     cell_head("nll");
     printf("\n");
-    for (int i = 0; i < members; i++) {
-      printf("  %-*d", LABEL_W, i + 1);
+    for (int i = 0, k = 0; i < members; i++) {
+      if (fin && !fin[i])
+        continue;
+      printf("  %-*d", LABEL_W, ++k);
       cell(ca[i], !regress);
       cell(cn[i], 0);
       printf("\n");
     }
+    free(fin);
   }
 #undef PCT
   ens_cli_info_grad_norm(f, (long long)first, (long long)members);

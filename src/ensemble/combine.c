@@ -474,9 +474,18 @@ static void print_summary(const ens_job *j, const fold *f, const double *em, con
   if (c->mode == ENS_MODE_BOOTSTRAP)
     printf(K->regress ? "out-of-bag ensemble %s: %.4g\n" : "out-of-bag ensemble %s: %.2f%%\n",
            ens_task_metric_name(K, 0), K->regress ? oob : 100 * oob);
-  printf("ensemble-size curve (%s):", c->combine == ENS_COMBINE_VOTE ? "vote" : "average");
+  /* One entry per finished member, numbered by how many are combined: the
+   * slots of stopped or failed members only repeat the previous value in
+   * /metrics/curve_* (NaN before the first finished member). */
+  int all = 1;
   for (int i = 0; i < f->M; i++)
-    printf(" %d:%.4g/%.4f", i + 1, K->regress ? f->curve0[i] : 100 * f->curve0[i], f->curve1[i]);
+    all &= f->done[i] != 0;
+  printf("ensemble-size curve (%s%s):", c->combine == ENS_COMBINE_VOTE ? "vote" : "average",
+         all ? "" : ", finished members in member order");
+  for (int i = 0, k = 0; i < f->M; i++)
+    if (f->done[i])
+      printf(" %d:%.4g/%.4f", ++k, K->regress ? f->curve0[i] : 100 * f->curve0[i],
+             f->curve1[i]);
   printf("\n");
   fflush(stdout);
 }
