@@ -390,7 +390,8 @@ void ens_conv2d_forward_sums(float *y, double *sums, float *work, const float *x
 }
 
 /* The output gradient of images [n0, n0 + gb) as (O, gb P): dy's planes
- * copied (or, for one image, dy's slice as it is). */
+ * copied (or, for one image, dy's slice as it is), each plane's sum added
+ * to db as it goes. */
 typedef struct {
   const float *dy;
 } copy_src;
