@@ -107,32 +107,32 @@ ENS_CLONES static void plane_dx(float *d, const float *g, const float *h, float 
     d[i] = a * (g[i] - mdy - h[i] * mdyx);
 }
 
-/* Batch statistics of channel c of x (batch, C, P) whose planes sum to s
- * (plane_sum in image order): returns the mean, sets invstd[c] and moves
- * the running statistics. */
-static float channel_stats_from(float *invstd, float *run_mean, float *run_var, const float *x,
-                                double s, int batch, int C, int P, int c, float momentum,
-                                float eps) {
-  const double M = (double)batch * P;
-  const float mean = (float)(s / M);
-  double s2 = 0.0;
-  for (int n = 0; n < batch; n++)
-    s2 += plane_center(x + ((size_t)n * C + c) * P, mean, P);
+/* Channel c's invstd from its sum of squared deviations s2 over M values
+ * about mean, and the running statistics moved toward the batch's mean
+ * and unbiased variance by momentum. */
+static void stats_finish(float *invstd, float *run_mean, float *run_var, int c, float mean,
+                         double s2, double M, float momentum, float eps) {
   const double var = s2 / M;
   invstd[c] = (float)(1.0 / sqrt(var + (double)eps));
   const double unbias = M > 1.0 ? M / (M - 1.0) : 1.0;
   run_mean[c] = (1.0f - momentum) * run_mean[c] + momentum * mean;
   run_var[c] = (1.0f - momentum) * run_var[c] + momentum * (float)(var * unbias);
-  return mean;
 }
 
-/* The same, summing the planes first. */
+/* Batch statistics of channel c of x (batch, C, P): returns the mean, sets
+ * invstd[c] and moves the running statistics. */
 static float channel_stats(float *invstd, float *run_mean, float *run_var, const float *x,
                            int batch, int C, int P, int c, float momentum, float eps) {
+  const double M = (double)batch * P;
   double s = 0.0;
   for (int n = 0; n < batch; n++)
     s += plane_sum(x + ((size_t)n * C + c) * P, P);
-  return channel_stats_from(invstd, run_mean, run_var, x, s, batch, C, P, c, momentum, eps);
+  const float mean = (float)(s / M);
+  double s2 = 0.0;
+  for (int n = 0; n < batch; n++)
+    s2 += plane_center(x + ((size_t)n * C + c) * P, mean, P);
+  stats_finish(invstd, run_mean, run_var, c, mean, s2, M, momentum, eps);
+  return mean;
 }
 
 void ens_batchnorm2d_forward_train(float *y, float *xhat, float *invstd, float *run_mean,
@@ -310,13 +310,8 @@ void ens_bn_relu_maxpool_forward_inplace(float *y, float *argmax, float *invstd,
   for (int n = 0; n < batch; n++)
     for (int c = 0; c < C; c++)
       s2[c] += plane_center(x + ((size_t)n * C + c) * P, mean[c], P);
-  for (int c = 0; c < C; c++) {
-    const double var = s2[c] / M;
-    invstd[c] = (float)(1.0 / sqrt(var + (double)eps));
-    const double unbias = M > 1.0 ? M / (M - 1.0) : 1.0;
-    run_mean[c] = (1.0f - momentum) * run_mean[c] + momentum * mean[c];
-    run_var[c] = (1.0f - momentum) * run_var[c] + momentum * (float)(var * unbias);
-  }
+  for (int c = 0; c < C; c++)
+    stats_finish(invstd, run_mean, run_var, c, mean[c], s2[c], M, momentum, eps);
   for (int n = 0; n < batch; n++)
     for (int c = 0; c < C; c++) {
       const size_t pl = (size_t)n * C + c;
@@ -410,19 +405,17 @@ void ens_bn_relu_maxpool_coefs(float *dgamma, float *dbeta, float *coef, float *
 /* plane_dx, returning the sum of the written plane as ens_sum8 computes it
  * (8 float lanes of whole chunks, the lanes in order, then the tail): the
  * convolution's bias gradient taken while the plane is in registers. */
-typedef float v8f_ __attribute__((vector_size(8 * sizeof(float))));
-
 ENS_CLONES static float plane_dx_sum(float *d, const float *g, const float *h, float a,
                                      float mdy, float mdyx, int n) {
-  const v8f_ av = {a, a, a, a, a, a, a, a}, mv = {mdy, mdy, mdy, mdy, mdy, mdy, mdy, mdy},
+  const v8f av = {a, a, a, a, a, a, a, a}, mv = {mdy, mdy, mdy, mdy, mdy, mdy, mdy, mdy},
              xv = {mdyx, mdyx, mdyx, mdyx, mdyx, mdyx, mdyx, mdyx};
-  v8f_ acc = {0};
+  v8f acc = {0};
   int i = 0;
   for (; i + 8 <= n; i += 8) {
-    v8f_ gv, hv;
+    v8f gv, hv;
     memcpy(&gv, g + i, sizeof gv);
     memcpy(&hv, h + i, sizeof hv);
-    const v8f_ dv = av * (gv - mv - hv * xv);
+    const v8f dv = av * (gv - mv - hv * xv);
     memcpy(d + i, &dv, sizeof dv);
     acc += dv;
   }

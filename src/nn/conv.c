@@ -104,6 +104,17 @@ static void same_range(int *r0, int *r1, int *c0, int *c1, int dy, int dx, int H
     *r1 = *r0;
 }
 
+/* Zeroes the columns outside [c0, c1) of rows [r0, r1) of a W-wide plane:
+ * the pixels of a window offset's valid rows that read padding. */
+static inline void zero_pad_cols(float *plane, int r0, int r1, int c0, int c1, int W) {
+  for (int r = r0; r < r1; r++) {
+    for (int j = 0; j < c0; j++)
+      plane[r * W + j] = 0.0f;
+    for (int j = c1; j < W; j++)
+      plane[r * W + j] = 0.0f;
+  }
+}
+
 ENS_CLONES __attribute__((optimize("no-tree-loop-distribute-patterns"))) static void
 im2col_same(float *col, const float *x, const ens_conv_geom *g, int batch) {
   const int k = g->k, pad = g->pad, H = g->H, W = g->W, C = g->C;
@@ -127,13 +138,7 @@ im2col_same(float *col, const float *x, const ens_conv_geom *g, int batch) {
           zero_row(dst, p0);
           copy_row(dst + p0, plane + p0 + shift, p1 - p0);
           zero_row(dst + p1, (int)P - p1);
-          /* The padding columns of the valid rows. */
-          for (int r = r0; r < r1; r++) {
-            for (int j = 0; j < c0; j++)
-              dst[r * W + j] = 0.0f;
-            for (int j = c1; j < W; j++)
-              dst[r * W + j] = 0.0f;
-          }
+          zero_pad_cols(dst, r0, r1, c0, c1, W);
         }
       }
 }
@@ -203,12 +208,7 @@ ENS_CLONES static void col2im_same(float *dx, float *col, const ens_conv_geom *g
           same_range(&r0, &r1, &c0, &c1, dy, dxo, H, W);
           if (r0 == r1 || c0 >= c1)
             continue;
-          for (int r = r0; r < r1; r++) {
-            for (int j = 0; j < c0; j++)
-              src[r * W + j] = 0.0f;
-            for (int j = c1; j < W; j++)
-              src[r * W + j] = 0.0f;
-          }
+          zero_pad_cols(src, r0, r1, c0, c1, W);
           const int p0 = r0 * W + c0, p1 = (r1 - 1) * W + c1;
           float *dst = plane + p0 + (long)dy * W + dxo;
           const float *sp = src + p0;

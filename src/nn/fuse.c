@@ -31,12 +31,27 @@ static ens_conv_geom conv_geom(const ens_layer *l) {
   return g;
 }
 
-/* Floats of the scratch before the run's own: the convolution's, rounded
- * up to a whole double. */
-static size_t conv_scratch(const ens_model *m, const ens_layer *cv) {
+/* A conv run's scratch in m->work, after the convolution's own (rounded up
+ * to a whole double): 2 C doubles of sums, 3 C floats (forward: C means;
+ * backward: 3 C coefficients), then a plane. run_scratch returns its end
+ * in floats (what the plan reserves) and, when s is not NULL, points s
+ * into m->work. */
+typedef struct {
+  double *acc;
+  float *f3, *plane;
+} run_scratch_t;
+
+static size_t run_scratch(const ens_model *m, const ens_layer *cv, const ens_layer *bn,
+                          run_scratch_t *s) {
   ens_conv_geom g = conv_geom(cv);
-  size_t n = ens_conv2d_nwork(&g, m->batch_max);
-  return n + (n & 1);
+  size_t off = ens_conv2d_nwork(&g, m->batch_max), C = (size_t)bn->sin.c;
+  off += off & 1;
+  if (s) {
+    s->acc = (double *)(m->work + off);
+    s->f3 = m->work + off + 4 * C;
+    s->plane = s->f3 + 3 * C;
+  }
+  return off + 7 * C + (size_t)bn->sin.h * bn->sin.w;
 }
 
 /* A conv -> bn -> relu -> maxpool run at layer i whose windows tile the
@@ -60,11 +75,7 @@ void ens_fuse_plan(ens_model *m) {
       ens_layer *cv = &m->layers[i];
       const ens_layer *bn = &m->layers[i + 1];
       cv->fuse = 4;
-      /* After the convolution's scratch (conv_scratch): 2 C doubles of
-       * sums, 3 C floats (forward: C means; backward: 3 C coefficients),
-       * a plane. */
-      const size_t plane = (size_t)bn->sin.h * bn->sin.w;
-      size_t need = conv_scratch(m, cv) + 7 * (size_t)bn->sin.c + plane;
+      size_t need = run_scratch(m, cv, bn, NULL);
       m->nwork = need > m->nwork ? need : m->nwork;
       i += 3;
       continue;
@@ -90,16 +101,16 @@ static const float *conv_run_forward(ens_model *m, int i, const float *x, int ba
   float *s = m->stats + bn->stat_off;
   const int C = bn->sin.c;
   const ens_conv_geom gc = conv_geom(cv), g = pool_geom(mp);
-  double *acc = (double *)(m->work + conv_scratch(m, cv));
-  float *mean = (float *)(acc + 2 * C), *plane = mean + 3 * (size_t)C;
+  run_scratch_t w;
+  run_scratch(m, cv, bn, &w);
   cv->x = x;
   bn->x = cv->y; /* holds xhat after this pass */
   relu->x = bn->y; /* not written by the fused pass (nor relu->y) */
   mp->x = relu->y;
-  ens_conv2d_forward_sums(cv->y, acc, m->work, x, pc, pc + (size_t)gc.O * gc.C * gc.k * gc.k,
+  ens_conv2d_forward_sums(cv->y, w.acc, m->work, x, pc, pc + (size_t)gc.O * gc.C * gc.k * gc.k,
                           &gc, batch);
   ens_bn_relu_maxpool_forward_inplace(mp->y, mp->aux, bn->aux + (size_t)m->batch_max * bn->out,
-                                      s, s + C, plane, mean, acc, cv->y, p, p + C, &g, batch,
+                                      s, s + C, w.plane, w.f3, w.acc, cv->y, p, p + C, &g, batch,
                                       m->bn_momentum, m->bn_eps);
   return mp->y;
 }
@@ -129,11 +140,11 @@ static void conv_run_backward(ens_model *m, int i, float *dx, const float *dy, i
   float *g = m->grads + bn->param_off, *gc = m->grads + cv->param_off;
   const int C = bn->sin.c;
   const ens_conv_geom geom = conv_geom(cv);
-  double *acc = (double *)(m->work + conv_scratch(m, cv));
-  float *coef = (float *)(acc + 2 * C), *plane = coef + 3 * (size_t)C;
-  conv_run_ctx ctx = {.m = m, .bn = bn, .mp = mp, .dy = dy, .coef = coef, .plane = plane,
+  run_scratch_t w;
+  run_scratch(m, cv, bn, &w);
+  conv_run_ctx ctx = {.m = m, .bn = bn, .mp = mp, .dy = dy, .coef = w.f3, .plane = w.plane,
                       .pool = pool_geom(mp)};
-  ens_bn_relu_maxpool_coefs(g, g + C, coef, plane, acc, dy, mp->aux, bn->x, p, p + C,
+  ens_bn_relu_maxpool_coefs(g, g + C, w.f3, w.plane, w.acc, dy, mp->aux, bn->x, p, p + C,
                             bn->aux + (size_t)m->batch_max * bn->out, &ctx.pool, batch);
   const size_t nw = (size_t)geom.O * geom.C * geom.k * geom.k;
   ens_conv2d_backward_fill(dx, gc, gc + nw, m->work, conv_run_fill, &ctx, cv->x, pc, &geom,
