@@ -68,12 +68,16 @@ int main(int argc, char **argv) {
     else {
       fprintf(stderr,
               "usage: ens-bench-conv [--layers LIST] [--shape C,H,W] [--batch B] [--steps S] "
-              "[--rounds R]\n");
+              "[--rounds R] [--only floor|ens|unfused]\n");
       return 1;
     }
   }
   if (batch < 2 || steps < 1 || rounds < 1)
     return 1;
+  if (only && strcmp(only, "floor") && strcmp(only, "ens") && strcmp(only, "unfused")) {
+    fprintf(stderr, "ens-bench-conv: --only %s: expected floor, ens or unfused\n", only);
+    return 1;
+  }
   /* One thread, whatever OPENBLAS_NUM_THREADS says: the goal is stated for
    * one thread, and run by hand without the variable OpenBLAS started a
    * second thread whose spinning (sched_yield) the CPU-time figures then
