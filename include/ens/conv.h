@@ -115,12 +115,11 @@ void ens_bn_relu_maxpool_backward(float *dx, float *dgamma, float *dbeta, float 
                                   const ens_conv_geom *pool, int batch);
 /* The run conv -> bn -> relu -> maxpool whose pooling windows tile the
  * plane (k == stride, H and W multiples of k), fused around the
- * convolution (batchnorm2d.c explains; the same bits as the layers one by
- * one). Forward, after ens_conv2d_forward_sums wrote x and its channels'
- * plane sums into acc[0, C): x (batch, C, H, W) becomes xhat in place; y,
- * argmax, invstd and the running statistics as
- * ens_bn_relu_maxpool_forward_train. Scratch: plane (H W floats), mean (C
- * floats), acc[C, 2 C). */
+ * convolution (batchnorm2d.c explains). Forward, after
+ * ens_conv2d_forward_sums wrote x and its channels' plane sums into
+ * acc[0, C): x (batch, C, H, W) becomes xhat in place; y, argmax, invstd
+ * and the running statistics as ens_bn_relu_maxpool_forward_train, to the
+ * bit. Scratch: plane (H W floats), mean (C floats), acc[C, 2 C). */
 void ens_bn_relu_maxpool_forward_inplace(float *y, float *argmax, float *invstd,
                                          float *run_mean, float *run_var, float *plane,
                                          float *mean, double *acc, float *x, const float *gamma,
@@ -128,18 +127,22 @@ void ens_bn_relu_maxpool_forward_inplace(float *y, float *argmax, float *invstd,
                                          float momentum, float eps);
 /* Backward, first: dgamma, dbeta (C) and coef (3 C: gamma invstd, the mean
  * of the BN output gradient and of it times xhat, per channel) from the
- * pooled gradient dy. Scratch: plane (H W floats), acc (2 C doubles). */
-void ens_bn_relu_maxpool_coefs(float *dgamma, float *dbeta, float *coef, float *plane,
-                               double *acc, const float *dy, const float *argmax,
-                               const float *xhat, const float *gamma, const float *beta,
-                               const float *invstd, const ens_conv_geom *pool, int batch);
+ * pooled gradient dy, summed over the windows (the BN output gradient is 0
+ * off the windows' maxima), not over the pixels as the layers one by one
+ * sum it: equal up to the float sums' rounding. Scratch: acc (2 C
+ * doubles). */
+void ens_bn_relu_maxpool_coefs(float *dgamma, float *dbeta, float *coef, double *acc,
+                               const float *dy, const float *argmax, const float *xhat,
+                               const float *gamma, const float *beta, const float *invstd,
+                               const ens_conv_geom *pool, int batch);
 /* Then, for images [n0, n0 + gb): the BN input gradient, plane (n, c) at
  * dcol + c ld + n H W (the convolution's (C, gb H W) output gradient),
- * each plane's ens_sum8 added to db[c] (the convolution's bias gradient);
- * plane is scratch of H W floats. */
-void ens_bn_relu_maxpool_dx_planes(float *dcol, size_t ld, float *db, float *plane,
-                                   const float *dy, const float *argmax, const float *xhat,
-                                   const float *gamma, const float *beta, const float *coef,
+ * each plane's ens_sum8 added to db[c] (the convolution's bias gradient).
+ * Given the same coef, each value is the bits ens_batchnorm2d_backward
+ * gives. */
+void ens_bn_relu_maxpool_dx_planes(float *dcol, size_t ld, float *db, const float *dy,
+                                   const float *argmax, const float *xhat, const float *gamma,
+                                   const float *beta, const float *coef,
                                    const ens_conv_geom *pool, int n0, int gb);
 /* Max pooling (g->O == g->C, no padding): y (batch, C, Ho, Wo); argmax
  * (batch, C, Ho, Wo) receives the index ih W + iw of each maximum within its

@@ -19,6 +19,7 @@ enum { LANES = 8 };
  * explicit vector keeps the compiler from the shuffling code it produced for
  * the j loops (plane_dot was 5 % of a training step of the reference CNN). */
 typedef float v8f __attribute__((vector_size(LANES * sizeof(float))));
+typedef int v8i __attribute__((vector_size(LANES * sizeof(int))));
 
 /* v = the 8 floats at p (unaligned). */
 #define LOAD8(v, p) memcpy(&(v), (p), sizeof(v8f))
@@ -281,14 +282,16 @@ void ens_bn_relu_maxpool_backward(float *dx, float *dgamma, float *dbeta, float 
  * convolution's output is never copied. Forward: the convolution adds its
  * planes' sums (ens_conv2d_forward_sums), the variance pass follows, and
  * each plane is normalized in place (x becomes xhat), ReLU'd and pooled.
- * Backward: the BN output gradient of each plane is rebuilt in a scratch
- * plane from the pooled gradient (twice: for the channel sums, then for
- * the input gradient), never stored whole, and the BN input gradient, that
- * is the convolution's output gradient, is written group by group straight
- * into the convolution's (O, group P) matrix (ens_conv2d_backward_fill),
- * never as an NCHW tensor. Every value goes through the float operations
- * of the separate layers in the same order, so results are the same to
- * the bit. */
+ * Backward never builds the BN output gradient d: it is the pooled
+ * gradient at each window's maximum where the ReLU passed, 0 elsewhere. The
+ * channel sums of d and d xhat are sums over the windows (pool_dot), and
+ * the BN input gradient, that is the convolution's output gradient, is
+ * written group by group straight into the convolution's (O, group P)
+ * matrix (ens_conv2d_backward_fill), never as an NCHW tensor: every pixel
+ * as if d were 0, then the windows' maxima again (pool_dx). The forward
+ * pass gives the layers' bits; backward's sums add the same terms in
+ * another order (over windows, not pixels), so its results differ from the
+ * layers one by one only by the rounding of those sums. */
 
 void ens_bn_relu_maxpool_forward_inplace(float *y, float *argmax, float *invstd,
                                          float *run_mean, float *run_var, float *plane,
@@ -322,67 +325,53 @@ void ens_bn_relu_maxpool_forward_inplace(float *y, float *argmax, float *invstd,
 }
 
 
-/* plane_bn_grad for 2x2 windows every 2 pixels tiling the plane, 4 windows
- * at a time (the last chunk of a row overlapping when Wo is not a multiple
- * of 4): each pixel is dy of its window where it is the window's argmax and
- * the ReLU passed (gm h + bt > 0), +0 elsewhere, as max pooling's backward
- * then plane_relu_mask give it. */
-ENS_CLONES static void plane_bn_grad2(float *d, const float *dy, const float *am,
-                                      const float *h, float gm, float bt, int W, int Ho,
-                                      int Wo) {
-  const v4f gv = {gm, gm, gm, gm}, bv = {bt, bt, bt, bt}, zero = {0};
-  for (int oh = 0; oh < Ho; oh++) {
-    const int r0 = 2 * oh * W;
-    int ow = 0;
-    for (int ow4 = 0; Wo >= 4 && ow4 < Wo; ow4 += 4) {
-      ow = ow4 + 4 <= Wo ? ow4 : Wo - 4;
-      const int c = r0 + 2 * ow;
-      v4f v, a, hv[4], p[4];
-      memcpy(&v, dy + oh * Wo + ow, sizeof v);
-      memcpy(&a, am + oh * Wo + ow, sizeof a);
-      pool2_scatter4(p, v, a, c, W);
-      const int at[4] = {c, c + 4, c + W, c + W + 4};
-      for (int q = 0; q < 4; q++) {
-        memcpy(&hv[q], h + at[q], sizeof hv[q]);
-        const v4f m = (v4f)((v4i)p[q] & (gv * hv[q] + bv > zero));
-        memcpy(d + at[q], &m, sizeof m);
-      }
-      ow += 4;
-    }
-    for (; ow < Wo; ow++) {
-      const int c = r0 + 2 * ow, best = (int)am[oh * Wo + ow];
-      const float g = dy[oh * Wo + ow];
-      const int at[4] = {c, c + 1, c + W, c + W + 1};
-      for (int q = 0; q < 4; q++) {
-        const float t = gm * h[at[q]] + bt;
-        d[at[q]] = at[q] == best && t > 0.0f ? g : 0.0f;
-      }
+/* The sums of d and of d h over a plane whose BN output gradient d is the
+ * pooled gradient dy (n windows) at each window's argmax where the ReLU
+ * passed it (gm h + bt > 0), 0 elsewhere: the sums over the windows of
+ * dy and dy h[argmax] where the ReLU passed, the plane's other pixels
+ * adding nothing, so the plane is never built. In 8 float lanes (lane j
+ * takes windows j, j + 8, ...), the lanes then the tail added in double. */
+ENS_CLONES static void pool_dot(double *sg, double *sgh, const float *dy, const float *am,
+                                const float *h, float gm, float bt, int n) {
+  v8f a = {0}, b = {0};
+  const v8f gv = {gm, gm, gm, gm, gm, gm, gm, gm}, bv = {bt, bt, bt, bt, bt, bt, bt, bt},
+            zero = {0};
+  int i = 0;
+  for (; i + LANES <= n; i += LANES) {
+    v8f gw, hv, af;
+    LOAD8(gw, dy + i);
+    LOAD8(af, am + i);
+    int at[LANES];
+    const v8i ai = __builtin_convertvector(af, v8i);
+    memcpy(at, &ai, sizeof at);
+    for (int j = 0; j < LANES; j++)
+      hv[j] = h[at[j]];
+    gw = (v8f)((v8i)gw & (gv * hv + bv > zero));
+    a += gw;
+    b += gw * hv;
+  }
+  double s1 = 0.0, s2 = 0.0;
+  for (int j = 0; j < LANES; j++) {
+    s1 += a[j];
+    s2 += b[j];
+  }
+  for (; i < n; i++) {
+    const float hv = h[(int)am[i]];
+    if (gm * hv + bt > 0.0f) {
+      s1 += dy[i];
+      s2 += (double)dy[i] * hv;
     }
   }
+  *sg += s1;
+  *sgh += s2;
 }
 
-/* The BN output gradient of plane pl, d (P), from the pooled gradient:
- * max pooling's backward, then the ReLU's mask rebuilt from xhat, as in
- * ens_bn_relu_maxpool_backward. */
-static void plane_bn_grad(float *d, size_t pl, const float *dy, const float *argmax,
-                          const float *xhat, float gm, float bt, const ens_conv_geom *g1) {
-  const size_t P = (size_t)g1->H * g1->W, Po = (size_t)g1->Ho * g1->Wo;
-  if (g1->k == 2 && g1->stride == 2 && g1->Ho * 2 == g1->H && g1->Wo * 2 == g1->W) {
-    plane_bn_grad2(d, dy + pl * Po, argmax + pl * Po, xhat + pl * P, gm, bt, g1->W, g1->Ho,
-                   g1->Wo);
-    return;
-  }
-  ens_maxpool_backward(d, dy + pl * Po, argmax + pl * Po, g1, 1);
-  plane_relu_mask(d, xhat + pl * P, gm, bt, (int)P);
-}
-
-void ens_bn_relu_maxpool_coefs(float *dgamma, float *dbeta, float *coef, float *plane,
-                               double *acc, const float *dy, const float *argmax,
-                               const float *xhat, const float *gamma, const float *beta,
-                               const float *invstd, const ens_conv_geom *pool, int batch) {
-  const int C = pool->C, P = pool->H * pool->W;
+void ens_bn_relu_maxpool_coefs(float *dgamma, float *dbeta, float *coef, double *acc,
+                               const float *dy, const float *argmax, const float *xhat,
+                               const float *gamma, const float *beta, const float *invstd,
+                               const ens_conv_geom *pool, int batch) {
+  const int C = pool->C, P = pool->H * pool->W, Po = pool->Ho * pool->Wo;
   const double M = (double)batch * P;
-  const ens_conv_geom g1 = plane_geom(pool);
   double *sdy = acc, *sdyx = acc + C;
   for (int c = 0; c < C; c++)
     sdy[c] = sdyx[c] = 0.0;
@@ -390,8 +379,8 @@ void ens_bn_relu_maxpool_coefs(float *dgamma, float *dbeta, float *coef, float *
   for (int n = 0; n < batch; n++)
     for (int c = 0; c < C; c++) {
       const size_t pl = (size_t)n * C + c;
-      plane_bn_grad(plane, pl, dy, argmax, xhat, gamma[c], beta[c], &g1);
-      plane_dot(&sdy[c], &sdyx[c], plane, xhat + pl * P, P);
+      pool_dot(&sdy[c], &sdyx[c], dy + pl * Po, argmax + pl * Po, xhat + pl * P, gamma[c],
+               beta[c], Po);
     }
   for (int c = 0; c < C; c++) {
     dbeta[c] = (float)sdy[c];
@@ -402,44 +391,54 @@ void ens_bn_relu_maxpool_coefs(float *dgamma, float *dbeta, float *coef, float *
   }
 }
 
-/* plane_dx, returning the sum of the written plane as ens_sum8 computes it
- * (8 float lanes of whole chunks, the lanes in order, then the tail): the
- * convolution's bias gradient taken while the plane is in registers. */
-ENS_CLONES static float plane_dx_sum(float *d, const float *g, const float *h, float a,
-                                     float mdy, float mdyx, int n) {
-  const v8f av = {a, a, a, a, a, a, a, a}, mv = {mdy, mdy, mdy, mdy, mdy, mdy, mdy, mdy},
-             xv = {mdyx, mdyx, mdyx, mdyx, mdyx, mdyx, mdyx, mdyx};
-  v8f acc = {0};
+/* The BN input gradient of a plane whose output gradient d is the pooled
+ * gradient dy (n windows) at each window's argmax where the ReLU passed it,
+ * 0 elsewhere (see pool_dot): a (d - mdy - h mdyx), as plane_dx computes
+ * it, into out (P). Every pixel first as if d were 0, then each window's
+ * argmax pixel again with its d (the same value again where the ReLU
+ * stopped it), so the plane is never built. */
+ENS_CLONES static void pool_dx(float *out, const float *dy, const float *am, const float *h,
+                               float gm, float bt, float a, float mdy, float mdyx, int P,
+                               int n) {
+  const float m0 = 0.0f - mdy; /* d - mdy where d is +0 */
+  for (int i = 0; i < P; i++)
+    out[i] = a * (m0 - h[i] * mdyx);
+  const v8f gv = {gm, gm, gm, gm, gm, gm, gm, gm}, bv = {bt, bt, bt, bt, bt, bt, bt, bt},
+            av = {a, a, a, a, a, a, a, a}, mv = {mdy, mdy, mdy, mdy, mdy, mdy, mdy, mdy},
+            xv = {mdyx, mdyx, mdyx, mdyx, mdyx, mdyx, mdyx, mdyx}, zero = {0};
   int i = 0;
-  for (; i + 8 <= n; i += 8) {
-    v8f gv, hv;
-    memcpy(&gv, g + i, sizeof gv);
-    memcpy(&hv, h + i, sizeof hv);
-    const v8f dv = av * (gv - mv - hv * xv);
-    memcpy(d + i, &dv, sizeof dv);
-    acc += dv;
+  for (; i + LANES <= n; i += LANES) {
+    v8f gw, hv, af;
+    LOAD8(gw, dy + i);
+    LOAD8(af, am + i);
+    int at[LANES];
+    const v8i ai = __builtin_convertvector(af, v8i);
+    memcpy(at, &ai, sizeof at);
+    for (int j = 0; j < LANES; j++)
+      hv[j] = h[at[j]];
+    gw = (v8f)((v8i)gw & (gv * hv + bv > zero));
+    const v8f dv = av * (gw - mv - hv * xv);
+    for (int j = 0; j < LANES; j++)
+      out[at[j]] = dv[j];
   }
-  float s = 0.0f;
-  for (int j = 0; j < 8; j++)
-    s += acc[j];
   for (; i < n; i++) {
-    d[i] = a * (g[i] - mdy - h[i] * mdyx);
-    s += d[i];
+    const int at = (int)am[i];
+    const float hv = h[at], g = gm * hv + bt > 0.0f ? dy[i] : 0.0f;
+    out[at] = a * (g - mdy - hv * mdyx);
   }
-  return s;
 }
 
-void ens_bn_relu_maxpool_dx_planes(float *dcol, size_t ld, float *db, float *plane,
-                                   const float *dy, const float *argmax, const float *xhat,
-                                   const float *gamma, const float *beta, const float *coef,
+void ens_bn_relu_maxpool_dx_planes(float *dcol, size_t ld, float *db, const float *dy,
+                                   const float *argmax, const float *xhat, const float *gamma,
+                                   const float *beta, const float *coef,
                                    const ens_conv_geom *pool, int n0, int gb) {
-  const int C = pool->C, P = pool->H * pool->W;
-  const ens_conv_geom g1 = plane_geom(pool);
+  const int C = pool->C, P = pool->H * pool->W, Po = pool->Ho * pool->Wo;
   for (int n = 0; n < gb; n++)
     for (int c = 0; c < C; c++) {
       const size_t pl = (size_t)(n0 + n) * C + c;
-      plane_bn_grad(plane, pl, dy, argmax, xhat, gamma[c], beta[c], &g1);
-      db[c] += plane_dx_sum(dcol + (size_t)c * ld + (size_t)n * P, plane, xhat + pl * P,
-                            coef[3 * c], coef[3 * c + 1], coef[3 * c + 2], P);
+      float *out = dcol + (size_t)c * ld + (size_t)n * P;
+      pool_dx(out, dy + pl * Po, argmax + pl * Po, xhat + pl * P, gamma[c], beta[c],
+              coef[3 * c], coef[3 * c + 1], coef[3 * c + 2], P, Po);
+      db[c] += ens_sum8(out, (size_t)P);
     }
 }

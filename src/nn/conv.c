@@ -107,6 +107,21 @@ static void same_range(int *r0, int *r1, int *c0, int *c1, int dy, int dx, int H
 /* Zeroes the columns outside [c0, c1) of rows [r0, r1) of a W-wide plane:
  * the pixels of a window offset's valid rows that read padding. */
 static inline void zero_pad_cols(float *plane, int r0, int r1, int c0, int c1, int W) {
+  /* One padding column on either side (k = 3), as straight loops: the
+   * general one's inner loops of 0 or 1 trips were about a third of
+   * im2col's time. */
+  if (c0 == 0 && c1 == W)
+    return;
+  if (c0 == 1 && c1 == W) {
+    for (int r = r0; r < r1; r++)
+      plane[r * W] = 0.0f;
+    return;
+  }
+  if (c0 == 0 && c1 == W - 1) {
+    for (int r = r0; r < r1; r++)
+      plane[r * W + W - 1] = 0.0f;
+    return;
+  }
   for (int r = r0; r < r1; r++) {
     for (int j = 0; j < c0; j++)
       plane[r * W + j] = 0.0f;

@@ -1,14 +1,17 @@
 /* The model's execution plan for training passes: runs of layers that one
- * fused kernel executes while the data is in the cache. Two run kinds, both
- * with results identical to the bit to the separate layers':
+ * fused kernel executes while the data is in the cache. Two run kinds:
  * - conv -> batch norm over channels -> ReLU -> max pooling whose windows
  *   tile the plane (the block of the usual CNN): the convolution hands
  *   batch norm its planes' sums, batch norm normalizes the convolution's
  *   output in place, and backward writes the convolution's output gradient
  *   straight into its GEMM operand, group by group
  *   (ens_conv2d_forward_sums, ens_bn_relu_maxpool_forward_inplace,
- *   ens_bn_relu_maxpool_coefs/_dx_planes, ens_conv2d_backward_fill);
- * - batch norm -> ReLU -> max pooling otherwise (ens_bn_relu_maxpool_*).
+ *   ens_bn_relu_maxpool_coefs/_dx_planes, ens_conv2d_backward_fill).
+ *   Forward gives the separate layers' bits; backward sums batch norm's
+ *   channel sums over the pooling windows instead of the pixels, so its
+ *   gradients equal the layers' up to those sums' rounding;
+ * - batch norm -> ReLU -> max pooling otherwise (ens_bn_relu_maxpool_*),
+ *   the separate layers' bits.
  * The layers stay in the table (layers.c) with their own kernels:
  * evaluation, MC and batch-norm re-estimation passes, and models with
  * nofuse set (the tests' reference), run them one by one. */
@@ -121,7 +124,6 @@ typedef struct {
   const ens_model *m;
   const ens_layer *bn, *mp;
   const float *dy, *coef;
-  float *plane;
   ens_conv_geom pool;
 } conv_run_ctx;
 
@@ -129,7 +131,7 @@ static const float *conv_run_fill(void *ctx, float *dycol, float *db, int n0, in
                                   const ens_conv_geom *g) {
   const conv_run_ctx *c = ctx;
   const float *p = c->m->params + c->bn->param_off;
-  ens_bn_relu_maxpool_dx_planes(dycol, (size_t)gb * g->Ho * g->Wo, db, c->plane, c->dy, c->mp->aux,
+  ens_bn_relu_maxpool_dx_planes(dycol, (size_t)gb * g->Ho * g->Wo, db, c->dy, c->mp->aux,
                                 c->bn->x, p, p + c->bn->sin.c, c->coef, &c->pool, n0, gb);
   return dycol;
 }
@@ -142,9 +144,9 @@ static void conv_run_backward(ens_model *m, int i, float *dx, const float *dy, i
   const ens_conv_geom geom = conv_geom(cv);
   run_scratch_t w;
   run_scratch(m, cv, bn, &w);
-  conv_run_ctx ctx = {.m = m, .bn = bn, .mp = mp, .dy = dy, .coef = w.f3, .plane = w.plane,
+  conv_run_ctx ctx = {.m = m, .bn = bn, .mp = mp, .dy = dy, .coef = w.f3,
                       .pool = pool_geom(mp)};
-  ens_bn_relu_maxpool_coefs(g, g + C, w.f3, w.plane, w.acc, dy, mp->aux, bn->x, p, p + C,
+  ens_bn_relu_maxpool_coefs(g, g + C, w.f3, w.acc, dy, mp->aux, bn->x, p, p + C,
                             bn->aux + (size_t)m->batch_max * bn->out, &ctx.pool, batch);
   const size_t nw = (size_t)geom.O * geom.C * geom.k * geom.k;
   ens_conv2d_backward_fill(dx, gc, gc + nw, m->work, conv_run_fill, &ctx, cv->x, pc, &geom,
