@@ -20,6 +20,7 @@
 #include "ens/model.h"
 #include "ens/nn.h"
 #include "ens/optim.h"
+#include "nn/winograd.h"
 
 static double clock_s(clockid_t id) {
   struct timespec ts;
@@ -45,6 +46,16 @@ typedef struct {
   int reps, acc;       /* calls per step; acc: beta 1 after the first */
   float *a, *b, *c;
 } gemm;
+
+/* One training step's GEMMs of a list. */
+static void run_gemms(const gemm *g, int ng) {
+  for (int i = 0; i < ng; i++)
+    for (int k = 0; k < g[i].reps; k++)
+      cblas_sgemm(CblasRowMajor, g[i].ta ? CblasTrans : CblasNoTrans,
+                  g[i].tb ? CblasTrans : CblasNoTrans, g[i].M, g[i].N, g[i].K, 1.0f, g[i].a,
+                  g[i].ta ? g[i].M : g[i].K, g[i].b, g[i].tb ? g[i].K : g[i].N,
+                  g[i].acc && k ? 1.0f : 0.0f, g[i].c, g[i].N);
+}
 
 int main(int argc, char **argv) {
   const char *layers = "conv 32 3 pad 1, bn, relu, maxpool 2, conv 64 3 pad 1, bn, relu, "
@@ -101,10 +112,14 @@ int main(int argc, char **argv) {
    * the same shapes and numbers. A convolution runs per group of images
    * (ens_conv2d_group; a last partial group is one more call of its own
    * shape), reusing one im2col buffer and one output buffer per pass as
-   * ens does. */
-  gemm g[6 * ENS_MAX_LAYERS];
-  int ng = 0;
-  double flops = 0.0;
+   * ens does. Convolutions that ens runs through Winograd F(2x2, 3x3)
+   * (ens_wino_applies) make 16 GEMMs per group for the forward pass and 16
+   * for the input gradient, and the im2col GEMM for the weight gradient.
+   * A second list, the im2col floor, has every convolution as im2col GEMMs
+   * (what ens made before Winograd): the floor of that formulation. */
+  gemm g[6 * ENS_MAX_LAYERS * 16], gi[6 * ENS_MAX_LAYERS];
+  int ng = 0, ngi = 0;
+  double flops = 0.0, flops_i = 0.0;
   for (int i = 0; i < m.nlayers; i++) {
     const ens_layer *l = &m.layers[i];
     int first = i == 0;
@@ -113,39 +128,64 @@ int main(int argc, char **argv) {
                           .k = l->spec.k, .stride = l->spec.stride, .pad = l->spec.pad};
       ens_conv_geom_init(&cg);
       int G = ens_conv2d_group(&cg, batch), P = cg.Ho * cg.Wo, M = cg.O, K = cg.C * cg.k * cg.k;
-      int full = batch / G, rest = batch % G;
+      int full = batch / G, rest = batch % G, wino = ens_wino_applies(&cg);
+      int tp = ((cg.H + 1) / 2) * ((cg.W + 1) / 2); /* Winograd tiles per image */
       for (int part = 0; part < 2; part++) {
-        int reps = part ? (rest ? 1 : 0) : full, N = (part ? rest : G) * P;
+        int reps = part ? (rest ? 1 : 0) : full, nimg = part ? rest : G, N = nimg * P;
         if (!reps)
           continue;
-        g[ng++] = (gemm){.M = M, .N = N, .K = K, .reps = reps};                  /* y = W col */
-        g[ng++] = (gemm){.M = M, .N = K, .K = N, .tb = 1, .reps = reps, .acc = 1}; /* dW += */
+        gi[ngi++] = (gemm){.M = M, .N = N, .K = K, .reps = reps};                  /* y = W col */
+        gi[ngi++] = (gemm){.M = M, .N = K, .K = N, .tb = 1, .reps = reps, .acc = 1}; /* dW += */
         if (!first)
-          g[ng++] = (gemm){.M = K, .N = N, .K = M, .ta = 1, .reps = reps}; /* dcol = W^T dy */
-        flops += 2.0 * M * N * K * (first ? 2 : 3) * reps;
+          gi[ngi++] = (gemm){.M = K, .N = N, .K = M, .ta = 1, .reps = reps}; /* dcol = W^T dy */
+        flops_i += 2.0 * M * N * K * (first ? 2 : 3) * reps;
+        if (!wino) {
+          g[ng++] = gi[ngi - (first ? 2 : 3)];
+          g[ng++] = gi[ngi - (first ? 1 : 2)];
+          if (!first)
+            g[ng++] = gi[ngi - 1];
+          flops += 2.0 * M * N * K * (first ? 2 : 3) * reps;
+          continue;
+        }
+        int T = nimg * tp;
+        for (int x = 0; x < 16; x++) /* M[x] (O, T) = U[x] (O, C) V[x] (C, T) */
+          g[ng++] = (gemm){.M = M, .N = T, .K = cg.C, .reps = reps};
+        g[ng++] = (gemm){.M = M, .N = K, .K = N, .tb = 1, .reps = reps, .acc = 1}; /* dW += */
+        flops += 2.0 * 16 * M * T * cg.C * reps + 2.0 * M * N * K * reps;
+        if (!first) {
+          for (int x = 0; x < 16; x++) /* (C, T) = U'[x] (C, O) V'[x] (O, T) */
+            g[ng++] = (gemm){.M = cg.C, .N = T, .K = M, .reps = reps};
+          flops += 2.0 * 16 * M * T * cg.C * reps;
+        }
       }
     } else if (l->kind == ENS_LAYER_DENSE) {
       int M = batch, N = l->out, K = l->in; /* y (B, out) = x (B, in) W^T */
-      g[ng++] = (gemm){.M = M, .N = N, .K = K, .tb = 1, .reps = 1};
-      g[ng++] = (gemm){.M = N, .N = K, .K = M, .ta = 1, .reps = 1}; /* dW = dy^T x */
-      if (!first)
-        g[ng++] = (gemm){.M = M, .N = K, .K = N, .reps = 1}; /* dx = dy W */
+      gemm d[3] = {{.M = M, .N = N, .K = K, .tb = 1, .reps = 1},
+                   {.M = N, .N = K, .K = M, .ta = 1, .reps = 1}, /* dW = dy^T x */
+                   {.M = M, .N = K, .K = N, .reps = 1}};         /* dx = dy W */
+      for (int j = 0; j < (first ? 2 : 3); j++)
+        g[ng++] = gi[ngi++] = d[j];
       flops += 2.0 * M * N * K * (first ? 2 : 3);
+      flops_i += 2.0 * M * N * K * (first ? 2 : 3);
     }
   }
   int ncalls = 0;
   for (int i = 0; i < ng; i++)
     ncalls += g[i].reps;
   unsigned s = 7;
-  for (int i = 0; i < ng; i++) {
-    g[i].a = malloc((size_t)g[i].M * g[i].K * sizeof(float));
-    g[i].b = malloc((size_t)g[i].K * g[i].N * sizeof(float));
-    g[i].c = malloc((size_t)g[i].M * g[i].N * sizeof(float));
-    if (!g[i].a || !g[i].b || !g[i].c)
-      return 1;
-    fill(g[i].a, (size_t)g[i].M * g[i].K, &s);
-    fill(g[i].b, (size_t)g[i].K * g[i].N, &s);
-  }
+  gemm *lists[2] = {g, gi};
+  int counts[2] = {ng, ngi};
+  for (int li = 0; li < 2; li++)
+    for (int i = 0; i < counts[li]; i++) {
+      gemm *q = &lists[li][i];
+      q->a = malloc((size_t)q->M * q->K * sizeof(float));
+      q->b = malloc((size_t)q->K * q->N * sizeof(float));
+      q->c = malloc((size_t)q->M * q->N * sizeof(float));
+      if (!q->a || !q->b || !q->c)
+        return 1;
+      fill(q->a, (size_t)q->M * q->K, &s);
+      fill(q->b, (size_t)q->K * q->N, &s);
+    }
   float *x = malloc((size_t)batch * m.in * sizeof(float)), *v = calloc(m.nparams, sizeof(float));
   int32_t *y = malloc((size_t)batch * sizeof(int32_t));
   if (!x || !v || !y)
@@ -154,20 +194,15 @@ int main(int argc, char **argv) {
   for (int i = 0; i < batch; i++)
     y[i] = i % classes;
   ens_sgd sgd = {.momentum = 0.9, .weight_decay = 5e-4, .nesterov = 1};
-  double tf[2] = {0, 0}, te[2] = {0, 0}, tu[2] = {0, 0};
+  double tf[2] = {0, 0}, te[2] = {0, 0}, tu[2] = {0, 0}, ti[2] = {0, 0};
   /* One untimed step of each first: the first touch of the buffers' pages
    * happens once per training run, not per step. */
   for (int r = -1; r < rounds; r++) {
     int ns = r < 0 ? 1 : steps;
-    double t0[2], t1[2], t2[2];
+    double t0[2], t1[2], t2[2], t4[2];
     now(t0);
     for (int st = 0; st < (only && strcmp(only, "floor") ? 0 : ns); st++)
-      for (int i = 0; i < ng; i++)
-        for (int k = 0; k < g[i].reps; k++)
-          cblas_sgemm(CblasRowMajor, g[i].ta ? CblasTrans : CblasNoTrans,
-                      g[i].tb ? CblasTrans : CblasNoTrans, g[i].M, g[i].N, g[i].K, 1.0f, g[i].a,
-                      g[i].ta ? g[i].M : g[i].K, g[i].b, g[i].tb ? g[i].K : g[i].N,
-                      g[i].acc && k ? 1.0f : 0.0f, g[i].c, g[i].N);
+      run_gemms(g, ng);
     now(t1);
     for (int st = 0; st < (only && strcmp(only, "ens") ? 0 : ns); st++) {
       ens_rng dr;
@@ -189,12 +224,16 @@ int main(int argc, char **argv) {
     m.nofuse = 0;
     double t3[2];
     now(t3);
+    for (int st = 0; st < (only ? 0 : ns); st++)
+      run_gemms(gi, ngi);
+    now(t4);
     if (r < 0)
       continue;
     for (int c = 0; c < 2; c++) {
       tf[c] += t1[c] - t0[c];
       te[c] += t2[c] - t1[c];
       tu[c] += t3[c] - t2[c];
+      ti[c] += t4[c] - t3[c];
     }
   }
   double n = (double)steps * rounds;
@@ -216,6 +255,10 @@ int main(int argc, char **argv) {
   printf("conv_floor_gflops %.2f\n", flops * n / tf[0] * 1e-9);
   printf("conv_floor_cpu_gflops %.2f\n", flops * n / tf[1] * 1e-9);
   printf("conv_gemm_calls %d\n", ncalls);
+  printf("conv_im2col_step_flops %.0f\n", flops_i);
+  printf("conv_im2col_floor_step_seconds %.6f\n", ti[0] / n);
+  printf("conv_im2col_floor_step_cpu_seconds %.6f\n", ti[1] / n);
+  printf("conv_ratio_im2col %.3f\n", te[0] / ti[0]);
   printf("conv_im2col_bytes %zu\n", m.nwork * sizeof(float));
   printf("conv_activation_bytes %zu\n", nact * sizeof(float));
   ens_model_free(&m);

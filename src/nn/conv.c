@@ -8,6 +8,7 @@
 
 #include "core/clones.h"
 #include "ens/conv.h"
+#include "nn/winograd.h"
 
 int ens_conv_geom_init(ens_conv_geom *g) {
   if (g->k < 1 || g->stride < 1 || g->pad < 0 || g->C < 1 || g->H < 1 || g->W < 1 ||
@@ -321,7 +322,10 @@ ENS_CLONES float ens_sum8(const float *x, size_t n) {
 
 size_t ens_conv2d_nwork(const ens_conv_geom *g, int batch) {
   int G = ens_conv2d_group(g, batch);
-  return ((size_t)g->C * g->k * g->k + (size_t)g->O) * (size_t)(G > 1 ? G : 1) * g->Ho * g->Wo;
+  size_t n = ((size_t)g->C * g->k * g->k + (size_t)g->O) * (size_t)(G > 1 ? G : 1) * g->Ho * g->Wo;
+  /* Winograd: after the weight gradient's im2col columns and output
+   * gradient (backward), or alone (forward). */
+  return ens_wino_applies(g) ? n + ens_wino_nwork(g, G > 1 ? G : 1) : n;
 }
 
 /* dst = src + bo (n). */
@@ -366,6 +370,10 @@ ENS_CLONES static double bias_copy_sum(float *dst, const float *src, float bo, s
  * first statistics pass, taken while the group's output is in the cache. */
 static void conv2d_forward(float *y, float *work, const float *x, const float *w, const float *b,
                            const ens_conv_geom *g, int batch, double *sums) {
+  if (ens_wino_applies(g)) {
+    ens_wino_forward(y, work, x, w, b, g, batch, sums);
+    return;
+  }
   const int K = g->C * g->k * g->k, O = g->O, G = ens_conv2d_group(g, batch);
   const size_t P = (size_t)g->Ho * g->Wo, CHW = (size_t)g->C * g->H * g->W;
   float *col = work, *ycol = work + (size_t)K * G * P;
@@ -446,6 +454,10 @@ void ens_conv2d_backward_fill(float *dx, float *dw, float *db, float *work, ens_
                 (int)N, n0 ? 1.0f : 0.0f, dw, K);
     if (!dx)
       continue;
+    if (ens_wino_applies(g)) {
+      ens_wino_dx(dx + (size_t)n0 * CHW, work + (size_t)(K + O) * G * P, dyg, N, w, g, gb, !n0);
+      continue;
+    }
     /* dcol (K, N) = w^T (K, O) dycol (O, N), into col's place; then col2im. */
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, (int)N, O, 1.0f, w, K, dyg, (int)N,
                 0.0f, col, (int)N);

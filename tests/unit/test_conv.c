@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "gradcheck.h"
+#include "nn/winograd.h"
 
 /* ------------------------------------------------ double reference kernels */
 
@@ -858,6 +859,96 @@ static void test_conv_groups(void) {
   CU_ASSERT(ens_conv2d_nwork(&g1, 128) == (size_t)(9 + 32) * G1 * 28 * 28);
 }
 
+/* 3x3 convolutions with stride 1, padding 1 and at least 8 channels in and
+ * out run through Winograd F(2x2, 3x3) (nn/winograd.c): gradient checks on
+ * small planes whose tile rows are shorter than a vector (the junk lanes
+ * that land on later tiles), longer with an overlapping last chunk, odd
+ * sizes, one pixel, groups of images; then the reference CNN's second
+ * convolution against the definition in double (forward, input gradient,
+ * and the plane sums batch norm takes from the forward pass). */
+static void test_winograd(void) {
+  ens_conv_geom t = {.C = 8, .H = 5, .W = 6, .O = 8, .k = 3, .stride = 1, .pad = 1};
+  CU_ASSERT_FATAL(ens_conv_geom_init(&t) == 0);
+  CU_ASSERT(ens_wino_applies(&t));
+  t.C = 4;
+  CU_ASSERT(!ens_wino_applies(&t)); /* too few channels: im2col */
+  conv_case(2, 8, 5, 6, 8, 3, 1, 1, 31, 0);
+  conv_case(1, 8, 3, 17, 9, 3, 1, 1, 32, 0); /* 9 tiles per row: overlapping chunk */
+  conv_case(2, 9, 1, 1, 8, 3, 1, 1, 33, 0);  /* one pixel */
+  conv_group = 2;
+  conv_case(3, 9, 3, 3, 8, 3, 1, 1, 34, 0); /* groups 2, 1 */
+  conv_group = 0;
+
+  enum { B = 3 };
+  ens_conv_geom g = {.C = 32, .H = 14, .W = 14, .O = 64, .k = 3, .stride = 1, .pad = 1};
+  CU_ASSERT_FATAL(ens_conv_geom_init(&g) == 0 && ens_wino_applies(&g));
+  const size_t P = 14 * 14, nx = B * 32 * P, nw = 64 * 32 * 9, ny = B * 64 * P;
+  ens_rng r;
+  ens_rng_init(&r, 35, 0, ENS_STREAM_TEST, 35);
+  float *x = malloc(nx * sizeof(float)), *w = malloc(nw * sizeof(float)), b[64];
+  float *y = malloc(ny * sizeof(float)), *y2 = malloc(ny * sizeof(float));
+  float *dy = malloc(ny * sizeof(float)), *dx = malloc(nx * sizeof(float));
+  float *dw = malloc(nw * sizeof(float)), db[64];
+  float *work = malloc(ens_conv2d_nwork(&g, B) * sizeof(float));
+  double *xd = malloc(nx * sizeof(double)), *wd = malloc(nw * sizeof(double)), bd[64];
+  double *yd = malloc(ny * sizeof(double)), sums[64];
+  CU_ASSERT_FATAL(x && w && y && y2 && dy && dx && dw && work && xd && wd && yd);
+  fill_normal(x, nx, 0.0, 1.0, &r);
+  fill_normal(w, nw, 0.0, 0.1, &r);
+  fill_normal(b, 64, 0.0, 1.0, &r);
+  fill_normal(dy, ny, 0.0, 1.0, &r);
+  for (size_t i = 0; i < nx; i++)
+    xd[i] = x[i];
+  for (size_t i = 0; i < nw; i++)
+    wd[i] = w[i];
+  for (int i = 0; i < 64; i++)
+    bd[i] = b[i];
+  ens_conv2d_forward(y, work, x, w, b, &g, B);
+  conv_ref(yd, xd, wd, bd, &g, B);
+  double e = 0.0, big = 0.0;
+  for (size_t i = 0; i < ny; i++) {
+    e = fmax(e, fabs(y[i] - yd[i]));
+    big = fmax(big, fabs(yd[i]));
+  }
+  CU_ASSERT(e <= 1e-5 * big);
+  /* The sums: the same y, and each channel's sum of it. */
+  ens_conv2d_forward_sums(y2, sums, work, x, w, b, &g, B);
+  CU_ASSERT(memcmp(y, y2, ny * sizeof(float)) == 0);
+  for (int o = 0; o < 64; o++) {
+    double s = 0.0;
+    for (int n = 0; n < B; n++)
+      for (size_t p = 0; p < P; p++)
+        s += y[((size_t)n * 64 + o) * P + p];
+    CU_ASSERT(fabs(sums[o] - s) <= 1e-5 * (fabs(s) + P));
+  }
+  /* dx from the definition: dx[n, c, ih, iw] = sum of dy[n, o, oh, ow]
+   * w[o, c, ki, kj] over ih = oh - 1 + ki, iw = ow - 1 + kj. */
+  ens_conv2d_backward(dx, dw, db, work, dy, x, w, &g, B);
+  e = big = 0.0;
+  for (int n = 0; n < B; n++)
+    for (int c = 0; c < 32; c++)
+      for (int ih = 0; ih < 14; ih++)
+        for (int iw = 0; iw < 14; iw++) {
+          double s = 0.0;
+          for (int o = 0; o < 64; o++)
+            for (int ki = 0; ki < 3; ki++)
+              for (int kj = 0; kj < 3; kj++) {
+                int oh = ih + 1 - ki, ow = iw + 1 - kj;
+                if (oh < 0 || oh >= 14 || ow < 0 || ow >= 14)
+                  continue;
+                s += (double)dy[((size_t)(n * 64 + o) * 14 + oh) * 14 + ow] *
+                     w[((size_t)(o * 32 + c) * 3 + ki) * 3 + kj];
+              }
+          e = fmax(e, fabs(dx[((size_t)(n * 32 + c) * 14 + ih) * 14 + iw] - s));
+          big = fmax(big, fabs(s));
+        }
+  CU_ASSERT(e <= 1e-5 * big);
+  if (getenv("ENS_TEST_VERBOSE"))
+    fprintf(stderr, "\n  winograd dx: max error %.3g of %.3g", e, big);
+  free(x), free(w), free(y), free(y2), free(dy), free(dx), free(dw), free(work);
+  free(xd), free(wd), free(yd);
+}
+
 /* Max pooling whose windows tile the plane (size = stride) writes dx in one
  * pass without clearing it first: gradient-checked for 2x2 and 3x3 windows,
  * and a wrong argmax (a planted error) makes the check fail. */
@@ -1115,6 +1206,7 @@ int main(void) {
       {"conv2d in groups of images: gradient, planted error, group size", test_conv_groups},
       {"maxpool whose windows tile the plane: gradient, planted error", test_maxpool_tiling},
       {"fused (conv+)bn+relu+maxpool runs equal the layers one by one", test_fused_runs},
+      {"winograd F(2x2, 3x3): gradients, tiles, groups, against the definition", test_winograd},
       {NULL, NULL},
   };
   return cu_run_suite("conv", cases);
