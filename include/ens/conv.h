@@ -42,7 +42,8 @@ void ens_col2im_scratch(float *dx, float *col, const ens_conv_geom *g, int batch
  * weight gradient sums the groups in batch order. */
 int ens_conv2d_group(const ens_conv_geom *g, int batch);
 /* Scratch floats of a forward or backward pass over up to `batch` images:
- * (C k k + O) group Ho Wo. */
+ * (C k k + O) group Ho Wo (rounded up to a multiple of 16 columns), plus
+ * the Winograd buffers of the convolutions that use it. */
 size_t ens_conv2d_nwork(const ens_conv_geom *g, int batch);
 /* y (batch, O, Ho, Wo) = conv(x (batch, C, H, W), w (O, C, k, k)) + b (O).
  * work: ens_conv2d_nwork floats. */

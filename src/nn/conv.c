@@ -132,9 +132,9 @@ static inline void zero_pad_cols(float *plane, int r0, int r1, int c0, int c1, i
 }
 
 ENS_CLONES __attribute__((optimize("no-tree-loop-distribute-patterns"))) static void
-im2col_same(float *col, const float *x, const ens_conv_geom *g, int batch) {
+im2col_same(float *col, size_t N, const float *x, const ens_conv_geom *g, int batch) {
   const int k = g->k, pad = g->pad, H = g->H, W = g->W, C = g->C;
-  const size_t P = (size_t)H * W, N = (size_t)batch * P;
+  const size_t P = (size_t)H * W;
   for (int c = 0; c < C; c++)
     for (int ki = 0; ki < k; ki++)
       for (int kj = 0; kj < k; kj++) {
@@ -159,14 +159,16 @@ im2col_same(float *col, const float *x, const ens_conv_geom *g, int batch) {
       }
 }
 
-ENS_CLONES void ens_im2col(float *col, const float *x, const ens_conv_geom *g, int batch) {
+/* ens_im2col with rows ld floats apart (ld >= batch Ho Wo). */
+ENS_CLONES static void im2col_ld(float *col, size_t ld, const float *x, const ens_conv_geom *g,
+                                 int batch) {
   if (same_conv(g)) {
-    im2col_same(col, x, g, batch);
+    im2col_same(col, ld, x, g, batch);
     return;
   }
   const int k = g->k, s = g->stride, pad = g->pad, H = g->H, W = g->W;
   const int Ho = g->Ho, Wo = g->Wo, C = g->C;
-  const size_t P = (size_t)Ho * Wo, N = (size_t)batch * P, HW = (size_t)H * W;
+  const size_t P = (size_t)Ho * Wo, N = ld, HW = (size_t)H * W;
   for (int c = 0; c < C; c++)
     for (int ki = 0; ki < k; ki++)
       for (int kj = 0; kj < k; kj++) {
@@ -200,6 +202,10 @@ ENS_CLONES void ens_im2col(float *col, const float *x, const ens_conv_geom *g, i
           }
         }
       }
+}
+
+void ens_im2col(float *col, const float *x, const ens_conv_geom *g, int batch) {
+  im2col_ld(col, (size_t)batch * g->Ho * g->Wo, x, g, batch);
 }
 
 /* col2im of a "same" convolution, plane by plane: each window offset's
@@ -322,7 +328,8 @@ ENS_CLONES float ens_sum8(const float *x, size_t n) {
 
 size_t ens_conv2d_nwork(const ens_conv_geom *g, int batch) {
   int G = ens_conv2d_group(g, batch);
-  size_t n = ((size_t)g->C * g->k * g->k + (size_t)g->O) * (size_t)(G > 1 ? G : 1) * g->Ho * g->Wo;
+  size_t n = ((size_t)g->C * g->k * g->k + (size_t)g->O) *
+             ens_gemm_cols((size_t)(G > 1 ? G : 1) * g->Ho * g->Wo);
   /* Winograd: after the weight gradient's im2col columns and output
    * gradient (backward), or alone (forward). */
   return ens_wino_applies(g) ? n + ens_wino_nwork(g, G > 1 ? G : 1) : n;
@@ -376,21 +383,26 @@ static void conv2d_forward(float *y, float *work, const float *x, const float *w
   }
   const int K = g->C * g->k * g->k, O = g->O, G = ens_conv2d_group(g, batch);
   const size_t P = (size_t)g->Ho * g->Wo, CHW = (size_t)g->C * g->H * g->W;
-  float *col = work, *ycol = work + (size_t)K * G * P;
+  float *col = work, *ycol = work + (size_t)K * ens_gemm_cols((size_t)G * P);
   for (int n0 = 0; n0 < batch; n0 += G) {
     const int gb = batch - n0 < G ? batch - n0 : G;
-    const size_t N = (size_t)gb * P;
+    /* N columns of the group's pixels, ld with the zero columns that make
+     * every column's bits independent of the group's size (winograd.h). */
+    const size_t N = (size_t)gb * P, ld = ens_gemm_cols(N);
     float *yn = y + (size_t)n0 * O * P;
-    ens_im2col(col, x + (size_t)n0 * CHW, g, gb);
-    /* One image: its (O, P) output is already the NCHW slice. */
-    float *dst0 = gb == 1 ? yn : ycol;
-    /* (O, gb P) = w (O, K) col (K, gb P) */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, O, (int)N, K, 1.0f, w, K, col, (int)N,
-                0.0f, dst0, (int)N);
+    im2col_ld(col, ld, x + (size_t)n0 * CHW, g, gb);
+    for (int r = 0; ld > N && r < K; r++)
+      memset(col + (size_t)r * ld + N, 0, (ld - N) * sizeof(float));
+    /* One image and no zero columns: its (O, P) output is already the NCHW
+     * slice. */
+    float *dst0 = gb == 1 && ld == N ? yn : ycol;
+    /* (O, ld) = w (O, K) col (K, ld) */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, O, (int)ld, K, 1.0f, w, K, col,
+                (int)ld, 0.0f, dst0, (int)ld);
     /* (O, gb, P) -> (gb, O, P), plus the bias. */
     for (int n = 0; n < gb; n++)
       for (int o = 0; o < O; o++) {
-        const float *src = dst0 + (size_t)o * N + (size_t)n * P;
+        const float *src = dst0 + (size_t)o * ld + (size_t)n * P;
         float *dst = yn + ((size_t)n * O + o) * P;
         if (sums)
           sums[o] += bias_copy_sum(dst, src, b[o], P);

@@ -35,6 +35,8 @@
 #include "ens/conv.h"
 #include "nn/winograd.h"
 
+/* XI points per transformed tile; VL floats per vector. The GEMMs' columns
+ * (tiles) are rounded up by ens_gemm_cols (see winograd.h). */
 enum { XI = 16, VL = 8 };
 typedef float v8f __attribute__((vector_size(VL * sizeof(float))));
 
@@ -49,7 +51,8 @@ int ens_wino_applies(const ens_conv_geom *g) {
 typedef struct {
   int th, tw, tp;   /* tile rows, tile columns, tiles per image */
   int cw;           /* floats per split half-row: tw + 1 rounded up to VL, plus VL */
-  size_t T, blk;    /* tiles per group; floats per xi block of V or M (max channels) */
+  size_t T, blk;    /* tiles of G images, rounded up to NCOL; floats per xi block of V
+                     * or M (max channels) */
 } wgeom;
 
 static wgeom wino_geom(const ens_conv_geom *g, int G) {
@@ -58,7 +61,7 @@ static wgeom wino_geom(const ens_conv_geom *g, int G) {
   w.tw = (g->W + 1) / 2;
   w.tp = w.th * w.tw;
   w.cw = (w.tw + 1 + VL - 1) / VL * VL + VL;
-  w.T = (size_t)G * w.tp;
+  w.T = ens_gemm_cols((size_t)G * w.tp);
   const int ch = g->C > g->O ? g->C : g->O;
   /* A tile row's last vector may write up to VL - 1 floats past it (see
    * in_plane): slack at the end of each block. */
@@ -245,8 +248,15 @@ static void wino_group(float *out, size_t os_n, size_t os_q, int Q, const float 
                        const float *in, size_t is_n, size_t is_p, int Pch, const float *u,
                        float *work, const ens_conv_geom *g, int gb, int G) {
   const wgeom w = wino_geom(g, G);
-  const size_t T = (size_t)gb * w.tp, P = (size_t)g->H * g->W;
+  const size_t nt = (size_t)gb * w.tp, T = ens_gemm_cols(nt);
+  const size_t P = (size_t)g->H * g->W;
   float *v = work, *m = v + XI * w.blk, *sp = m + XI * w.blk;
+  /* The columns past the group's tiles: zeros, whose products are not
+   * read. */
+  if (T > nt)
+    for (int x = 0; x < XI; x++)
+      for (int p = 0; p < Pch; p++)
+        memset(v + (size_t)x * w.blk + (size_t)p * T + nt, 0, (T - nt) * sizeof(float));
   /* Channel by channel, image by image: the order in which a tile row's
    * junk floats (tw < VL) land on tiles still to be written. */
   for (int p = 0; p < Pch; p++)

@@ -8,6 +8,19 @@
 
 #include "ens/conv.h"
 
+/* Forward GEMMs of the convolutions (im2col and Winograd) run on column
+ * counts rounded up to a multiple of ENS_GEMM_NCOL, the extra columns zero
+ * and their products unread. OpenBLAS computes a column of a product with
+ * other float operations when it falls in the remainder of its N unrolling
+ * (up to 16 columns; on this CPU's kernels a product's columns 144-146 of
+ * 147 differ from the same columns of a 588-column product), so without
+ * it an image's output would depend on how many images share its group,
+ * that is on the batch size, and eval outputs on how rows are batched. */
+enum { ENS_GEMM_NCOL = 16 };
+static inline size_t ens_gemm_cols(size_t n) {
+  return (n + ENS_GEMM_NCOL - 1) / ENS_GEMM_NCOL * ENS_GEMM_NCOL;
+}
+
 /* Whether conv.c runs g through Winograd: k 3, stride 1, padding 1, and at
  * least 8 input and 8 output channels (below that the GEMMs are too thin
  * to gain). */
