@@ -75,6 +75,9 @@ void ens_conv2d_backward_fill(float *dx, float *dw, float *db, float *work, ens_
  * lanes added in order, then the tail: a convolution's bias gradient per
  * plane. */
 float ens_sum8(const float *x, size_t n);
+/* A plane's sum as batch norm over channels takes it for its mean: 8 float
+ * lanes as ens_sum8, the lanes then the tail added in double. */
+double ens_plane_sum(const float *x, size_t n);
 
 /* Batch norm over the channels of x (batch, C, P) (P = H W pixels), training
  * pass: statistics over batch P values per channel (Ioffe & Szegedy 2015,

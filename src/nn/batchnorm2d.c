@@ -24,10 +24,9 @@ typedef int v8i __attribute__((vector_size(LANES * sizeof(int))));
 /* v = the 8 floats at p (unaligned). */
 #define LOAD8(v, p) memcpy(&(v), (p), sizeof(v8f))
 
-/* Sum of x (n). */
-ENS_CLONES static double plane_sum(const float *x, int n) {
+ENS_CLONES double ens_plane_sum(const float *x, size_t n) {
   v8f acc = {0};
-  int i = 0;
+  size_t i = 0;
   for (; i + LANES <= n; i += LANES) {
     v8f v;
     LOAD8(v, x + i);
@@ -127,7 +126,7 @@ static float channel_stats(float *invstd, float *run_mean, float *run_var, const
   const double M = (double)batch * P;
   double s = 0.0;
   for (int n = 0; n < batch; n++)
-    s += plane_sum(x + ((size_t)n * C + c) * P, P);
+    s += ens_plane_sum(x + ((size_t)n * C + c) * P, (size_t)P);
   const float mean = (float)(s / M);
   double s2 = 0.0;
   for (int n = 0; n < batch; n++)
@@ -331,22 +330,33 @@ void ens_bn_relu_maxpool_forward_inplace(float *y, float *argmax, float *invstd,
  * dy and dy h[argmax] where the ReLU passed, the plane's other pixels
  * adding nothing, so the plane is never built. In 8 float lanes (lane j
  * takes windows j, j + 8, ...), the lanes then the tail added in double. */
+/* The 8 windows from i: their argmax pixels (at), xhat there (*hv), and
+ * their pooled gradient where the ReLU passed it (gm h + bt > 0), else +0
+ * (*gw). gv, bv: gm and bt in every lane. */
+static inline void pool_gather8(v8f *gw, v8f *hv, int at[LANES], const float *dy,
+                                const float *am, const float *h, const v8f *gv, const v8f *bv,
+                                int i) {
+  v8f g, af, hw;
+  const v8f zero = {0};
+  LOAD8(g, dy + i);
+  LOAD8(af, am + i);
+  const v8i ai = __builtin_convertvector(af, v8i);
+  memcpy(at, &ai, LANES * sizeof(int));
+  for (int j = 0; j < LANES; j++)
+    hw[j] = h[at[j]];
+  *hv = hw;
+  *gw = (v8f)((v8i)g & (*gv * hw + *bv > zero));
+}
+
 ENS_CLONES static void pool_dot(double *sg, double *sgh, const float *dy, const float *am,
                                 const float *h, float gm, float bt, int n) {
   v8f a = {0}, b = {0};
-  const v8f gv = {gm, gm, gm, gm, gm, gm, gm, gm}, bv = {bt, bt, bt, bt, bt, bt, bt, bt},
-            zero = {0};
+  const v8f gv = {gm, gm, gm, gm, gm, gm, gm, gm}, bv = {bt, bt, bt, bt, bt, bt, bt, bt};
   int i = 0;
   for (; i + LANES <= n; i += LANES) {
-    v8f gw, hv, af;
-    LOAD8(gw, dy + i);
-    LOAD8(af, am + i);
     int at[LANES];
-    const v8i ai = __builtin_convertvector(af, v8i);
-    memcpy(at, &ai, sizeof at);
-    for (int j = 0; j < LANES; j++)
-      hv[j] = h[at[j]];
-    gw = (v8f)((v8i)gw & (gv * hv + bv > zero));
+    v8f gw, hv;
+    pool_gather8(&gw, &hv, at, dy, am, h, &gv, &bv, i);
     a += gw;
     b += gw * hv;
   }
@@ -405,18 +415,12 @@ ENS_CLONES static void pool_dx(float *out, const float *dy, const float *am, con
     out[i] = a * (m0 - h[i] * mdyx);
   const v8f gv = {gm, gm, gm, gm, gm, gm, gm, gm}, bv = {bt, bt, bt, bt, bt, bt, bt, bt},
             av = {a, a, a, a, a, a, a, a}, mv = {mdy, mdy, mdy, mdy, mdy, mdy, mdy, mdy},
-            xv = {mdyx, mdyx, mdyx, mdyx, mdyx, mdyx, mdyx, mdyx}, zero = {0};
+            xv = {mdyx, mdyx, mdyx, mdyx, mdyx, mdyx, mdyx, mdyx};
   int i = 0;
   for (; i + LANES <= n; i += LANES) {
-    v8f gw, hv, af;
-    LOAD8(gw, dy + i);
-    LOAD8(af, am + i);
     int at[LANES];
-    const v8i ai = __builtin_convertvector(af, v8i);
-    memcpy(at, &ai, sizeof at);
-    for (int j = 0; j < LANES; j++)
-      hv[j] = h[at[j]];
-    gw = (v8f)((v8i)gw & (gv * hv + bv > zero));
+    v8f gw, hv;
+    pool_gather8(&gw, &hv, at, dy, am, h, &gv, &bv, i);
     const v8f dv = av * (gw - mv - hv * xv);
     for (int j = 0; j < LANES; j++)
       out[at[j]] = dv[j];

@@ -222,25 +222,6 @@ ENS_CLONES static void out_plane(float *y, const float *m, size_t ldm, size_t t0
     }
 }
 
-/* The 8-lane sum of a plane as batch norm over channels computes it (lane
- * j takes x[j], x[j + 8], ...; the lanes in order in double, then the
- * tail). */
-ENS_CLONES static double plane_sum8(const float *x, size_t n) {
-  v8f acc = {0};
-  size_t i = 0;
-  for (; i + VL <= n; i += VL) {
-    v8f v;
-    LD8(v, x + i);
-    acc += v;
-  }
-  double s = 0.0;
-  for (int j = 0; j < VL; j++)
-    s += acc[j];
-  for (; i < n; i++)
-    s += x[i];
-  return s;
-}
-
 /* One group: out planes (n, q) at out + n os_n + q os_q (q < Q, bias b[q]
  * or 0, sums[q] += each plane's sum when not NULL) from in planes (n, p) at
  * in + n is_n + p is_p (p < Pch), through u (16 blocks of Q x Pch). */
@@ -272,7 +253,7 @@ static void wino_group(float *out, size_t os_n, size_t os_q, int Q, const float 
       float *yp = out + n * os_n + q * os_q;
       out_plane(yp, m + (size_t)q * T, w.blk, (size_t)n * w.tp, b ? b[q] : 0.0f, g->H, g->W, &w);
       if (sums)
-        sums[q] += plane_sum8(yp, P);
+        sums[q] += ens_plane_sum(yp, P);
     }
 }
 
