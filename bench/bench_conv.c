@@ -139,15 +139,16 @@ int main(int argc, char **argv) {
         if (!first)
           gi[ngi++] = (gemm){.M = K, .N = N, .K = M, .ta = 1, .reps = reps}; /* dcol = W^T dy */
         flops_i += 2.0 * M * N * K * (first ? 2 : 3) * reps;
-        if (!wino) {
-          g[ng++] = gi[ngi - (first ? 2 : 3)];
+        if (!wino) { /* the forward GEMM on ens_gemm_cols columns, as ens calls it */
+          g[ng] = gi[ngi - (first ? 2 : 3)];
+          g[ng++].N = (int)ens_gemm_cols((size_t)N);
           g[ng++] = gi[ngi - (first ? 1 : 2)];
           if (!first)
             g[ng++] = gi[ngi - 1];
           flops += 2.0 * M * N * K * (first ? 2 : 3) * reps;
           continue;
         }
-        int T = nimg * tp;
+        int T = (int)ens_gemm_cols((size_t)nimg * tp);
         for (int x = 0; x < 16; x++) /* M[x] (O, T) = U[x] (O, C) V[x] (C, T) */
           g[ng++] = (gemm){.M = M, .N = T, .K = cg.C, .reps = reps};
         g[ng++] = (gemm){.M = M, .N = K, .K = N, .tb = 1, .reps = reps, .acc = 1}; /* dW += */
