@@ -109,6 +109,24 @@ static void wino_filters(float *u, const float *w, int O, int C, int flip) {
  * lanes past tw are junk. */
 static inline int chunk_start(int b, int tw) { return b + VL <= tw || tw < VL ? b : tw - VL; }
 
+/* Columns j = 0..3 of the tiles b..b+7 in a split row (e, then o at
+ * e + cw): e[b..], o[b..], e[b + 1..], o[b + 1..]. */
+static inline void tile_row(v8f d[4], const float *e, int cw, int b) {
+  LD8(d[0], e + b);
+  LD8(d[1], e + cw + b);
+  LD8(d[2], e + b + 1);
+  LD8(d[3], e + cw + b + 1);
+}
+
+/* Row i of (B^T d) B from row i of B^T d (u): its 4 points to V. */
+static inline void store_row(float *out, size_t ldv, int i, const v8f u[4]) {
+  const v8f c0 = u[0] - u[2], c1 = u[1] + u[2], c2 = u[2] - u[1], c3 = u[1] - u[3];
+  ST8(out + (size_t)(i * 4 + 0) * ldv, c0);
+  ST8(out + (size_t)(i * 4 + 1) * ldv, c1);
+  ST8(out + (size_t)(i * 4 + 2) * ldv, c2);
+  ST8(out + (size_t)(i * 4 + 3) * ldv, c3);
+}
+
 /* V (16 blocks of ldv, tiles t0 + a tw + b of one plane) = B^T d B of the
  * H x W plane x. sp: scratch of 4 (th + 1) cw floats. The split plane:
  * padded row r (input row r - 1; rows 0 and > H are zero) as its even
@@ -144,29 +162,27 @@ ENS_CLONES static void in_plane(float *v, size_t ldv, size_t t0, const float *x,
     const float *r0 = sp + (size_t)(2 * a) * 2 * cw;
     for (int b0 = 0; b0 < tw; b0 += VL) {
       const int b = chunk_start(b0, tw);
-      v8f d[4][4], u[4][4];
-      for (int i = 0; i < 4; i++) {
-        const float *e = r0 + (size_t)i * 2 * cw, *o = e + cw;
-        LD8(d[i][0], e + b);
-        LD8(d[i][1], o + b);
-        LD8(d[i][2], e + b + 1);
-        LD8(d[i][3], o + b + 1);
-      }
-      for (int j = 0; j < 4; j++) { /* B^T d: rows */
-        u[0][j] = d[0][j] - d[2][j];
-        u[1][j] = d[1][j] + d[2][j];
-        u[2][j] = d[2][j] - d[1][j];
-        u[3][j] = d[1][j] - d[3][j];
-      }
       float *out = v + t0 + (size_t)a * tw + b;
-      for (int i = 0; i < 4; i++) { /* (B^T d) B: columns */
-        const v8f c0 = u[i][0] - u[i][2], c1 = u[i][1] + u[i][2], c2 = u[i][2] - u[i][1],
-                  c3 = u[i][1] - u[i][3];
-        ST8(out + (size_t)(i * 4 + 0) * ldv, c0);
-        ST8(out + (size_t)(i * 4 + 1) * ldv, c1);
-        ST8(out + (size_t)(i * 4 + 2) * ldv, c2);
-        ST8(out + (size_t)(i * 4 + 3) * ldv, c3);
+      /* B^T d, row by row of the result (row 0 from tile rows 0 and 2,
+       * rows 1 and 2 from 1 and 2, row 3 from 1 and 3: few vectors live at
+       * a time), then B on its columns. */
+      v8f d1[4], d2[4], dk[4], u[4], u2[4];
+      tile_row(dk, r0, cw, b);
+      tile_row(d2, r0 + (size_t)2 * 2 * cw, cw, b);
+      for (int j = 0; j < 4; j++)
+        u[j] = dk[j] - d2[j];
+      store_row(out, ldv, 0, u);
+      tile_row(d1, r0 + (size_t)1 * 2 * cw, cw, b);
+      for (int j = 0; j < 4; j++) {
+        u[j] = d1[j] + d2[j];
+        u2[j] = d2[j] - d1[j];
       }
+      store_row(out, ldv, 1, u);
+      store_row(out, ldv, 2, u2);
+      tile_row(dk, r0 + (size_t)3 * 2 * cw, cw, b);
+      for (int j = 0; j < 4; j++)
+        u[j] = d1[j] - dk[j];
+      store_row(out, ldv, 3, u);
       if (b + VL >= tw)
         break;
     }
@@ -183,12 +199,15 @@ ENS_CLONES static void out_plane(float *y, const float *m, size_t ldm, size_t t0
     for (int b0 = 0; b0 < tw; b0 += VL) {
       const int b = chunk_start(b0, tw);
       const float *in = m + t0 + (size_t)a * tw + b;
-      v8f q[4][4], s[2][4];
-      for (int x = 0; x < XI; x++)
-        LD8(q[x / 4][x % 4], in + (size_t)x * ldm);
-      for (int j = 0; j < 4; j++) { /* A^T M: rows */
-        s[0][j] = q[0][j] + q[1][j] + q[2][j];
-        s[1][j] = q[1][j] - q[2][j] - q[3][j];
+      v8f s[2][4];
+      for (int j = 0; j < 4; j++) { /* A^T M: rows, column by column */
+        v8f q0, q1, q2, q3;
+        LD8(q0, in + (size_t)j * ldm);
+        LD8(q1, in + (size_t)(4 + j) * ldm);
+        LD8(q2, in + (size_t)(8 + j) * ldm);
+        LD8(q3, in + (size_t)(12 + j) * ldm);
+        s[0][j] = q0 + q1 + q2;
+        s[1][j] = q1 - q2 - q3;
       }
       for (int i = 0; i < 2; i++) { /* (A^T M) A: columns, interleaved */
         const int row = 2 * a + i;
