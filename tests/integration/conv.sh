@@ -1,9 +1,10 @@
 # Convolutional members end to end on small synthetic images (8x8 and
 # 12x12): every mode on 1 and 3 ranks bitwise identical (the 1-4 rank sweep
-# of the same cases is in determinism.sh), augmentation stop/resume, image
-# regression, predict/info/merge on a conv result, each kind of layer-list
-# mistake, predict on images of another shape, and the shipped
-# jobs/fashion-cnn*.ini with the --set keys tests rely on.
+# of the same cases is in determinism.sh), stop/resume with augmentation and
+# with a Winograd convolution, image regression, predict/info/merge on a conv
+# result, each kind of layer-list mistake, predict on images of another
+# shape, and the shipped jobs/fashion-cnn*.ini with the --set keys tests
+# rely on.
 source "$(dirname "$0")/lib.bash"
 MK="$SRC/tests/integration/make_images.py"
 $PY "$MK" img.h5 300 8 0 1
@@ -135,6 +136,20 @@ same_result seed-np0/result.h5 merged.h5 || fail "merged conv result differs fro
 # Stop and resume with augmentation (2 ranks, larger images).
 stop_resume conv-augment -c "$WORK/job.ini" --set data.path="$WORK/img12.h5" --set data.augment_crop=2 \
   --set data.augment_flip=true --set ensemble.members=2 --set train.epochs=12
+
+# A convolution that runs through Winograd F(2x2, 3x3) (8 -> 8 channels, 3x3,
+# padding 1): stop/resume identical, and predict gives the stored ensemble
+# probabilities to the bit.
+WINO="conv 8 3 pad 1, bn, relu, conv 8 3 pad 1, bn, relu, maxpool 2, flatten, dense 12, relu"
+stop_resume conv-wino -c "$WORK/job.ini" --set data.path="$WORK/img12.h5" --set "model.layers=$WINO" \
+  --set ensemble.members=2 --set train.epochs=12
+"$ENS" predict -m full-conv-wino/result.h5 -i img12.h5 -o predw.h5 >/dev/null || fail "predict on a Winograd conv result"
+$PY - <<'PYEOF' || fail "predict differs from the stored ensemble (Winograd)"
+import h5py
+a = h5py.File("full-conv-wino/result.h5")["ensemble/probs"][:]
+b = h5py.File("predw.h5")["probs"][:]
+assert a.shape == b.shape and (a == b).all(), abs(a - b).max()
+PYEOF
 
 # Each kind of layer-list mistake: one clear error naming file:line, the layer
 # and the shapes; exit 1, nothing written.

@@ -70,7 +70,8 @@ done
 # every mode on 1 and 3 ranks): conv layers with batch norm and dropout plus
 # augmentation, a search over layer lists, and a conv trunk from a file.
 $PY "$SRC/tests/integration/make_images.py" img.h5 240 8 0 4
-CONV="conv 6 3 pad 1, bn, relu, maxpool 2, conv 8 3 pad 1, relu, dropout 0.1, flatten, dense 12, bn, relu"
+# The second convolution (8 -> 8, 3x3, padding 1) runs through Winograd.
+CONV="conv 8 3 pad 1, bn, relu, maxpool 2, conv 8 3 pad 1, relu, dropout 0.1, flatten, dense 12, bn, relu"
 csets=(--set data.path="$WORK/img.h5" --set "model.layers=$CONV" --set data.standardize_by=global)
 run_np 0 conv-pre -c "$WORK/job.ini" "${csets[@]}" --set trunk.source=pretrain --set trunk.layers=2 \
   --set trunk.pretrain_epochs=1 --set ensemble.members=1 || fail "pretraining a conv trunk file"
