@@ -9,7 +9,6 @@
 
 #include "core/clones.h"
 #include "ens/conv.h"
-#include "nn/pool2.h"
 
 enum { LANES = 8 };
 
@@ -324,12 +323,6 @@ void ens_bn_relu_maxpool_forward_inplace(float *y, float *argmax, float *invstd,
 }
 
 
-/* The sums of d and of d h over a plane whose BN output gradient d is the
- * pooled gradient dy (n windows) at each window's argmax where the ReLU
- * passed it (gm h + bt > 0), 0 elsewhere: the sums over the windows of
- * dy and dy h[argmax] where the ReLU passed, the plane's other pixels
- * adding nothing, so the plane is never built. In 8 float lanes (lane j
- * takes windows j, j + 8, ...), the lanes then the tail added in double. */
 /* The 8 windows from i: their argmax pixels (at), xhat there (*hv), and
  * their pooled gradient where the ReLU passed it (gm h + bt > 0), else +0
  * (*gw). gv, bv: gm and bt in every lane. */
@@ -348,6 +341,12 @@ static inline void pool_gather8(v8f *gw, v8f *hv, int at[LANES], const float *dy
   *gw = (v8f)((v8i)g & (*gv * hw + *bv > zero));
 }
 
+/* The sums of d and of d h over a plane whose BN output gradient d is the
+ * pooled gradient dy (n windows) at each window's argmax where the ReLU
+ * passed it (gm h + bt > 0), 0 elsewhere: the sums over the windows of
+ * dy and dy h[argmax] where the ReLU passed, the plane's other pixels
+ * adding nothing, so the plane is never built. In 8 float lanes (lane j
+ * takes windows j, j + 8, ...), the lanes then the tail added in double. */
 ENS_CLONES static void pool_dot(double *sg, double *sgh, const float *dy, const float *am,
                                 const float *h, float gm, float bt, int n) {
   v8f a = {0}, b = {0};

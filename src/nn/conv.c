@@ -342,9 +342,9 @@ ENS_CLONES static void bias_copy(float *dst, const float *src, float bo, size_t 
 }
 
 /* The same, returning the sum of dst as batch norm over channels sums a
- * plane (plane_sum in batchnorm2d.c: 8 float lanes over whole chunks, added
- * in double in lane order, then the tail in double): one pass over the
- * plane instead of a copy then a sum. */
+ * plane (ens_plane_sum in batchnorm2d.c: 8 float lanes over whole chunks,
+ * added in double in lane order, then the tail in double): one pass over
+ * the plane instead of a copy then a sum. */
 ENS_CLONES static double bias_copy_sum(float *dst, const float *src, float bo, size_t n) {
   const v4f bv = {bo, bo, bo, bo};
   v4f lo = {0}, hi = {0};
