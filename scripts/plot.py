@@ -666,14 +666,23 @@ def fig_grad_norm(res, outdir, _data):
         ax.set_visible(False)
     for ax, (i, k, g) in zip(axes.flat, shown):
         ep = np.arange(1, len(g) + 1)
-        ax.fill_between(ep, g[:, 0], g[:, 4], color="C0", alpha=0.15, lw=0, label="min-max")
-        ax.plot(ep, g[:, 1], color="C0", lw=1.6, label="median")
-        ax.plot(ep, g[:, 2], color="C0", lw=1, ls="--", label="p90")
-        ax.plot(ep, g[:, 3], color="C0", lw=1, ls=":", label="p99")
+        # Markers on few epochs, as the learning curves: a one-epoch line
+        # (and band) is otherwise drawn as nothing.
+        few = len(g) <= 25
+        if len(g) > 1:
+            ax.fill_between(ep, g[:, 0], g[:, 4], color="C0", alpha=0.15, lw=0, label="min-max")
+        else:
+            ax.vlines(ep, g[:, 0], g[:, 4], color="C0", alpha=0.15, lw=12, label="min-max")
+        ax.plot(ep, g[:, 1], color="C0", lw=1.6, marker="o" if few else None, ms=4, label="median")
+        ax.plot(ep, g[:, 2], color="C0", lw=1, ls="--", marker="^" if few else None, ms=4,
+                label="p90")
+        ax.plot(ep, g[:, 3], color="C0", lw=1, ls=":", marker="v" if few else None, ms=4,
+                label="p99")
         c = g[:, 7]
         if np.any(c > 0):
             cc = np.where(c > 0, c, np.nan)
-            ax.step(ep, cc, where="mid", color="C3", lw=1.6, label="clip threshold c")
+            ax.step(ep, cc, where="mid", color="C3", lw=1.6, marker="_" if few else None, ms=10,
+                    label="clip threshold c")
         clipped = int(np.nansum(g[:, 6]))
         steps = int(np.nansum(g[:, 5]))
         ax.set_title(f"member {k}: {clipped} of {steps} steps clipped", fontsize=9)
