@@ -154,10 +154,11 @@ for m in "${modes[@]}"; do
   echo "ok: $name: 2 nodes x 2 ranks identical to 1 rank and to 1 node x 4 ranks; one data copy per node"
 done
 # Convolutional members on small images: augmentation, and a conv trunk file
-# whose features each node computes in slices.
+# whose features each node computes in slices. The second convolution (8 ->
+# 8, 3x3, padding 1) runs through Winograd.
 $PY "$SRC/tests/integration/make_images.py" img.h5 240 8 0 6
 csets=(--set data.path="$WORK/img.h5" --set data.val_fraction=0 --set data.standardize_by=global
-  --set "model.layers=conv 6 3 pad 1, bn, relu, maxpool 2, conv 8 3 pad 1, relu, dropout 0.1, flatten, dense 12, relu")
+  --set "model.layers=conv 8 3 pad 1, bn, relu, maxpool 2, conv 8 3 pad 1, relu, dropout 0.1, flatten, dense 12, relu")
 run_np 0 conv-pre -c "$WORK/job.ini" "${csets[@]}" --set trunk.source=pretrain --set trunk.layers=2 \
   --set trunk.pretrain_epochs=1 --set ensemble.members=1 || fail "pretraining a conv trunk file"
 for name in conv-augment conv-gen conv-trunk; do
