@@ -39,6 +39,9 @@ typedef enum { ENS_LOSS_GAUSSIAN, ENS_LOSS_MSE } ens_loss_kind;
 typedef enum { ENS_OPT_SGD, ENS_OPT_ADAM, ENS_OPT_ADAMW } ens_optimizer_kind;
 typedef enum { ENS_CALIBRATE_NONE, ENS_CALIBRATE_TEMPERATURE } ens_calibrate_kind;
 typedef enum { ENS_TRUNK_NONE, ENS_TRUNK_FILE, ENS_TRUNK_PRETRAIN } ens_trunk_source;
+/* [search] halving_schedule: the cosine schedule spans [train] epochs
+ * (whole), or restarts at every rung and ends at the rung (rungs). */
+typedef enum { ENS_HALVING_SCHED_WHOLE, ENS_HALVING_SCHED_RUNGS } ens_halving_schedule_kind;
 typedef enum { ENS_STD_FEATURE, ENS_STD_CHANNEL, ENS_STD_GLOBAL } ens_standardize_kind;
 /* share_init: whether all members start from the same initial weights. AUTO
  * means "yes for combine = params, no otherwise". */
@@ -135,6 +138,7 @@ typedef struct ens_config {
   int search_halving;             /* bool: successive halving of the members; default 0 */
   int search_halving_min_epochs;  /* epochs of the first rung; default 1 */
   int search_halving_factor;      /* eta: rungs grow and members shrink by it; default 3 */
+  ens_halving_schedule_kind search_halving_schedule; /* whole (default) or rungs */
   /* [search] hyper-deep (ens/hyperdeep.h). */
   int search_hyper_deep;          /* new seeds per selected configuration; default 0 (off) */
   int search_hyper_deep_configs;  /* selected configurations retrained; default 1 */

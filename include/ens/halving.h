@@ -3,10 +3,15 @@
  * below [train] epochs, and [train] epochs itself last. At each rung but the
  * last, the members still training are ranked on validation NLL (ties: the
  * lower member index first) and the best floor(n / f) (at least 1) go on;
- * the others stop there. The learning-rate schedule is that of [train]
- * epochs, whatever the rungs: a member stopped at rung r is a member of the
- * plain search that stopped early, and a member that reaches the last rung
- * trains exactly as in the plain search (bitwise the same weights). */
+ * the others stop there. With halving_schedule = whole (the default) the
+ * learning-rate schedule is that of [train] epochs, whatever the rungs: a
+ * member stopped at rung r is a member of the plain search that stopped
+ * early, and a member that reaches the last rung trains exactly as in the
+ * plain search (bitwise the same weights). With halving_schedule = rungs the
+ * cosine restarts at each rung and ends at it (cycles of the cyclic schedule
+ * that end at the rungs; ens_schedule_from_config), so each ranking is made
+ * at the end of an annealed cycle; a member's trajectory is still the same
+ * whatever rung it stops at. */
 #ifndef ENS_HALVING_H
 #define ENS_HALVING_H
 

@@ -46,6 +46,9 @@ double ens_grad_norm(const float *g, size_t n);
  * ens_clip_norm once the norm is known. */
 void ens_clip_scale(float *g, size_t n, double norm, double c);
 
+/* Cycles with given ends at most (successive halving's rungs). */
+#define ENS_SCHED_MAX_BOUNDS 64
+
 typedef struct ens_schedule {
   ens_schedule_kind kind;
   double lr, lr_min;   /* peak and floor */
@@ -54,10 +57,15 @@ typedef struct ens_schedule {
   int cycles;          /* cyclic: number of cosine cycles in the run */
   long steps_per_epoch;
   long total_steps;
+  /* Cyclic with given cycle ends (0 = evenly spaced): cycle j ends at epoch
+   * bound_epoch[j] (increasing, the last = the run's epochs). */
+  int nbounds;
+  int bound_epoch[ENS_SCHED_MAX_BOUNDS];
 } ens_schedule;
 
-/* Fills s from the [train] keys; in snapshot mode the caller passes
- * kind = cyclic and cycles = snapshots. */
+/* Fills s from the [train] keys. Snapshot mode runs kind = cyclic with
+ * cycles = snapshots; a halving search with [search] halving_schedule =
+ * rungs runs the cosine as cycles that end at the rungs. */
 void ens_schedule_from_config(ens_schedule *s, const ens_config *c, long steps_per_epoch);
 
 /* Learning rate of step t (0-based):
@@ -65,7 +73,9 @@ void ens_schedule_from_config(ens_schedule *s, const ens_config *c, long steps_p
  *  cosine: lr_min + (lr - lr_min)(1 + cos(pi t / T)) / 2  (Loshchilov & Hutter 2017);
  *  cyclic: the same within each cycle [b_j, b_{j+1}), b_j = round(j T / cycles)
  *  (cyclic cosine, Huang et al. 2017, eq. 2, with cycle boundaries that give
- *  exactly `cycles` cycles for any T >= cycles). */
+ *  exactly `cycles` cycles for any T >= cycles), or b_j = the end of the
+ *  j-th given cycle (bound_epoch[j - 1] epochs; SGDR, Loshchilov & Hutter
+ *  2017, with cycles of any lengths). */
 double ens_schedule_lr(const ens_schedule *s, long t);
 /* 1 when step t is the last step of a cycle (cyclic) or of the run. */
 int ens_schedule_cycle_end(const ens_schedule *s, long t);

@@ -47,6 +47,7 @@ static const char *const optimizer_names[] = {"sgd", "adam", "adamw", NULL};
 static const char *const calibrate_names[] = {"none", "temperature", NULL};
 static const char *const trunk_names[] = {"none", "file", "pretrain", NULL};
 static const char *const share_names[] = {"auto", "true", "false", NULL};
+static const char *const halving_schedule_names[] = {"whole", "rungs", NULL};
 static const char *const standardize_names[] = {"feature", "channel", "global", NULL};
 static const char *const wn_init_names[] = {"norm", "data", NULL};
 static const char *const placement_names[] = {"queue", "cost", "modulo", NULL};
@@ -249,6 +250,11 @@ static const key_spec key_table[] = {
           "halving: epochs of the first rung (rungs: m, m*f, m*f^2, ..., [train] epochs)"),
     K_INT("search", "halving_factor", search_halving_factor, GE(2), "3",
           "halving: rungs grow by this factor and the members kept shrink by it"),
+    K_ENUM("search", "halving_schedule", search_halving_schedule, halving_schedule_names,
+           "whole",
+           "halving: the cosine schedule spans [train] epochs (whole), or restarts at each "
+           "rung and anneals to lr_min at its end (rungs), so every ranking is made at a "
+           "low learning rate"),
     K_INT("search", "hyper_deep", search_hyper_deep, GE(0), "0",
           "hyper-deep ensemble: new seeds for each selected configuration, trained after "
           "the selection in the same job (0 = off; needs combine = select)"),

@@ -223,6 +223,9 @@ int ens_config_effective(ens_config *c, ens_config_warn_fn warn, void *ctx, char
     unused(&e, "trunk", "pretrain_lr", why);
     unused(&e, "trunk", "check_sync", why);
   }
+  if (!(c->mode == ENS_MODE_SEARCH && c->search_halving))
+    unused(&e, "search", "halving_schedule",
+           "it sets the schedule of successive halving, and [search] halving is off");
   /* [search] outside a search; [model]/[train] values a search replaces. */
   if (c->mode != ENS_MODE_SEARCH) {
     snprintf(why, sizeof why, "[search] applies to mode = search, and [ensemble] mode = %s",

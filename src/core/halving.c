@@ -49,6 +49,15 @@ int ens_halving_check(const ens_config *c, const char *config_path, char *err, s
                at, c->search_halving_factor);
     return ENS_ECONFIG;
   }
+  if (c->search_halving_schedule == ENS_HALVING_SCHED_RUNGS && c->schedule != ENS_SCHED_COSINE) {
+    ens_config_key_where(at, sizeof(at), config_path, "search", "halving_schedule");
+    ens_errorf(err, errlen,
+               "%s[search] halving_schedule = rungs restarts the cosine schedule at each rung, "
+               "and [train] schedule = %s: expected schedule = cosine (or halving_schedule = "
+               "whole)",
+               at, ens_schedule_name(c->schedule));
+    return ENS_ECONFIG;
+  }
   int jm = c->count > 0 ? c->count : c->members - c->first_member;
   if (jm != c->members) {
     ens_config_key_where(at, sizeof(at), config_path, "search", "halving");

@@ -409,9 +409,13 @@ int ens_halving_write(const ens_halving *h, ens_job *j, const double *val_nll) {
   ret |= ens_h5_attr_i64(f, "/search", "halving_factor", h->factor);
   ret |= ens_h5_attr_i64(f, "/search", "halving_min_epochs", h->rungs[0]);
   ret |= ens_h5_attr_i64(f, "/search", "member_epochs", member_epochs);
-  ret |= ens_h5_attr_str(f, "/search", "schedule",
-                         "every member's learning-rate schedule spans [train] epochs; a member "
-                         "stopped at a rung stopped early on it");
+  ret |= ens_h5_attr_str(
+      f, "/search", "schedule",
+      j->c->search_halving_schedule == ENS_HALVING_SCHED_RUNGS
+          ? "rungs: every member's cosine schedule restarts at each rung and anneals to lr_min "
+            "at its end; a member stopped at a rung ended its last cycle there"
+          : "whole: every member's learning-rate schedule spans [train] epochs; a member "
+            "stopped at a rung stopped early on it");
   ret |= ens_h5_write(f, "/search/rung_epochs", H5T_NATIVE_INT32, 1, &dr, h->rungs, 0);
   ret |= ens_h5_write(f, "/search/rung_members", H5T_NATIVE_INT32, 1, &dr, h->entered, 0);
   ret |= ens_h5_write(f, "/search/rung_nll", H5T_NATIVE_DOUBLE, 2, d2, nll, 0);

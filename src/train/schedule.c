@@ -1,7 +1,10 @@
 /* Learning-rate schedules: constant, step, cosine and cyclic cosine. */
 #include <math.h>
 
+#include "ens/halving.h"
 #include "ens/optim.h"
+
+_Static_assert(ENS_SCHED_MAX_BOUNDS >= ENS_HALVING_MAX_RUNGS, "a cycle per rung");
 
 void ens_schedule_from_config(ens_schedule *s, const ens_config *c, long steps_per_epoch) {
   s->kind = c->schedule;
@@ -12,14 +15,26 @@ void ens_schedule_from_config(ens_schedule *s, const ens_config *c, long steps_p
   s->cycles = c->cycles;
   s->steps_per_epoch = steps_per_epoch;
   s->total_steps = steps_per_epoch * c->epochs;
+  s->nbounds = 0;
   if (c->mode == ENS_MODE_SNAPSHOT) {
     s->kind = ENS_SCHED_CYCLIC;
     s->cycles = c->snapshots;
+  }
+  if (c->mode == ENS_MODE_SEARCH && c->search_halving &&
+      c->search_halving_schedule == ENS_HALVING_SCHED_RUNGS && c->schedule == ENS_SCHED_COSINE) {
+    int rungs[ENS_HALVING_MAX_RUNGS];
+    int R = ens_halving_rungs(c, rungs);
+    s->kind = ENS_SCHED_CYCLIC;
+    s->cycles = s->nbounds = R;
+    for (int r = 0; r < R; r++)
+      s->bound_epoch[r] = rungs[r];
   }
 }
 
 /* Start of cycle j (0..cycles) in steps. */
 static long cycle_bound(const ens_schedule *s, long j) {
+  if (s->nbounds > 0)
+    return j <= 0 ? 0 : (long)s->bound_epoch[j - 1] * s->steps_per_epoch;
   return (long)llround((double)j * (double)s->total_steps / (double)s->cycles);
 }
 

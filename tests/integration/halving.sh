@@ -2,7 +2,8 @@
 # the rungs and the stopped members are recorded in /search and on each
 # member, stopped members are never combined, a member that reaches the last
 # rung has bitwise the weights of the same member of the plain search (the
-# schedule spans [train] epochs), results are identical on 1, 2 and 3 ranks
+# schedule spans [train] epochs), halving_schedule = rungs restarts the
+# cosine at each rung, results are identical on 1, 2 and 3 ranks
 # and across a stop between two rungs and a stop inside a rung, and bad
 # halving keys give one error naming job.ini:line and the key.
 source "$(dirname "$0")/lib.bash"
@@ -189,6 +190,49 @@ run_np 3 mid -c "$WORK/job.ini" --set train.epochs=40 --set search.halving_min_e
 same_result full40/result.h5 mid/result.h5 || fail "resumed inside rung 1: result differs"
 echo "ok: stop inside rung 1 + --resume on 3 ranks identical"
 
+# halving_schedule = rungs: each member's cosine restarts at every rung and
+# anneals at its end. The verbose log prints the learning rate of each
+# epoch's last step: it rises from rung 0's last epoch to rung 1's first (a
+# restart), which one cosine over the run never does. Identical on 1 and 3
+# ranks and across a stop inside rung 1 resumed on 2 ranks.
+R="--set train.epochs=40 --set search.halving_min_epochs=10 --set search.halving_schedule=rungs"
+run_np 0 rung1 -c "$WORK/job.ini" $R || fail "halving_schedule = rungs on 1 rank"
+run_np 3 rung3 -c "$WORK/job.ini" $R || fail "halving_schedule = rungs on 3 ranks"
+same_result rung1/result.h5 rung3/result.h5 || fail "halving_schedule = rungs: 1 and 3 ranks differ"
+$PY - rung1/log rung1/result.h5 full40/result.h5 <<'PY' || fail "halving_schedule = rungs: schedule"
+import re, sys, h5py, numpy as np
+lr = {}
+for line in open(sys.argv[1]):
+    m = re.match(r"\[member (\d+)\] epoch (\d+)/40 .* lr ([0-9.e+-]+)$", line.strip())
+    if m:
+        lr[int(m.group(1)), int(m.group(2))] = float(m.group(3))
+went_on = [k for k in range(8) if (k, 11) in lr]
+assert len(went_on) == 4, went_on   # the 4 members kept at rung 0 restart at epoch 11
+for k in went_on:
+    assert lr[k, 11] > 10 * lr[k, 10], (k, lr[k, 10], lr[k, 11])
+for k in range(8):
+    assert lr[k, 10] < lr[k, 9] < lr[k, 1], (k, lr[k, 1], lr[k, 9], lr[k, 10])
+with h5py.File(sys.argv[2], "r") as f, h5py.File(sys.argv[3], "r") as g:
+    sch = f["/search"].attrs["schedule"]
+    sch = sch.decode() if isinstance(sch, bytes) else sch
+    assert sch.startswith("rungs:"), sch
+    whole = g["/search"].attrs["schedule"]
+    assert (whole.decode() if isinstance(whole, bytes) else whole).startswith("whole:")
+    # Another schedule gives other rung-0 figures.
+    assert not np.array_equal(f["/search/rung_nll"][:, 0], g["/search/rung_nll"][:, 0])
+PY
+rm -rf rmid
+mkdir -p rmid
+(cd rmid && exec mpirun -np 2 "$ENS" train -c "$WORK/job.ini" $R) >rmid/log 2>&1 &
+pid=$!
+stop_at "epoch 13/40" rmid/log $pid
+code=0
+wait $pid || code=$?
+[ $code = 75 ] || { cat rmid/log; fail "rungs schedule: exit $code after USR1 inside rung 1, expected 75"; }
+run_np 2 rmid -c "$WORK/job.ini" $R --resume || fail "rungs schedule: resume inside rung 1"
+same_result rung1/result.h5 rmid/result.h5 || fail "rungs schedule: resumed inside rung 1 differs"
+echo "ok: halving_schedule = rungs restarts at each rung; identical on 1 and 3 ranks and across stop/resume"
+
 # ens predict rebuilds the finished members only and reproduces the ensemble.
 "$ENS" predict -m one/result.h5 -i data.h5 -o pred.h5 >/dev/null || fail "predict on a halving result"
 h5diff --exclude-attribute /ensemble/probs one/result.h5 pred.h5 /ensemble/probs /probs ||
@@ -235,4 +279,12 @@ cp job.ini bad.ini
 bad "[search] halving = true with a slice of the members" --set ensemble.count=4
 sed 's/^val_fraction = 0.2/val_fraction = 0/' job.ini >bad.ini
 bad "[ensemble] mode = search needs validation rows"
+sed -e 's/^halving_factor = 2/&\nhalving_schedule = rungs/' -e 's/^schedule = cosine/schedule = step/' \
+  job.ini >bad.ini
+bad "bad.ini:$(line_of halving_schedule): [search] halving_schedule = rungs restarts the cosine schedule at each rung, and [train] schedule = step"
+# Without halving the key is not used: a warning, and the result records whole.
+run_np 0 nohalv -c "$WORK/job.ini" --set search.halving=false --set search.halving_schedule=rungs ||
+  fail "halving_schedule without halving"
+grep -q "warning: \[search\] halving_schedule = rungs is not used" nohalv/log ||
+  { cat nohalv/log; fail "no warning for halving_schedule without halving"; }
 echo "ok: bad halving keys are refused with file:line and key"

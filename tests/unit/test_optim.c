@@ -394,6 +394,66 @@ static void test_schedule_from_config(void) {
   CU_ASSERT_EQUAL(s.kind, ENS_SCHED_CYCLIC);
 }
 
+/* Successive halving with halving_schedule = rungs: the cosine restarts at
+ * every rung (2, 6, 18, 20 for m = 2, f = 3, 20 epochs) and anneals to
+ * lr_min at its end; with whole, or halving off, it spans the run. */
+static void test_schedule_halving_rungs(void) {
+  ens_config c;
+  ens_config_defaults(&c);
+  c.mode = ENS_MODE_SEARCH;
+  c.schedule = ENS_SCHED_COSINE;
+  c.epochs = 20;
+  c.lr = 0.2;
+  c.lr_min = 0.002;
+  c.search_halving = 1;
+  c.search_halving_min_epochs = 2;
+  c.search_halving_factor = 3;
+  c.search_halving_schedule = ENS_HALVING_SCHED_RUNGS;
+  const long spe = 5;
+  ens_schedule s;
+  ens_schedule_from_config(&s, &c, spe);
+  CU_ASSERT_EQUAL(s.kind, ENS_SCHED_CYCLIC);
+  CU_ASSERT_EQUAL(s.cycles, 4);
+  CU_ASSERT_EQUAL(s.total_steps, 100);
+  const int bound[4] = {2, 6, 18, 20};
+  int ok = 1, ends = 0;
+  long b0 = 0;
+  for (int j = 0; j < 4; j++) {
+    long b1 = bound[j] * spe;
+    for (long t = b0; t < b1; t++) {
+      /* The cosine over [b0, b1), whose last step is a cycle end. */
+      double want = 0.002 + 0.198 * 0.5 * (1.0 + cos(M_PI * (double)(t - b0) / (double)(b1 - b0)));
+      double lr = ens_schedule_lr(&s, t);
+      int end = ens_schedule_cycle_end(&s, t) != 0;
+      ends += end;
+      if (fabs(lr - want) > 1e-12 || end != (t + 1 == b1)) {
+        fprintf(stderr, "\n  rung schedule: step %ld lr %.15g (want %.15g), end %d\n", t, lr,
+                want, end);
+        ok = 0;
+      }
+    }
+    b0 = b1;
+  }
+  CU_ASSERT(ok);
+  CU_ASSERT_EQUAL(ends, 4);
+  /* The last step of each rung is within 1 % of the way down to lr_min
+   * (the ranking's point); the first step of the next is the peak. */
+  CU_ASSERT(ens_schedule_lr(&s, 6 * spe - 1) < 0.002 + 0.01 * 0.198);
+  CU_CHECK_CLOSE(ens_schedule_lr(&s, 6 * spe), 0.2, 1e-15);
+  /* whole: one cosine over the 20 epochs. */
+  c.search_halving_schedule = ENS_HALVING_SCHED_WHOLE;
+  ens_schedule_from_config(&s, &c, spe);
+  CU_ASSERT_EQUAL(s.kind, ENS_SCHED_COSINE);
+  CU_ASSERT_EQUAL(s.nbounds, 0);
+  CU_CHECK_CLOSE(ens_schedule_lr(&s, 50), 0.101, 1e-12);
+  /* rungs without halving: no restarts. */
+  c.search_halving_schedule = ENS_HALVING_SCHED_RUNGS;
+  c.search_halving = 0;
+  ens_schedule_from_config(&s, &c, spe);
+  CU_ASSERT_EQUAL(s.kind, ENS_SCHED_COSINE);
+  CU_ASSERT_EQUAL(s.nbounds, 0);
+}
+
 /* -------------------------------------------------------------- trainer */
 
 enum { NROWS = 200, NFEAT = 3 };
@@ -713,6 +773,7 @@ int main(void) {
       {"constant, step and cosine schedules", test_schedule_basic},
       {"cyclic schedule boundaries", test_schedule_cyclic},
       {"schedule from config (snapshot mode)", test_schedule_from_config},
+      {"schedule restarting at the halving rungs", test_schedule_halving_rungs},
       {"trainer learns two blobs", test_trainer_learns},
       {"trainer stop and resume is bitwise identical", test_trainer_resume},
       {"trainer step follows the recipe", test_trainer_step_recipe},
