@@ -140,7 +140,10 @@ int ens_cli_predict(int argc, char **argv) {
              "  --delimiter C, --decimal C, --no-header: for a CSV input (default: as at\n"
              "  import; a table imported with --no-header is read without one)\n"
              "  --force: overwrite an existing -o that is not an earlier ens predict output\n"
-             "  (an -o that is -m or -i is always refused).\n");
+             "  (an -o that is -m or -i is always refused).\n"
+             "  BLAS threads: the result's [train] threads, so that the test rows give\n"
+             "  the result's stored probabilities bit for bit; OPENBLAS_NUM_THREADS in\n"
+             "  the environment overrides it (the last bits may then differ).\n");
       return 0;
     }
     if (a[0] != '-') {

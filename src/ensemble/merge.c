@@ -4,6 +4,7 @@
  * disjoint slices that together form one contiguous range. The members are
  * then folded in member order by the same code as a live run, so the merged
  * file equals what one run over all members would have written. */
+#include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -229,6 +230,10 @@ int ens_merge(const char *const *paths, int nparts, const char *out, int partial
   }
   c.first_member = sorted[0].first;
   c.count = sorted[nparts - 1].first + sorted[nparts - 1].count - c.first_member;
+  /* The parts' BLAS threads, as training ran them: the rows merge
+   * recomputes and the combined rows are then those of one whole run (another
+   * count changes a product's last bits; docs/DESIGN.md "BLAS threads"). */
+  openblas_set_num_threads(c.threads);
   if (ens_hyperdeep_on(&c)) {
     /* A hyper-deep job trains all its members (no slices): one whole result. */
     if (nparts != 1 || c.first_member != 0 || c.count != ens_hyperdeep_total(&c)) {

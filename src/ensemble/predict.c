@@ -2,6 +2,7 @@
  * result through libens (include/ens/infer.h, the one implementation of
  * inference: same batch sizes as training, so the probabilities and
  * predictions are bitwise those of the result) and writes the predictions. */
+#include <cblas.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -160,6 +161,14 @@ int ens_predict(const char *model_path, const char *input, const char *dataset, 
   }
   ens_infer_out o = {.probs = fin, .pred = pred, .uncertainty = unc, .mean = mean, .var = var,
                      .var_aleatoric = alea, .var_epistemic = epi};
+  /* The BLAS threads the result's rows were computed with ([train]
+   * threads): OpenBLAS splits a product's columns among its threads, and
+   * on some cores' kernels (Haswell, Zen) a column's float operations depend
+   * on where it falls, so another count changes the last bits. An
+   * OPENBLAS_NUM_THREADS of the caller's own wins. */
+  const char *env_threads = getenv("OPENBLAS_NUM_THREADS");
+  if (!env_threads || !*env_threads)
+    openblas_set_num_threads(have_config && c.threads > 0 ? c.threads : 1);
   if ((ret = ens_infer_ws_create(&ws, model, n, 0)) ||
       (ret = ens_infer_predict(model, ws, &opts, x, n, d, &o))) {
     snprintf(err, errlen, "%s: %s", model_path, ens_infer_errmsg());

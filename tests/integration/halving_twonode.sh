@@ -51,19 +51,6 @@ with h5py.File(sys.argv[1], "r") as f:
     assert set(rr[:, 0].tolist()) == {0, 1, 2, 3}, rr[:, 0]   # rung 0 on all four ranks
 PY
 echo "ok: halving on 2 nodes x 2 ranks identical to 1 rank; rung 0 trained on all 4 ranks"
-# Stop inside rung 0 and resume on the two nodes.
-# stop_ranks_at freezes the ranks on both nodes at the line and signals each.
-# The stop is in rung 0: after a rung-1 line this job has under 0.1 s left,
-# less than the line takes to reach the log from node2 (a stop there came
-# too late: exit 0). The later rungs are stopped in a longer job below.
-# A job that still finished first (exit 0) tested nothing, so it is tried
-# again (3 times).
-stop_ranks_retry stop "epoch 1/12" mpirun "${TWO[@]}" "$ENS" train -c "$WORK/job.ini"
-[ $code = 75 ] || { cat stop/log; fail "exit $code after USR1 on two nodes, expected 75"; }
-(cd stop && mpirun "${TWO[@]}" "$ENS" train -c "$WORK/job.ini" --resume </dev/null) >>stop/log 2>&1 ||
-  { cat stop/log; fail "resume on two nodes"; }
-same_result one/result.h5 stop/result.h5 || fail "halving: stopped + resumed on two nodes differs"
-echo "ok: halving stop + --resume on 2 nodes identical"
 
 # Stops inside the later rungs (issue 18): a longer job (rungs at epochs 4,
 # 12, 36; rung 1 trains 3 members for 8 epochs, the last rung 1 member for
@@ -71,7 +58,7 @@ echo "ok: halving stop + --resume on 2 nodes identical"
 # the last rung (USR1 to mpirun only, which forwards it through the remote
 # daemons). Each must exit 75 with the ranking of the rungs before it
 # checkpointed, and --resume on the two nodes must give the unstopped result.
-$PY "$SRC/tests/integration/make_data.py" data2.h5 40000 16 4
+$PY "$SRC/tests/integration/make_data.py" data2.h5 200000 16 4
 sed -e "s|/data.h5|/data2.h5|" -e "s|^epochs = 12|epochs = 36|" \
   -e "s|^halving_min_epochs = 2|halving_min_epochs = 4|" job.ini >job2.ini
 grep -q "^epochs = 36" job2.ini && grep -q "^halving_min_epochs = 4" job2.ini || fail "job2.ini"
@@ -82,6 +69,17 @@ with h5py.File(sys.argv[1], "r") as f:
     assert f["/search/rung_epochs"][...].tolist() == [4, 12, 36]
     assert f["/search/rung_members"][...].tolist() == [9, 3, 1]
 PY
+# Stop inside rung 0 (the longer job: the 12-epoch one above can finish
+# before the signal reaches its ranks on a fast machine) and resume on the
+# two nodes. stop_ranks_at freezes the ranks on both nodes at the line and
+# signals each. A job that still finished first (exit 0) tested nothing, so
+# it is tried again (3 times).
+stop_ranks_retry stop "epoch 1/36" mpirun "${TWO[@]}" "$ENS" train -c "$WORK/job2.ini"
+[ $code = 75 ] || { cat stop/log; fail "exit $code after USR1 on two nodes, expected 75"; }
+(cd stop && mpirun "${TWO[@]}" "$ENS" train -c "$WORK/job2.ini" --resume </dev/null) >>stop/log 2>&1 ||
+  { cat stop/log; fail "resume on two nodes"; }
+same_result one2/result.h5 stop/result.h5 || fail "halving: stopped in rung 0 + resumed on two nodes differs"
+echo "ok: halving stop in rung 0 + --resume on 2 nodes identical"
 # later_stop NAME PATTERN HOW RANKED: stops the longer job at the first log
 # line matching PATTERN (HOW: ranks = stop_ranks_at, mpirun = USR1 to mpirun
 # only), expects exit 75 with exactly RANKED rungs ranked before the stop
@@ -134,5 +132,5 @@ PY
   same_result one2/result.h5 "$name/result.h5" || fail "$name: stopped + resumed differs from 1 rank"
   echo "ok: $name: stopped inside rung $ranked on 2 nodes (exit 75), resumed without retraining an epoch, identical to 1 rank"
 }
-later_stop stop-rung1 "epoch 7/36" ranks 1
+later_stop stop-rung1 "epoch 5/36" ranks 1
 later_stop stop-rung2 "epoch 18/36" mpirun 2

@@ -104,7 +104,9 @@ h5dump -a /metrics/ensemble/mc_nll result.h5 >/dev/null || fail "no MC-dropout m
 h5dump -a /ensemble/temperature result.h5 >/dev/null || fail "no temperature"
 echo "ok: b. predict reproduces select + calibration; MC-dropout reproducible and different"
 BUILD=$(dirname "$ENS")
-ENS_LIB=$BUILD/libens.so PYTHONPATH=$SRC/python $PY - <<'PY' || fail "libens differs from ens predict"
+# libens leaves the BLAS thread count to its caller; ens predict runs the
+# result's [train] threads (1), so the caller asks for one thread too.
+OPENBLAS_NUM_THREADS=1 ENS_LIB=$BUILD/libens.so PYTHONPATH=$SRC/python $PY - <<'PY' || fail "libens differs from ens predict"
 import h5py, numpy as np, ens
 m = ens.load("result.h5")
 x = h5py.File("../img.h5", "r")["test/x"][()]

@@ -16,7 +16,9 @@
 
 #include "cu_run.h"
 
+#include <cblas.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -811,8 +813,49 @@ static void test_conv_init(void) {
   ens_model_free(&m);
 }
 
-/* The eval pass of a conv net does not depend on how rows are batched. */
-static void batch_case(const ens_arch *a) {
+/* Whether this OpenBLAS core's sgemm computes a product's column with the
+ * same float operations wherever the column falls in the product: the same
+ * 40 columns placed at offsets 0, 8, ..., 216 of a 256-column product. Yes
+ * on the SkylakeX and Cooperlake kernels; no on Haswell's and Zen's, which
+ * give other last bits at most offsets (measured 2026-12-05). */
+static int sgemm_columns_positional(void) {
+  enum { O = 16, K = 32, L = 256, P = 40 };
+  static float w[O * K], src[K * P], b[K * L], c[O * L], c0[O * P];
+  ens_rng r;
+  ens_rng_init(&r, 5, 0, ENS_STREAM_TEST, 77);
+  fill_normal(w, O * K, 0.0, 1.0, &r);
+  fill_normal(src, K * P, 0.0, 1.0, &r);
+  for (int s = 0; s + P <= L; s += 8) {
+    memset(b, 0, sizeof b);
+    for (int k = 0; k < K; k++)
+      memcpy(b + k * L + s, src + k * P, P * sizeof(float));
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, O, L, K, 1.0f, w, K, b, L, 0.0f, c, L);
+    for (int o = 0; o < O; o++) {
+      if (s == 0)
+        memcpy(c0 + o * P, c + o * L, P * sizeof(float));
+      else if (memcmp(c0 + o * P, c + o * L + s, P * sizeof(float)))
+        return 0;
+    }
+  }
+  return 1;
+}
+
+/* a and b of n floats: the same bits when exact, else within rel of each
+ * other (relative to the largest |a|). */
+static int same_outputs(const float *a, const float *b, size_t n, int exact, double rel) {
+  if (exact)
+    return memcmp(a, b, n * sizeof(float)) == 0;
+  double big = 0.0, worst = 0.0;
+  for (size_t i = 0; i < n; i++) {
+    big = fmax(big, fabs(a[i]));
+    worst = fmax(worst, fabs((double)a[i] - b[i]));
+  }
+  return worst <= rel * (big > 0.0 ? big : 1.0);
+}
+
+/* The eval pass of a conv net does not depend on how rows are batched (to
+ * the bit where the BLAS computes columns independently of their place). */
+static void batch_case(const ens_arch *a, int exact) {
   enum { N = 13 };
   ens_model m5, m13;
   CU_ASSERT_FATAL(ens_model_create(&m5, a, 0, a->n_hidden, 1, 5) == 0);
@@ -828,16 +871,23 @@ static void batch_case(const ens_arch *a) {
   fill_normal(x, (size_t)N * m5.in, 0.0, 1.0, &r);
   ens_model_predict(&m5, p5, x, N);
   ens_model_predict(&m13, p13, x, N);
-  CU_ASSERT(memcmp(p5, p13, sizeof p5) == 0);
+  CU_ASSERT(same_outputs(p5, p13, N * 3, exact, 1e-5));
   free(x);
   ens_model_free(&m5);
   ens_model_free(&m13);
 }
 
 static void test_batch_independence(void) {
+  /* One BLAS thread, as ens runs by default ([train] threads = 1):
+   * OpenBLAS splits a product's columns among its threads. */
+  openblas_set_num_threads(1);
+  const int exact = sgemm_columns_positional();
+  if (!exact)
+    printf("(this OpenBLAS core's sgemm columns depend on their place: batching checked to "
+           "1e-5, not to the bit) ");
   ens_arch a;
   net_arch(&a, 0);
-  batch_case(&a);
+  batch_case(&a, exact);
   /* The convolutions alone, im2col and Winograd geometries: 13 images at
    * once and as 5, 5 and 3 give the same bits (the GEMMs' zero columns; a
    * dense layer is not covered: OpenBLAS may compute a row of a product
@@ -863,7 +913,7 @@ static void test_batch_independence(void) {
     ens_conv2d_forward(y13, work, x, w, b, &g, N);
     for (int n0 = 0; n0 < N; n0 += 5)
       ens_conv2d_forward(y5 + n0 * out, work, x + n0 * in, w, b, &g, N - n0 < 5 ? N - n0 : 5);
-    CU_ASSERT(memcmp(y13, y5, N * out * sizeof(float)) == 0);
+    CU_ASSERT(same_outputs(y13, y5, N * out, exact, 1e-5));
     free(x), free(w), free(y13), free(y5), free(work);
   }
 }
