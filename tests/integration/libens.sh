@@ -168,16 +168,31 @@ for r in search reg-out trunk; do
   "$TOOL" $r.h5 8 200 64 2 2 || fail "c. 8 threads differ from 1 thread on $r (MC)"
   "$TOOL" $r.h5 8 400 37 3 0 64 || fail "c. 8 threads differ from 1 thread on $r (fast path)"
 done
+# Valgrind 3.19 cannot run every AVX-512 instruction: OpenBLAS's SkylakeX
+# sgemm kernel (chosen on such CPUs, or by OPENBLAS_CORETYPE) dies of SIGILL
+# under it. That is valgrind's limit, not a race: the Helgrind part is then
+# skipped and says so; any other failure is a failure.
+helgrind_ok=1
 if command -v valgrind >/dev/null; then
+  hg() { # label args...
+    local label=$1 code=0
+    shift
+    OPENBLAS_NUM_THREADS=1 valgrind --tool=helgrind --error-exitcode=3 -q \
+      --suppressions="$SRC/tests/tools/helgrind.supp" "$TOOL" "$@" >hg.log 2>&1 || code=$?
+    [ $code = 0 ] && return 0
+    if grep -q "Illegal opcode" hg.log && grep -q "libopenblas" hg.log; then
+      helgrind_ok=0
+      echo "skip: c. Helgrind on $label: valgrind cannot run this OpenBLAS kernel's instructions (SIGILL in OpenBLAS)"
+      return 0
+    fi
+    cat hg.log
+    fail "c. helgrind reports on $label"
+  }
   for r in search reg-out trunk; do
-    OPENBLAS_NUM_THREADS=1 valgrind --tool=helgrind --error-exitcode=3 -q \
-      --suppressions="$SRC/tests/tools/helgrind.supp" "$TOOL" $r.h5 8 100 37 2 2 >hg.log 2>&1 ||
-      { cat hg.log; fail "c. helgrind reports on $r"; }
-    OPENBLAS_NUM_THREADS=1 valgrind --tool=helgrind --error-exitcode=3 -q \
-      --suppressions="$SRC/tests/tools/helgrind.supp" "$TOOL" $r.h5 8 100 37 2 0 64 >hg.log 2>&1 ||
-      { cat hg.log; fail "c. helgrind reports on $r (fast path)"; }
+    hg "$r" $r.h5 8 100 37 2 2
+    hg "$r (fast path)" $r.h5 8 100 37 2 0 64
   done
-  echo "ok: c. 8 threads sharing a handle == 1 thread, no Helgrind reports"
+  [ $helgrind_ok = 1 ] && echo "ok: c. 8 threads sharing a handle == 1 thread, no Helgrind reports"
 else
   echo "ok: c. 8 threads sharing a handle == 1 thread (valgrind not installed: no Helgrind run)"
 fi
