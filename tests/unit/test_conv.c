@@ -818,7 +818,7 @@ static void test_conv_init(void) {
  * 40 columns placed at offsets 0, 8, ..., 216 of a 256-column product. Yes
  * on the SkylakeX and Cooperlake kernels; no on Haswell's and Zen's, which
  * give other last bits at most offsets (measured 2026-12-05). */
-static int sgemm_columns_positional(void) {
+static int sgemm_columns_place_free(void) {
   enum { O = 16, K = 32, L = 256, P = 40 };
   static float w[O * K], src[K * P], b[K * L], c[O * L], c0[O * P];
   ens_rng r;
@@ -881,7 +881,7 @@ static void test_batch_independence(void) {
   /* One BLAS thread, as ens runs by default ([train] threads = 1):
    * OpenBLAS splits a product's columns among its threads. */
   openblas_set_num_threads(1);
-  const int exact = sgemm_columns_positional();
+  const int exact = sgemm_columns_place_free();
   if (!exact)
     printf("(this OpenBLAS core's sgemm columns depend on their place: batching checked to "
            "1e-5, not to the bit) ");
@@ -889,9 +889,10 @@ static void test_batch_independence(void) {
   net_arch(&a, 0);
   batch_case(&a, exact);
   /* The convolutions alone, im2col and Winograd geometries: 13 images at
-   * once and as 5, 5 and 3 give the same bits (the GEMMs' zero columns; a
-   * dense layer is not covered: OpenBLAS may compute a row of a product
-   * differently with another number of rows, see docs/DESIGN.md). */
+   * once and as 5, 5 and 3 give the same bits (the GEMMs' zero columns)
+   * where the kernel computes columns alike wherever they fall, else the
+   * same to 1e-5. A dense layer is not covered: OpenBLAS may compute a row
+   * of a product differently with another number of rows (docs/DESIGN.md). */
   static const int geo[3][5] = {{2, 7, 7, 8, 3}, {8, 7, 7, 8, 3}, {32, 14, 14, 64, 3}};
   for (int i = 0; i < 3; i++) {
     ens_conv_geom g = {.C = geo[i][0], .H = geo[i][1], .W = geo[i][2], .O = geo[i][3],
