@@ -271,15 +271,35 @@ def layer_list_from_module(module, path, shape, layers=None):
     return specs, params, stats, blocks, (c, h, w, image)
 
 
+def write_atomically(out, fill):
+    """Writes the HDF5 file out through fill(f) on out.tmp, then renames it
+    over out: missing folders of out are created, and a failed write leaves
+    neither out.tmp nor a partial out behind (OSError names out)."""
+    import h5py
+    import os
+    tmp = out + ".tmp"
+    try:
+        os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
+        with h5py.File(tmp, "w") as f:
+            fill(f)
+        os.replace(tmp, out)
+    except BaseException as e:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        if isinstance(e, OSError):
+            raise OSError(f"{out}: cannot write: {e}") from e
+        raise
+
+
 def write_layer_list_trunk(out, origin, shape, specs, blocks, params, stats):
     """The trunk file of a layer-list model: what ens writes for one
     (src/ensemble/trunk.c ens_trunk_write_layer_list)."""
-    import h5py
     import numpy as np
-    import os
     c, h, w = shape
-    tmp = out + ".tmp"
-    with h5py.File(tmp, "w") as f:
+
+    def fill(f):
         f.create_dataset("model/hidden", data=np.zeros(blocks, dtype=np.int32))
         m = f["model"]
         m.attrs["inputs"] = np.int64(c * h * w)
@@ -295,7 +315,8 @@ def write_layer_list_trunk(out, origin, shape, specs, blocks, params, stats):
         t.attrs["layers"] = np.int64(blocks)
         t.attrs["source"] = np.bytes_(b"pytorch")
         t.attrs["origin"] = np.bytes_(origin.encode())
-    os.replace(tmp, out)
+
+    write_atomically(out, fill)
 
 
 def split_key(key):
@@ -447,10 +468,9 @@ def to_layout(blocks, path, inputs_expected=None, layers=None):
 
 
 def write_trunk(out, origin, inputs, widths, batchnorm, params, stats):
-    import h5py
     import numpy as np
-    tmp = out + ".tmp"
-    with h5py.File(tmp, "w") as f:
+
+    def fill(f):
         f.create_dataset("model/hidden", data=np.asarray(widths, dtype=np.int32))
         m = f["model"]
         m.attrs["inputs"] = np.int64(inputs)
@@ -463,8 +483,8 @@ def write_trunk(out, origin, inputs, widths, batchnorm, params, stats):
         # fixed-length strings: ens reads only those
         t.attrs["source"] = np.bytes_(b"pytorch")
         t.attrs["origin"] = np.bytes_(origin.encode())
-    import os
-    os.replace(tmp, out)
+
+    write_atomically(out, fill)
 
 
 def main(argv=None):

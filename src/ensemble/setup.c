@@ -187,8 +187,8 @@ static void print_layers(const ens_job *j) {
                : "",
            table);
     if (j->trunk.layers > 0)
-      printf("  (the first %d block%s form the trunk)\n", j->trunk.layers,
-             j->trunk.layers == 1 ? "" : "s");
+      printf("  (the first %d block%s the trunk)\n", j->trunk.layers,
+             j->trunk.layers == 1 ? " forms" : "s form");
     fflush(stdout);
     free(table);
   }

@@ -250,6 +250,16 @@ print(np.abs(a - b).max())")
   done
   grep -q "unsupported module 'Sigmoid'" <($PY "$SRC/scripts/export_torch_trunk.py" sigmoid.pt x.h5 --shape 1,12,12 2>&1) ||
     fail "Sigmoid not refused by name"
+  # Missing folders of the output are created; an output that cannot be
+  # written is named.
+  $PY "$SRC/scripts/export_torch_trunk.py" torch_conv.pt new/dir/t.h5 --shape 1,12,12 >/dev/null 2>&1 &&
+    cmp -s <(h5dump -d /trunk/params conv_trunk.h5 | tail -n +3) <(h5dump -d /trunk/params new/dir/t.h5 | tail -n +3) ||
+    fail "export into a missing folder"
+  code=0
+  $PY "$SRC/scripts/export_torch_trunk.py" torch_conv.pt /proc/none/t.h5 --shape 1,12,12 2>err.txt || code=$?
+  [ $code = 1 ] && grep -q "/proc/none/t.h5: cannot write" err.txt ||
+    { cat err.txt; fail "export to an impossible folder: exit $code"; }
+  echo "ok: export_torch_trunk.py creates missing folders and names an output it cannot write"
 else
   echo "note: no torch or ens-trunk-forward: PyTorch conv trunk check skipped"
 fi
