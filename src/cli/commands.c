@@ -14,6 +14,7 @@
 #include "ens/data.h"
 #include "ens/ensemble.h"
 #include "ens/error.h"
+#include "ens/metrics.h"
 #include "ens/search.h"
 #include "io/h5util.h"
 #include "io/outcheck.h"
@@ -250,6 +251,30 @@ static float *read_vec(hid_t f, const char *path, long long n) {
 
 /* The /ranks group of a result (nodes, one data copy per node, peak memory
  * per rank), when the result has one. */
+/* Names the finished members whose nll (validation, else scored rows) is not
+ * ENS_LEARN_MIN_NATS below the result's prior_nll (ens_did_not_learn), as
+ * training's summary does. */
+static void print_not_learned(hid_t f, long long first, long long members, const float *nll,
+                              int on_val, int regress) {
+  double prior = NAN;
+  if (!nll || ens_h5_get_attr_f64(f, "/metrics/ensemble", "prior_nll", &prior) != 0)
+    return;
+  int count = 0;
+  for (long long i = 0; i < members; i++) {
+    char grp[64], *status = NULL;
+    snprintf(grp, sizeof(grp), "/members/%lld", first + i);
+    int done = ens_h5_get_attr_str(f, grp, "status", &status) == 0 && !strcmp(status, "done");
+    free(status);
+    if (!done || !ens_did_not_learn(nll[i], prior))
+      continue;
+    printf("%s%lld", count++ ? ", " : "  warning: did not learn: members ", first + i);
+  }
+  if (count)
+    printf(" (%s nll not %g below %.4f, that of predicting the training %s for every row)\n",
+           on_val ? "validation" : "scored-row", ENS_LEARN_MIN_NATS, prior,
+           regress ? "targets' mean and variance" : "class frequencies");
+}
+
 static void print_placement(hid_t f) {
   int64_t nodes = 0;
   if (!ens_h5_exists(f, "/ranks") || ens_h5_get_attr_i64(f, "/ranks", "nodes", &nodes) ||
@@ -604,6 +629,8 @@ static int info_one(const char *path, int print_config) {
       free(ini);
       printf("\n");
     }
+    print_not_learned(f, first, members, vm[1] ? vm[1] : m[regress ? 3 : 1], vm[1] != NULL,
+                      regress);
   }
   double e[6];
   int have = 1;

@@ -380,9 +380,36 @@ static void print_select_info(const ens_select_info *si, int nv, int ndone) {
   printf("\n");
 }
 
+/* Names the finished members whose NLL is not ENS_LEARN_MIN_NATS below the
+ * prior predictor's (ens_did_not_learn): a network stuck at the class
+ * frequencies (dead ReLUs, a learning rate too high without batch norm)
+ * finishes without a non-finite loss, so the guard does not fail it, and
+ * the plain average would dilute the others with it unnoticed. */
+static void print_not_learned(const ens_job *j, const fold *f, double prior) {
+  const double *nll = j->data.n_val ? f->mval : f->mtest;
+  int count = 0;
+  for (int i = 0; i < f->M; i++)
+    count += f->done[i] && ens_did_not_learn(nll[(size_t)i * NM + 1], prior);
+  if (!count)
+    return;
+  printf("warning: %d finished member%s did not learn (", count, count > 1 ? "s" : "");
+  for (int i = 0, w = 0; i < f->M; i++)
+    if (f->done[i] && ens_did_not_learn(nll[(size_t)i * NM + 1], prior))
+      printf("%s%d", w++ ? ", " : "", j->first + i);
+  printf("): %s nll not %g below %.4f, that of predicting the training %s for every row; ",
+         j->data.n_val ? "validation" : "scored-row", ENS_LEARN_MIN_NATS, prior,
+         j->task.regress ? "targets' mean and variance" : "class frequencies");
+  if (j->c->combine == ENS_COMBINE_SELECT)
+    printf("the selection weighs them on the validation rows like the others\n");
+  else if (j->c->combine == ENS_COMBINE_PARAMS)
+    printf("their parameters are averaged with the others'\n");
+  else
+    printf("combine = %s includes them like the others\n", ens_combine_name(j->c->combine));
+}
+
 static void print_summary(const ens_job *j, const fold *f, const double *em, const char *rule,
                           double oob, const double *sel_best, int best, const double *avg_m,
-                          double calib, const double *uncal, const double *ens_mc) {
+                          double calib, const double *uncal, const double *ens_mc, double prior) {
   const ens_task *K = &j->task;
   const ens_config *c = j->c;
   const int *shown = K->regress ? shown_reg : shown_class;
@@ -434,6 +461,7 @@ static void print_summary(const ens_job *j, const fold *f, const double *em, con
     }
     printf("\n");
   }
+  print_not_learned(j, f, prior);
   printf("ensemble (%s):", rule);
   for (int s = 0; s < ns; s++) {
     printf(" %s ", ens_task_metric_name(K, shown[s]));
@@ -562,6 +590,8 @@ int ens_job_finish_root(ens_job *j, const ens_member_reader *rd, double train_wa
              first_failed >= 0 ? f.meta[first_failed].fail_reason : "");
     goto cleanup;
   }
+  /* The prior predictor's NLL on the rows that judge whether a member learned. */
+  const double prior = ens_task_prior_nll(K, &j->data.sets.train, nv ? &val : &test);
   /* The plain average of the finished members (every rule reports it). */
   ens_acc_mean(&f.test, avg_rows);
   double avg_m[NM], em[NM], uncal[NM], ens_mc[NM], best_m[NM];
@@ -753,6 +783,8 @@ int ens_job_finish_root(ens_job *j, const ens_member_reader *rd, double train_wa
   ret |= ens_h5_group(h, "/metrics/ensemble");
   ret |= write_ens_metrics(j, em, "");
   ret |= ens_h5_attr_i64(h, "/metrics/ensemble", "members_done", ndone);
+  if (isfinite(prior))
+    ret |= ens_h5_attr_f64(h, "/metrics/ensemble", "prior_nll", prior);
   ret |= ens_h5_attr_i64(h, "/metrics/ensemble", "members_failed", M - ndone - nstopped);
   if (j->halving)
     ret |= ens_h5_attr_i64(h, "/metrics/ensemble", "members_stopped", nstopped);
@@ -824,8 +856,8 @@ int ens_job_finish_root(ens_job *j, const ens_member_reader *rd, double train_wa
     ret = ens_job_result_error(j, ENS_EHDF5, err, errlen, "writing the ensemble", -1);
     goto cleanup;
   }
-  print_summary(j, &f, em, ens_combine_name(c->combine), oob, best_m, best >= 0 ? j->first + best : -1,
-                avg_m, calib, uncal, ens_mc);
+  print_summary(j, &f, em, ens_combine_name(c->combine), oob, best_m,
+                best >= 0 ? j->first + best : -1, avg_m, calib, uncal, ens_mc, prior);
   if (c->combine == ENS_COMBINE_SELECT)
     print_select_info(&sinfo, nv, ndone);
   /* Atomic publication: flush, close, give back the unused reserved

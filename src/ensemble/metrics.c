@@ -40,6 +40,12 @@ static int ece_bin(float conf) {
   return b;
 }
 
+int ens_did_not_learn(double nll, double prior_nll) {
+  if (!isfinite(prior_nll))
+    return 0;
+  return !(nll < prior_nll - ENS_LEARN_MIN_NATS);
+}
+
 int ens_argmax(const float *p, int C) {
   int best = 0;
   for (int c = 1; c < C; c++)

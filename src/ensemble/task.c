@@ -117,6 +117,48 @@ void ens_task_metrics(const ens_task *k, double *out, const float *pred, const e
   free(var);
 }
 
+double ens_task_prior_nll(const ens_task *k, const ens_split *train, const ens_truth *truth) {
+  const int n = truth->n, nt = train->n;
+  if (nt <= 0 || n <= 0 || (!k->regress && !train->y) || (k->regress && !train->t))
+    return NAN;
+  double *prior = calloc((size_t)k->W, sizeof(double));
+  float *rows = malloc((size_t)n * k->W * sizeof(float));
+  double out[ENS_TASK_MAX_METRICS];
+  if (!prior || !rows) {
+    free(prior);
+    free(rows);
+    return NAN;
+  }
+  if (!k->regress) {
+    for (int i = 0; i < nt; i++)
+      if (train->y[i] >= 0 && train->y[i] < k->C)
+        prior[train->y[i]] += 1;
+    for (int c = 0; c < k->C; c++)
+      prior[c] = (prior[c] + 1) / ((double)nt + k->C);
+  } else {
+    const int T = k->T;
+    for (int t = 0; t < T; t++) {
+      double s = 0, ss = 0;
+      for (int i = 0; i < nt; i++)
+        s += train->t[(size_t)i * T + t];
+      const double mu = s / nt;
+      for (int i = 0; i < nt; i++) {
+        const double d = train->t[(size_t)i * T + t] - mu;
+        ss += d * d;
+      }
+      prior[t] = mu;
+      prior[T + t] = fmax(ss / nt, 1e-12);
+    }
+  }
+  for (int i = 0; i < n; i++)
+    for (int w = 0; w < k->W; w++)
+      rows[(size_t)i * k->W + w] = (float)prior[w];
+  ens_task_metrics(k, out, rows, truth);
+  free(prior);
+  free(rows);
+  return out[1];
+}
+
 /* Undoes the target standardization of rows (n, 2T) in place. */
 static void to_original_units(const ens_task *k, float *rows, int n) {
   if (!k->regress || !k->ymean)

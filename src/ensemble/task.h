@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "ens/config.h"
+#include "ens/data.h"
 #include "ens/metrics.h"
 #include "ens/model.h"
 
@@ -48,6 +49,12 @@ const char *ens_task_metric_name(const ens_task *k, int i);
 /* 1 when a larger value of metric i is better (accuracy, r2, coverage). */
 int ens_task_metric_higher_better(const ens_task *k, int i);
 void ens_task_metrics(const ens_task *k, double *out, const float *pred, const ens_truth *truth);
+/* The NLL on truth's rows of the prior predictor: the same prediction for
+ * every row, the class frequencies of the training labels (add-one
+ * smoothed, so a class they lack stays finite), or per target the training
+ * targets' mean and variance (original units). ens_did_not_learn compares
+ * a member's NLL with it. NaN when train has no rows or memory runs out. */
+double ens_task_prior_nll(const ens_task *k, const ens_split *train, const ens_truth *truth);
 
 /* Prediction rows (n, W) of model m for the rows of x, in the original
  * units of y. */

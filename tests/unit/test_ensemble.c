@@ -1,9 +1,11 @@
 /* Ensemble mechanics: bootstrap draws and member placement (place.c). */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cu_run.h"
 #include "ensemble/job.h"
+#include "ensemble/task.h"
 
 static void test_bootstrap_reproducible(void) {
   const int n = 5000;
@@ -94,11 +96,43 @@ static void test_place_plan(void) {
     CU_ASSERT_EQUAL(plan[i], 0);
 }
 
+/* The prior predictor's NLL (ens_task_prior_nll) by hand, and the rule that
+ * names members that did not learn (ens_did_not_learn). */
+static void test_prior_nll(void) {
+  ens_task k;
+  /* Classes: train labels 0,0,0,1 of 3 classes; add-one frequencies 4/7, 2/7, 1/7. */
+  int32_t ty[4] = {0, 0, 0, 1}, vy[2] = {0, 2};
+  ens_split train = {.n = 4, .d = 1, .y = ty};
+  ens_truth val = {vy, NULL, 2};
+  ens_task_init(&k, 0, 3, 0, ENS_LOSS_GAUSSIAN, NULL, NULL);
+  CU_CHECK_CLOSE(ens_task_prior_nll(&k, &train, &val), -(log(4.0 / 7) + log(1.0 / 7)) / 2, 1e-6);
+  /* A class the training rows lack stays finite; no training rows: unknown. */
+  ens_split empty = {.n = 0, .d = 1, .y = ty};
+  CU_ASSERT(isnan(ens_task_prior_nll(&k, &empty, &val)));
+  /* Targets: train 1, 2, 3, 4 (mean 2.5, variance 1.25), scored at 2.5 (no
+   * squared error) and 0 (6.25 / 2.5); the mean over the two rows. */
+  float tt[4] = {1, 2, 3, 4}, vt[2] = {2.5f, 0};
+  ens_split rtrain = {.n = 4, .d = 1, .t = tt};
+  ens_truth rval = {NULL, vt, 2};
+  ens_task_init(&k, 1, 0, 1, ENS_LOSS_GAUSSIAN, NULL, NULL);
+  const double g = 0.5 * log(2 * M_PI * 1.25);
+  CU_CHECK_CLOSE(ens_task_prior_nll(&k, &rtrain, &rval), g + (2.5 * 2.5 / (2 * 1.25)) / 2, 1e-5);
+  /* The rule: at least ENS_LEARN_MIN_NATS below the prior, else not learned. */
+  CU_ASSERT(ens_did_not_learn(2.3026, 2.3026));
+  CU_ASSERT(ens_did_not_learn(2.2950, 2.3026));
+  CU_ASSERT(!ens_did_not_learn(2.2900, 2.3026));
+  CU_ASSERT(!ens_did_not_learn(0.2, 2.3026));
+  CU_ASSERT(ens_did_not_learn(NAN, 2.3026));
+  CU_ASSERT(!ens_did_not_learn(2.5, NAN));
+  CU_ASSERT(ens_did_not_learn(-1.0, -1.005));
+}
+
 int main(void) {
   static const cu_case cases[] = {{"bootstrap draws are reproducible per member", test_bootstrap_reproducible},
                                   {"bootstrap keeps ~63.2% unique points", test_bootstrap_unique_fraction},
                                   {"member k: its unit, and the rank the placement record says", test_placement},
                                   {"placement plans: modulo, queue order, cost (LPT)", test_place_plan},
+                                  {"prior predictor nll and members that did not learn", test_prior_nll},
                                   {NULL, NULL}};
   return cu_run_suite("ensemble", cases);
 }
