@@ -22,15 +22,16 @@ double ens_metric_brier(const float *p, const int32_t *y, int n, int C);
  * sum over bins of |acc - conf| * count / n. */
 double ens_metric_ece(const float *p, const int32_t *y, int n, int C);
 /* Index of the largest entry of row p (C), lowest index on ties. */
-/* A member "did not learn" when its NLL on the validation rows is not at
- * least this many nats per row below the NLL of the prior predictor (the
- * training rows' class frequencies, or their targets' mean and variance,
- * for every row): what it takes from the inputs is then below
- * ENS_LEARN_MIN_NATS nats per row. */
-#define ENS_LEARN_MIN_NATS 0.01
-/* 1 when nll (a member's) is not ENS_LEARN_MIN_NATS below prior_nll, NaN
+/* A member predicts "no better than the prior" when its NLL on the
+ * validation rows is not at least this many nats per row below that of the
+ * prior predictor (the training rows' class frequencies, or their targets'
+ * mean and variance, for every row): a network stuck at the class
+ * frequencies, or one whose means or variances are worse than the
+ * constant's. */
+#define ENS_PRIOR_MIN_NATS 0.01
+/* 1 when nll (a member's) is not ENS_PRIOR_MIN_NATS below prior_nll, NaN
  * included; 0 when prior_nll is not finite (unknown). */
-int ens_did_not_learn(double nll, double prior_nll);
+int ens_no_better_than_prior(double nll, double prior_nll);
 int ens_argmax(const float *p, int C);
 /* pred[i] = argmax of row i. */
 void ens_predict_argmax(int32_t *pred, const float *p, int n, int C);

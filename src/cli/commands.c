@@ -249,13 +249,11 @@ static float *read_vec(hid_t f, const char *path, long long n) {
   return v;
 }
 
-/* The /ranks group of a result (nodes, one data copy per node, peak memory
- * per rank), when the result has one. */
 /* Names the finished members whose nll (validation, else scored rows) is not
- * ENS_LEARN_MIN_NATS below the result's prior_nll (ens_did_not_learn), as
- * training's summary does. */
-static void print_not_learned(hid_t f, long long first, long long members, const float *nll,
-                              int on_val, int regress) {
+ * ENS_PRIOR_MIN_NATS below the result's prior_nll (ens_no_better_than_prior),
+ * as training's summary does. */
+static void print_no_better(hid_t f, long long first, long long members, const float *nll,
+                            int on_val, int regress) {
   double prior = NAN;
   if (!nll || ens_h5_get_attr_f64(f, "/metrics/ensemble", "prior_nll", &prior) != 0)
     return;
@@ -265,16 +263,18 @@ static void print_not_learned(hid_t f, long long first, long long members, const
     snprintf(grp, sizeof(grp), "/members/%lld", first + i);
     int done = ens_h5_get_attr_str(f, grp, "status", &status) == 0 && !strcmp(status, "done");
     free(status);
-    if (!done || !ens_did_not_learn(nll[i], prior))
+    if (!done || !ens_no_better_than_prior(nll[i], prior))
       continue;
-    printf("%s%lld", count++ ? ", " : "  warning: did not learn: members ", first + i);
+    printf("%s%lld", count++ ? ", " : "  warning: no better than the prior: members ", first + i);
   }
   if (count)
     printf(" (%s nll not %g below %.4f, that of predicting the training %s for every row)\n",
-           on_val ? "validation" : "scored-row", ENS_LEARN_MIN_NATS, prior,
+           on_val ? "validation" : "scored-row", ENS_PRIOR_MIN_NATS, prior,
            regress ? "targets' mean and variance" : "class frequencies");
 }
 
+/* The /ranks group of a result (nodes, one data copy per node, peak memory
+ * per rank), when the result has one. */
 static void print_placement(hid_t f) {
   int64_t nodes = 0;
   if (!ens_h5_exists(f, "/ranks") || ens_h5_get_attr_i64(f, "/ranks", "nodes", &nodes) ||
@@ -629,8 +629,7 @@ static int info_one(const char *path, int print_config) {
       free(ini);
       printf("\n");
     }
-    print_not_learned(f, first, members, vm[1] ? vm[1] : m[regress ? 3 : 1], vm[1] != NULL,
-                      regress);
+    print_no_better(f, first, members, vm[1] ? vm[1] : m[regress ? 3 : 1], vm[1] != NULL, regress);
   }
   double e[6];
   int have = 1;

@@ -380,24 +380,26 @@ static void print_select_info(const ens_select_info *si, int nv, int ndone) {
   printf("\n");
 }
 
-/* Names the finished members whose NLL is not ENS_LEARN_MIN_NATS below the
- * prior predictor's (ens_did_not_learn): a network stuck at the class
+/* Names the finished members whose NLL is not ENS_PRIOR_MIN_NATS below the
+ * prior predictor's (ens_no_better_than_prior): a network stuck at the class
  * frequencies (dead ReLUs, a learning rate too high without batch norm)
- * finishes without a non-finite loss, so the guard does not fail it, and
- * the plain average would dilute the others with it unnoticed. */
-static void print_not_learned(const ens_job *j, const fold *f, double prior) {
+ * finishes with a finite loss, so the guard does not fail it, and the plain
+ * average would dilute the others with it unnoticed. prior is NaN (nothing
+ * named) for mse heads, whose rows carry no variance to score. */
+static void print_no_better(const ens_job *j, const fold *f, double prior) {
   const double *nll = j->data.n_val ? f->mval : f->mtest;
   int count = 0;
   for (int i = 0; i < f->M; i++)
-    count += f->done[i] && ens_did_not_learn(nll[(size_t)i * NM + 1], prior);
+    count += f->done[i] && ens_no_better_than_prior(nll[(size_t)i * NM + 1], prior);
   if (!count)
     return;
-  printf("warning: %d finished member%s did not learn (", count, count > 1 ? "s" : "");
+  printf("warning: %d finished member%s no better than the prior (", count,
+         count > 1 ? "s are" : " is");
   for (int i = 0, w = 0; i < f->M; i++)
-    if (f->done[i] && ens_did_not_learn(nll[(size_t)i * NM + 1], prior))
+    if (f->done[i] && ens_no_better_than_prior(nll[(size_t)i * NM + 1], prior))
       printf("%s%d", w++ ? ", " : "", j->first + i);
   printf("): %s nll not %g below %.4f, that of predicting the training %s for every row; ",
-         j->data.n_val ? "validation" : "scored-row", ENS_LEARN_MIN_NATS, prior,
+         j->data.n_val ? "validation" : "scored-row", ENS_PRIOR_MIN_NATS, prior,
          j->task.regress ? "targets' mean and variance" : "class frequencies");
   if (j->c->combine == ENS_COMBINE_SELECT)
     printf("the selection weighs them on the validation rows like the others\n");
@@ -461,7 +463,7 @@ static void print_summary(const ens_job *j, const fold *f, const double *em, con
     }
     printf("\n");
   }
-  print_not_learned(j, f, prior);
+  print_no_better(j, f, prior);
   printf("ensemble (%s):", rule);
   for (int s = 0; s < ns; s++) {
     printf(" %s ", ens_task_metric_name(K, shown[s]));
@@ -590,8 +592,10 @@ int ens_job_finish_root(ens_job *j, const ens_member_reader *rd, double train_wa
              first_failed >= 0 ? f.meta[first_failed].fail_reason : "");
     goto cleanup;
   }
-  /* The prior predictor's NLL on the rows that judge whether a member learned. */
-  const double prior = ens_task_prior_nll(K, &j->data.sets.train, nv ? &val : &test);
+  /* The prior predictor's NLL on the rows that judge the members (not for
+   * mse heads: their NLL is that of a zero variance). */
+  const double prior =
+      K->head == ENS_HEAD_MSE ? NAN : ens_task_prior_nll(K, &j->data.sets.train, nv ? &val : &test);
   /* The plain average of the finished members (every rule reports it). */
   ens_acc_mean(&f.test, avg_rows);
   double avg_m[NM], em[NM], uncal[NM], ens_mc[NM], best_m[NM];

@@ -40,10 +40,10 @@ static int ece_bin(float conf) {
   return b;
 }
 
-int ens_did_not_learn(double nll, double prior_nll) {
+int ens_no_better_than_prior(double nll, double prior_nll) {
   if (!isfinite(prior_nll))
     return 0;
-  return !(nll < prior_nll - ENS_LEARN_MIN_NATS);
+  return !(nll < prior_nll - ENS_PRIOR_MIN_NATS);
 }
 
 int ens_argmax(const float *p, int C) {

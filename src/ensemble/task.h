@@ -52,7 +52,7 @@ void ens_task_metrics(const ens_task *k, double *out, const float *pred, const e
 /* The NLL on truth's rows of the prior predictor: the same prediction for
  * every row, the class frequencies of the training labels (add-one
  * smoothed, so a class they lack stays finite), or per target the training
- * targets' mean and variance (original units). ens_did_not_learn compares
+ * targets' mean and variance (original units). ens_no_better_than_prior compares
  * a member's NLL with it. NaN when train has no rows or memory runs out. */
 double ens_task_prior_nll(const ens_task *k, const ens_split *train, const ens_truth *truth);
 

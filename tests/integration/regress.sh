@@ -76,7 +76,10 @@ import sys, h5py, numpy as np
 r = h5py.File(sys.argv[1], "r")
 assert np.all(r["ensemble/var_aleatoric"][:] == 0)
 assert np.all(r["ensemble/var_epistemic"][:] > 0)
+# No variance to score: no prior_nll, and no member named as no better than it.
+assert "prior_nll" not in r["metrics/ensemble"].attrs
 PY
+grep -q "no better than the prior" mse/log && { cat mse/log; fail "mse members named as no better than the prior"; }
 # Two targets, bootstrap (out-of-bag RMSE), snapshot, calibration, select.
 $PY "$SRC/tests/integration/make_regression.py" data2.h5 1500 2 3
 run_np 2 two -c "$WORK/job.ini" --set data.path="$WORK/data2.h5" --set train.epochs=8 \
@@ -91,6 +94,8 @@ run_np 0 params -c "$WORK/job.ini" --set train.epochs=8 --set ensemble.combine=p
 # Targets the networks learn unstandardized (the loaded buffer is shared).
 run_np 2 raw -c "$WORK/job.ini" --set train.epochs=3 --set data.standardize_y=false || fail "standardize_y = false"
 grep -qiE "double free|corruption|Sanitizer" raw/log && fail "standardize_y = false: memory error"
+grep -qE "^warning: [0-9]+ finished members? (is|are) no better than the prior .*that of predicting the training targets' mean and variance for every row" raw/log ||
+  { cat raw/log; fail "standardize_y = false: members worse than the targets' mean not named"; }
 h5ls raw/result.h5/model/target_mean >/dev/null 2>&1 && fail "standardize_y = false stored target_mean"
 echo "ok: mse, two targets + bootstrap + calibration, snapshot + select, params"
 # Errors.
