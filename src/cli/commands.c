@@ -257,16 +257,24 @@ static void print_no_better(hid_t f, long long first, long long members, const f
   double prior = NAN;
   if (!nll || ens_h5_get_attr_f64(f, "/metrics/ensemble", "prior_nll", &prior) != 0)
     return;
+  uint8_t *named = calloc((size_t)(members > 0 ? members : 1), 1);
   int count = 0;
-  for (long long i = 0; i < members; i++) {
+  for (long long i = 0; named && i < members; i++) {
     char grp[64], *status = NULL;
     snprintf(grp, sizeof(grp), "/members/%lld", first + i);
     int done = ens_h5_get_attr_str(f, grp, "status", &status) == 0 && !strcmp(status, "done");
     free(status);
-    if (!done || !ens_no_better_than_prior(nll[i], prior))
-      continue;
-    printf("%s%lld", count++ ? ", " : "  warning: no better than the prior: members ", first + i);
+    named[i] = done && ens_no_better_than_prior(nll[i], prior);
+    count += named[i];
   }
+  for (long long i = 0, w = 0; count && i < members; i++)
+    if (named[i])
+      printf("%s%lld",
+             w++         ? ", "
+             : count > 1 ? "  warning: no better than the prior: members "
+                         : "  warning: no better than the prior: member ",
+             first + i);
+  free(named);
   if (count)
     printf(" (%s nll not %g below %.4f, that of predicting the training %s for every row)\n",
            on_val ? "validation" : "scored-row", ENS_PRIOR_MIN_NATS, prior,

@@ -401,12 +401,13 @@ static void print_no_better(const ens_job *j, const fold *f, double prior) {
   printf("): %s nll not %g below %.4f, that of predicting the training %s for every row; ",
          j->data.n_val ? "validation" : "scored-row", ENS_PRIOR_MIN_NATS, prior,
          j->task.regress ? "targets' mean and variance" : "class frequencies");
+  const char *them = count > 1 ? "them" : "it";
   if (j->c->combine == ENS_COMBINE_SELECT)
-    printf("the selection weighs them on the validation rows like the others\n");
+    printf("the selection weighs %s on the validation rows like the others\n", them);
   else if (j->c->combine == ENS_COMBINE_PARAMS)
-    printf("their parameters are averaged with the others'\n");
+    printf("%s parameters are averaged with the others'\n", count > 1 ? "their" : "its");
   else
-    printf("combine = %s includes them like the others\n", ens_combine_name(j->c->combine));
+    printf("combine = %s includes %s like the others\n", ens_combine_name(j->c->combine), them);
 }
 
 static void print_summary(const ens_job *j, const fold *f, const double *em, const char *rule,
